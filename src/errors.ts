@@ -1,0 +1,48 @@
+/**
+ * The one error family of DSO. `code` is stable: it is the log field, the RPC error code and
+ * the API error code. Messages say what to do and never carry a secret value.
+ */
+export type ErrorCode =
+  | "USAGE"
+  | "CONFIG_NOT_FOUND"
+  | "CONFIG_INVALID"
+  | "DOCKER_UNREACHABLE"
+  | "DOCKER_API"
+  | "PROVIDER_UNKNOWN"
+  | "PROVIDER_UNAVAILABLE"
+  | "PROVIDER_TIMEOUT"
+  | "PROVIDER_AUTH"
+  | "PROVIDER_THROTTLED"
+  | "SECRET_NOT_FOUND"
+  | "RPC_PROTOCOL"
+  | "DELIVERY_REFUSED"
+  | "DELIVERY_FAILED"
+  | "AGENT_UNREACHABLE"
+  | "BAD_REQUEST"
+  | "INTERNAL";
+
+export class DsoError extends Error {
+  readonly code: ErrorCode;
+  /** A short hint on how to fix it, printed after the message. */
+  readonly hint?: string;
+
+  constructor(code: ErrorCode, message: string, options?: { hint?: string; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "DsoError";
+    this.code = code;
+    this.hint = options?.hint;
+  }
+}
+
+/** Usage errors (unknown command or flag, bad argument) exit 2; every other failure exits 1. */
+export function exitCodeFor(error: unknown): number {
+  if (error instanceof DsoError && error.code === "USAGE") return 2;
+  return 1;
+}
+
+/** A one-line description of any thrown value, safe to print. */
+export function describeError(error: unknown): string {
+  if (error instanceof DsoError) return error.hint ? `${error.message} (${error.hint})` : error.message;
+  if (error instanceof Error) return error.message.split("\n")[0] ?? error.name;
+  return String(error);
+}

@@ -1,0 +1,89 @@
+import { createConsola, type ConsolaInstance, type LogObject } from "consola";
+import { redact } from "./redact.ts";
+
+export type LogFormat = "pretty" | "json";
+export type LogLevelName = "silent" | "error" | "warn" | "info" | "debug" | "trace";
+
+const LEVELS: Record<LogLevelName, number> = { silent: -999, error: 0, warn: 1, info: 3, debug: 4, trace: 5 };
+export const LOG_LEVEL_NAMES = Object.keys(LEVELS) as LogLevelName[];
+
+function levelName(level: number): string {
+  if (level <= 0) return "error";
+  if (level === 1) return "warn";
+  if (level <= 3) return "info";
+  if (level === 4) return "debug";
+  return "trace";
+}
+
+function formatArg(arg: unknown): string {
+  if (arg instanceof Error) return arg.message;
+  if (typeof arg === "string") return arg;
+  try {
+    return JSON.stringify(arg);
+  } catch {
+    return String(arg);
+  }
+}
+
+/** One JSON object per line on stderr: time, level, tag, msg and the fields of a trailing object. */
+const jsonReporter = {
+  log(entry: LogObject) {
+    const args = [...entry.args];
+    const last = args.at(-1);
+    const fields =
+      args.length > 1 && last !== null && typeof last === "object" && !(last instanceof Error)
+        ? (args.pop() as Record<string, unknown>)
+        : {};
+    const line = {
+      time: entry.date.toISOString(),
+      level: levelName(entry.level),
+      ...(entry.tag ? { tag: entry.tag } : {}),
+      msg: args.map(formatArg).join(" "),
+      ...fields,
+    };
+    process.stderr.write(`${redact(JSON.stringify(line))}\n`);
+  },
+};
+
+/** Human lines on stderr: `LEVEL [tag] message key=value`. */
+const prettyReporter = {
+  log(entry: LogObject) {
+    const args = [...entry.args];
+    const last = args.at(-1);
+    let fields = "";
+    if (args.length > 1 && last !== null && typeof last === "object" && !(last instanceof Error)) {
+      args.pop();
+      fields = Object.entries(last as Record<string, unknown>)
+        .map(([k, v]) => ` ${k}=${formatArg(v)}`)
+        .join("");
+    }
+    const tag = entry.tag ? `[${entry.tag}] ` : "";
+    const level = levelName(entry.level).toUpperCase().padEnd(5);
+    process.stderr.write(`${redact(`${level} ${tag}${args.map(formatArg).join(" ")}${fields}`)}\n`);
+  },
+};
+
+let current: ConsolaInstance = build("info", "pretty");
+
+function build(level: LogLevelName, format: LogFormat): ConsolaInstance {
+  return createConsola({
+    level: LEVELS[level],
+    reporters: [format === "json" ? jsonReporter : prettyReporter],
+  });
+}
+
+export function configureLogger(options: { level: LogLevelName; format: LogFormat }): void {
+  current = build(options.level, options.format);
+}
+
+/** The process logger; `log.withTag("aws")` for a component. */
+export const log: Pick<ConsolaInstance, "error" | "warn" | "info" | "debug" | "trace"> & {
+  withTag(tag: string): ConsolaInstance;
+} = {
+  error: (...a: unknown[]) => current.error(...(a as [unknown])),
+  warn: (...a: unknown[]) => current.warn(...(a as [unknown])),
+  info: (...a: unknown[]) => current.info(...(a as [unknown])),
+  debug: (...a: unknown[]) => current.debug(...(a as [unknown])),
+  trace: (...a: unknown[]) => current.trace(...(a as [unknown])),
+  withTag: (tag: string) => current.withTag(tag),
+} as never;

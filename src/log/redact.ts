@@ -1,0 +1,26 @@
+/**
+ * Last line of defence: every value DSO has fetched is registered here while it is in memory,
+ * and every log line is scrubbed of registered values before it is written. Code must still
+ * never log a value; this catches the mistake that slips through (an SDK error echoing a body).
+ */
+const MIN_REDACTABLE_LENGTH = 4;
+const REDACTED = "[REDACTED]";
+
+const known = new Set<string>();
+
+export function registerSecretValue(value: string): void {
+  if (value.length >= MIN_REDACTABLE_LENGTH) known.add(value);
+}
+
+export function forgetSecretValue(value: string): void {
+  known.delete(value);
+}
+
+export function redact(text: string): string {
+  if (known.size === 0) return text;
+  let out = text;
+  for (const value of known) {
+    if (out.includes(value)) out = out.split(value).join(REDACTED);
+  }
+  return out;
+}
