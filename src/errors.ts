@@ -37,6 +37,8 @@ export class DsoError extends Error {
 /** Usage errors (unknown command or flag, bad argument) exit 2; every other failure exits 1. */
 export function exitCodeFor(error: unknown): number {
   if (error instanceof DsoError && error.code === "USAGE") return 2;
+  // citty's own argument errors (missing positional, bad enum value) are usage errors too.
+  if (error instanceof Error && error.name === "CLIError") return 2;
   return 1;
 }
 

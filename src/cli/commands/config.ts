@@ -1,0 +1,39 @@
+import { defineCommand } from "citty";
+import { ConfigError, findConfigPath, formatIssue, loadConfig } from "../../config/index.ts";
+import { configArg, globalArgs, jsonArg } from "../_shared.ts";
+
+const validate = defineCommand({
+  meta: { name: "validate", description: "Check dso.yaml and report every problem with its line" },
+  args: { ...configArg, ...jsonArg, ...globalArgs },
+  async run({ args }) {
+    const path = findConfigPath({ flag: args.config, env: process.env });
+    try {
+      const { config, warnings } = await loadConfig(path, process.env);
+      const summary = {
+        valid: true,
+        path,
+        providers: Object.keys(config.providers).length,
+        secrets: config.secrets.length,
+        warnings: warnings.map(formatIssue),
+      };
+      if (args.json) return void process.stdout.write(`${JSON.stringify(summary)}\n`);
+      for (const w of warnings) process.stderr.write(`warning: ${formatIssue(w)}\n`);
+      const where = path ?? "built-in default configuration";
+      process.stdout.write(`${where}: valid (${summary.providers} providers, ${summary.secrets} secrets)\n`);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      if (args.json) {
+        process.stdout.write(`${JSON.stringify({ valid: false, path, errors: error.issues.map(formatIssue) })}\n`);
+      } else {
+        for (const issue of error.issues) process.stderr.write(`${formatIssue(issue)}\n`);
+      }
+      process.exitCode = 1;
+    }
+  },
+});
+
+export default defineCommand({
+  meta: { name: "config", description: "Inspect the configuration" },
+  args: { ...globalArgs },
+  subCommands: { validate },
+});

@@ -1,0 +1,32 @@
+import { defineCommand } from "citty";
+import { providerTypes } from "../../../providers/registry.ts";
+import { DsoError } from "../../errors.ts";
+import { serveProvider } from "../../rpc/serve-provider.ts";
+import { globalArgs } from "../_shared.ts";
+
+export default defineCommand({
+  meta: { name: "provider", description: "Internal: a provider process, started by the agent (not meant to be run by hand)" },
+  args: {
+    type: { type: "positional", description: "Provider type", required: true },
+    ...globalArgs,
+  },
+  async run({ args }) {
+    const known = providerTypes();
+    if (!known.includes(args.type)) {
+      throw new DsoError("USAGE", `unknown provider type "${args.type}"; known: ${known.join(", ")}`);
+    }
+    if (process.stdin.isTTY || process.stdout.isTTY) {
+      throw new DsoError(
+        "USAGE",
+        "dso provider is internal: the agent starts it and speaks to it over a pipe; it is not meant to be run by hand",
+        { hint: "run 'dso agent' instead" },
+      );
+    }
+    process.exitCode = await serveProvider(args.type, {
+      input: Bun.stdin.stream(),
+      write: (bytes) => process.stdout.write(bytes),
+      logLine: (line) => process.stderr.write(`${line}\n`),
+      env: process.env,
+    });
+  },
+});

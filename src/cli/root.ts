@@ -1,0 +1,23 @@
+import { defineCommand, type CommandDef } from "citty";
+import { versionInfo } from "../version.ts";
+import { globalArgs } from "./_shared.ts";
+
+type LazyCommand = () => Promise<CommandDef<any>>;
+
+/** Every command, loaded only when used so `dso version` does not pay for the cloud SDKs. */
+export const commands: Record<string, LazyCommand> = {
+  version: () => import("./commands/version.ts").then((m) => m.default),
+  config: () => import("./commands/config.ts").then((m) => m.default),
+  doctor: () => import("./commands/doctor.ts").then((m) => m.default),
+  provider: () => import("./commands/provider.ts").then((m) => m.default),
+};
+
+export const rootCommand = defineCommand({
+  meta: {
+    name: "dso",
+    version: versionInfo().version,
+    description: "Docker Secret Operator: secrets from AWS, Azure, Vault or files, delivered into containers in RAM",
+  },
+  args: { ...globalArgs },
+  subCommands: commands,
+});

@@ -1,0 +1,139 @@
+import { access, constants, mkdtemp, readFile, rmdir, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { findConfigPath, formatIssue, loadConfig, ConfigError, type DsoConfig } from "../config/index.ts";
+import { isRamBacked, nearestExisting } from "../delivery/tmpfs.ts";
+import { connectDocker } from "../docker/client.ts";
+import { describeError } from "../errors.ts";
+
+export type CheckStatus = "ok" | "warn" | "fail";
+
+export interface CheckResult {
+  check: string;
+  status: CheckStatus;
+  detail: string;
+}
+
+export const DEFAULT_SOCKET = "/run/docker/plugins/dso.sock";
+export const DEFAULT_VOLUMES_ROOT = "/run/dso/volumes";
+const DOCKER_CHECK_TIMEOUT_MS = 5_000;
+
+export interface DoctorContext {
+  env: Record<string, string | undefined>;
+  configFlag?: string;
+  /** Loaded by the config check; later checks read socket and paths from it. */
+  config?: DsoConfig;
+}
+
+export async function checkConfig(ctx: DoctorContext): Promise<CheckResult> {
+  try {
+    const path = findConfigPath({ flag: ctx.configFlag, env: ctx.env });
+    const { config, warnings } = await loadConfig(path, ctx.env);
+    ctx.config = config;
+    const where = path ?? "built-in default";
+    const note = warnings.length ? `; ${warnings.length} warning(s): ${warnings.map(formatIssue).join("; ")}` : "";
+    return { check: "config", status: warnings.length ? "warn" : "ok", detail: `${where} is valid${note}` };
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      return { check: "config", status: "fail", detail: error.issues.map(formatIssue).join("; ") };
+    }
+    return { check: "config", status: "fail", detail: describeError(error) };
+  }
+}
+
+export async function checkDocker(ctx: DoctorContext): Promise<CheckResult[]> {
+  try {
+    const conn = await connectDocker({ env: ctx.env, signal: AbortSignal.timeout(DOCKER_CHECK_TIMEOUT_MS) });
+    return [
+      { check: "docker", status: "ok", detail: `reachable at ${conn.host}` },
+      {
+        check: "docker engine",
+        status: "ok",
+        detail: `engine ${conn.engineVersion}, API ${conn.serverApiVersion} (min ${conn.minApiVersion})`,
+      },
+      { check: "docker API", status: "ok", detail: `using API ${conn.negotiatedApiVersion}` },
+    ];
+  } catch (error) {
+    return [{ check: "docker", status: "fail", detail: describeError(error) }];
+  }
+}
+
+export async function checkSocketDirectory(ctx: DoctorContext): Promise<CheckResult> {
+  const socket = ctx.config?.agent.socket ?? DEFAULT_SOCKET;
+  const dir = dirname(socket);
+  const existing = await nearestExisting(dir);
+  try {
+    await access(existing, constants.W_OK);
+  } catch {
+    return { check: "socket directory", status: "fail", detail: `${existing} is not writable (socket ${socket})` };
+  }
+  const mode = (await stat(existing)).mode;
+  if (mode & 0o002) {
+    return { check: "socket directory", status: "fail", detail: `${existing} is world-writable; pick another socket path` };
+  }
+  const created = existing === dir ? "" : " (will be created)";
+  return { check: "socket directory", status: "ok", detail: `${dir} writable${created}` };
+}
+
+async function canMountTmpfs(): Promise<boolean> {
+  if (process.getuid?.() !== 0) return false;
+  const dir = await mkdtemp(join(tmpdir(), "dso-doctor-"));
+  try {
+    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", dir], { stderr: "ignore" });
+    if (!mounted.success) return false;
+    const ok = await isRamBacked(dir);
+    Bun.spawnSync(["umount", dir], { stderr: "ignore" });
+    return ok;
+  } finally {
+    await rmdir(dir).catch(() => {});
+  }
+}
+
+export async function checkPluginTmpfs(ctx: DoctorContext): Promise<CheckResult> {
+  const root = ctx.config?.agent.volumes_root ?? DEFAULT_VOLUMES_ROOT;
+  const existing = await nearestExisting(root);
+  if (existing === root && (await isRamBacked(root))) {
+    return { check: "plugin tmpfs", status: "ok", detail: `${root} is a tmpfs` };
+  }
+  if (await canMountTmpfs()) {
+    return { check: "plugin tmpfs", status: "ok", detail: `${root} is not a tmpfs yet; the agent will mount one there` };
+  }
+  return {
+    check: "plugin tmpfs",
+    status: "fail",
+    detail: `${root} is not a tmpfs and a tmpfs cannot be mounted here (run as root, or mount one: mount -t tmpfs tmpfs ${root})`,
+  };
+}
+
+/** /proc/swaps lists active swap areas after its header line. */
+export function activeSwaps(procSwaps: string): string[] {
+  return procSwaps
+    .split("\n")
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/)[0] ?? "")
+    .filter((name) => name.length > 0);
+}
+
+export async function checkSwap(): Promise<CheckResult> {
+  const text = await readFile("/proc/swaps", "utf8").catch(() => "");
+  const swaps = activeSwaps(text);
+  if (swaps.length === 0) return { check: "swap", status: "ok", detail: "no swap: tmpfs pages stay in RAM" };
+  const unencrypted = swaps.filter((s) => !s.startsWith("/dev/mapper/") && !s.startsWith("/dev/dm-"));
+  if (unencrypted.length === 0) return { check: "swap", status: "ok", detail: `swap on encrypted devices: ${swaps.join(", ")}` };
+  return {
+    check: "swap",
+    status: "warn",
+    detail: `swap is on (${unencrypted.join(", ")}): tmpfs secrets can be paged to disk; encrypt swap or turn it off`,
+  };
+}
+
+export async function runChecks(ctx: DoctorContext): Promise<CheckResult[]> {
+  const config = await checkConfig(ctx);
+  const [docker, socket, tmpfs, swap] = await Promise.all([
+    checkDocker(ctx),
+    checkSocketDirectory(ctx),
+    checkPluginTmpfs(ctx),
+    checkSwap(),
+  ]);
+  return [config, ...docker, socket, tmpfs, swap];
+}

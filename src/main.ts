@@ -1,0 +1,55 @@
+#!/usr/bin/env bun
+import { runCommand } from "citty";
+import { checkArguments, resolveCommand, usageText } from "./cli/dispatch.ts";
+import { rootCommand } from "./cli/root.ts";
+import { describeError, DsoError, exitCodeFor } from "./errors.ts";
+import { configureLogger, LOG_LEVEL_NAMES, type LogFormat, type LogLevelName } from "./log/logger.ts";
+
+/** Commands whose logs are read by machines when no one watches a terminal. */
+const DAEMON_COMMANDS = new Set(["agent", "provider"]);
+
+function flagValue(args: string[], name: string): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === `--${name}`) return args[i + 1];
+    if (a.startsWith(`--${name}=`)) return a.slice(name.length + 3);
+  }
+  return undefined;
+}
+
+function setUpLogging(argv: string[], commandName: string | undefined): void {
+  const level = flagValue(argv, "log-level") ?? process.env.DSO_LOG_LEVEL ?? "info";
+  if (!LOG_LEVEL_NAMES.includes(level as LogLevelName)) {
+    throw new DsoError("USAGE", `--log-level must be one of ${LOG_LEVEL_NAMES.join(", ")}, not "${level}"`);
+  }
+  const explicit = flagValue(argv, "log-format") ?? process.env.DSO_LOG_FORMAT;
+  if (explicit !== undefined && explicit !== "pretty" && explicit !== "json") {
+    throw new DsoError("USAGE", `--log-format must be pretty or json, not "${explicit}"`);
+  }
+  const daemon = commandName !== undefined && DAEMON_COMMANDS.has(commandName);
+  const format: LogFormat = (explicit as LogFormat | undefined) ?? (daemon && !process.stderr.isTTY ? "json" : "pretty");
+  configureLogger({ level: level as LogLevelName, format });
+}
+
+async function main(argv: string[]): Promise<number> {
+  try {
+    const resolved = await resolveCommand(rootCommand, argv);
+    if (resolved.help || (argv.length === 0 && resolved.path.length === 0)) {
+      process.stdout.write(`${await usageText(resolved)}\n`);
+      return 0;
+    }
+    await checkArguments(resolved);
+    setUpLogging(argv, resolved.path[0]);
+    if (resolved.path.length === 0) {
+      throw new DsoError("USAGE", "no command given", { hint: "run 'dso --help' for usage" });
+    }
+    await runCommand(resolved.command, { rawArgs: resolved.args });
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (error) {
+    process.stderr.write(`dso: ${describeError(error)}\n`);
+    return exitCodeFor(error);
+  }
+}
+
+// No top-level await: the bytecode-compiled binary is CommonJS.
+void main(process.argv.slice(2)).then((code) => process.exit(code));

@@ -1,0 +1,153 @@
+/**
+ * The agent ⇄ provider protocol. Both ends import this module and nothing else of each other.
+ *
+ * Transport: the child's stdin (requests) and stdout (hello + responses), one JSON object per
+ * line (NDJSON), each line at most MAX_FRAME_BYTES. stderr is the child's log channel: JSON log
+ * lines that the agent re-logs under the provider's name. Secret values cross the pipe only in
+ * `fetch` results. See docs/provider-protocol.md.
+ */
+import * as v from "valibot";
+
+export const PROTOCOL_VERSION = 1;
+/** A fetch of 20 secrets of 64 KiB (AWS's maximum) each fits with room to spare. */
+export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
+export const MAX_REFS_PER_CALL = 5_000;
+
+const Name = v.pipe(v.string(), v.minLength(1), v.maxLength(2048));
+
+export const ErrorCodeSchema = v.picklist([
+  "PROVIDER_AUTH",
+  "PROVIDER_THROTTLED",
+  "PROVIDER_UNAVAILABLE",
+  "PROVIDER_TIMEOUT",
+  "SECRET_NOT_FOUND",
+  "CONFIG_INVALID",
+  "RPC_PROTOCOL",
+  "INTERNAL",
+]);
+export type RpcErrorCode = v.InferOutput<typeof ErrorCodeSchema>;
+
+export const RpcErrorSchema = v.strictObject({
+  code: ErrorCodeSchema,
+  message: v.pipe(v.string(), v.maxLength(2000)),
+  /** Milliseconds the caller should wait before retrying (throttling). */
+  retryAfterMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
+});
+export type RpcError = v.InferOutput<typeof RpcErrorSchema>;
+
+/** One secret at the provider: its id, optionally pinned to a version or stage. */
+export const SecretRefSchema = v.strictObject({
+  name: Name,
+  version: v.optional(Name),
+  stage: v.optional(Name),
+});
+export type SecretRef = v.InferOutput<typeof SecretRefSchema>;
+
+export function refKey(ref: SecretRef): string {
+  return `${ref.name}@${ref.version ?? ""}#${ref.stage ?? ""}`;
+}
+
+// ---- agent → provider ----
+
+export const ConfigureParamsSchema = v.strictObject({
+  /** The instance name from dso.yaml (`providers.<name>`), for messages. */
+  name: Name,
+  type: Name,
+  region: v.optional(v.string()),
+  auth: v.optional(
+    v.strictObject({
+      method: v.optional(v.string()),
+      params: v.optional(v.record(v.string(), v.string())),
+    }),
+  ),
+  config: v.record(v.string(), v.string()),
+  /** Credentials the agent holds (from its own environment), never passed through env or argv. */
+  credentials: v.optional(v.record(v.string(), v.string())),
+});
+export type ConfigureParams = v.InferOutput<typeof ConfigureParamsSchema>;
+
+const RefsParams = v.strictObject({ refs: v.pipe(v.array(SecretRefSchema), v.maxLength(MAX_REFS_PER_CALL)) });
+
+const RequestId = v.pipe(v.number(), v.integer(), v.minValue(1));
+
+export const RequestSchema = v.variant("method", [
+  v.strictObject({ id: RequestId, method: v.literal("configure"), params: ConfigureParamsSchema }),
+  v.strictObject({ id: RequestId, method: v.literal("fingerprint"), params: RefsParams }),
+  v.strictObject({ id: RequestId, method: v.literal("fetch"), params: RefsParams }),
+  v.strictObject({ id: RequestId, method: v.literal("health"), params: v.optional(v.strictObject({})) }),
+  v.strictObject({ id: RequestId, method: v.literal("shutdown"), params: v.optional(v.strictObject({})) }),
+]);
+export type Request = v.InferOutput<typeof RequestSchema>;
+export type Method = Request["method"];
+
+// ---- provider → agent ----
+
+export const HelloSchema = v.strictObject({
+  type: v.literal("hello"),
+  protocol: v.pipe(v.number(), v.integer()),
+  provider: Name,
+  capabilities: v.array(v.picklist(["fingerprint-metadata", "fingerprint-hash", "batch-fetch", "version-pinning"])),
+});
+export type Hello = v.InferOutput<typeof HelloSchema>;
+export type Capability = Hello["capabilities"][number];
+
+export const FingerprintItemSchema = v.strictObject({
+  ref: SecretRefSchema,
+  /** Changes whenever the value changes: a version id, a change date, or a hash made in the provider. */
+  fingerprint: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(512))),
+  error: v.optional(RpcErrorSchema),
+});
+export type FingerprintItem = v.InferOutput<typeof FingerprintItemSchema>;
+
+export const SecretValueSchema = v.strictObject({
+  /** key inside the secret → content. A secret that is not a JSON object has the single key `value`. */
+  data: v.record(v.string(), v.string()),
+  /** base64 for binary secrets; the agent decodes before writing files. */
+  encoding: v.picklist(["utf8", "base64"]),
+});
+export type SecretValue = v.InferOutput<typeof SecretValueSchema>;
+
+export const FetchItemSchema = v.strictObject({
+  ref: SecretRefSchema,
+  fingerprint: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(512))),
+  /** The provider's version id, shown to users (never the value). */
+  version: v.optional(v.string()),
+  value: v.optional(SecretValueSchema),
+  error: v.optional(RpcErrorSchema),
+});
+export type FetchItem = v.InferOutput<typeof FetchItemSchema>;
+
+export const HealthResultSchema = v.strictObject({
+  ok: v.boolean(),
+  message: v.optional(v.string()),
+});
+export type HealthResult = v.InferOutput<typeof HealthResultSchema>;
+
+export const ResultSchemas = {
+  configure: v.strictObject({ ok: v.literal(true) }),
+  fingerprint: v.strictObject({ items: v.array(FingerprintItemSchema) }),
+  fetch: v.strictObject({ items: v.array(FetchItemSchema) }),
+  health: HealthResultSchema,
+  shutdown: v.strictObject({}),
+} as const;
+
+export type ResultOf<M extends Method> = v.InferOutput<(typeof ResultSchemas)[M]>;
+export type ParamsOf<M extends Method> = Extract<Request, { method: M }>["params"];
+
+/** A response: its result is checked against ResultSchemas[method] by the caller who knows the method. */
+export const ResponseSchema = v.union([
+  v.strictObject({ id: RequestId, result: v.unknown() }),
+  v.strictObject({ id: v.union([RequestId, v.null()]), error: RpcErrorSchema }),
+]);
+export type Response = v.InferOutput<typeof ResponseSchema>;
+
+/** Short, value-free description of a validation failure (never echo the frame: it may hold a secret). */
+export function describeIssues(issues: readonly v.BaseIssue<unknown>[]): string {
+  return issues
+    .slice(0, 3)
+    .map((issue) => {
+      const path = v.getDotPath(issue);
+      return `${path ?? "frame"}: ${issue.expected ? `expected ${issue.expected}` : issue.message.split(":")[0]}`;
+    })
+    .join("; ");
+}

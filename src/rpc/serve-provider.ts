@@ -1,0 +1,127 @@
+/**
+ * The provider side of the protocol: runs inside `dso provider <type>`. Reads requests from
+ * stdin, answers on stdout, logs JSON lines on stderr. A bad frame gets an error reply and the
+ * process keeps serving; stdin closing (the agent went away) ends the process.
+ */
+import * as v from "valibot";
+import { loadProvider } from "../../providers/registry.ts";
+import { toRpcError } from "../../providers/errors.ts";
+import type { ProviderClient, ProviderFactory, ProviderLogger } from "../../providers/types.ts";
+import { redact, registerSecretValue } from "../log/redact.ts";
+import { encodeFrame, readFrames } from "./framing.ts";
+import {
+  describeIssues,
+  MAX_FRAME_BYTES,
+  PROTOCOL_VERSION,
+  RequestSchema,
+  type FetchItem,
+  type Hello,
+  type Request,
+  type RpcError,
+} from "./protocol.ts";
+
+export interface ProviderIo {
+  input: ReadableStream<Uint8Array>;
+  write(bytes: Uint8Array): void;
+  logLine(line: string): void;
+  env: Record<string, string | undefined>;
+}
+
+export function jsonLogger(io: Pick<ProviderIo, "logLine">): ProviderLogger {
+  const emit = (level: string) => (msg: string, fields?: Record<string, unknown>) =>
+    io.logLine(redact(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })));
+  return { debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error") };
+}
+
+/** Values go to the redactor of this process too, so a stray log line cannot carry them. */
+function rememberValues(items: FetchItem[]): void {
+  for (const item of items) {
+    for (const value of Object.values(item.value?.data ?? {})) registerSecretValue(value);
+  }
+}
+
+export async function serveProvider(type: string, io: ProviderIo): Promise<number> {
+  const log = jsonLogger(io);
+  const factory: ProviderFactory | undefined = await loadProvider(type);
+  if (!factory) {
+    log.error(`unknown provider type "${type}"`);
+    return 2;
+  }
+  const hello: Hello = { type: "hello", protocol: PROTOCOL_VERSION, provider: type, capabilities: factory.capabilities };
+  io.write(encodeFrame(hello));
+
+  let client: ProviderClient | undefined;
+  let configuredName = type;
+  const inFlight = new Set<AbortController>();
+  const reply = (id: number | null, body: { result: unknown } | { error: RpcError }) => io.write(encodeFrame({ id, ...body }));
+
+  async function handle(request: Request): Promise<"continue" | "stop"> {
+    const controller = new AbortController();
+    inFlight.add(controller);
+    try {
+      switch (request.method) {
+        case "configure": {
+          await client?.close();
+          client = undefined;
+          configuredName = request.params.name;
+          client = await factory!.create(request.params, { log, env: io.env });
+          reply(request.id, { result: { ok: true } });
+          return "continue";
+        }
+        case "shutdown":
+          await client?.close();
+          reply(request.id, { result: {} });
+          return "stop";
+        default:
+          break;
+      }
+      if (!client) {
+        reply(request.id, { error: { code: "RPC_PROTOCOL", message: `${request.method} before configure` } });
+        return "continue";
+      }
+      if (request.method === "fingerprint") {
+        reply(request.id, { result: { items: await client.fingerprint(request.params.refs, controller.signal) } });
+      } else if (request.method === "fetch") {
+        const items = await client.fetch(request.params.refs, controller.signal);
+        rememberValues(items);
+        reply(request.id, { result: { items } });
+      } else {
+        reply(request.id, { result: await client.health(controller.signal) });
+      }
+      return "continue";
+    } catch (error) {
+      reply(request.id, { error: toRpcError(error, configuredName) });
+      return "continue";
+    } finally {
+      inFlight.delete(controller);
+    }
+  }
+
+  const pending = new Set<Promise<unknown>>();
+  let stopping = false;
+  for await (const frame of readFrames(io.input, MAX_FRAME_BYTES)) {
+    if (!frame.ok) {
+      reply(null, { error: { code: "RPC_PROTOCOL", message: frame.reason } });
+      continue;
+    }
+    const parsed = v.safeParse(RequestSchema, frame.value);
+    if (!parsed.success) {
+      const id = typeof (frame.value as { id?: unknown })?.id === "number" ? (frame.value as { id: number }).id : null;
+      reply(id, { error: { code: "RPC_PROTOCOL", message: `bad request: ${describeIssues(parsed.issues)}` } });
+      continue;
+    }
+    const task = handle(parsed.output).then((next) => {
+      if (next === "stop") stopping = true;
+    });
+    pending.add(task);
+    void task.finally(() => pending.delete(task));
+    if (parsed.output.method === "shutdown") {
+      await task;
+      break;
+    }
+  }
+  // stdin closed or shutdown: stop what is running and leave.
+  for (const controller of inFlight) controller.abort();
+  if (!stopping) await client?.close().catch(() => {});
+  return 0;
+}
