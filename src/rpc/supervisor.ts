@@ -1,0 +1,350 @@
+/**
+ * The agent side of the provider protocol: one ProviderProcess per configured provider
+ * instance. Spawned lazily on first call; every call has a timeout; a crash, hang or protocol
+ * violation kills the child, fails the calls in flight with a typed error, and the next call
+ * restarts it after an exponential backoff with jitter.
+ */
+import type { Subprocess } from "bun";
+import * as v from "valibot";
+import { DsoError, type ErrorCode } from "../errors.ts";
+import { log as rootLog } from "../log/logger.ts";
+import { registerSecretValue } from "../log/redact.ts";
+import { encodeFrame, readFrames } from "./framing.ts";
+import { providerChildEnv, providerCredentials } from "./provider-env.ts";
+import {
+  describeIssues,
+  HelloSchema,
+  MAX_FRAME_BYTES,
+  PROTOCOL_VERSION,
+  ResponseSchema,
+  ResultSchemas,
+  type Capability,
+  type ConfigureParams,
+  type Method,
+  type ParamsOf,
+  type ResultOf,
+  type RpcError,
+  type SecretRef,
+} from "./protocol.ts";
+import { selfCommand } from "./self-command.ts";
+
+export const START_TIMEOUT_MS = 10_000;
+export const CALL_TIMEOUT_MS = 30_000;
+export const SHUTDOWN_GRACE_MS = 2_000;
+export const BACKOFF_BASE_MS = 500;
+export const BACKOFF_MAX_MS = 30_000;
+
+export type ProviderState = "idle" | "starting" | "ready" | "backoff" | "stopped";
+
+export interface ProviderStatus {
+  name: string;
+  type: string;
+  state: ProviderState;
+  healthy: boolean;
+  pid?: number;
+  restarts: number;
+  lastError?: string;
+  lastOkAt?: string;
+}
+
+export interface ProviderProcessOptions {
+  /** configure params without credentials; credentials are added from `env`. */
+  configure: Omit<ConfigureParams, "credentials">;
+  env?: Record<string, string | undefined>;
+  /** Override how the child is started (tests); default: this binary's `provider <type>`. */
+  command?: string[];
+  callTimeoutMs?: number;
+  startTimeoutMs?: number;
+  logTag?: string;
+}
+
+interface Pending {
+  method: Method;
+  resolve(result: unknown): void;
+  reject(error: Error): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** A provider's in-band error, as a DsoError carrying the RPC code. */
+export class ProviderCallError extends DsoError {
+  readonly retryAfterMs?: number;
+  constructor(error: RpcError, provider: string) {
+    super(error.code as ErrorCode, error.message.startsWith("provider ") ? error.message : `provider ${provider}: ${error.message}`);
+    this.retryAfterMs = error.retryAfterMs;
+  }
+}
+
+export function backoffDelay(failures: number, random = Math.random): number {
+  const exp = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.max(0, failures - 1));
+  return Math.round(exp * (0.8 + 0.4 * random()));
+}
+
+export class ProviderProcess {
+  readonly name: string;
+  readonly type: string;
+  private readonly options: ProviderProcessOptions;
+  private readonly log;
+  private child?: Subprocess<"pipe", "pipe", "pipe">;
+  private starting?: Promise<void>;
+  private pending = new Map<number, Pending>();
+  private nextId = 1;
+  private failures = 0;
+  private notBefore = 0;
+  private status: ProviderStatus;
+  private stopped = false;
+  capabilities: Capability[] = [];
+
+  constructor(options: ProviderProcessOptions) {
+    this.options = options;
+    this.name = options.configure.name;
+    this.type = options.configure.type;
+    this.log = rootLog.withTag(options.logTag ?? `provider:${this.name}`);
+    this.status = { name: this.name, type: this.type, state: "idle", healthy: false, restarts: 0 };
+  }
+
+  getStatus(): ProviderStatus {
+    return { ...this.status, pid: this.child?.pid };
+  }
+
+  async fingerprint(refs: SecretRef[], signal?: AbortSignal) {
+    return (await this.call("fingerprint", { refs }, signal)).items;
+  }
+
+  async fetch(refs: SecretRef[], signal?: AbortSignal) {
+    const { items } = await this.call("fetch", { refs }, signal);
+    for (const item of items) for (const value of Object.values(item.value?.data ?? {})) registerSecretValue(value);
+    return items;
+  }
+
+  async health(signal?: AbortSignal) {
+    return this.call("health", {}, signal);
+  }
+
+  /** Ask the child to exit; kill it if it has not after SHUTDOWN_GRACE_MS. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.status.state = "stopped";
+    const child = this.child;
+    if (!child) return;
+    try {
+      child.stdin.write(encodeFrame({ id: this.nextId++, method: "shutdown" }));
+      child.stdin.end();
+    } catch {
+      // already gone
+    }
+    const exited = await Promise.race([child.exited.then(() => true), Bun.sleep(SHUTDOWN_GRACE_MS).then(() => false)]);
+    if (!exited) child.kill("SIGKILL");
+    await child.exited;
+  }
+
+  async call<M extends Method>(method: M, params: ParamsOf<M>, signal?: AbortSignal): Promise<ResultOf<M>> {
+    if (this.stopped) throw new DsoError("PROVIDER_UNAVAILABLE", `provider ${this.name} is stopped`);
+    await this.ensureStarted();
+    return this.send(method, params, signal);
+  }
+
+  private send<M extends Method>(method: M, params: ParamsOf<M>, signal?: AbortSignal): Promise<ResultOf<M>> {
+    const child = this.child;
+    if (!child) return Promise.reject(new DsoError("PROVIDER_UNAVAILABLE", `provider ${this.name} is not running`));
+    const id = this.nextId++;
+    const timeoutMs = this.options.callTimeoutMs ?? CALL_TIMEOUT_MS;
+    return new Promise<ResultOf<M>>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.fail(`${method} timed out after ${timeoutMs} ms`, "PROVIDER_TIMEOUT");
+      }, timeoutMs);
+      const onAbort = () => {
+        const entry = this.pending.get(id);
+        if (!entry) return;
+        clearTimeout(entry.timer);
+        this.pending.delete(id);
+        reject(new DsoError("PROVIDER_TIMEOUT", `provider ${this.name}: ${method} cancelled`));
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.pending.set(id, {
+        method,
+        timer,
+        resolve: (result) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(result as ResultOf<M>);
+        },
+        reject: (error) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(error);
+        },
+      });
+      try {
+        child.stdin.write(encodeFrame({ id, method, params }));
+        child.stdin.flush();
+      } catch {
+        this.fail("its stdin is closed", "PROVIDER_UNAVAILABLE");
+      }
+    });
+  }
+
+  private async ensureStarted(): Promise<void> {
+    if (this.child && this.status.state === "ready") return;
+    this.starting ??= this.start().finally(() => {
+      this.starting = undefined;
+    });
+    return this.starting;
+  }
+
+  private async start(): Promise<void> {
+    const wait = this.notBefore - Date.now();
+    if (wait > 0) {
+      this.status.state = "backoff";
+      await Bun.sleep(wait);
+    }
+    this.status.state = "starting";
+    const env = this.options.env ?? process.env;
+    const command = this.options.command ?? selfCommand(["provider", this.type]);
+    const child = Bun.spawn(command, {
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...providerChildEnv(this.type, env), DSO_LOG_FORMAT: "json" },
+    });
+    this.child = child;
+    void this.relogStderr(child);
+    void child.exited.then((code) => this.onExit(child, code));
+
+    const frames = readFrames(child.stdout, MAX_FRAME_BYTES);
+    try {
+      await this.readHello(frames);
+      void this.readResponses(child, frames);
+      this.status.state = "ready";
+      await this.send("configure", { ...this.options.configure, credentials: providerCredentials(this.type, env) });
+      this.log.debug("provider ready", { pid: child.pid });
+    } catch (error) {
+      this.recordFailure(error instanceof Error ? error.message : String(error));
+      this.kill(child);
+      throw error instanceof DsoError ? error : new DsoError("PROVIDER_UNAVAILABLE", `provider ${this.name}: ${String(error)}`);
+    }
+  }
+
+  private async readHello(frames: AsyncGenerator<{ ok: boolean; value?: unknown }>): Promise<void> {
+    const startTimeoutMs = this.options.startTimeoutMs ?? START_TIMEOUT_MS;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new DsoError("PROVIDER_TIMEOUT", `provider ${this.name} did not say hello within ${startTimeoutMs} ms`)),
+        startTimeoutMs,
+      );
+    });
+    try {
+      const first = await Promise.race([frames.next(), timeout]);
+      if (first.done) throw new DsoError("PROVIDER_UNAVAILABLE", `provider ${this.name} exited before its handshake`);
+      const parsed = first.value.ok ? v.safeParse(HelloSchema, first.value.value) : undefined;
+      if (!parsed?.success) throw new DsoError("RPC_PROTOCOL", `provider ${this.name} sent a bad handshake`);
+      if (parsed.output.protocol !== PROTOCOL_VERSION) {
+        throw new DsoError(
+          "RPC_PROTOCOL",
+          `provider ${this.name} speaks protocol ${parsed.output.protocol}, this agent speaks ${PROTOCOL_VERSION}; use one dso binary for both`,
+        );
+      }
+      if (parsed.output.provider !== this.type) {
+        throw new DsoError("RPC_PROTOCOL", `provider ${this.name}: expected type ${this.type}, child is ${parsed.output.provider}`);
+      }
+      this.capabilities = parsed.output.capabilities;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async readResponses(child: Subprocess, frames: AsyncGenerator<{ ok: boolean; value?: unknown; reason?: string }>) {
+    try {
+      for await (const frame of frames) {
+        if (child !== this.child) return;
+        if (!frame.ok) return this.fail(`sent a bad frame (${frame.reason})`, "RPC_PROTOCOL");
+        const parsed = v.safeParse(ResponseSchema, frame.value);
+        if (!parsed.success) return this.fail(`sent a malformed response (${describeIssues(parsed.issues)})`, "RPC_PROTOCOL");
+        const response = parsed.output;
+        if (response.id === null) {
+          if ("error" in response) this.log.warn("provider rejected a frame", { code: response.error.code });
+          continue;
+        }
+        const entry = this.pending.get(response.id);
+        if (!entry) continue; // a late answer to a call that was cancelled
+        this.pending.delete(response.id);
+        clearTimeout(entry.timer);
+        if ("error" in response) {
+          entry.reject(new ProviderCallError(response.error, this.name));
+          continue;
+        }
+        const result = v.safeParse(ResultSchemas[entry.method], response.result);
+        if (!result.success) {
+          entry.reject(new DsoError("RPC_PROTOCOL", `provider ${this.name}: bad ${entry.method} result`));
+          return this.fail(`sent an invalid ${entry.method} result (${describeIssues(result.issues)})`, "RPC_PROTOCOL");
+        }
+        this.recordSuccess();
+        entry.resolve(result.output);
+      }
+    } catch {
+      if (child === this.child) this.fail("its output stream broke", "RPC_PROTOCOL");
+    }
+  }
+
+  private async relogStderr(child: Subprocess<"pipe", "pipe", "pipe">): Promise<void> {
+    for await (const frame of readFrames(child.stderr, 64 * 1024)) {
+      if (!frame.ok) continue;
+      const entry = frame.value as { level?: string; msg?: string } & Record<string, unknown>;
+      if (!entry || typeof entry !== "object") continue;
+      const { level, msg, time: _time, ...fields } = entry;
+      const method = level === "error" ? "error" : level === "warn" ? "warn" : level === "debug" ? "debug" : "info";
+      this.log[method](String(msg ?? ""), fields);
+    }
+  }
+
+  private recordSuccess() {
+    this.failures = 0;
+    this.status.healthy = true;
+    this.status.lastError = undefined;
+    this.status.lastOkAt = new Date().toISOString();
+  }
+
+  private recordFailure(reason: string) {
+    this.failures++;
+    this.status.healthy = false;
+    this.status.lastError = reason;
+    this.notBefore = Date.now() + backoffDelay(this.failures);
+  }
+
+  /** Kill the child and fail everything in flight; the next call restarts it after backoff. */
+  private fail(reason: string, code: ErrorCode) {
+    const child = this.child;
+    if (!child) return;
+    this.log.warn(`provider ${reason}; restarting`, { code });
+    this.recordFailure(reason);
+    this.kill(child);
+    this.rejectAll(new DsoError(code, `provider ${this.name}: ${reason}`));
+  }
+
+  private kill(child: Subprocess) {
+    if (this.child === child) {
+      this.child = undefined;
+      this.status.state = "idle";
+    }
+    child.kill("SIGKILL");
+  }
+
+  private rejectAll(error: DsoError) {
+    for (const [id, entry] of this.pending) {
+      clearTimeout(entry.timer);
+      this.pending.delete(id);
+      entry.reject(error);
+    }
+  }
+
+  private onExit(child: Subprocess, code: number | null) {
+    if (this.child !== child) return;
+    this.child = undefined;
+    this.status.restarts++;
+    const how = child.signalCode ? `signal ${child.signalCode}` : `code ${code}`;
+    if (!this.stopped) {
+      this.log.warn(`provider exited (${how})`);
+      this.recordFailure(`exited with ${how}`);
+      this.status.state = "idle";
+    }
+    this.rejectAll(new DsoError("PROVIDER_UNAVAILABLE", `provider ${this.name} exited (${how})`));
+  }
+}

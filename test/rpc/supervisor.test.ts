@@ -1,0 +1,136 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { backoffDelay, ProviderProcess, BACKOFF_MAX_MS } from "../../src/rpc/supervisor.ts";
+
+const FIXTURE = join(import.meta.dir, "fixtures/misbehaving-provider.ts");
+const misbehaving = (mode: string) => [process.execPath, FIXTURE, mode];
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "dso-rpc-"));
+  await writeFile(join(dir, "db"), '{"username":"app","password":"planted-Secret-4711"}');
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+function fileProvider(extra: Partial<ConstructorParameters<typeof ProviderProcess>[0]> = {}) {
+  return new ProviderProcess({ configure: { name: "local", type: "file", config: { path: dir } }, ...extra });
+}
+
+describe("provider supervisor with the real `dso provider file` process", () => {
+  test("handshake, fingerprint without value, fetch with value", async () => {
+    const p = fileProvider();
+    try {
+      const [fp] = await p.fingerprint([{ name: "db" }]);
+      expect(fp?.fingerprint).toMatch(/^sha256:[0-9a-f]{64}$/);
+      const [item] = await p.fetch([{ name: "db" }]);
+      expect(item?.value?.data).toEqual({ username: "app", password: "planted-Secret-4711" });
+      expect(item?.fingerprint).toBe(fp!.fingerprint!);
+      expect(p.getStatus()).toMatchObject({ state: "ready", healthy: true });
+      expect(p.capabilities).toEqual(["fingerprint-hash"]);
+    } finally {
+      await p.stop();
+    }
+  });
+
+  test("a missing secret is an in-band error for that ref only", async () => {
+    const p = fileProvider();
+    try {
+      const items = await p.fetch([{ name: "db" }, { name: "nope" }]);
+      expect(items[0]?.value).toBeDefined();
+      expect(items[1]?.error?.code).toBe("SECRET_NOT_FOUND");
+    } finally {
+      await p.stop();
+    }
+  });
+
+  test("a bad provider config fails configure with the field named", async () => {
+    const p = new ProviderProcess({ configure: { name: "local", type: "file", config: { path: "relative/dir" } } });
+    try {
+      await expect(p.fingerprint([{ name: "db" }])).rejects.toThrow("providers.local.config.path: must be an absolute path");
+    } finally {
+      await p.stop();
+    }
+  });
+
+  test("SIGKILL mid-call fails the call in flight and the next call restarts the provider", async () => {
+    const p = new ProviderProcess({
+      configure: { name: "local", type: "file", config: { path: dir } },
+      command: misbehaving("hang"),
+      callTimeoutMs: 20_000,
+    });
+    const call = p.fetch([{ name: "db" }]);
+    await Bun.sleep(300);
+    process.kill(p.getStatus().pid!, "SIGKILL");
+    await expect(call).rejects.toMatchObject({ code: "PROVIDER_UNAVAILABLE" });
+    expect(p.getStatus()).toMatchObject({ healthy: false, restarts: 1 });
+    await p.stop();
+
+    // The real provider recovers after a crash of its own process.
+    const real = fileProvider();
+    await real.fingerprint([{ name: "db" }]);
+    process.kill(real.getStatus().pid!, "SIGKILL");
+    await Bun.sleep(200);
+    const [again] = await real.fingerprint([{ name: "db" }]);
+    expect(again?.fingerprint).toMatch(/^sha256:/);
+    expect(real.getStatus().restarts).toBe(1);
+    await real.stop();
+  });
+
+  test("a hung provider times out with PROVIDER_TIMEOUT and is killed", async () => {
+    const p = new ProviderProcess({
+      configure: { name: "slow", type: "file", config: {} },
+      command: misbehaving("hang"),
+      callTimeoutMs: 400,
+    });
+    await expect(p.fingerprint([{ name: "x" }])).rejects.toMatchObject({ code: "PROVIDER_TIMEOUT" });
+    expect(p.getStatus().pid).toBeUndefined();
+    await p.stop();
+  });
+
+  test("garbage on the pipe is a protocol error, not a crash of the agent", async () => {
+    const p = new ProviderProcess({ configure: { name: "g", type: "file", config: {} }, command: misbehaving("garbage") });
+    await expect(p.fingerprint([{ name: "x" }])).rejects.toMatchObject({ code: "RPC_PROTOCOL" });
+    expect(p.getStatus().healthy).toBe(false);
+    await p.stop();
+  });
+
+  test("an oversize frame is refused without buffering it", async () => {
+    const p = new ProviderProcess({ configure: { name: "o", type: "file", config: {} }, command: misbehaving("oversize") });
+    await expect(p.fetch([{ name: "x" }])).rejects.toThrow(/larger than/);
+    await p.stop();
+  });
+
+  test("a protocol version mismatch is a clear error, not a hang", async () => {
+    const p = new ProviderProcess({ configure: { name: "old", type: "file", config: {} }, command: misbehaving("old") });
+    await expect(p.health()).rejects.toThrow("speaks protocol 0, this agent speaks 1");
+    await p.stop();
+  });
+
+  test("a provider that never says hello times out at start", async () => {
+    const p = new ProviderProcess({
+      configure: { name: "mute", type: "file", config: {} },
+      command: misbehaving("silent"),
+      startTimeoutMs: 300,
+    });
+    await expect(p.health()).rejects.toMatchObject({ code: "PROVIDER_TIMEOUT" });
+    await p.stop();
+  });
+
+  test("a crash is followed by a restart only after backoff", async () => {
+    const p = new ProviderProcess({ configure: { name: "c", type: "file", config: {} }, command: misbehaving("crash") });
+    await expect(p.health()).rejects.toMatchObject({ code: "PROVIDER_UNAVAILABLE" });
+    const t0 = Date.now();
+    await expect(p.health()).rejects.toMatchObject({ code: "PROVIDER_UNAVAILABLE" });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(350); // first backoff is 500 ms ± 20 %
+    await p.stop();
+  });
+
+  test("backoff grows exponentially with jitter and is capped", () => {
+    expect(backoffDelay(1, () => 0.5)).toBe(500);
+    expect(backoffDelay(3, () => 0.5)).toBe(2000);
+    expect(backoffDelay(30, () => 1)).toBe(Math.round(BACKOFF_MAX_MS * 1.2));
+    expect(backoffDelay(2, () => 0)).toBe(800);
+  });
+});
