@@ -1,0 +1,217 @@
+/**
+ * A real Docker daemon for tests. Uses DSO_TEST_DOCKER_HOST when it answers; otherwise starts a
+ * private dockerd (Debian's docker.io) with its own data, exec root and socket under a fresh
+ * /tmp/dso-test-XXXX, so tests never touch a host daemon and leave nothing behind.
+ * One daemon per test process: `bun test` runs every file in one process.
+ */
+import type Dockerode from "dockerode";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { connectDocker } from "../../src/docker/client.ts";
+
+export interface TestDocker {
+  /** DOCKER_HOST form, e.g. unix:///tmp/dso-test-abc/docker.sock */
+  host: string;
+  socketPath: string;
+  /** Client pinned to the negotiated API version. */
+  docker: Dockerode;
+  /** The daemon's --data-root: security tests byte-scan it for planted secrets. */
+  dataRoot: string;
+  /** True when this process started the daemon (and stopDocker() will stop it). */
+  privateDaemon: boolean;
+}
+
+const DOCKERD = "/usr/sbin/dockerd";
+/** A cold dockerd with vfs starts in about a second here; allow for slow CI machines. */
+const DAEMON_START_TIMEOUT_MS = 30_000;
+const PING_INTERVAL_MS = 100;
+const PING_TIMEOUT_MS = 1_000;
+/** dockerd's own wait for containers to stop on shutdown (its default is 15 s). */
+const DAEMON_SHUTDOWN_TIMEOUT_S = 2;
+/** How long stopDocker waits after SIGTERM before SIGKILL. */
+const DAEMON_STOP_TIMEOUT_MS = 15_000;
+const LOG_TAIL_LINES = 30;
+
+interface PrivateDaemon {
+  proc: Subprocess;
+  rootDir: string;
+  logPath: string;
+  execRoot: string;
+}
+
+let ready: Promise<TestDocker> | undefined;
+let daemon: PrivateDaemon | undefined;
+
+/** The test daemon, started on first call. */
+export function ensureDocker(): Promise<TestDocker> {
+  ready ??= startOrAttach().catch((error) => {
+    ready = undefined;
+    throw error;
+  });
+  return ready;
+}
+
+/** `{ DOCKER_HOST }` for subprocesses (the dso binary, docker CLI) that must use the test daemon. */
+export async function dockerHostEnv(): Promise<{ DOCKER_HOST: string }> {
+  return { DOCKER_HOST: (await ensureDocker()).host };
+}
+
+/** True once this process has started its own dockerd (the preload stops it after all tests). */
+export function privateDaemonStarted(): boolean {
+  return daemon !== undefined;
+}
+
+async function startOrAttach(): Promise<TestDocker> {
+  const external = process.env.DSO_TEST_DOCKER_HOST;
+  if (external) {
+    const attached = await attach(external).catch(() => undefined);
+    if (attached) return attached;
+  }
+  return startPrivateDaemon();
+}
+
+async function attach(host: string): Promise<TestDocker> {
+  if (!host.startsWith("unix://")) throw new Error("DSO_TEST_DOCKER_HOST must be a unix:// socket");
+  const conn = await connectDocker({ env: { DOCKER_HOST: host } });
+  const info = (await conn.docker.info()) as { DockerRootDir: string };
+  return {
+    host,
+    socketPath: host.slice("unix://".length),
+    docker: conn.docker,
+    dataRoot: info.DockerRootDir,
+    privateDaemon: false,
+  };
+}
+
+async function startPrivateDaemon(): Promise<TestDocker> {
+  if (process.getuid?.() !== 0) throw new Error("the private test dockerd needs root");
+  if (!existsSync(DOCKERD)) throw new Error(`${DOCKERD} not found: apt-get install docker.io busybox-static`);
+  // Short path: a unix socket path must stay under ~108 bytes, and containerd nests sockets in exec-root.
+  const rootDir = mkdtempSync("/tmp/dso-test-");
+  const dataRoot = join(rootDir, "data");
+  const execRoot = join(rootDir, "exec");
+  const socketPath = join(rootDir, "docker.sock");
+  const logPath = join(rootDir, "dockerd.log");
+  const configPath = join(rootDir, "daemon.json");
+  mkdirSync(dataRoot);
+  mkdirSync(execRoot);
+  // An empty config file so a host /etc/docker/daemon.json cannot change or conflict with our flags.
+  writeFileSync(configPath, "{}\n");
+
+  const logFd = openSync(logPath, "a");
+  const proc = Bun.spawn(
+    [
+      DOCKERD,
+      `--config-file=${configPath}`,
+      `--data-root=${dataRoot}`,
+      `--exec-root=${execRoot}`,
+      `--pidfile=${join(rootDir, "dockerd.pid")}`,
+      `--host=unix://${socketPath}`,
+      "--iptables=false",
+      "--ip6tables=false",
+      "--bridge=none",
+      "--storage-driver=vfs",
+      `--shutdown-timeout=${DAEMON_SHUTDOWN_TIMEOUT_S}`,
+    ],
+    { stdin: "ignore", stdout: logFd, stderr: logFd, env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin" } },
+  );
+  closeSync(logFd);
+  daemon = { proc, rootDir, logPath, execRoot };
+  process.once("exit", terminateOnExit);
+
+  try {
+    await waitForPing(socketPath, proc, logPath);
+    const host = `unix://${socketPath}`;
+    const conn = await connectDocker({ env: { DOCKER_HOST: host } });
+    return { host, socketPath, docker: conn.docker, dataRoot, privateDaemon: true };
+  } catch (error) {
+    await stopDocker();
+    throw error;
+  }
+}
+
+async function waitForPing(socketPath: string, proc: Subprocess, logPath: string): Promise<void> {
+  const deadline = Date.now() + DAEMON_START_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      throw new Error(`dockerd exited (${proc.exitCode ?? proc.signalCode}) before answering:\n${logTail(logPath)}`);
+    }
+    if (existsSync(socketPath) && (await pings(socketPath))) return;
+    await Bun.sleep(PING_INTERVAL_MS);
+  }
+  throw new Error(`dockerd did not answer /_ping within ${DAEMON_START_TIMEOUT_MS / 1000} s:\n${logTail(logPath)}`);
+}
+
+async function pings(socketPath: string): Promise<boolean> {
+  try {
+    const res = await fetch("http://localhost/_ping", { unix: socketPath, signal: AbortSignal.timeout(PING_TIMEOUT_MS) });
+    return res.ok && (await res.text()) === "OK";
+  } catch {
+    return false;
+  }
+}
+
+function logTail(logPath: string): string {
+  try {
+    return readFileSync(logPath, "utf8").trimEnd().split("\n").slice(-LOG_TAIL_LINES).join("\n");
+  } catch {
+    return "(no dockerd log)";
+  }
+}
+
+/** If the test process dies without running afterAll, do not leave a dockerd behind. */
+function terminateOnExit(): void {
+  if (daemon && daemon.proc.exitCode === null) daemon.proc.kill("SIGTERM");
+}
+
+/** Stops the private dockerd (if this process started one) and removes its temp dir. */
+export async function stopDocker(): Promise<void> {
+  const current = daemon;
+  if (!current) return;
+  daemon = undefined;
+  ready = undefined;
+  process.removeListener("exit", terminateOnExit);
+
+  current.proc.kill("SIGTERM");
+  const exited = await Promise.race([current.proc.exited.then(() => true), Bun.sleep(DAEMON_STOP_TIMEOUT_MS).then(() => false)]);
+  if (!exited) {
+    current.proc.kill("SIGKILL");
+    await current.proc.exited;
+    // dockerd stops its managed containerd on a clean shutdown only.
+    killByPidfile(join(current.execRoot, "containerd", "containerd.pid"));
+  }
+  unmountUnder(current.rootDir);
+  try {
+    rmSync(current.rootDir, { recursive: true, force: true });
+  } catch (error) {
+    console.warn(`could not remove ${current.rootDir}: ${(error as Error).message}`);
+  }
+}
+
+function killByPidfile(pidfile: string): void {
+  try {
+    const pid = Number(readFileSync(pidfile, "utf8").trim());
+    if (pid > 0) process.kill(pid, "SIGKILL");
+  } catch {
+    // Already gone, or never written.
+  }
+}
+
+/** vfs layers and container mounts can outlive a killed daemon; unmount deepest first, lazily. */
+function unmountUnder(dir: string): void {
+  const prefix = `${dir}/`;
+  const mountPoints = readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((line) => line.split(" ")[4])
+    .filter((point): point is string => point !== undefined)
+    .map(unescapeMountPath)
+    .filter((point) => point.startsWith(prefix))
+    .sort((a, b) => b.length - a.length);
+  for (const point of mountPoints) Bun.spawnSync(["umount", "-l", point], { stdout: "ignore", stderr: "ignore" });
+}
+
+/** mountinfo escapes space, tab, newline and backslash as \ooo octal. */
+function unescapeMountPath(path: string): string {
+  return path.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)));
+}
