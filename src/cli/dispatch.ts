@@ -61,7 +61,7 @@ function flagNames(args: ArgsDef): Map<string, ArgsDef[string]> {
 
 /** Reject flags the command does not define and positionals it does not take. */
 export async function checkArguments(resolved: ResolvedCommand): Promise<void> {
-  const args = (await resolveValue(resolved.command.args)) ?? {};
+  const args: ArgsDef = (await resolveValue(resolved.command.args)) ?? {};
   const known = flagNames(args);
   const positionals = Object.values(args).filter((d) => d.type === "positional").length;
   const where = `dso ${resolved.path.join(" ")}`.trim();
