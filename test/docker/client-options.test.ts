@@ -3,6 +3,9 @@ import Dockerode from "dockerode";
 import { dockerOptionsFromEnv } from "../../src/docker/client.ts";
 import { DsoError } from "../../src/errors.ts";
 
+/** docker-modem fields its type declarations leave out. */
+type ModemFields = { socketPath?: unknown; host?: unknown };
+
 function usageError(run: () => unknown): DsoError {
   try {
     run();
@@ -43,7 +46,7 @@ describe("dockerOptionsFromEnv", () => {
     // docker-modem reads process.env itself and would otherwise prefer this tcp host.
     process.env.DOCKER_HOST = "tcp://192.0.2.1:2375";
     try {
-      const modem = new Dockerode(dockerOptionsFromEnv({ DOCKER_HOST: "unix:///tmp/y.sock" }).options).modem;
+      const modem = new Dockerode(dockerOptionsFromEnv({ DOCKER_HOST: "unix:///tmp/y.sock" }).options).modem as unknown as ModemFields;
       expect(modem.socketPath).toBe("/tmp/y.sock");
       expect(modem.host).toBeUndefined();
     } finally {

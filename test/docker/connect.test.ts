@@ -68,7 +68,7 @@ describe("connectDocker against the test daemon", () => {
     expect(conn.serverApiVersion).toBe("1.41");
     expect(conn.negotiatedApiVersion).toBe("1.41");
     expect(conn.host).toBe(host);
-    expect(conn.docker.modem.version).toBe("v1.41");
+    expect((conn.docker.modem as unknown as { version?: string }).version).toBe("v1.41");
     expect(await conn.docker.ping()).toBeDefined();
   });
 });

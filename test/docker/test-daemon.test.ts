@@ -5,11 +5,15 @@ import { connectDocker } from "../../src/docker/client.ts";
 import { ensureDocker } from "../support/docker-daemon.ts";
 import { BUSYBOX_IMAGE, ensureTestImages, NOTAR_IMAGE } from "../support/test-images.ts";
 
+/** Marks this file's containers, so the leak check below ignores anyone else's on a shared daemon. */
+const OWNER_LABEL = { "dso-test.owner": "test/docker/test-daemon" };
+
 /** Runs `cmd` to completion in a fresh container with no network and returns its output and exit code. */
 async function runOnce(docker: Dockerode, image: string, cmd: string[]): Promise<{ output: string; exitCode: number }> {
   const container = await docker.createContainer({
     Image: image,
     Cmd: cmd,
+    Labels: OWNER_LABEL,
     Tty: true, // raw output, no stdout/stderr multiplexing
     HostConfig: { NetworkMode: "none" },
   });
@@ -25,7 +29,7 @@ async function runOnce(docker: Dockerode, image: string, cmd: string[]): Promise
 
 /** Starts a container from `image` (its default Cmd keeps it up), execs `cmd` in it, returns the exit code. */
 async function execExitCode(docker: Dockerode, image: string, cmd: string[]): Promise<number | null> {
-  const container = await docker.createContainer({ Image: image, HostConfig: { NetworkMode: "none" } });
+  const container = await docker.createContainer({ Image: image, Labels: OWNER_LABEL, HostConfig: { NetworkMode: "none" } });
   try {
     await container.start();
     const exec = await container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
@@ -69,7 +73,7 @@ describe("test daemon and images", () => {
     await ensureTestImages(docker);
     expect(await execExitCode(docker, BUSYBOX_IMAGE, ["tar", "--help"])).toBe(0);
     // 126/127: the runtime could not find the command on PATH.
-    expect([126, 127]).toContain(await execExitCode(docker, NOTAR_IMAGE, ["tar", "--help"]));
+    expect([126, 127] as Array<number | null>).toContain(await execExitCode(docker, NOTAR_IMAGE, ["tar", "--help"]));
   });
 
   test("the images default to a long sleep, and building them again is a no-op", async () => {
@@ -86,8 +90,9 @@ describe("test daemon and images", () => {
     expect((await docker.getImage(NOTAR_IMAGE).inspect()).Id).toBe(notar.Id);
   });
 
-  test("no test containers are left behind", async () => {
+  test("the helpers above leave no containers behind", async () => {
     const { docker } = await ensureDocker();
-    expect(await docker.listContainers({ all: true })).toEqual([]);
+    const label = Object.entries(OWNER_LABEL).map(([key, value]) => `${key}=${value}`);
+    expect(await docker.listContainers({ all: true, filters: { label } })).toEqual([]);
   });
 });

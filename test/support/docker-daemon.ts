@@ -5,7 +5,18 @@
  * One daemon per test process: `bun test` runs every file in one process.
  */
 import type Dockerode from "dockerode";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { connectDocker } from "../../src/docker/client.ts";
@@ -32,6 +43,10 @@ const DAEMON_SHUTDOWN_TIMEOUT_S = 2;
 /** How long stopDocker waits after SIGTERM before SIGKILL. */
 const DAEMON_STOP_TIMEOUT_MS = 15_000;
 const LOG_TAIL_LINES = 30;
+const TEMP_PARENT = "/tmp";
+const TEMP_NAME_PREFIX = "dso-test-";
+/** A temp dir younger than this may belong to a daemon still starting elsewhere: leave it. */
+const STALE_DIR_MIN_AGE_MS = 10 * 60_000;
 
 interface PrivateDaemon {
   proc: Subprocess;
@@ -88,7 +103,8 @@ async function startPrivateDaemon(): Promise<TestDocker> {
   if (process.getuid?.() !== 0) throw new Error("the private test dockerd needs root");
   if (!existsSync(DOCKERD)) throw new Error(`${DOCKERD} not found: apt-get install docker.io busybox-static`);
   // Short path: a unix socket path must stay under ~108 bytes, and containerd nests sockets in exec-root.
-  const rootDir = mkdtempSync("/tmp/dso-test-");
+  removeStaleTempDirs();
+  const rootDir = mkdtempSync(join(TEMP_PARENT, TEMP_NAME_PREFIX));
   const dataRoot = join(rootDir, "data");
   const execRoot = join(rootDir, "exec");
   const socketPath = join(rootDir, "docker.sock");
@@ -186,6 +202,34 @@ export async function stopDocker(): Promise<void> {
     rmSync(current.rootDir, { recursive: true, force: true });
   } catch (error) {
     console.warn(`could not remove ${current.rootDir}: ${(error as Error).message}`);
+  }
+}
+
+/** A test process killed hard leaves its temp dir behind (its dockerd got SIGTERM); tidy those. */
+function removeStaleTempDirs(): void {
+  for (const name of readdirSync(TEMP_PARENT)) {
+    if (!name.startsWith(TEMP_NAME_PREFIX)) continue;
+    const dir = join(TEMP_PARENT, name);
+    try {
+      if (Date.now() - statSync(dir).mtimeMs < STALE_DIR_MIN_AGE_MS) continue;
+      if (pidfileAlive(join(dir, "dockerd.pid"))) continue;
+      unmountUnder(dir);
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // Someone else's, or vanished meanwhile: not ours to fuss over.
+    }
+  }
+}
+
+function pidfileAlive(pidfile: string): boolean {
+  try {
+    const pid = Number(readFileSync(pidfile, "utf8").trim());
+    if (!(pid > 0)) return false;
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM means the process exists but is not ours.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
