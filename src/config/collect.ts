@@ -1,0 +1,153 @@
+/**
+ * Gathers errors and warnings while a file is checked, turning dotted paths into lines and
+ * valibot issues into short messages. Decides when an offending value may be quoted back:
+ * never when it came from `${VAR}` expansion or sits under a key that usually holds
+ * credentials.
+ */
+import type * as v from "valibot";
+import type { TreePath } from "./env-expand.ts";
+import type { ConfigIssue } from "./issues.ts";
+import type { YamlLineIndex } from "./yaml-lines.ts";
+
+/** Passed as valibot's config message, so issues without a schema-specific message are recognisable. */
+export const FALLBACK_MESSAGE = "\u0000";
+
+const SENSITIVE_KEYS = new Set(["config", "auth", "params", "auth_token", "token", "password", "secret"]);
+const MAX_SHOWN_LENGTH = 80;
+const MAX_SUGGESTION_DISTANCE = 2;
+/** Issue types whose message describes a value the user wrote, so quoting it helps. */
+const VALUE_ISSUE_TYPES = new Set(["picklist", "raw_transform", "check", "regex"]);
+
+type AnySchema = v.GenericSchema & Record<string, unknown>;
+
+export class IssueCollector {
+  readonly errors: ConfigIssue[] = [];
+  readonly warnings: ConfigIssue[] = [];
+  expanded = new Set<string>();
+  index: YamlLineIndex | undefined;
+
+  constructor(readonly file: string) {}
+
+  private issue(path: TreePath, message: string): ConfigIssue {
+    return { file: this.file, line: this.index?.lineOf(path) ?? 1, path: path.join("."), message };
+  }
+
+  error(path: TreePath, message: string): void {
+    this.errors.push(this.issue(path, message));
+  }
+
+  warn(path: TreePath, message: string): void {
+    this.warnings.push(this.issue(path, message));
+  }
+
+  /** ` (got "x")` when the value at `path` may be shown, else "". */
+  got(value: unknown, path: TreePath): string {
+    const shown = this.show(value, path);
+    return shown === undefined ? "" : ` (got ${shown})`;
+  }
+
+  /** `"x"` when the value at `path` may be shown, else undefined. */
+  show(value: unknown, path: TreePath): string | undefined {
+    if (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean") return undefined;
+    const text = String(value);
+    if (text.length > MAX_SHOWN_LENGTH || /[\u0000-\u001f\u007f]/.test(text)) return undefined;
+    if (this.expanded.has(path.join("."))) return undefined;
+    if (path.some((seg) => typeof seg === "string" && SENSITIVE_KEYS.has(seg))) return undefined;
+    return JSON.stringify(text);
+  }
+
+  /** Records each valibot issue under `prefix` (the section's path in the document). */
+  addValibotIssues(prefix: TreePath, schema: v.GenericSchema, issues: readonly v.BaseIssue<unknown>[]): void {
+    for (const issue of issues) {
+      const rel = (issue.path ?? []).map((item) => item.key as string | number);
+      const path = [...prefix, ...rel];
+      if (issue.message !== FALLBACK_MESSAGE) {
+        const suffix = VALUE_ISSUE_TYPES.has(issue.type) ? this.got(issue.input, path) : "";
+        this.error(path, issue.message + suffix);
+        continue;
+      }
+      this.error(path, this.describe(issue, schema, rel));
+    }
+  }
+
+  private describe(issue: v.BaseIssue<unknown>, schema: v.GenericSchema, rel: (string | number)[]): string {
+    const isObject = issue.type === "strict_object" || issue.type === "object";
+    if (isObject && issue.expected === "never") {
+      const key = String(rel.at(-1));
+      const suggestion = suggestKey(key, knownKeysAt(schema, rel.slice(0, -1)));
+      return suggestion ? `unknown key "${key}" (did you mean "${suggestion}"?)` : `unknown key "${key}"`;
+    }
+    if (isObject && issue.received === "undefined" && rel.length > 0 && issue.input === undefined) return "is required";
+    return `must be ${nounFor(issue.expected)}, not ${describeKind(issue.input)}`;
+  }
+}
+
+function nounFor(expected: string | null): string {
+  switch (expected) {
+    case "Object":
+      return "a mapping (key: value lines)";
+    case "Array":
+      return "a list (- item lines)";
+    case "string":
+      return "a string";
+    case "number":
+      return "a number";
+    case "boolean":
+      return "true or false";
+    default:
+      return expected ? `${expected}` : "something else";
+  }
+}
+
+export function describeKind(value: unknown): string {
+  if (value === null || value === undefined) return "empty";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "a mapping";
+  if (typeof value === "string") return "a string";
+  if (typeof value === "number") return "a number";
+  if (typeof value === "boolean") return "a boolean";
+  return typeof value;
+}
+
+/** The keys a strict object schema accepts at a path inside `schema` (for "did you mean"). */
+function knownKeysAt(schema: v.GenericSchema, rel: (string | number)[]): string[] {
+  let node: AnySchema | undefined = schema as AnySchema;
+  const unwrap = () => {
+    while (node) {
+      if (node.wrapped) node = node.wrapped as AnySchema;
+      else if (Array.isArray(node.pipe) && node.pipe[0] !== node) node = node.pipe[0] as AnySchema;
+      else break;
+    }
+  };
+  for (const seg of rel) {
+    unwrap();
+    if (!node) return [];
+    if (node.entries) node = (node.entries as Record<string, AnySchema>)[String(seg)];
+    else if (node.item) node = node.item as AnySchema;
+    else if (node.value) node = node.value as AnySchema;
+    else return [];
+  }
+  unwrap();
+  return node?.entries ? Object.keys(node.entries as object) : [];
+}
+
+function suggestKey(key: string, known: string[]): string | undefined {
+  let best: { name: string; distance: number } | undefined;
+  for (const name of known) {
+    const distance = editDistance(key.toLowerCase(), name);
+    if (distance <= MAX_SUGGESTION_DISTANCE && (!best || distance < best.distance)) best = { name, distance };
+  }
+  return best?.name;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length]!;
+}

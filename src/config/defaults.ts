@@ -1,0 +1,50 @@
+/** Every default of dso.yaml in one place; docs/configuration.md lists the same values. */
+import type { AgentConfig, DefaultsConfig, DsoConfig, ProviderConfig, RetrySpec } from "./types.ts";
+
+export const SYSTEM_CONFIG_PATH = "/etc/dso/dso.yaml";
+export const LOCAL_CONFIG_NAME = "dso.yaml";
+export const BUILTIN_PROVIDER_NAME = "file";
+export const BUILTIN_FILE_PROVIDER_PATH = "/etc/dso/secrets";
+export const DEFAULT_SOCKET_PATH = "/run/docker/plugins/dso.sock";
+
+const MINUTE_MS = 60_000;
+
+export const DEFAULT_RETRY: RetrySpec = { attempts: 3, backoffMs: 2000 };
+
+export function defaultAgentConfig(): AgentConfig {
+  return {
+    cache: false,
+    socket: DEFAULT_SOCKET_PATH,
+    watch: { pollingIntervalMs: 5 * MINUTE_MS, webhook: { enabled: false } },
+    rotation: { signal: "SIGHUP", healthCheckTimeoutMs: MINUTE_MS },
+  };
+}
+
+export function defaultDefaults(): DefaultsConfig {
+  return {
+    inject: { type: "file", path: "/run/secrets", uid: 0, gid: 0, mode: 0o400 },
+    rotation: { enabled: false, strategy: "restart" },
+  };
+}
+
+/** The provider used when dso.yaml declares none: files under /etc/dso/secrets. */
+export function builtinFileProvider(): ProviderConfig {
+  return {
+    name: BUILTIN_PROVIDER_NAME,
+    type: "file",
+    auth: { params: {} },
+    config: { path: BUILTIN_FILE_PROVIDER_PATH },
+    retry: { ...DEFAULT_RETRY },
+  };
+}
+
+/** What DSO runs with when there is no dso.yaml at all. */
+export function builtinDefaultConfig(): DsoConfig {
+  return {
+    version: 2,
+    providers: { [BUILTIN_PROVIDER_NAME]: builtinFileProvider() },
+    agent: defaultAgentConfig(),
+    defaults: defaultDefaults(),
+    secrets: [],
+  };
+}

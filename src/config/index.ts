@@ -1,0 +1,25 @@
+/** dso.yaml: find, read, validate and resolve. See docs/configuration.md. */
+export { ConfigError, formatIssue, type ConfigIssue } from "./issues.ts";
+export { parseConfig } from "./parse.ts";
+export { findConfigPath, loadConfig, type FindConfigOptions } from "./load.ts";
+export { builtinDefaultConfig, SYSTEM_CONFIG_PATH, BUILTIN_FILE_PROVIDER_PATH, DEFAULT_SOCKET_PATH } from "./defaults.ts";
+export { parseDuration, formatDuration } from "./duration.ts";
+export { fileNameProblem, envNameProblem } from "./resolve.ts";
+export { PROVIDER_TYPES, STRATEGY_NAMES, INJECT_TYPES, SIGNAL_NAMES } from "./schema.ts";
+export type {
+  AgentConfig,
+  DefaultsConfig,
+  DsoConfig,
+  EnvInjectSpec,
+  FileInjectSpec,
+  InjectSpec,
+  InjectType,
+  ProviderConfig,
+  ProviderType,
+  RetrySpec,
+  RotationSpec,
+  SecretSpec,
+  SignalName,
+  StrategyName,
+  TargetSpec,
+} from "./types.ts";

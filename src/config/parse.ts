@@ -1,0 +1,128 @@
+/**
+ * dso.yaml text → resolved DsoConfig. Steps: YAML (Bun.YAML) → line index → legacy shorthand
+ * rewrite → `${VAR}` expansion → per-section valibot schemas → resolve against defaults.
+ * Each section is checked on its own so one mistake does not hide the others: every problem
+ * in the file is reported at once.
+ */
+import * as v from "valibot";
+import { FALLBACK_MESSAGE, IssueCollector, describeKind } from "./collect.ts";
+import { type Env, expandEnvInTree } from "./env-expand.ts";
+import { findIgnoredKeys, isIgnoredPath } from "./ignored.ts";
+import { ConfigError, type ConfigIssue } from "./issues.ts";
+import { rewriteLegacySecretShapes, rewriteOctalModes } from "./legacy.ts";
+import { type ParsedSections, resolveConfig } from "./resolve.ts";
+import {
+  AgentSchema,
+  DefaultsSchema,
+  ProviderSchema,
+  SecretSchema,
+  LegacyV1Schema,
+  TopLevelKeysSchema,
+  VersionSchema,
+  providerNameField,
+  type ProviderInput,
+  type SecretInput,
+} from "./schema.ts";
+import type { DsoConfig } from "./types.ts";
+import { findSyntaxErrorLine, indexYamlLines } from "./yaml-lines.ts";
+
+const PARSE_OPTIONS = { abortEarly: false, message: FALLBACK_MESSAGE } as const;
+
+function isMapping(x: unknown): x is Record<string, unknown> {
+  return x !== null && typeof x === "object" && !Array.isArray(x);
+}
+
+function readYaml(text: string, file: string): unknown {
+  try {
+    return Bun.YAML.parse(text);
+  } catch (error) {
+    const detail = (error instanceof Error ? error.message : String(error)).replace(/^YAML Parse error:\s*/, "");
+    const line = findSyntaxErrorLine(text) ?? 1;
+    throw new ConfigError([{ file, line, path: "", message: `YAML syntax error: ${detail}` }]);
+  }
+}
+
+function parseSection<T extends v.GenericSchema>(
+  schema: T,
+  value: unknown,
+  prefix: (string | number)[],
+  issues: IssueCollector,
+): v.InferOutput<T> | undefined {
+  const result = v.safeParse(schema, value, PARSE_OPTIONS);
+  if (result.success) return result.output;
+  issues.addValibotIssues(prefix, schema, result.issues);
+  return undefined;
+}
+
+function parseProviders(raw: unknown, issues: IssueCollector): Pick<ParsedSections, "providers" | "declaredProviders"> {
+  const providers = new Map<string, ProviderInput>();
+  const declaredProviders = new Set<string>();
+  if (raw === undefined || raw === null) return { providers, declaredProviders };
+  if (!isMapping(raw)) {
+    issues.error(["providers"], `must be a mapping of provider names to settings, not ${describeKind(raw)}`);
+    return { providers, declaredProviders };
+  }
+  for (const [name, value] of Object.entries(raw)) {
+    declaredProviders.add(name);
+    if (!v.is(providerNameField, name)) {
+      issues.error(["providers", name], "provider names use letters, digits, '.', '_' and '-', starting with a letter or digit");
+      continue;
+    }
+    const parsed = parseSection(ProviderSchema, value, ["providers", name], issues);
+    if (parsed) providers.set(name, parsed);
+  }
+  return { providers, declaredProviders };
+}
+
+function parseSecrets(raw: unknown, issues: IssueCollector): (SecretInput | undefined)[] {
+  if (raw === undefined || raw === null) return [];
+  // The Go DSO's README writes `secrets: {}` for "none"; read it that way.
+  if (isMapping(raw) && Object.keys(raw).length === 0) return [];
+  if (!Array.isArray(raw)) {
+    issues.error(["secrets"], `must be a list (- name: ... items), not ${describeKind(raw)}`);
+    return [];
+  }
+  return raw.map((item, index) => parseSection(SecretSchema, item, ["secrets", index], issues));
+}
+
+/**
+ * Parses and resolves dso.yaml text. `file` is used in messages only. Throws ConfigError with
+ * every problem found; returns warnings (ignored keys, legacy spellings) otherwise.
+ */
+export function parseConfig(
+  text: string,
+  file: string,
+  env: Env = process.env,
+): { config: DsoConfig; warnings: ConfigIssue[] } {
+  const issues = new IssueCollector(file);
+  let doc = readYaml(text, file);
+  issues.index = indexYamlLines(text);
+  if (doc === null || doc === undefined) doc = {};
+  if (!isMapping(doc)) {
+    issues.error([], `the file must hold one mapping (providers:, secrets:, ...), not ${describeKind(doc)} or several documents`);
+    throw new ConfigError(issues.errors);
+  }
+  for (const dup of issues.index.duplicates) {
+    issues.error(dup.path, `duplicate key (first written on line ${dup.firstLine})`);
+  }
+  const rewritten = rewriteOctalModes(rewriteLegacySecretShapes(doc, issues), issues);
+  const expansion = expandEnvInTree(rewritten, env, isIgnoredPath);
+  issues.expanded = expansion.expanded;
+  for (const problem of expansion.problems) issues.error(problem.path, problem.message);
+  const expanded = expansion.value as Record<string, unknown>;
+  for (const ignored of findIgnoredKeys(expanded)) issues.warn(ignored.path, ignored.message);
+
+  parseSection(TopLevelKeysSchema, expanded, [], issues);
+  const sections: ParsedSections = {
+    version: parseSection(VersionSchema, expanded, [], issues)?.version,
+    legacy: parseSection(LegacyV1Schema, expanded, [], issues),
+    legacyProviderName: typeof expanded.provider === "string" ? expanded.provider : undefined,
+    ...parseProviders(expanded.providers, issues),
+    agent: expanded.agent == null ? undefined : parseSection(AgentSchema, expanded.agent, ["agent"], issues),
+    defaults: expanded.defaults == null ? undefined : parseSection(DefaultsSchema, expanded.defaults, ["defaults"], issues),
+    secrets: parseSecrets(expanded.secrets, issues),
+  };
+  const config = resolveConfig(sections, issues);
+  if (issues.errors.length > 0) throw new ConfigError(issues.errors, issues.warnings);
+  return { config, warnings: issues.warnings };
+}

@@ -1,0 +1,295 @@
+/**
+ * Turns the parsed sections into the resolved DsoConfig: legacy v1 provider, provider type
+ * aliases, each secret's provider, inject and rotation merged with defaults, mapping names
+ * checked against the inject type. Reports into the collector; never throws.
+ */
+import type { IssueCollector } from "./collect.ts";
+import type { TreePath } from "./env-expand.ts";
+import {
+  BUILTIN_PROVIDER_NAME,
+  DEFAULT_RETRY,
+  builtinFileProvider,
+  defaultAgentConfig,
+  defaultDefaults,
+} from "./defaults.ts";
+import type {
+  AgentInput,
+  DefaultsInput,
+  ProviderInput,
+  SecretInput,
+  StrategyName,
+  LegacyV1Input,
+} from "./schema.ts";
+import { PROVIDER_TYPES, STRATEGY_INPUTS } from "./schema.ts";
+import type {
+  AgentConfig,
+  DefaultsConfig,
+  DsoConfig,
+  InjectSpec,
+  ProviderConfig,
+  ProviderType,
+  RotationSpec,
+  SecretSpec,
+} from "./types.ts";
+
+const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const MAX_FILE_NAME_BYTES = 255;
+const MIN_WEBHOOK_TOKEN_LENGTH = 16;
+
+/** Each section as parsed by its schema; undefined when the section is absent or invalid. */
+export interface ParsedSections {
+  version: 1 | 2 | undefined;
+  legacy: LegacyV1Input | undefined;
+  /** The v1 `provider:` value when it is a string, even if its section is invalid. */
+  legacyProviderName: string | undefined;
+  /** Names under `providers:` that parsed, by name. */
+  providers: Map<string, ProviderInput>;
+  /** Every name written under `providers:`, valid or not (so secrets do not report it missing). */
+  declaredProviders: Set<string>;
+  agent: AgentInput | undefined;
+  defaults: DefaultsInput | undefined;
+  /** Parsed secrets by index; undefined entries failed their schema. */
+  secrets: (SecretInput | undefined)[];
+}
+
+type StrategyInput = (typeof STRATEGY_INPUTS)[number];
+
+function resolveStrategy(value: StrategyInput, path: TreePath, issues: IssueCollector): StrategyName {
+  if (value !== "auto") return value;
+  issues.warn(path, 'strategy "auto" is deprecated and resolves to "restart"; write restart, rolling, signal or none');
+  return "restart";
+}
+
+/** Provider type as written (including the `local` alias); undefined when refused. */
+function resolveProviderType(type: string, path: TreePath, issues: IssueCollector): ProviderType | undefined {
+  if (type === "local") {
+    issues.warn(path, 'provider type "local" is the old name of "file"; reading it as file');
+    return "file";
+  }
+  if (type === "huawei") {
+    issues.error(path, `provider type "huawei" is not supported by this DSO (supported: ${PROVIDER_TYPES.join(", ")})`);
+    return undefined;
+  }
+  if ((PROVIDER_TYPES as readonly string[]).includes(type)) return type as ProviderType;
+  issues.error(path, `must be one of ${PROVIDER_TYPES.join(", ")}${issues.got(type, path)}`);
+  return undefined;
+}
+
+function providerFrom(name: string, input: ProviderInput, issues: IssueCollector): ProviderConfig | undefined {
+  const type = resolveProviderType(input.type, ["providers", name, "type"], issues);
+  if (!type) return undefined;
+  return {
+    name,
+    type,
+    ...(input.region === undefined ? {} : { region: input.region }),
+    auth: { ...(input.auth?.method === undefined ? {} : { method: input.auth.method }), params: input.auth?.params ?? {} },
+    config: input.config ?? {},
+    retry: {
+      attempts: input.retry?.attempts ?? DEFAULT_RETRY.attempts,
+      backoffMs: input.retry?.backoff ?? DEFAULT_RETRY.backoffMs,
+    },
+  };
+}
+
+/** v1: `provider: vault` plus `config:` and `region:` at the top level become providers.vault. */
+function legacyProvider(top: LegacyV1Input, declared: Set<string>, issues: IssueCollector): ProviderConfig | undefined {
+  if (top.provider === undefined) {
+    if (top.config !== undefined) issues.error(["config"], "a top-level config needs a top-level provider (v1 format); or move it to providers.<name>.config");
+    if (top.region !== undefined) issues.error(["region"], "a top-level region needs a top-level provider (v1 format); or move it to providers.<name>.region");
+    return undefined;
+  }
+  if (declared.has(top.provider)) {
+    issues.warn(["provider"], `ignored: providers.${top.provider} is already defined`);
+    return undefined;
+  }
+  const type = resolveProviderType(top.provider, ["provider"], issues);
+  if (!type) return undefined;
+  return {
+    name: top.provider,
+    type,
+    ...(top.region === undefined ? {} : { region: top.region }),
+    auth: { params: {} },
+    config: top.config ?? {},
+    retry: { ...DEFAULT_RETRY },
+  };
+}
+
+export function resolveProviders(sections: ParsedSections, issues: IssueCollector): {
+  providers: Record<string, ProviderConfig>;
+  names: Set<string>;
+} {
+  const providers: Record<string, ProviderConfig> = {};
+  const names = new Set(sections.declaredProviders);
+  for (const [name, input] of sections.providers) {
+    const provider = providerFrom(name, input, issues);
+    if (provider) providers[name] = provider;
+  }
+  const legacy = sections.legacy ? legacyProvider(sections.legacy, sections.declaredProviders, issues) : undefined;
+  if (legacy) providers[legacy.name] = legacy;
+  if (sections.legacyProviderName !== undefined) names.add(sections.legacyProviderName);
+  if (names.size === 0) {
+    providers[BUILTIN_PROVIDER_NAME] = builtinFileProvider();
+    names.add(BUILTIN_PROVIDER_NAME);
+  }
+  return { providers, names };
+}
+
+export function resolveAgent(input: AgentInput | undefined, issues: IssueCollector): AgentConfig {
+  const agent = defaultAgentConfig();
+  if (!input) return agent;
+  const webhook = input.watch?.webhook;
+  const webhookPath = ["agent", "watch", "webhook"];
+  if (webhook?.enabled && !webhook.auth_token) {
+    issues.error([...webhookPath, "auth_token"], "is required when the webhook is enabled");
+  } else if (webhook?.enabled && webhook.auth_token && webhook.auth_token.length < MIN_WEBHOOK_TOKEN_LENGTH) {
+    issues.warn([...webhookPath, "auth_token"], `is shorter than ${MIN_WEBHOOK_TOKEN_LENGTH} characters; use a long random token`);
+  }
+  const strategy = input.rotation?.strategy;
+  return {
+    cache: input.cache ?? agent.cache,
+    socket: input.socket ?? agent.socket,
+    ...(input.socket_group === undefined ? {} : { socketGroup: input.socket_group }),
+    watch: {
+      pollingIntervalMs: input.watch?.polling_interval ?? agent.watch.pollingIntervalMs,
+      webhook: {
+        enabled: webhook?.enabled ?? false,
+        ...(webhook?.auth_token === undefined ? {} : { authToken: webhook.auth_token }),
+      },
+    },
+    rotation: {
+      ...(strategy === undefined ? {} : { strategy: resolveStrategy(strategy, ["agent", "rotation", "strategy"], issues) }),
+      signal: input.rotation?.signal ?? agent.rotation.signal,
+      healthCheckTimeoutMs: input.rotation?.health_check_timeout ?? agent.rotation.healthCheckTimeoutMs,
+    },
+  };
+}
+
+export function resolveDefaults(input: DefaultsInput | undefined, issues: IssueCollector): DefaultsConfig {
+  const defaults = defaultDefaults();
+  if (!input) return defaults;
+  const strategy = input.rotation?.strategy;
+  return {
+    inject: {
+      type: input.inject?.type ?? defaults.inject.type,
+      path: input.inject?.path ?? defaults.inject.path,
+      uid: input.inject?.uid ?? defaults.inject.uid,
+      gid: input.inject?.gid ?? defaults.inject.gid,
+      mode: input.inject?.mode ?? defaults.inject.mode,
+    },
+    rotation: {
+      enabled: input.rotation?.enabled ?? defaults.rotation.enabled,
+      strategy: strategy === undefined ? defaults.rotation.strategy : resolveStrategy(strategy, ["defaults", "rotation", "strategy"], issues),
+    },
+  };
+}
+
+/** Why `name` cannot be a file name in the inject directory, or undefined when it can. */
+export function fileNameProblem(name: string): string | undefined {
+  if (name === "") return "must not be empty";
+  if (name.includes("/")) return 'is a file name and must not contain "/"';
+  if (name.includes("..") || name === ".") return 'must not be "." or contain ".."';
+  if (/[\u0000-\u001f\u007f]/.test(name)) return "must not contain control characters";
+  if (Buffer.byteLength(name) > MAX_FILE_NAME_BYTES) return `must be at most ${MAX_FILE_NAME_BYTES} bytes`;
+  return undefined;
+}
+
+export function envNameProblem(name: string): string | undefined {
+  return ENV_NAME_PATTERN.test(name) ? undefined : "must be a variable name: letters, digits and _, not starting with a digit";
+}
+
+function checkMappings(secret: SecretInput, index: number, inject: InjectSpec, issues: IssueCollector): Record<string, string> {
+  const mappings = secret.mappings ?? {};
+  const seen = new Map<string, string>();
+  for (const [key, target] of Object.entries(mappings)) {
+    const path = ["secrets", index, "mappings", key];
+    const problem = inject.type === "env" ? envNameProblem(target) : fileNameProblem(target);
+    if (problem) issues.error(path, `${problem}${issues.got(target, path)}`);
+    const other = seen.get(target);
+    if (other !== undefined) issues.error(path, `maps to the same ${inject.type === "env" ? "variable" : "file"} as "${other}"`);
+    else seen.set(target, key);
+  }
+  return mappings;
+}
+
+function resolveInject(secret: SecretInput, index: number, defaults: DefaultsConfig, issues: IssueCollector): InjectSpec {
+  const given = secret.inject ?? {};
+  const type = given.type ?? defaults.inject.type;
+  const injectPath = ["secrets", index, "inject"];
+  if (type === "env") {
+    for (const field of ["path", "uid", "gid", "mode"] as const) {
+      if (given[field] !== undefined) issues.warn([...injectPath, field], "ignored for inject type env");
+    }
+    if (secret.path !== undefined) issues.warn(["secrets", index, "path"], "ignored for inject type env");
+    return { type: "env" };
+  }
+  return {
+    type: "file",
+    path: given.path ?? secret.path ?? defaults.inject.path,
+    uid: given.uid ?? defaults.inject.uid,
+    gid: given.gid ?? defaults.inject.gid,
+    mode: given.mode ?? defaults.inject.mode,
+  };
+}
+
+function resolveRotation(secret: SecretInput, index: number, defaults: DefaultsConfig, agent: AgentConfig, issues: IssueCollector): RotationSpec {
+  const own = secret.rotation;
+  const legacyType = secret.reload_strategy?.type;
+  const ownStrategy = own?.strategy === undefined ? undefined : resolveStrategy(own.strategy, ["secrets", index, "rotation", "strategy"], issues);
+  const legacyStrategy = legacyType === undefined ? undefined : resolveStrategy(legacyType, ["secrets", index, "reload_strategy", "type"], issues);
+  return {
+    enabled: own?.enabled ?? (legacyType !== undefined ? true : defaults.rotation.enabled),
+    strategy: ownStrategy ?? legacyStrategy ?? defaults.rotation.strategy,
+    signal: own?.signal ?? agent.rotation.signal,
+    healthCheckTimeoutMs: own?.health_check_timeout ?? agent.rotation.healthCheckTimeoutMs,
+  };
+}
+
+function pickProvider(secret: SecretInput, index: number, names: Set<string>, issues: IssueCollector): string | undefined {
+  const path = ["secrets", index, "provider"];
+  if (secret.provider !== undefined) {
+    if (names.has(secret.provider)) return secret.provider;
+    const shown = issues.show(secret.provider, path);
+    const what = shown ? `no provider named ${shown} is configured` : "names a provider that is not configured";
+    issues.error(path, `${what} (configured: ${[...names].join(", ")})`);
+    return undefined;
+  }
+  if (names.size === 1) return [...names][0];
+  issues.error(path, `is required when more than one provider is configured (${[...names].join(", ")})`);
+  return undefined;
+}
+
+export function resolveSecrets(
+  sections: ParsedSections,
+  names: Set<string>,
+  defaults: DefaultsConfig,
+  agent: AgentConfig,
+  issues: IssueCollector,
+): SecretSpec[] {
+  const out: SecretSpec[] = [];
+  sections.secrets.forEach((secret, index) => {
+    if (!secret) return;
+    const provider = pickProvider(secret, index, names, issues);
+    const inject = resolveInject(secret, index, defaults, issues);
+    const mappings = checkMappings(secret, index, inject, issues);
+    const rotation = resolveRotation(secret, index, defaults, agent, issues);
+    if (provider === undefined) return;
+    out.push({
+      name: secret.name,
+      provider,
+      inject,
+      targets: { containers: secret.targets?.containers ?? [], labels: secret.targets?.labels ?? {} },
+      mappings,
+      rotation,
+    });
+  });
+  return out;
+}
+
+export function resolveConfig(sections: ParsedSections, issues: IssueCollector): DsoConfig {
+  const { providers, names } = resolveProviders(sections, issues);
+  const agent = resolveAgent(sections.agent, issues);
+  const defaults = resolveDefaults(sections.defaults, issues);
+  const secrets = resolveSecrets(sections, names, defaults, agent, issues);
+  const version = sections.version ?? (sections.legacyProviderName !== undefined ? 1 : 2);
+  return { version, providers, agent, defaults, secrets };
+}

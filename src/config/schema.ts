@@ -1,0 +1,275 @@
+/**
+ * valibot schemas for each section of dso.yaml as written (after `${VAR}` expansion and the
+ * path-preserving legacy rewrites in normalise-legacy.ts). They check shapes and scalar formats
+ * and convert durations to ms and modes to numbers; cross-field rules (which provider a secret
+ * uses, name rules that depend on the inject type) live in resolve.ts.
+ *
+ * Messages here never include the offending value: parse.ts appends it when it is safe to show.
+ */
+import * as v from "valibot";
+import { parseDuration } from "./duration.ts";
+
+export const PROVIDER_TYPES = ["aws", "azure", "vault", "file"] as const;
+/** `local` is the Go DSO's older name for `file`; `huawei` is recognised only to refuse it clearly. */
+export const PROVIDER_TYPE_INPUTS = [...PROVIDER_TYPES, "local", "huawei"] as const;
+export const STRATEGY_NAMES = ["restart", "signal", "rolling", "none"] as const;
+/** `auto` is accepted from Go DSO files and resolved to `restart` with a warning. */
+export const STRATEGY_INPUTS = [...STRATEGY_NAMES, "auto"] as const;
+export const INJECT_TYPES = ["file", "env"] as const;
+
+export const SIGNAL_NAMES = [
+  "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGKILL",
+  "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGCHLD", "SIGCONT",
+  "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM",
+  "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+] as const;
+
+const MAX_ID = 4_294_967_294;
+const MAX_MODE = 0o777;
+const MAX_RETRY_ATTEMPTS = 100;
+const MIN_POLLING_INTERVAL_MS = 1000;
+const PROVIDER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+const OCTAL_MODE_PATTERN = /^(?:0o|0)?([0-7]{1,4})$/;
+
+const listOf = (names: readonly string[]) => names.join(", ");
+
+/** A key the Go DSO documents but this DSO does not use: accepted, then warned about. */
+export const ignoredKey = () => v.optional(v.unknown());
+
+export const nonEmptyString = (what = "a non-empty string") =>
+  v.pipe(v.string(), v.minLength(1, `must be ${what}`));
+
+/** Scalars in string maps (`config.*`, labels, auth params): numbers and booleans become strings. */
+export const scalarString = v.pipe(
+  v.unknown(),
+  v.check((x) => typeof x === "string" || typeof x === "number" || typeof x === "boolean", "must be a string"),
+  v.transform((x) => String(x)),
+);
+
+export const stringMap = v.record(v.string(), scalarString);
+
+export const booleanField = v.pipe(
+  v.unknown(),
+  v.check((x) => typeof x === "boolean" || x === "true" || x === "false", "must be true or false"),
+  v.transform((x) => x === true || x === "true"),
+);
+
+/** Integers may come as strings after `${VAR}` expansion. */
+export const integerField = (min: number, max: number) =>
+  v.pipe(
+    v.unknown(),
+    v.check(
+      (x) => (typeof x === "number" && Number.isInteger(x)) || (typeof x === "string" && /^\d+$/.test(x)),
+      `must be a whole number from ${min} to ${max}`,
+    ),
+    v.transform((x) => Number(x)),
+    v.check((n) => n >= min && n <= max, `must be a whole number from ${min} to ${max}`),
+  );
+
+export const durationField = (minMs = 0) =>
+  v.pipe(
+    v.unknown(),
+    v.rawTransform(({ dataset, addIssue, NEVER }) => {
+      const ms = parseDuration(dataset.value);
+      if (ms === undefined) {
+        addIssue({ message: 'must be a duration such as "30s", "5m", "1h30m", "250ms" or a number of seconds' });
+        return NEVER;
+      }
+      if (ms < minMs) {
+        addIssue({ message: `must be at least ${minMs} ms` });
+        return NEVER;
+      }
+      return ms;
+    }),
+  );
+
+/** File mode, octal as for chmod: "0400", "400", "0o400". Special bits are refused. */
+export const modeField = v.pipe(
+  v.unknown(),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const x = dataset.value;
+    let mode: number | undefined;
+    if (typeof x === "string" || (typeof x === "number" && Number.isInteger(x))) {
+      const octal = OCTAL_MODE_PATTERN.exec(String(x).trim());
+      if (octal) mode = Number.parseInt(octal[1]!, 8);
+    }
+    if (mode === undefined || mode < 0 || mode > MAX_MODE) {
+      addIssue({ message: 'must be an octal file mode from "0000" to "0777", such as "0400"' });
+      return NEVER;
+    }
+    return mode;
+  }),
+);
+
+export const signalField = v.pipe(
+  v.string("must be a signal name such as SIGHUP"),
+  v.transform((s) => {
+    const upper = s.trim().toUpperCase();
+    return upper.startsWith("SIG") ? upper : `SIG${upper}`;
+  }),
+  v.picklist(SIGNAL_NAMES, `must be a signal name such as SIGHUP or SIGUSR1`),
+);
+
+export const strategyField = v.picklist(STRATEGY_INPUTS, `must be one of ${listOf(STRATEGY_INPUTS)}`);
+export const injectTypeField = v.picklist(INJECT_TYPES, `must be one of ${listOf(INJECT_TYPES)}`);
+
+export const absolutePathField = v.pipe(
+  v.string("must be an absolute path"),
+  v.check((p) => p.startsWith("/"), "must be an absolute path"),
+  v.check((p) => !p.split("/").includes(".."), 'must not contain ".."'),
+  v.check((p) => !/[\u0000-\u001f\u007f]/.test(p), "must not contain control characters"),
+);
+
+export const versionField = v.pipe(
+  v.unknown(),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const match = /^v?([0-9]+)(?:\.[0-9]+)*$/i.exec(String(dataset.value).trim());
+    const major = match ? Number(match[1]) : undefined;
+    if ((typeof dataset.value !== "string" && typeof dataset.value !== "number") || (major !== 1 && major !== 2)) {
+      addIssue({ message: 'must be 1 or 2 (also written "1", "v1", "v2")' });
+      return NEVER;
+    }
+    return major as 1 | 2;
+  }),
+);
+
+export const providerNameField = v.pipe(
+  v.string(),
+  v.regex(PROVIDER_NAME_PATTERN, "provider names use letters, digits, '.', '_' and '-', starting with a letter or digit"),
+);
+
+export const ProviderSchema = v.strictObject({
+  type: v.picklist(PROVIDER_TYPE_INPUTS, `must be one of ${listOf(PROVIDER_TYPES)}`),
+  region: v.optional(nonEmptyString()),
+  auth: v.optional(
+    v.strictObject({
+      method: v.optional(nonEmptyString()),
+      params: v.optional(stringMap),
+    }),
+  ),
+  retry: v.optional(
+    v.strictObject({
+      attempts: v.optional(integerField(1, MAX_RETRY_ATTEMPTS)),
+      backoff: v.optional(durationField()),
+    }),
+  ),
+  config: v.optional(stringMap),
+});
+
+export const InjectSchema = v.strictObject({
+  type: v.optional(injectTypeField),
+  path: v.optional(absolutePathField),
+  uid: v.optional(integerField(0, MAX_ID)),
+  gid: v.optional(integerField(0, MAX_ID)),
+  mode: v.optional(modeField),
+});
+
+export const AgentSchema = v.strictObject({
+  cache: v.optional(booleanField),
+  socket: v.optional(absolutePathField),
+  socket_group: v.optional(v.pipe(scalarString, v.minLength(1, "must be a group name or id"))),
+  watch: v.optional(
+    v.strictObject({
+      polling_interval: v.optional(durationField(MIN_POLLING_INTERVAL_MS)),
+      webhook: v.optional(
+        v.strictObject({
+          enabled: v.optional(booleanField),
+          auth_token: v.optional(v.string("must be a string")),
+          endpoint: ignoredKey(),
+        }),
+      ),
+      mode: ignoredKey(),
+    }),
+  ),
+  rotation: v.optional(
+    v.strictObject({
+      strategy: v.optional(strategyField),
+      signal: v.optional(signalField),
+      health_check_timeout: v.optional(durationField(1)),
+      enabled: ignoredKey(),
+      max_parallel: ignoredKey(),
+    }),
+  ),
+  refresh_interval: ignoredKey(),
+  auto_sync: ignoredKey(),
+  restart_strategy: ignoredKey(),
+  webhook: ignoredKey(),
+});
+
+export const DefaultsSchema = v.strictObject({
+  inject: v.optional(InjectSchema),
+  rotation: v.optional(
+    v.strictObject({
+      enabled: v.optional(booleanField),
+      strategy: v.optional(strategyField),
+      signal: ignoredKey(),
+      health_check_timeout: ignoredKey(),
+    }),
+  ),
+});
+
+export const RotationSchema = v.strictObject({
+  enabled: v.optional(booleanField),
+  strategy: v.optional(strategyField),
+  signal: v.optional(signalField),
+  health_check_timeout: v.optional(durationField(1)),
+});
+
+export const SecretSchema = v.strictObject({
+  name: nonEmptyString("the secret's name at the provider"),
+  provider: v.optional(nonEmptyString("a provider name")),
+  inject: v.optional(InjectSchema),
+  /** v1: the file path, next to `inject: file`. */
+  path: v.optional(absolutePathField),
+  targets: v.optional(
+    v.strictObject({
+      containers: v.optional(v.array(nonEmptyString("a container name or id"))),
+      labels: v.optional(stringMap),
+    }),
+  ),
+  mappings: v.optional(v.record(v.pipe(v.string(), v.minLength(1, "keys must not be empty")), v.string("must be a file or variable name"))),
+  rotation: v.optional(RotationSchema),
+  /** v1: `reload_strategy: {type: signal}` sets the strategy and turns rotation on. */
+  reload_strategy: v.optional(v.strictObject({ type: strategyField })),
+});
+
+/** Top level: only decides which keys exist; each section is parsed on its own. */
+export const TopLevelKeysSchema = v.strictObject({
+  version: v.optional(v.unknown()),
+  providers: v.optional(v.unknown()),
+  agent: v.optional(v.unknown()),
+  defaults: v.optional(v.unknown()),
+  secrets: v.optional(v.unknown()),
+  // v1 format
+  provider: v.optional(v.unknown()),
+  config: v.optional(v.unknown()),
+  region: v.optional(v.unknown()),
+  // documented by the Go DSO, not used
+  mode: ignoredKey(),
+  runtime: ignoredKey(),
+  logging: ignoredKey(),
+  notifications: ignoredKey(),
+  proxy: ignoredKey(),
+});
+
+export const VersionSchema = v.object({ version: v.optional(versionField) });
+
+/** v1: `provider: aws` with `config:` and `region:` at the top level. */
+export const LegacyV1Schema = v.object({
+  provider: v.optional(nonEmptyString("a provider type")),
+  config: v.optional(stringMap),
+  region: v.optional(nonEmptyString()),
+});
+
+export type ProviderInput = v.InferOutput<typeof ProviderSchema>;
+export type InjectInput = v.InferOutput<typeof InjectSchema>;
+export type AgentInput = v.InferOutput<typeof AgentSchema>;
+export type DefaultsInput = v.InferOutput<typeof DefaultsSchema>;
+export type SecretInput = v.InferOutput<typeof SecretSchema>;
+export type RotationInput = v.InferOutput<typeof RotationSchema>;
+export type LegacyV1Input = v.InferOutput<typeof LegacyV1Schema>;
+
+export type ProviderType = (typeof PROVIDER_TYPES)[number];
+export type StrategyName = (typeof STRATEGY_NAMES)[number];
+export type InjectType = (typeof INJECT_TYPES)[number];
+export type SignalName = (typeof SIGNAL_NAMES)[number];

@@ -1,0 +1,96 @@
+/**
+ * The resolved configuration the rest of DSO reads: every default applied, durations in
+ * milliseconds, modes as numbers, each secret bound to its provider. Enumerations come from
+ * the valibot schemas in schema.ts.
+ */
+import type { InjectType, ProviderType, SignalName, StrategyName } from "./schema.ts";
+
+export type { InjectType, ProviderType, SignalName, StrategyName };
+
+export interface RetrySpec {
+  /** Attempts to start the provider process or repeat a failed poll. */
+  attempts: number;
+  /** First wait between attempts; doubles each time. */
+  backoffMs: number;
+}
+
+export interface ProviderConfig {
+  /** The key under `providers:` (or the legacy v1 `provider:` value). */
+  name: string;
+  type: ProviderType;
+  region?: string;
+  auth: { method?: string; params: Record<string, string> };
+  /** Provider-specific settings (e.g. vault `address`, azure `vault_url`, file `path`). */
+  config: Record<string, string>;
+  retry: RetrySpec;
+}
+
+export interface FileInjectSpec {
+  type: "file";
+  /** Directory in the container that receives one file per mapping. */
+  path: string;
+  uid: number;
+  gid: number;
+  mode: number;
+}
+
+export interface EnvInjectSpec {
+  type: "env";
+}
+
+export type InjectSpec = FileInjectSpec | EnvInjectSpec;
+
+export interface RotationSpec {
+  enabled: boolean;
+  strategy: StrategyName;
+  signal: SignalName;
+  healthCheckTimeoutMs: number;
+}
+
+export interface TargetSpec {
+  containers: string[];
+  /** AND-match on container labels. */
+  labels: Record<string, string>;
+}
+
+export interface SecretSpec {
+  /** The secret's id at the provider, passed unchanged. */
+  name: string;
+  /** Key into DsoConfig.providers. */
+  provider: string;
+  inject: InjectSpec;
+  targets: TargetSpec;
+  /** `<key inside the provider secret>: <file or variable name>`; empty = every key under its own name. */
+  mappings: Record<string, string>;
+  rotation: RotationSpec;
+}
+
+export interface AgentConfig {
+  /** Keep last-known-good values in memory (never on disk) to ride out provider outages. */
+  cache: boolean;
+  socket: string;
+  socketGroup?: string;
+  watch: {
+    pollingIntervalMs: number;
+    webhook: { enabled: boolean; authToken?: string };
+  };
+  rotation: {
+    /** When set, overrides the secret's strategy for containers that carry no dso.update.strategy label. */
+    strategy?: StrategyName;
+    signal: SignalName;
+    healthCheckTimeoutMs: number;
+  };
+}
+
+export interface DefaultsConfig {
+  inject: { type: InjectType; path: string; uid: number; gid: number; mode: number };
+  rotation: { enabled: boolean; strategy: StrategyName };
+}
+
+export interface DsoConfig {
+  version: 1 | 2;
+  providers: Record<string, ProviderConfig>;
+  agent: AgentConfig;
+  defaults: DefaultsConfig;
+  secrets: SecretSpec[];
+}
