@@ -48,7 +48,8 @@ async function compile(outfile: string, bunTarget: Bun.Build.CompileTarget | und
       autoloadPackageJson: false,
     },
     minify: true,
-    bytecode: true,
+    bytecode: false,
+    format: "esm",
     sourcemap: "none",
     define: {
       DSO_BUILD_VERSION: JSON.stringify(pkg.version),

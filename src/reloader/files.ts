@@ -1,0 +1,95 @@
+/**
+ * Turns fetched secret values into the files (or environment variables) a container receives:
+ * `mappings` pick keys and name the files; without mappings a JSON secret gives one file per key
+ * and a plain secret one file named after the secret. Grouped by target directory.
+ */
+import type { SecretSpec } from "../config/types.ts";
+import type { SecretValue } from "../rpc/protocol.ts";
+import type { SecretFile } from "../delivery/types.ts";
+import type { Selection } from "./selection.ts";
+
+export interface FetchedSecret {
+  value: SecretValue;
+  fingerprint: string;
+  version?: string;
+}
+
+export interface DeliveryGroup {
+  /** Directory inside the container. */
+  path: string;
+  files: SecretFile[];
+  /** secret name → fingerprint of the value delivered, for the manifest and `dso ls`. */
+  fingerprints: Record<string, string>;
+}
+
+export interface BuiltDeliveries {
+  groups: DeliveryGroup[];
+  env: Record<string, string>;
+  errors: string[];
+}
+
+function decode(value: SecretValue, text: string): Uint8Array {
+  return value.encoding === "base64" ? Uint8Array.from(Buffer.from(text, "base64")) : new TextEncoder().encode(text);
+}
+
+/** key inside the secret → output name. */
+function outputNames(spec: SecretSpec, value: SecretValue): Array<[string, string]> | string {
+  const mapped = Object.entries(spec.mappings);
+  if (mapped.length > 0) {
+    const missing = mapped.filter(([key]) => !(key in value.data)).map(([key]) => key);
+    if (missing.length > 0) {
+      return `secret "${spec.name}": key(s) ${missing.map((k) => `"${k}"`).join(", ")} not found; it has ${Object.keys(value.data)
+        .map((k) => `"${k}"`)
+        .join(", ")}`;
+    }
+    return mapped;
+  }
+  const keys = Object.keys(value.data);
+  if (keys.length === 1 && keys[0] === "value") {
+    const base = spec.name.split(/[/:]/).filter(Boolean).at(-1) ?? spec.name;
+    return [["value", base]];
+  }
+  return keys.map((k) => [k, k]);
+}
+
+export function buildDeliveries(selection: Selection, fetched: Map<string, FetchedSecret>): BuiltDeliveries {
+  const groups = new Map<string, DeliveryGroup>();
+  const env: Record<string, string> = {};
+  const errors: string[] = [];
+
+  for (const spec of selection.secrets) {
+    const secret = fetched.get(spec.name);
+    if (!secret) {
+      errors.push(`secret "${spec.name}" is not available`);
+      continue;
+    }
+    const names = outputNames(spec, secret.value);
+    if (typeof names === "string") {
+      errors.push(names);
+      continue;
+    }
+    if (spec.inject.type === "env") {
+      for (const [key, variable] of names) env[variable] = secret.value.data[key]!;
+      continue;
+    }
+    const inject = spec.inject;
+    const path = selection.files.path ?? inject.path;
+    const group = groups.get(path) ?? { path, files: [], fingerprints: {} };
+    groups.set(path, group);
+    group.fingerprints[spec.name] = secret.fingerprint;
+    for (const [key, fileName] of names) {
+      if (group.files.some((f) => f.name === fileName)) {
+        errors.push(`secret "${spec.name}": file "${fileName}" in ${path} is also written by another secret`);
+        continue;
+      }
+      group.files.push({
+        name: fileName,
+        content: decode(secret.value, secret.value.data[key]!),
+        mode: selection.files.mode ?? inject.mode,
+        uid: selection.files.uid ?? inject.uid,
+        gid: selection.files.gid ?? inject.gid,
+      });
+    }
+  }
+  return { groups: [...groups.values()], env, errors };
+}

@@ -1,0 +1,76 @@
+import type Dockerode from "dockerode";
+import { DsoError } from "../../errors.ts";
+import { waitHealthy } from "./health.ts";
+import { restartStrategy, RESTART_STOP_TIMEOUT_S } from "./restart.ts";
+import type { Strategy, StrategyContext, StrategyResult } from "./types.ts";
+
+type Inspect = Dockerode.ContainerInspectInfo;
+
+/** A container that binds fixed host ports cannot run twice at once. */
+export function publishesFixedHostPorts(info: Inspect): boolean {
+  const bindings = info.HostConfig.PortBindings as Record<string, Array<{ HostPort?: string }> | null> | undefined;
+  return Object.values(bindings ?? {}).some((list) => (list ?? []).some((b) => b.HostPort && b.HostPort !== "0"));
+}
+
+function mergeEnv(current: string[] | undefined, overrides: Record<string, string>): string[] {
+  const keys = new Set(Object.keys(overrides));
+  const kept = (current ?? []).filter((entry) => !keys.has(entry.split("=")[0]!));
+  return [...kept, ...Object.entries(overrides).map(([k, val]) => `${k}=${val}`)];
+}
+
+/** The create options that give a twin of `info` under another name. */
+export function replacementSpec(info: Inspect, name: string, env: Record<string, string>): Dockerode.ContainerCreateOptions {
+  const { Hostname: _hostname, ...config } = info.Config;
+  const networks = info.NetworkSettings?.Networks ?? {};
+  const endpoints = Object.fromEntries(
+    Object.entries(networks)
+      .filter(([net]) => !["none", "host", "bridge"].includes(net))
+      .map(([net, ep]) => [net, { Aliases: (ep.Aliases ?? []).filter((a: string) => !info.Id.startsWith(a)), IPAMConfig: ep.IPAMConfig }]),
+  );
+  return {
+    ...config,
+    name,
+    Env: mergeEnv(info.Config.Env, env),
+    HostConfig: info.HostConfig,
+    ...(Object.keys(endpoints).length ? { NetworkingConfig: { EndpointsConfig: endpoints } } : {}),
+  } as Dockerode.ContainerCreateOptions;
+}
+
+/**
+ * Start a replacement with the same configuration, deliver its secrets, wait until it is healthy
+ * (or has run for a grace period without a HEALTHCHECK), then stop and remove the old container
+ * and give the replacement its name. On failure the replacement is removed and the old one keeps
+ * running. Fixed host ports → restart instead, with a warning.
+ */
+export const rollingStrategy: Strategy = {
+  name: "rolling",
+  async apply(ctx: StrategyContext): Promise<StrategyResult> {
+    const old = ctx.docker.getContainer(ctx.containerId);
+    const info = await old.inspect();
+    if (publishesFixedHostPorts(info) && Object.keys(ctx.env).length === 0) {
+      ctx.log.warn("container publishes fixed host ports and cannot run twice; restarting it instead", {
+        container: ctx.containerName,
+      });
+      const result = await restartStrategy.apply(ctx);
+      return { ...result, strategy: "rolling", detail: "fixed host ports: fell back to restart" };
+    }
+    const name = info.Name.replace(/^\//, "");
+    const nextName = `${name}-dso-next-${Date.now().toString(36)}`;
+    const next = await ctx.docker.createContainer(replacementSpec(info, nextName, ctx.env));
+    try {
+      await next.start();
+      await ctx.deliver(next.id);
+      const outcome = await waitHealthy(ctx.docker, next.id, ctx.healthCheckTimeoutMs, ctx.abort);
+      if (outcome !== "healthy") {
+        throw new DsoError("DELIVERY_FAILED", `replacement for ${name} did not become healthy (${outcome}); kept the old container`);
+      }
+    } catch (error) {
+      await next.remove({ force: true }).catch(() => {});
+      throw error;
+    }
+    await old.stop({ t: RESTART_STOP_TIMEOUT_S }).catch(() => {});
+    await old.remove({ force: true });
+    await next.rename({ name });
+    return { strategy: "rolling", action: "replaced", containerId: next.id, detail: `replaced ${ctx.containerId.slice(0, 12)}` };
+  },
+};

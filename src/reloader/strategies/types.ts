@@ -1,0 +1,38 @@
+import type Dockerode from "dockerode";
+import type { SignalName, StrategyName } from "../../config/types.ts";
+
+export interface StrategyLogger {
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+}
+
+export interface StrategyContext {
+  docker: Dockerode;
+  containerId: string;
+  containerName: string;
+  signal: SignalName;
+  healthCheckTimeoutMs: number;
+  /** Deliver the container's current secrets into a container (the same or a replacement). */
+  deliver(containerId: string): Promise<void>;
+  /** Environment variables to set on a replacement (env injection); empty when none. */
+  env: Record<string, string>;
+  log: StrategyLogger;
+  abort: AbortSignal;
+}
+
+export type StrategyAction = "files-only" | "signalled" | "restarted" | "replaced" | "escalated-to-restart";
+
+/** What a strategy did; idempotent strategies report what they did this time. */
+export interface StrategyResult {
+  strategy: StrategyName;
+  action: StrategyAction;
+  /** The container that now serves: a new id after `rolling`. */
+  containerId: string;
+  detail?: string;
+}
+
+export interface Strategy {
+  name: StrategyName;
+  /** Runs after the new files are in place (the reloader delivers first). */
+  apply(ctx: StrategyContext): Promise<StrategyResult>;
+}
