@@ -5,14 +5,16 @@
  * credentials.
  */
 import type * as v from "valibot";
+import { describeKind } from "./schema.ts";
 import type { TreePath } from "./env-expand.ts";
 import type { ConfigIssue } from "./issues.ts";
 import type { YamlLineIndex } from "./yaml-lines.ts";
 
+export { describeKind };
+
 /** Passed as valibot's config message, so issues without a schema-specific message are recognisable. */
 export const FALLBACK_MESSAGE = "\u0000";
 
-const SENSITIVE_KEYS = new Set(["config", "auth", "params", "auth_token", "token", "password", "secret"]);
 const MAX_SHOWN_LENGTH = 80;
 const MAX_SUGGESTION_DISTANCE = 2;
 /** Issue types whose message describes a value the user wrote, so quoting it helps. */
@@ -28,12 +30,13 @@ export class IssueCollector {
 
   constructor(readonly file: string) {}
 
-  private issue(path: TreePath, message: string): ConfigIssue {
-    return { file: this.file, line: this.index?.lineOf(path) ?? 1, path: path.join("."), message };
+  private issue(path: TreePath, message: string, line?: number): ConfigIssue {
+    return { file: this.file, line: line ?? this.index?.lineOf(path) ?? 1, path: path.join("."), message };
   }
 
-  error(path: TreePath, message: string): void {
-    this.errors.push(this.issue(path, message));
+  /** `line` overrides the line found for `path` (a duplicate key has the path of the first one). */
+  error(path: TreePath, message: string, line?: number): void {
+    this.errors.push(this.issue(path, message, line));
   }
 
   warn(path: TreePath, message: string): void {
@@ -52,7 +55,7 @@ export class IssueCollector {
     const text = String(value);
     if (text.length > MAX_SHOWN_LENGTH || /[\u0000-\u001f\u007f]/.test(text)) return undefined;
     if (this.expanded.has(path.join("."))) return undefined;
-    if (path.some((seg) => typeof seg === "string" && SENSITIVE_KEYS.has(seg))) return undefined;
+    if (mayHoldCredentials(path)) return undefined;
     return JSON.stringify(text);
   }
 
@@ -82,6 +85,14 @@ export class IssueCollector {
   }
 }
 
+/** Provider settings and auth (tokens, client secrets) and the webhook token: never quoted back. */
+function mayHoldCredentials(path: TreePath): boolean {
+  const [first, , third] = path;
+  if (first === "config") return true;
+  if (first === "providers" && (third === "config" || third === "auth")) return true;
+  return path.at(-1) === "auth_token";
+}
+
 function nounFor(expected: string | null): string {
   switch (expected) {
     case "Object":
@@ -97,16 +108,6 @@ function nounFor(expected: string | null): string {
     default:
       return expected ? `${expected}` : "something else";
   }
-}
-
-export function describeKind(value: unknown): string {
-  if (value === null || value === undefined) return "empty";
-  if (Array.isArray(value)) return "a list";
-  if (typeof value === "object") return "a mapping";
-  if (typeof value === "string") return "a string";
-  if (typeof value === "number") return "a number";
-  if (typeof value === "boolean") return "a boolean";
-  return typeof value;
 }
 
 /** The keys a strict object schema accepts at a path inside `schema` (for "did you mean"). */

@@ -8,7 +8,7 @@ import * as v from "valibot";
 import { FALLBACK_MESSAGE, IssueCollector, describeKind } from "./collect.ts";
 import { type Env, expandEnvInTree } from "./env-expand.ts";
 import { findIgnoredKeys, isIgnoredPath } from "./ignored.ts";
-import { ConfigError, type ConfigIssue } from "./issues.ts";
+import { ConfigError, type ConfigIssue, sortIssues } from "./issues.ts";
 import { rewriteLegacySecretShapes, rewriteOctalModes } from "./legacy.ts";
 import { type ParsedSections, resolveConfig } from "./resolve.ts";
 import {
@@ -21,7 +21,6 @@ import {
   VersionSchema,
   providerNameField,
   type ProviderInput,
-  type SecretInput,
 } from "./schema.ts";
 import type { DsoConfig } from "./types.ts";
 import { findSyntaxErrorLine, indexYamlLines } from "./yaml-lines.ts";
@@ -74,7 +73,7 @@ function parseProviders(raw: unknown, issues: IssueCollector): Pick<ParsedSectio
   return { providers, declaredProviders };
 }
 
-function parseSecrets(raw: unknown, issues: IssueCollector): (SecretInput | undefined)[] {
+function parseSecrets(raw: unknown, issues: IssueCollector): ParsedSections["secrets"] {
   if (raw === undefined || raw === null) return [];
   // The Go DSO's README writes `secrets: {}` for "none"; read it that way.
   if (isMapping(raw) && Object.keys(raw).length === 0) return [];
@@ -82,7 +81,13 @@ function parseSecrets(raw: unknown, issues: IssueCollector): (SecretInput | unde
     issues.error(["secrets"], `must be a list (- name: ... items), not ${describeKind(raw)}`);
     return [];
   }
-  return raw.map((item, index) => parseSection(SecretSchema, item, ["secrets", index], issues));
+  return raw.map((item, index) => {
+    const parsed = parseSection(SecretSchema, item, ["secrets", index], issues);
+    if (parsed) return parsed;
+    // Still check the provider name of an invalid secret, so one pass shows every problem.
+    const provider = isMapping(item) && typeof item.provider === "string" ? item.provider : undefined;
+    return { invalid: true as const, provider };
+  });
 }
 
 /**
@@ -103,7 +108,7 @@ export function parseConfig(
     throw new ConfigError(issues.errors);
   }
   for (const dup of issues.index.duplicates) {
-    issues.error(dup.path, `duplicate key (first written on line ${dup.firstLine})`);
+    issues.error(dup.path, `duplicate key (first written on line ${dup.firstLine})`, dup.line);
   }
   const rewritten = rewriteOctalModes(rewriteLegacySecretShapes(doc, issues), issues);
   const expansion = expandEnvInTree(rewritten, env, isIgnoredPath);
@@ -124,5 +129,5 @@ export function parseConfig(
   };
   const config = resolveConfig(sections, issues);
   if (issues.errors.length > 0) throw new ConfigError(issues.errors, issues.warnings);
-  return { config, warnings: issues.warnings };
+  return { config, warnings: sortIssues(issues.warnings) };
 }

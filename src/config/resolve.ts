@@ -36,6 +36,11 @@ const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MAX_FILE_NAME_BYTES = 255;
 const MIN_WEBHOOK_TOKEN_LENGTH = 16;
 
+export interface InvalidSecret {
+  invalid: true;
+  provider: string | undefined;
+}
+
 /** Each section as parsed by its schema; undefined when the section is absent or invalid. */
 export interface ParsedSections {
   version: 1 | 2 | undefined;
@@ -48,8 +53,8 @@ export interface ParsedSections {
   declaredProviders: Set<string>;
   agent: AgentInput | undefined;
   defaults: DefaultsInput | undefined;
-  /** Parsed secrets by index; undefined entries failed their schema. */
-  secrets: (SecretInput | undefined)[];
+  /** Parsed secrets by index; entries that failed their schema keep only their provider name. */
+  secrets: (SecretInput | InvalidSecret)[];
 }
 
 type StrategyInput = (typeof STRATEGY_INPUTS)[number];
@@ -244,7 +249,7 @@ function resolveRotation(secret: SecretInput, index: number, defaults: DefaultsC
   };
 }
 
-function pickProvider(secret: SecretInput, index: number, names: Set<string>, issues: IssueCollector): string | undefined {
+function pickProvider(secret: { provider?: string | undefined }, index: number, names: Set<string>, issues: IssueCollector): string | undefined {
   const path = ["secrets", index, "provider"];
   if (secret.provider !== undefined) {
     if (names.has(secret.provider)) return secret.provider;
@@ -267,7 +272,10 @@ export function resolveSecrets(
 ): SecretSpec[] {
   const out: SecretSpec[] = [];
   sections.secrets.forEach((secret, index) => {
-    if (!secret) return;
+    if ("invalid" in secret) {
+      if (secret.provider !== undefined) pickProvider(secret, index, names, issues);
+      return;
+    }
     const provider = pickProvider(secret, index, names, issues);
     const inject = resolveInject(secret, index, defaults, issues);
     const mappings = checkMappings(secret, index, inject, issues);

@@ -7,7 +7,7 @@
  * Messages here never include the offending value: parse.ts appends it when it is safe to show.
  */
 import * as v from "valibot";
-import { parseDuration } from "./duration.ts";
+import { formatDuration, parseDuration } from "./duration.ts";
 
 export const PROVIDER_TYPES = ["aws", "azure", "vault", "file"] as const;
 /** `local` is the Go DSO's older name for `file`; `huawei` is recognised only to refuse it clearly. */
@@ -33,6 +33,17 @@ const OCTAL_MODE_PATTERN = /^(?:0o|0)?([0-7]{1,4})$/;
 
 const listOf = (names: readonly string[]) => names.join(", ");
 
+/** "a list", "a mapping", ... for messages that must not quote the value itself. */
+export function describeKind(value: unknown): string {
+  if (value === null || value === undefined) return "empty";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "a mapping";
+  if (typeof value === "string") return "a string";
+  if (typeof value === "number") return "a number";
+  if (typeof value === "boolean") return "a boolean";
+  return typeof value;
+}
+
 /** A key the Go DSO documents but this DSO does not use: accepted, then warned about. */
 export const ignoredKey = () => v.optional(v.unknown());
 
@@ -42,7 +53,10 @@ export const nonEmptyString = (what = "a non-empty string") =>
 /** Scalars in string maps (`config.*`, labels, auth params): numbers and booleans become strings. */
 export const scalarString = v.pipe(
   v.unknown(),
-  v.check((x) => typeof x === "string" || typeof x === "number" || typeof x === "boolean", "must be a string"),
+  v.check(
+    (x) => typeof x === "string" || typeof x === "number" || typeof x === "boolean",
+    (issue) => `must be a string, not ${describeKind(issue.input)}`,
+  ),
   v.transform((x) => String(x)),
 );
 
@@ -76,7 +90,7 @@ export const durationField = (minMs = 0) =>
         return NEVER;
       }
       if (ms < minMs) {
-        addIssue({ message: `must be at least ${minMs} ms` });
+        addIssue({ message: `must be at least ${formatDuration(minMs)}` });
         return NEVER;
       }
       return ms;
