@@ -1,0 +1,156 @@
+/**
+ * Reading KV secrets. KV v2 fingerprints come from the metadata endpoint only (a policy with
+ * `read` on <mount>/metadata/* suffices, no data access); KV v1 has no metadata, so the value is
+ * read and hashed here and only the hash leaves the process.
+ */
+import { createHash } from "node:crypto";
+import type NodeVault from "node-vault";
+import { ProviderError } from "../errors.ts";
+import type { SecretValue } from "../../src/rpc/protocol.ts";
+import type { SecretRef } from "../types.ts";
+import type { VaultSettings } from "./config.ts";
+import { toVaultError } from "./errors.ts";
+
+export interface SecretPath {
+  /** Path under the mount, each segment URL-encoded. */
+  path: string;
+  /** A pinned KV v2 version. */
+  version?: number;
+}
+
+export interface ReadResult {
+  fingerprint: string;
+  version?: string;
+  value: SecretValue;
+}
+
+const printable = (s: string) => s.replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
+
+/**
+ * `path/to/secret` under the mount, optionally `path?version=N` as in the Go DSO; ref.version
+ * wins over the suffix. Vault has versions but no stages.
+ */
+export function parseSecretPath(ref: SecretRef, kvVersion: 1 | 2): SecretPath {
+  const what = `secret "${printable(ref.name)}"`;
+  const [rawPath = "", query] = ref.name.split("?", 2) as [string, string | undefined];
+  const segments = rawPath.replace(/^\/+|\/+$/g, "").split("/");
+  if (segments.some((seg) => seg === "" || seg === "." || seg === ".." || seg.includes("\0"))) {
+    throw new ProviderError("SECRET_NOT_FOUND", `${what}: not a plain path under the mount`);
+  }
+  const params = new URLSearchParams(query ?? "");
+  for (const key of params.keys()) {
+    if (key !== "version") throw new ProviderError("CONFIG_INVALID", `${what}: unknown parameter "${printable(key)}" (only ?version=N)`);
+  }
+  if (ref.stage) throw new ProviderError("CONFIG_INVALID", `${what}: Vault has versions, not stages`);
+  const rawVersion = ref.version ?? params.get("version") ?? undefined;
+  const path = segments.map(encodeURIComponent).join("/");
+  if (rawVersion === undefined) return { path };
+  if (!/^[1-9]\d{0,9}$/.test(rawVersion)) throw new ProviderError("CONFIG_INVALID", `${what}: version must be a positive integer`);
+  if (kvVersion === 1) throw new ProviderError("CONFIG_INVALID", `${what}: a KV v1 mount has no versions to pin`);
+  return { path, version: Number(rawVersion) };
+}
+
+/** Vault KV values are JSON: strings stay as they are, anything else is JSON-encoded. */
+export function toSecretValue(data: unknown, what: string): SecretValue {
+  if (data === null || typeof data !== "object" || Array.isArray(data)) {
+    throw new ProviderError("PROVIDER_UNAVAILABLE", `${what}: Vault returned no key/value map`);
+  }
+  const entries = Object.entries(data as Record<string, unknown>);
+  if (entries.length === 0) throw new ProviderError("CONFIG_INVALID", `${what}: the secret has no keys to deliver`);
+  return {
+    data: Object.fromEntries(entries.map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)])),
+    encoding: "utf8",
+  };
+}
+
+/** JSON with object keys sorted at every level, so equal maps hash equally whatever their order. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const keys = Object.keys(value).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+function hashFingerprint(data: unknown): string {
+  return `sha256:${createHash("sha256").update(canonicalJson(data)).digest("hex")}`;
+}
+
+interface VersionMeta {
+  created_time?: string;
+  deletion_time?: string;
+  destroyed?: boolean;
+}
+
+const alive = (meta: VersionMeta | undefined): meta is VersionMeta => !!meta && !meta.destroyed && !meta.deletion_time;
+
+/**
+ * Fingerprint of a KV v2 version, the same whether it came from metadata or a data read: the
+ * version number, plus (unpinned) its creation time, so a secret deleted and re-created at the
+ * same version number still changes. Metadata's updated_time is not used: it also moves on
+ * metadata-only edits (custom_metadata, max_versions), which would refetch unchanged values.
+ */
+function versionFingerprint(version: number, createdTime: string | undefined, pinned: boolean): string {
+  return pinned || !createdTime ? `v${version}` : `v${version}@${createdTime}`;
+}
+
+export class KvReader {
+  constructor(
+    private readonly client: NodeVault.client,
+    private readonly settings: VaultSettings,
+  ) {}
+
+  async fingerprint(ref: SecretRef, signal: AbortSignal): Promise<string> {
+    const target = parseSecretPath(ref, this.settings.kvVersion);
+    if (this.settings.kvVersion === 1) return (await this.readV1(ref, target, signal)).fingerprint;
+    const what = this.describe(ref);
+    const meta = await this.get(`${this.settings.mount}/metadata/${target.path}`, signal, `metadata of ${what}`);
+    const versions = (meta?.versions ?? {}) as Record<string, VersionMeta>;
+    const number = target.version ?? Number(meta?.current_version ?? 0);
+    const version = versions[String(number)];
+    if (!number || !alive(version)) {
+      const which = target.version ? `version ${number}` : "its current version";
+      throw new ProviderError("SECRET_NOT_FOUND", `${this.settings.label}: ${what}: ${which} does not exist or is deleted`);
+    }
+    return versionFingerprint(number, version.created_time, target.version !== undefined);
+  }
+
+  async read(ref: SecretRef, signal: AbortSignal): Promise<ReadResult> {
+    const target = parseSecretPath(ref, this.settings.kvVersion);
+    if (this.settings.kvVersion === 1) return this.readV1(ref, target, signal);
+    const what = this.describe(ref);
+    const query = target.version ? `?version=${target.version}` : "";
+    const body = await this.get(`${this.settings.mount}/data/${target.path}${query}`, signal, what);
+    const metadata = (body?.metadata ?? {}) as VersionMeta & { version?: number };
+    if (!body?.data || !metadata.version) {
+      throw new ProviderError("SECRET_NOT_FOUND", `${this.settings.label}: ${what} is deleted`);
+    }
+    return {
+      fingerprint: versionFingerprint(metadata.version, metadata.created_time, target.version !== undefined),
+      version: String(metadata.version),
+      value: toSecretValue(body.data, `${this.settings.label}: ${what}`),
+    };
+  }
+
+  private async readV1(ref: SecretRef, target: SecretPath, signal: AbortSignal): Promise<ReadResult> {
+    const what = this.describe(ref);
+    const data = await this.get(`${this.settings.mount}/${target.path}`, signal, what);
+    const fingerprint = hashFingerprint(data);
+    return { fingerprint, version: fingerprint.slice(7, 19), value: toSecretValue(data, `${this.settings.label}: ${what}`) };
+  }
+
+  private describe(ref: SecretRef): string {
+    return `secret "${printable(ref.name)}" in ${this.settings.mount}/`;
+  }
+
+  /** The `data` member of a Vault response. */
+  private async get(path: string, signal: AbortSignal, what: string): Promise<Record<string, any> | undefined> {
+    try {
+      const response = await this.client.read(path, { signal });
+      return response?.data ?? undefined;
+    } catch (error) {
+      throw toVaultError(error, this.settings.label, what);
+    }
+  }
+}
