@@ -27,8 +27,9 @@ function isFile(path: string): boolean {
 }
 
 function requireExisting(path: string, source: string): string {
-  if (existsSync(path)) return path;
-  throw new DsoError("CONFIG_NOT_FOUND", `config file ${path} (from ${source}) does not exist`, {
+  if (isFile(path)) return path;
+  const what = existsSync(path) ? "is not a regular file" : "does not exist";
+  throw new DsoError("CONFIG_NOT_FOUND", `config file ${path} (from ${source}) ${what}`, {
     hint: "check the path, or leave it out to use /etc/dso/dso.yaml, ./dso.yaml or the built-in default",
   });
 }
