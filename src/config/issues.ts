@@ -27,9 +27,7 @@ export class ConfigError extends DsoError {
   readonly warnings: ConfigIssue[];
 
   constructor(issues: ConfigIssue[], warnings: ConfigIssue[] = []) {
-    super("CONFIG_INVALID", sortIssues(issues).map(formatIssue).join("\n"), {
-      hint: issues.length > 1 ? `${issues.length} problems in the configuration` : undefined,
-    });
+    super("CONFIG_INVALID", sortIssues(issues).map(formatIssue).join("\n"));
     this.name = "ConfigError";
     this.issues = sortIssues(issues);
     this.warnings = sortIssues(warnings);
