@@ -6,6 +6,7 @@ export const LOCAL_CONFIG_NAME = "dso.yaml";
 export const BUILTIN_PROVIDER_NAME = "file";
 export const BUILTIN_FILE_PROVIDER_PATH = "/etc/dso/secrets";
 export const DEFAULT_SOCKET_PATH = "/run/docker/plugins/dso.sock";
+export const DEFAULT_VOLUMES_ROOT = "/run/dso/volumes";
 
 const MINUTE_MS = 60_000;
 
@@ -15,6 +16,7 @@ export function defaultAgentConfig(): AgentConfig {
   return {
     cache: false,
     socket: DEFAULT_SOCKET_PATH,
+    volumesRoot: DEFAULT_VOLUMES_ROOT,
     watch: { pollingIntervalMs: 5 * MINUTE_MS, webhook: { enabled: false } },
     rotation: { signal: "SIGHUP", healthCheckTimeoutMs: MINUTE_MS },
   };

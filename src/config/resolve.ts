@@ -153,6 +153,7 @@ export function resolveAgent(input: AgentInput | undefined, issues: IssueCollect
   return {
     cache: input.cache ?? agent.cache,
     socket: input.socket ?? agent.socket,
+    volumesRoot: input.volumes_root ?? agent.volumesRoot,
     ...(input.socket_group === undefined ? {} : { socketGroup: input.socket_group }),
     watch: {
       pollingIntervalMs: input.watch?.polling_interval ?? agent.watch.pollingIntervalMs,

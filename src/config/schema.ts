@@ -182,6 +182,7 @@ export const AgentSchema = v.strictObject({
   cache: v.optional(booleanField),
   socket: v.optional(absolutePathField),
   socket_group: v.optional(v.pipe(scalarString, v.minLength(1, "must be a group name or id"))),
+  volumes_root: v.optional(absolutePathField),
   watch: v.optional(
     v.strictObject({
       polling_interval: v.optional(durationField(MIN_POLLING_INTERVAL_MS)),

@@ -70,6 +70,8 @@ export interface AgentConfig {
   cache: boolean;
   socket: string;
   socketGroup?: string;
+  /** Plugin mode: the tmpfs under which each DSO volume gets its directory. */
+  volumesRoot: string;
   watch: {
     pollingIntervalMs: number;
     webhook: { enabled: boolean; authToken?: string };

@@ -90,7 +90,7 @@ async function canMountTmpfs(): Promise<boolean> {
 }
 
 export async function checkPluginTmpfs(ctx: DoctorContext): Promise<CheckResult> {
-  const root = ctx.config?.agent.volumes_root ?? DEFAULT_VOLUMES_ROOT;
+  const root = ctx.config?.agent.volumesRoot ?? DEFAULT_VOLUMES_ROOT;
   const existing = await nearestExisting(root);
   if (existing === root && (await isRamBacked(root))) {
     return { check: "plugin tmpfs", status: "ok", detail: `${root} is a tmpfs` };

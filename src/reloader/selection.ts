@@ -99,6 +99,29 @@ function matchesTargets(secret: SecretSpec, container: ContainerInfo): boolean {
   return byName || byLabels;
 }
 
+/**
+ * A secret named only by a container label. With a single provider (e.g. the built-in file
+ * provider and no dso.yaml) it needs no secrets[] entry: it gets the defaults.
+ */
+export function implicitSecretSpec(name: string, config: DsoConfig): SecretSpec | undefined {
+  const providers = Object.keys(config.providers);
+  if (providers.length !== 1) return undefined;
+  const { inject, rotation } = config.defaults;
+  return {
+    name,
+    provider: providers[0]!,
+    inject: inject.type === "env" ? { type: "env" } : { type: "file", path: inject.path, uid: inject.uid, gid: inject.gid, mode: inject.mode },
+    targets: { containers: [], labels: {} },
+    mappings: {},
+    rotation: {
+      enabled: rotation.enabled,
+      strategy: rotation.strategy,
+      signal: config.agent.rotation.signal,
+      healthCheckTimeoutMs: config.agent.rotation.healthCheckTimeoutMs,
+    },
+  };
+}
+
 function labelledSecretNames(container: ContainerInfo): string[] {
   if (container.labels[LABEL.reloader] !== "true") return [];
   return (container.labels[LABEL.secrets] ?? "")
@@ -114,9 +137,12 @@ export function selectContainer(container: ContainerInfo, config: DsoConfig): Se
 
   const byName = new Map(config.secrets.map((s) => [s.name, s]));
   for (const name of labelledSecretNames(container)) {
-    const spec = byName.get(name);
+    const spec = byName.get(name) ?? implicitSecretSpec(name, config);
     if (spec) wanted.set(name, spec);
-    else warnings.push(`${who}: label ${LABEL.secrets} names "${name.slice(0, 128)}", which is not in secrets[] of dso.yaml`);
+    else
+      warnings.push(
+        `${who}: label ${LABEL.secrets} names "${name.slice(0, 128)}", which is not in secrets[] of dso.yaml (needed when several providers are configured)`,
+      );
   }
   for (const spec of config.secrets) if (matchesTargets(spec, container)) wanted.set(spec.name, spec);
 
@@ -140,7 +166,8 @@ export function selectContainer(container: ContainerInfo, config: DsoConfig): Se
 
   const secrets = [...wanted.values()];
   const first = secrets[0]!;
-  const strategy = strategyFromLabel ?? config.agent.rotation.strategy ?? first.rotation.strategy;
+  const rotating = secrets.find((s) => s.rotation.enabled);
+  const strategy = strategyFromLabel ?? config.agent.rotation.strategy ?? rotating?.rotation.strategy ?? "none";
   return {
     selected: true,
     warnings,

@@ -47,6 +47,7 @@ describe("Go DSO example files", () => {
       cache: true,
       socket: "/run/docker/plugins/dso.sock",
       socketGroup: "docker",
+      volumesRoot: "/run/dso/volumes",
       watch: { pollingIntervalMs: 90_000, webhook: { enabled: true, authToken: "0123456789abcdef-webhook" } },
       rotation: { strategy: "rolling", signal: "SIGHUP", healthCheckTimeoutMs: 90_000 },
     });

@@ -1,0 +1,93 @@
+/**
+ * What the agent knows about each secret: its last fingerprint and version, when it was polled
+ * and changed, whether it is stale, and, only with `agent.cache: true`, its last known value
+ * (in memory, never on disk). Without the cache a value lives only while it is being delivered.
+ */
+import type { SecretSpec } from "../config/types.ts";
+import type { FetchedSecret } from "../reloader/files.ts";
+
+export interface SecretState {
+  spec: SecretSpec;
+  fingerprint?: string;
+  version?: string;
+  lastPollAt?: string;
+  lastChangeAt?: string;
+  /** The provider could not be asked, or answered with an error, at the last poll. */
+  stale: boolean;
+  error?: string;
+  cached?: FetchedSecret;
+}
+
+export class SecretStore {
+  private readonly states = new Map<string, SecretState>();
+  constructor(private readonly cacheValues: boolean) {}
+
+  /** Replace the set of secrets (config load or reload); known fingerprints of kept secrets stay. */
+  setSpecs(specs: SecretSpec[]): void {
+    const next = new Map<string, SecretState>();
+    for (const spec of specs) {
+      const old = this.states.get(spec.name);
+      next.set(spec.name, old && old.spec.provider === spec.provider ? { ...old, spec } : { spec, stale: false });
+    }
+    this.states.clear();
+    for (const [k, val] of next) this.states.set(k, val);
+  }
+
+  /** Track a secret first seen on a container label (no secrets[] entry); true when it is new. */
+  ensure(spec: SecretSpec): boolean {
+    if (this.states.has(spec.name)) return false;
+    this.states.set(spec.name, { spec, stale: false });
+    return true;
+  }
+
+  get(name: string): SecretState | undefined {
+    return this.states.get(name);
+  }
+
+  all(): SecretState[] {
+    return [...this.states.values()];
+  }
+
+  forProvider(provider: string): SecretState[] {
+    return this.all().filter((s) => s.spec.provider === provider);
+  }
+
+  /** Record a poll result; true when the fingerprint changed from a known, different one. */
+  recordFingerprint(name: string, fingerprint: string, at: Date): "seeded" | "unchanged" | "changed" {
+    const state = this.states.get(name);
+    if (!state) return "unchanged";
+    state.lastPollAt = at.toISOString();
+    state.stale = false;
+    state.error = undefined;
+    const before = state.fingerprint;
+    state.fingerprint = fingerprint;
+    if (before === undefined) return "seeded";
+    if (before === fingerprint) return "unchanged";
+    state.lastChangeAt = at.toISOString();
+    if (state.cached && state.cached.fingerprint !== fingerprint) state.cached = undefined;
+    return "changed";
+  }
+
+  recordError(name: string, message: string, at: Date): void {
+    const state = this.states.get(name);
+    if (!state) return;
+    state.lastPollAt = at.toISOString();
+    state.stale = true;
+    state.error = message;
+  }
+
+  recordFetched(name: string, fetched: FetchedSecret): void {
+    const state = this.states.get(name);
+    if (!state) return;
+    if (state.fingerprint !== fetched.fingerprint) {
+      if (state.fingerprint !== undefined) state.lastChangeAt = new Date().toISOString();
+      state.fingerprint = fetched.fingerprint;
+    }
+    state.version = fetched.version ?? state.version;
+    if (this.cacheValues) state.cached = fetched;
+  }
+
+  cachedValue(name: string): FetchedSecret | undefined {
+    return this.cacheValues ? this.states.get(name)?.cached : undefined;
+  }
+}

@@ -1,0 +1,335 @@
+/**
+ * The Reloader: knows which running containers need which secrets, delivers their files, and
+ * applies each container's strategy when a secret changes. One action per container at a time
+ * (a per-container queue); changes that arrive within the debounce window become one action.
+ */
+import type Dockerode from "dockerode";
+import type { DsoConfig } from "../config/types.ts";
+import type { SecretStore } from "../agent/secret-store.ts";
+import type { DeliveryResult, SecretFile } from "../delivery/types.ts";
+import { describeError, DsoError } from "../errors.ts";
+import type { FetchItem, SecretRef } from "../rpc/protocol.ts";
+import { buildDeliveries, type FetchedSecret } from "./files.ts";
+import { selectContainer, type ContainerInfo, type Selection } from "./selection.ts";
+import { strategyByName, type StrategyResult } from "./strategies/index.ts";
+
+export const DEBOUNCE_MS = 300;
+
+export interface SecretFetcher {
+  fetch(refs: SecretRef[], signal?: AbortSignal): Promise<FetchItem[]>;
+}
+
+export type DeliverFiles = (
+  containerId: string,
+  targetPath: string,
+  files: SecretFile[],
+  signal?: AbortSignal,
+) => Promise<DeliveryResult>;
+
+export interface ReloaderLogger {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+export interface ContainerState {
+  id: string;
+  name: string;
+  secrets: string[];
+  strategy: string;
+  /** Per target directory: how and when files were last delivered. */
+  deliveries: Array<{ path: string; mode: string; files: string[]; at: string }>;
+  /** secret → fingerprint of the value now in the container. */
+  delivered: Record<string, string>;
+  versions: Record<string, string>;
+  lastAction?: { at: string; strategy: string; action: string; detail?: string };
+  error?: string;
+}
+
+export interface ReloaderDeps {
+  docker: Dockerode;
+  store: SecretStore;
+  /** The live provider for a name (providers change on config reload). */
+  provider(name: string): SecretFetcher | undefined;
+  deliver: DeliverFiles;
+  log: ReloaderLogger;
+  config: () => DsoConfig;
+}
+
+export interface ActionReport {
+  container: string;
+  name: string;
+  delivered: string[];
+  action?: StrategyResult["action"];
+  error?: string;
+}
+
+function containerInfo(inspect: Dockerode.ContainerInspectInfo): ContainerInfo {
+  return { id: inspect.Id, name: inspect.Name.replace(/^\//, ""), labels: inspect.Config.Labels ?? {} };
+}
+
+export class Reloader {
+  private readonly containers = new Map<string, ContainerState>();
+  private readonly queues = new Map<string, Promise<unknown>>();
+  private pendingChanges = new Set<string>();
+  private debounceTimer?: ReturnType<typeof setTimeout>;
+  private readonly inFlight = new Set<Promise<unknown>>();
+
+  constructor(private readonly deps: ReloaderDeps) {}
+
+  list(): ContainerState[] {
+    return [...this.containers.values()];
+  }
+
+  /** Resolves when every queued action has finished (for SIGTERM and tests). */
+  async idle(): Promise<void> {
+    while (this.inFlight.size > 0 || this.debounceTimer) {
+      if (this.debounceTimer) await Bun.sleep(DEBOUNCE_MS);
+      await Promise.allSettled([...this.inFlight]);
+    }
+  }
+
+  /** Serialize work per container, and track it so shutdown can wait for it. */
+  private enqueue<T>(containerId: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.queues.get(containerId) ?? Promise.resolve();
+    const next = previous.catch(() => {}).then(work);
+    this.queues.set(containerId, next);
+    this.inFlight.add(next);
+    void next
+      .catch(() => {})
+      .finally(() => {
+        this.inFlight.delete(next);
+        if (this.queues.get(containerId) === next) this.queues.delete(containerId);
+      });
+    return next;
+  }
+
+  /** Fetch values for the named secrets, one call per provider; falls back to the cache. */
+  async fetchValues(names: string[], signal?: AbortSignal): Promise<{ values: Map<string, FetchedSecret>; errors: string[] }> {
+    const byProvider = new Map<string, string[]>();
+    for (const name of new Set(names)) {
+      const state = this.deps.store.get(name);
+      if (!state) continue;
+      byProvider.set(state.spec.provider, [...(byProvider.get(state.spec.provider) ?? []), name]);
+    }
+    const values = new Map<string, FetchedSecret>();
+    const errors: string[] = [];
+    await Promise.all(
+      [...byProvider].map(async ([provider, list]) => {
+        const fetcher = this.deps.provider(provider);
+        let items: FetchItem[] = [];
+        try {
+          if (!fetcher) throw new DsoError("PROVIDER_UNAVAILABLE", `provider ${provider} is not configured`);
+          items = await fetcher.fetch(list.map((name) => ({ name })), signal);
+        } catch (error) {
+          items = list.map((name) => ({ ref: { name }, error: { code: "PROVIDER_UNAVAILABLE", message: describeError(error) } }));
+        }
+        list.forEach((name, i) => {
+          const item = items[i];
+          if (item?.value && item.fingerprint) {
+            const fetched = { value: item.value, fingerprint: item.fingerprint, version: item.version };
+            this.deps.store.recordFetched(name, fetched);
+            values.set(name, fetched);
+            return;
+          }
+          const cached = this.deps.store.cachedValue(name);
+          const message = item?.error?.message ?? "no value returned";
+          this.deps.store.recordError(name, message, new Date());
+          if (cached) {
+            this.deps.log.warn("provider failed; serving the last known value from the in-memory cache", { secret: name });
+            values.set(name, cached);
+          } else {
+            errors.push(`secret "${name}": ${message}`);
+          }
+        });
+      }),
+    );
+    return { values, errors };
+  }
+
+  /** Inspect and select one container; undefined when it is not ours or not running. */
+  private async selectById(containerId: string): Promise<{ selection: Selection; running: boolean } | undefined> {
+    let inspect: Dockerode.ContainerInspectInfo;
+    try {
+      inspect = await this.deps.docker.getContainer(containerId).inspect();
+    } catch {
+      this.containers.delete(containerId);
+      return undefined;
+    }
+    const outcome = selectContainer(containerInfo(inspect), this.deps.config());
+    for (const warning of outcome.warnings) this.deps.log.warn(warning);
+    if (!outcome.selected) {
+      this.containers.delete(inspect.Id);
+      return undefined;
+    }
+    for (const spec of outcome.selection.secrets) this.deps.store.ensure(spec);
+    return { selection: outcome.selection, running: inspect.State.Running };
+  }
+
+  /** Deliver every file set of the selection; records state; returns delivered secret names. */
+  private async deliverSelection(
+    selection: Selection,
+    values: Map<string, FetchedSecret>,
+    fetchErrors: string[],
+    targetId = selection.containerId,
+    signal?: AbortSignal,
+  ): Promise<string[]> {
+    const built = buildDeliveries(selection, values);
+    const state = this.stateFor(selection, targetId);
+    const errors = [...fetchErrors, ...built.errors];
+    const delivered: string[] = [];
+    for (const group of built.groups) {
+      try {
+        const result = await this.deps.deliver(targetId, group.path, group.files, signal);
+        state.deliveries = [
+          ...state.deliveries.filter((d) => d.path !== group.path),
+          { path: group.path, mode: result.mode, files: result.files, at: new Date().toISOString() },
+        ];
+        for (const [secret, fingerprint] of Object.entries(group.fingerprints)) {
+          state.delivered[secret] = fingerprint;
+          const version = values.get(secret)?.version;
+          if (version) state.versions[secret] = version;
+          delivered.push(secret);
+        }
+      } catch (error) {
+        errors.push(`${group.path}: ${describeError(error)}`);
+      }
+    }
+    state.error = errors.length ? errors.join("; ") : undefined;
+    if (errors.length) this.deps.log.error("delivery incomplete", { container: selection.containerName, problems: errors.join("; ") });
+    return delivered;
+  }
+
+  private stateFor(selection: Selection, id: string): ContainerState {
+    const existing = this.containers.get(id);
+    const state: ContainerState = existing ?? {
+      id,
+      name: selection.containerName,
+      secrets: [],
+      strategy: selection.strategy,
+      deliveries: [],
+      delivered: {},
+      versions: {},
+    };
+    state.secrets = selection.secrets.map((s) => s.name);
+    state.strategy = selection.strategy;
+    this.containers.set(id, state);
+    return state;
+  }
+
+  /** A container started (event or reconcile): deliver its current secrets; no strategy runs. */
+  deliverToStarted(containerId: string, signal?: AbortSignal): Promise<ActionReport | undefined> {
+    return this.enqueue(containerId, async () => {
+      const found = await this.selectById(containerId);
+      if (!found?.running) return undefined;
+      const { selection } = found;
+      const { values, errors } = await this.fetchValues(selection.secrets.map((s) => s.name), signal);
+      const delivered = await this.deliverSelection(selection, values, errors, selection.containerId, signal);
+      const state = this.containers.get(selection.containerId);
+      this.deps.log.info("delivered secrets to container", { container: selection.containerName, secrets: delivered.join(",") });
+      return { container: containerId, name: selection.containerName, delivered, error: state?.error };
+    });
+  }
+
+  forget(containerId: string): void {
+    this.containers.delete(containerId);
+  }
+
+  /** Secrets whose fingerprints changed: debounce, then rotate every container that uses them. */
+  secretsChanged(names: string[]): void {
+    for (const n of names) this.pendingChanges.add(n);
+    if (this.debounceTimer) return;
+    this.debounceTimer = setTimeout(() => {
+      this.debounceTimer = undefined;
+      const batch = [...this.pendingChanges];
+      this.pendingChanges.clear();
+      void this.rotate(batch).catch((error) => this.deps.log.error("rotation failed", { error: describeError(error) }));
+    }, DEBOUNCE_MS);
+  }
+
+  /** Containers (known and running) that use any of the secrets. */
+  affectedBy(names: string[]): ContainerState[] {
+    const set = new Set(names);
+    return this.list().filter((c) => c.secrets.some((s) => set.has(s)));
+  }
+
+  /** Fetch, deliver and apply the strategy for each container using any of `names`. */
+  async rotate(names: string[], signal?: AbortSignal): Promise<ActionReport[]> {
+    const affected = this.affectedBy(names);
+    return Promise.all(affected.map((c) => this.rotateContainer(c.id, signal)));
+  }
+
+  private rotateContainer(containerId: string, signal?: AbortSignal): Promise<ActionReport> {
+    return this.enqueue(containerId, async () => {
+      const found = await this.selectById(containerId);
+      const name = this.containers.get(containerId)?.name ?? containerId.slice(0, 12);
+      if (!found?.running) return { container: containerId, name, delivered: [], error: "container is not running" };
+      const { selection } = found;
+      const { values, errors } = await this.fetchValues(selection.secrets.map((s) => s.name), signal);
+      const delivered = await this.deliverSelection(selection, values, errors, containerId, signal);
+      const state = this.containers.get(containerId)!;
+      if (delivered.length === 0) return { container: containerId, name, delivered, error: state.error };
+      const built = buildDeliveries(selection, values);
+      try {
+        const result = await strategyByName(selection.strategy).apply({
+          docker: this.deps.docker,
+          containerId,
+          containerName: selection.containerName,
+          signal: selection.signal,
+          healthCheckTimeoutMs: selection.healthCheckTimeoutMs,
+          env: built.env,
+          abort: signal ?? new AbortController().signal,
+          log: this.deps.log,
+          deliver: async (id) => {
+            const again = await this.fetchValues(selection.secrets.map((s) => s.name), signal);
+            await this.deliverSelection({ ...selection, containerId: id }, again.values, again.errors, id, signal);
+          },
+        });
+        const record = { at: new Date().toISOString(), strategy: result.strategy, action: result.action, detail: result.detail };
+        if (result.containerId !== containerId) {
+          const moved = this.containers.get(result.containerId) ?? { ...state, id: result.containerId };
+          moved.lastAction = record;
+          this.containers.set(result.containerId, moved);
+          this.containers.delete(containerId);
+        } else {
+          state.lastAction = record;
+        }
+        this.deps.log.info("rotated secrets in container", { container: selection.containerName, strategy: result.strategy, action: result.action });
+        return { container: result.containerId, name, delivered, action: result.action };
+      } catch (error) {
+        state.error = describeError(error);
+        this.deps.log.error("rotation strategy failed", { container: selection.containerName, strategy: selection.strategy, error: state.error });
+        return { container: containerId, name, delivered, error: state.error };
+      }
+    });
+  }
+
+  /**
+   * Reconcile: every running container that is ours gets its files if they are missing or older
+   * than the known fingerprints. Never runs a strategy: that is only for observed changes.
+   */
+  async reconcile(filter?: (c: Dockerode.ContainerInfo) => boolean, signal?: AbortSignal): Promise<ActionReport[]> {
+    const running = await this.deps.docker.listContainers({ filters: { status: ["running"] } });
+    const reports: ActionReport[] = [];
+    const seen = new Set(running.map((c) => c.Id));
+    for (const id of this.containers.keys()) if (!seen.has(id)) this.containers.delete(id);
+    for (const c of running) {
+      if (filter && !filter(c)) continue;
+      const known = this.containers.get(c.Id);
+      const current = known?.secrets.every((s) => {
+        const fp = this.deps.store.get(s)?.fingerprint;
+        return fp !== undefined && known.delivered[s] === fp;
+      });
+      if (known && current && !known.error) continue;
+      const report = await this.deliverToStarted(c.Id, signal).catch((error) => ({
+        container: c.Id,
+        name: c.Names[0]?.replace(/^\//, "") ?? c.Id,
+        delivered: [],
+        error: describeError(error),
+      }));
+      if (report) reports.push(report);
+    }
+    return reports;
+  }
+}
