@@ -1,0 +1,138 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type Dockerode from "dockerode";
+import { strategyByName, type StrategyContext } from "../../src/reloader/strategies/index.ts";
+import { publishesFixedHostPorts } from "../../src/reloader/strategies/rolling.ts";
+import { ensureDocker } from "../support/docker-daemon.ts";
+import { BUSYBOX_IMAGE, ensureTestImages } from "../support/test-images.ts";
+
+let docker: Dockerode;
+const created: string[] = [];
+const quiet = { info() {}, warn() {} };
+
+beforeAll(async () => {
+  docker = (await ensureDocker()).docker;
+  await ensureTestImages(docker);
+});
+afterAll(async () => {
+  for (const id of created) await docker.getContainer(id).remove({ force: true }).catch(() => {});
+});
+
+async function run(name: string, script: string, extra: Partial<Dockerode.ContainerCreateOptions> = {}) {
+  const c = await docker.createContainer({
+    name: `${name}-${process.pid}`,
+    Image: BUSYBOX_IMAGE,
+    Cmd: ["sh", "-c", script],
+    Labels: { "dso.test": "strategies" },
+    HostConfig: { NetworkMode: "none" },
+    ...extra,
+  });
+  created.push(c.id);
+  await c.start();
+  return c;
+}
+
+function context(id: string, name: string, over: Partial<StrategyContext> = {}): StrategyContext & { delivered: string[] } {
+  const delivered: string[] = [];
+  return {
+    docker,
+    containerId: id,
+    containerName: name,
+    signal: "SIGHUP",
+    healthCheckTimeoutMs: 8_000,
+    env: {},
+    log: quiet,
+    abort: new AbortController().signal,
+    deliver: async (target) => void delivered.push(target),
+    delivered,
+    ...over,
+  };
+}
+
+async function logsOf(c: Dockerode.Container): Promise<string> {
+  const buf = (await c.logs({ stdout: true, stderr: true })) as unknown as Buffer;
+  return buf.toString("latin1");
+}
+
+/** PID 1 ignores SIGTERM without a handler, and docker would wait 10 s before SIGKILL. */
+const IDLE = 'trap "exit 0" TERM; while true; do sleep 0.1; done';
+const HEALTH = { Interval: 300_000_000, Timeout: 1_000_000_000, Retries: 1, StartPeriod: 0 };
+
+describe("rotation strategies on a real daemon", () => {
+  test("signal sends the configured signal to the container", async () => {
+    const c = await run("sig", 'trap "echo got-hup" HUP; echo ready; while true; do sleep 0.1; done');
+    await Bun.sleep(300);
+    const result = await strategyByName("signal").apply(context(c.id, "sig"));
+    expect(result).toMatchObject({ strategy: "signal", action: "signalled", containerId: c.id });
+    await Bun.sleep(400);
+    expect(await logsOf(c)).toContain("got-hup");
+  });
+
+  test("signal escalates to restart when the container turns unhealthy", async () => {
+    const c = await run("sigunhealthy", `touch /tmp/ok; trap "rm -f /tmp/ok" HUP; ${IDLE}`, {
+      Healthcheck: { Test: ["CMD", "test", "-f", "/tmp/ok"], ...HEALTH },
+    });
+    const before = (await c.inspect()).State.StartedAt;
+    await Bun.sleep(800);
+    const ctx = context(c.id, "sigunhealthy");
+    const result = await strategyByName("signal").apply(ctx);
+    expect(result.action).toBe("escalated-to-restart");
+    expect((await c.inspect()).State.StartedAt).not.toBe(before);
+    expect(ctx.delivered).toEqual([c.id]);
+  });
+
+  test("restart restarts in place and delivers again", async () => {
+    const c = await run("restart", IDLE);
+    const before = (await c.inspect()).State.StartedAt;
+    const ctx = context(c.id, "restart");
+    const result = await strategyByName("restart").apply(ctx);
+    expect(result).toMatchObject({ action: "restarted", containerId: c.id });
+    const after = await c.inspect();
+    expect(after.State.Running).toBe(true);
+    expect(after.State.StartedAt).not.toBe(before);
+    expect(ctx.delivered).toEqual([c.id]);
+  });
+
+  test("rolling replaces the container: same name, labels and config, new id; old one removed", async () => {
+    const c = await run("rolling", IDLE, { Env: ["KEEP=1"] });
+    const name = `rolling-${process.pid}`;
+    const ctx = context(c.id, name, { env: { NEW_VAR: "x" } });
+    const result = await strategyByName("rolling").apply(ctx);
+    expect(result.action).toBe("replaced");
+    expect(result.containerId).not.toBe(c.id);
+    created.push(result.containerId);
+    const next = await docker.getContainer(result.containerId).inspect();
+    expect(next.Name).toBe(`/${name}`);
+    expect(next.Config.Labels["dso.test"]).toBe("strategies");
+    expect(next.Config.Env).toContain("KEEP=1");
+    expect(next.Config.Env).toContain("NEW_VAR=x");
+    expect(next.HostConfig.NetworkMode).toBe("none");
+    expect(ctx.delivered).toEqual([result.containerId]);
+    await expect(c.inspect()).rejects.toThrow();
+  });
+
+  test("rolling keeps the old container when the replacement never becomes healthy", async () => {
+    const c = await run("rollfail", `[ -z "$FAIL" ] && touch /tmp/ok; ${IDLE}`, {
+      Healthcheck: { Test: ["CMD", "test", "-f", "/tmp/ok"], ...HEALTH },
+    });
+    const ctx = context(c.id, `rollfail-${process.pid}`, { env: { FAIL: "1" }, healthCheckTimeoutMs: 3_000 });
+    await expect(strategyByName("rolling").apply(ctx)).rejects.toThrow("did not become healthy");
+    expect((await c.inspect()).State.Running).toBe(true);
+    const leftovers = await docker.listContainers({ all: true, filters: { name: [`rollfail-${process.pid}-dso-next`] } });
+    expect(leftovers).toEqual([]);
+  });
+
+  test("none leaves the container alone", async () => {
+    const c = await run("none", IDLE);
+    const before = (await c.inspect()).State.StartedAt;
+    const result = await strategyByName("none").apply(context(c.id, "none"));
+    expect(result.action).toBe("files-only");
+    expect((await c.inspect()).State.StartedAt).toBe(before);
+  });
+
+  test("fixed host ports are detected (rolling falls back to restart for them)", () => {
+    const info = (bindings: unknown) => ({ HostConfig: { PortBindings: bindings } }) as unknown as Dockerode.ContainerInspectInfo;
+    expect(publishesFixedHostPorts(info({ "80/tcp": [{ HostIp: "", HostPort: "8080" }] }))).toBe(true);
+    expect(publishesFixedHostPorts(info({ "80/tcp": [{ HostIp: "", HostPort: "" }] }))).toBe(false);
+    expect(publishesFixedHostPorts(info({}))).toBe(false);
+  });
+});
