@@ -157,6 +157,8 @@ export class Reloader {
       this.containers.delete(containerId);
       return undefined;
     }
+    // Swarm tasks get their secrets through their service (see swarm.ts), not one by one.
+    if (inspect.Config.Labels?.["com.docker.swarm.task.id"]) return undefined;
     const outcome = selectContainer(containerInfo(inspect), this.deps.config());
     for (const warning of outcome.warnings) this.deps.log.warn(warning);
     if (!outcome.selected) {

@@ -1,0 +1,121 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type Dockerode from "dockerode";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { SecretStore } from "../../src/agent/secret-store.ts";
+import { parseConfig } from "../../src/config/index.ts";
+import { Reloader } from "../../src/reloader/reloader.ts";
+import { isSwarmManager, MANAGED_LABEL, SwarmRotator } from "../../src/reloader/swarm.ts";
+import { ProviderProcess } from "../../src/rpc/supervisor.ts";
+import { ensureDocker } from "../support/docker-daemon.ts";
+import { BUSYBOX_IMAGE, ensureTestImages } from "../support/test-images.ts";
+
+let docker: Dockerode;
+let dir: string;
+let provider: ProviderProcess;
+let rotator: SwarmRotator;
+let serviceId: string;
+const SERVICE = `dso-swarm-${process.pid}`;
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 40_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    await Bun.sleep(250);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** The content of /run/secrets/<file> in the service's running task, once it equals `expected`. */
+async function taskSees(file: string, expected: string): Promise<string> {
+  return waitFor(`task to see ${expected}`, async () => {
+    const tasks = await docker.listContainers({ filters: { label: [`com.docker.swarm.service.name=${SERVICE}`] } });
+    for (const t of tasks) {
+      const exec = await docker.getContainer(t.Id).exec({ Cmd: ["cat", `/run/secrets/${file}`], AttachStdout: true, AttachStderr: true });
+      const stream = await exec.start({});
+      const chunks: Buffer[] = [];
+      await new Promise<void>((resolve) => {
+        stream.on("data", (c: Buffer) => chunks.push(c));
+        stream.on("end", resolve);
+      });
+      const text = Buffer.concat(chunks).toString("latin1");
+      if (text.includes(expected)) return expected;
+    }
+    return undefined;
+  });
+}
+
+beforeAll(async () => {
+  docker = (await ensureDocker()).docker;
+  await ensureTestImages(docker);
+  if (!(await isSwarmManager(docker))) await docker.swarmInit({ ListenAddr: "127.0.0.1:2377", AdvertiseAddr: "127.0.0.1" });
+  dir = await mkdtemp(join(tmpdir(), "dso-swarm-"));
+  await writeFile(join(dir, "db_password"), "swarm-value-one");
+  const { config } = parseConfig(`providers:\n  local:\n    type: file\n    config:\n      path: ${dir}\n`, "dso.yaml", {});
+  provider = new ProviderProcess({ configure: { name: "local", type: "file", config: { path: dir } } });
+  const store = new SecretStore(false);
+  const reloader = new Reloader({
+    docker,
+    store,
+    provider: () => provider,
+    deliver: async () => {
+      throw new Error("not used");
+    },
+    log: quiet,
+    config: () => config,
+  });
+  rotator = new SwarmRotator({
+    docker,
+    config: () => config,
+    log: quiet,
+    fetchValues: async (names) => {
+      for (const name of names) store.ensure({ ...config.secrets[0]!, name, provider: "local" } as never);
+      return reloader.fetchValues(names);
+    },
+  });
+  const created = (await docker.createService({
+    Name: SERVICE,
+    Labels: { "dso.reloader": "true", "dso.secrets": "db_password" },
+    TaskTemplate: {
+      ContainerSpec: { Image: BUSYBOX_IMAGE, Command: ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 0.2; done'] },
+      RestartPolicy: { Condition: "none" },
+    },
+    UpdateConfig: { Parallelism: 1, Order: "start-first" },
+  } as never)) as { id?: string; ID?: string };
+  serviceId = created.id ?? created.ID ?? "";
+});
+
+afterAll(async () => {
+  await docker.getService(serviceId).remove().catch(() => {});
+  await provider?.stop();
+  await Bun.sleep(500);
+  await docker.swarmLeave({ force: true }).catch(() => {});
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("swarm rotation through service updates", () => {
+  test("a labelled service gets its secret as a swarm secret; a change rolls a new version", async () => {
+    const first = await rotator.reconcile();
+    expect(first).toEqual([{ service: SERVICE, action: "updated", secrets: ["db_password"] }]);
+    await taskSees("db_password", "swarm-value-one");
+
+    // Nothing changed: no update, no new secret object.
+    expect((await rotator.reconcile())[0]?.action).toBe("unchanged");
+
+    await writeFile(join(dir, "db_password"), "swarm-value-two");
+    const second = await rotator.reconcile(new Set(["db_password"]));
+    expect(second[0]?.action).toBe("updated");
+    await taskSees("db_password", "swarm-value-two");
+
+    // The old version goes once no task uses it.
+    const remaining = await waitFor("old secret removal", async () => {
+      await rotator.removeUnused();
+      const managed = await docker.listSecrets({ filters: { label: [`${MANAGED_LABEL}=true`] } });
+      return managed.length === 1 ? managed : undefined;
+    });
+    expect(remaining).toHaveLength(1);
+  });
+});
