@@ -50,6 +50,7 @@ async function compile(outfile: string, bunTarget: Bun.Build.CompileTarget | und
     minify: true,
     bytecode: false,
     format: "esm",
+    splitting: true,
     sourcemap: "none",
     define: {
       DSO_BUILD_VERSION: JSON.stringify(pkg.version),
