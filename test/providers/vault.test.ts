@@ -1,0 +1,516 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { DEFAULT_VAULT_ADDRESS, parseVaultSettings } from "../../providers/vault/config.ts";
+import { MAX_PARALLEL_REQUESTS } from "../../providers/vault/index.ts";
+import { canonicalJson, parseSecretPath } from "../../providers/vault/kv.ts";
+import { THROTTLE_MAX_RETRIES } from "../../providers/vault/transport.ts";
+import type { ConfigureParams } from "../../providers/types.ts";
+import { encodeFrame, readFrames } from "../../src/rpc/framing.ts";
+import { ProviderProcess } from "../../src/rpc/supervisor.ts";
+import { createTestCertificate, type TestCertificate } from "../support/tls-cert.ts";
+import { startVaultServer, type VaultServer } from "../support/vault-server.ts";
+
+const PLANTED_PASSWORD = "planted-Vault-Password-90210";
+const MAIN = new URL("../../src/main.ts", import.meta.url).pathname;
+
+let vault: VaultServer;
+let cert: TestCertificate;
+
+/** Calls the emulator counted since `before`, per endpoint kind. */
+function delta(before: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(vault.state.calls)) {
+    // `requests` and `throttled` are totals over the kinds; the kinds are what these tests assert.
+    if (k !== "requests" && k !== "throttled" && v !== (before[k] ?? 0)) out[k] = v - (before[k] ?? 0);
+  }
+  return out;
+}
+const snapshot = () => ({ ...vault.state.calls });
+
+function provider(options: {
+  config?: Record<string, string>;
+  env?: Record<string, string>;
+  auth?: ConfigureParams["auth"];
+  name?: string;
+}) {
+  return new ProviderProcess({
+    configure: { name: options.name ?? "hv", type: "vault", config: options.config ?? {}, ...(options.auth ? { auth: options.auth } : {}) },
+    env: { PATH: process.env.PATH, VAULT_ADDR: vault.url, VAULT_TOKEN: vault.state.rootToken, ...options.env },
+  });
+}
+
+async function using<T>(p: ProviderProcess, body: (p: ProviderProcess) => Promise<T>): Promise<T> {
+  try {
+    return await body(p);
+  } finally {
+    await p.stop();
+  }
+}
+
+/**
+ * A front for the emulator, in this file because the emulator lacks these: it records every
+ * request with its status (the emulator does not count throttled requests), adds Retry-After to
+ * 429 answers (the emulator sends none), and can serve HTTPS.
+ */
+function startFront(options: { retryAfter?: string; tls?: TestCertificate } = {}) {
+  const seen: Array<{ path: string; status: number }> = [];
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    development: false,
+    ...(options.tls ? { tls: { cert: options.tls.certPem, key: options.tls.keyPem } } : {}),
+    async fetch(req) {
+      const url = new URL(req.url);
+      const body = req.method === "GET" || req.method === "HEAD" ? undefined : await req.arrayBuffer();
+      const upstream = await fetch(`${vault.url}${url.pathname}${url.search}`, { method: req.method, headers: req.headers, body });
+      seen.push({ path: url.pathname, status: upstream.status });
+      const headers = new Headers(upstream.headers);
+      if (upstream.status === 429 && options.retryAfter) headers.set("retry-after", options.retryAfter);
+      return new Response(await upstream.arrayBuffer(), { status: upstream.status, headers });
+    },
+  });
+  const scheme = options.tls ? "https" : "http";
+  return { url: `${scheme}://127.0.0.1:${server.port}`, seen, stop: () => server.stop(true) };
+}
+
+/** Runs `dso provider vault` by hand with raw frames, returning the replies and everything on stderr. */
+async function rawProviderRun(configure: ConfigureParams, calls: Array<{ method: string; params?: unknown }>) {
+  const child = Bun.spawn([process.execPath, MAIN, "provider", "vault"], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { PATH: process.env.PATH ?? "", DSO_LOG_FORMAT: "json", DSO_LOG_LEVEL: "debug" },
+  });
+  const frames = readFrames(child.stdout, 4 * 1024 * 1024);
+  const stderr = new Response(child.stderr).text();
+  const replies: unknown[] = [];
+  await frames.next(); // hello
+  const all = [{ method: "configure", params: configure }, ...calls, { method: "shutdown" }];
+  for (const [i, call] of all.entries()) {
+    child.stdin.write(encodeFrame({ id: i + 1, ...call }));
+    child.stdin.flush();
+    const next = await frames.next();
+    replies.push(next.value?.ok ? next.value.value : undefined);
+  }
+  child.stdin.end();
+  await child.exited;
+  return { replies: replies as Array<{ result?: any; error?: any }>, stderr: await stderr };
+}
+
+beforeAll(async () => {
+  vault = await startVaultServer();
+  cert = createTestCertificate();
+  vault.state.writeSecret("secret/app/db", { username: "app", password: PLANTED_PASSWORD, port: 5432, opts: { tls: true } });
+  vault.state.policies.set("metadata-only", [{ path: "secret/metadata/*", capabilities: ["read"] }]);
+});
+afterAll(async () => {
+  await vault.stop();
+  cert.remove();
+});
+
+describe("vault provider: values and fingerprints (KV v2)", () => {
+  test("fetch returns the KV v2 map with non-string values JSON-encoded, and a fingerprint equal to polling's", async () => {
+    await using(provider({}), async (p) => {
+      const [item] = await p.fetch([{ name: "app/db" }]);
+      expect(item?.value).toEqual({
+        data: { username: "app", password: PLANTED_PASSWORD, port: "5432", opts: '{"tls":true}' },
+        encoding: "utf8",
+      });
+      expect(item?.version).toBe("1");
+      const [fp] = await p.fingerprint([{ name: "app/db" }]);
+      expect(fp?.fingerprint).toMatch(/^v1@\d{4}-\d\d-\d\dT/);
+      expect(item?.fingerprint).toBe(fp!.fingerprint!);
+      expect(p.capabilities).toContain("fingerprint-metadata");
+    });
+  });
+
+  test("a metadata-only token detects a change with zero data reads on the server", async () => {
+    vault.state.writeSecret("secret/rotating", { key: "first-value" });
+    const token = vault.state.createToken({ policies: ["metadata-only"] });
+    await using(provider({ env: { VAULT_TOKEN: token } }), async (p) => {
+      const before = snapshot();
+      const [first] = await p.fingerprint([{ name: "rotating" }]);
+      vault.state.writeSecret("secret/rotating", { key: "second-value" });
+      const [second] = await p.fingerprint([{ name: "rotating" }]);
+      expect(first?.fingerprint).toStartWith("v1@");
+      expect(second?.fingerprint).toStartWith("v2@");
+      expect(delta(before)).toEqual({ lookupSelf: 1, metadata: 2 });
+      expect(JSON.stringify([first, second])).not.toContain("value");
+      // The same token really cannot read data: the emulator refuses it.
+      const [refused] = await p.fetch([{ name: "rotating" }]);
+      expect(refused?.error?.code).toBe("PROVIDER_AUTH");
+    });
+  });
+
+  test("a secret deleted and re-created at the same version number still changes its fingerprint", async () => {
+    vault.state.writeSecret("secret/recreated", { k: "a" });
+    await using(provider({}), async (p) => {
+      const [before] = await p.fingerprint([{ name: "recreated" }]);
+      vault.state.deleteSecret("secret/recreated");
+      await Bun.sleep(5);
+      vault.state.writeSecret("secret/recreated", { k: "b" });
+      const [after] = await p.fingerprint([{ name: "recreated" }]);
+      expect(before?.fingerprint).toStartWith("v1@");
+      expect(after?.fingerprint).toStartWith("v1@");
+      expect(after?.fingerprint).not.toBe(before!.fingerprint!);
+    });
+  });
+
+  test("polling 1,000 secrets costs 1,000 metadata reads and no data read", async () => {
+    for (let i = 0; i < 1000; i++) vault.state.writeSecret(`secret/bulk/s${i}`, { v: `value-${i}` });
+    const refs = Array.from({ length: 1000 }, (_, i) => ({ name: `bulk/s${i}` }));
+    await using(provider({}), async (p) => {
+      await p.health();
+      const before = snapshot();
+      const items = await p.fingerprint(refs);
+      expect(items.map((i) => i.ref.name)).toEqual(refs.map((r) => r.name));
+      expect(items.every((i) => i.fingerprint?.startsWith("v1@"))).toBe(true);
+      expect(delta(before)).toEqual({ metadata: 1000 });
+    });
+  });
+
+  test("a missing secret is an in-band SECRET_NOT_FOUND and does not fail the others", async () => {
+    await using(provider({}), async (p) => {
+      const fps = await p.fingerprint([{ name: "nope/missing" }, { name: "app/db" }]);
+      expect(fps[0]?.error?.code).toBe("SECRET_NOT_FOUND");
+      expect(fps[0]?.error?.message).toContain("nope/missing");
+      expect(fps[1]?.fingerprint).toStartWith("v1@");
+      const items = await p.fetch([{ name: "app/db" }, { name: "nope/missing" }]);
+      expect(items[0]?.value?.data.username).toBe("app");
+      expect(items[1]?.error?.code).toBe("SECRET_NOT_FOUND");
+    });
+  });
+
+  test("a secret whose current version is soft-deleted is not found, for polling and fetch", async () => {
+    vault.state.writeSecret("secret/soft", { k: "v1" });
+    await using(provider({}), async (p) => {
+      await vault.state.writeSecret("secret/soft", { k: "v2" });
+      await fetch(`${vault.url}/v1/secret/data/soft`, { method: "DELETE", headers: { "x-vault-token": vault.state.rootToken } });
+      const [fp] = await p.fingerprint([{ name: "soft" }]);
+      expect(fp?.error?.code).toBe("SECRET_NOT_FOUND");
+      const [item] = await p.fetch([{ name: "soft" }]);
+      expect(item?.error?.code).toBe("SECRET_NOT_FOUND");
+      const [older] = await p.fetch([{ name: "soft", version: "1" }]);
+      expect(older?.value?.data).toEqual({ k: "v1" });
+    });
+  });
+});
+
+describe("vault provider: version pinning", () => {
+  test("ref.version and the Go DSO's ?version=N pin a version; ref.version wins", async () => {
+    vault.state.writeSecret("secret/pinned", { k: "one" });
+    vault.state.writeSecret("secret/pinned", { k: "two" });
+    vault.state.writeSecret("secret/pinned", { k: "three" });
+    await using(provider({}), async (p) => {
+      const items = await p.fetch([
+        { name: "pinned", version: "1" },
+        { name: "pinned?version=2" },
+        { name: "pinned?version=2", version: "1" },
+        { name: "pinned" },
+      ]);
+      expect(items.map((i) => i.value?.data.k)).toEqual(["one", "two", "one", "three"]);
+      expect(items.map((i) => i.version)).toEqual(["1", "2", "1", "3"]);
+      expect(items[0]?.fingerprint).toBe("v1");
+      const before = snapshot();
+      const fps = await p.fingerprint([{ name: "pinned", version: "2" }, { name: "pinned", version: "9" }, { name: "pinned", version: "x" }]);
+      expect(fps[0]?.fingerprint).toBe("v2");
+      expect(fps[1]?.error?.code).toBe("SECRET_NOT_FOUND");
+      expect(fps[2]?.error?.code).toBe("CONFIG_INVALID");
+      expect(delta(before)).toEqual({ metadata: 2 });
+    });
+  });
+
+  test("secret names: plain paths under the mount only; stages and unknown parameters are refused", () => {
+    expect(parseSecretPath({ name: "a/b c/d" }, 2)).toEqual({ path: "a/b%20c/d" });
+    expect(parseSecretPath({ name: "/a/b/" }, 2)).toEqual({ path: "a/b" });
+    expect(() => parseSecretPath({ name: "a/../../sys/raw" }, 2)).toThrow("not a plain path");
+    expect(() => parseSecretPath({ name: "a//b" }, 2)).toThrow("not a plain path");
+    expect(() => parseSecretPath({ name: "a?list=true" }, 2)).toThrow('unknown parameter "list"');
+    expect(() => parseSecretPath({ name: "a", stage: "AWSCURRENT" }, 2)).toThrow("not stages");
+    expect(() => parseSecretPath({ name: "a", version: "1" }, 1)).toThrow("KV v1 mount has no versions");
+  });
+});
+
+describe("vault provider: KV v1", () => {
+  test("fingerprints are SHA-256 hashes made in the provider; they change with the value and carry none of it", async () => {
+    vault.state.writeSecret("kv/legacy", { user: "u", password: PLANTED_PASSWORD });
+    await using(provider({ config: { mount: "kv", kv_version: "1" } }), async (p) => {
+      const [first] = await p.fingerprint([{ name: "legacy" }]);
+      expect(first?.fingerprint).toMatch(/^sha256:[0-9a-f]{64}$/);
+      expect(JSON.stringify(first)).not.toContain(PLANTED_PASSWORD);
+      // Key order does not matter: the hash is over canonical JSON.
+      vault.state.writeSecret("kv/legacy", { password: PLANTED_PASSWORD, user: "u" });
+      expect((await p.fingerprint([{ name: "legacy" }]))[0]?.fingerprint).toBe(first!.fingerprint!);
+      vault.state.writeSecret("kv/legacy", { user: "u", password: "changed" });
+      const [changed] = await p.fingerprint([{ name: "legacy" }]);
+      expect(changed?.fingerprint).not.toBe(first!.fingerprint!);
+      const [item] = await p.fetch([{ name: "legacy" }]);
+      expect(item?.value?.data).toEqual({ user: "u", password: "changed" });
+      expect(item?.fingerprint).toBe(changed!.fingerprint!);
+      expect((await p.fetch([{ name: "legacy", version: "2" }]))[0]?.error?.code).toBe("CONFIG_INVALID");
+    });
+  });
+
+  test("canonical JSON sorts keys at every level", () => {
+    expect(canonicalJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: "x" } })).toBe('{"a":{"c":"x","d":[1,{"y":2,"z":1}]},"b":1}');
+  });
+});
+
+describe("vault provider: throttling", () => {
+  test("429s are retried after Retry-After and the call succeeds; the server saw the retries", async () => {
+    const front = startFront({ retryAfter: "1" });
+    try {
+      await using(provider({ config: { address: front.url } }), async (p) => {
+        await p.health();
+        vault.state.throttleNext(2);
+        const started = performance.now();
+        const [fp] = await p.fingerprint([{ name: "app/db" }]);
+        const elapsed = performance.now() - started;
+        expect(fp?.fingerprint).toStartWith("v1@");
+        expect(elapsed).toBeGreaterThanOrEqual(1900);
+        const metadata = front.seen.filter((s) => s.path === "/v1/secret/metadata/app/db").map((s) => s.status);
+        expect(metadata).toEqual([429, 429, 200]);
+      });
+    } finally {
+      vault.state.throttleNext(0);
+      front.stop();
+    }
+  });
+
+  test("a sustained throttle gives PROVIDER_THROTTLED after a bounded number of backed-off requests", async () => {
+    const front = startFront();
+    const refs = Array.from({ length: 200 }, (_, i) => ({ name: `bulk/s${i}` }));
+    try {
+      await using(provider({ config: { address: front.url } }), async (p) => {
+        await p.health();
+        vault.state.throttleNext(1_000_000);
+        const started = performance.now();
+        const error = await p.fingerprint(refs).then(() => undefined, (e) => e);
+        expect(error).toMatchObject({ code: "PROVIDER_THROTTLED" });
+        expect(error.retryAfterMs).toBeGreaterThan(0);
+        expect(error.message).toContain('vault provider "hv"');
+        const throttled = front.seen.filter((s) => s.status === 429).length;
+        expect(throttled).toBeGreaterThan(THROTTLE_MAX_RETRIES);
+        expect(throttled).toBeLessThanOrEqual(MAX_PARALLEL_REQUESTS * (THROTTLE_MAX_RETRIES + 1));
+        // Backed off (250 + 500 + 1000 ms), not a hot loop.
+        expect(performance.now() - started).toBeGreaterThanOrEqual(1700);
+      });
+    } finally {
+      vault.state.throttleNext(0);
+      front.stop();
+    }
+  });
+
+  test("a Retry-After beyond the retry budget fails at once and passes the delay on", async () => {
+    const front = startFront({ retryAfter: "120" });
+    try {
+      await using(provider({ config: { address: front.url } }), async (p) => {
+        await p.health();
+        vault.state.throttleNext(1);
+        const error = await p.fetch([{ name: "app/db" }]).then(() => undefined, (e) => e);
+        expect(error).toMatchObject({ code: "PROVIDER_THROTTLED", retryAfterMs: 120_000 });
+        expect(front.seen.filter((s) => s.status === 429)).toHaveLength(1);
+      });
+    } finally {
+      vault.state.throttleNext(0);
+      front.stop();
+    }
+  });
+});
+
+describe("vault provider: authentication", () => {
+  test("an invalid token is PROVIDER_AUTH naming the provider, never the token", async () => {
+    const bogus = "hvs.PlantedBogusToken0123456789abcdef";
+    await using(provider({ name: "corp-vault", env: { VAULT_TOKEN: bogus } }), async (p) => {
+      const error = await p.fingerprint([{ name: "app/db" }]).then(() => undefined, (e) => e);
+      expect(error).toMatchObject({ code: "PROVIDER_AUTH" });
+      expect(error.message).toContain('vault provider "corp-vault"');
+      expect(error.message).not.toContain(bogus);
+      expect(error.message).not.toContain("PlantedBogusToken");
+      expect(await p.health()).toMatchObject({ ok: false });
+    });
+  });
+
+  test("an expired token is PROVIDER_AUTH at start, and in-band once it expires mid-run", async () => {
+    const expired = vault.state.createToken({ policies: ["root"], ttlSeconds: 60 });
+    const expiring = vault.state.createToken({ policies: ["root"], ttlSeconds: 600 });
+    vault.state.advanceClock(120);
+    await using(provider({ env: { VAULT_TOKEN: expired } }), async (p) => {
+      const error = await p.fetch([{ name: "app/db" }]).then(() => undefined, (e) => e);
+      expect(error).toMatchObject({ code: "PROVIDER_AUTH" });
+      expect(error.message).not.toContain(expired);
+    });
+    await using(provider({ env: { VAULT_TOKEN: expiring } }), async (p) => {
+      expect((await p.fingerprint([{ name: "app/db" }]))[0]?.fingerprint).toBeDefined();
+      vault.state.advanceClock(700);
+      const [item] = await p.fetch([{ name: "app/db" }]);
+      expect(item?.error?.code).toBe("PROVIDER_AUTH");
+      expect(item?.error?.message).not.toContain(expiring);
+      expect(item?.value).toBeUndefined();
+    });
+  });
+
+  test("AppRole logs in with role_id and secret_id from the agent's credentials", async () => {
+    vault.state.addAppRole({ roleId: "dso-role", secretId: "planted-secret-id-555", policies: ["metadata-only"] });
+    const p = provider({
+      auth: { method: "approle" },
+      env: { VAULT_TOKEN: "", VAULT_ROLE_ID: "dso-role", VAULT_SECRET_ID: "planted-secret-id-555" },
+    });
+    await using(p, async () => {
+      const before = snapshot();
+      const [fp] = await p.fingerprint([{ name: "app/db" }]);
+      expect(fp?.fingerprint).toStartWith("v1@");
+      expect(delta(before)).toEqual({ login: 1, lookupSelf: 1, metadata: 1 });
+    });
+  });
+
+  test("a wrong AppRole secret_id is PROVIDER_AUTH without the secret_id", async () => {
+    const p = provider({
+      auth: { method: "approle", params: { role_id: "dso-role", secret_id: "planted-wrong-secret-id" } },
+      env: { VAULT_TOKEN: "" },
+    });
+    await using(p, async () => {
+      const error = await p.fingerprint([{ name: "app/db" }]).then(() => undefined, (e) => e);
+      expect(error).toMatchObject({ code: "PROVIDER_AUTH" });
+      expect(error.message).toContain("AppRole login");
+      expect(error.message).not.toContain("planted-wrong-secret-id");
+    });
+  });
+
+  test("a renewable token is renewed at about 2/3 of its TTL", async () => {
+    const token = vault.state.createToken({ policies: ["root"], ttlSeconds: 3 });
+    await using(provider({ env: { VAULT_TOKEN: token } }), async (p) => {
+      await p.fingerprint([{ name: "app/db" }]);
+      const before = snapshot();
+      await Bun.sleep(1500);
+      expect(delta(before).renewSelf ?? 0).toBe(0);
+      await Bun.sleep(1200);
+      expect(delta(before).renewSelf).toBe(1);
+      // Still valid after the original 3 s: the renewal worked.
+      await Bun.sleep(800);
+      expect((await p.fingerprint([{ name: "app/db" }]))[0]?.fingerprint).toStartWith("v1@");
+    });
+  });
+
+  test("with AppRole, a failed renewal logs in again before the token expires", async () => {
+    vault.state.addAppRole({ roleId: "short-role", secretId: "short-secret", policies: ["metadata-only"], tokenTtlSeconds: 3 });
+    const p = provider({ auth: { method: "approle", params: { role_id: "short-role", secret_id: "short-secret" } }, env: { VAULT_TOKEN: "" } });
+    await using(p, async () => {
+      await p.fingerprint([{ name: "app/db" }]);
+      // Revoke every token the role got: the scheduled renewal is then denied.
+      for (const [id, t] of vault.state.tokens) if (t.policies.includes("metadata-only") && t.creationTtl === 3) vault.state.tokens.delete(id);
+      const before = snapshot();
+      await Bun.sleep(2700);
+      expect(delta(before)).toMatchObject({ renewSelf: 1, login: 1 });
+      expect((await p.fingerprint([{ name: "app/db" }]))[0]?.fingerprint).toStartWith("v1@");
+    });
+  });
+});
+
+describe("vault provider: namespaces and TLS", () => {
+  test("config.namespace (or VAULT_NAMESPACE) selects the namespace", async () => {
+    vault.state.writeSecret("secret/ns-only", { k: "in-team-a" }, { namespace: "team-a" });
+    await using(provider({ config: { namespace: "team-a" } }), async (p) => {
+      expect((await p.fetch([{ name: "ns-only" }]))[0]?.value?.data).toEqual({ k: "in-team-a" });
+    });
+    await using(provider({ env: { VAULT_NAMESPACE: "team-a" } }), async (p) => {
+      expect((await p.fetch([{ name: "ns-only" }]))[0]?.value?.data).toEqual({ k: "in-team-a" });
+    });
+    await using(provider({}), async (p) => {
+      expect((await p.fetch([{ name: "ns-only" }]))[0]?.error?.code).toBe("SECRET_NOT_FOUND");
+    });
+  });
+
+  test("HTTPS with config.ca_cert works; without it the certificate is refused", async () => {
+    const front = startFront({ tls: cert });
+    try {
+      await using(provider({ config: { address: front.url, ca_cert: cert.certPath } }), async (p) => {
+        expect((await p.fetch([{ name: "app/db" }]))[0]?.value?.data.username).toBe("app");
+      });
+      await using(provider({ config: { address: front.url } }), async (p) => {
+        const error = await p.fetch([{ name: "app/db" }]).then(() => undefined, (e) => e);
+        expect(error).toMatchObject({ code: "PROVIDER_UNAVAILABLE" });
+        expect(error.message).toContain("TLS verification");
+      });
+    } finally {
+      front.stop();
+    }
+  });
+
+  test("tls_skip_verify works with a loud warning, and no secret reaches the provider's stderr", async () => {
+    const front = startFront({ tls: cert });
+    vault.state.addAppRole({ roleId: "log-role", secretId: "planted-log-secret-id", policies: ["root"] });
+    try {
+      const { replies, stderr } = await rawProviderRun(
+        {
+          name: "hv",
+          type: "vault",
+          config: { address: front.url, tls_skip_verify: "true" },
+          auth: { method: "approle" },
+          credentials: { VAULT_ROLE_ID: "log-role", VAULT_SECRET_ID: "planted-log-secret-id" },
+        },
+        [
+          { method: "fetch", params: { refs: [{ name: "app/db" }, { name: "missing" }] } },
+          { method: "fingerprint", params: { refs: [{ name: "app/db" }] } },
+          { method: "health" },
+        ],
+      );
+      expect(replies[1]).toMatchObject({ result: { items: [{ value: { data: { password: PLANTED_PASSWORD } } }, {}] } });
+      expect(stderr).toContain("TLS VERIFICATION IS OFF");
+      expect(stderr).toContain("logged in to Vault with AppRole");
+      for (const planted of [PLANTED_PASSWORD, "planted-log-secret-id", "hvs."]) expect(stderr).not.toContain(planted);
+      // Nor in the error replies.
+      expect(JSON.stringify(replies.slice(1).map((r) => r.result?.items?.map((i: any) => i.error)))).not.toContain(PLANTED_PASSWORD);
+    } finally {
+      front.stop();
+    }
+  });
+});
+
+describe("vault provider: configuration", () => {
+  const params = (config: Record<string, string>, extra: Partial<ConfigureParams> = {}): ConfigureParams => ({
+    name: "hv",
+    type: "vault",
+    config,
+    credentials: { VAULT_TOKEN: "t" },
+    ...extra,
+  });
+
+  test("defaults follow the Go DSO: loopback address, mount `secret`, KV v2, token from VAULT_TOKEN", () => {
+    expect(parseVaultSettings(params({}), {})).toMatchObject({
+      address: DEFAULT_VAULT_ADDRESS,
+      mount: "secret",
+      kvVersion: 2,
+      skipTlsVerify: false,
+      auth: { method: "token", token: "t" },
+    });
+    expect(parseVaultSettings(params({ token: "from-config" }), { VAULT_ADDR: "https://vault.example:8200/" })).toMatchObject({
+      address: "https://vault.example:8200",
+      auth: { token: "from-config" },
+    });
+  });
+
+  test("every problem names its field", () => {
+    const bad: Array<[ConfigureParams, string]> = [
+      [params({ bogus: "1" }), "providers.hv.config.bogus: unknown key"],
+      [params({ address: "http://vault.example:8200" }), "providers.hv.config.address: plain http is allowed only for loopback"],
+      [params({ address: "https://user:pw@vault.example" }), "providers.hv.config.address: must not carry credentials"],
+      [params({ kv_version: "3" }), "providers.hv.config.kv_version"],
+      [params({ tls_skip_verify: "maybe" }), "providers.hv.config.tls_skip_verify"],
+      [params({ ca_cert: "/nonexistent/ca.pem" }), "providers.hv.config.ca_cert: cannot read"],
+      [params({ mount: "../sys" }), "providers.hv.config.mount"],
+      [params({}, { credentials: {} }), "providers.hv.config.token: no Vault token"],
+      [params({}, { auth: { method: "kubernetes" } }), "providers.hv.auth.method"],
+      [params({}, { auth: { method: "approle", params: { role: "x" } } }), "providers.hv.auth.params.role"],
+      [params({}, { auth: { method: "approle" } }), "providers.hv.auth.params.role_id"],
+    ];
+    for (const [p, message] of bad) expect(() => parseVaultSettings(p, {})).toThrow(message);
+    expect(() => parseVaultSettings(params({}), { VAULT_ADDR: "http://10.0.0.1:8200" })).toThrow("VAULT_ADDR: plain http");
+    expect(parseVaultSettings(params({ address: "http://[::1]:8200" }), {}).address).toBe("http://[::1]:8200");
+  });
+
+  test("an unknown config key fails configure in the real process, naming the field", async () => {
+    await using(provider({ config: { adress: "https://typo" } }), async (p) => {
+      await expect(p.fingerprint([{ name: "app/db" }])).rejects.toThrow("providers.hv.config.adress: unknown key");
+    });
+  });
+});
