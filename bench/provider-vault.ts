@@ -3,7 +3,7 @@
  * The vault provider process against the local Vault emulator: time from spawn to ready (first
  * health() answered), resident memory idle and after polling / fetching 1,000 secrets, and the
  * Vault calls one 1,000-secret poll costs. Uses dist/dso when built (as in production), else
- * `bun src/main.ts`. Run: bun bench/provider-vault.ts
+ * `bun src/main.ts` (or with --dev). Run: bun bench/provider-vault.ts [--dev]
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -15,7 +15,7 @@ const DSO = join(ROOT, "dist/dso");
 const SECRETS = 1000;
 const START_RUNS = 5;
 
-const compiled = existsSync(DSO);
+const compiled = existsSync(DSO) && !process.argv.includes("--dev");
 const vault = await startVaultServer();
 for (let i = 0; i < SECRETS; i++) vault.state.writeSecret(`secret/bench/s${i}`, { username: `user-${i}`, password: `pw-${i}-${"x".repeat(32)}` });
 const refs = Array.from({ length: SECRETS }, (_, i) => ({ name: `bench/s${i}` }));

@@ -96,7 +96,8 @@ function parseAuth(params: ConfigureParams, config: Record<string, string>): Vau
     for (const key of Object.keys(authParams)) {
       throw invalid(`${prefix}.auth.params.${key}`, `unknown key for token auth (put the token in config.token or VAULT_TOKEN)`);
     }
-    const token = config.token || credentials.VAULT_TOKEN;
+    // Trimmed: a token read from a file often ends in a newline, which no HTTP header may carry.
+    const token = (config.token || credentials.VAULT_TOKEN || "").trim();
     if (!token) throw invalid(`${prefix}.config.token`, "no Vault token: set config.token or VAULT_TOKEN in the agent's environment");
     return { method: "token", token };
   }
@@ -104,9 +105,9 @@ function parseAuth(params: ConfigureParams, config: Record<string, string>): Vau
     for (const key of Object.keys(authParams)) {
       if (!APPROLE_PARAM_KEYS.includes(key)) throw invalid(`${prefix}.auth.params.${key}`, "unknown key for approle auth");
     }
-    const roleId = authParams.role_id || credentials.VAULT_ROLE_ID;
+    const roleId = (authParams.role_id || credentials.VAULT_ROLE_ID || "").trim();
     if (!roleId) throw invalid(`${prefix}.auth.params.role_id`, "approle needs a role_id (or VAULT_ROLE_ID in the agent's environment)");
-    const secretId = authParams.secret_id || credentials.VAULT_SECRET_ID;
+    const secretId = (authParams.secret_id || credentials.VAULT_SECRET_ID || "").trim();
     const mount = cleanMount(authParams.mount ?? DEFAULT_APPROLE_MOUNT, `${prefix}.auth.params.mount`);
     return { method: "approle", roleId, mount, ...(secretId ? { secretId } : {}) };
   }

@@ -32,5 +32,9 @@ export function toVaultError(error: unknown, label: string, subject: string): Pr
   if (status === 404) return new ProviderError("SECRET_NOT_FOUND", `${label}: ${subject} not found`);
   if (status === 429) return new ProviderError("PROVIDER_THROTTLED", `${label}: Vault is rate limiting requests (429)`);
   if (status >= 500) return new ProviderError("PROVIDER_UNAVAILABLE", `${label}: Vault answered ${status} for ${subject}${serverText(error)}`);
+  if (status >= 300 && status < 400) {
+    // Redirects are not followed: that would hand the token to whatever host the answer names.
+    return new ProviderError("PROVIDER_UNAVAILABLE", `${label}: Vault redirected ${subject} (HTTP ${status}); point config.address at the active node or its load balancer`);
+  }
   return new ProviderError("PROVIDER_UNAVAILABLE", `${label}: Vault refused ${subject} (HTTP ${status})`);
 }

@@ -93,8 +93,7 @@ export function createVaultClient(params: ConfigureParams, ctx: ProviderContext)
     },
     async health(signal) {
       try {
-        await session.ready(signal);
-        await session.lookup(signal);
+        await session.check(signal);
         return { ok: true };
       } catch (error) {
         return { ok: false, message: toRpcError(error, params.name).message };

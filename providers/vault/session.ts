@@ -46,7 +46,12 @@ export class VaultSession {
     return this.starting;
   }
 
-  /** The token lookup doubles as the health check: it proves reachability and a valid token. */
+  /** Health: reachability and a valid token, with one lookup (the first one is the start itself). */
+  async check(signal: AbortSignal): Promise<void> {
+    if (!this.started || this.expired()) return this.ready(signal);
+    await this.lookup(signal);
+  }
+
   async lookup(signal: AbortSignal): Promise<TokenInfo> {
     let response: { data?: { ttl?: number; renewable?: boolean } };
     try {

@@ -436,6 +436,27 @@ describe("vault provider: namespaces and TLS", () => {
     }
   });
 
+  test("a redirect is not followed, so the token never goes to the host it names", async () => {
+    let leaked = 0;
+    const elsewhere = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => (leaked++, new Response("{}")) });
+    const redirecting = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: (req) => Response.redirect(`http://127.0.0.1:${elsewhere.port}${new URL(req.url).pathname}`, 307),
+    });
+    try {
+      await using(provider({ config: { address: `http://127.0.0.1:${redirecting.port}` } }), async (p) => {
+        const error = await p.fingerprint([{ name: "app/db" }]).then(() => undefined, (e) => e);
+        expect(error).toMatchObject({ code: "PROVIDER_UNAVAILABLE" });
+        expect(error.message).toContain("redirected");
+        expect(leaked).toBe(0);
+      });
+    } finally {
+      redirecting.stop(true);
+      elsewhere.stop(true);
+    }
+  });
+
   test("tls_skip_verify works with a loud warning, and no secret reaches the provider's stderr", async () => {
     const front = startFront({ tls: cert });
     vault.state.addAppRole({ roleId: "log-role", secretId: "planted-log-secret-id", policies: ["root"] });
@@ -482,6 +503,10 @@ describe("vault provider: configuration", () => {
       kvVersion: 2,
       skipTlsVerify: false,
       auth: { method: "token", token: "t" },
+    });
+    expect(parseVaultSettings(params({}, { credentials: { VAULT_TOKEN: "hvs.from-a-file\n" } }), {}).auth).toEqual({
+      method: "token",
+      token: "hvs.from-a-file",
     });
     expect(parseVaultSettings(params({ token: "from-config" }), { VAULT_ADDR: "https://vault.example:8200/" })).toMatchObject({
       address: "https://vault.example:8200",
