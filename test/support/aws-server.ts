@@ -87,6 +87,7 @@ function errorResponse(err: AwsError): Response {
 }
 
 function checkSigV4(header: string | null, accessKeyId: string, region: string): void {
+  if (!header) throw new AwsError("MissingAuthenticationTokenException", "Missing Authentication Token");
   const match = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=[^,]+, ?Signature=[0-9a-f]{64}$/.exec(header ?? "");
   if (!match) throw new AwsError("IncompleteSignatureException", "Authorization header is not a valid SigV4 signature.");
   const [, keyId, , signedRegion, service] = match;

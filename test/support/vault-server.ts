@@ -5,7 +5,8 @@
 // X-Vault-Namespace, and ACL policies as path globs ("*" suffix, "+" segment) with capabilities.
 // Simplifications: every namespace has the same mount table; a non-root token works only in the
 // namespace it was issued in (the root token works everywhere); the "default" policy is implied
-// for lookup-self/renew-self. Errors are {"errors": [...]} with Vault's status codes.
+// for lookup-self/renew-self; writes over HTTP are supported, deletes only through `state`.
+// Errors are {"errors": [...]} with Vault's status codes.
 // Why a TCP front: Bun's HTTP parser (Bun.serve and node:http alike, Bun 1.4.4) rejects the
 // non-standard LIST method that node-vault's list() sends, so a tiny node:net front rewrites a
 // "LIST" request line to GET plus an x-emulator-method header before the request reaches Bun.serve.
@@ -27,7 +28,7 @@ export interface VaultToken {
   issuedAtMs: number;
 }
 
-interface KvVersion { data: Record<string, unknown>; createdMs: number; deletedMs?: number }
+interface KvVersion { data: Record<string, unknown>; createdMs: number }
 interface KvV2Entry { createdMs: number; updatedMs: number; versions: Map<number, KvVersion>; current: number }
 
 export interface VaultServerState {
@@ -254,13 +255,8 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
       authorize(token, acl, "read");
       const e = kv2.get(key);
       if (!e) throw notFound();
-      const versions = Object.fromEntries([...e.versions].map(([n, v]) => [String(n), { created_time: iso(v.createdMs), deletion_time: v.deletedMs ? iso(v.deletedMs) : "", destroyed: false }]));
+      const versions = Object.fromEntries([...e.versions].map(([n, v]) => [String(n), { created_time: iso(v.createdMs), deletion_time: "", destroyed: false }]));
       return envelope({ cas_required: false, created_time: iso(e.createdMs), current_version: e.current, custom_metadata: null, delete_version_after: "0s", max_versions: 0, oldest_version: 0, updated_time: iso(e.updatedMs), versions });
-    }
-    if (kind === "metadata" && method === "DELETE") {
-      authorize(token, acl, "delete");
-      kv2.delete(key);
-      return undefined;
     }
     if (kind !== "data") throw new VaultError(404, [`no handler for route "${mount}/${rest}". route entry not found.`]);
     state.calls.data = (state.calls.data ?? 0) + 1;
@@ -270,8 +266,7 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
       const n = Number(new URL(req.url).searchParams.get("version") || 0) || e?.current;
       const v = n === undefined ? undefined : e?.versions.get(n);
       if (!v) throw notFound();
-      const metadata = { created_time: iso(v.createdMs), custom_metadata: null, deletion_time: v.deletedMs ? iso(v.deletedMs) : "", destroyed: false, version: n };
-      if (v.deletedMs) throw Object.assign(notFound(), { body: envelope({ data: null, metadata }) });
+      const metadata = { created_time: iso(v.createdMs), custom_metadata: null, deletion_time: "", destroyed: false, version: n };
       return envelope({ data: structuredClone(v.data), metadata });
     }
     if (method === "POST" || method === "PUT") {
@@ -280,13 +275,6 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
       if (cas !== undefined && cas !== (kv2.get(key)?.current ?? 0)) throw new VaultError(400, ["check-and-set parameter did not match the current version"]);
       const n = writeV2(key, body.data ?? {});
       return envelope({ created_time: iso(now()), custom_metadata: null, deletion_time: "", destroyed: false, version: n });
-    }
-    if (method === "DELETE") {
-      authorize(token, acl, "delete");
-      const e = kv2.get(key);
-      const latest = e?.versions.get(e.current);
-      if (latest) latest.deletedMs = now();
-      return undefined;
     }
     throw new VaultError(405, ["unsupported operation"]);
   }
@@ -309,11 +297,6 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
     if (method === "POST" || method === "PUT") {
       authorize(token, acl, kv1.has(key) ? "update" : "create");
       kv1.set(key, structuredClone(body));
-      return undefined;
-    }
-    if (method === "DELETE") {
-      authorize(token, acl, "delete");
-      kv1.delete(key);
       return undefined;
     }
     throw new VaultError(405, ["unsupported operation"]);
@@ -352,7 +335,7 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
         const out = await handle(req);
         return out === undefined ? new Response(null, { status: 204 }) : Response.json(out);
       } catch (e) {
-        if (e instanceof VaultError) return Response.json((e as VaultError & { body?: unknown }).body ?? { errors: e.errors }, { status: e.status });
+        if (e instanceof VaultError) return Response.json({ errors: e.errors }, { status: e.status });
         if (e instanceof SyntaxError) return Response.json({ errors: ["failed to parse JSON input"] }, { status: 400 });
         return Response.json({ errors: [String(e)] }, { status: 500 });
       }
