@@ -16,6 +16,7 @@ export function registerProvider(type: string, loader: Loader): void {
 registerProvider("file", () => import("./file/index.ts").then((m) => m.fileProvider));
 registerProvider("aws", () => import("./aws/index.ts").then((m) => m.awsProvider));
 registerProvider("vault", () => import("./vault/index.ts").then((m) => m.vaultProvider));
+registerProvider("azure", () => import("./azure/index.ts").then((m) => m.azureProvider));
 
 export function providerTypes(): string[] {
   return [...loaders.keys()];
