@@ -46,8 +46,11 @@ export function retryAfterMs(headers: { get(name: string): string | undefined } 
 
 /** The service's error code from a Key Vault error body ({"error":{"code","innererror":{"code"}}}). */
 function serviceCodes(error: { code?: string; details?: unknown }): string[] {
-  const details = error.details as { error?: { code?: string; innererror?: { code?: string } } } | undefined;
-  return [error.code, details?.error?.code, details?.error?.innererror?.code].filter((c): c is string => !!c);
+  // The wire says `innererror`; the SDK's deserializer renames it `innerError`.
+  type Inner = { code?: string };
+  const details = error.details as { error?: { code?: string; innererror?: Inner; innerError?: Inner } } | undefined;
+  const inner = details?.error?.innerError ?? details?.error?.innererror;
+  return [error.code, details?.error?.code, inner?.code].filter((c): c is string => !!c);
 }
 
 export function toAzureError(error: unknown, instance: string, what: string): ProviderError {
