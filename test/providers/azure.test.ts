@@ -133,6 +133,39 @@ describe("azure provider against the Key Vault emulator", () => {
     });
   }, 60_000);
 
+  test("a missing secret is an in-band SECRET_NOT_FOUND on both poll paths; the others are answered", async () => {
+    for (let i = 0; i < 4; i++) server.state.setSecret(`present-${i}`, "x");
+    const refs = [{ name: "present-0" }, { name: "missing" }, { name: "present-1" }, { name: "bad/name" }];
+    await withProcess(azureProcess(), async (p) => {
+      const byVersions = await p.fingerprint(refs.slice(0, 2));
+      expect(calls("listVersions")).toBe(1); // "missing" answered 404, which the emulator does not count
+      expect(byVersions.map((i) => i.error?.code ?? "ok")).toEqual(["ok", "SECRET_NOT_FOUND"]);
+      const byList = await p.fingerprint([...refs, { name: "present-2" }, { name: "present-3" }]);
+      expect(calls("listSecrets")).toBe(1);
+      expect(byList.map((i) => i.error?.code ?? "ok")).toEqual(["ok", "SECRET_NOT_FOUND", "ok", "SECRET_NOT_FOUND", "ok", "ok"]);
+      expect(byList[1]?.error?.message).toContain('"missing"');
+    });
+  }, 20_000);
+
+  test("the default method tries the service principal the agent has a secret for, tenant and client from env", async () => {
+    server.state.setSecret("one", "via-default");
+    const p = new ProviderProcess({
+      configure: configureParams({ auth: undefined }),
+      env: {
+        PATH: process.env.PATH,
+        NODE_EXTRA_CA_CERTS: server.certPath,
+        AZURE_TENANT_ID: server.tenantId,
+        AZURE_CLIENT_ID: server.clientId,
+        AZURE_CLIENT_SECRET: server.clientSecret,
+      },
+    });
+    await withProcess(p, async () => {
+      const [item] = await p.fetch([{ name: "one" }]);
+      expect(item?.value?.data.value).toBe("via-default");
+      expect(calls("token")).toBe(1);
+    });
+  }, 20_000);
+
   test("a pinned version fingerprints as its id, fetches its own value, and a disabled version is not found", async () => {
     const v1 = server.state.setSecret("pinned", "first");
     server.state.setSecret("pinned", "second");
