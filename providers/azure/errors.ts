@@ -55,7 +55,7 @@ function serviceCodes(error: { code?: string; details?: unknown }): string[] {
 
 export function toAzureError(error: unknown, instance: string, what: string): ProviderError {
   if (error instanceof ProviderError) return error;
-  const who = `azure provider ${instance}`;
+  const who = `provider ${instance} (azure)`;
   const name = errorName(error);
   if (name === "AbortError") return new ProviderError("PROVIDER_TIMEOUT", `${who}: ${what} was cancelled or timed out`);
   if (name === "CredentialUnavailableError" || name === "AggregateAuthenticationError") {

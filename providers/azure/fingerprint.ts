@@ -104,7 +104,7 @@ export interface ResolvedRef {
 
 /** Validates a ref against Key Vault's rules; throws a per-ref error. */
 export function resolveRef(ref: SecretRef, instance: string): ResolvedRef {
-  const who = `azure provider ${instance}`;
+  const who = `provider ${instance} (azure)`;
   if (ref.stage) {
     throw new ProviderError("CONFIG_INVALID", `${who}: secret "${ref.name}": Key Vault has no version stages; pin a version instead`);
   }
@@ -202,7 +202,7 @@ export class Fingerprinter {
     versions: SecretMetadata[] | ProviderError | undefined,
     now: number,
   ): string {
-    const who = `azure provider ${this.instance}: secret "${r.ref.name}"`;
+    const who = `provider ${this.instance} (azure): secret "${r.ref.name}"`;
     if (versions instanceof ProviderError) throw versions;
     if (r.ref.version !== undefined) {
       const wanted = r.ref.version.toLowerCase();

@@ -31,7 +31,7 @@ export function throttleBudgetPolicy(instance: string, budgetMs = THROTTLE_BUDGE
         if (total > budgetMs) {
           throw new ProviderError(
             "PROVIDER_THROTTLED",
-            `azure provider ${instance}: Key Vault is throttling requests; retry in ${Math.ceil(wait / 1000)} s`,
+            `provider ${instance} (azure): Key Vault is throttling requests; retry in ${Math.ceil(wait / 1000)} s`,
             { retryAfterMs: wait },
           );
         }

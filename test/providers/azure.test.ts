@@ -247,7 +247,7 @@ describe("azure provider against the Key Vault emulator", () => {
     await withProcess(azureProcess({ clientSecret: WRONG_SECRET }), async (p) => {
       const error = await p.fetch([{ name: "db" }]).then(() => undefined, (e: Error & { code?: string }) => e);
       expect(error?.code).toBe("PROVIDER_AUTH");
-      expect(error?.message).toContain("azure provider kv");
+      expect(error?.message).toMatch(/^provider kv \(azure\): /);
       expect(error?.message).not.toContain(WRONG_SECRET);
       expect(error?.message).not.toContain(PLANTED_VALUE);
       expect(error?.message).not.toMatch(/AADSTS|[0-9a-f]{8}-[0-9a-f]{4}-/i);
@@ -266,7 +266,7 @@ describe("azure provider against the Key Vault emulator", () => {
       server.state.failAuth = true;
       const error = await p.fingerprint([{ name: "db" }]).then(() => undefined, (e: Error & { code?: string }) => e);
       expect(error?.code).toBe("PROVIDER_AUTH");
-      expect(error?.message).toContain("azure provider kv");
+      expect(error?.message).toMatch(/^provider kv \(azure\): /);
       expect(error?.message).toContain("HTTP 401");
       for (const token of issued) expect(error?.message).not.toContain(token);
     });
