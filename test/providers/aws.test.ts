@@ -275,6 +275,19 @@ describe("aws provider: the real `dso provider aws` child against the local Secr
     expect(fetched?.value?.data.value).toBe("just a string\n");
   });
 
+  test("region and endpoint can come from the agent's AWS_REGION and AWS_ENDPOINT_URL_SECRETS_MANAGER", async () => {
+    const fromEnv = new ProviderProcess({
+      configure: { name: "prod", type: "aws", config: {} },
+      env: agentEnv({ AWS_REGION: "us-east-1", AWS_ENDPOINT_URL_SECRETS_MANAGER: server.url }),
+    });
+    try {
+      const [item] = await fromEnv.fingerprint([{ name: "plain" }]);
+      expect(item?.fingerprint).toBe(server.state.secrets.get("plain")!.versions.at(-1)!.versionId);
+    } finally {
+      await fromEnv.stop();
+    }
+  });
+
   test("health is one cheap ListSecrets call", async () => {
     resetCalls();
     expect(await p.health()).toEqual({ ok: true });
