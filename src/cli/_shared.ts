@@ -38,3 +38,20 @@ export function formatTable(header: string[], rows: string[][]): string {
       .trimEnd();
   return [line(header), ...rows.map(line)].join("\n");
 }
+
+export const socketArg = {
+  socket: {
+    type: "string",
+    description: "Agent socket (default: $DSO_SOCKET, agent.socket from dso.yaml, /run/docker/plugins/dso.sock)",
+    valueHint: "path",
+  },
+} as const satisfies ArgsDef;
+
+/** "2m ago" style ages for tables. */
+export function age(iso: string | undefined, now = Date.now()): string {
+  if (!iso) return "-";
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.round(s / 60)}m ago`;
+  return `${Math.round(s / 3600)}h ago`;
+}

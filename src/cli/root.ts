@@ -9,6 +9,11 @@ export const commands: Record<string, LazyCommand> = {
   version: () => import("./commands/version.ts").then((m) => m.default),
   config: () => import("./commands/config.ts").then((m) => m.default),
   doctor: () => import("./commands/doctor.ts").then((m) => m.default),
+  status: () => import("./commands/status.ts").then((m) => m.default),
+  ls: () => import("./commands/ls.ts").then((m) => m.default),
+  sync: () => import("./commands/sync.ts").then((m) => m.default),
+  rotate: () => import("./commands/rotate.ts").then((m) => m.default),
+  plan: () => import("./commands/plan.ts").then((m) => m.default),
   provider: () => import("./commands/provider.ts").then((m) => m.default),
 };
 

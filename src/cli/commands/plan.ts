@@ -1,0 +1,37 @@
+import { defineCommand } from "citty";
+import { callAgent, resolveSocketPath } from "../agent-client.ts";
+import { configArg, formatTable, globalArgs, jsonArg, socketArg } from "../_shared.ts";
+
+interface PlanReply {
+  secret: string;
+  provider: string;
+  containers: Array<{ id: string; name: string; strategy: string; action: string; paths: Array<{ path: string; mode: string }> }>;
+}
+
+export default defineCommand({
+  meta: { name: "plan", description: "Show what a change of a secret would do to which containers (nothing is executed)" },
+  args: {
+    secret: { type: "positional", required: true, description: "Secret name (secrets[].name)" },
+    ...socketArg,
+    ...configArg,
+    ...jsonArg,
+    ...globalArgs,
+  },
+  async run({ args }) {
+    const socket = await resolveSocketPath(args);
+    const plan = await callAgent<PlanReply>(socket, "POST", "/v1/plan", { secret: args.secret });
+    if (args.json) return void process.stdout.write(`${JSON.stringify(plan)}\n`);
+    if (plan.containers.length === 0) {
+      return void process.stdout.write(`secret ${plan.secret} (provider ${plan.provider}) is used by no running container\n`);
+    }
+    const rows = plan.containers.map((c) => [
+      c.name,
+      c.id.slice(0, 12),
+      c.paths.map((p) => `${p.path} (${p.mode})`).join(",") || "-",
+      c.strategy,
+      c.action,
+    ]);
+    process.stdout.write(`a change of ${plan.secret} (provider ${plan.provider}) would:\n`);
+    process.stdout.write(`${formatTable(["CONTAINER", "ID", "FILES", "STRATEGY", "ACTION"], rows)}\n`);
+  },
+});

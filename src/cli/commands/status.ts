@@ -1,0 +1,42 @@
+import { defineCommand } from "citty";
+import { callAgent, resolveSocketPath } from "../agent-client.ts";
+import { age, configArg, formatTable, globalArgs, jsonArg, socketArg } from "../_shared.ts";
+
+interface StatusReply {
+  agent: { version: string; pid: number; startedAt: string; socket: string; docker?: { host: string; api: string; connected: boolean }; cache: boolean };
+  providers: Array<{ name: string; type: string; state: string; healthy: boolean; restarts: number; lastError?: string; lastPoll?: { at: string } }>;
+  secrets: Array<{ name: string; provider: string; version?: string; lastPollAt?: string; lastChangeAt?: string; stale: boolean; error?: string }>;
+}
+
+export default defineCommand({
+  meta: { name: "status", description: "Show the agent, its providers and whether each secret is current" },
+  args: { ...socketArg, ...configArg, ...jsonArg, ...globalArgs },
+  async run({ args }) {
+    const socket = await resolveSocketPath(args);
+    const status = await callAgent<StatusReply>(socket, "GET", "/v1/status");
+    if (args.json) return void process.stdout.write(`${JSON.stringify(status)}\n`);
+    const a = status.agent;
+    const docker = a.docker ? `${a.docker.host} (API ${a.docker.api}${a.docker.connected ? "" : ", disconnected"})` : "not connected";
+    process.stdout.write(`agent ${a.version}  pid ${a.pid}  up since ${a.startedAt}  docker ${docker}  cache ${a.cache ? "on" : "off"}\n\n`);
+    const providerRows = status.providers.map((p) => [
+      p.name,
+      p.type,
+      p.healthy ? "healthy" : p.state === "idle" && !p.lastError ? "idle" : "unhealthy",
+      age(p.lastPoll?.at),
+      String(p.restarts),
+      p.lastError ?? "",
+    ]);
+    process.stdout.write(`${formatTable(["PROVIDER", "TYPE", "HEALTH", "LAST POLL", "RESTARTS", "ERROR"], providerRows)}\n\n`);
+    const secretRows = status.secrets.map((s) => [
+      s.name,
+      s.provider,
+      s.version ?? "-",
+      s.stale ? "STALE" : s.lastPollAt ? "current" : "pending",
+      age(s.lastPollAt),
+      age(s.lastChangeAt),
+      s.error ?? "",
+    ]);
+    process.stdout.write(`${formatTable(["SECRET", "PROVIDER", "VERSION", "STATE", "POLLED", "CHANGED", "ERROR"], secretRows)}\n`);
+    if (status.secrets.some((s) => s.stale)) process.exitCode = 1;
+  },
+});

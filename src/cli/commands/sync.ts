@@ -1,0 +1,29 @@
+import { defineCommand } from "citty";
+import type { ActionReport } from "../../reloader/reloader.ts";
+import { callAgent, resolveSocketPath } from "../agent-client.ts";
+import { configArg, formatTable, globalArgs, jsonArg, socketArg } from "../_shared.ts";
+
+export function printReports(results: ActionReport[], json: boolean | undefined): void {
+  if (json) return void process.stdout.write(`${JSON.stringify({ results })}\n`);
+  if (results.length === 0) return void process.stdout.write("nothing to do\n");
+  const rows = results.map((r) => [r.name, r.container.slice(0, 12), r.delivered.join(",") || "-", r.action ?? "-", r.error ?? "ok"]);
+  process.stdout.write(`${formatTable(["CONTAINER", "ID", "DELIVERED", "ACTION", "RESULT"], rows)}\n`);
+  if (results.some((r) => r.error)) process.exitCode = 1;
+}
+
+export default defineCommand({
+  meta: { name: "sync", description: "Deliver current secrets now, to one container or every container missing them" },
+  args: {
+    container: { type: "positional", required: false, description: "Container name or id (default: all)" },
+    ...socketArg,
+    ...configArg,
+    ...jsonArg,
+    ...globalArgs,
+  },
+  async run({ args }) {
+    const socket = await resolveSocketPath(args);
+    const body = args.container ? { container: args.container } : {};
+    const { results } = await callAgent<{ results: ActionReport[] }>(socket, "POST", "/v1/sync", body);
+    printReports(results, args.json);
+  },
+});
