@@ -1,0 +1,154 @@
+/**
+ * Decides how to deliver into one path of one container, from what the daemon says about its
+ * mounts. Only RAM-backed targets qualify; everything else is refused with the fix spelled out.
+ * Never picks putArchive for a `--tmpfs` target: the daemon writes that to disk (DESIGN.md).
+ */
+import type Dockerode from "dockerode";
+import { access } from "node:fs/promises";
+import { posix } from "node:path";
+import { DsoError } from "../errors.ts";
+import { commandMissing, runInContainer } from "./container-exec.ts";
+import { normaliseTargetPath } from "./file-names.ts";
+import { EXEC_PROBE_CMD } from "./modes/exec.ts";
+import { containerRootPath } from "./modes/procfs.ts";
+import type { DeliveryPlan } from "./types.ts";
+
+export const DEFAULT_PLUGIN_DRIVERS = ["dso"] as const;
+/** The probe is `sh -c 'command -v ...'`: instant unless the container is wedged. */
+export const EXEC_PROBE_TIMEOUT_MS = 10_000;
+
+export interface PickOptions {
+  signal?: AbortSignal;
+  /** Volume driver names that are DSO (the agent's socket name; tests use their own). */
+  pluginDrivers?: readonly string[];
+}
+
+/** The mount backing a target, reduced to what the decision needs. */
+interface Backing {
+  kind: "volume" | "bind" | "tmpfs" | "other";
+  destination: string;
+  name?: string;
+  driver?: string;
+  source?: string;
+}
+
+interface ContainerFacts {
+  id: string;
+  name: string;
+  running: boolean;
+  pid: number;
+  backings: Backing[];
+}
+
+export async function pickDeliveryMode(docker: Dockerode, containerId: string, targetPath: string, opts: PickOptions = {}): Promise<DeliveryPlan> {
+  const target = normaliseTargetPath(targetPath);
+  const facts = await containerFacts(docker, containerId, opts.signal);
+  const backing = deepestBacking(facts.backings, target);
+  const refuse = (what: string) =>
+    new DsoError(
+      "DELIVERY_REFUSED",
+      `${target} in container ${facts.name} ${what}; DSO only writes secrets to RAM: add --tmpfs ${target} or a dso volume mounted at ${target}`,
+    );
+  if (!backing) throw refuse("is in the container's writable layer (on disk)");
+  const base = { containerId: facts.id, targetPath: target };
+
+  if (backing.kind === "volume" && backing.driver && (opts.pluginDrivers ?? DEFAULT_PLUGIN_DRIVERS).includes(backing.driver)) {
+    if (!backing.source) throw refuse(`is on DSO volume ${backing.name ?? "?"}, which is not mounted`);
+    const hostPath = posix.join(backing.source, posix.relative(backing.destination, target));
+    return { ...base, mode: "plugin", reason: `DSO volume ${backing.name ?? ""} (driver ${backing.driver})`, hostPath };
+  }
+  if (backing.kind === "volume" && backing.driver === "local") {
+    if (!(await isTmpfsVolume(docker, backing.name, opts.signal))) throw refuse(`is on volume ${backing.name ?? "?"}, which is disk-backed`);
+    if (!facts.running) throw notRunning(target, facts.name, "a tmpfs volume is mounted only while the container runs");
+    return { ...base, mode: "volume", reason: `tmpfs-backed local volume ${backing.name ?? ""}` };
+  }
+  if (backing.kind === "tmpfs") {
+    if (!facts.running) throw notRunning(target, facts.name, "a --tmpfs mount exists only while the container runs");
+    if (await canExecTar(docker, facts.id, opts.signal)) return { ...base, mode: "exec", reason: "--tmpfs mount; the image has tar and sh" };
+    if (await canSeeRoot(facts.pid)) return { ...base, mode: "procfs", reason: "--tmpfs mount; no tar in the image, writing via /proc/<pid>/root", pid: facts.pid };
+    throw new DsoError(
+      "DELIVERY_REFUSED",
+      `${target} in container ${facts.name} is a --tmpfs mount, but the image has no tar and the agent cannot see the container's processes; mount a dso volume at ${target} instead`,
+    );
+  }
+  if (backing.kind === "bind") throw refuse(`is a bind mount of ${backing.source ?? "a host path"} (disk-backed)`);
+  if (backing.kind === "volume") throw refuse(`is on volume ${backing.name ?? "?"} of driver ${backing.driver ?? "?"}, which DSO cannot vouch for`);
+  throw refuse("is on a mount DSO does not know");
+}
+
+function notRunning(target: string, name: string, why: string): DsoError {
+  return new DsoError("DELIVERY_REFUSED", `container ${name} is not running, so ${target} cannot receive secrets yet (${why})`);
+}
+
+interface InspectReply {
+  Id: string;
+  Name?: string;
+  State?: { Running?: boolean; Pid?: number };
+  Mounts?: Array<{ Type?: string; Name?: string; Source?: string; Destination?: string; Driver?: string }>;
+  HostConfig?: { Tmpfs?: Record<string, string> | null; Mounts?: Array<{ Type?: string; Target?: string }> | null };
+}
+
+async function containerFacts(docker: Dockerode, containerId: string, signal?: AbortSignal): Promise<ContainerFacts> {
+  let info: InspectReply;
+  try {
+    info = (await docker.getContainer(containerId).inspect({ abortSignal: signal } as object)) as InspectReply;
+  } catch (error) {
+    const status = (error as { statusCode?: number }).statusCode;
+    if (status === 404) throw new DsoError("DELIVERY_FAILED", `no such container: ${containerId}`);
+    throw new DsoError("DOCKER_API", `inspecting container ${containerId} failed: ${(error as Error).message.split("\n")[0]}`, { cause: error });
+  }
+  const backings: Backing[] = (info.Mounts ?? []).map((mount) => ({
+    kind: mount.Type === "volume" || mount.Type === "bind" || mount.Type === "tmpfs" ? mount.Type : "other",
+    destination: mount.Destination ?? "",
+    name: mount.Name,
+    driver: mount.Driver,
+    source: mount.Source,
+  }));
+  for (const path of Object.keys(info.HostConfig?.Tmpfs ?? {})) backings.push({ kind: "tmpfs", destination: path });
+  for (const mount of info.HostConfig?.Mounts ?? []) {
+    if (mount.Type === "tmpfs" && mount.Target) backings.push({ kind: "tmpfs", destination: mount.Target });
+  }
+  return {
+    id: info.Id,
+    name: (info.Name ?? containerId).replace(/^\//, ""),
+    running: info.State?.Running === true,
+    pid: info.State?.Pid ?? 0,
+    backings,
+  };
+}
+
+/** The mount whose destination is the target or its nearest ancestor. */
+function deepestBacking(backings: readonly Backing[], target: string): Backing | undefined {
+  let best: Backing | undefined;
+  for (const backing of backings) {
+    const destination = posix.normalize(backing.destination);
+    const covers = destination === target || target.startsWith(destination === "/" ? "/" : `${destination}/`);
+    if (covers && (!best || destination.length > posix.normalize(best.destination).length)) best = backing;
+  }
+  return best;
+}
+
+async function isTmpfsVolume(docker: Dockerode, name: string | undefined, signal?: AbortSignal): Promise<boolean> {
+  if (!name) return false;
+  const volume = (await docker.getVolume(name).inspect({ abortSignal: signal } as object)) as { Options?: Record<string, string> | null };
+  return volume.Options?.type === "tmpfs";
+}
+
+async function canExecTar(docker: Dockerode, containerId: string, signal?: AbortSignal): Promise<boolean> {
+  try {
+    const { exitCode } = await runInContainer(docker, containerId, { cmd: EXEC_PROBE_CMD, signal, timeoutMs: EXEC_PROBE_TIMEOUT_MS });
+    return exitCode === 0 && !commandMissing(exitCode);
+  } catch {
+    return false;
+  }
+}
+
+async function canSeeRoot(pid: number): Promise<boolean> {
+  if (pid <= 0) return false;
+  try {
+    await access(containerRootPath(pid));
+    return true;
+  } catch {
+    return false;
+  }
+}

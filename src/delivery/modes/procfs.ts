@@ -1,0 +1,39 @@
+/**
+ * procfs mode, for `--tmpfs` targets in images without tar (distroless): the agent, root in the
+ * host's PID namespace, writes through /proc/<pid>/root/<target> with the atomic writer. The path
+ * is resolved inside the container's root only (container-root.ts), and the directory must be
+ * RAM-backed as seen from here, so nothing lands on the container's disk layer either.
+ */
+import type Dockerode from "dockerode";
+import { DsoError } from "../../errors.ts";
+import { writeAtomicDir } from "../atomic-dir.ts";
+import { openDirInRoot } from "../container-root.ts";
+import { isRamBacked } from "../tmpfs.ts";
+import type { DeliveryModeImpl, DeliveryPlan, DeliveryResult, SecretFile } from "../types.ts";
+
+/** Where the host's /proc is; tests and odd setups (agent in a container with /host/proc) can differ. */
+export const PROC_ROOT = "/proc";
+
+export function containerRootPath(pid: number): string {
+  return `${PROC_ROOT}/${pid}/root`;
+}
+
+export const procfsMode: DeliveryModeImpl = {
+  async deliver(_docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal): Promise<DeliveryResult> {
+    const started = performance.now();
+    signal?.throwIfAborted();
+    if (!plan.pid) throw new DsoError("DELIVERY_FAILED", "procfs delivery needs the container's PID; is it running?");
+    const dir = await openDirInRoot(containerRootPath(plan.pid), plan.targetPath);
+    try {
+      if (!(await isRamBacked(dir.path))) {
+        throw new DsoError("DELIVERY_REFUSED", `${plan.targetPath} in the container is not on tmpfs`, {
+          hint: `add --tmpfs ${plan.targetPath} to the container, or use a dso volume`,
+        });
+      }
+      const { bytes } = await writeAtomicDir(dir.path, files);
+      return { mode: "procfs", targetPath: plan.targetPath, files: files.map((f) => f.name), bytes, durationMs: performance.now() - started };
+    } finally {
+      await dir.close();
+    }
+  },
+};

@@ -1,0 +1,80 @@
+/**
+ * volume mode: the Tar Streamer proper. One putArchive of an in-memory tar into a target backed by
+ * a tmpfs local volume (mounted on the host while the container runs, so the daemon's archive
+ * code writes into RAM). Never used for `--tmpfs` targets: there putArchive lands on disk.
+ *
+ * The Docker archive API can only add, and replaces an existing path with RemoveAll + create. So:
+ * - two version slots alternate, `..dso_slot_a` and `..dso_slot_b`; the tar first replaces the
+ *   idle slot with an empty file (wiping an old version), then recreates it with the new files;
+ * - `..data` and the name links are replaced by remove + create: for a few microseconds a path
+ *   can be missing (ENOENT). A reader still never sees a mix of two versions through `..data`;
+ * - finally the previous slot is replaced by an empty file, so its values leave the volume;
+ * - a name dropped from the set stays as a dangling link (the API cannot delete).
+ */
+import type Dockerode from "dockerode";
+import { posix } from "node:path";
+import { DsoError } from "../../errors.ts";
+import { assertValidFileSet } from "../file-names.ts";
+import { DATA_LINK } from "../layout.ts";
+import { emptyFileEntry, nameLinkEntries, packTar, symlinkEntry, versionEntries } from "../tar.ts";
+import type { DeliveryModeImpl, DeliveryPlan, DeliveryResult, SecretFile } from "../types.ts";
+
+export const VOLUME_SLOTS = ["..dso_slot_a", "..dso_slot_b"] as const;
+/** A putArchive of a few MB into a local tmpfs volume takes milliseconds. */
+export const PUT_ARCHIVE_TIMEOUT_MS = 30_000;
+
+interface PathStat {
+  linkTarget?: string;
+}
+
+export const volumeMode: DeliveryModeImpl = {
+  async deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal): Promise<DeliveryResult> {
+    const started = performance.now();
+    const names = assertValidFileSet(files);
+    const timeout = AbortSignal.timeout(PUT_ARCHIVE_TIMEOUT_MS);
+    const abortSignal = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    const container = docker.getContainer(plan.containerId);
+    const current = await currentSlot(container, plan.targetPath, abortSignal);
+    const next = current === VOLUME_SLOTS[0] ? VOLUME_SLOTS[1] : VOLUME_SLOTS[0];
+    const mtime = new Date();
+    const tar = await packTar([
+      emptyFileEntry(next, mtime),
+      ...versionEntries(next, files, mtime),
+      symlinkEntry(DATA_LINK, next, mtime),
+      ...nameLinkEntries(files, mtime),
+      ...(current ? [emptyFileEntry(current, mtime)] : []),
+    ]);
+    try {
+      await container.putArchive(tar, { path: plan.targetPath, abortSignal });
+    } catch (error) {
+      throw new DsoError("DELIVERY_FAILED", `putArchive into ${plan.targetPath} failed: ${dockerReason(error)}`, { cause: error });
+    } finally {
+      tar.fill(0);
+    }
+    const bytes = files.reduce((sum, file) => sum + file.content.byteLength, 0);
+    return { mode: "volume", targetPath: plan.targetPath, files: names, bytes, durationMs: performance.now() - started };
+  },
+};
+
+/** Which slot `..data` points to now, read with HEAD /containers/{id}/archive (a stat, no content). */
+async function currentSlot(container: Dockerode.Container, targetPath: string, abortSignal: AbortSignal): Promise<string | undefined> {
+  let reply: { headers?: Record<string, string | string[] | undefined>; resume?: () => void };
+  try {
+    reply = (await container.infoArchive({ path: posix.join(targetPath, DATA_LINK), abortSignal })) as typeof reply;
+  } catch (error) {
+    if ((error as { statusCode?: number }).statusCode === 404) return undefined;
+    throw new DsoError("DELIVERY_FAILED", `cannot stat ${targetPath} in the container: ${dockerReason(error)}`, { cause: error });
+  }
+  reply.resume?.();
+  const header = reply.headers?.["x-docker-container-path-stat"];
+  if (typeof header !== "string") return undefined;
+  const stat = JSON.parse(Buffer.from(header, "base64").toString("utf8")) as PathStat;
+  const target = posix.basename(stat.linkTarget ?? "");
+  return VOLUME_SLOTS.find((slot) => slot === target);
+}
+
+function dockerReason(error: unknown): string {
+  const json = (error as { json?: { message?: string } }).json;
+  const message = json?.message ?? (error as Error).message ?? String(error);
+  return message.split("\n")[0] ?? "unknown error";
+}

@@ -1,0 +1,50 @@
+/**
+ * The one contract of the delivery engine. Every mode takes the same file set and produces the
+ * same layout in the container (see atomic-dir.ts), so the agent does not care which mode ran.
+ */
+import type Dockerode from "dockerode";
+
+/** One file to deliver. `content` is the secret: it never reaches a log, an error or argv. */
+export interface SecretFile {
+  /** A plain file name (no directories); see file-names.ts for what is refused. */
+  name: string;
+  content: Uint8Array;
+  /** Permission bits, e.g. 0o400. */
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+export type DeliveryMode = "plugin" | "volume" | "exec" | "procfs";
+
+/** What mode-picker decided for one container and target path. */
+export interface DeliveryPlan {
+  containerId: string;
+  /** Absolute, normalised path inside the container. */
+  targetPath: string;
+  mode: DeliveryMode;
+  /** Why this mode, for logs and `dso inject` output (no secret values). */
+  reason: string;
+  /** Host-side directory of the mount backing the target (plugin mode: the driver's dir). */
+  hostPath?: string;
+  /** The container's main PID as the daemon reports it (procfs mode). */
+  pid?: number;
+}
+
+export interface DeliveryResult {
+  mode: DeliveryMode;
+  targetPath: string;
+  /** Names only, never contents. */
+  files: string[];
+  bytes: number;
+  durationMs: number;
+}
+
+export interface DeliveryModeImpl {
+  deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal): Promise<DeliveryResult>;
+}
+
+/** Default permission bits for a delivered secret when neither config nor labels say otherwise. */
+export const DEFAULT_SECRET_MODE = 0o400;
+/** Version directories are traversable by the container's user; the files carry the real mode. */
+export const VERSION_DIR_MODE = 0o755;
