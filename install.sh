@@ -50,6 +50,7 @@ cleanup() {
 }
 trap cleanup EXIT
 # An exit inside these handlers runs the EXIT trap, so interrupted runs clean up too.
+trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
 

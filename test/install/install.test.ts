@@ -266,11 +266,58 @@ describe("install.sh", () => {
     expect(requested).toEqual(["/libc/SHA256SUMS", `/libc/dso-linux-${hostArch}${suffix}`]);
   });
 
+  test("refuses a DSO_VERSION that is not a release tag before downloading anything", async () => {
+    const run = await runInstaller("good", { DSO_DOWNLOAD_URL: "", DSO_VERSION: "v1/../../evil" });
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toContain("DSO_VERSION 'v1/../../evil' is not a release tag");
+    expect(existsSync(installDir) ? readdirSync(installDir) : []).toEqual([]);
+  });
+
+  test("DSO_DOWNLOAD_URL takes precedence over DSO_VERSION", async () => {
+    const run = await runInstaller("good", { DSO_VERSION: "v9.9.9" });
+    expectInstalled(run, binaryBytes);
+    expect(requested).toEqual(["/good/SHA256SUMS", `/good/${hostAsset}`]);
+  });
+
   test("refuses an unknown DSO_LIBC value", async () => {
     const run = await runInstaller("good", { DSO_LIBC: "uclibc" });
     expect(run.code).not.toBe(0);
     expect(run.stderr).toContain("DSO_LIBC must be 'glibc' or 'musl'");
   });
+
+  test.each([["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const)(
+    "removes its temp dir when interrupted by %s mid-download",
+    async (signal, expectedCode) => {
+      // A server that accepts and never answers keeps the installer inside its download.
+      const stalled = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+      try {
+        // setsid: the installer leads its own process group, so the signal reaches it and
+        // curl together, as a Ctrl-C in a terminal would.
+        const proc = Bun.spawn(["setsid", "sh", INSTALL_SCRIPT], {
+          env: {
+            PATH: process.env.PATH ?? "/usr/bin:/bin",
+            HOME: home,
+            TMPDIR: scratchTmp,
+            DSO_DOWNLOAD_URL: `http://127.0.0.1:${stalled.port}`,
+            DSO_INSTALL_DIR: installDir,
+          },
+          stdin: "ignore",
+          stdout: "ignore",
+          stderr: "ignore",
+          timeout: INSTALL_TIMEOUT_MS,
+        });
+        const deadline = Date.now() + INSTALL_TIMEOUT_MS;
+        while (readdirSync(scratchTmp).length === 0 && Date.now() < deadline) await Bun.sleep(20);
+        expect(readdirSync(scratchTmp)).toHaveLength(1);
+        process.kill(-proc.pid, signal);
+        expect(await proc.exited).toBe(expectedCode);
+        expect(readdirSync(scratchTmp)).toEqual([]);
+        expect(existsSync(join(installDir, "dso"))).toBe(false);
+      } finally {
+        stalled.stop(true);
+      }
+    },
+  );
 
   test("accepts SHA256SUMS written in binary mode ('<hex> *<name>')", async () => {
     writeRelease("binary-mode", { [hostAsset]: binaryBytes }, `${sha256(binaryBytes)} *${hostAsset}\n`);
