@@ -11,13 +11,15 @@ describe("tar streamer packer", () => {
     const reader = extract();
     reader.on("entry", (header, stream, next) => {
       const chunks: Buffer[] = [];
-      stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+      stream.on("data", (chunk: unknown) => {
+        chunks.push(chunk as Buffer);
+      });
       stream.on("end", () => {
         seen.push({ ...header, body: Buffer.concat(chunks).toString() });
         next();
       });
     });
-    const done = new Promise((resolve) => reader.on("finish", resolve));
+    const done = new Promise<void>((resolve) => reader.on("finish", () => resolve()));
     reader.end(tar);
     await done;
     expect(seen.map((e) => [e.name, e.type])).toEqual([

@@ -1,0 +1,69 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type Dockerode from "dockerode";
+import { deliverToContainer } from "../../src/delivery/deliver.ts";
+import type { TestDocker } from "../support/docker-daemon.ts";
+import { daemonDirs, diffUnder, execIn, findOnDisk, pairFiles, plantedValue, readWhileRotating, removeContainers, secretFile, startContainer, statIn, testDocker } from "./helpers.ts";
+
+const TARGET = "/run/secrets";
+let daemon: TestDocker;
+let docker: Dockerode;
+const containers: Dockerode.Container[] = [];
+
+async function tmpfsContainer(): Promise<Dockerode.Container> {
+  const container = await startContainer(docker, { tmpfs: { [TARGET]: "size=4m,mode=0755" } });
+  containers.push(container);
+  return container;
+}
+
+beforeAll(async () => {
+  daemon = await testDocker();
+  docker = daemon.docker;
+});
+afterAll(() => removeContainers(containers));
+
+describe("exec mode (tar -x inside a --tmpfs target)", () => {
+  test("the file appears with its content, mode and owner; docker diff and the disk stay clean", async () => {
+    const container = await tmpfsContainer();
+    const value = plantedValue("exec");
+    const result = await deliverToContainer(docker, container.id, TARGET, [secretFile("api_key", value, { mode: 0o400, uid: 65534, gid: 65534 })]);
+    expect(result).toMatchObject({ mode: "exec", files: ["api_key"], bytes: value.length });
+    expect((await execIn(docker, container.id, ["cat", `${TARGET}/api_key`])).stdout).toBe(value);
+    expect(await statIn(docker, container.id, `${TARGET}/api_key`)).toBe(`400 65534 65534 ${value.length}`);
+    expect(await diffUnder(container, TARGET)).toEqual([]);
+    expect(await findOnDisk(daemonDirs(daemon), value)).toEqual([]);
+  });
+
+  test("names reach the container as arguments only: shell metacharacters are files, not commands", async () => {
+    const container = await tmpfsContainer();
+    const name = "$(touch pwned);`touch pwned2` 'q\" *";
+    await deliverToContainer(docker, container.id, TARGET, [secretFile(name, "v")]);
+    expect((await execIn(docker, container.id, ["cat", `${TARGET}/${name}`])).stdout).toBe("v");
+    const listing = await execIn(docker, container.id, ["ls", "-A", TARGET, "/"]);
+    const entries = listing.stdout.split("\n");
+    expect(entries).toContain(name);
+    expect(entries).not.toContain("pwned");
+    expect(entries).not.toContain("pwned2");
+  });
+
+  test("rotation switches versions, removes the old one and names no longer in the set", async () => {
+    const container = await tmpfsContainer();
+    const old = plantedValue("old");
+    await deliverToContainer(docker, container.id, TARGET, [secretFile("k", old), secretFile("dropped", "x")]);
+    await deliverToContainer(docker, container.id, TARGET, [secretFile("k", "new")]);
+    expect((await execIn(docker, container.id, ["grep", "-rl", old, TARGET])).stdout).toBe("");
+    const listing = (await execIn(docker, container.id, ["ls", "-A", TARGET])).stdout.split(/\s+/).filter(Boolean);
+    expect(listing).toHaveLength(3);
+    expect(listing).toContain("k");
+    expect(listing).toContain("..data");
+    expect(listing).not.toContain("dropped");
+  });
+
+  test("a reader looping over two files never sees a mixed pair or a missing file", async () => {
+    const container = await tmpfsContainer();
+    await deliverToContainer(docker, container.id, TARGET, pairFiles(1));
+    const report = await readWhileRotating(docker, container.id, TARGET, 2, (n) => deliverToContainer(docker, container.id, TARGET, pairFiles(n)));
+    expect(report.rotations).toBeGreaterThan(5);
+    expect(report.mixed).toBe(0);
+    expect(report.broken).toBe(0);
+  });
+});
