@@ -14,7 +14,7 @@ import { containerRootPath } from "./modes/procfs.ts";
 import type { DeliveryPlan } from "./types.ts";
 
 export const DEFAULT_PLUGIN_DRIVERS = ["dso"] as const;
-/** The probe is `sh -c 'command -v ...'`: instant unless the container is wedged. */
+/** The probe is `tar --help`: instant unless the container is wedged. */
 export const EXEC_PROBE_TIMEOUT_MS = 10_000;
 
 export interface PickOptions {
@@ -64,7 +64,7 @@ export async function pickDeliveryMode(docker: Dockerode, containerId: string, t
   }
   if (backing.kind === "tmpfs") {
     if (!facts.running) throw notRunning(target, facts.name, "a --tmpfs mount exists only while the container runs");
-    if (await canExecTar(docker, facts.id, opts.signal)) return { ...base, mode: "exec", reason: "--tmpfs mount; the image has tar and sh" };
+    if (await canExecTar(docker, facts.id, opts.signal)) return { ...base, mode: "exec", reason: "--tmpfs mount; the image has tar" };
     if (await canSeeRoot(facts.pid)) return { ...base, mode: "procfs", reason: "--tmpfs mount; no tar in the image, writing via /proc/<pid>/root", pid: facts.pid };
     throw new DsoError(
       "DELIVERY_REFUSED",
@@ -137,7 +137,7 @@ async function isTmpfsVolume(docker: Dockerode, name: string | undefined, signal
 async function canExecTar(docker: Dockerode, containerId: string, signal?: AbortSignal): Promise<boolean> {
   try {
     const { exitCode } = await runInContainer(docker, containerId, { cmd: EXEC_PROBE_CMD, signal, timeoutMs: EXEC_PROBE_TIMEOUT_MS });
-    return exitCode === 0 && !commandMissing(exitCode);
+    return !commandMissing(exitCode);
   } catch {
     return false;
   }

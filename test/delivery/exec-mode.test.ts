@@ -67,3 +67,15 @@ describe("exec mode (tar -x inside a --tmpfs target)", () => {
     expect(report.broken).toBe(0);
   });
 });
+
+describe("exec mode refusals", () => {
+  test("a target reached through a symlink that leaves the tmpfs is refused, and nothing lands on disk", async () => {
+    const container = await tmpfsContainer();
+    await execIn(docker, container.id, ["ln", "-s", "/tmp", `${TARGET}/to-disk`]);
+    const value = plantedValue("exec-link");
+    const attempt = deliverToContainer(docker, container.id, `${TARGET}/to-disk`, [secretFile("x", value)]);
+    await expect(attempt).rejects.toMatchObject({ code: "DELIVERY_REFUSED" });
+    expect((await execIn(docker, container.id, ["ls", "-A", "/tmp"])).stdout).toBe("");
+    expect(await findOnDisk(daemonDirs(daemon), value)).toEqual([]);
+  });
+});

@@ -4,7 +4,9 @@
  * only, never spliced into the script text.
  *
  * The tar carries only the new version directory; the script then switches `..data` with
- * `mv -T` (rename(2)), so the switch is as atomic as in plugin and procfs modes.
+ * `mv -T` (rename(2)), so the switch is as atomic as in plugin and procfs modes. The script needs sh,
+ * mv, ln, readlink and rm besides tar (any image with a tar has them). It refuses a target whose
+ * physical path differs from the literal one: a symlink there could lead off the tmpfs to disk.
  */
 import type Dockerode from "dockerode";
 import { DsoError } from "../../errors.ts";
@@ -14,15 +16,25 @@ import { newVersionName } from "../layout.ts";
 import { packTar, versionEntries } from "../tar.ts";
 import type { DeliveryMode, DeliveryModeImpl, DeliveryPlan, DeliveryResult, SecretFile } from "../types.ts";
 
-/** Exits 0 when every tool the switch script needs is on PATH. */
-export const EXEC_PROBE_CMD = ["sh", "-c", "command -v tar && command -v mv && command -v ln && command -v readlink && command -v rm"];
+/**
+ * tar run directly, not through sh: busybox's sh finds its own applets even when they are not on
+ * PATH, so `sh -c "command -v tar"` would say yes in an image that deliberately ships no tar.
+ * Exit codes 126/127 mean "not there"; `--help` exits 0 or 1 depending on the tar.
+ */
+export const EXEC_PROBE_CMD = ["tar", "--help"];
 
 /**
  * $1 target dir, $2 new version dir, $3... file names. Extract, switch ..data, make missing name
  * links (each replaced by rename, never removed first), then drop old versions and stale links.
  */
+const EXIT_TARGET_ELSEWHERE = 3;
+
 export const SWITCH_SCRIPT = `set -eu
-cd -- "$1"
+cd -P -- "$1"
+if [ "$(pwd -P)" != "$1" ]; then
+  echo "the target path leads elsewhere through a symbolic link; refusing to write off the tmpfs" >&2
+  exit ${EXIT_TARGET_ELSEWHERE}
+fi
 version=$2
 shift 2
 tar -x --numeric-owner -f -
@@ -64,6 +76,9 @@ export const execMode: DeliveryModeImpl = {
     });
     tar.fill(0);
     if (outcome.exitCode !== 0) {
+      if (outcome.exitCode === EXIT_TARGET_ELSEWHERE) {
+        throw new DsoError("DELIVERY_REFUSED", `${plan.targetPath} in the container is reached through a symbolic link; deliver to the tmpfs mount point itself`);
+      }
       const why = commandMissing(outcome.exitCode) ? "the image has no sh or tar" : firstLine(outcome.stderr) || `exit code ${outcome.exitCode}`;
       throw new DsoError("DELIVERY_FAILED", `exec delivery into ${plan.targetPath} failed: ${why}`);
     }
