@@ -28,7 +28,7 @@ export interface VaultToken {
   issuedAtMs: number;
 }
 
-interface KvVersion { data: Record<string, unknown>; createdMs: number }
+interface KvVersion { data: Record<string, unknown>; createdMs: number; deletedMs?: number }
 interface KvV2Entry { createdMs: number; updatedMs: number; versions: Map<number, KvVersion>; current: number }
 
 export interface VaultServerState {
@@ -255,7 +255,7 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
       authorize(token, acl, "read");
       const e = kv2.get(key);
       if (!e) throw notFound();
-      const versions = Object.fromEntries([...e.versions].map(([n, v]) => [String(n), { created_time: iso(v.createdMs), deletion_time: "", destroyed: false }]));
+      const versions = Object.fromEntries([...e.versions].map(([n, v]) => [String(n), { created_time: iso(v.createdMs), deletion_time: v.deletedMs ? iso(v.deletedMs) : "", destroyed: false }]));
       return envelope({ cas_required: false, created_time: iso(e.createdMs), current_version: e.current, custom_metadata: null, delete_version_after: "0s", max_versions: 0, oldest_version: 0, updated_time: iso(e.updatedMs), versions });
     }
     if (kind !== "data") throw new VaultError(404, [`no handler for route "${mount}/${rest}". route entry not found.`]);
@@ -265,7 +265,8 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
       const e = kv2.get(key);
       const n = Number(new URL(req.url).searchParams.get("version") || 0) || e?.current;
       const v = n === undefined ? undefined : e?.versions.get(n);
-      if (!v) throw notFound();
+      // A soft-deleted version answers 404, as Vault does.
+      if (!v || v.deletedMs) throw notFound();
       const metadata = { created_time: iso(v.createdMs), custom_metadata: null, deletion_time: "", destroyed: false, version: n };
       return envelope({ data: structuredClone(v.data), metadata });
     }
@@ -275,6 +276,14 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
       if (cas !== undefined && cas !== (kv2.get(key)?.current ?? 0)) throw new VaultError(400, ["check-and-set parameter did not match the current version"]);
       const n = writeV2(key, body.data ?? {});
       return envelope({ created_time: iso(now()), custom_metadata: null, deletion_time: "", destroyed: false, version: n });
+    }
+    if (method === "DELETE") {
+      // Soft-deletes the current version (DELETE <mount>/data/<path>).
+      authorize(token, acl, "delete");
+      const e = kv2.get(key);
+      const v = e?.versions.get(e.current);
+      if (v) v.deletedMs = now();
+      return new Response(null, { status: 204 });
     }
     throw new VaultError(405, ["unsupported operation"]);
   }
