@@ -53,12 +53,14 @@ export async function pickDeliveryMode(docker: Dockerode, containerId: string, t
   const base = { containerId: facts.id, targetPath: target };
 
   if (backing.kind === "volume" && backing.driver && (opts.pluginDrivers ?? DEFAULT_PLUGIN_DRIVERS).includes(backing.driver)) {
-    if (!backing.source) throw refuse(`is on DSO volume ${backing.name ?? "?"}, which is not mounted`);
-    const hostPath = posix.join(backing.source, posix.relative(backing.destination, target));
+    // dockerd leaves Source empty for plugin volumes; the volume's Mountpoint comes from the driver's Path.
+    const source = backing.source || (await volumeFacts(docker, backing.name, opts.signal)).mountpoint;
+    if (!source) throw refuse(`is on DSO volume ${backing.name ?? "?"}, which is not mounted`);
+    const hostPath = posix.join(source, posix.relative(backing.destination, target));
     return { ...base, mode: "plugin", reason: `DSO volume ${backing.name ?? ""} (driver ${backing.driver})`, hostPath };
   }
   if (backing.kind === "volume" && backing.driver === "local") {
-    if (!(await isTmpfsVolume(docker, backing.name, opts.signal))) throw refuse(`is on volume ${backing.name ?? "?"}, which is disk-backed`);
+    if (!(await volumeFacts(docker, backing.name, opts.signal)).tmpfs) throw refuse(`is on volume ${backing.name ?? "?"}, which is disk-backed`);
     if (!facts.running) throw notRunning(target, facts.name, "a tmpfs volume is mounted only while the container runs");
     return { ...base, mode: "volume", reason: `tmpfs-backed local volume ${backing.name ?? ""}` };
   }
@@ -128,10 +130,13 @@ function deepestBacking(backings: readonly Backing[], target: string): Backing |
   return best;
 }
 
-async function isTmpfsVolume(docker: Dockerode, name: string | undefined, signal?: AbortSignal): Promise<boolean> {
-  if (!name) return false;
-  const volume = (await docker.getVolume(name).inspect({ abortSignal: signal } as object)) as { Options?: Record<string, string> | null };
-  return volume.Options?.type === "tmpfs";
+async function volumeFacts(docker: Dockerode, name: string | undefined, signal?: AbortSignal): Promise<{ tmpfs: boolean; mountpoint?: string }> {
+  if (!name) return { tmpfs: false };
+  const volume = (await docker.getVolume(name).inspect({ abortSignal: signal } as object)) as {
+    Options?: Record<string, string> | null;
+    Mountpoint?: string;
+  };
+  return { tmpfs: volume.Options?.type === "tmpfs", mountpoint: volume.Mountpoint || undefined };
 }
 
 async function canExecTar(docker: Dockerode, containerId: string, signal?: AbortSignal): Promise<boolean> {

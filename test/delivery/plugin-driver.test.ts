@@ -1,0 +1,177 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type Dockerode from "dockerode";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { deliverToContainer } from "../../src/delivery/deliver.ts";
+import { parseDriverOptions } from "../../src/delivery/plugin/driver-options.ts";
+import { createVolumeDriver, type VolumeDriver } from "../../src/delivery/plugin/volume-driver.ts";
+import { DsoError } from "../../src/errors.ts";
+import type { TestDocker } from "../support/docker-daemon.ts";
+import { BUSYBOX_IMAGE } from "../support/test-images.ts";
+import { daemonDirs, diffUnder, execIn, findOnDisk, OWNER_LABEL, pairFiles, plantedValue, readWhileRotating, removeContainers, secretFile, startContainer, testDocker } from "./helpers.ts";
+
+const TARGET = "/run/secrets";
+const PLUGIN_DIR = "/run/docker/plugins";
+const DRIVER = `dso-test-${process.pid}`;
+const SOCKET = `${PLUGIN_DIR}/${DRIVER}.sock`;
+
+let daemon: TestDocker;
+let docker: Dockerode;
+let root: string;
+let driver: VolumeDriver;
+let server: ReturnType<typeof Bun.serve>;
+const containers: Dockerode.Container[] = [];
+const volumes: string[] = [];
+/** What the fake "provider" holds; `resolveFiles` reads from it like the agent would. */
+const store = new Map<string, string>();
+const resolveCalls: Array<{ volume: string; callerId?: string }> = [];
+
+beforeAll(async () => {
+  daemon = await testDocker();
+  docker = daemon.docker;
+  root = await mkdtemp("/tmp/dso-volroot-");
+  expect(Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0711", "tmpfs", root]).exitCode).toBe(0);
+  driver = await createVolumeDriver({
+    root,
+    async resolveFiles(volume, opts, callerId) {
+      resolveCalls.push({ volume, callerId });
+      const { secrets, uid, gid, mode } = parseDriverOptions(opts);
+      return secrets.map((name) => {
+        const value = store.get(name);
+        if (value === undefined) throw new DsoError("SECRET_NOT_FOUND", `secret ${name} was not found at provider test`);
+        return { name, content: new TextEncoder().encode(value), uid, gid, mode };
+      });
+    },
+  });
+  await mkdir(PLUGIN_DIR, { recursive: true });
+  await rm(SOCKET, { force: true });
+  server = Bun.serve({
+    unix: SOCKET,
+    development: false,
+    fetch: async (req) => (await driver.handle(req)) ?? new Response("not found", { status: 404 }),
+  });
+});
+
+afterAll(async () => {
+  await removeContainers(containers);
+  await Promise.all(volumes.map((name) => docker.getVolume(name).remove({ force: true }).catch(() => undefined)));
+  server?.stop(true);
+  await rm(SOCKET, { force: true });
+  Bun.spawnSync(["umount", "-l", root]);
+  await rm(root, { recursive: true, force: true });
+});
+
+function volumeMount(volume: string, opts: Record<string, string>): Dockerode.MountSettings {
+  volumes.push(volume);
+  return { Type: "volume", Source: volume, Target: TARGET, VolumeOptions: { DriverConfig: { Name: DRIVER, Options: opts } } } as Dockerode.MountSettings;
+}
+
+function uniqueVolume(): string {
+  return `dso-test-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+async function runToCompletion(cmd: string[], mount: Dockerode.MountSettings): Promise<string> {
+  const container = await docker.createContainer({ Image: BUSYBOX_IMAGE, Cmd: cmd, Tty: true, Labels: OWNER_LABEL, HostConfig: { NetworkMode: "none", Mounts: [mount] } });
+  containers.push(container);
+  await container.start();
+  await container.wait();
+  return (await container.logs({ stdout: true, stderr: true })).toString().replaceAll("\r\n", "\n");
+}
+
+describe("volume driver protocol", () => {
+  test("activates as a VolumeDriver with local scope", async () => {
+    const call = (path: string) => driver.handle(new Request(`http://localhost${path}`, { method: "POST", body: "{}" }));
+    expect(await (await call("/Plugin.Activate"))?.json()).toEqual({ Implements: ["VolumeDriver"] });
+    expect(await (await call("/VolumeDriver.Capabilities"))?.json()).toEqual({ Capabilities: { Scope: "local" } });
+    expect(await call("/agent/status")).toBeUndefined();
+  });
+
+  test("refuses a bad volume name or option with an Err, not an exception", async () => {
+    const create = (body: object) => driver.handle(new Request("http://localhost/VolumeDriver.Create", { method: "POST", body: JSON.stringify(body) }));
+    expect(((await (await create({ Name: "../etc" }))?.json()) as { Err: string }).Err).toContain("valid volume name");
+    expect(((await (await create({ Name: "ok", Opts: { mode: "rwx" } }))?.json()) as { Err: string }).Err).toContain("octal mode");
+  });
+
+  test("refuses a root that is not on tmpfs", async () => {
+    const diskDir = await mkdtemp("/tmp/dso-diskroot-");
+    try {
+      await expect(createVolumeDriver({ root: `${diskDir}/volumes`, resolveFiles: async () => [] })).rejects.toThrow("not on tmpfs");
+      expect(await readdir(diskDir)).toEqual([]);
+    } finally {
+      await rm(diskDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("plugin mode on the real daemon", () => {
+  test("the secret is in place before the entrypoint: `cat` as the command prints it first, with mode and owner", async () => {
+    const printed = plantedValue("printed");
+    // A second secret the container does not print: the printed one is in the container's log by design.
+    const unprinted = plantedValue("plugin");
+    store.set("x", printed);
+    store.set("y", unprinted);
+    const volume = uniqueVolume();
+    const output = await runToCompletion(
+      ["sh", "-c", `cat ${TARGET}/x; echo; stat -L -c "%a %u %g" ${TARGET}/x ${TARGET}/y`],
+      volumeMount(volume, { secrets: "x,y", uid: "65534", gid: "65534", mode: "0440" }),
+    );
+    expect(output.split("\n")).toEqual([printed, "440 65534 65534", "440 65534 65534", ""]);
+    expect(resolveCalls.some((call) => call.volume === volume)).toBe(true);
+    // The container exited: dockerd unmounted the volume and the driver removed the files.
+    expect(existsSync(`${root}/${volume}`)).toBe(false);
+    expect(await findOnDisk([...daemonDirs(daemon), PLUGIN_DIR], unprinted)).toEqual([]);
+  });
+
+  test("a container whose secret is unavailable does not start, and dockerd's error carries DSO's message", async () => {
+    const container = await docker.createContainer({
+      Image: BUSYBOX_IMAGE,
+      Cmd: ["sh", "-c", "echo started"],
+      Labels: OWNER_LABEL,
+      HostConfig: { NetworkMode: "none", Mounts: [volumeMount(uniqueVolume(), { secrets: "does-not-exist" })] },
+    });
+    containers.push(container);
+    const error = await container.start().then(
+      () => undefined,
+      (e: unknown) => e as { json?: { message?: string }; message: string },
+    );
+    expect(error).toBeDefined();
+    const message = error?.json?.message ?? error?.message ?? "";
+    expect(message).toContain("dso: SECRET_NOT_FOUND: secret does-not-exist was not found at provider test");
+    expect((await container.inspect()).State.Running).toBe(false);
+  });
+
+  test("rotation under a reader never shows a mixed pair; the picker finds the volume and diff/disk stay clean", async () => {
+    store.set("a", "a:1");
+    store.set("b", "b:1");
+    const volume = uniqueVolume();
+    const container = await startContainer(docker, { mounts: [volumeMount(volume, { secrets: "a,b", uid: "65534", gid: "65534" })] });
+    containers.push(container);
+    expect((await execIn(docker, container.id, ["cat", `${TARGET}/a`])).stdout).toBe("a:1");
+
+    const report = await readWhileRotating(docker, container.id, TARGET, 2, (n) => driver.rotate(volume, pairFiles(n)));
+    expect(report.rotations).toBeGreaterThan(20);
+    expect(report.mixed).toBe(0);
+    expect(report.broken).toBe(0);
+
+    const value = plantedValue("plugin-rotated");
+    const result = await deliverToContainer(docker, container.id, TARGET, [secretFile("a", value), secretFile("b", "b")], { pluginDrivers: [DRIVER] });
+    expect(result.mode).toBe("plugin");
+    expect((await execIn(docker, container.id, ["cat", `${TARGET}/a`])).stdout).toBe(value);
+    expect(await diffUnder(container, TARGET)).toEqual([]);
+    expect(await findOnDisk([...daemonDirs(daemon), PLUGIN_DIR], value)).toEqual([]);
+  });
+
+  test("files stay while any container uses the volume and go when the last one stops", async () => {
+    store.set("shared", "s");
+    const volume = uniqueVolume();
+    const first = await startContainer(docker, { mounts: [volumeMount(volume, { secrets: "shared" })] });
+    const second = await startContainer(docker, { mounts: [volumeMount(volume, { secrets: "shared" })] });
+    containers.push(first, second);
+    await first.stop({ t: 0 });
+    expect((await execIn(docker, second.id, ["cat", `${TARGET}/shared`])).stdout).toBe("s");
+    expect(driver.mountedVolumes()).toContain(volume);
+    await second.stop({ t: 0 });
+    expect(driver.mountedVolumes()).not.toContain(volume);
+    expect(existsSync(`${root}/${volume}`)).toBe(false);
+  });
+});
