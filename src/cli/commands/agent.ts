@@ -1,0 +1,31 @@
+import { defineCommand } from "citty";
+import { Agent } from "../../agent/agent.ts";
+import { findConfigPath, formatIssue, loadConfig } from "../../config/index.ts";
+import { log } from "../../log/logger.ts";
+import { configArg, globalArgs, socketArg } from "../_shared.ts";
+
+export default defineCommand({
+  meta: { name: "agent", description: "Run the agent: watch providers and Docker, deliver and rotate secrets" },
+  args: { ...configArg, ...socketArg, ...globalArgs },
+  async run({ args }) {
+    const configPath = findConfigPath({ flag: args.config, env: process.env });
+    const { config, warnings } = await loadConfig(configPath, process.env);
+    for (const w of warnings) log.warn(`config: ${formatIssue(w)}`);
+    log.info("starting agent", { config: configPath ?? "built-in default (file provider on /etc/dso/secrets)" });
+    const agent = new Agent(config, {
+      configPath,
+      socketPath: args.socket,
+      env: process.env,
+      plugin: (a) => a.volumeDriverHandler(),
+    });
+    const stopped = new Promise<void>((resolve) => {
+      const stop = () => void agent.stop().then(resolve);
+      process.once("SIGTERM", stop);
+      process.once("SIGINT", stop);
+    });
+    process.on("SIGHUP", () => void agent.reload());
+    await agent.start();
+    await stopped;
+    log.info("agent stopped");
+  },
+});

@@ -1,0 +1,211 @@
+/**
+ * End to end: the compiled `dso agent` with the file provider against the private test daemon.
+ * Secrets are planted with known values; every agent log and CLI output is scanned for them.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type Dockerode from "dockerode";
+import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startAgent, type AgentProcess } from "../support/agent-process.ts";
+import { eventually, execIn } from "../support/container-exec.ts";
+import { ensureDocker } from "../support/docker-daemon.ts";
+import { BUSYBOX_IMAGE, ensureTestImages } from "../support/test-images.ts";
+
+const PLANTED = ["e2e-planted-ALPHA-7Hq2", "e2e-planted-BRAVO-9Xw4", "e2e-planted-CHARLIE-3Kp8", "e2e-planted-DELTA-5Rt1"];
+const IDLE = 'trap "exit 0" TERM; trap "echo got-hup" HUP; while true; do sleep 0.1; done';
+
+let docker: Dockerode;
+let dockerHost: string;
+let dir: string;
+let secretsDir: string;
+let configPath: string;
+let agent: AgentProcess;
+const agents: AgentProcess[] = [];
+const containers: string[] = [];
+const cliOutputs: string[] = [];
+
+async function runContainer(name: string, labels: Record<string, string>, extra: Partial<Dockerode.ContainerCreateOptions> = {}) {
+  const c = await docker.createContainer({
+    name: `${name}-${process.pid}`,
+    Image: BUSYBOX_IMAGE,
+    Cmd: ["sh", "-c", IDLE],
+    Labels: labels,
+    HostConfig: { NetworkMode: "none", Tmpfs: { "/run/secrets": "rw,mode=0755" } },
+    ...extra,
+  });
+  containers.push(c.id);
+  await c.start();
+  return c;
+}
+
+async function fileIn(id: string, path: string): Promise<string | undefined> {
+  const r = await execIn(docker, id, ["cat", path]);
+  return r.code === 0 ? r.stdout : undefined;
+}
+
+async function cli(args: string[], env?: Record<string, string>) {
+  const r = await agent.cli(args, env);
+  cliOutputs.push(r.stdout, r.stderr);
+  return r;
+}
+
+beforeAll(async () => {
+  const d = await ensureDocker();
+  docker = d.docker;
+  dockerHost = d.host;
+  await ensureTestImages(docker);
+  dir = await mkdtemp(join(tmpdir(), "dso-e2e-"));
+  await chmod(dir, 0o755);
+  secretsDir = join(dir, "secrets");
+  await mkdir(secretsDir);
+  await writeFile(join(secretsDir, "db_password"), PLANTED[0]!);
+  await writeFile(join(secretsDir, "api.json"), JSON.stringify({ key: PLANTED[1], region: "eu" }));
+  configPath = join(dir, "dso.yaml");
+  await writeFile(
+    configPath,
+    [
+      "providers:",
+      "  local:",
+      "    type: file",
+      "    config:",
+      `      path: ${secretsDir}`,
+      "agent:",
+      "  watch:",
+      "    polling_interval: 1s",
+      "secrets:",
+      "  - name: api",
+      "    provider: local",
+      "    mappings: { key: api_key }",
+      "    rotation: { enabled: true, strategy: signal }",
+      "",
+    ].join("\n"),
+  );
+  agent = await startAgent({ dir, config: configPath, dockerHost });
+  agents.push(agent);
+});
+
+afterAll(async () => {
+  for (const a of agents) await a.stop("SIGKILL");
+  for (const id of containers) await docker.getContainer(id).remove({ force: true }).catch(() => {});
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("dso agent end to end (file provider, compiled binary)", () => {
+  test("a labelled container gets its secret on tmpfs, and a change reaches it", async () => {
+    const c = await runContainer("e2e-none", { "dso.reloader": "true", "dso.secrets": "db_password", "dso.update.strategy": "none" });
+    expect(await eventually("first delivery", () => fileIn(c.id, "/run/secrets/db_password"))).toBe(PLANTED[0]!);
+    // Docker records the empty mount point itself; nothing beneath it may be in the writable layer.
+    const changes = await c.changes();
+    expect((changes ?? []).filter((ch: { Path: string }) => ch.Path.startsWith("/run/secrets/"))).toEqual([]);
+
+    await writeFile(join(secretsDir, "db_password"), PLANTED[2]!);
+    await eventually("rotated value", async () => ((await fileIn(c.id, "/run/secrets/db_password")) === PLANTED[2] ? true : undefined));
+    const info = await c.inspect();
+    expect(info.State.Running).toBe(true);
+  });
+
+  test("a container started after the change gets the new value", async () => {
+    const late = await runContainer("e2e-late", { "dso.reloader": "true", "dso.secrets": "db_password" });
+    expect(await eventually("late delivery", () => fileIn(late.id, "/run/secrets/db_password"))).toBe(PLANTED[2]!);
+  });
+
+  test("signal strategy: new file, then SIGHUP to the container", async () => {
+    const s = await runContainer("e2e-sig", { "dso.reloader": "true", "dso.secrets": "api", "dso.update.strategy": "signal" });
+    expect(await eventually("api delivery", () => fileIn(s.id, "/run/secrets/api_key"))).toBe(PLANTED[1]!);
+    await writeFile(join(secretsDir, "api.json"), JSON.stringify({ key: PLANTED[3], region: "eu" }));
+    await eventually("rotated api key", async () => ((await fileIn(s.id, "/run/secrets/api_key")) === PLANTED[3] ? true : undefined));
+    const logs = await eventually("SIGHUP in container", async () => {
+      const out = ((await s.logs({ stdout: true, stderr: true })) as unknown as Buffer).toString("latin1");
+      return out.includes("got-hup") ? out : undefined;
+    });
+    expect(logs).toContain("got-hup");
+  });
+
+  test("restart strategy restarts on change and the files are back after the restart", async () => {
+    const c = await runContainer("e2e-restart", { "dso.reloader": "true", "dso.secrets": "db_password", "dso.update.strategy": "restart" });
+    expect(await eventually("delivery", () => fileIn(c.id, "/run/secrets/db_password"))).toBe(PLANTED[2]!);
+    const before = (await c.inspect()).State.StartedAt;
+    await writeFile(join(secretsDir, "db_password"), PLANTED[0]!);
+    await eventually("restart", async () => ((await c.inspect()).State.StartedAt !== before ? true : undefined));
+    expect(await eventually("file after restart", async () => ((await fileIn(c.id, "/run/secrets/db_password")) === PLANTED[0] ? true : undefined))).toBe(true);
+  });
+
+  test("status, ls and plan describe secrets and containers without values", async () => {
+    const status = await cli(["status", "--json"]);
+    expect(status.code).toBe(0);
+    const parsed = JSON.parse(status.stdout);
+    expect(parsed.providers[0]).toMatchObject({ name: "local", type: "file", healthy: true });
+    expect(parsed.secrets.map((s: { name: string }) => s.name)).toContain("db_password");
+    const ls = await cli(["ls", "--json"]);
+    const names = JSON.parse(ls.stdout).containers.map((c: { name: string }) => c.name);
+    expect(names).toContain(`e2e-none-${process.pid}`);
+    const plan = await cli(["plan", "db_password"]);
+    expect(plan.code).toBe(0);
+    expect(plan.stdout).toContain(`e2e-restart-${process.pid}`);
+    expect(plan.stdout).toContain("then restart");
+    const table = await cli(["ls"]);
+    expect(table.stdout).toContain("CONTAINER");
+  });
+
+  test("bad labels: a warning naming container and label, the agent keeps running", async () => {
+    await runContainer("e2e-badlabel", { "dso.reloader": "true", "dso.secrets": "db_password", "dso.update.strategy": "explode" });
+    await agent.waitForLog(/e2e-badlabel.*dso\.update\.strategy/);
+    expect((await cli(["status"])).code).toBe(0);
+  });
+
+  test("bad API requests get 4xx JSON errors naming the field", async () => {
+    const post = (path: string, body: string) =>
+      fetch(`http://dso${path}`, { unix: agent.socket, method: "POST", body, headers: { "content-type": "application/json" } } as RequestInit);
+    const notJson = await post("/v1/rotate", "{nope");
+    expect(notJson.status).toBe(400);
+    expect(((await notJson.json()) as { error: { message: string } }).error.message).toContain("not valid JSON");
+    const wrongField = await post("/v1/rotate", JSON.stringify({ secret: 42 }));
+    expect(wrongField.status).toBe(400);
+    expect(((await wrongField.json()) as { error: { message: string } }).error.message).toContain("secret");
+    const extra = await post("/v1/sync", JSON.stringify({ container: "x", evil: true }));
+    expect(extra.status).toBe(400);
+    const unknown = await fetch("http://dso/v1/nothing", { unix: agent.socket } as RequestInit);
+    expect(unknown.status).toBe(404);
+    expect((await cli(["status"])).code).toBe(0);
+  });
+
+  test("the socket is 0600 and another user cannot talk to the agent", async () => {
+    const mode = (await stat(agent.socket)).mode & 0o777;
+    expect(mode).toBe(0o600);
+    const binary = join(import.meta.dir, "../../dist/dso");
+    const asNobody = Bun.spawnSync([binary, "status", "--socket", agent.socket], { uid: 65534, gid: 65534, env: { PATH: process.env.PATH! } });
+    expect(asNobody.exitCode).toBe(1);
+    expect(asNobody.stderr.toString()).toContain("cannot reach the DSO agent");
+  });
+
+  test("agent killed and restarted: no spurious restarts, files stay", async () => {
+    const c = await runContainer("e2e-survive", { "dso.reloader": "true", "dso.secrets": "db_password", "dso.update.strategy": "restart" });
+    await eventually("delivery", () => fileIn(c.id, "/run/secrets/db_password"));
+    const started = (await c.inspect()).State.StartedAt;
+    await agent.stop("SIGKILL");
+    expect(await fileIn(c.id, "/run/secrets/db_password")).toBe(PLANTED[0]!);
+    agent = await startAgent({ dir, config: configPath, dockerHost, name: "agent2" });
+    agents.push(agent);
+    await agent.waitForLog(/delivered secrets to container.*e2e-survive/);
+    await Bun.sleep(2500); // two polls
+    expect((await c.inspect()).State.StartedAt).toBe(started);
+    expect(await fileIn(c.id, "/run/secrets/db_password")).toBe(PLANTED[0]!);
+  });
+
+  test("SIGHUP with an invalid config keeps the running one; SIGTERM exits 0", async () => {
+    const good = await Bun.file(configPath).text();
+    await writeFile(configPath, "providers:\n  local:\n    type: nonsense\n");
+    agent.proc.kill("SIGHUP");
+    await agent.waitForLog(/configuration reload failed; keeping the running configuration/);
+    expect((await cli(["status"])).code).toBe(0);
+    await writeFile(configPath, good);
+    expect(await agent.stop("SIGTERM")).toBe(0);
+  });
+
+  test("no planted secret value appears in any agent log or CLI output", () => {
+    const everything = agents.map((a) => a.logs()).join("\n") + cliOutputs.join("\n");
+    expect(everything.length).toBeGreaterThan(1000);
+    for (const value of PLANTED) expect(everything).not.toContain(value);
+  });
+});
