@@ -4,6 +4,7 @@
  * Docker and the providers, and its first poll only seeds fingerprints (no spurious restarts).
  */
 import type Dockerode from "dockerode";
+import { basename } from "node:path";
 import type { Server } from "bun";
 import { loadConfig } from "../config/index.ts";
 import type { DsoConfig, ProviderConfig } from "../config/types.ts";
@@ -85,7 +86,7 @@ export class Agent {
     this.connection = await this.connectDockerWithRetry();
     this.docker = this.connection.docker;
     this.syncProviders();
-    const deliver = this.options.deliver?.(this.docker) ?? (await defaultDeliver(this.docker));
+    const deliver = this.options.deliver?.(this.docker) ?? (await defaultDeliver(this.docker, [pluginDriverName(this.socketPath)]));
     this.reloader = new Reloader({
       docker: this.docker,
       store: this.store,
@@ -363,7 +364,12 @@ export class Agent {
   }
 }
 
-async function defaultDeliver(docker: Dockerode): Promise<DeliverFiles> {
+/** dockerd names a legacy plugin after its socket file in /run/docker/plugins: dso.sock → "dso". */
+export function pluginDriverName(socketPath: string): string {
+  return basename(socketPath).replace(/\.sock$/, "") || "dso";
+}
+
+async function defaultDeliver(docker: Dockerode, pluginDrivers: string[]): Promise<DeliverFiles> {
   const { deliverToContainer } = await import("../delivery/deliver.ts");
-  return (containerId, targetPath, files, signal) => deliverToContainer(docker, containerId, targetPath, files, { signal });
+  return (containerId, targetPath, files, signal) => deliverToContainer(docker, containerId, targetPath, files, { signal, pluginDrivers });
 }
