@@ -35,6 +35,15 @@ export function apiRoutes(agent: Agent): Route[] {
     },
     {
       method: "POST",
+      path: "/v1/inject",
+      body: InjectBody,
+      handle: async (body) => {
+        const { container, secrets } = body as v.InferOutput<typeof InjectBody>;
+        return agent.reloader.inject(container, secrets ?? []);
+      },
+    },
+    {
+      method: "POST",
       path: "/v1/plan",
       body: SecretBody,
       handle: async (body) => {

@@ -14,6 +14,7 @@ export const commands: Record<string, LazyCommand> = {
   sync: () => import("./commands/sync.ts").then((m) => m.default),
   rotate: () => import("./commands/rotate.ts").then((m) => m.default),
   plan: () => import("./commands/plan.ts").then((m) => m.default),
+  inject: () => import("./commands/inject.ts").then((m) => m.default),
   agent: () => import("./commands/agent.ts").then((m) => m.default),
   provider: () => import("./commands/provider.ts").then((m) => m.default),
 };

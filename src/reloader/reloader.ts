@@ -10,7 +10,7 @@ import type { DeliveryResult, SecretFile } from "../delivery/types.ts";
 import { describeError, DsoError } from "../errors.ts";
 import type { FetchItem, SecretRef } from "../rpc/protocol.ts";
 import { buildDeliveries, type FetchedSecret } from "./files.ts";
-import { selectContainer, type ContainerInfo, type Selection } from "./selection.ts";
+import { implicitSecretSpec, selectContainer, type ContainerInfo, type Selection } from "./selection.ts";
 import { strategyByName, type StrategyResult } from "./strategies/index.ts";
 
 export const DEBOUNCE_MS = 300;
@@ -67,6 +67,14 @@ export interface ActionReport {
 
 function containerInfo(inspect: Dockerode.ContainerInspectInfo): ContainerInfo {
   return { id: inspect.Id, name: inspect.Name.replace(/^\//, ""), labels: inspect.Config.Labels ?? {} };
+}
+
+export interface InjectReport {
+  container: string;
+  name: string;
+  deliveries: ContainerState["deliveries"];
+  secrets: Array<{ name: string; version?: string; delivered: boolean }>;
+  error?: string;
 }
 
 export class Reloader {
@@ -232,6 +240,56 @@ export class Reloader {
       this.deps.log.info("delivered secrets to container", { container: selection.containerName, secrets: delivered.join(",") });
       return { container: containerId, name: selection.containerName, delivered, error: state?.error };
     });
+  }
+
+  /**
+   * One-off delivery (`dso inject`): the container's labelled secrets plus any named ones, now,
+   * without a strategy. Reports names, versions and modes, never values.
+   */
+  inject(container: string, names: string[] = [], signal?: AbortSignal): Promise<InjectReport> {
+    return (async () => {
+      const inspect = await this.deps.docker
+        .getContainer(container)
+        .inspect()
+        .catch(() => {
+          throw new DsoError("BAD_REQUEST", `no such container: ${container}`);
+        });
+      if (!inspect.State.Running) throw new DsoError("BAD_REQUEST", `container ${container} is not running`);
+      const config = this.deps.config();
+      const outcome = selectContainer(containerInfo(inspect), config);
+      for (const warning of outcome.warnings) this.deps.log.warn(warning);
+      const base: Selection = outcome.selected
+        ? outcome.selection
+        : {
+            containerId: inspect.Id,
+            containerName: inspect.Name.replace(/^\//, ""),
+            secrets: [],
+            strategy: "none",
+            signal: config.agent.rotation.signal,
+            files: {},
+            healthCheckTimeoutMs: config.agent.rotation.healthCheckTimeoutMs,
+          };
+      const extra = names.map((n) => config.secrets.find((s) => s.name === n) ?? implicitSecretSpec(n, config));
+      const unknown = names.filter((_, i) => !extra[i]);
+      if (unknown.length) throw new DsoError("SECRET_NOT_FOUND", `unknown secret(s): ${unknown.join(", ")}; list them in secrets[] of dso.yaml`);
+      const selection = { ...base, secrets: [...base.secrets.filter((s) => !names.includes(s.name)), ...extra.map((s) => s!)] };
+      if (selection.secrets.length === 0) {
+        throw new DsoError("BAD_REQUEST", `container ${selection.containerName} has no DSO secrets; name some with --secret`);
+      }
+      return this.enqueue(inspect.Id, async () => {
+        for (const spec of selection.secrets) this.deps.store.ensure(spec);
+        const { values, errors } = await this.fetchValues(selection.secrets.map((s) => s.name), signal);
+        await this.deliverSelection(selection, values, errors, inspect.Id, signal);
+        const state = this.containers.get(inspect.Id);
+        return {
+          container: inspect.Id,
+          name: selection.containerName,
+          deliveries: state?.deliveries ?? [],
+          secrets: selection.secrets.map((s) => ({ name: s.name, version: values.get(s.name)?.version, delivered: state?.delivered[s.name] !== undefined })),
+          error: state?.error,
+        };
+      });
+    })();
   }
 
   forget(containerId: string): void {

@@ -193,6 +193,30 @@ describe("dso agent end to end (file provider, compiled binary)", () => {
     expect(await fileIn(c.id, "/run/secrets/db_password")).toBe(PLANTED[0]!);
   });
 
+  test("dso inject delivers a named secret to an unlabelled container through the agent, printing no value", async () => {
+    const c = await runContainer("e2e-inject", {});
+    const run = await cli(["inject", c.id, "--secret", "db_password"]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("via agent");
+    expect(run.stdout).toMatch(/db_password\s+\S+\s+yes/);
+    expect(run.stdout).toContain("(mode exec)");
+    expect(await fileIn(c.id, "/run/secrets/db_password")).toBe(PLANTED[0]!);
+  });
+
+  test("dso inject without an agent delivers directly; an unknown container is a clear error", async () => {
+    const c = await runContainer("e2e-inject-direct", {});
+    const binary = join(import.meta.dir, "../../dist/dso");
+    const env = { PATH: process.env.PATH!, DOCKER_HOST: dockerHost };
+    const direct = Bun.spawnSync([binary, "inject", c.id, "--secret", "api", "--config", configPath, "--socket", join(dir, "none.sock")], { env });
+    cliOutputs.push(direct.stdout.toString(), direct.stderr.toString());
+    expect(direct.exitCode).toBe(0);
+    expect(direct.stdout.toString()).toContain("via direct");
+    expect(await fileIn(c.id, "/run/secrets/api_key")).toBe(PLANTED[3]!);
+    const missing = Bun.spawnSync([binary, "inject", "no-such-container", "--config", configPath, "--socket", join(dir, "none.sock")], { env });
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stderr.toString()).toContain("no such container: no-such-container");
+  });
+
   test("SIGHUP with an invalid config keeps the running one; SIGTERM exits 0", async () => {
     const good = await Bun.file(configPath).text();
     await writeFile(configPath, "providers:\n  local:\n    type: nonsense\n");
