@@ -127,6 +127,17 @@ export async function checkSwap(): Promise<CheckResult> {
   };
 }
 
+/** Environment injection is for Go DSO compatibility; its values show in `docker inspect`. */
+export function checkEnvInjection(ctx: DoctorContext): CheckResult {
+  const envSecrets = (ctx.config?.secrets ?? []).filter((s) => s.inject.type === "env").map((s) => s.name);
+  if (envSecrets.length === 0) return { check: "env injection", status: "ok", detail: "no secret is injected as environment variables" };
+  return {
+    check: "env injection",
+    status: "warn",
+    detail: `${envSecrets.join(", ")} use inject.type env: values are visible to anyone who can run docker inspect, and rotation re-creates the container; prefer files`,
+  };
+}
+
 export async function runChecks(ctx: DoctorContext): Promise<CheckResult[]> {
   const config = await checkConfig(ctx);
   const [docker, socket, tmpfs, swap] = await Promise.all([
@@ -135,5 +146,5 @@ export async function runChecks(ctx: DoctorContext): Promise<CheckResult[]> {
     checkPluginTmpfs(ctx),
     checkSwap(),
   ]);
-  return [config, ...docker, socket, tmpfs, swap];
+  return [config, checkEnvInjection(ctx), ...docker, socket, tmpfs, swap];
 }

@@ -1,0 +1,68 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { activeSwaps } from "../../src/doctor/checks.ts";
+import { runDso } from "../support/dso-binary.ts";
+import { ensureDocker } from "../support/docker-daemon.ts";
+
+let dir: string;
+let host: string;
+beforeAll(async () => {
+  host = (await ensureDocker()).host;
+  dir = await mkdtemp(join(tmpdir(), "dso-doctor-"));
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+interface Report {
+  ok: boolean;
+  checks: Array<{ check: string; status: string; detail: string }>;
+}
+
+async function doctor(config: string, dockerHost: string): Promise<{ code: number; report: Report }> {
+  const path = join(dir, `${Math.random().toString(36).slice(2)}.yaml`);
+  await writeFile(path, config);
+  const run = await runDso(["doctor", "--json", "--config", path], { env: { PATH: process.env.PATH, DOCKER_HOST: dockerHost } });
+  return { code: run.code, report: JSON.parse(run.stdout) as Report };
+}
+
+describe("dso doctor (compiled binary, real daemon)", () => {
+  test("reports the engine, its API version and the negotiated one; exit 0 when all pass", async () => {
+    const { code, report } = await doctor(`agent:\n  socket: ${join(dir, "dso.sock")}\n`, host);
+    const byName = Object.fromEntries(report.checks.map((c) => [c.check, c]));
+    expect(byName["docker"]?.status).toBe("ok");
+    expect(byName["docker engine"]?.detail).toMatch(/^engine 20\.10\.\S+, API 1\.41 \(min 1\.\d+\)$/);
+    expect(byName["docker API"]?.detail).toBe("using API 1.41");
+    expect(byName["socket directory"]?.status).toBe("ok");
+    expect(byName["config"]?.status).toBe("ok");
+    expect(report.ok).toBe(true);
+    expect(code).toBe(0);
+  });
+
+  test("an unreachable Docker and an invalid config fail with exit 1", async () => {
+    const { code, report } = await doctor("providers:\n  x:\n    type: nonsense\n", `unix://${join(dir, "nothing.sock")}`);
+    expect(code).toBe(1);
+    expect(report.ok).toBe(false);
+    const byName = Object.fromEntries(report.checks.map((c) => [c.check, c]));
+    expect(byName["docker"]?.detail).toContain("cannot reach Docker");
+    expect(byName["config"]?.detail).toContain("providers.x.type");
+  });
+
+  test("env injection is warned about", async () => {
+    const { report } = await doctor(
+      `agent:\n  socket: ${join(dir, "dso.sock")}\nsecrets:\n  - name: tok\n    inject: env\n    mappings: { value: TOKEN }\n`,
+      host,
+    );
+    const env = report.checks.find((c) => c.check === "env injection");
+    expect(env?.status).toBe("warn");
+    expect(env?.detail).toContain("docker inspect");
+  });
+
+  test("active swap areas are read from /proc/swaps", () => {
+    expect(activeSwaps("Filename\tType\tSize\tUsed\tPriority\n")).toEqual([]);
+    expect(activeSwaps("Filename Type Size Used Priority\n/dev/sda2 partition 100 0 -2\n/dev/mapper/cryptswap partition 5 0 -3\n")).toEqual([
+      "/dev/sda2",
+      "/dev/mapper/cryptswap",
+    ]);
+  });
+});
