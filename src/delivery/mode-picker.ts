@@ -21,6 +21,12 @@ export interface PickOptions {
   signal?: AbortSignal;
   /** Volume driver names that are DSO (the agent's socket name; tests use their own). */
   pluginDrivers?: readonly string[];
+  /**
+   * The host directory of a mounted DSO volume, from the driver itself (VolumeDriver.mountpointOf).
+   * Preferred over dockerd's answer: its volume inspect sometimes reports an empty Mountpoint
+   * right after many volumes were mounted at once (seen with 50 containers on 20.10).
+   */
+  pluginVolumeDir?: (volumeName: string) => string | undefined;
 }
 
 /** The mount backing a target, reduced to what the decision needs. */
@@ -54,7 +60,10 @@ export async function pickDeliveryMode(docker: Dockerode, containerId: string, t
 
   if (backing.kind === "volume" && backing.driver && (opts.pluginDrivers ?? DEFAULT_PLUGIN_DRIVERS).includes(backing.driver)) {
     // dockerd leaves Source empty for plugin volumes; the volume's Mountpoint comes from the driver's Path.
-    const source = backing.source || (await volumeFacts(docker, backing.name, opts.signal)).mountpoint;
+    const source =
+      (backing.name ? opts.pluginVolumeDir?.(backing.name) : undefined) ||
+      backing.source ||
+      (await volumeFacts(docker, backing.name, opts.signal)).mountpoint;
     if (!source) throw refuse(`is on DSO volume ${backing.name ?? "?"}, which is not mounted`);
     const hostPath = posix.join(source, posix.relative(backing.destination, target));
     return { ...base, mode: "plugin", reason: `DSO volume ${backing.name ?? ""} (driver ${backing.driver})`, hostPath };

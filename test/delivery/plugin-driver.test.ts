@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { deliverToContainer } from "../../src/delivery/deliver.ts";
 import { parseDriverOptions } from "../../src/delivery/plugin/driver-options.ts";
+import { emptyFileEntry, packTar } from "../../src/delivery/tar.ts";
 import { createVolumeDriver, type VolumeDriver } from "../../src/delivery/plugin/volume-driver.ts";
 import { DsoError } from "../../src/errors.ts";
 import type { TestDocker } from "../support/docker-daemon.ts";
@@ -154,7 +155,7 @@ describe("plugin mode on the real daemon", () => {
     expect(report.broken).toBe(0);
 
     const value = plantedValue("plugin-rotated");
-    const result = await deliverToContainer(docker, container.id, TARGET, [secretFile("a", value), secretFile("b", "b")], { pluginDrivers: [DRIVER] });
+    const result = await deliverToContainer(docker, container.id, TARGET, [secretFile("a", value), secretFile("b", "b")], { pluginDrivers: [DRIVER], pluginVolumeDir: driver.mountpointOf });
     expect(result.mode).toBe("plugin");
     expect((await execIn(docker, container.id, ["cat", `${TARGET}/a`])).stdout).toBe(value);
     expect(await diffUnder(container, TARGET)).toEqual([]);
@@ -167,6 +168,10 @@ describe("plugin mode on the real daemon", () => {
     const first = await startContainer(docker, { mounts: [volumeMount(volume, { secrets: "shared" })] });
     const second = await startContainer(docker, { mounts: [volumeMount(volume, { secrets: "shared" })] });
     containers.push(first, second);
+    // dockerd mounts and unmounts the volume again, under the container's mount id, for archive calls.
+    await first.putArchive(await packTar([emptyFileEntry("unrelated", new Date())]), { path: "/tmp" });
+    await first.infoArchive({ path: "/tmp" });
+    expect((await execIn(docker, first.id, ["cat", `${TARGET}/shared`])).stdout).toBe("s");
     await first.stop({ t: 0 });
     expect((await execIn(docker, second.id, ["cat", `${TARGET}/shared`])).stdout).toBe("s");
     expect(driver.mountedVolumes()).toContain(volume);

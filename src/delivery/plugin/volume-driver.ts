@@ -42,12 +42,18 @@ export interface VolumeDriver {
   rotate(volumeName: string, files: readonly SecretFile[]): Promise<DeliveryResult | undefined>;
   /** Names of volumes mounted by at least one container. */
   mountedVolumes(): string[];
+  /** The host directory of a mounted volume (for the mode picker), undefined when not mounted. */
+  mountpointOf(volumeName: string): string | undefined;
 }
 
 interface VolumeState {
   opts: Record<string, string>;
-  /** Caller ids of current mounts (dockerd sends one per mounting container). */
-  users: Set<string>;
+  /**
+   * Open mounts per caller id. A count, not a set: dockerd reuses a container's id when it mounts
+   * the volume again for an archive call (docker cp, putArchive) and unmounts after, so a set
+   * would wipe the files of a running container after its first `docker cp`.
+   */
+  users: Map<string, number>;
 }
 
 const NameRequest = v.object({ Name: v.pipe(v.string(), v.regex(VOLUME_NAME, "is not a valid volume name")) });
@@ -78,7 +84,7 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
       const req = parse(CreateRequest, body);
       const opts = { ...(req.Opts ?? {}) };
       parseDriverOptions(opts); // refuse a bad uid/gid/mode at create time, not at first start
-      if (!volumes.has(req.Name)) volumes.set(req.Name, { opts, users: new Set() });
+      if (!volumes.has(req.Name)) volumes.set(req.Name, { opts, users: new Map() });
       await saveOptions(root, req.Name, opts);
       return { Err: "" };
     },
@@ -99,7 +105,7 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
         const state = volumes.get(Name);
         if (!state) return { Err: `dso: volume ${Name} is unknown to DSO; remove and recreate it` };
         if (state.users.size === 0) await fillVolume(Name, state, ID);
-        state.users.add(ID);
+        state.users.set(ID, (state.users.get(ID) ?? 0) + 1);
         return { Mountpoint: dirOf(Name), Err: "" };
       });
     },
@@ -108,7 +114,9 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
       return serialized(Name, async () => {
         const state = volumes.get(Name);
         if (!state) return { Err: "" };
-        state.users.delete(ID);
+        const left = (state.users.get(ID) ?? 0) - 1;
+        if (left > 0) state.users.set(ID, left);
+        else state.users.delete(ID);
         if (state.users.size === 0) await emptyVolume(Name);
         return { Err: "" };
       });
@@ -172,6 +180,7 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
         return { mode: "plugin" as const, targetPath: dirOf(volumeName), files: files.map((f) => f.name), bytes, durationMs: performance.now() - started };
       });
     },
+    mountpointOf: (volumeName: string) => ((volumes.get(volumeName)?.users.size ?? 0) > 0 ? dirOf(volumeName) : undefined),
     mountedVolumes: () => [...volumes].filter(([, state]) => state.users.size > 0).map(([name]) => name),
   };
 }
@@ -209,7 +218,7 @@ async function loadOptions(root: string): Promise<Map<string, VolumeState>> {
     if (!VOLUME_NAME.test(name) || entry === name) continue;
     try {
       const opts = JSON.parse(await readFile(join(dir, entry), "utf8")) as Record<string, string>;
-      volumes.set(name, { opts, users: new Set() });
+      volumes.set(name, { opts, users: new Map() });
     } catch {
       log.warn("ignoring unreadable dso volume options", { volume: name });
     }

@@ -1,0 +1,176 @@
+/**
+ * Delivery latency, by mode, side by side with `docker cp` of the same files, in one run against
+ * a private dockerd (the test daemon helper). Prints a markdown table of medians.
+ *
+ *   bun bench/delivery.ts            # root; starts and stops its own dockerd
+ *
+ * Every DSO figure is the full `deliverToContainer` call: inspect, mode pick (an exec probe for
+ * --tmpfs targets), tar build and delivery. `docker cp` is the CLI a user would run, into a
+ * tmpfs volume (where it at least lands in RAM), including the CLI's own start-up.
+ */
+import type Dockerode from "dockerode";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { deliverToContainer } from "../src/delivery/deliver.ts";
+import { createVolumeDriver } from "../src/delivery/plugin/volume-driver.ts";
+import type { DeliveryMode, SecretFile } from "../src/delivery/types.ts";
+import { configureLogger } from "../src/log/logger.ts";
+import { ensureDocker, stopDocker } from "../test/support/docker-daemon.ts";
+import { BUSYBOX_IMAGE, ensureTestImages, NOTAR_IMAGE } from "../test/support/test-images.ts";
+
+const SINGLE_RUNS = 7;
+const FLEET_RUNS = 3;
+const FLEET_SIZE = 50;
+const FLEET_FILES = 10;
+const FILE_COUNTS = [1, 10, 100];
+const VALUE_BYTES = 1024;
+const DOCKER_CLI = ["/usr/local/bin/docker", "/usr/bin/docker"].find((path) => existsSync(path));
+const DRIVER = `dso-bench-${process.pid}`;
+const PLUGIN_SOCKET = `/run/docker/plugins/${DRIVER}.sock`;
+
+type Column = DeliveryMode | "docker cp";
+const COLUMNS: Column[] = ["plugin", "volume", "exec", "procfs", "docker cp"];
+/** Where each mode delivers inside a bench container. */
+const PATHS: Record<Column, string> = { plugin: "/run/dso", volume: "/run/vol", exec: "/run/tmpfs", procfs: "/run/tmpfs", "docker cp": "/run/vol" };
+
+interface BenchContainer {
+  busybox: Dockerode.Container; // plugin, volume, exec and docker cp targets
+  notar: Dockerode.Container; // procfs target (no tar in the image)
+}
+
+function files(count: number, round: number): SecretFile[] {
+  return Array.from({ length: count }, (_, i) => ({
+    name: `secret_${i}`,
+    content: new TextEncoder().encode(`${round}:${i}:`.padEnd(VALUE_BYTES, "x")),
+    mode: 0o400,
+    uid: 65534,
+    gid: 65534,
+  }));
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}
+
+async function main(): Promise<void> {
+  if (!DOCKER_CLI) throw new Error("docker CLI not found");
+  configureLogger({ level: "warn", format: "pretty" });
+  const daemon = await ensureDocker();
+  const { docker } = daemon;
+  await ensureTestImages(docker);
+
+  const root = await mkdtemp("/tmp/dso-bench-root-");
+  Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=256m,mode=0711", "tmpfs", root]);
+  const srcRoot = await mkdtemp("/tmp/dso-bench-src-");
+  const driver = await createVolumeDriver({ root, resolveFiles: async () => files(1, 0) });
+  await mkdir("/run/docker/plugins", { recursive: true });
+  const server = Bun.serve({ unix: PLUGIN_SOCKET, development: false, fetch: async (req) => (await driver.handle(req)) ?? new Response(null, { status: 404 }) });
+  const created: Dockerode.Container[] = [];
+  const volumes: string[] = [];
+
+  async function benchContainer(index: number): Promise<BenchContainer> {
+    const vol = `dso-bench-tmpfs-${process.pid}-${index}`;
+    const dsoVol = `dso-bench-dso-${process.pid}-${index}`;
+    volumes.push(vol, dsoVol);
+    await docker.createVolume({ Name: vol, DriverOpts: { type: "tmpfs", device: "tmpfs", o: "size=16m" } });
+    const busybox = await docker.createContainer({
+      Image: BUSYBOX_IMAGE,
+      HostConfig: {
+        NetworkMode: "none",
+        Tmpfs: { "/run/tmpfs": "size=16m" },
+        Mounts: [
+          { Type: "volume", Source: vol, Target: "/run/vol" },
+          { Type: "volume", Source: dsoVol, Target: "/run/dso", VolumeOptions: { DriverConfig: { Name: DRIVER, Options: {} } } } as Dockerode.MountSettings,
+        ],
+      },
+    });
+    const notar = await docker.createContainer({ Image: NOTAR_IMAGE, HostConfig: { NetworkMode: "none", Tmpfs: { "/run/tmpfs": "size=16m" } } });
+    created.push(busybox, notar);
+    await Promise.all([busybox.start(), notar.start()]);
+    return { busybox, notar };
+  }
+
+  /** Writes the file set to a host dir once, for docker cp (bench values are not secrets). */
+  async function sourceDir(set: SecretFile[]): Promise<string> {
+    const dir = await mkdtemp(join(srcRoot, "set-"));
+    await Promise.all(set.map((file) => writeFile(join(dir, file.name), file.content)));
+    return dir;
+  }
+
+  async function deliverOnce(column: Column, target: BenchContainer, set: SecretFile[], src: string): Promise<void> {
+    if (column === "docker cp") {
+      const proc = Bun.spawn([DOCKER_CLI as string, "cp", `${src}/.`, `${target.busybox.id}:${PATHS[column]}`], {
+        env: { DOCKER_HOST: daemon.host, PATH: process.env.PATH ?? "" },
+        stdout: "ignore",
+        stderr: "pipe",
+      });
+      if ((await proc.exited) !== 0) throw new Error(`docker cp failed: ${await new Response(proc.stderr).text()}`);
+      return;
+    }
+    const container = column === "procfs" ? target.notar : target.busybox;
+    const result = await deliverToContainer(docker, container.id, PATHS[column], set, { pluginDrivers: [DRIVER], pluginVolumeDir: driver.mountpointOf });
+    if (result.mode !== column) throw new Error(`expected mode ${column}, got ${result.mode}`);
+  }
+
+  async function time(work: () => Promise<unknown>): Promise<number> {
+    const started = performance.now();
+    await work();
+    return performance.now() - started;
+  }
+
+  const rows: Array<{ label: string; cells: Record<Column, number> }> = [];
+  try {
+    const fleet = await Promise.all(Array.from({ length: FLEET_SIZE }, (_, i) => benchContainer(i)));
+    const single = fleet[0] as BenchContainer;
+
+    for (const count of FILE_COUNTS) {
+      const cells = {} as Record<Column, number>;
+      for (const column of COLUMNS) {
+        const samples: number[] = [];
+        for (let round = 0; round <= SINGLE_RUNS; round++) {
+          const set = files(count, round);
+          const src = await sourceDir(set);
+          const ms = await time(() => deliverOnce(column, single, set, src));
+          if (round > 0) samples.push(ms); // round 0 warms up (plugin activation, first exec)
+        }
+        cells[column] = median(samples);
+      }
+      rows.push({ label: `${count} file${count > 1 ? "s" : ""}, 1 container`, cells });
+    }
+
+    const fleetCells = {} as Record<Column, number>;
+    for (const column of COLUMNS) {
+      const samples: number[] = [];
+      for (let round = 0; round < FLEET_RUNS; round++) {
+        const set = files(FLEET_FILES, 100 + round);
+        const src = await sourceDir(set);
+        samples.push(await time(() => Promise.all(fleet.map((target) => deliverOnce(column, target, set, src)))));
+      }
+      fleetCells[column] = median(samples);
+    }
+    rows.push({ label: `${FLEET_FILES} files, ${FLEET_SIZE} containers at once`, cells: fleetCells });
+  } finally {
+    await Promise.all(created.map((c) => c.remove({ force: true }).catch(() => undefined)));
+    await Promise.all(volumes.map((v) => docker.getVolume(v).remove({ force: true }).catch(() => undefined)));
+    server.stop(true);
+    await rm(PLUGIN_SOCKET, { force: true });
+    Bun.spawnSync(["umount", "-l", root]);
+    await rm(root, { recursive: true, force: true });
+    await rm(srcRoot, { recursive: true, force: true });
+    await stopDocker();
+  }
+
+  const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
+  console.log(`\nmedian wall time (${SINGLE_RUNS} runs single, ${FLEET_RUNS} runs fleet); ${VALUE_BYTES} B per file; docker ${DOCKER_CLI}\n`);
+  console.log(`| scenario | ${COLUMNS.join(" | ")} | best DSO vs docker cp |`);
+  console.log(`|---|${COLUMNS.map(() => "---:").join("|")}|---:|`);
+  for (const row of rows) {
+    const cp = row.cells["docker cp"];
+    const speedups = COLUMNS.filter((c) => c !== "docker cp").map((c) => `${c} ${(cp / row.cells[c]).toFixed(1)}×`);
+    console.log(`| ${row.label} | ${COLUMNS.map((c) => fmt(row.cells[c])).join(" | ")} | ${speedups.join(", ")} |`);
+  }
+}
+
+await main();
