@@ -115,7 +115,28 @@ async function startPrivateDaemon(): Promise<TestDocker> {
   // An empty config file so a host /etc/docker/daemon.json cannot change or conflict with our flags.
   writeFileSync(configPath, "{}\n");
 
-  const logFd = openSync(logPath, "a");
+  const proc = spawnDockerd(rootDir);
+  daemon = { proc, rootDir, logPath, execRoot };
+  process.once("exit", terminateOnExit);
+
+  try {
+    await waitForPing(socketPath, proc, logPath);
+    const host = `unix://${socketPath}`;
+    const conn = await connectDocker({ env: { DOCKER_HOST: host } });
+    return { host, socketPath, docker: conn.docker, dataRoot, privateDaemon: true };
+  } catch (error) {
+    await stopDocker();
+    throw error;
+  }
+}
+
+/** dockerd with the fixed test flags and every path under rootDir (so a restart reuses them). */
+function spawnDockerd(rootDir: string): Subprocess {
+  const dataRoot = join(rootDir, "data");
+  const execRoot = join(rootDir, "exec");
+  const socketPath = join(rootDir, "docker.sock");
+  const configPath = join(rootDir, "daemon.json");
+  const logFd = openSync(join(rootDir, "dockerd.log"), "a");
   const proc = Bun.spawn(
     [
       DOCKERD,
@@ -133,18 +154,22 @@ async function startPrivateDaemon(): Promise<TestDocker> {
     { stdin: "ignore", stdout: logFd, stderr: logFd, env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin" } },
   );
   closeSync(logFd);
-  daemon = { proc, rootDir, logPath, execRoot };
-  process.once("exit", terminateOnExit);
+  return proc;
+}
 
-  try {
-    await waitForPing(socketPath, proc, logPath);
-    const host = `unix://${socketPath}`;
-    const conn = await connectDocker({ env: { DOCKER_HOST: host } });
-    return { host, socketPath, docker: conn.docker, dataRoot, privateDaemon: true };
-  } catch (error) {
-    await stopDocker();
-    throw error;
-  }
+/**
+ * Restart the private dockerd in place (same socket, data and exec roots), as `systemctl restart
+ * docker` would: running containers stop, those with a restart policy come back. For tests of
+ * what survives a daemon restart.
+ */
+export async function restartDocker(): Promise<void> {
+  const current = daemon;
+  if (!current) throw new Error("restartDocker needs the private test daemon");
+  current.proc.kill("SIGTERM");
+  await current.proc.exited;
+  const proc = spawnDockerd(current.rootDir);
+  daemon = { ...current, proc };
+  await waitForPing(join(current.rootDir, "docker.sock"), proc, current.logPath);
 }
 
 async function waitForPing(socketPath: string, proc: Subprocess, logPath: string): Promise<void> {

@@ -1,0 +1,68 @@
+/**
+ * dockerd restarts under a running agent: the event stream drops, the agent reconnects, and its
+ * reconcile puts the secrets back into containers the daemon restarted (their tmpfs came back
+ * empty, and their start events may have been missed).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type Dockerode from "dockerode";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startAgent, type AgentProcess } from "../support/agent-process.ts";
+import { eventually, execIn } from "../support/container-exec.ts";
+import { ensureDocker, restartDocker } from "../support/docker-daemon.ts";
+import { BUSYBOX_IMAGE, ensureTestImages } from "../support/test-images.ts";
+
+const VALUE = "restart-planted-ECHO-2Lm6";
+let docker: Dockerode;
+let dir: string;
+let agent: AgentProcess;
+let containerId: string;
+
+beforeAll(async () => {
+  const d = await ensureDocker();
+  docker = d.docker;
+  await ensureTestImages(docker);
+  dir = await mkdtemp(join(tmpdir(), "dso-restart-"));
+  await mkdir(join(dir, "secrets"));
+  await writeFile(join(dir, "secrets", "token"), VALUE);
+  await writeFile(join(dir, "dso.yaml"), `providers:\n  local:\n    type: file\n    config:\n      path: ${join(dir, "secrets")}\nagent:\n  watch:\n    polling_interval: 1s\n`);
+  agent = await startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost: d.host });
+  const c = await docker.createContainer({
+    name: `e2e-dockerd-restart-${process.pid}`,
+    Image: BUSYBOX_IMAGE,
+    Cmd: ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 0.1; done'],
+    Labels: { "dso.reloader": "true", "dso.secrets": "token" },
+    HostConfig: { NetworkMode: "none", Tmpfs: { "/run/secrets": "rw" }, RestartPolicy: { Name: "always" } },
+  });
+  containerId = c.id;
+  await c.start();
+});
+
+afterAll(async () => {
+  await agent?.stop("SIGKILL");
+  await docker.getContainer(containerId).remove({ force: true }).catch(() => {});
+  await rm(dir, { recursive: true, force: true });
+});
+
+const tokenIn = async () => {
+  const r = await execIn(docker, containerId, ["cat", "/run/secrets/token"]);
+  return r.code === 0 ? r.stdout : undefined;
+};
+
+describe("dockerd restart under the agent", () => {
+  test("the agent reconnects and reconciles the restarted container", async () => {
+    expect(await eventually("first delivery", tokenIn)).toBe(VALUE);
+    const startedBefore = (await docker.getContainer(containerId).inspect()).State.StartedAt;
+    await restartDocker();
+    await eventually("container restarted by the daemon", async () => {
+      const s = (await docker.getContainer(containerId).inspect()).State;
+      return s.Running && s.StartedAt !== startedBefore ? true : undefined;
+    });
+    expect(await eventually("secrets back after the restart", tokenIn, 40_000)).toBe(VALUE);
+    await agent.waitForLog(/docker event stream lost/);
+    await agent.waitForLog(/docker event stream reconnected/);
+    expect(agent.proc.exitCode).toBeNull();
+    expect(agent.logs()).not.toContain(VALUE);
+  });
+});
