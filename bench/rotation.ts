@@ -3,10 +3,10 @@
  * Rotation propagation and agent memory, with the compiled agent and the file provider against a
  * private dockerd (run as root: bun bench/rotation.ts [changes]).
  *
- * Each container runs a loop that prints its secret file whenever it changes; docker's own log
- * timestamps say when the new content was first seen inside. Latency = that moment minus the
- * moment the file changed at the provider, over N changes at 1 s polling, for 1 and for 50
- * labelled containers. Then the agent's RSS (and its provider process's) idle with 100 labelled
+ * The bench reads each container's /run/secrets/token from the host through /proc/<pid>/root
+ * (the container's own mount namespace) every 10 ms, which costs the daemon nothing. Latency =
+ * first moment the new content is visible there minus the moment the file changed at the
+ * provider, over N changes at 1 s polling, for 1 and for 50 labelled containers. Then the agent's RSS (and its provider process's) idle with 100 labelled
  * containers. Baseline in the same run: a `docker cp` loop (what a hand-rolled script does) of the
  * same file into one container every second, measured the same way.
  */
@@ -23,20 +23,22 @@ const FLEET = 50;
 const IDLE_FLEET = 100;
 const POLL = "1s";
 const DOCKER_CLI = ["/usr/local/bin/docker", "/usr/bin/docker"].find((p) => existsSync(p))!;
-const WATCH = 'trap "exit 0" TERM; last=""; while true; do v=$(cat /run/secrets/token 2>/dev/null); if [ "$v" != "$last" ]; then echo "$v"; last="$v"; fi; sleep 0.02; done';
+const WATCH = 'trap "exit 0" TERM; while true; do sleep 1; done';
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 };
 
-async function seenAt(docker: Dockerode, id: string, value: string): Promise<number | undefined> {
-  const buf = (await docker.getContainer(id).logs({ stdout: true, timestamps: true })) as unknown as Buffer;
-  for (const line of buf.toString("latin1").split("\n")) {
-    const m = /(\d{4}-\d\d-\d\dT[\d:.]+Z) (.*)$/.exec(line);
-    if (m && m[2]!.trim() === value) return Date.parse(m[1]!.replace(/(\.\d{3})\d+Z$/, "$1Z"));
+const pids = new Map<string, number>();
+
+/** Read the secret as the container sees it: through its root, from the host. */
+function readInside(id: string): string | undefined {
+  try {
+    return readFileSync(`/proc/${pids.get(id)}/root/run/secrets/token`, "utf8");
+  } catch {
+    return undefined;
   }
-  return undefined;
 }
 
 async function startWatchers(docker: Dockerode, count: number, labels: Record<string, string>, prefix: string) {
@@ -50,6 +52,7 @@ async function startWatchers(docker: Dockerode, count: number, labels: Record<st
       HostConfig: { NetworkMode: "none", Tmpfs: { "/run/secrets": "rw,mode=0755" } },
     });
     await c.start();
+    pids.set(c.id, (await c.inspect()).State.Pid);
     ids.push(c.id);
   }
   return ids;
@@ -64,11 +67,10 @@ async function measure(docker: Dockerode, ids: string[], write: (v: string) => P
     const deadline = t0 + 15_000;
     const pending = new Set(ids);
     while (pending.size && Date.now() < deadline) {
-      await Bun.sleep(100);
+      await Bun.sleep(10);
       for (const id of [...pending]) {
-        const at = await seenAt(docker, id, value);
-        if (at !== undefined) {
-          latencies.push(at - t0);
+        if (readInside(id) === value) {
+          latencies.push(Date.now() - t0);
           pending.delete(id);
         }
       }
@@ -120,6 +122,7 @@ try {
     HostConfig: { NetworkMode: "none", Mounts: [{ Type: "volume", Source: vol, Target: "/run/secrets" }] },
   });
   await base.start();
+  pids.set(base.id, (await base.inspect()).State.Pid);
   const src = join(dir, "cp-src");
   await mkdir(src);
   let stopLoop = false;

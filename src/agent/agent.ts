@@ -18,7 +18,10 @@ import { buildDeliveries } from "../reloader/files.ts";
 import { implicitSecretSpec, type Selection } from "../reloader/selection.ts";
 import { createVolumeDriver, type VolumeDriver } from "../delivery/plugin/volume-driver.ts";
 import { parseDriverOptions } from "../delivery/plugin/driver-options.ts";
-import type { SecretFile } from "../delivery/types.ts";
+import type { DeliveryPlan, SecretFile } from "../delivery/types.ts";
+import { deliverWithPlan } from "../delivery/deliver.ts";
+import { pickDeliveryMode } from "../delivery/mode-picker.ts";
+import { assertValidFileSet } from "../delivery/file-names.ts";
 import { ensureTmpfsRoot } from "./volumes-root.ts";
 import { DockerEventWatcher, type DockerEvent } from "../watcher/docker-events.ts";
 import { jittered, pollProvider } from "../watcher/provider-poller.ts";
@@ -64,6 +67,7 @@ export class Agent {
   private reconcileTimer?: ReturnType<typeof setInterval>;
   private swarm?: SwarmRotator;
   private volumeDriver?: Promise<VolumeDriver>;
+  private planned?: PlannedDelivery;
   private readonly startedAt = new Date();
   private stopping = false;
   readonly socketPath: string;
@@ -86,7 +90,8 @@ export class Agent {
     this.connection = await this.connectDockerWithRetry();
     this.docker = this.connection.docker;
     this.syncProviders();
-    const deliver = this.options.deliver?.(this.docker) ?? (await defaultDeliver(this.docker, [pluginDriverName(this.socketPath)]));
+    this.planned = new PlannedDelivery(this.docker, [pluginDriverName(this.socketPath)]);
+    const deliver = this.options.deliver?.(this.docker) ?? this.planned.deliver;
     this.reloader = new Reloader({
       docker: this.docker,
       store: this.store,
@@ -265,6 +270,7 @@ export class Agent {
 
   private onDockerEvent(event: DockerEvent): void {
     if (event.Type !== "container") return;
+    if (event.Action === "start" || event.Action === "die") this.planned?.invalidate(event.Actor.ID);
     if (event.Action === "start") void this.reloader.deliverToStarted(event.Actor.ID);
     else if (event.Action === "destroy") this.reloader.forget(event.Actor.ID);
   }
@@ -369,7 +375,43 @@ export function pluginDriverName(socketPath: string): string {
   return basename(socketPath).replace(/\.sock$/, "") || "dso";
 }
 
-async function defaultDeliver(docker: Dockerode, pluginDrivers: string[]): Promise<DeliverFiles> {
-  const { deliverToContainer } = await import("../delivery/deliver.ts");
-  return (containerId, targetPath, files, signal) => deliverToContainer(docker, containerId, targetPath, files, { signal, pluginDrivers });
+/**
+ * Delivery with the mode plan remembered per container and path: picking a mode costs an
+ * inspect and, for --tmpfs targets, an exec probe for tar. A plan is dropped when its container
+ * (re)starts, and re-picked once when delivering with it fails.
+ */
+export class PlannedDelivery {
+  private readonly plans = new Map<string, DeliveryPlan>();
+  constructor(
+    private readonly docker: Dockerode,
+    private readonly pluginDrivers: string[],
+  ) {}
+
+  invalidate(containerId: string): void {
+    for (const key of this.plans.keys()) if (key.startsWith(`${containerId}\0`)) this.plans.delete(key);
+  }
+
+  /** A procfs plan names a PID: make sure it is still this container's before writing through it. */
+  private async stillValid(plan: DeliveryPlan | undefined, containerId: string): Promise<DeliveryPlan | undefined> {
+    if (!plan || plan.mode !== "procfs") return plan;
+    const pid = (await this.docker.getContainer(containerId).inspect().catch(() => undefined))?.State.Pid;
+    return pid === plan.pid ? plan : undefined;
+  }
+
+  readonly deliver: DeliverFiles = async (containerId, targetPath, files, signal) => {
+    assertValidFileSet(files);
+    const key = `${containerId}\0${targetPath}`;
+    const known = await this.stillValid(this.plans.get(key), containerId);
+    if (known) {
+      try {
+        return await deliverWithPlan(this.docker, known, files, signal);
+      } catch {
+        this.plans.delete(key);
+      }
+    }
+    const plan = await pickDeliveryMode(this.docker, containerId, targetPath, { signal, pluginDrivers: this.pluginDrivers });
+    const result = await deliverWithPlan(this.docker, plan, files, signal);
+    this.plans.set(key, plan);
+    return result;
+  };
 }

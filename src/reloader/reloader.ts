@@ -14,6 +14,8 @@ import { implicitSecretSpec, selectContainer, type ContainerInfo, type Selection
 import { strategyByName, type StrategyResult } from "./strategies/index.ts";
 
 export const DEBOUNCE_MS = 300;
+/** Containers rotated at once: enough to overlap Docker round trips, few enough not to thrash 2 cores. */
+export const ROTATION_CONCURRENCY = 10;
 
 export interface SecretFetcher {
   fetch(refs: SecretRef[], signal?: AbortSignal): Promise<FetchItem[]>;
@@ -317,16 +319,29 @@ export class Reloader {
   /** Fetch, deliver and apply the strategy for each container using any of `names`. */
   async rotate(names: string[], signal?: AbortSignal): Promise<ActionReport[]> {
     const affected = this.affectedBy(names);
-    return Promise.all(affected.map((c) => this.rotateContainer(c.id, signal)));
+    if (affected.length === 0) return [];
+    // One fetch per provider for the whole batch, not one per container.
+    const prefetched = await this.fetchValues([...new Set(affected.flatMap((c) => c.secrets))], signal);
+    const reports: ActionReport[] = [];
+    for (let i = 0; i < affected.length; i += ROTATION_CONCURRENCY) {
+      const batch = affected.slice(i, i + ROTATION_CONCURRENCY);
+      reports.push(...(await Promise.all(batch.map((c) => this.rotateContainer(c.id, signal, prefetched)))));
+    }
+    return reports;
   }
 
-  private rotateContainer(containerId: string, signal?: AbortSignal): Promise<ActionReport> {
+  private rotateContainer(
+    containerId: string,
+    signal?: AbortSignal,
+    prefetched?: { values: Map<string, FetchedSecret>; errors: string[] },
+  ): Promise<ActionReport> {
     return this.enqueue(containerId, async () => {
       const found = await this.selectById(containerId);
       const name = this.containers.get(containerId)?.name ?? containerId.slice(0, 12);
       if (!found?.running) return { container: containerId, name, delivered: [], error: "container is not running" };
       const { selection } = found;
-      const { values, errors } = await this.fetchValues(selection.secrets.map((s) => s.name), signal);
+      const covered = prefetched && selection.secrets.every((s) => prefetched.values.has(s.name));
+      const { values, errors } = covered ? prefetched : await this.fetchValues(selection.secrets.map((s) => s.name), signal);
       const delivered = await this.deliverSelection(selection, values, errors, containerId, signal);
       const state = this.containers.get(containerId)!;
       if (delivered.length === 0) return { container: containerId, name, delivered, error: state.error };
