@@ -32,7 +32,9 @@ export async function writeAtomicDir(dir: string, files: readonly SecretFile[]):
   await mkdir(versionDir, { mode: VERSION_DIR_MODE });
   let bytes = 0;
   try {
-    for (const file of files) bytes += await writeSecretFile(join(versionDir, file.name), file);
+    // Independent files in a fresh directory: write them concurrently (100 files: ~30 ms → a few).
+    const sizes = await Promise.all(files.map((file) => writeSecretFile(join(versionDir, file.name), file)));
+    bytes = sizes.reduce((sum, size) => sum + size, 0);
     await switchDataLink(dir, version);
   } catch (error) {
     await rm(versionDir, { recursive: true, force: true });
@@ -73,35 +75,39 @@ async function switchDataLink(dir: string, version: string): Promise<void> {
 
 /** Makes `<name> -> ..data/<name>` for each name, replacing anything else at that path atomically. */
 async function linkNames(dir: string, names: readonly string[]): Promise<void> {
-  for (const [index, name] of names.entries()) {
-    const path = join(dir, name);
-    if ((await readLinkOrUndefined(path)) === nameLinkTarget(name)) continue;
-    const tmp = join(dir, `..dso_link_tmp_${index}`);
+  await Promise.all(names.map((name, index) => linkName(dir, name, index)));
+}
+
+async function linkName(dir: string, name: string, index: number): Promise<void> {
+  const path = join(dir, name);
+  if ((await readLinkOrUndefined(path)) === nameLinkTarget(name)) return;
+  // One temporary name per index: the links are made concurrently.
+  const tmp = join(dir, `..dso_link_tmp_${index}`);
+  await unlink(tmp).catch(ignoreMissing);
+  await symlink(nameLinkTarget(name), tmp);
+  try {
+    await rename(tmp, path);
+  } catch (error) {
     await unlink(tmp).catch(ignoreMissing);
-    await symlink(nameLinkTarget(name), tmp);
-    try {
-      await rename(tmp, path);
-    } catch (error) {
-      await unlink(tmp).catch(ignoreMissing);
-      throw new DsoError("DELIVERY_FAILED", `cannot place secret file ${printableName(name)}: a directory of that name is in the way`, {
-        cause: error,
-      });
-    }
+    throw new DsoError("DELIVERY_FAILED", `cannot place secret file ${printableName(name)}: a directory of that name is in the way`, {
+      cause: error,
+    });
   }
 }
 
 /** Old version directories and name links that point into ..data but are not in `keep`. */
 async function removeStale(dir: string, currentVersion: string | undefined, keep: ReadonlySet<string>): Promise<void> {
-  for (const entry of await readdir(dir)) {
+  const removals = (await readdir(dir)).map(async (entry) => {
     const path = join(dir, entry);
     if (isVersionName(entry)) {
       if (entry !== currentVersion) await rm(path, { recursive: true, force: true });
-      continue;
+      return;
     }
-    if (keep.has(entry)) continue;
+    if (keep.has(entry)) return;
     const target = await readLinkOrUndefined(path);
     if (target === nameLinkTarget(entry)) await unlink(path).catch(ignoreMissing);
-  }
+  });
+  await Promise.all(removals);
 }
 
 async function readLinkOrUndefined(path: string): Promise<string | undefined> {

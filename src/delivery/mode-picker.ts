@@ -27,6 +27,11 @@ export interface PickOptions {
    * right after many volumes were mounted at once (seen with 50 containers on 20.10).
    */
   pluginVolumeDir?: (volumeName: string) => string | undefined;
+  /**
+   * Remembers, per container id, whether its image has tar. The image of a container never
+   * changes, so the agent keeps one map and saves the probe exec (tens of ms) on every rotation.
+   */
+  tarProbeCache?: Map<string, boolean>;
 }
 
 /** The mount backing a target, reduced to what the decision needs. */
@@ -75,7 +80,7 @@ export async function pickDeliveryMode(docker: Dockerode, containerId: string, t
   }
   if (backing.kind === "tmpfs") {
     if (!facts.running) throw notRunning(target, facts.name, "a --tmpfs mount exists only while the container runs");
-    if (await canExecTar(docker, facts.id, opts.signal)) return { ...base, mode: "exec", reason: "--tmpfs mount; the image has tar" };
+    if (await hasTar(docker, facts.id, opts)) return { ...base, mode: "exec", reason: "--tmpfs mount; the image has tar" };
     if (await canSeeRoot(facts.pid)) return { ...base, mode: "procfs", reason: "--tmpfs mount; no tar in the image, writing via /proc/<pid>/root", pid: facts.pid };
     throw new DsoError(
       "DELIVERY_REFUSED",
@@ -146,6 +151,14 @@ async function volumeFacts(docker: Dockerode, name: string | undefined, signal?:
     Mountpoint?: string;
   };
   return { tmpfs: volume.Options?.type === "tmpfs", mountpoint: volume.Mountpoint || undefined };
+}
+
+async function hasTar(docker: Dockerode, containerId: string, opts: PickOptions): Promise<boolean> {
+  const known = opts.tarProbeCache?.get(containerId);
+  if (known !== undefined) return known;
+  const found = await canExecTar(docker, containerId, opts.signal);
+  opts.tarProbeCache?.set(containerId, found);
+  return found;
 }
 
 async function canExecTar(docker: Dockerode, containerId: string, signal?: AbortSignal): Promise<boolean> {

@@ -43,10 +43,12 @@ describe("mode picker", () => {
   });
 
   test("picks exec for --tmpfs with tar, procfs without, volume for a tmpfs volume, and the deepest mount wins", async () => {
+    const tarProbeCache = new Map<string, boolean>();
     const withTar = await started({ tmpfs: { "/run/secrets": "" } });
-    expect((await pickDeliveryMode(docker, withTar.id, "/run/secrets/")).mode).toBe("exec");
+    expect((await pickDeliveryMode(docker, withTar.id, "/run/secrets/", { tarProbeCache })).mode).toBe("exec");
     const noTar = await started({ image: NOTAR_IMAGE, tmpfs: { "/run/secrets": "" } });
-    const procfs = await pickDeliveryMode(docker, noTar.id, "/run/secrets/app");
+    const procfs = await pickDeliveryMode(docker, noTar.id, "/run/secrets/app", { tarProbeCache });
+    expect(Object.fromEntries(tarProbeCache)).toEqual({ [withTar.id]: true, [noTar.id]: false });
     expect(procfs).toMatchObject({ mode: "procfs", targetPath: "/run/secrets/app" });
     expect(procfs.pid).toBeGreaterThan(0);
 
