@@ -68,6 +68,7 @@ export class Agent {
   private swarm?: SwarmRotator;
   private volumeDriver?: Promise<VolumeDriver>;
   private planned?: PlannedDelivery;
+  private driverInstance?: VolumeDriver;
   private readonly startedAt = new Date();
   private stopping = false;
   readonly socketPath: string;
@@ -90,7 +91,11 @@ export class Agent {
     this.connection = await this.connectDockerWithRetry();
     this.docker = this.connection.docker;
     this.syncProviders();
-    this.planned = new PlannedDelivery(this.docker, [pluginDriverName(this.socketPath)]);
+    this.planned = new PlannedDelivery(this.docker, {
+      pluginDrivers: [pluginDriverName(this.socketPath)],
+      preferProcfs: !(await remapsUserNamespaces(this.docker)),
+      pluginVolumeDir: (volume) => this.driverInstance?.mountpointOf(volume),
+    });
     const deliver = this.options.deliver?.(this.docker) ?? this.planned.deliver;
     this.reloader = new Reloader({
       docker: this.docker,
@@ -216,7 +221,8 @@ export class Agent {
     this.volumeDriver ??= (async () => {
       const root = this.config.agent.volumesRoot;
       if ((await ensureTmpfsRoot(root)) === "mounted") this.log.info("mounted a tmpfs for DSO volumes", { root });
-      return createVolumeDriver({ root, resolveFiles: (name, opts) => this.volumeFiles(name, opts) });
+      this.driverInstance = await createVolumeDriver({ root, resolveFiles: (name, opts) => this.volumeFiles(name, opts) });
+      return this.driverInstance;
     })().catch((error) => {
       this.volumeDriver = undefined;
       throw error;
@@ -370,6 +376,12 @@ export class Agent {
   }
 }
 
+/** With userns-remap, ids written from the host are not the ids the container sees. */
+async function remapsUserNamespaces(docker: Dockerode): Promise<boolean> {
+  const info = (await docker.info().catch(() => ({}))) as { SecurityOptions?: string[] };
+  return (info.SecurityOptions ?? []).some((option) => option.includes("name=userns"));
+}
+
 /** dockerd names a legacy plugin after its socket file in /run/docker/plugins: dso.sock → "dso". */
 export function pluginDriverName(socketPath: string): string {
   return basename(socketPath).replace(/\.sock$/, "") || "dso";
@@ -384,7 +396,7 @@ export class PlannedDelivery {
   private readonly plans = new Map<string, DeliveryPlan>();
   constructor(
     private readonly docker: Dockerode,
-    private readonly pluginDrivers: string[],
+    private readonly options: { pluginDrivers: string[]; preferProcfs: boolean; pluginVolumeDir: (volume: string) => string | undefined },
   ) {}
 
   invalidate(containerId: string): void {
@@ -409,7 +421,7 @@ export class PlannedDelivery {
         this.plans.delete(key);
       }
     }
-    const plan = await pickDeliveryMode(this.docker, containerId, targetPath, { signal, pluginDrivers: this.pluginDrivers });
+    const plan = await pickDeliveryMode(this.docker, containerId, targetPath, { signal, ...this.options });
     const result = await deliverWithPlan(this.docker, plan, files, signal);
     this.plans.set(key, plan);
     return result;

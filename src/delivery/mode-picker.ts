@@ -32,6 +32,13 @@ export interface PickOptions {
    * changes, so the agent keeps one map and saves the probe exec (tens of ms) on every rotation.
    */
   tarProbeCache?: Map<string, boolean>;
+  /**
+   * For --tmpfs targets, write through /proc/<pid>/root before trying exec when the agent can see
+   * the container's processes: no process is started in the container and no tar is needed
+   * (tens of ms per container instead of one exec). The agent sets it unless the daemon remaps
+   * user namespaces, where ids seen from the host differ from those in the container.
+   */
+  preferProcfs?: boolean;
 }
 
 /** The mount backing a target, reduced to what the decision needs. */
@@ -80,6 +87,9 @@ export async function pickDeliveryMode(docker: Dockerode, containerId: string, t
   }
   if (backing.kind === "tmpfs") {
     if (!facts.running) throw notRunning(target, facts.name, "a --tmpfs mount exists only while the container runs");
+    if (opts.preferProcfs && (await canSeeRoot(facts.pid))) {
+      return { ...base, mode: "procfs", reason: "--tmpfs mount, written via /proc/<pid>/root", pid: facts.pid };
+    }
     if (await hasTar(docker, facts.id, opts)) return { ...base, mode: "exec", reason: "--tmpfs mount; the image has tar" };
     if (await canSeeRoot(facts.pid)) return { ...base, mode: "procfs", reason: "--tmpfs mount; no tar in the image, writing via /proc/<pid>/root", pid: facts.pid };
     throw new DsoError(

@@ -138,8 +138,9 @@ describe("dso agent end to end (file provider, compiled binary)", () => {
     expect(parsed.providers[0]).toMatchObject({ name: "local", type: "file", healthy: true });
     expect(parsed.secrets.map((s: { name: string }) => s.name)).toContain("db_password");
     const ls = await cli(["ls", "--json"]);
-    const names = JSON.parse(ls.stdout).containers.map((c: { name: string }) => c.name);
-    expect(names).toContain(`e2e-none-${process.pid}`);
+    const listed = JSON.parse(ls.stdout).containers as Array<{ name: string; deliveries: Array<{ mode: string; path: string }> }>;
+    const none = listed.find((c) => c.name === `e2e-none-${process.pid}`);
+    expect(none?.deliveries).toEqual([expect.objectContaining({ mode: "procfs", path: "/run/secrets" })]);
     const plan = await cli(["plan", "db_password"]);
     expect(plan.code).toBe(0);
     expect(plan.stdout).toContain(`e2e-restart-${process.pid}`);
@@ -199,7 +200,8 @@ describe("dso agent end to end (file provider, compiled binary)", () => {
     expect(run.code).toBe(0);
     expect(run.stdout).toContain("via agent");
     expect(run.stdout).toMatch(/db_password\s+\S+\s+yes/);
-    expect(run.stdout).toContain("(mode exec)");
+    // Root on the host sees /proc/<pid>/root: no process is started inside the container.
+    expect(run.stdout).toContain("(mode procfs)");
     expect(await fileIn(c.id, "/run/secrets/db_password")).toBe(PLANTED[0]!);
   });
 
