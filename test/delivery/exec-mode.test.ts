@@ -62,7 +62,8 @@ describe("exec mode (tar -x inside a --tmpfs target)", () => {
     const container = await tmpfsContainer();
     await deliverToContainer(docker, container.id, TARGET, pairFiles(1));
     const report = await readWhileRotating(docker, container.id, TARGET, 2, (n) => deliverToContainer(docker, container.id, TARGET, pairFiles(n)));
-    expect(report.rotations).toBeGreaterThan(5);
+    // At least two switches while the reader ran, so the check is not vacuous (how many depends on load).
+    expect(report.rotations).toBeGreaterThan(1);
     expect(report.mixed).toBe(0);
     expect(report.broken).toBe(0);
   });

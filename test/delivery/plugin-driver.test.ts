@@ -150,7 +150,8 @@ describe("plugin mode on the real daemon", () => {
     expect((await execIn(docker, container.id, ["cat", `${TARGET}/a`])).stdout).toBe("a:1");
 
     const report = await readWhileRotating(docker, container.id, TARGET, 2, (n) => driver.rotate(volume, pairFiles(n)));
-    expect(report.rotations).toBeGreaterThan(20);
+    // At least two switches while the reader ran, so the check is not vacuous (how many depends on load).
+    expect(report.rotations).toBeGreaterThan(1);
     expect(report.mixed).toBe(0);
     expect(report.broken).toBe(0);
 
