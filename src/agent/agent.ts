@@ -4,7 +4,6 @@
  * Docker and the providers, and its first poll only seeds fingerprints (no spurious restarts).
  */
 import type Dockerode from "dockerode";
-import { basename } from "node:path";
 import type { Server } from "bun";
 import { loadConfig } from "../config/index.ts";
 import type { DsoConfig, ProviderConfig } from "../config/types.ts";
@@ -14,20 +13,13 @@ import { log as rootLog } from "../log/logger.ts";
 import { ProviderProcess, type ProviderStatus } from "../rpc/supervisor.ts";
 import { Reloader, type ActionReport, type DeliverFiles } from "../reloader/reloader.ts";
 import { isSwarmManager, SwarmRotator } from "../reloader/swarm.ts";
-import { buildDeliveries } from "../reloader/files.ts";
-import { implicitSecretSpec, type Selection } from "../reloader/selection.ts";
-import { createVolumeDriver, type VolumeDriver } from "../delivery/plugin/volume-driver.ts";
-import { parseDriverOptions } from "../delivery/plugin/driver-options.ts";
-import type { DeliveryPlan, SecretFile } from "../delivery/types.ts";
-import { deliverWithPlan } from "../delivery/deliver.ts";
-import { pickDeliveryMode } from "../delivery/mode-picker.ts";
-import { assertValidFileSet } from "../delivery/file-names.ts";
-import { ensureTmpfsRoot } from "./volumes-root.ts";
+import { PlannedDelivery, pluginDriverName, remapsUserNamespaces } from "./planned-delivery.ts";
 import { DockerEventWatcher, type DockerEvent } from "../watcher/docker-events.ts";
 import { jittered, pollProvider } from "../watcher/provider-poller.ts";
 import { versionInfo } from "../version.ts";
 import { apiRoutes } from "./api-routes.ts";
 import { startControlServer } from "./control-server.ts";
+import { DsoVolumes } from "./dso-volumes.ts";
 import { SecretStore } from "./secret-store.ts";
 
 /** Events can be dropped (the daemon keeps 256); reconcile all containers this often anyway. */
@@ -66,9 +58,8 @@ export class Agent {
   private events?: DockerEventWatcher;
   private reconcileTimer?: ReturnType<typeof setInterval>;
   private swarm?: SwarmRotator;
-  private volumeDriver?: Promise<VolumeDriver>;
+  readonly volumes: DsoVolumes;
   private planned?: PlannedDelivery;
-  private driverInstance?: VolumeDriver;
   private readonly startedAt = new Date();
   private stopping = false;
   readonly socketPath: string;
@@ -81,6 +72,13 @@ export class Agent {
     this.socketPath = options.socketPath ?? config.agent.socket;
     this.store = new SecretStore(config.agent.cache);
     this.store.setSpecs(config.secrets);
+    this.volumes = new DsoVolumes({
+      docker: () => this.docker,
+      config: () => this.config,
+      store: this.store,
+      fetchValues: (names) => this.reloader.fetchValues(names),
+      log: rootLog.withTag("volumes"),
+    });
   }
 
   currentConfig(): DsoConfig {
@@ -94,7 +92,7 @@ export class Agent {
     this.planned = new PlannedDelivery(this.docker, {
       pluginDrivers: [pluginDriverName(this.socketPath)],
       preferProcfs: !(await remapsUserNamespaces(this.docker)),
-      pluginVolumeDir: (volume) => this.driverInstance?.mountpointOf(volume),
+      pluginVolumeDir: (volume) => this.volumes.mountpointOf(volume),
     });
     const deliver = this.options.deliver?.(this.docker) ?? this.planned.deliver;
     this.reloader = new Reloader({
@@ -188,7 +186,7 @@ export class Agent {
       if (outcome.changed.length) {
         this.log.info("secrets changed at the provider", { provider: runtime.spec.name, secrets: outcome.changed.join(",") });
         this.reloader?.secretsChanged(outcome.changed);
-        void this.rotateVolumes(outcome.changed);
+        void this.volumes.rotate(outcome.changed);
         if (this.swarm) void this.swarm.reconcile(new Set(outcome.changed));
       }
       // Secrets first seen now (seeded) may belong to running containers whose files are missing.
@@ -200,78 +198,9 @@ export class Agent {
     }
   }
 
-  /**
-   * The Docker plugin protocol on the agent socket. The driver is created on first use, on the
-   * tmpfs at agent.volumes_root (mounted by the agent when needed).
-   */
+  /** The Docker plugin protocol on the agent socket (DSO volumes). */
   volumeDriverHandler(): (req: Request) => Promise<Response | undefined> {
-    return async (req) => {
-      const path = new URL(req.url, "http://dso").pathname;
-      if (!path.startsWith("/Plugin.") && !path.startsWith("/VolumeDriver.")) return undefined;
-      try {
-        return await (await this.driver()).handle(req);
-      } catch (error) {
-        // dockerd shows Err to the user: the container does not start (fail closed).
-        return Response.json({ Err: describeError(error) });
-      }
-    };
-  }
-
-  private driver(): Promise<VolumeDriver> {
-    this.volumeDriver ??= (async () => {
-      const root = this.config.agent.volumesRoot;
-      if ((await ensureTmpfsRoot(root)) === "mounted") this.log.info("mounted a tmpfs for DSO volumes", { root });
-      this.driverInstance = await createVolumeDriver({ root, resolveFiles: (name, opts) => this.volumeFiles(name, opts) });
-      return this.driverInstance;
-    })().catch((error) => {
-      this.volumeDriver = undefined;
-      throw error;
-    });
-    return this.volumeDriver;
-  }
-
-  /** The files of a DSO volume: the secrets named in its `secrets=` driver option. */
-  private async volumeFiles(volume: string, driverOpts: Readonly<Record<string, string>>): Promise<SecretFile[]> {
-    const opts = parseDriverOptions(driverOpts);
-    if (opts.secrets.length === 0) {
-      throw new DsoError("BAD_REQUEST", `volume ${volume} names no secrets; create it with -o secrets=name1,name2`);
-    }
-    const specs = opts.secrets.map((name) => this.config.secrets.find((s) => s.name === name) ?? implicitSecretSpec(name, this.config));
-    const unknown = opts.secrets.filter((_, i) => !specs[i]);
-    if (unknown.length) throw new DsoError("SECRET_NOT_FOUND", `volume ${volume}: unknown secret(s) ${unknown.join(", ")}; list them in secrets[] of dso.yaml`);
-    for (const spec of specs) this.store.ensure(spec!);
-    const { values, errors } = await this.reloader.fetchValues(opts.secrets);
-    if (errors.length) throw new DsoError("PROVIDER_UNAVAILABLE", `volume ${volume}: ${errors.join("; ")}`);
-    const selection: Selection = {
-      containerId: volume,
-      containerName: `volume ${volume}`,
-      secrets: specs as NonNullable<(typeof specs)[number]>[],
-      strategy: "none",
-      signal: "SIGHUP",
-      files: { path: "/", mode: opts.mode, uid: opts.uid, gid: opts.gid },
-      healthCheckTimeoutMs: 0,
-    };
-    const built = buildDeliveries(selection, values);
-    if (built.errors.length) throw new DsoError("DELIVERY_FAILED", `volume ${volume}: ${built.errors.join("; ")}`);
-    return built.groups.flatMap((g) => g.files);
-  }
-
-  /** Rewrite mounted DSO volumes that hold any of the changed secrets. */
-  private async rotateVolumes(changed: string[]): Promise<void> {
-    if (!this.volumeDriver) return;
-    const driver = await this.volumeDriver.catch(() => undefined);
-    if (!driver) return;
-    for (const volume of driver.mountedVolumes()) {
-      try {
-        const info = (await this.docker.getVolume(volume).inspect()) as { Options?: Record<string, string> | null };
-        const opts = info.Options ?? {};
-        if (!parseDriverOptions(opts).secrets.some((s) => changed.includes(s))) continue;
-        await driver.rotate(volume, await this.volumeFiles(volume, opts));
-        this.log.info("rotated secrets in DSO volume", { volume });
-      } catch (error) {
-        this.log.error("volume rotation failed; the previous files stay", { volume, error: describeError(error) });
-      }
-    }
+    return this.volumes.handler();
   }
 
   private onDockerEvent(event: DockerEvent): void {
@@ -374,56 +303,4 @@ export class Agent {
     await Promise.all([...this.providers.values()].map((rt) => rt.process.stop()));
     await this.server?.stop(true);
   }
-}
-
-/** With userns-remap, ids written from the host are not the ids the container sees. */
-async function remapsUserNamespaces(docker: Dockerode): Promise<boolean> {
-  const info = (await docker.info().catch(() => ({}))) as { SecurityOptions?: string[] };
-  return (info.SecurityOptions ?? []).some((option) => option.includes("name=userns"));
-}
-
-/** dockerd names a legacy plugin after its socket file in /run/docker/plugins: dso.sock → "dso". */
-export function pluginDriverName(socketPath: string): string {
-  return basename(socketPath).replace(/\.sock$/, "") || "dso";
-}
-
-/**
- * Delivery with the mode plan remembered per container and path: picking a mode costs an
- * inspect and, for --tmpfs targets, an exec probe for tar. A plan is dropped when its container
- * (re)starts, and re-picked once when delivering with it fails.
- */
-export class PlannedDelivery {
-  private readonly plans = new Map<string, DeliveryPlan>();
-  constructor(
-    private readonly docker: Dockerode,
-    private readonly options: { pluginDrivers: string[]; preferProcfs: boolean; pluginVolumeDir: (volume: string) => string | undefined },
-  ) {}
-
-  invalidate(containerId: string): void {
-    for (const key of this.plans.keys()) if (key.startsWith(`${containerId}\0`)) this.plans.delete(key);
-  }
-
-  /** A procfs plan names a PID: make sure it is still this container's before writing through it. */
-  private async stillValid(plan: DeliveryPlan | undefined, containerId: string): Promise<DeliveryPlan | undefined> {
-    if (!plan || plan.mode !== "procfs") return plan;
-    const pid = (await this.docker.getContainer(containerId).inspect().catch(() => undefined))?.State.Pid;
-    return pid === plan.pid ? plan : undefined;
-  }
-
-  readonly deliver: DeliverFiles = async (containerId, targetPath, files, signal) => {
-    assertValidFileSet(files);
-    const key = `${containerId}\0${targetPath}`;
-    const known = await this.stillValid(this.plans.get(key), containerId);
-    if (known) {
-      try {
-        return await deliverWithPlan(this.docker, known, files, signal);
-      } catch {
-        this.plans.delete(key);
-      }
-    }
-    const plan = await pickDeliveryMode(this.docker, containerId, targetPath, { signal, ...this.options });
-    const result = await deliverWithPlan(this.docker, plan, files, signal);
-    this.plans.set(key, plan);
-    return result;
-  };
 }
