@@ -55,3 +55,10 @@ export function age(iso: string | undefined, now = Date.now()): string {
   if (s < 3600) return `${Math.round(s / 60)}m ago`;
   return `${Math.round(s / 3600)}h ago`;
 }
+
+/** The flags of every command that talks to the agent. */
+export const agentClientArgs = { ...socketArg, ...configArg, ...jsonArg, ...globalArgs } as const satisfies ArgsDef;
+
+export const secretPositional = {
+  secret: { type: "positional", required: true, description: "Secret name (secrets[].name)" },
+} as const satisfies ArgsDef;

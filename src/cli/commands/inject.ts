@@ -7,7 +7,7 @@ import { log } from "../../log/logger.ts";
 import { Reloader, type InjectReport } from "../../reloader/reloader.ts";
 import { ProviderProcess } from "../../rpc/supervisor.ts";
 import { callAgent, resolveSocketPath } from "../agent-client.ts";
-import { configArg, formatTable, globalArgs, jsonArg, socketArg } from "../_shared.ts";
+import { agentClientArgs, formatTable } from "../_shared.ts";
 
 /** Without a running agent: the same delivery, done by this process with its own providers. */
 async function injectDirectly(configFlag: string | undefined, container: string, secrets: string[]): Promise<InjectReport> {
@@ -46,10 +46,7 @@ export default defineCommand({
   args: {
     container: { type: "positional", required: true, description: "Container name or id" },
     secret: { type: "string", description: "Also deliver this secret (repeatable)", valueHint: "name" },
-    ...socketArg,
-    ...configArg,
-    ...jsonArg,
-    ...globalArgs,
+    ...agentClientArgs,
   },
   async run({ args, rawArgs }) {
     const secrets = rawArgs.flatMap((a, i) => (a === "--secret" ? [rawArgs[i + 1] ?? ""] : a.startsWith("--secret=") ? [a.slice(9)] : []));

@@ -1,11 +1,11 @@
 import { defineCommand } from "citty";
 import type { ContainerState } from "../../reloader/reloader.ts";
 import { callAgent, resolveSocketPath } from "../agent-client.ts";
-import { age, configArg, formatTable, globalArgs, jsonArg, socketArg } from "../_shared.ts";
+import { age, agentClientArgs, formatTable } from "../_shared.ts";
 
 export default defineCommand({
   meta: { name: "ls", description: "List containers with DSO secrets: secrets, versions, delivery mode, strategy (never values)" },
-  args: { ...socketArg, ...configArg, ...jsonArg, ...globalArgs },
+  args: { ...agentClientArgs },
   async run({ args }) {
     const socket = await resolveSocketPath(args);
     const { containers } = await callAgent<{ containers: ContainerState[] }>(socket, "GET", "/v1/containers");

@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
 import { callAgent, resolveSocketPath } from "../agent-client.ts";
-import { configArg, formatTable, globalArgs, jsonArg, socketArg } from "../_shared.ts";
+import { agentClientArgs, formatTable, secretPositional } from "../_shared.ts";
 
 interface PlanReply {
   secret: string;
@@ -11,11 +11,8 @@ interface PlanReply {
 export default defineCommand({
   meta: { name: "plan", description: "Show what a change of a secret would do to which containers (nothing is executed)" },
   args: {
-    secret: { type: "positional", required: true, description: "Secret name (secrets[].name)" },
-    ...socketArg,
-    ...configArg,
-    ...jsonArg,
-    ...globalArgs,
+    ...secretPositional,
+    ...agentClientArgs,
   },
   async run({ args }) {
     const socket = await resolveSocketPath(args);

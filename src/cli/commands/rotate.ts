@@ -1,17 +1,14 @@
 import { defineCommand } from "citty";
 import type { ActionReport } from "../../reloader/reloader.ts";
 import { callAgent, resolveSocketPath } from "../agent-client.ts";
-import { configArg, globalArgs, jsonArg, socketArg } from "../_shared.ts";
+import { agentClientArgs, secretPositional } from "../_shared.ts";
 import { printReports } from "./sync.ts";
 
 export default defineCommand({
   meta: { name: "rotate", description: "Fetch a secret again and apply it to every container using it (with its strategy)" },
   args: {
-    secret: { type: "positional", required: true, description: "Secret name (secrets[].name)" },
-    ...socketArg,
-    ...configArg,
-    ...jsonArg,
-    ...globalArgs,
+    ...secretPositional,
+    ...agentClientArgs,
   },
   async run({ args }) {
     const socket = await resolveSocketPath(args);

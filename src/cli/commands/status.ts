@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
 import { callAgent, resolveSocketPath } from "../agent-client.ts";
-import { age, configArg, formatTable, globalArgs, jsonArg, socketArg } from "../_shared.ts";
+import { age, agentClientArgs, formatTable } from "../_shared.ts";
 
 interface StatusReply {
   agent: { version: string; pid: number; startedAt: string; socket: string; docker?: { host: string; api: string; connected: boolean }; cache: boolean };
@@ -10,7 +10,7 @@ interface StatusReply {
 
 export default defineCommand({
   meta: { name: "status", description: "Show the agent, its providers and whether each secret is current" },
-  args: { ...socketArg, ...configArg, ...jsonArg, ...globalArgs },
+  args: { ...agentClientArgs },
   async run({ args }) {
     const socket = await resolveSocketPath(args);
     const status = await callAgent<StatusReply>(socket, "GET", "/v1/status");

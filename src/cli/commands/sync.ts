@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import type { ActionReport } from "../../reloader/reloader.ts";
 import { callAgent, resolveSocketPath } from "../agent-client.ts";
-import { configArg, formatTable, globalArgs, jsonArg, socketArg } from "../_shared.ts";
+import { agentClientArgs, formatTable } from "../_shared.ts";
 
 export function printReports(results: ActionReport[], json: boolean | undefined): void {
   if (json) return void process.stdout.write(`${JSON.stringify({ results })}\n`);
@@ -15,10 +15,7 @@ export default defineCommand({
   meta: { name: "sync", description: "Deliver current secrets now, to one container or every container missing them" },
   args: {
     container: { type: "positional", required: false, description: "Container name or id (default: all)" },
-    ...socketArg,
-    ...configArg,
-    ...jsonArg,
-    ...globalArgs,
+    ...agentClientArgs,
   },
   async run({ args }) {
     const socket = await resolveSocketPath(args);
