@@ -35,7 +35,9 @@ async function main(argv: string[]): Promise<number> {
   try {
     const resolved = await resolveCommand(rootCommand, argv);
     if (resolved.help || (argv.length === 0 && resolved.path.length === 0)) {
-      process.stdout.write(`${await usageText(resolved)}\n`);
+      const usage = await usageText(resolved);
+      // citty colours its usage unconditionally; keep escape codes out of pipes and files.
+      process.stdout.write(`${process.stdout.isTTY ? usage : usage.replace(/\x1b\[[0-9;]*m/g, "")}\n`);
       return 0;
     }
     await checkArguments(resolved);
