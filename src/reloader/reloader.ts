@@ -14,6 +14,13 @@ import { implicitSecretSpec, selectContainer, type ContainerInfo, type Selection
 import { strategyByName, type StrategyResult } from "./strategies/index.ts";
 
 export const DEBOUNCE_MS = 300;
+const OUTAGE_CODES = new Set(["PROVIDER_UNAVAILABLE", "PROVIDER_TIMEOUT", "PROVIDER_THROTTLED", "PROVIDER_AUTH", "RPC_PROTOCOL", "INTERNAL"]);
+
+/** True when every variable already holds its value (env injection needs no re-creation). */
+function envSatisfied(current: string[], wanted: Record<string, string>): boolean {
+  const have = new Set(current);
+  return Object.entries(wanted).every(([k, val]) => have.has(`${k}=${val}`));
+}
 /** Containers rotated at once: enough to overlap Docker round trips, few enough not to thrash 2 cores. */
 export const ROTATION_CONCURRENCY = 10;
 
@@ -143,7 +150,9 @@ export class Reloader {
             values.set(name, fetched);
             return;
           }
-          const cached = this.deps.store.cachedValue(name);
+          // The cache rides out outages; a secret the provider says is gone is not served from it.
+          const outage = !item?.error || OUTAGE_CODES.has(item.error.code);
+          const cached = outage ? this.deps.store.cachedValue(name) : undefined;
           const message = item?.error?.message ?? "no value returned";
           this.deps.store.recordError(name, message, new Date());
           if (cached) {
@@ -159,7 +168,9 @@ export class Reloader {
   }
 
   /** Inspect and select one container; undefined when it is not ours or not running. */
-  private async selectById(containerId: string): Promise<{ selection: Selection; running: boolean } | undefined> {
+  private async selectById(
+    containerId: string,
+  ): Promise<{ selection: Selection; running: boolean; env: string[] } | undefined> {
     let inspect: Dockerode.ContainerInspectInfo;
     try {
       inspect = await this.deps.docker.getContainer(containerId).inspect();
@@ -176,7 +187,7 @@ export class Reloader {
       return undefined;
     }
     for (const spec of outcome.selection.secrets) this.deps.store.ensure(spec);
-    return { selection: outcome.selection, running: inspect.State.Running };
+    return { selection: outcome.selection, running: inspect.State.Running, env: inspect.Config.Env ?? [] };
   }
 
   /** Deliver every file set of the selection; records state; returns delivered secret names. */
@@ -240,6 +251,12 @@ export class Reloader {
       const delivered = await this.deliverSelection(selection, values, errors, selection.containerId, signal);
       const state = this.containers.get(selection.containerId);
       this.deps.log.info("delivered secrets to container", { container: selection.containerName, secrets: delivered.join(",") });
+      const { env } = buildDeliveries(selection, values);
+      if (Object.keys(env).length > 0 && !envSatisfied(found.env, env)) {
+        // Environment variables can only be set by creating the container again.
+        this.deps.log.info("re-creating container to set its secret environment variables", { container: selection.containerName });
+        return this.applyStrategy(selection, values, "rolling", signal);
+      }
       return { container: containerId, name: selection.containerName, delivered, error: state?.error };
     });
   }
@@ -344,40 +361,57 @@ export class Reloader {
       const { values, errors } = covered ? prefetched : await this.fetchValues(selection.secrets.map((s) => s.name), signal);
       const delivered = await this.deliverSelection(selection, values, errors, containerId, signal);
       const state = this.containers.get(containerId)!;
-      if (delivered.length === 0) return { container: containerId, name, delivered, error: state.error };
       const built = buildDeliveries(selection, values);
-      try {
-        const result = await strategyByName(selection.strategy).apply({
-          docker: this.deps.docker,
-          containerId,
-          containerName: selection.containerName,
-          signal: selection.signal,
-          healthCheckTimeoutMs: selection.healthCheckTimeoutMs,
-          env: built.env,
-          abort: signal ?? new AbortController().signal,
-          log: this.deps.log,
-          deliver: async (id) => {
-            const again = await this.fetchValues(selection.secrets.map((s) => s.name), signal);
-            await this.deliverSelection({ ...selection, containerId: id }, again.values, again.errors, id, signal);
-          },
-        });
-        const record = { at: new Date().toISOString(), strategy: result.strategy, action: result.action, detail: result.detail };
-        if (result.containerId !== containerId) {
-          const moved = this.containers.get(result.containerId) ?? { ...state, id: result.containerId };
-          moved.lastAction = record;
-          this.containers.set(result.containerId, moved);
-          this.containers.delete(containerId);
-        } else {
-          state.lastAction = record;
-        }
-        this.deps.log.info("rotated secrets in container", { container: selection.containerName, strategy: result.strategy, action: result.action });
-        return { container: result.containerId, name, delivered, action: result.action };
-      } catch (error) {
-        state.error = describeError(error);
-        this.deps.log.error("rotation strategy failed", { container: selection.containerName, strategy: selection.strategy, error: state.error });
-        return { container: containerId, name, delivered, error: state.error };
-      }
+      const envChanged = Object.keys(built.env).length > 0 && !envSatisfied(found.env, built.env);
+      if (delivered.length === 0 && !envChanged) return { container: containerId, name, delivered, error: state.error };
+      // New environment values need a new container, whatever the strategy says.
+      const strategy = envChanged ? "rolling" : selection.strategy;
+      return { ...(await this.applyStrategy(selection, values, strategy, signal)), delivered };
     });
+  }
+
+  /** Run a strategy after the files are in place; records the action on the container's state. */
+  private async applyStrategy(
+    selection: Selection,
+    values: Map<string, FetchedSecret>,
+    strategyName: Selection["strategy"],
+    signal?: AbortSignal,
+  ): Promise<ActionReport> {
+    const containerId = selection.containerId;
+    const name = selection.containerName;
+    const state = this.stateFor(selection, containerId);
+    const built = buildDeliveries(selection, values);
+    try {
+      const result = await strategyByName(strategyName).apply({
+        docker: this.deps.docker,
+        containerId,
+        containerName: name,
+        signal: selection.signal,
+        healthCheckTimeoutMs: selection.healthCheckTimeoutMs,
+        env: built.env,
+        abort: signal ?? new AbortController().signal,
+        log: this.deps.log,
+        deliver: async (id) => {
+          const again = await this.fetchValues(selection.secrets.map((s) => s.name), signal);
+          await this.deliverSelection({ ...selection, containerId: id }, again.values, again.errors, id, signal);
+        },
+      });
+      const record = { at: new Date().toISOString(), strategy: result.strategy, action: result.action, detail: result.detail };
+      if (result.containerId !== containerId) {
+        const moved = this.containers.get(result.containerId) ?? { ...state, id: result.containerId };
+        moved.lastAction = record;
+        this.containers.set(result.containerId, moved);
+        this.containers.delete(containerId);
+      } else {
+        state.lastAction = record;
+      }
+      this.deps.log.info("rotated secrets in container", { container: name, strategy: result.strategy, action: result.action });
+      return { container: result.containerId, name, delivered: Object.keys(state.delivered), action: result.action };
+    } catch (error) {
+      state.error = describeError(error);
+      this.deps.log.error("rotation strategy failed", { container: name, strategy: strategyName, error: state.error });
+      return { container: containerId, name, delivered: [], error: state.error };
+    }
   }
 
   /**

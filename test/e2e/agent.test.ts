@@ -12,7 +12,14 @@ import { eventually, execIn } from "../support/container-exec.ts";
 import { ensureDocker } from "../support/docker-daemon.ts";
 import { BUSYBOX_IMAGE, ensureTestImages } from "../support/test-images.ts";
 
-const PLANTED = ["e2e-planted-ALPHA-7Hq2", "e2e-planted-BRAVO-9Xw4", "e2e-planted-CHARLIE-3Kp8", "e2e-planted-DELTA-5Rt1"];
+const PLANTED = [
+  "e2e-planted-ALPHA-7Hq2",
+  "e2e-planted-BRAVO-9Xw4",
+  "e2e-planted-CHARLIE-3Kp8",
+  "e2e-planted-DELTA-5Rt1",
+  "e2e-planted-ENVONE-1Qa9",
+  "e2e-planted-ENVTWO-6Zs3",
+];
 const IDLE = 'trap "exit 0" TERM; trap "echo got-hup" HUP; while true; do sleep 0.1; done';
 
 let docker: Dockerode;
@@ -61,6 +68,7 @@ beforeAll(async () => {
   await mkdir(secretsDir);
   await writeFile(join(secretsDir, "db_password"), PLANTED[0]!);
   await writeFile(join(secretsDir, "api.json"), JSON.stringify({ key: PLANTED[1], region: "eu" }));
+  await writeFile(join(secretsDir, "legacy_token"), PLANTED[4]!);
   configPath = join(dir, "dso.yaml");
   await writeFile(
     configPath,
@@ -78,6 +86,10 @@ beforeAll(async () => {
       "    provider: local",
       "    mappings: { key: api_key }",
       "    rotation: { enabled: true, strategy: signal }",
+      "  - name: legacy_token",
+      "    provider: local",
+      "    inject: env",
+      "    mappings: { value: LEGACY_TOKEN }",
       "",
     ].join("\n"),
   );
@@ -129,6 +141,28 @@ describe("dso agent end to end (file provider, compiled binary)", () => {
     await writeFile(join(secretsDir, "db_password"), PLANTED[0]!);
     await eventually("restart", async () => ((await c.inspect()).State.StartedAt !== before ? true : undefined));
     expect(await eventually("file after restart", async () => ((await fileIn(c.id, "/run/secrets/db_password")) === PLANTED[0] ? true : undefined))).toBe(true);
+  });
+
+  test("env injection: the container is re-created with the variable, and again when it changes", async () => {
+    const name = `e2e-env-${process.pid}`;
+    const c = await runContainer("e2e-env", { "dso.reloader": "true", "dso.secrets": "legacy_token" });
+    const envOf = async () => {
+      const info = await docker.getContainer(name).inspect();
+      return info.State.Running ? { id: info.Id, env: info.Config.Env ?? [] } : undefined;
+    };
+    const first = await eventually("re-created with LEGACY_TOKEN", async () => {
+      const now = await envOf();
+      return now && now.id !== c.id && now.env.includes(`LEGACY_TOKEN=${PLANTED[4]}`) ? now : undefined;
+    });
+    containers.push(first.id);
+    await expect(docker.getContainer(c.id).inspect()).rejects.toThrow();
+    await writeFile(join(secretsDir, "legacy_token"), PLANTED[5]!);
+    const second = await eventually("re-created with the new value", async () => {
+      const now = await envOf();
+      return now && now.id !== first.id && now.env.includes(`LEGACY_TOKEN=${PLANTED[5]}`) ? now : undefined;
+    });
+    containers.push(second.id);
+    expect(second.env.filter((e) => e.startsWith("LEGACY_TOKEN="))).toHaveLength(1);
   });
 
   test("status, ls and plan describe secrets and containers without values", async () => {

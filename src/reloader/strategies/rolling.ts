@@ -37,6 +37,33 @@ export function replacementSpec(info: Inspect, name: string, env: Record<string,
 }
 
 /**
+ * For a container that cannot run twice but needs new environment values: stop it, start a
+ * replacement under its name, and put the old one back if the replacement does not come up.
+ */
+async function recreateInPlace(ctx: StrategyContext, info: Dockerode.ContainerInspectInfo): Promise<StrategyResult> {
+  const old = ctx.docker.getContainer(ctx.containerId);
+  const name = info.Name.replace(/^\//, "");
+  const parked = `${name}-dso-old-${Date.now().toString(36)}`;
+  await old.stop({ t: RESTART_STOP_TIMEOUT_S }).catch(() => {});
+  await old.rename({ name: parked });
+  let next: Dockerode.Container | undefined;
+  try {
+    next = await ctx.docker.createContainer(replacementSpec(info, name, ctx.env));
+    await next.start();
+    await ctx.deliver(next.id);
+    const outcome = await waitHealthy(ctx.docker, next.id, ctx.healthCheckTimeoutMs, ctx.abort);
+    if (outcome !== "healthy") throw new DsoError("DELIVERY_FAILED", `replacement for ${name} did not become healthy (${outcome}); restored the old container`);
+  } catch (error) {
+    await next?.remove({ force: true }).catch(() => {});
+    await old.rename({ name });
+    await old.start().catch(() => {});
+    throw error;
+  }
+  await old.remove({ force: true });
+  return { strategy: "rolling", action: "replaced", containerId: next.id, detail: `re-created in place (fixed host ports)` };
+}
+
+/**
  * Start a replacement with the same configuration, deliver its secrets, wait until it is healthy
  * (or has run for a grace period without a HEALTHCHECK), then stop and remove the old container
  * and give the replacement its name. On failure the replacement is removed and the old one keeps
@@ -47,10 +74,11 @@ export const rollingStrategy: Strategy = {
   async apply(ctx: StrategyContext): Promise<StrategyResult> {
     const old = ctx.docker.getContainer(ctx.containerId);
     const info = await old.inspect();
-    if (publishesFixedHostPorts(info) && Object.keys(ctx.env).length === 0) {
-      ctx.log.warn("container publishes fixed host ports and cannot run twice; restarting it instead", {
+    if (publishesFixedHostPorts(info)) {
+      ctx.log.warn("container publishes fixed host ports and cannot run twice; replacing it in place instead", {
         container: ctx.containerName,
       });
+      if (Object.keys(ctx.env).length > 0) return recreateInPlace(ctx, info);
       const result = await restartStrategy.apply(ctx);
       return { ...result, strategy: "rolling", detail: "fixed host ports: fell back to restart" };
     }

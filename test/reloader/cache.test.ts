@@ -1,0 +1,81 @@
+import { describe, expect, test } from "bun:test";
+import type Dockerode from "dockerode";
+import { SecretStore } from "../../src/agent/secret-store.ts";
+import { parseConfig } from "../../src/config/index.ts";
+import { DsoError } from "../../src/errors.ts";
+import { Reloader, type SecretFetcher } from "../../src/reloader/reloader.ts";
+import type { FetchItem, SecretRef } from "../../src/rpc/protocol.ts";
+
+const { config } = parseConfig("providers:\n  p:\n    type: file\nsecrets:\n  - name: db\n", "dso.yaml", {});
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** An in-process provider whose next answer the test decides. */
+class ScriptedProvider implements SecretFetcher {
+  next: "value" | "outage" | "gone" = "value";
+  value = "v1";
+  async fetch(refs: SecretRef[]): Promise<FetchItem[]> {
+    if (this.next === "outage") throw new DsoError("PROVIDER_UNAVAILABLE", "provider p exited (signal SIGKILL)");
+    return refs.map((ref) =>
+      this.next === "gone"
+        ? { ref, error: { code: "SECRET_NOT_FOUND", message: `secret "${ref.name}" not found` } }
+        : { ref, fingerprint: `fp-${this.value}`, version: this.value, value: { data: { value: this.value }, encoding: "utf8" } },
+    );
+  }
+}
+
+function reloader(cache: boolean) {
+  const store = new SecretStore(cache);
+  store.setSpecs(config.secrets);
+  const provider = new ScriptedProvider();
+  const r = new Reloader({
+    docker: {} as Dockerode,
+    store,
+    provider: () => provider,
+    deliver: async () => {
+      throw new Error("not used");
+    },
+    log: quiet,
+    config: () => config,
+  });
+  return { r, store, provider };
+}
+
+describe("agent.cache: last known values in memory", () => {
+  test("with the cache, an outage serves the last value and marks the secret stale", async () => {
+    const { r, store, provider } = reloader(true);
+    expect((await r.fetchValues(["db"])).values.get("db")?.value.data.value).toBe("v1");
+    provider.next = "outage";
+    const during = await r.fetchValues(["db"]);
+    expect(during.errors).toEqual([]);
+    expect(during.values.get("db")?.value.data.value).toBe("v1");
+    expect(store.get("db")).toMatchObject({ stale: true, error: "provider p exited (signal SIGKILL)" });
+  });
+
+  test("without the cache, an outage is an error and no value is kept", async () => {
+    const { r, store, provider } = reloader(false);
+    await r.fetchValues(["db"]);
+    expect(store.get("db")?.cached).toBeUndefined();
+    provider.next = "outage";
+    const during = await r.fetchValues(["db"]);
+    expect(during.values.size).toBe(0);
+    expect(during.errors[0]).toContain("provider p exited");
+  });
+
+  test("a secret the provider says is gone is not served from the cache", async () => {
+    const { r, provider } = reloader(true);
+    await r.fetchValues(["db"]);
+    provider.next = "gone";
+    const after = await r.fetchValues(["db"]);
+    expect(after.values.size).toBe(0);
+    expect(after.errors[0]).toContain("not found");
+  });
+
+  test("a changed fingerprint drops the cached value", async () => {
+    const { r, store, provider } = reloader(true);
+    await r.fetchValues(["db"]);
+    expect(store.recordFingerprint("db", "fp-v2", new Date())).toBe("changed");
+    expect(store.cachedValue("db")).toBeUndefined();
+    provider.value = "v2";
+    expect((await r.fetchValues(["db"])).values.get("db")?.value.data.value).toBe("v2");
+  });
+});
