@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 import { runCommand } from "citty";
 import { checkArguments, resolveCommand, usageText } from "./cli/dispatch.ts";
-import { rootCommand } from "./cli/root.ts";
+import { hiddenCommands, rootCommand } from "./cli/root.ts";
 import { describeError, DsoError, exitCodeFor } from "./errors.ts";
 import { configureLogger, LOG_LEVEL_NAMES, type LogFormat, type LogLevelName } from "./log/logger.ts";
 
@@ -33,7 +33,7 @@ function setUpLogging(argv: string[], commandName: string | undefined): void {
 
 async function main(argv: string[]): Promise<number> {
   try {
-    const resolved = await resolveCommand(rootCommand, argv);
+    const resolved = await resolveCommand(rootCommand, argv, hiddenCommands);
     if (resolved.help || (argv.length === 0 && resolved.path.length === 0)) {
       const usage = await usageText(resolved);
       // citty colours its usage unconditionally; keep escape codes out of pipes and files.

@@ -19,7 +19,11 @@ async function resolveValue<T>(value: T | Promise<T> | (() => T | Promise<T>)): 
  * Walk the command tree by leading words. Unknown words where a subcommand is expected are usage
  * errors (citty alone would pass them on as positionals).
  */
-export async function resolveCommand(root: CommandDef<any>, argv: string[]): Promise<ResolvedCommand> {
+export async function resolveCommand(
+  root: CommandDef<any>,
+  argv: string[],
+  hidden: Record<string, () => Promise<CommandDef<any>>> = {},
+): Promise<ResolvedCommand> {
   let command = root;
   let parent: CommandDef<any> | undefined;
   const path: string[] = [];
@@ -30,7 +34,7 @@ export async function resolveCommand(root: CommandDef<any>, argv: string[]): Pro
     if (!subCommands || Object.keys(subCommands).length === 0) break;
     const word = rest.find((a) => !a.startsWith("-"));
     if (word === undefined) break;
-    const next = subCommands[word];
+    const next = subCommands[word] ?? (command === root ? hidden[word] : undefined);
     if (!next) {
       const where = path.length ? `dso ${path.join(" ")}` : "dso";
       throw new DsoError("USAGE", `unknown command "${word}" for ${where}`, {

@@ -16,6 +16,10 @@ export const commands: Record<string, LazyCommand> = {
   plan: () => import("./commands/plan.ts").then((m) => m.default),
   inject: () => import("./commands/inject.ts").then((m) => m.default),
   agent: () => import("./commands/agent.ts").then((m) => m.default),
+};
+
+/** Internal commands: dispatched like the others, never listed in --help. */
+export const hiddenCommands: Record<string, LazyCommand> = {
   provider: () => import("./commands/provider.ts").then((m) => m.default),
 };
 

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
 import { providerTypes } from "../../providers/registry.ts";
-import { runDso } from "../support/dso-binary.ts";
+import { dsoBinary, runDso } from "../support/dso-binary.ts";
 
 describe("compiled dso binary", () => {
   test("version prints the package version and the embedded commit", async () => {
@@ -22,7 +22,12 @@ describe("compiled dso binary", () => {
   test("--help lists the commands that exist", async () => {
     const run = await runDso(["--help"]);
     expect(run.code).toBe(0);
-    for (const name of ["version", "config", "doctor"]) expect(run.stdout).toContain(name);
+    for (const name of ["version", "config", "doctor", "agent", "status", "ls", "sync", "rotate", "plan", "inject"]) {
+      expect(run.stdout).toContain(name);
+    }
+    expect(run.stdout).not.toMatch(/^\s*provider\s/m);
+    expect(run.stdout).not.toMatch(/\|provider\b/);
+    expect(run.stdout).not.toContain("\x1b[");
   });
 
   test("an unknown command is a one-line usage error with exit 2", async () => {
@@ -50,6 +55,14 @@ describe("compiled dso binary", () => {
     const run = await runDso(["version", "--log-level", "loud"]);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain("--log-level must be one of");
+  });
+
+  test("dso provider started by hand on a terminal explains it is internal and exits 2", async () => {
+    const binary = await dsoBinary();
+    // script(1) gives the child a pseudo-terminal, as a person typing the command would.
+    const run = Bun.spawnSync(["script", "-qec", `${binary} provider file`, "/dev/null"], { stdin: "ignore" });
+    expect(run.exitCode).toBe(2);
+    expect(run.stdout.toString()).toContain("dso provider is internal");
   });
 
   test("dso provider with an unknown type exits non-zero and names the known types", async () => {
