@@ -16,6 +16,7 @@ import { isSwarmManager, SwarmRotator } from "../reloader/swarm.ts";
 import { PlannedDelivery, pluginDriverName, remapsUserNamespaces } from "./planned-delivery.ts";
 import { DockerEventWatcher, type DockerEvent } from "../watcher/docker-events.ts";
 import { jittered, pollProvider } from "../watcher/provider-poller.ts";
+import { startWebhook, type Notification } from "../watcher/webhook.ts";
 import { versionInfo } from "../version.ts";
 import { apiRoutes } from "./api-routes.ts";
 import { startControlServer } from "./control-server.ts";
@@ -55,6 +56,7 @@ export class Agent {
   private docker!: Dockerode;
   private connection?: DockerConnection;
   private server?: Server<undefined>;
+  private webhook?: Server<undefined>;
   private events?: DockerEventWatcher;
   private reconcileTimer?: ReturnType<typeof setInterval>;
   private swarm?: SwarmRotator;
@@ -120,6 +122,11 @@ export class Agent {
       log: this.log,
     });
     this.log.info("agent listening", { socket: this.socketPath, docker: this.connection.host, api: this.connection.negotiatedApiVersion });
+    const hook = this.config.agent.watch.webhook;
+    if (hook.enabled && hook.authToken) {
+      this.webhook = startWebhook({ listen: hook.listen, token: hook.authToken, onNotify: (n) => this.notify(n) });
+      this.log.info("webhook listening", { listen: hook.listen });
+    }
     this.events = new DockerEventWatcher({
       docker: this.docker,
       onEvent: (event) => this.onDockerEvent(event),
@@ -201,6 +208,16 @@ export class Agent {
   /** The Docker plugin protocol on the agent socket (DSO volumes). */
   volumeDriverHandler(): (req: Request) => Promise<Response | undefined> {
     return this.volumes.handler();
+  }
+
+  /** A webhook notification: poll the named secret's provider (or the named one, or all) now. */
+  private notify(notification: Notification): boolean {
+    const providerName = notification.secret_name ? this.store.get(notification.secret_name)?.spec.provider : notification.provider;
+    const named = notification.secret_name !== undefined || notification.provider !== undefined;
+    const targets = named ? [this.providers.get(providerName ?? "")].filter((r) => r !== undefined) : [...this.providers.values()];
+    for (const runtime of targets) this.schedulePoll(runtime, 0);
+    this.log.info("webhook notification: polling now", { providers: targets.map((r) => r.spec.name).join(",") || "none" });
+    return targets.length > 0;
   }
 
   private onDockerEvent(event: DockerEvent): void {
@@ -301,6 +318,7 @@ export class Agent {
     await this.events?.stop();
     await this.reloader?.idle();
     await Promise.all([...this.providers.values()].map((rt) => rt.process.stop()));
+    await this.webhook?.stop(true);
     await this.server?.stop(true);
   }
 }

@@ -7,6 +7,8 @@ export const BUILTIN_PROVIDER_NAME = "file";
 export const BUILTIN_FILE_PROVIDER_PATH = "/etc/dso/secrets";
 export const DEFAULT_SOCKET_PATH = "/run/docker/plugins/dso.sock";
 export const DEFAULT_VOLUMES_ROOT = "/run/dso/volumes";
+/** The Go DSO's REST address, where its webhook lived. */
+export const DEFAULT_WEBHOOK_LISTEN = "127.0.0.1:8471";
 
 const MINUTE_MS = 60_000;
 
@@ -17,7 +19,7 @@ export function defaultAgentConfig(): AgentConfig {
     cache: false,
     socket: DEFAULT_SOCKET_PATH,
     volumesRoot: DEFAULT_VOLUMES_ROOT,
-    watch: { pollingIntervalMs: 5 * MINUTE_MS, webhook: { enabled: false } },
+    watch: { pollingIntervalMs: 5 * MINUTE_MS, webhook: { enabled: false, listen: DEFAULT_WEBHOOK_LISTEN } },
     rotation: { signal: "SIGHUP", healthCheckTimeoutMs: MINUTE_MS },
   };
 }

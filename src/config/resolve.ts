@@ -159,6 +159,7 @@ export function resolveAgent(input: AgentInput | undefined, issues: IssueCollect
       pollingIntervalMs: input.watch?.polling_interval ?? agent.watch.pollingIntervalMs,
       webhook: {
         enabled: webhook?.enabled ?? false,
+        listen: webhook?.listen ?? agent.watch.webhook.listen,
         ...(webhook?.auth_token === undefined ? {} : { authToken: webhook.auth_token }),
       },
     },

@@ -190,6 +190,9 @@ export const AgentSchema = v.strictObject({
         v.strictObject({
           enabled: v.optional(booleanField),
           auth_token: v.optional(v.string("must be a string")),
+          listen: v.optional(
+            v.pipe(v.string("must be host:port"), v.regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "must be host:port, such as 127.0.0.1:8471")),
+          ),
           endpoint: ignoredKey(),
         }),
       ),

@@ -74,7 +74,8 @@ export interface AgentConfig {
   volumesRoot: string;
   watch: {
     pollingIntervalMs: number;
-    webhook: { enabled: boolean; authToken?: string };
+    /** Inbound change notifications: each one triggers an immediate fingerprint poll. */
+    webhook: { enabled: boolean; listen: string; authToken?: string };
   };
   rotation: {
     /** When set, overrides the secret's strategy for containers that carry no dso.update.strategy label. */

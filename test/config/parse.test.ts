@@ -48,7 +48,7 @@ describe("Go DSO example files", () => {
       socket: "/run/docker/plugins/dso.sock",
       socketGroup: "docker",
       volumesRoot: "/run/dso/volumes",
-      watch: { pollingIntervalMs: 90_000, webhook: { enabled: true, authToken: "0123456789abcdef-webhook" } },
+      watch: { pollingIntervalMs: 90_000, webhook: { enabled: true, listen: "127.0.0.1:8471", authToken: "0123456789abcdef-webhook" } },
       rotation: { strategy: "rolling", signal: "SIGHUP", healthCheckTimeoutMs: 90_000 },
     });
     expect(config.defaults).toEqual({
