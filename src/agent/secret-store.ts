@@ -5,6 +5,12 @@
  */
 import type { SecretSpec } from "../config/types.ts";
 import type { FetchedSecret } from "../reloader/files.ts";
+import type { SecretRef } from "../rpc/protocol.ts";
+
+/** The provider reference of a configured secret, with its pin if any. */
+export function refFor(spec: SecretSpec): SecretRef {
+  return { name: spec.name, ...(spec.version ? { version: spec.version } : {}), ...(spec.stage ? { stage: spec.stage } : {}) };
+}
 
 export interface SecretState {
   spec: SecretSpec;

@@ -285,6 +285,8 @@ export function resolveSecrets(
     if (provider === undefined) return;
     out.push({
       name: secret.name,
+      ...(secret.version === undefined ? {} : { version: secret.version }),
+      ...(secret.stage === undefined ? {} : { stage: secret.stage }),
       provider,
       inject,
       targets: { containers: secret.targets?.containers ?? [], labels: secret.targets?.labels ?? {} },

@@ -236,6 +236,10 @@ export const RotationSchema = v.strictObject({
 export const SecretSchema = v.strictObject({
   name: nonEmptyString("the secret's name at the provider"),
   provider: v.optional(nonEmptyString("a provider name")),
+  /** Pin a version id (AWS VersionId, Vault KV v2 version, Azure version). */
+  version: v.optional(v.pipe(scalarString, v.minLength(1, "must not be empty"))),
+  /** Pin a staging label (AWS only, e.g. AWSPREVIOUS). */
+  stage: v.optional(v.pipe(scalarString, v.minLength(1, "must not be empty"))),
   inject: v.optional(InjectSchema),
   /** v1: the file path, next to `inject: file`. */
   path: v.optional(absolutePathField),

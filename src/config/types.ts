@@ -58,6 +58,9 @@ export interface SecretSpec {
   name: string;
   /** Key into DsoConfig.providers. */
   provider: string;
+  /** A pinned version or staging label at the provider; unset = the current value. */
+  version?: string;
+  stage?: string;
   inject: InjectSpec;
   targets: TargetSpec;
   /** `<key inside the provider secret>: <file or variable name>`; empty = every key under its own name. */

@@ -5,7 +5,7 @@
  */
 import type Dockerode from "dockerode";
 import type { DsoConfig } from "../config/types.ts";
-import type { SecretStore } from "../agent/secret-store.ts";
+import { refFor, type SecretStore } from "../agent/secret-store.ts";
 import type { DeliveryResult, SecretFile } from "../delivery/types.ts";
 import { describeError, DsoError } from "../errors.ts";
 import type { FetchItem, SecretRef } from "../rpc/protocol.ts";
@@ -138,7 +138,10 @@ export class Reloader {
         let items: FetchItem[] = [];
         try {
           if (!fetcher) throw new DsoError("PROVIDER_UNAVAILABLE", `provider ${provider} is not configured`);
-          items = await fetcher.fetch(list.map((name) => ({ name })), signal);
+          items = await fetcher.fetch(
+            list.map((name) => refFor(this.deps.store.get(name)!.spec)),
+            signal,
+          );
         } catch (error) {
           items = list.map((name) => ({ ref: { name }, error: { code: "PROVIDER_UNAVAILABLE", message: describeError(error) } }));
         }

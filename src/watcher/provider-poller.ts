@@ -2,7 +2,7 @@
  * The provider stream of the Watcher: asks each provider for fingerprints (never values) every
  * polling interval, with jitter, and reports which secrets changed. The first poll only seeds.
  */
-import type { SecretStore } from "../agent/secret-store.ts";
+import { refFor, type SecretStore } from "../agent/secret-store.ts";
 import { describeError } from "../errors.ts";
 import type { FingerprintItem, SecretRef } from "../rpc/protocol.ts";
 
@@ -37,7 +37,7 @@ export async function pollProvider(
   let items: FingerprintItem[];
   try {
     items = await source.fingerprint(
-      states.map((s) => ({ name: s.spec.name })),
+      states.map((s) => refFor(s.spec)),
       signal,
     );
   } catch (error) {
