@@ -1,13 +1,12 @@
 import { describe, expect, test } from "bun:test";
-import type Dockerode from "dockerode";
 import { SecretStore } from "../../src/agent/secret-store.ts";
 import { parseConfig } from "../../src/config/index.ts";
 import { DsoError } from "../../src/errors.ts";
-import { Reloader, type SecretFetcher } from "../../src/reloader/reloader.ts";
+import type { SecretFetcher } from "../../src/reloader/reloader.ts";
 import type { FetchItem, SecretRef } from "../../src/rpc/protocol.ts";
+import { fetchOnlyReloader } from "../support/fetch-only-reloader.ts";
 
 const { config } = parseConfig("providers:\n  p:\n    type: file\nsecrets:\n  - name: db\n", "dso.yaml", {});
-const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** An in-process provider whose next answer the test decides. */
 class ScriptedProvider implements SecretFetcher {
@@ -27,16 +26,7 @@ function reloader(cache: boolean) {
   const store = new SecretStore(cache);
   store.setSpecs(config.secrets);
   const provider = new ScriptedProvider();
-  const r = new Reloader({
-    docker: {} as Dockerode,
-    store,
-    provider: () => provider,
-    deliver: async () => {
-      throw new Error("not used");
-    },
-    log: quiet,
-    config: () => config,
-  });
+  const r = fetchOnlyReloader({ store, provider, config });
   return { r, store, provider };
 }
 

@@ -5,10 +5,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SecretStore } from "../../src/agent/secret-store.ts";
 import { parseConfig } from "../../src/config/index.ts";
-import { Reloader } from "../../src/reloader/reloader.ts";
 import { isSwarmManager, MANAGED_LABEL, SwarmRotator } from "../../src/reloader/swarm.ts";
 import { ProviderProcess } from "../../src/rpc/supervisor.ts";
 import { ensureDocker } from "../support/docker-daemon.ts";
+import { fetchOnlyReloader, quietLog as quiet } from "../support/fetch-only-reloader.ts";
 import { BUSYBOX_IMAGE, ensureTestImages } from "../support/test-images.ts";
 
 let docker: Dockerode;
@@ -17,7 +17,6 @@ let provider: ProviderProcess;
 let rotator: SwarmRotator;
 let serviceId: string;
 const SERVICE = `dso-swarm-${process.pid}`;
-const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 40_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -57,16 +56,7 @@ beforeAll(async () => {
   const { config } = parseConfig(`providers:\n  local:\n    type: file\n    config:\n      path: ${dir}\n`, "dso.yaml", {});
   provider = new ProviderProcess({ configure: { name: "local", type: "file", config: { path: dir } } });
   const store = new SecretStore(false);
-  const reloader = new Reloader({
-    docker,
-    store,
-    provider: () => provider,
-    deliver: async () => {
-      throw new Error("not used");
-    },
-    log: quiet,
-    config: () => config,
-  });
+  const reloader = fetchOnlyReloader({ store, provider, config, docker });
   rotator = new SwarmRotator({
     docker,
     config: () => config,

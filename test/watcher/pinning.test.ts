@@ -3,17 +3,15 @@
  * the pin, through the real `dso provider aws` process, to the local Secrets Manager.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type Dockerode from "dockerode";
 import { SecretStore } from "../../src/agent/secret-store.ts";
 import { parseConfig } from "../../src/config/index.ts";
-import { Reloader } from "../../src/reloader/reloader.ts";
 import { ProviderProcess } from "../../src/rpc/supervisor.ts";
 import { pollProvider } from "../../src/watcher/provider-poller.ts";
 import { AWS_TEST_ACCESS_KEY_ID, startAwsServer } from "../support/aws-server.ts";
+import { fetchOnlyReloader } from "../support/fetch-only-reloader.ts";
 
 let server: Awaited<ReturnType<typeof startAwsServer>>;
 let provider: ProviderProcess;
-const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 
 beforeAll(async () => {
   server = await startAwsServer();
@@ -49,16 +47,7 @@ describe("version and stage pins from dso.yaml", () => {
     const poll = await pollProvider("aws", provider, store);
     expect(poll.seeded).toEqual(["app/db"]);
     expect(store.get("app/db")?.fingerprint).toBe(v1);
-    const reloader = new Reloader({
-      docker: {} as Dockerode,
-      store,
-      provider: () => provider,
-      deliver: async () => {
-        throw new Error("not used");
-      },
-      log: quiet,
-      config: () => config,
-    });
+    const reloader = fetchOnlyReloader({ store, provider, config });
     const { values } = await reloader.fetchValues(["app/db"]);
     expect(values.get("app/db")?.value.data).toEqual({ value: "first-value" });
 
