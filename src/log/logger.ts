@@ -64,6 +64,17 @@ const prettyReporter = {
 };
 
 let current: ConsolaInstance = build("info", "pretty");
+let currentLevel: LogLevelName = "info";
+
+/** The configured level, passed on to provider processes so they filter at the source. */
+export function currentLogLevel(): LogLevelName {
+  return currentLevel;
+}
+
+/** Whether a message at `level` passes a logger configured at `threshold`. */
+export function levelEnabled(level: LogLevelName, threshold: LogLevelName): boolean {
+  return LEVELS[level] <= LEVELS[threshold];
+}
 
 function build(level: LogLevelName, format: LogFormat): ConsolaInstance {
   return createConsola({
@@ -74,6 +85,7 @@ function build(level: LogLevelName, format: LogFormat): ConsolaInstance {
 
 export function configureLogger(options: { level: LogLevelName; format: LogFormat }): void {
   current = build(options.level, options.format);
+  currentLevel = options.level;
 }
 
 /** The process logger; `log.withTag("aws")` for a component. */

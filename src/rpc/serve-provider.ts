@@ -7,6 +7,7 @@ import * as v from "valibot";
 import { loadProvider } from "../../providers/registry.ts";
 import { toRpcError } from "../../providers/errors.ts";
 import type { ProviderClient, ProviderFactory, ProviderLogger } from "../../providers/types.ts";
+import { LOG_LEVEL_NAMES, levelEnabled, type LogLevelName } from "../log/logger.ts";
 import { redact, registerSecretValue } from "../log/redact.ts";
 import { encodeFrame, readFrames } from "./framing.ts";
 import {
@@ -27,9 +28,11 @@ export interface ProviderIo {
   env: Record<string, string | undefined>;
 }
 
-export function jsonLogger(io: Pick<ProviderIo, "logLine">): ProviderLogger {
-  const emit = (level: string) => (msg: string, fields?: Record<string, unknown>) =>
+export function jsonLogger(io: Pick<ProviderIo, "logLine">, threshold: LogLevelName = "info"): ProviderLogger {
+  const emit = (level: LogLevelName) => (msg: string, fields?: Record<string, unknown>) => {
+    if (!levelEnabled(level, threshold)) return;
     io.logLine(redact(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })));
+  };
   return { debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error") };
 }
 
@@ -41,7 +44,8 @@ function rememberValues(items: FetchItem[]): void {
 }
 
 export async function serveProvider(type: string, io: ProviderIo): Promise<number> {
-  const log = jsonLogger(io);
+  const wanted = io.env.DSO_LOG_LEVEL as LogLevelName | undefined;
+  const log = jsonLogger(io, wanted && LOG_LEVEL_NAMES.includes(wanted) ? wanted : "info");
   const factory: ProviderFactory | undefined = await loadProvider(type);
   if (!factory) {
     log.error(`unknown provider type "${type}"`);

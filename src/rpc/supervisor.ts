@@ -7,7 +7,7 @@
 import type { Subprocess } from "bun";
 import * as v from "valibot";
 import { DsoError, type ErrorCode } from "../errors.ts";
-import { log as rootLog } from "../log/logger.ts";
+import { currentLogLevel, log as rootLog } from "../log/logger.ts";
 import { registerSecretValue } from "../log/redact.ts";
 import { encodeFrame, readFrames } from "./framing.ts";
 import { providerChildEnv, providerCredentials } from "./provider-env.ts";
@@ -202,7 +202,7 @@ export class ProviderProcess {
       stdin: "pipe",
       stdout: "pipe",
       stderr: "pipe",
-      env: { ...providerChildEnv(this.type, env), DSO_LOG_FORMAT: "json" },
+      env: { ...providerChildEnv(this.type, env), DSO_LOG_FORMAT: "json", DSO_LOG_LEVEL: currentLogLevel() },
     });
     this.child = child;
     void this.relogStderr(child);

@@ -300,7 +300,7 @@ describe("azure provider against the Key Vault emulator", () => {
   test("no planted value or credential appears on the child's stderr log channel", async () => {
     server.state.setSecret("db-creds", JSON.stringify({ password: PLANTED_VALUE }));
     const child = Bun.spawn([process.execPath, MAIN, "provider", "azure"], {
-      env: { PATH: process.env.PATH, NODE_EXTRA_CA_CERTS: server.certPath },
+      env: { PATH: process.env.PATH, NODE_EXTRA_CA_CERTS: server.certPath, DSO_LOG_LEVEL: "debug" },
       stdin: "pipe",
       stdout: "pipe",
       stderr: "pipe",
