@@ -9,6 +9,7 @@ import { dirname } from "node:path";
 import type { Server } from "bun";
 import * as v from "valibot";
 import { DsoError, describeError, type ErrorCode } from "../errors.ts";
+import { describeIssues } from "../rpc/protocol.ts";
 
 export type RouteHandler = (body: unknown, url: URL) => Promise<unknown>;
 
@@ -80,9 +81,7 @@ async function readJsonBody(req: Request, schema: v.GenericSchema): Promise<unkn
   }
   const parsed = v.safeParse(schema, raw);
   if (!parsed.success) {
-    const issue = parsed.issues[0]!;
-    const path = v.getDotPath(issue) ?? "body";
-    throw new DsoError("BAD_REQUEST", `${path}: ${issue.message.split(": Received")[0]}`);
+    throw new DsoError("BAD_REQUEST", describeIssues(parsed.issues));
   }
   return parsed.output;
 }

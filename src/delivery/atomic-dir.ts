@@ -3,19 +3,23 @@
  * New files go into a fresh version directory; `..data` is switched to it with one rename(2);
  * then the old version and names no longer in the set are removed. See layout.ts.
  *
- * `dir` may sit inside a container's root (procfs mode), where its contents are controlled by the
- * container: nothing here follows a symlink found in `dir`. Files are created with
- * O_CREAT|O_EXCL|O_NOFOLLOW, links are replaced with rename(2), removal is lstat-based.
+ * `dir` may sit inside a container's root (procfs mode) or be bind-mounted into a container
+ * (plugin mode), so its contents are controlled by the container, which can race us. Every
+ * operation is therefore anchored at a directory fd (`/proc/self/fd/<fd>/<name>`), so only the
+ * last component is ever looked up, and that one is never followed: files are created with
+ * O_CREAT|O_EXCL|O_NOFOLLOW inside the version directory's own fd, links are replaced with
+ * rename(2), removal unlinks entries one by one (never a recursive delete that could follow).
  */
 import { constants } from "node:fs";
-import { lstat, mkdir, open, readdir, readlink, rename, rm, symlink, unlink } from "node:fs/promises";
-import { join } from "node:path";
+import { lstat, mkdir, open, readdir, readlink, rename, rmdir, symlink, unlink, type FileHandle } from "node:fs/promises";
 import { DsoError } from "../errors.ts";
+import { fdPath } from "./container-root.ts";
 import { assertValidFileSet, printableName } from "./file-names.ts";
 import { DATA_LINK, DATA_LINK_TMP, isVersionName, nameLinkTarget, newVersionName } from "./layout.ts";
 import { VERSION_DIR_MODE, type SecretFile } from "./types.ts";
 
 const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+const OPEN_DIR_NOFOLLOW = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 /** Until its owner and mode are set, a new file is readable by nobody but us. */
 const CREATE_MODE = 0o600;
 
@@ -24,32 +28,52 @@ export interface AtomicWriteResult {
   bytes: number;
 }
 
+/** The directory itself is trusted (ours, or an fd path from container-root.ts); its contents are not. */
+async function openTarget(dir: string): Promise<FileHandle> {
+  return open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+}
+
 /** Writes `files` as a new version in `dir` and switches to it atomically. */
 export async function writeAtomicDir(dir: string, files: readonly SecretFile[]): Promise<AtomicWriteResult> {
   const names = assertValidFileSet(files);
   const version = newVersionName();
-  const versionDir = join(dir, version);
-  await mkdir(versionDir, { mode: VERSION_DIR_MODE });
-  let bytes = 0;
+  const target = await openTarget(dir);
   try {
-    // Independent files in a fresh directory: write them concurrently (100 files: ~30 ms → a few).
-    const sizes = await Promise.all(files.map((file) => writeSecretFile(join(versionDir, file.name), file)));
-    bytes = sizes.reduce((sum, size) => sum + size, 0);
-    await switchDataLink(dir, version);
-  } catch (error) {
-    await rm(versionDir, { recursive: true, force: true });
-    throw error;
+    await mkdir(fdPath(target, version), { mode: VERSION_DIR_MODE });
+    let bytes = 0;
+    try {
+      // Opened without following: if the container swapped it for a link, this fails (ELOOP).
+      const versionDir = await open(fdPath(target, version), OPEN_DIR_NOFOLLOW);
+      try {
+        // Independent files in a fresh directory: write them concurrently.
+        const sizes = await Promise.all(files.map((file) => writeSecretFile(fdPath(versionDir, file.name), file)));
+        bytes = sizes.reduce((sum, size) => sum + size, 0);
+      } finally {
+        await versionDir.close();
+      }
+      await switchDataLink(target, version);
+    } catch (error) {
+      await removeVersionDir(target, version);
+      throw error;
+    }
+    await linkNames(target, names);
+    await removeStale(target, version, new Set(names));
+    return { version, bytes };
+  } finally {
+    await target.close();
   }
-  await linkNames(dir, names);
-  await removeStale(dir, version, new Set(names));
-  return { version, bytes };
 }
 
 /** Removes everything the atomic writer put in `dir` (versions, ..data, name links); leaves the rest. */
 export async function clearAtomicDir(dir: string): Promise<void> {
-  await removeStale(dir, undefined, new Set());
-  await unlink(join(dir, DATA_LINK)).catch(ignoreMissing);
-  await unlink(join(dir, DATA_LINK_TMP)).catch(ignoreMissing);
+  const target = await openTarget(dir);
+  try {
+    await removeStale(target, undefined, new Set());
+    await unlink(fdPath(target, DATA_LINK)).catch(ignoreMissing);
+    await unlink(fdPath(target, DATA_LINK_TMP)).catch(ignoreMissing);
+  } finally {
+    await target.close();
+  }
 }
 
 async function writeSecretFile(path: string, file: SecretFile): Promise<number> {
@@ -65,24 +89,24 @@ async function writeSecretFile(path: string, file: SecretFile): Promise<number> 
   return file.content.byteLength;
 }
 
-async function switchDataLink(dir: string, version: string): Promise<void> {
-  const tmp = join(dir, DATA_LINK_TMP);
+async function switchDataLink(target: FileHandle, version: string): Promise<void> {
+  const tmp = fdPath(target, DATA_LINK_TMP);
   // A crash between symlink and rename leaves ..data_tmp behind; unlink never follows it.
   await unlink(tmp).catch(ignoreMissing);
   await symlink(version, tmp);
-  await rename(tmp, join(dir, DATA_LINK));
+  await rename(tmp, fdPath(target, DATA_LINK));
 }
 
 /** Makes `<name> -> ..data/<name>` for each name, replacing anything else at that path atomically. */
-async function linkNames(dir: string, names: readonly string[]): Promise<void> {
-  await Promise.all(names.map((name, index) => linkName(dir, name, index)));
+async function linkNames(target: FileHandle, names: readonly string[]): Promise<void> {
+  await Promise.all(names.map((name, index) => linkName(target, name, index)));
 }
 
-async function linkName(dir: string, name: string, index: number): Promise<void> {
-  const path = join(dir, name);
+async function linkName(target: FileHandle, name: string, index: number): Promise<void> {
+  const path = fdPath(target, name);
   if ((await readLinkOrUndefined(path)) === nameLinkTarget(name)) return;
   // One temporary name per index: the links are made concurrently.
-  const tmp = join(dir, `..dso_link_tmp_${index}`);
+  const tmp = fdPath(target, `..dso_link_tmp_${index}`);
   await unlink(tmp).catch(ignoreMissing);
   await symlink(nameLinkTarget(name), tmp);
   try {
@@ -95,17 +119,38 @@ async function linkName(dir: string, name: string, index: number): Promise<void>
   }
 }
 
+/**
+ * Deletes a version directory entry by entry through its own fd. A link in its place is only
+ * unlinked; anything the container put inside that is not a plain entry is left alone.
+ */
+async function removeVersionDir(target: FileHandle, version: string): Promise<void> {
+  const path = fdPath(target, version);
+  const stats = await lstat(path).catch(() => undefined);
+  if (!stats) return;
+  if (!stats.isDirectory()) {
+    await unlink(path).catch(() => {});
+    return;
+  }
+  const dir = await open(path, OPEN_DIR_NOFOLLOW).catch(() => undefined);
+  if (!dir) return;
+  try {
+    for (const entry of await readdir(fdPath(dir))) await unlink(fdPath(dir, entry)).catch(() => {});
+  } finally {
+    await dir.close();
+  }
+  await rmdir(path).catch(() => {});
+}
+
 /** Old version directories and name links that point into ..data but are not in `keep`. */
-async function removeStale(dir: string, currentVersion: string | undefined, keep: ReadonlySet<string>): Promise<void> {
-  const removals = (await readdir(dir)).map(async (entry) => {
-    const path = join(dir, entry);
+async function removeStale(target: FileHandle, currentVersion: string | undefined, keep: ReadonlySet<string>): Promise<void> {
+  const removals = (await readdir(fdPath(target))).map(async (entry) => {
     if (isVersionName(entry)) {
-      if (entry !== currentVersion) await rm(path, { recursive: true, force: true });
+      if (entry !== currentVersion) await removeVersionDir(target, entry);
       return;
     }
     if (keep.has(entry)) return;
-    const target = await readLinkOrUndefined(path);
-    if (target === nameLinkTarget(entry)) await unlink(path).catch(ignoreMissing);
+    const path = fdPath(target, entry);
+    if ((await readLinkOrUndefined(path)) === nameLinkTarget(entry)) await unlink(path).catch(ignoreMissing);
   });
   await Promise.all(removals);
 }

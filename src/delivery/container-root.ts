@@ -2,11 +2,12 @@
  * Opens a directory inside a container's root (`/proc/<pid>/root`) without ever leaving it.
  *
  * The kernel resolves an absolute symlink met under /proc/<pid>/root against OUR root (the host),
- * so a hostile container could point /run/secrets at /etc. We therefore walk the path ourselves,
- * one component at a time with lstat, resolving each symlink as the container would see it
- * (absolute = from the container root) and refusing one that climbs above that root. The final
- * directory is opened with O_NOFOLLOW and checked to be the very inode we resolved, so a swap
- * between the walk and the open is caught. Later writes go through /proc/self/fd/<fd>.
+ * so a hostile container could point /run/secrets at /etc. We therefore walk the path ourselves
+ * with directory file descriptors: each component is opened relative to the fd of its parent
+ * (`/proc/self/fd/<parent>/<name>`, O_NOFOLLOW|O_DIRECTORY), a symlink is read relative to that
+ * fd and resolved as the container would see it (absolute = from the container root), and one
+ * that climbs above that root is refused. Nothing is looked up by a path the container could
+ * change between two lookups, so swapping a component during the walk cannot redirect us.
  */
 import { constants } from "node:fs";
 import { lstat, open, readlink, type FileHandle } from "node:fs/promises";
@@ -25,66 +26,69 @@ export interface RootedDir {
   close(): Promise<void>;
 }
 
+export const fdPath = (handle: FileHandle, name?: string) => (name === undefined ? `/proc/self/fd/${handle.fd}` : `/proc/self/fd/${handle.fd}/${name}`);
+
 export async function openDirInRoot(root: string, targetPath: string): Promise<RootedDir> {
   const refuse = (problem: string) =>
     new DsoError("DELIVERY_REFUSED", `target path ${printableName(targetPath)} ${problem}`, {
       hint: "deliver into a --tmpfs mount that is a plain directory in the container",
     });
-  const resolved = await resolveInRoot(root, targetPath, refuse);
-  const hostPath = rootedPath(root, resolved);
-  const expected = await lstat(hostPath);
-  if (!expected.isDirectory()) throw refuse("is not a directory in the container");
-  let handle: FileHandle;
+  // The root itself is the one link we follow on purpose: /proc/<pid>/root.
+  const rootHandle = await open(root, constants.O_RDONLY | constants.O_DIRECTORY).catch(() => {
+    throw refuse("cannot be reached: the container's root is not visible from here");
+  });
+  /** Open directories from the root down to the current component; [0] is the root. */
+  const stack: FileHandle[] = [rootHandle];
+  const names: string[] = [];
+  const closeAbove = async (depth: number) => {
+    while (stack.length > depth) await stack.pop()!.close();
+    names.length = Math.max(0, depth - 1);
+  };
   try {
-    handle = await open(hostPath, OPEN_DIR_FLAGS);
+    const pending = splitPath(targetPath);
+    let hops = 0;
+    while (pending.length > 0) {
+      const component = pending.shift()!;
+      if (component === "..") {
+        if (stack.length === 1) throw refuse("leads out of the container's root");
+        await closeAbove(stack.length - 1);
+        continue;
+      }
+      const parent = stack.at(-1)!;
+      const where = `/${[...names, component].join("/")}`;
+      let child: FileHandle | undefined;
+      try {
+        child = await open(fdPath(parent, component), OPEN_DIR_FLAGS);
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if (code === "ENOENT") throw refuse(`does not exist in the container (at ${printableName(where)})`);
+        if (code !== "ELOOP" && code !== "ENOTDIR") throw refuse(`cannot be opened at ${printableName(where)} (${code ?? "error"})`);
+        // O_NOFOLLOW|O_DIRECTORY on a symlink fails with ELOOP or ENOTDIR: tell a link from a file.
+        const entry = await lstat(fdPath(parent, component)).catch(() => undefined);
+        if (!entry?.isSymbolicLink()) throw refuse(`has a non-directory at ${printableName(where)}`);
+      }
+      if (child) {
+        stack.push(child);
+        names.push(component);
+        continue;
+      }
+      // A symlink: read it relative to its parent's fd, never by a path.
+      if (++hops > MAX_SYMLINK_HOPS) throw refuse("has too many levels of symbolic links");
+      const link = await readlink(fdPath(parent, component));
+      if (link.startsWith("/")) await closeAbove(1);
+      pending.unshift(...splitPath(link));
+    }
+    if (stack.length === 1) throw refuse("is the container's root directory");
+    const target = stack.pop()!;
+    const containerPath = `/${names.join("/")}`;
+    await closeAbove(0).catch(() => {});
+    return { path: fdPath(target), containerPath, close: () => target.close() };
   } catch (error) {
-    throw refuse(`cannot be opened (${(error as { code?: string }).code ?? "error"})`);
+    await closeAbove(0).catch(() => {});
+    throw error;
   }
-  const opened = await handle.stat();
-  if (opened.dev !== expected.dev || opened.ino !== expected.ino) {
-    await handle.close();
-    throw refuse("changed while it was being resolved");
-  }
-  return { path: `/proc/self/fd/${handle.fd}`, containerPath: `/${resolved.join("/")}`, close: () => handle.close() };
-}
-
-/** The components of `targetPath` with every symlink resolved inside the root. */
-async function resolveInRoot(root: string, targetPath: string, refuse: (problem: string) => DsoError): Promise<string[]> {
-  const resolved: string[] = [];
-  const pending = splitPath(targetPath);
-  let hops = 0;
-  while (pending.length > 0) {
-    const component = pending.shift() as string;
-    if (component === "..") {
-      if (resolved.length === 0) throw refuse("leads out of the container's root");
-      resolved.pop();
-      continue;
-    }
-    const candidate = [...resolved, component];
-    let stats: Awaited<ReturnType<typeof lstat>>;
-    try {
-      stats = await lstat(rootedPath(root, candidate));
-    } catch {
-      throw refuse(`does not exist in the container (at /${candidate.join("/")})`);
-    }
-    if (!stats.isSymbolicLink()) {
-      if (!stats.isDirectory()) throw refuse(`has a non-directory at /${candidate.join("/")}`);
-      resolved.push(component);
-      continue;
-    }
-    if (++hops > MAX_SYMLINK_HOPS) throw refuse("has too many levels of symbolic links");
-    const link = await readlink(rootedPath(root, candidate));
-    // Absolute targets restart at the container's root; relative ones continue from the link's directory.
-    if (link.startsWith("/")) resolved.length = 0;
-    pending.unshift(...splitPath(link));
-  }
-  return resolved;
 }
 
 function splitPath(path: string): string[] {
   return path.split("/").filter((part) => part !== "" && part !== ".");
-}
-
-function rootedPath(root: string, components: readonly string[]): string {
-  return components.length === 0 ? root : `${root}/${components.join("/")}`;
 }

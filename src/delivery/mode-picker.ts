@@ -77,6 +77,13 @@ export async function pickDeliveryMode(docker: Dockerode, containerId: string, t
       backing.source ||
       (await volumeFacts(docker, backing.name, opts.signal)).mountpoint;
     if (!source) throw refuse(`is on DSO volume ${backing.name ?? "?"}, which is not mounted`);
+    // A sub-path would be resolved on the host through directories the container controls.
+    if (target !== backing.destination) {
+      throw new DsoError(
+        "DELIVERY_REFUSED",
+        `${target} is below the DSO volume mounted at ${backing.destination} in container ${facts.name}; deliver to the mount point itself`,
+      );
+    }
     const hostPath = posix.join(source, posix.relative(backing.destination, target));
     return { ...base, mode: "plugin", reason: `DSO volume ${backing.name ?? ""} (driver ${backing.driver})`, hostPath };
   }

@@ -9,11 +9,16 @@ const REDACTED = "[REDACTED]";
 const known = new Set<string>();
 
 export function registerSecretValue(value: string): void {
-  if (value.length >= MIN_REDACTABLE_LENGTH) known.add(value);
+  if (value.length < MIN_REDACTABLE_LENGTH) return;
+  known.add(value);
+  // JSON log lines carry the value escaped (newlines, quotes, backslashes): catch that form too.
+  const escaped = JSON.stringify(value).slice(1, -1);
+  if (escaped !== value) known.add(escaped);
 }
 
 export function forgetSecretValue(value: string): void {
   known.delete(value);
+  known.delete(JSON.stringify(value).slice(1, -1));
 }
 
 export function redact(text: string): string {

@@ -65,6 +65,9 @@ export async function serveProvider(type: string, io: ProviderIo): Promise<numbe
     try {
       switch (request.method) {
         case "configure": {
+          // Credentials and auth parameters must never reach this process's log either.
+          for (const value of Object.values(request.params.credentials ?? {})) registerSecretValue(value);
+          for (const value of Object.values(request.params.auth?.params ?? {})) registerSecretValue(value);
           await client?.close();
           client = undefined;
           configuredName = request.params.name;

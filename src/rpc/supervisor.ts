@@ -213,7 +213,10 @@ export class ProviderProcess {
       await this.readHello(frames);
       void this.readResponses(child, frames);
       this.status.state = "ready";
-      await this.send("configure", { ...this.options.configure, credentials: providerCredentials(this.type, env) });
+      const credentials = providerCredentials(this.type, env);
+      for (const value of Object.values(credentials)) registerSecretValue(value);
+      for (const value of Object.values(this.options.configure.auth?.params ?? {})) registerSecretValue(value);
+      await this.send("configure", { ...this.options.configure, credentials });
       this.log.debug("provider ready", { pid: child.pid });
     } catch (error) {
       this.recordFailure(error instanceof Error ? error.message : String(error));

@@ -4,9 +4,10 @@
  * waiting for the next interval. The request is only a hint: nothing in it is trusted beyond
  * naming which provider or secret to poll, and values always come from the provider.
  */
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { Server } from "bun";
 import * as v from "valibot";
+import { describeIssues } from "../rpc/protocol.ts";
 
 export const WEBHOOK_PATHS = ["/api/events/secret-update", "/v1/webhook"];
 const MAX_BODY_BYTES = 16 * 1024;
@@ -30,10 +31,10 @@ function reply(status: number, body: object): Response {
   return Response.json(body, { status });
 }
 
+/** Compares digests, so neither the token's bytes nor its length leak through timing. */
 function authorized(header: string | null, token: string): boolean {
-  const given = Buffer.from(header?.startsWith("Bearer ") ? header.slice(7) : "");
-  const expected = Buffer.from(token);
-  return given.length === expected.length && timingSafeEqual(given, expected);
+  const digest = (text: string) => createHash("sha256").update(text).digest();
+  return timingSafeEqual(digest(header?.startsWith("Bearer ") ? header.slice(7) : ""), digest(token));
 }
 
 export function parseListen(listen: string): { hostname: string; port: number } {
@@ -61,10 +62,7 @@ export function startWebhook(options: WebhookOptions): Server<undefined> {
         return reply(400, { error: { code: "BAD_REQUEST", message: "body is not valid JSON" } });
       }
       const parsed = v.safeParse(NotificationSchema, raw);
-      if (!parsed.success) {
-        const issue = parsed.issues[0]!;
-        return reply(400, { error: { code: "BAD_REQUEST", message: `${v.getDotPath(issue) ?? "body"}: ${issue.message.split(": Received")[0]}` } });
-      }
+      if (!parsed.success) return reply(400, { error: { code: "BAD_REQUEST", message: describeIssues(parsed.issues) } });
       if (!options.onNotify(parsed.output)) {
         return reply(404, { error: { code: "SECRET_NOT_FOUND", message: "the notification names no provider or secret the agent knows" } });
       }

@@ -85,3 +85,32 @@ describe("atomic directory writer", () => {
     expect(await readdir(dir)).toEqual(["unrelated"]);
   });
 });
+
+describe("atomic writer against a hostile directory", () => {
+  test("stale-version cleanup never deletes through links the container planted", async () => {
+    const dir = await freshDir();
+    const host = await freshDir();
+    await writeFile(join(host, "precious"), "host data");
+    // A "version" that is a link to a host directory, and a real one holding a link to a host file.
+    await symlink(host, join(dir, "..dso_planted_link"));
+    await mkdir(join(dir, "..dso_planted_dir"));
+    await symlink(join(host, "precious"), join(dir, "..dso_planted_dir", "inner"));
+    await writeAtomicDir(dir, [secret("a", "1")]);
+    expect(await readFile(join(host, "precious"), "utf8")).toBe("host data");
+    expect(await readdir(host)).toEqual(["precious"]);
+    expect(await readFile(join(dir, "a"), "utf8")).toBe("1");
+  });
+
+  test("a directory reached only through an fd path is written in place", async () => {
+    const dir = await freshDir();
+    const { open } = await import("node:fs/promises");
+    const handle = await open(dir, "r");
+    try {
+      await writeAtomicDir(`/proc/self/fd/${handle.fd}`, [secret("b", "2")]);
+    } finally {
+      await handle.close();
+    }
+    expect(await readlink(join(dir, "b"))).toBe("..data/b");
+    expect(await readFile(join(dir, "b"), "utf8")).toBe("2");
+  });
+});
