@@ -74,8 +74,18 @@ export interface ActionReport {
   error?: string;
 }
 
-function containerInfo(inspect: Dockerode.ContainerInspectInfo): ContainerInfo {
-  return { id: inspect.Id, name: inspect.Name.replace(/^\//, ""), labels: inspect.Config.Labels ?? {} };
+/**
+ * A container's own labels, without the `dso.*` labels its image baked in: an image (which may
+ * come from anyone) must not be able to ask for secrets; the person who runs it opts in.
+ */
+export function ownLabels(container: Record<string, string>, image: Record<string, string>): { labels: Record<string, string>; dropped: string[] } {
+  const labels: Record<string, string> = {};
+  const dropped: string[] = [];
+  for (const [key, value] of Object.entries(container)) {
+    if (key.startsWith("dso.") && image[key] === value) dropped.push(key);
+    else labels[key] = value;
+  }
+  return { labels, dropped };
 }
 
 export interface InjectReport {
@@ -90,10 +100,30 @@ export class Reloader {
   private readonly containers = new Map<string, ContainerState>();
   private readonly queues = new Map<string, Promise<unknown>>();
   private pendingChanges = new Set<string>();
+  private readonly imageLabels = new Map<string, Record<string, string>>();
+  private readonly warnedImageLabels = new Set<string>();
   private debounceTimer?: ReturnType<typeof setTimeout>;
   private readonly inFlight = new Set<Promise<unknown>>();
 
   constructor(private readonly deps: ReloaderDeps) {}
+
+  private async containerInfo(inspect: Dockerode.ContainerInspectInfo): Promise<ContainerInfo> {
+    const name = inspect.Name.replace(/^\//, "");
+    let image = this.imageLabels.get(inspect.Image);
+    if (!image) {
+      const info = (await this.deps.docker.getImage(inspect.Image).inspect().catch(() => undefined)) as
+        | { Config?: { Labels?: Record<string, string> | null } }
+        | undefined;
+      image = info?.Config?.Labels ?? {};
+      this.imageLabels.set(inspect.Image, image);
+    }
+    const { labels, dropped } = ownLabels(inspect.Config.Labels ?? {}, image);
+    if (dropped.length && !this.warnedImageLabels.has(inspect.Id)) {
+      this.warnedImageLabels.add(inspect.Id);
+      this.deps.log.warn(`container ${name}: ignoring ${dropped.join(", ")} set by its image; name the container in secrets[].targets of dso.yaml to give it secrets`);
+    }
+    return { id: inspect.Id, name, labels };
+  }
 
   list(): ContainerState[] {
     return [...this.containers.values()];
@@ -183,7 +213,7 @@ export class Reloader {
     }
     // Swarm tasks get their secrets through their service (see swarm.ts), not one by one.
     if (inspect.Config.Labels?.["com.docker.swarm.task.id"]) return undefined;
-    const outcome = selectContainer(containerInfo(inspect), this.deps.config());
+    const outcome = selectContainer(await this.containerInfo(inspect), this.deps.config());
     for (const warning of outcome.warnings) this.deps.log.warn(warning);
     if (!outcome.selected) {
       this.containers.delete(inspect.Id);
@@ -278,7 +308,7 @@ export class Reloader {
         });
       if (!inspect.State.Running) throw new DsoError("BAD_REQUEST", `container ${container} is not running`);
       const config = this.deps.config();
-      const outcome = selectContainer(containerInfo(inspect), config);
+      const outcome = selectContainer(await this.containerInfo(inspect), config);
       for (const warning of outcome.warnings) this.deps.log.warn(warning);
       const base: Selection = outcome.selected
         ? outcome.selection

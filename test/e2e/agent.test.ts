@@ -189,6 +189,23 @@ describe("dso agent end to end (file provider, compiled binary)", () => {
     expect((await cli(["status"])).code).toBe(0);
   });
 
+  test("dso.* labels baked into an image do not give its containers secrets", async () => {
+    const base = await runContainer("e2e-imgsrc", {});
+    const image = `dso-test/labelled-${process.pid}:1`;
+    await base.commit({ repo: image.split(":")[0], tag: "1", changes: ["LABEL dso.reloader=true", "LABEL dso.secrets=db_password"] } as never);
+    const c = await docker.createContainer({
+      name: `e2e-imglabels-${process.pid}`,
+      Image: image,
+      Cmd: ["sh", "-c", IDLE],
+      HostConfig: { NetworkMode: "none", Tmpfs: { "/run/secrets": "rw,mode=0755" } },
+    });
+    containers.push(c.id);
+    await c.start();
+    await agent.waitForLog(/e2e-imglabels.*ignoring dso\.reloader, dso\.secrets set by its image/);
+    await Bun.sleep(1500);
+    expect(await fileIn(c.id, "/run/secrets/db_password")).toBeUndefined();
+  });
+
   test("bad API requests get 4xx JSON errors naming the field", async () => {
     const post = (path: string, body: string) =>
       fetch(`http://dso${path}`, { unix: agent.socket, method: "POST", body, headers: { "content-type": "application/json" } } as RequestInit);

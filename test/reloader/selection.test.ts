@@ -177,3 +177,14 @@ describe("building files from values", () => {
     expect(built.errors).toEqual(['secret "app/db" is not available']);
   });
 });
+
+describe("labels baked into the image", () => {
+  test("dso.* labels equal to the image's are dropped; the container's own stay", async () => {
+    const { ownLabels } = await import("../../src/reloader/reloader.ts");
+    const image = { "dso.reloader": "true", "dso.secrets": "prod-db", maintainer: "x" };
+    const out = ownLabels({ "dso.reloader": "true", "dso.secrets": "prod-db", maintainer: "x", "dso.update.strategy": "none" }, image);
+    expect(out.dropped).toEqual(["dso.reloader", "dso.secrets"]);
+    expect(out.labels).toEqual({ maintainer: "x", "dso.update.strategy": "none" });
+    expect(ownLabels({ "dso.secrets": "other" }, image).labels).toEqual({ "dso.secrets": "other" });
+  });
+});
