@@ -37,17 +37,11 @@ export class PlannedDelivery {
     for (const key of this.plans.keys()) if (key.startsWith(`${containerId}\0`)) this.plans.delete(key);
   }
 
-  /** A procfs plan names a PID: make sure it is still this container's before writing through it. */
-  private async stillValid(plan: DeliveryPlan | undefined, containerId: string): Promise<DeliveryPlan | undefined> {
-    if (!plan || plan.mode !== "procfs") return plan;
-    const pid = (await this.docker.getContainer(containerId).inspect().catch(() => undefined))?.State.Pid;
-    return pid === plan.pid ? plan : undefined;
-  }
-
   readonly deliver: DeliverFiles = async (containerId, targetPath, files, signal) => {
     assertValidFileSet(files);
     const key = `${containerId}\0${targetPath}`;
-    const known = await this.stillValid(this.plans.get(key), containerId);
+    // A stale plan fails (procfs mode re-checks the PID itself) and is picked again once.
+    const known = this.plans.get(key);
     if (known) {
       try {
         return await deliverWithPlan(this.docker, known, files, signal);

@@ -19,12 +19,18 @@ export function containerRootPath(pid: number): string {
 }
 
 export const procfsMode: DeliveryModeImpl = {
-  async deliver(_docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal): Promise<DeliveryResult> {
+  async deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal): Promise<DeliveryResult> {
     const started = performance.now();
     signal?.throwIfAborted();
     if (!plan.pid) throw new DsoError("DELIVERY_FAILED", "procfs delivery needs the container's PID; is it running?");
     const dir = await openDirInRoot(containerRootPath(plan.pid), plan.targetPath);
     try {
+      // The directory is now held open. If the PID still belongs to this running container,
+      // it was this container's root when we opened it (a reused PID would have failed this).
+      const state = (await docker.getContainer(plan.containerId).inspect()).State;
+      if (!state.Running || state.Pid !== plan.pid) {
+        throw new DsoError("DELIVERY_FAILED", "the container restarted while secrets were being delivered; deliver again");
+      }
       if (!(await isRamBacked(dir.path))) {
         throw new DsoError("DELIVERY_REFUSED", `${plan.targetPath} in the container is not on tmpfs`, {
           hint: `add --tmpfs ${plan.targetPath} to the container, or use a dso volume`,
