@@ -9,6 +9,7 @@ import { DsoError } from "../errors.ts";
 
 /** A delivery exec (tar -x of at most a few MB into tmpfs) finishes in well under a second. */
 export const EXEC_TIMEOUT_MS = 30_000;
+export const SAFE_EXEC_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /** Only the start of stderr is kept: enough for a one-line error, bounded against a noisy process. */
 const MAX_STDERR_BYTES = 4096;
 
@@ -33,6 +34,8 @@ export async function runInContainer(docker: Dockerode, containerId: string, opt
     Cmd: opts.cmd,
     // Root inside the container, whatever USER the image sets: we chown to the configured ids.
     User: "0:0",
+    // A fixed PATH: a directory the application can write must not supply our sh or tar.
+    Env: [`PATH=${SAFE_EXEC_PATH}`],
     AttachStdin: opts.stdin !== undefined,
     AttachStdout: true,
     AttachStderr: true,

@@ -134,7 +134,7 @@ export function checkEnvInjection(ctx: DoctorContext): CheckResult {
   return {
     check: "env injection",
     status: "warn",
-    detail: `${envSecrets.join(", ")} use inject.type env: values are visible to anyone who can run docker inspect, and rotation re-creates the container; prefer files`,
+    detail: `${envSecrets.join(", ")} use inject.type env: values are visible to anyone who can run docker inspect, Docker stores them in the container's config on disk, and rotation re-creates the container; prefer files`,
   };
 }
 

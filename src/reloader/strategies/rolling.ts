@@ -29,6 +29,8 @@ export function replacementSpec(info: Inspect, name: string, env: Record<string,
   );
   return {
     ...config,
+    // The image the container runs (by id), not whatever its tag points at today.
+    Image: info.Image,
     name,
     Env: mergeEnv(info.Config.Env, env),
     HostConfig: info.HostConfig,
