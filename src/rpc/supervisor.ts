@@ -128,7 +128,7 @@ export class ProviderProcess {
     if (!child) return;
     try {
       child.stdin.write(encodeFrame({ id: this.nextId++, method: "shutdown" }));
-      child.stdin.end();
+      void Promise.resolve(child.stdin.end()).catch(() => {});
     } catch {
       // already gone
     }
@@ -174,7 +174,11 @@ export class ProviderProcess {
       });
       try {
         child.stdin.write(encodeFrame({ id, method, params }));
-        child.stdin.flush();
+        // A child that died mid-write rejects the flush later: that is a failure of this
+        // provider, never an unhandled rejection in the agent.
+        void Promise.resolve(child.stdin.flush()).catch(() => {
+          if (this.child === child) this.fail("its stdin is closed", "PROVIDER_UNAVAILABLE");
+        });
       } catch {
         this.fail("its stdin is closed", "PROVIDER_UNAVAILABLE");
       }
