@@ -1,6 +1,7 @@
 import { defineCommand } from "citty";
 import { Agent } from "../../agent/agent.ts";
 import { findConfigPath, formatIssue, loadConfig } from "../../config/index.ts";
+import { describeError } from "../../errors.ts";
 import { log } from "../../log/logger.ts";
 import { configArg, globalArgs, socketArg } from "../_shared.ts";
 
@@ -24,6 +25,8 @@ export default defineCommand({
       process.once("SIGINT", stop);
     });
     process.on("SIGHUP", () => void agent.reload());
+    // A bug in one code path must not take down the daemon that keeps every container's secrets.
+    process.on("unhandledRejection", (error) => log.error("unhandled error (agent keeps running)", { error: describeError(error) }));
     await agent.start();
     await stopped;
     log.info("agent stopped");
