@@ -2,7 +2,13 @@
 export { ConfigError, formatIssue, type ConfigIssue } from "./issues.ts";
 export { parseConfig } from "./parse.ts";
 export { findConfigPath, loadConfig, type FindConfigOptions } from "./load.ts";
-export { builtinDefaultConfig, SYSTEM_CONFIG_PATH, BUILTIN_FILE_PROVIDER_PATH, DEFAULT_SOCKET_PATH } from "./defaults.ts";
+export {
+  builtinDefaultConfig,
+  SYSTEM_CONFIG_PATH,
+  BUILTIN_FILE_PROVIDER_PATH,
+  DEFAULT_SOCKET_PATH,
+  DEFAULT_VOLUMES_ROOT,
+} from "./defaults.ts";
 export { parseDuration, formatDuration } from "./duration.ts";
 export { fileNameProblem, envNameProblem } from "./resolve.ts";
 export { PROVIDER_TYPES, STRATEGY_NAMES, INJECT_TYPES, SIGNAL_NAMES } from "./schema.ts";

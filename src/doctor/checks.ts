@@ -1,7 +1,7 @@
 import { access, constants, mkdtemp, readFile, rmdir, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { findConfigPath, formatIssue, loadConfig, ConfigError, type DsoConfig } from "../config/index.ts";
+import { ConfigError, DEFAULT_SOCKET_PATH, DEFAULT_VOLUMES_ROOT, findConfigPath, formatIssue, loadConfig, type DsoConfig } from "../config/index.ts";
 import { isRamBacked, nearestExisting } from "../delivery/tmpfs.ts";
 import { connectDocker } from "../docker/client.ts";
 import { describeError } from "../errors.ts";
@@ -14,8 +14,6 @@ export interface CheckResult {
   detail: string;
 }
 
-export const DEFAULT_SOCKET = "/run/docker/plugins/dso.sock";
-export const DEFAULT_VOLUMES_ROOT = "/run/dso/volumes";
 const DOCKER_CHECK_TIMEOUT_MS = 5_000;
 
 export interface DoctorContext {
@@ -59,7 +57,7 @@ export async function checkDocker(ctx: DoctorContext): Promise<CheckResult[]> {
 }
 
 export async function checkSocketDirectory(ctx: DoctorContext): Promise<CheckResult> {
-  const socket = ctx.config?.agent.socket ?? DEFAULT_SOCKET;
+  const socket = ctx.config?.agent.socket ?? DEFAULT_SOCKET_PATH;
   const dir = dirname(socket);
   const existing = await nearestExisting(dir);
   try {

@@ -10,6 +10,7 @@
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as v from "valibot";
+import { DEFAULT_VOLUMES_ROOT } from "../../config/defaults.ts";
 import { describeError, DsoError } from "../../errors.ts";
 import { log } from "../../log/logger.ts";
 import { clearAtomicDir, writeAtomicDir } from "../atomic-dir.ts";
@@ -17,7 +18,7 @@ import { isRamBacked, nearestExisting } from "../tmpfs.ts";
 import type { DeliveryResult, SecretFile } from "../types.ts";
 import { parseDriverOptions } from "./driver-options.ts";
 
-export const DEFAULT_VOLUME_ROOT = "/run/dso/volumes";
+
 /** The media type dockerd sends and expects for plugin calls. */
 const PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json";
 /** Docker volume names: what `docker volume create` accepts, which also keeps them path-safe. */
@@ -61,7 +62,7 @@ const CreateRequest = v.object({ ...NameRequest.entries, Opts: v.optional(v.null
 const MountRequest = v.object({ ...NameRequest.entries, ID: v.optional(v.string(), "") });
 
 export async function createVolumeDriver(options: VolumeDriverOptions): Promise<VolumeDriver> {
-  const root = options.root ?? DEFAULT_VOLUME_ROOT;
+  const root = options.root ?? DEFAULT_VOLUMES_ROOT;
   await prepareRoot(root);
   const volumes = await loadOptions(root);
   const locks = new Map<string, Promise<unknown>>();
