@@ -11,15 +11,11 @@ import type {
   HealthResult,
   SecretRef,
 } from "../src/rpc/protocol.ts";
+import type { FieldLogger } from "../src/log/logger.ts";
 
 export type { Capability, ConfigureParams, FetchItem, FingerprintItem, HealthResult, SecretRef };
 
-export interface ProviderLogger {
-  debug(message: string, fields?: Record<string, unknown>): void;
-  info(message: string, fields?: Record<string, unknown>): void;
-  warn(message: string, fields?: Record<string, unknown>): void;
-  error(message: string, fields?: Record<string, unknown>): void;
-}
+export type ProviderLogger = FieldLogger;
 
 export interface ProviderContext {
   log: ProviderLogger;

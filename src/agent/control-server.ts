@@ -4,6 +4,7 @@
  * (0660 and the configured group when agent.socket_group is set) inside a directory that is
  * not world-writable; file permissions are the access control.
  */
+import type { FieldLogger } from "../log/logger.ts";
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, statSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Server } from "bun";
@@ -27,7 +28,7 @@ export interface ControlServerOptions {
   routes: Route[];
   /** Docker plugin protocol routes; undefined = not a plugin route. */
   plugin?: (req: Request) => Promise<Response | undefined>;
-  log: { warn(m: string, f?: Record<string, unknown>): void; debug(m: string, f?: Record<string, unknown>): void };
+  log: Pick<FieldLogger, "warn" | "debug">;
 }
 
 const MAX_BODY_BYTES = 64 * 1024;

@@ -4,6 +4,7 @@
  * a volume's files are the secrets named in its `secrets=` driver option; a change at the
  * provider rewrites every mounted volume that holds the secret.
  */
+import type { FieldLogger } from "../log/logger.ts";
 import type Dockerode from "dockerode";
 import type { DsoConfig } from "../config/types.ts";
 import { parseDriverOptions } from "../delivery/plugin/driver-options.ts";
@@ -20,7 +21,7 @@ export interface DsoVolumesDeps {
   config(): DsoConfig;
   store: SecretStore;
   fetchValues(names: string[]): Promise<{ values: Map<string, FetchedSecret>; errors: string[] }>;
-  log: { info(m: string, f?: Record<string, unknown>): void; error(m: string, f?: Record<string, unknown>): void };
+  log: Pick<FieldLogger, "info" | "error">;
 }
 
 export class DsoVolumes {

@@ -1,6 +1,14 @@
 import { createConsola, type ConsolaInstance, type LogObject } from "consola";
 import { redact } from "./redact.ts";
 
+/** What a component needs of a logger: a message and value-free fields, at four levels. */
+export interface FieldLogger {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
 export type LogFormat = "pretty" | "json";
 export type LogLevelName = "silent" | "error" | "warn" | "info" | "debug" | "trace";
 

@@ -8,6 +8,7 @@ import type { DsoConfig } from "../config/types.ts";
 import { refFor, type SecretStore } from "../agent/secret-store.ts";
 import type { DeliveryResult, SecretFile } from "../delivery/types.ts";
 import { describeError, DsoError } from "../errors.ts";
+import type { FieldLogger } from "../log/logger.ts";
 import type { FetchItem, SecretRef } from "../rpc/protocol.ts";
 import { buildDeliveries, type FetchedSecret } from "./files.ts";
 import { implicitSecretSpec, selectContainer, type ContainerInfo, type Selection } from "./selection.ts";
@@ -16,10 +17,10 @@ import { strategyByName, type StrategyResult } from "./strategies/index.ts";
 export const DEBOUNCE_MS = 300;
 const OUTAGE_CODES = new Set(["PROVIDER_UNAVAILABLE", "PROVIDER_TIMEOUT", "PROVIDER_THROTTLED", "PROVIDER_AUTH", "RPC_PROTOCOL", "INTERNAL"]);
 
-/** True when every variable already holds its value (env injection needs no re-creation). */
-function envSatisfied(current: string[], wanted: Record<string, string>): boolean {
+/** True when the selection wants variables the container does not have with those values. */
+function envNeedsRecreate(current: string[], wanted: Record<string, string>): boolean {
   const have = new Set(current);
-  return Object.entries(wanted).every(([k, val]) => have.has(`${k}=${val}`));
+  return Object.entries(wanted).some(([k, val]) => !have.has(`${k}=${val}`));
 }
 /** Containers rotated at once: enough to overlap Docker round trips, few enough not to thrash 2 cores. */
 export const ROTATION_CONCURRENCY = 10;
@@ -35,12 +36,6 @@ export type DeliverFiles = (
   signal?: AbortSignal,
 ) => Promise<DeliveryResult>;
 
-export interface ReloaderLogger {
-  debug(message: string, fields?: Record<string, unknown>): void;
-  info(message: string, fields?: Record<string, unknown>): void;
-  warn(message: string, fields?: Record<string, unknown>): void;
-  error(message: string, fields?: Record<string, unknown>): void;
-}
 
 export interface ContainerState {
   id: string;
@@ -62,7 +57,7 @@ export interface ReloaderDeps {
   /** The live provider for a name (providers change on config reload). */
   provider(name: string): SecretFetcher | undefined;
   deliver: DeliverFiles;
-  log: ReloaderLogger;
+  log: FieldLogger;
   config: () => DsoConfig;
 }
 
@@ -223,14 +218,17 @@ export class Reloader {
     return { selection: outcome.selection, running: inspect.State.Running, env: inspect.Config.Env ?? [] };
   }
 
-  /** Deliver every file set of the selection; records state; returns delivered secret names. */
+  /**
+   * Deliver every file set of the selection and record it; returns the secrets delivered and
+   * the environment variables the selection wants (env injection: applied by re-creation).
+   */
   private async deliverSelection(
     selection: Selection,
     values: Map<string, FetchedSecret>,
     fetchErrors: string[],
     targetId = selection.containerId,
     signal?: AbortSignal,
-  ): Promise<string[]> {
+  ): Promise<{ delivered: string[]; env: Record<string, string> }> {
     const built = buildDeliveries(selection, values);
     const state = this.stateFor(selection, targetId);
     const errors = [...fetchErrors, ...built.errors];
@@ -254,7 +252,7 @@ export class Reloader {
     }
     state.error = errors.length ? errors.join("; ") : undefined;
     if (errors.length) this.deps.log.error("delivery incomplete", { container: selection.containerName, problems: errors.join("; ") });
-    return delivered;
+    return { delivered, env: built.env };
   }
 
   private stateFor(selection: Selection, id: string): ContainerState {
@@ -281,14 +279,13 @@ export class Reloader {
       if (!found?.running) return undefined;
       const { selection } = found;
       const { values, errors } = await this.fetchValues(selection.secrets.map((s) => s.name), signal);
-      const delivered = await this.deliverSelection(selection, values, errors, selection.containerId, signal);
+      const { delivered, env } = await this.deliverSelection(selection, values, errors, selection.containerId, signal);
       const state = this.containers.get(selection.containerId);
       this.deps.log.info("delivered secrets to container", { container: selection.containerName, secrets: delivered.join(",") });
-      const { env } = buildDeliveries(selection, values);
-      if (Object.keys(env).length > 0 && !envSatisfied(found.env, env)) {
+      if (envNeedsRecreate(found.env, env)) {
         // Environment variables can only be set by creating the container again.
         this.deps.log.info("re-creating container to set its secret environment variables", { container: selection.containerName });
-        return this.applyStrategy(selection, values, "rolling", signal);
+        return this.applyStrategy(selection, { values, errors }, env, "rolling", signal);
       }
       return { container: containerId, name: selection.containerName, delivered, error: state?.error };
     });
@@ -392,28 +389,27 @@ export class Reloader {
       const { selection } = found;
       const covered = prefetched && selection.secrets.every((s) => prefetched.values.has(s.name));
       const { values, errors } = covered ? prefetched : await this.fetchValues(selection.secrets.map((s) => s.name), signal);
-      const delivered = await this.deliverSelection(selection, values, errors, containerId, signal);
+      const { delivered, env } = await this.deliverSelection(selection, values, errors, containerId, signal);
       const state = this.containers.get(containerId)!;
-      const built = buildDeliveries(selection, values);
-      const envChanged = Object.keys(built.env).length > 0 && !envSatisfied(found.env, built.env);
+      const envChanged = envNeedsRecreate(found.env, env);
       if (delivered.length === 0 && !envChanged) return { container: containerId, name, delivered, error: state.error };
       // New environment values need a new container, whatever the strategy says.
       const strategy = envChanged ? "rolling" : selection.strategy;
-      return { ...(await this.applyStrategy(selection, values, strategy, signal)), delivered };
+      return { ...(await this.applyStrategy(selection, { values, errors }, env, strategy, signal)), delivered };
     });
   }
 
   /** Run a strategy after the files are in place; records the action on the container's state. */
   private async applyStrategy(
     selection: Selection,
-    values: Map<string, FetchedSecret>,
+    fetched: { values: Map<string, FetchedSecret>; errors: string[] },
+    env: Record<string, string>,
     strategyName: Selection["strategy"],
     signal?: AbortSignal,
   ): Promise<ActionReport> {
     const containerId = selection.containerId;
     const name = selection.containerName;
     const state = this.stateFor(selection, containerId);
-    const built = buildDeliveries(selection, values);
     try {
       const result = await strategyByName(strategyName).apply({
         docker: this.deps.docker,
@@ -421,12 +417,12 @@ export class Reloader {
         containerName: name,
         signal: selection.signal,
         healthCheckTimeoutMs: selection.healthCheckTimeoutMs,
-        env: built.env,
+        env,
         abort: signal ?? new AbortController().signal,
         log: this.deps.log,
+        // The values of this rotation, into the restarted container or its replacement.
         deliver: async (id) => {
-          const again = await this.fetchValues(selection.secrets.map((s) => s.name), signal);
-          await this.deliverSelection({ ...selection, containerId: id }, again.values, again.errors, id, signal);
+          await this.deliverSelection({ ...selection, containerId: id }, fetched.values, fetched.errors, id, signal);
         },
       });
       const record = { at: new Date().toISOString(), strategy: result.strategy, action: result.action, detail: result.detail };

@@ -5,6 +5,7 @@
  * the value), points the service at the new ones, and removes its old versions once no service
  * uses them. One agent on a manager serves the whole cluster.
  */
+import type { FieldLogger } from "../log/logger.ts";
 import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import type Dockerode from "dockerode";
@@ -21,7 +22,7 @@ export interface SwarmDeps {
   docker: Dockerode;
   config: () => DsoConfig;
   fetchValues(names: string[]): Promise<{ values: Map<string, FetchedSecret>; errors: string[] }>;
-  log: { info(m: string, f?: Record<string, unknown>): void; warn(m: string, f?: Record<string, unknown>): void };
+  log: Pick<FieldLogger, "info" | "warn">;
 }
 
 export interface ServiceReport {

@@ -3,6 +3,7 @@
  * `since=` the last event seen. The daemon keeps only 256 events and forgets them on restart,
  * so every (re)connect is followed by a full reconcile (onConnected).
  */
+import type { FieldLogger } from "../log/logger.ts";
 import type Dockerode from "dockerode";
 import * as v from "valibot";
 import { describeError } from "../errors.ts";
@@ -24,7 +25,7 @@ export interface EventWatcherDeps {
   onEvent(event: DockerEvent): void;
   /** Called after every successful (re)connect, before events flow: reconcile here. */
   onConnected(): Promise<void>;
-  log: { info(m: string, f?: Record<string, unknown>): void; warn(m: string, f?: Record<string, unknown>): void };
+  log: Pick<FieldLogger, "info" | "warn">;
 }
 
 export class DockerEventWatcher {

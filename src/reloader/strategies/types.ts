@@ -1,10 +1,8 @@
 import type Dockerode from "dockerode";
 import type { SignalName, StrategyName } from "../../config/types.ts";
+import type { FieldLogger } from "../../log/logger.ts";
 
-export interface StrategyLogger {
-  info(message: string, fields?: Record<string, unknown>): void;
-  warn(message: string, fields?: Record<string, unknown>): void;
-}
+export type StrategyLogger = Pick<FieldLogger, "info" | "warn">;
 
 export interface StrategyContext {
   docker: Dockerode;
