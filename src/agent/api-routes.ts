@@ -1,8 +1,8 @@
 /** The /v1 routes of the control socket. Bodies are validated here; nothing returns a value. */
 import * as v from "valibot";
-import { DsoError } from "../errors.ts";
+import type { ActionReport, InjectReport } from "../reloader/reconciler.ts";
+import type { ContainerView } from "../reloader/container-status.ts";
 import type { Route } from "./control-server.ts";
-import type { Agent } from "./agent.ts";
 
 const Name = v.pipe(v.string("must be a string"), v.minLength(1, "must not be empty"), v.maxLength(2048, "is too long"));
 
@@ -10,10 +10,20 @@ export const SyncBody = v.strictObject({ container: v.optional(Name) });
 export const SecretBody = v.strictObject({ secret: Name });
 export const InjectBody = v.strictObject({ container: Name, secrets: v.optional(v.array(Name)) });
 
-export function apiRoutes(agent: Agent): Route[] {
+/** What the routes need of the agent (the agent implements it; this file does not import it). */
+export interface ControlApi {
+  status(): unknown;
+  containers(): Promise<ContainerView[]>;
+  sync(container?: string): Promise<ActionReport[]>;
+  rotate(secret: string): Promise<ActionReport[]>;
+  inject(container: string, secrets: string[]): Promise<InjectReport>;
+  plan(secret: string): Promise<unknown>;
+}
+
+export function apiRoutes(agent: ControlApi): Route[] {
   return [
     { method: "GET", path: "/v1/status", handle: async () => agent.status() },
-    { method: "GET", path: "/v1/containers", handle: async () => ({ containers: agent.reloader.list() }) },
+    { method: "GET", path: "/v1/containers", handle: async () => ({ containers: await agent.containers() }) },
     {
       method: "POST",
       path: "/v1/sync",
@@ -29,8 +39,7 @@ export function apiRoutes(agent: Agent): Route[] {
       body: SecretBody,
       handle: async (body) => {
         const { secret } = body as v.InferOutput<typeof SecretBody>;
-        if (!agent.store.get(secret)) throw new DsoError("SECRET_NOT_FOUND", `secret "${secret}" is not known to the agent`);
-        return { results: await agent.reloader.rotate([secret]) };
+        return { results: await agent.rotate(secret) };
       },
     },
     {
@@ -39,7 +48,7 @@ export function apiRoutes(agent: Agent): Route[] {
       body: InjectBody,
       handle: async (body) => {
         const { container, secrets } = body as v.InferOutput<typeof InjectBody>;
-        return agent.reloader.inject(container, secrets ?? []);
+        return agent.inject(container, secrets ?? []);
       },
     },
     {

@@ -2,7 +2,7 @@
  * The provider stream of the Watcher: asks each provider for fingerprints (never values) every
  * polling interval, with jitter, and reports which secrets changed. The first poll only seeds.
  */
-import { refFor, type SecretStore } from "../agent/secret-store.ts";
+import { refFor, type SecretStore } from "../secrets/store.ts";
 import { describeError } from "../errors.ts";
 import type { FingerprintItem, SecretRef } from "../rpc/protocol.ts";
 

@@ -37,11 +37,12 @@ beforeAll(async () => {
     async resolveFiles(volume, opts, callerId) {
       resolveCalls.push({ volume, callerId });
       const { secrets, uid, gid, mode } = parseDriverOptions(opts);
-      return secrets.map((name) => {
+      const files = secrets.map((name) => {
         const value = store.get(name);
         if (value === undefined) throw new DsoError("SECRET_NOT_FOUND", `secret ${name} was not found at provider test`);
         return { name, content: new TextEncoder().encode(value), uid, gid, mode };
       });
+      return { files };
     },
   });
   await mkdir(PLUGIN_DIR, { recursive: true });
@@ -96,7 +97,7 @@ describe("volume driver protocol", () => {
   test("refuses a root that is not on tmpfs", async () => {
     const diskDir = await mkdtemp("/tmp/dso-diskroot-");
     try {
-      await expect(createVolumeDriver({ root: `${diskDir}/volumes`, resolveFiles: async () => [] })).rejects.toThrow("not on tmpfs");
+      await expect(createVolumeDriver({ root: `${diskDir}/volumes`, resolveFiles: async () => ({ files: [] }) })).rejects.toThrow("not on tmpfs");
       expect(await readdir(diskDir)).toEqual([]);
     } finally {
       await rm(diskDir, { recursive: true, force: true });
@@ -149,7 +150,7 @@ describe("plugin mode on the real daemon", () => {
     containers.push(container);
     expect((await execIn(docker, container.id, ["cat", `${TARGET}/a`])).stdout).toBe("a:1");
 
-    const report = await readWhileRotating(docker, container.id, TARGET, 2, (n) => driver.rotate(volume, pairFiles(n)));
+    const report = await readWhileRotating(docker, container.id, TARGET, 2, (n) => driver.rotate(volume, { files: pairFiles(n) }));
     // At least two switches while the reader ran, so the check is not vacuous (how many depends on load).
     expect(report.rotations).toBeGreaterThan(1);
     expect(report.mixed).toBe(0);

@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import type { ActionReport } from "../../reloader/reloader.ts";
+import type { ActionReport } from "../../reloader/reconciler.ts";
 import { callAgent, resolveSocketPath } from "../agent-client.ts";
 import { agentClientArgs, secretPositional } from "../_shared.ts";
 import { printReports } from "./sync.ts";

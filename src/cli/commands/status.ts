@@ -5,7 +5,7 @@ import { age, agentClientArgs, formatTable } from "../_shared.ts";
 interface StatusReply {
   agent: { version: string; pid: number; startedAt: string; socket: string; docker?: { host: string; api: string; connected: boolean }; cache: boolean };
   providers: Array<{ name: string; type: string; state: string; healthy: boolean; restarts: number; lastError?: string; lastPoll?: { at: string } }>;
-  secrets: Array<{ name: string; provider: string; version?: string; lastPollAt?: string; lastChangeAt?: string; stale: boolean; error?: string }>;
+  secrets: Array<{ name: string; provider: string; version?: string; lastPollAt?: string; lastChangeAt?: string; stale: boolean; state: string; error?: string }>;
 }
 
 export default defineCommand({
@@ -31,7 +31,7 @@ export default defineCommand({
       s.name,
       s.provider,
       s.version ?? "-",
-      s.stale ? "STALE" : s.lastPollAt ? "current" : "pending",
+      s.state,
       age(s.lastPollAt),
       age(s.lastChangeAt),
       s.error ?? "",
