@@ -100,6 +100,8 @@ export class Reconciler {
   private readonly changes: Quiescence<string>;
   private readonly starts: Quiescence<string>;
   private readonly waves = new Set<Promise<unknown>>();
+  /** Label warnings already logged, per container: every wave would repeat them. */
+  private readonly warned = new Map<string, Set<string>>();
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.images = new ImageLabels(deps.docker, deps.log);
@@ -148,6 +150,7 @@ export class Reconciler {
   }
 
   forget(containerId: string): void {
+    this.warned.delete(containerId);
     this.book.forget(containerId);
     this.images.forget(containerId);
     this.deps.planner.forget(containerId);
@@ -190,7 +193,9 @@ export class Reconciler {
       pluginDrivers: this.deps.pluginDrivers,
       volumeOptions: (volume) => this.deps.volumes?.optionsOf(volume),
     });
-    for (const warning of warnings) this.deps.log.warn(warning);
+    const seen = this.warned.get(entry.Id) ?? new Set<string>();
+    for (const warning of warnings) if (!seen.has(warning)) this.deps.log.warn(warning);
+    this.warned.set(entry.Id, new Set(warnings));
     return desired;
   }
 
