@@ -5,10 +5,12 @@
  * does not start (fail closed). The agent serves `handle` on its unix socket.
  *
  * Each volume has a record in <root>/.options/<name>.json (tmpfs, 0600, never a value): its
- * driver options, the containers that mount it, and per container the version marker of the
- * files it has seen (set at Mount and after its strategy ran). An agent restart therefore forgets
- * nothing dockerd still relies on, and the reconciler can tell which containers sharing a volume
- * still have to be told about new files. The volume's own files carry their marker (layout.ts).
+ * driver options, its open mounts (by dockerd's mount id, which is not the container id), and
+ * per container id the version marker of the files that container was last told about (written
+ * by the reconciler: at its first look at the container, and after its strategy ran). An agent
+ * restart therefore forgets nothing dockerd relies on, and the reconciler can tell which
+ * containers sharing a volume still have to be told about new files. The volume's files carry
+ * their own marker (layout.ts).
  */
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -60,7 +62,7 @@ export interface VolumeObservation {
   opts: Readonly<Record<string, string>>;
   /** Marker of the files in the volume now, read from the volume directory. */
   filesMarker?: string;
-  /** Per container mounting it: the marker of the files it was last told about. */
+  /** Per container id: the marker of the files it was last told about. */
   seen: ReadonlyMap<string, string>;
 }
 
@@ -80,8 +82,10 @@ export interface VolumeDriver {
   /** Records that a container has been told about the files at `marker` (its strategy ran). */
   markSeen(volumeName: string, containerId: string, marker: string): Promise<void>;
   /**
-   * Corrects the users of every volume from Docker's list of running containers taken at
-   * `listedAt` (ms): a container that stopped while no agent answered Unmount is dropped.
+   * Corrects the records from Docker's list of running containers taken at `listedAt` (ms):
+   * `running` maps each DSO volume in use to the ids of the containers using it. A volume no
+   * running container uses lost its Unmount while no agent answered: its mounts are dropped and
+   * its files removed; `seen` entries of containers that no longer use a volume go.
    */
   syncUsers(running: ReadonlyMap<string, ReadonlySet<string>>, listedAt: number): Promise<void>;
   /** Records volumes dockerd knows but this driver has no record of (records lost). */
@@ -96,8 +100,9 @@ interface VolumeState {
    * would wipe the files of a running container after its first `docker cp`.
    */
   users: Map<string, number>;
-  /** When each user was first recorded (ms), so a Docker list older than that cannot drop it. */
+  /** When each mount was first recorded (ms), so a Docker list older than that cannot drop it. */
   since: Map<string, number>;
+  /** Container id → marker of the files it was last told about. */
   seen: Map<string, string>;
 }
 
@@ -138,9 +143,9 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
     },
     "/VolumeDriver.Remove": async (body) => {
       const { Name } = parse(NameRequest, body);
+      // dockerd calls Remove only for a volume no container references; mounts in the record are
+      // stale (an Unmount lost while no agent answered), so `docker volume rm` always works.
       return serialized(Name, async () => {
-        const state = volumes.get(Name);
-        if (state && state.users.size > 0) return { Err: `dso: volume ${Name} is in use by ${state.users.size} container(s)` };
         volumes.delete(Name);
         await rm(dirOf(Name), { recursive: true, force: true });
         await rm(join(root, OPTIONS_DIR, `${Name}.json`), { force: true });
@@ -152,10 +157,9 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
       return serialized(Name, async () => {
         const state = volumes.get(Name);
         if (!state) return { Err: `dso: volume ${Name} is unknown to DSO; remove and recreate it` };
-        const marker = await fillIfStale(Name, state, ID);
+        await fillIfStale(Name, state, ID);
         state.users.set(ID, (state.users.get(ID) ?? 0) + 1);
         if (!state.since.has(ID)) state.since.set(ID, Date.now());
-        if (marker) state.seen.set(ID, marker);
         await save(Name, state);
         return { Mountpoint: dirOf(Name), Err: "" };
       });
@@ -167,7 +171,7 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
         if (!state) return { Err: "" };
         const left = (state.users.get(ID) ?? 0) - 1;
         if (left > 0) state.users.set(ID, left);
-        else dropUser(state, ID);
+        else dropMount(state, ID);
         if (state.users.size === 0) await emptyVolume(Name);
         await save(Name, state);
         return { Err: "" };
@@ -194,15 +198,14 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
 
   /**
    * The first Mount always fetches (fail closed on an unavailable secret); a Mount of a volume
-   * already in use fetches only when its files are not the wanted version. Returns the marker of
-   * the files now in the volume.
+   * already in use fetches only when its files are not the wanted version.
    */
-  async function fillIfStale(name: string, state: VolumeState, callerId: string): Promise<string | undefined> {
+  async function fillIfStale(name: string, state: VolumeState, callerId: string): Promise<void> {
     const current = state.users.size > 0 ? await readAtomicMarker(dirOf(name)).catch(() => undefined) : undefined;
     const wanted = options.wantedMarker?.(name, state.opts);
-    if (state.users.size > 0 && current !== undefined && current === wanted) return current;
+    if (state.users.size > 0 && current !== undefined && current === wanted) return;
     const { files, marker } = await options.resolveFiles(name, state.opts, callerId || undefined);
-    if (state.users.size > 0 && marker !== undefined && marker === current) return current;
+    if (state.users.size > 0 && marker !== undefined && marker === current) return;
     await mkdir(dirOf(name), { recursive: true, mode: VOLUME_DIR_MODE });
     try {
       await writeAtomicDir(dirOf(name), files, marker);
@@ -212,7 +215,6 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
     }
     log.info("dso volume mounted", { volume: name, files: files.length });
     if (state.users.size > 0) options.onFilesChanged?.(name);
-    return marker;
   }
 
   async function emptyVolume(name: string): Promise<void> {
@@ -256,7 +258,7 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
     markSeen(volumeName: string, containerId: string, marker: string) {
       return serialized(volumeName, async () => {
         const state = volumes.get(volumeName);
-        if (!state || !state.users.has(containerId)) return;
+        if (!state || state.users.size === 0) return;
         state.seen.set(containerId, marker);
         await save(volumeName, state);
       });
@@ -265,12 +267,17 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
       for (const [name, state] of [...volumes]) {
         await serialized(name, async () => {
           const live = running.get(name) ?? new Set<string>();
-          const gone = [...state.users.keys()].filter((id) => !live.has(id) && (state.since.get(id) ?? 0) < listedAt);
-          if (gone.length === 0) return;
-          for (const id of gone) dropUser(state, id);
-          if (state.users.size === 0) await emptyVolume(name);
-          await save(name, state);
-          log.info("dso volume: dropped mounts of containers that are no longer running", { volume: name, containers: gone.length });
+          const staleSeen = [...state.seen.keys()].filter((id) => !live.has(id));
+          for (const id of staleSeen) state.seen.delete(id);
+          const newest = Math.max(0, ...state.since.values());
+          const lostUnmount = live.size === 0 && state.users.size > 0 && newest < listedAt;
+          if (lostUnmount) {
+            state.users.clear();
+            state.since.clear();
+            await emptyVolume(name);
+            log.info("dso volume: no running container uses it any more; dropped its mounts and files", { volume: name });
+          }
+          if (lostUnmount || staleSeen.length) await save(name, state);
         });
       }
     },
@@ -295,10 +302,10 @@ function newState(opts: Record<string, string>): VolumeState {
   return { opts, users: new Map(), since: new Map(), seen: new Map() };
 }
 
-function dropUser(state: VolumeState, id: string): void {
+function dropMount(state: VolumeState, id: string): void {
   state.users.delete(id);
   state.since.delete(id);
-  state.seen.delete(id);
+  if (state.users.size === 0) state.seen.clear();
 }
 
 /** The secret names of a volume for Get/List; an invalid option must not fail those calls. */
