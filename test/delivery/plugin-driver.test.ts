@@ -182,3 +182,35 @@ describe("plugin mode on the real daemon", () => {
     expect(existsSync(`${root}/${volume}`)).toBe(false);
   });
 });
+
+describe("volume records survive the driver (agent restart)", () => {
+  test("a new driver on the same root answers Get, Path, Unmount and Remove for volumes of the old one", async () => {
+    const recRoot = await mkdtemp("/tmp/dso-volrec-");
+    expect(Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0711", "tmpfs", recRoot]).exitCode).toBe(0);
+    const call = async (d: Awaited<ReturnType<typeof createVolumeDriver>>, route: string, body: object) =>
+      (await (await d.handle(new Request(`http://x/VolumeDriver.${route}`, { method: "POST", body: JSON.stringify(body) })))!.json()) as Record<string, unknown>;
+    try {
+      const resolveFiles = async () => ({ files: [{ name: "k", content: new TextEncoder().encode("rec-value"), uid: 0, gid: 0, mode: 0o400 }], marker: "dso1:aaaaaaaa=bbbbbbbbbbbb" });
+      const first = await createVolumeDriver({ root: recRoot, resolveFiles });
+      expect(await call(first, "Create", { Name: "recvol", Opts: { secrets: "k" } })).toEqual({ Err: "" });
+      const mounted = await call(first, "Mount", { Name: "recvol", ID: "mount-1" });
+      expect(mounted.Mountpoint).toBe(`${recRoot}/recvol`);
+      await first.markSeen("recvol", "container-1", "dso1:aaaaaaaa=bbbbbbbbbbbb");
+
+      const second = await createVolumeDriver({ root: recRoot, resolveFiles });
+      expect(await call(second, "Path", { Name: "recvol" })).toEqual({ Mountpoint: `${recRoot}/recvol`, Err: "" });
+      expect((await call(second, "Get", { Name: "recvol" })).Err).toBe("");
+      expect(second.mountpointOf("recvol")).toBe(`${recRoot}/recvol`);
+      const seen = await second.observe("recvol");
+      expect(seen?.filesMarker).toBe("dso1:aaaaaaaa=bbbbbbbbbbbb");
+      expect(seen?.seen.get("container-1")).toBe("dso1:aaaaaaaa=bbbbbbbbbbbb");
+      expect(await call(second, "Unmount", { Name: "recvol", ID: "mount-1" })).toEqual({ Err: "" });
+      expect(await readdir(recRoot)).not.toContain("recvol");
+      expect(await call(second, "Remove", { Name: "recvol" })).toEqual({ Err: "" });
+      expect((await call(second, "Get", { Name: "recvol" })).Err).toContain("no such volume");
+    } finally {
+      Bun.spawnSync(["umount", "-l", recRoot]);
+      await rm(recRoot, { recursive: true, force: true });
+    }
+  });
+});
