@@ -4,46 +4,10 @@
  * the container), the mode, the strategy and its last run. A cache of observations, refreshed by
  * every pass; decisions never read it.
  */
+import type { ContainerView } from "../api/contract.ts";
 import type { StrategyName } from "../config/types.ts";
-import type { StrategyResult } from "./strategies/index.ts";
 
-export interface SecretView {
-  name: string;
-  /** Directory in the container, or the DSO volume the secret reaches it through. */
-  path: string;
-  volume?: string;
-  mode?: string;
-  /** Short keyed tokens (secrets/version-marker.ts), never derived from a value alone. */
-  wanted?: string;
-  actual?: string;
-  /** The provider's own version id, where it has one (metadata). */
-  version?: string;
-  /** current | pending: <why> | stale: <why> | error: <why> */
-  state: string;
-}
-
-export interface StrategyRun {
-  at: string;
-  strategy: StrategyName;
-  action?: StrategyResult["action"];
-  outcome: "ok" | "failed";
-  detail?: string;
-}
-
-export interface ContainerView {
-  id: string;
-  name: string;
-  strategy: StrategyName;
-  secrets: string[];
-  /** Per target directory: how and when files were last delivered by this agent. */
-  deliveries: Array<{ path: string; mode: string; files: string[]; at: string }>;
-  /** secret → the provider's version id of what was delivered, where it has one. */
-  versions: Record<string, string>;
-  status: SecretView[];
-  lastStrategy?: StrategyRun;
-  observedAt: string;
-  error?: string;
-}
+export type { ContainerView, SecretView, StrategyRun } from "../api/contract.ts";
 
 export class ContainerStatusBook {
   private readonly views = new Map<string, ContainerView>();

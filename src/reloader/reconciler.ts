@@ -12,6 +12,7 @@
  * shows). Work for one container runs through the keyed queue, one at a time.
  */
 import type Dockerode from "dockerode";
+import type { ActionReport, InjectReport } from "../api/contract.ts";
 import type { DsoConfig, SecretSpec } from "../config/types.ts";
 import type { DeliveryPlanner } from "../delivery/planner.ts";
 import type { DeliveryResult, SecretFile } from "../delivery/types.ts";
@@ -28,7 +29,7 @@ import { buildDeliveries, targetPathOf } from "./files.ts";
 import { ImageLabels } from "./labels.ts";
 import { Quiescence } from "./quiescence.ts";
 import { implicitSecretSpec, type Selection } from "./selection.ts";
-import { strategyByName, type StrategyResult } from "./strategies/index.ts";
+import { strategyByName } from "./strategies/index.ts";
 import type { DsoVolumes } from "./volumes.ts";
 
 /** Changes closer together than this become one wave; a wave waits at most MAX after the first. */
@@ -38,6 +39,8 @@ export const DEBOUNCE_MAX_MS = 2_000;
 export const START_BATCH_MS = 50;
 /** Containers reconciled at once: enough to overlap Docker round trips, few enough for 2 cores. */
 export const ROTATION_CONCURRENCY = 10;
+
+export type { ActionReport, InjectReport };
 
 export interface ReconcilerDeps {
   docker: Dockerode;
@@ -52,23 +55,6 @@ export interface ReconcilerDeps {
   config: () => DsoConfig;
   /** Why a secret has no fingerprint yet, in words (e.g. "first poll in 4m"). */
   pendingReason?: (secret: string) => string;
-}
-
-export interface ActionReport {
-  container: string;
-  name: string;
-  /** Secrets whose files (or variables) were written in this pass. */
-  delivered: string[];
-  action?: StrategyResult["action"];
-  error?: string;
-}
-
-export interface InjectReport {
-  container: string;
-  name: string;
-  deliveries: ContainerView["deliveries"];
-  secrets: Array<{ name: string; version?: string; delivered: boolean }>;
-  error?: string;
 }
 
 interface WaveOptions {

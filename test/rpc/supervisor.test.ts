@@ -134,3 +134,29 @@ describe("provider supervisor with the real `dso provider file` process", () => 
     expect(backoffDelay(2, () => 0)).toBe(800);
   });
 });
+
+describe("the provider's pipes", () => {
+  test("a provider that prints to stdout does not break the stream, and its non-JSON stderr is re-logged", async () => {
+    const lines: Array<{ level: string; msg: string; fields?: Record<string, unknown> }> = [];
+    const record = (level: string) => (msg: string, fields?: Record<string, unknown>) => void lines.push({ level, msg, fields });
+    const p = new ProviderProcess({
+      configure: { name: "noisy", type: "file", config: { path: dir } },
+      command: [process.execPath, join(import.meta.dir, "fixtures/noisy-provider.ts")],
+      log: { debug: record("debug"), info: record("info"), warn: record("warn"), error: record("error") },
+    });
+    try {
+      const [item] = await p.fetch([{ name: "db" }]);
+      expect(item?.value?.data).toEqual({ username: "app", password: "planted-Secret-4711" });
+      const [again] = await p.fetch([{ name: "db" }]);
+      expect(again?.value).toBeDefined();
+      expect(p.getStatus()).toMatchObject({ healthy: true, restarts: 0 });
+      await Bun.sleep(100);
+      const stderr = lines.filter((l) => l.msg === "provider wrote to stderr").map((l) => String(l.fields?.line));
+      expect(stderr).toContain("stray console.log from a library");
+      expect(stderr).toContain("stray stdout write");
+      expect(stderr).toContain("Error: something broke");
+    } finally {
+      await p.stop();
+    }
+  });
+});

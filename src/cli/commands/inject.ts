@@ -5,8 +5,8 @@ import { findConfigPath, loadConfig } from "../../config/index.ts";
 import { connectDocker } from "../../docker/client.ts";
 import { DsoError } from "../../errors.ts";
 import { log } from "../../log/logger.ts";
-import type { InjectReport } from "../../reloader/reconciler.ts";
-import { callAgent, resolveSocketPath } from "../agent-client.ts";
+import type { InjectReport } from "../../api/contract.ts";
+import { callRoute, resolveSocketPath } from "../agent-client.ts";
 import { agentClientArgs, formatTable } from "../_shared.ts";
 
 /** Without a running agent: the same runtime as the agent's, built by this process for one delivery. */
@@ -39,7 +39,7 @@ export default defineCommand({
     let via = "agent";
     try {
       const socket = await resolveSocketPath(args);
-      report = await callAgent<InjectReport>(socket, "POST", "/v1/inject", { container: args.container, ...(secrets.length ? { secrets } : {}) });
+      report = await callRoute(socket, "inject", { container: args.container, ...(secrets.length ? { secrets } : {}) });
     } catch (error) {
       if (!(error instanceof DsoError) || error.code !== "AGENT_UNREACHABLE") throw error;
       via = "direct";

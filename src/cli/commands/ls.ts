@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
-import type { ContainerView } from "../../reloader/container-status.ts";
-import { callAgent, resolveSocketPath } from "../agent-client.ts";
+import type { ContainerView } from "../../api/contract.ts";
+import { callRoute, resolveSocketPath } from "../agent-client.ts";
 import { age, agentClientArgs, formatTable } from "../_shared.ts";
 
 /** The strategy column: the name, and how its last run went. */
@@ -18,7 +18,7 @@ export default defineCommand({
   args: { ...agentClientArgs },
   async run({ args }) {
     const socket = await resolveSocketPath(args);
-    const { containers } = await callAgent<{ containers: ContainerView[] }>(socket, "GET", "/v1/containers");
+    const { containers } = await callRoute(socket, "containers");
     if (args.json) return void process.stdout.write(`${JSON.stringify({ containers })}\n`);
     const rows = containers.flatMap((c) =>
       (c.status.length ? c.status : [{ name: "-", path: "-", state: c.error ? `error: ${c.error}` : "-" }]).map((s) => [
