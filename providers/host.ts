@@ -67,7 +67,7 @@ export async function serveProvider(factory: ProviderFactory, io: ProviderIo): P
   const wanted = io.env.DSO_LOG_LEVEL as LogLevelName | undefined;
   const log = jsonLogger(io, wanted && LOG_LEVEL_NAMES.includes(wanted) ? wanted : "info");
   const type = factory.type;
-  const hello: Hello = { type: "hello", protocol: PROTOCOL_VERSION, provider: type, capabilities: factory.capabilities };
+  const hello: Hello = { type: "hello", protocol: PROTOCOL_VERSION, provider: type };
   io.write(encodeFrame(hello));
 
   let client: ProviderClient | undefined;

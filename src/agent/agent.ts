@@ -20,7 +20,7 @@ import { isSwarmManager, SwarmRotator } from "../reloader/swarm.ts";
 import { DsoVolumes } from "../reloader/volumes.ts";
 import type { ProviderProcess, ProviderStatus } from "../rpc/supervisor.ts";
 import { DockerEventWatcher, type DockerEvent } from "../watcher/docker-events.ts";
-import { jittered, pollProvider } from "../watcher/provider-poller.ts";
+import { jittered, nextPollDelay, pollProvider } from "../watcher/provider-poller.ts";
 import { startWebhook, type Notification } from "../watcher/webhook.ts";
 import { versionInfo } from "../version.ts";
 import { apiRoutes, type ControlApi } from "./api-routes.ts";
@@ -47,6 +47,8 @@ export interface ProviderRuntime {
   process: ProviderProcess;
   lastPoll?: { at: string; changed: number; errors: number };
   nextPollAt?: number;
+  /** Failed polls in a row; the next one comes after `retry.backoff` (doubling) up to `retry.attempts`. */
+  failedPolls: number;
   timer?: ReturnType<typeof setTimeout>;
 }
 
@@ -226,7 +228,7 @@ export class Agent implements ControlApi {
     }
     for (const [name, spec] of Object.entries(this.config.providers)) {
       if (this.providers.has(name)) continue;
-      const runtime: ProviderRuntime = { spec, process: providerProcess(name, spec, this.options.env) };
+      const runtime: ProviderRuntime = { spec, process: providerProcess(name, spec, this.options.env), failedPolls: 0 };
       this.providers.set(name, runtime);
       this.schedulePoll(runtime, 0);
     }
@@ -240,8 +242,10 @@ export class Agent implements ControlApi {
 
   private async pollOnce(runtime: ProviderRuntime): Promise<void> {
     if (this.stopping || this.providers.get(runtime.spec.name) !== runtime) return;
+    let failed = false;
     try {
       const outcome = await pollProvider(runtime.spec.name, runtime.process, this.secrets.store);
+      failed = outcome.failed;
       runtime.lastPoll = { at: new Date().toISOString(), changed: outcome.changed.length, errors: outcome.errors.length };
       if (outcome.errors.length) {
         this.log.warn("poll found stale secrets", { provider: runtime.spec.name, stale: outcome.errors.map((e) => e.secret).join(",") });
@@ -254,10 +258,18 @@ export class Agent implements ControlApi {
         if (this.side?.swarm) void this.side.swarm.reconcile(new Set(touched));
       }
     } catch (error) {
+      failed = true;
       this.log.error("poll failed", { provider: runtime.spec.name, error: describeError(error) });
     } finally {
-      if (!this.stopping) this.schedulePoll(runtime, jittered(this.config.agent.watch.pollingIntervalMs));
+      if (!this.stopping) this.schedulePoll(runtime, this.nextPollDelay(runtime, failed));
     }
+  }
+
+  private nextPollDelay(runtime: ProviderRuntime, failed: boolean): number {
+    runtime.failedPolls = failed ? runtime.failedPolls + 1 : 0;
+    const next = nextPollDelay(runtime.failedPolls, runtime.spec.retry, jittered(this.config.agent.watch.pollingIntervalMs));
+    if (runtime.failedPolls >= runtime.spec.retry.attempts) runtime.failedPolls = 0;
+    return next;
   }
 
   private pendingReason(secret: string): string {

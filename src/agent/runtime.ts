@@ -26,6 +26,7 @@ export function providerProcess(name: string, spec: ProviderConfig, env: Record<
       config: spec.config,
     },
     env,
+    backoffBaseMs: spec.retry.backoffMs,
   });
 }
 

@@ -19,7 +19,6 @@ import {
   PROTOCOL_VERSION,
   ResponseSchema,
   ResultSchemas,
-  type Capability,
   type ConfigureParams,
   type Method,
   type ParamsOf,
@@ -62,6 +61,8 @@ export interface ProviderProcessOptions {
   logTag?: string;
   /** Where the child's log lines and the supervisor's own go (default: the agent's logger). */
   log?: FieldLogger;
+  /** First wait before restarting a failed child (`providers.*.retry.backoff`); doubles each time. */
+  backoffBaseMs?: number;
 }
 
 interface Pending {
@@ -80,8 +81,8 @@ export class ProviderCallError extends DsoError {
   }
 }
 
-export function backoffDelay(failures: number, random = Math.random): number {
-  const exp = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.max(0, failures - 1));
+export function backoffDelay(failures: number, random = Math.random, baseMs = BACKOFF_BASE_MS): number {
+  const exp = Math.min(BACKOFF_MAX_MS, baseMs * 2 ** Math.max(0, failures - 1));
   return Math.round(exp * (0.8 + 0.4 * random()));
 }
 
@@ -98,7 +99,6 @@ export class ProviderProcess {
   private notBefore = 0;
   private status: ProviderStatus;
   private stopped = false;
-  capabilities: Capability[] = [];
 
   constructor(options: ProviderProcessOptions) {
     this.options = options;
@@ -258,7 +258,6 @@ export class ProviderProcess {
       if (parsed.output.provider !== this.type) {
         throw new DsoError("RPC_PROTOCOL", `provider ${this.name}: expected type ${this.type}, child is ${parsed.output.provider}`);
       }
-      this.capabilities = parsed.output.capabilities;
     } finally {
       clearTimeout(timer);
     }
@@ -331,7 +330,7 @@ export class ProviderProcess {
     this.failures++;
     this.status.healthy = false;
     this.status.lastError = reason;
-    this.notBefore = Date.now() + backoffDelay(this.failures);
+    this.notBefore = Date.now() + backoffDelay(this.failures, Math.random, this.options.backoffBaseMs);
   }
 
   /** Kill the child and fail everything in flight; the next call restarts it after backoff. */

@@ -28,7 +28,6 @@ describe("provider supervisor with the real `dso provider file` process", () => 
       expect(item?.value?.data).toEqual({ username: "app", password: "planted-Secret-4711" });
       expect(item?.fingerprint).toBe(fp!.fingerprint!);
       expect(p.getStatus()).toMatchObject({ state: "ready", healthy: true });
-      expect(p.capabilities).toEqual(["fingerprint-hash"]);
     } finally {
       await p.stop();
     }
