@@ -46,9 +46,10 @@ export interface ReconcilerDeps {
   docker: Dockerode;
   store: SecretStore;
   source: SecretSource;
-  planner: DeliveryPlanner;
+  /** Reads and writes containers' file sets (the delivery planner; a fake in unit tests). */
+  planner: Pick<DeliveryPlanner, "readMarker" | "deliver" | "forget">;
   markers: VersionMarkers;
-  volumes?: DsoVolumes;
+  volumes?: Pick<DsoVolumes, "optionsOf" | "refresh" | "observe" | "markSeen" | "syncUsers">;
   queue: KeyedQueue;
   pluginDrivers: readonly string[];
   log: FieldLogger;

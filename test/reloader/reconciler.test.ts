@@ -1,0 +1,135 @@
+/**
+ * The reconciler's decisions, in process: a fake Docker (a container list and kill), a fake
+ * planner that keeps each target's files and marker in memory, an in-process provider. No
+ * dockerd: these pin down when a strategy runs and when it must not.
+ */
+import { describe, expect, test } from "bun:test";
+import type Dockerode from "dockerode";
+import { randomBytes } from "node:crypto";
+import { parseConfig } from "../../src/config/index.ts";
+import type { DeliveryMode } from "../../src/delivery/types.ts";
+import { Reconciler } from "../../src/reloader/reconciler.ts";
+import { SecretSource } from "../../src/secrets/source.ts";
+import { SecretStore } from "../../src/secrets/store.ts";
+import type { SecretFetcher } from "../../src/secrets/types.ts";
+import { VersionMarkers } from "../../src/secrets/version-marker.ts";
+import { KeyedQueue } from "../../src/util/keyed-queue.ts";
+import type { FetchItem, SecretRef } from "../../src/rpc/protocol.ts";
+import { quietLog } from "../support/test-source.ts";
+
+const { config } = parseConfig("providers:\n  p:\n    type: file\n", "dso.yaml", {});
+
+class FakeProvider implements SecretFetcher {
+  value = "v1";
+  fetches = 0;
+  async fetch(refs: SecretRef[]): Promise<FetchItem[]> {
+    this.fetches++;
+    return refs.map((ref) => ({ ref, fingerprint: `fp-${this.value}`, version: this.value, value: { data: { value: this.value }, encoding: "utf8" as const } }));
+  }
+}
+
+/** What is "in" each container target: files and marker, kept by the fake planner. */
+class FakeTargets {
+  readonly held = new Map<string, { marker?: string; content: string }>();
+  deliveries = 0;
+  async readMarker(id: string, path: string) {
+    return { marker: this.held.get(`${id}:${path}`)?.marker, mode: "procfs" as DeliveryMode };
+  }
+  async deliver(id: string, path: string, files: readonly { content: Uint8Array }[], opts: { marker?: string } = {}) {
+    this.deliveries++;
+    this.held.set(`${id}:${path}`, { marker: opts.marker, content: new TextDecoder().decode(files[0]!.content) });
+    return { mode: "procfs" as DeliveryMode, targetPath: path, files: ["x"], bytes: 1, durationMs: 0 };
+  }
+  forget() {}
+}
+
+function fakeDocker(containers: Array<{ id: string; labels: Record<string, string> }>) {
+  const kills: string[] = [];
+  const docker = {
+    listContainers: async () =>
+      containers.map((c) => ({ Id: c.id, Names: [`/${c.id}`], ImageID: "img", Labels: c.labels, State: "running", Mounts: [] })),
+    getContainer: (id: string) => ({
+      kill: async ({ signal }: { signal: string }) => void kills.push(`${id}:${signal}`),
+      inspect: async () => ({ Id: id, Config: { Labels: {}, Env: [] }, State: { Running: true } }),
+    }),
+    getImage: () => ({ inspect: async () => ({ Config: { Labels: {} } }) }),
+  } as unknown as Dockerode;
+  return { docker, kills };
+}
+
+function setup(labels: Record<string, string>, key = randomBytes(32), targets = new FakeTargets()) {
+  const store = new SecretStore(false);
+  store.setSpecs(config.secrets);
+  const provider = new FakeProvider();
+  const source = new SecretSource({ store, provider: () => provider, log: quietLog });
+  const { docker, kills } = fakeDocker([{ id: "c1", labels }]);
+  const reconciler = new Reconciler({
+    docker,
+    store,
+    source,
+    planner: targets,
+    markers: new VersionMarkers(key),
+    queue: new KeyedQueue(),
+    pluginDrivers: ["dso"],
+    log: quietLog,
+    config: () => config,
+  });
+  return { reconciler, store, provider, targets, kills, key };
+}
+
+const SIGNAL = { "dso.reloader": "true", "dso.secrets": "token", "dso.update.strategy": "signal" };
+
+describe("the reconciler's decisions", () => {
+  test("a first delivery runs no strategy; a version change runs it once; an up-to-date pass does nothing", async () => {
+    const { reconciler, provider, targets, kills } = setup(SIGNAL);
+    await reconciler.reconcileAll();
+    expect(targets.held.get("c1:/run/secrets")?.content).toBe("v1");
+    expect(kills).toEqual([]);
+    const fetchesBefore = provider.fetches;
+    await reconciler.reconcileAll();
+    expect(provider.fetches).toBe(fetchesBefore);
+    expect(targets.deliveries).toBe(1);
+    provider.value = "v2";
+    await reconciler.reconcileAll({ only: new Set(["token"]), refresh: true });
+    expect(targets.held.get("c1:/run/secrets")?.content).toBe("v2");
+    expect(kills).toEqual(["c1:SIGHUP"]);
+    await reconciler.reconcileAll();
+    expect(kills).toEqual(["c1:SIGHUP"]);
+  });
+
+  test("whoever fetched the new value first, the container's strategy still runs", async () => {
+    const { reconciler, store, provider, kills } = setup(SIGNAL);
+    await reconciler.reconcileAll();
+    provider.value = "v2";
+    // Another consumer (a Mount, dso inject) fetched first: the store already knows v2.
+    const other = new SecretSource({ store, provider: () => provider, log: quietLog });
+    await other.fetch(["token"]);
+    await reconciler.reconcileAll();
+    expect(kills).toEqual(["c1:SIGHUP"]);
+  });
+
+  test("a new agent (same host key, nothing remembered) finds the container current and runs nothing", async () => {
+    const first = setup(SIGNAL);
+    await first.reconciler.reconcileAll();
+    const second = setup(SIGNAL, first.key, first.targets);
+    await second.reconciler.reconcileAll();
+    expect(second.kills).toEqual([]);
+    expect(first.targets.deliveries).toBe(1);
+    expect(second.reconciler.list()[0]?.status[0]?.state).toBe("current");
+  });
+
+  test("after a reboot (a new key) files are delivered again as a first delivery, without a strategy", async () => {
+    const first = setup(SIGNAL);
+    await first.reconciler.reconcileAll();
+    const second = setup(SIGNAL, randomBytes(32), first.targets);
+    await second.reconciler.reconcileAll();
+    expect(first.targets.deliveries).toBe(2);
+    expect(second.kills).toEqual([]);
+  });
+
+  test("a container whose labels ask for nothing is left alone", async () => {
+    const { reconciler, targets } = setup({ "dso.reloader": "false" });
+    expect(await reconciler.reconcileAll()).toEqual([]);
+    expect(targets.deliveries).toBe(0);
+  });
+});
