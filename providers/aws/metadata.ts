@@ -14,7 +14,7 @@ import {
 import { ProviderError } from "../errors.ts";
 import type { FingerprintItem, ProviderLogger, SecretRef } from "../types.ts";
 import { isAccessDenied, isCredentialError, toProviderError } from "./errors.ts";
-import { mapLimited } from "./map-limited.ts";
+import { mapLimit } from "../../src/util/map-limit.ts";
 
 /** AWS limits: ListSecrets returns at most 100 per page; a filter takes at most 10 values. */
 export const LIST_PAGE_SIZE = 100;
@@ -75,7 +75,7 @@ export class MetadataReader {
     const found = await this.list(names, signal);
     const missing = names.filter((n) => !found.has(n));
     const described = new Map<string, SecretMetadata | ProviderError>();
-    await mapLimited(missing, DESCRIBE_CONCURRENCY, async (name) => {
+    await mapLimit(missing, DESCRIBE_CONCURRENCY, async (name) => {
       described.set(name, await this.describe(name, signal));
     });
     return refs.map((ref) => this.item(ref, found.get(ref.name) ?? described.get(ref.name)));

@@ -11,7 +11,7 @@ import { ProviderError } from "../errors.ts";
 import type { FetchItem, ProviderLogger, SecretRef } from "../types.ts";
 import type { SecretValue } from "../../src/rpc/protocol.ts";
 import { isAccessDenied, isCredentialError, toProviderError } from "./errors.ts";
-import { mapLimited } from "./map-limited.ts";
+import { mapLimit } from "../../src/util/map-limit.ts";
 
 /** AWS limit for SecretIdList. */
 export const BATCH_GET_LIMIT = 20;
@@ -71,7 +71,7 @@ export class ValueReader {
     for (const [name, outcome] of batched) outcomes.set(name, outcome);
 
     const rest = uniqueRefs(refs.filter((r) => !outcomes.has(outcomeKey(r))));
-    await mapLimited(rest, GET_CONCURRENCY, async (ref) => {
+    await mapLimit(rest, GET_CONCURRENCY, async (ref) => {
       outcomes.set(outcomeKey(ref), await this.getOne(ref, signal));
     });
 

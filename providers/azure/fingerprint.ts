@@ -12,6 +12,7 @@
  * fingerprint carries `~settling`, and dropping that suffix later makes the agent look once
  * more. The same function makes the fingerprint for fetch, so both agree.
  */
+import { mapLimit } from "../../src/util/map-limit.ts";
 import { ProviderError } from "../errors.ts";
 import type { FingerprintItem, SecretRef } from "../types.ts";
 import { isPerSecretError, toAzureError } from "./errors.ts";
@@ -81,19 +82,6 @@ export function currentVersion(versions: SecretMetadata[]): SecretMetadata | und
   return best;
 }
 
-/** Runs fn over items with at most `limit` in flight, keeping order. */
-export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      out[index] = await fn(items[index]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
 
 export interface ResolvedRef {
   ref: SecretRef;

@@ -13,7 +13,6 @@ import {
   changeFingerprint,
   Fingerprinter,
   LIST_PAGE_SIZE,
-  mapLimit,
   PER_SECRET_CONCURRENCY,
   resolveRef,
   versionFingerprint,
@@ -21,6 +20,7 @@ import {
   type MetadataSource,
   type SecretMetadata,
 } from "./fingerprint.ts";
+import { mapLimit } from "../../src/util/map-limit.ts";
 import { secretValue } from "./secrets.ts";
 import { MAX_RETRIES, throttleBudgetPolicy } from "./throttle-budget.ts";
 

@@ -11,7 +11,7 @@ import type { Server } from "bun";
 import * as v from "valibot";
 import { STATUS_BY_CODE } from "../api/contract.ts";
 import { DsoError, describeError } from "../errors.ts";
-import { describeIssues } from "../rpc/protocol.ts";
+import { BodyError, readJsonBody } from "../util/json-body.ts";
 
 export type RouteHandler = (body: unknown, url: URL) => Promise<unknown>;
 
@@ -60,25 +60,6 @@ function prepareDirectory(socketPath: string): void {
   }
 }
 
-async function readJsonBody(req: Request, schema: v.GenericSchema): Promise<unknown> {
-  const length = Number(req.headers.get("content-length") ?? "0");
-  if (length > MAX_BODY_BYTES) throw new DsoError("BAD_REQUEST", `request body larger than ${MAX_BODY_BYTES} bytes`);
-  const text = await req.text();
-  if (text.length > MAX_BODY_BYTES) throw new DsoError("BAD_REQUEST", `request body larger than ${MAX_BODY_BYTES} bytes`);
-  let raw: unknown = {};
-  if (text.trim()) {
-    try {
-      raw = JSON.parse(text);
-    } catch {
-      throw new DsoError("BAD_REQUEST", "request body is not valid JSON");
-    }
-  }
-  const parsed = v.safeParse(schema, raw);
-  if (!parsed.success) {
-    throw new DsoError("BAD_REQUEST", describeIssues(parsed.issues));
-  }
-  return parsed.output;
-}
 
 export function startControlServer(options: ControlServerOptions): Server<undefined> {
   prepareDirectory(options.socketPath);
@@ -102,11 +83,11 @@ export function startControlServer(options: ControlServerOptions): Server<undefi
             if (paths.has(url.pathname)) return jsonError(405, "BAD_REQUEST", `${req.method} is not allowed on ${url.pathname}`);
             return jsonError(404, "BAD_REQUEST", `no such endpoint: ${req.method} ${url.pathname}`);
           }
-          const body = route.body ? await readJsonBody(req, route.body) : undefined;
+          const body = route.body ? await readJsonBody(req, route.body, MAX_BODY_BYTES) : undefined;
           return Response.json(await route.handle(body, url));
         } catch (error) {
           const code = error instanceof DsoError ? error.code : "INTERNAL";
-          const status = STATUS_BY_CODE[code] ?? 500;
+          const status = error instanceof BodyError ? error.status : (STATUS_BY_CODE[code] ?? 500);
           if (status >= 500) options.log.warn("API request failed", { path: url.pathname, error: describeError(error) });
           return jsonError(status, code, describeError(error));
         }

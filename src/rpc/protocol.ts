@@ -139,13 +139,4 @@ export const ResponseSchema = v.union([
 ]);
 export type Response = v.InferOutput<typeof ResponseSchema>;
 
-/** Short, value-free description of a validation failure (never echo the frame: it may hold a secret). */
-export function describeIssues(issues: readonly v.BaseIssue<unknown>[]): string {
-  return issues
-    .slice(0, 3)
-    .map((issue) => {
-      const path = v.getDotPath(issue);
-      return `${path ?? "frame"}: ${issue.expected ? `expected ${issue.expected}` : issue.message.split(":")[0]}`;
-    })
-    .join("; ");
-}
+export { describeIssues } from "../util/issues.ts";

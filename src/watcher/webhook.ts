@@ -7,7 +7,8 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Server } from "bun";
 import * as v from "valibot";
-import { describeIssues } from "../rpc/protocol.ts";
+import { DsoError } from "../errors.ts";
+import { BodyError, readJsonBody } from "../util/json-body.ts";
 
 export const WEBHOOK_PATHS = ["/api/events/secret-update", "/v1/webhook"];
 const MAX_BODY_BYTES = 16 * 1024;
@@ -53,17 +54,14 @@ export function startWebhook(options: WebhookOptions): Server<undefined> {
       if (!authorized(req.headers.get("authorization"), options.token)) {
         return reply(401, { error: { code: "BAD_REQUEST", message: "missing or wrong bearer token" } });
       }
-      const text = await req.text();
-      if (text.length > MAX_BODY_BYTES) return reply(413, { error: { code: "BAD_REQUEST", message: "body too large" } });
-      let raw: unknown = {};
+      let notification: Notification;
       try {
-        raw = text.trim() ? JSON.parse(text) : {};
-      } catch {
-        return reply(400, { error: { code: "BAD_REQUEST", message: "body is not valid JSON" } });
+        notification = await readJsonBody(req, NotificationSchema, MAX_BODY_BYTES);
+      } catch (error) {
+        const status = error instanceof BodyError ? error.status : 400;
+        return reply(status, { error: { code: "BAD_REQUEST", message: error instanceof DsoError ? error.message : "bad request" } });
       }
-      const parsed = v.safeParse(NotificationSchema, raw);
-      if (!parsed.success) return reply(400, { error: { code: "BAD_REQUEST", message: describeIssues(parsed.issues) } });
-      if (!options.onNotify(parsed.output)) {
+      if (!options.onNotify(notification)) {
         return reply(404, { error: { code: "SECRET_NOT_FOUND", message: "the notification names no provider or secret the agent knows" } });
       }
       return reply(202, { accepted: true });
