@@ -1,28 +1,34 @@
 /**
- * The provider registry: one line per provider type. Factories load lazily so a provider process
- * only loads its own SDK. Registering a type twice is a programming error.
+ * The provider registry: one line per provider type (its descriptor). Descriptors load no SDK, so
+ * the agent side (config checks, the child's environment) reads them freely; a provider process
+ * loads only its own implementation. Registering a type twice is a programming error.
  */
-import type { ProviderFactory } from "./types.ts";
+import { awsDescriptor } from "./aws/descriptor.ts";
+import { azureDescriptor } from "./azure/descriptor.ts";
+import { fileDescriptor } from "./file/descriptor.ts";
+import type { ProviderDescriptor, ProviderFactory } from "./types.ts";
+import { vaultDescriptor } from "./vault/descriptor.ts";
 
-type Loader = () => Promise<ProviderFactory>;
+const descriptors = new Map<string, ProviderDescriptor>();
 
-const loaders = new Map<string, Loader>();
-
-export function registerProvider(type: string, loader: Loader): void {
-  if (loaders.has(type)) throw new Error(`provider type "${type}" registered twice`);
-  loaders.set(type, loader);
+export function registerProvider(descriptor: ProviderDescriptor): void {
+  if (descriptors.has(descriptor.type)) throw new Error(`provider type "${descriptor.type}" registered twice`);
+  descriptors.set(descriptor.type, descriptor);
 }
 
-registerProvider("file", () => import("./file/index.ts").then((m) => m.fileProvider));
-registerProvider("aws", () => import("./aws/index.ts").then((m) => m.awsProvider));
-registerProvider("vault", () => import("./vault/index.ts").then((m) => m.vaultProvider));
-registerProvider("azure", () => import("./azure/index.ts").then((m) => m.azureProvider));
+registerProvider(fileDescriptor);
+registerProvider(awsDescriptor);
+registerProvider(vaultDescriptor);
+registerProvider(azureDescriptor);
 
 export function providerTypes(): string[] {
-  return [...loaders.keys()];
+  return [...descriptors.keys()];
+}
+
+export function descriptorOf(type: string): ProviderDescriptor | undefined {
+  return descriptors.get(type);
 }
 
 export async function loadProvider(type: string): Promise<ProviderFactory | undefined> {
-  const loader = loaders.get(type);
-  return loader ? loader() : undefined;
+  return descriptors.get(type)?.load();
 }

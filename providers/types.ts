@@ -34,6 +34,24 @@ export interface ProviderClient {
   close(): Promise<void>;
 }
 
+/**
+ * What the agent side knows of a provider type without loading it: its name, the keys its
+ * `config` and `auth.params` take and the auth methods it accepts (checked by `dso config
+ * validate` and again inside the provider), the environment variables its process may inherit,
+ * and those that hold credentials (read by the agent and sent in `configure`, never inherited).
+ * A descriptor loads no SDK: `load` imports the implementation only when a process needs it.
+ */
+export interface ProviderDescriptor {
+  type: string;
+  configKeys: readonly string[];
+  authParamKeys: readonly string[];
+  /** Accepted `auth.method` values; empty = the provider takes no auth block. */
+  authMethods: readonly string[];
+  env: readonly string[];
+  credentials: readonly string[];
+  load(): Promise<ProviderFactory>;
+}
+
 export interface ProviderFactory {
   type: string;
   /** Validate the configuration (throw ProviderError CONFIG_INVALID naming the field) and connect lazily. */

@@ -2,7 +2,9 @@
  * Turns `providers.<name>` (Go DSO compatible: `region`, `auth.method`, `auth.params`, `config.*`)
  * into the settings of one Secrets Manager client. Every unknown key is refused by its full path.
  */
+import { assertProviderBlock } from "../block-check.ts";
 import { ProviderError } from "../errors.ts";
+import { awsDescriptor } from "./descriptor.ts";
 import type { ConfigureParams } from "../types.ts";
 
 export interface StaticCredentials {
@@ -25,8 +27,6 @@ export const AUTH_METHODS = ["iam_role", "env", "access_key"] as const;
 export const DEFAULT_MAX_ATTEMPTS = 4;
 const MAX_MAX_ATTEMPTS = 10;
 const REGION_PATTERN = /^[a-z]{2}(-[a-z0-9]+){2,3}$/;
-const CONFIG_KEYS = new Set(["endpoint", "max_attempts"]);
-const AUTH_PARAM_KEYS = new Set(["access_key_id", "secret_access_key", "session_token", "role_arn"]);
 
 function invalid(message: string): ProviderError {
   return new ProviderError("CONFIG_INVALID", message);
@@ -68,12 +68,7 @@ function staticCredentials(params: ConfigureParams): StaticCredentials | undefin
 
 export function resolveAwsSettings(params: ConfigureParams, env: Record<string, string | undefined>): AwsSettings {
   const at = `providers.${params.name}`;
-  for (const key of Object.keys(params.config)) {
-    if (!CONFIG_KEYS.has(key)) throw invalid(`${at}.config.${key}: unknown key for the aws provider (known: ${[...CONFIG_KEYS].join(", ")})`);
-  }
-  for (const key of Object.keys(params.auth?.params ?? {})) {
-    if (!AUTH_PARAM_KEYS.has(key)) throw invalid(`${at}.auth.params.${key}: unknown key for the aws provider`);
-  }
+  assertProviderBlock(awsDescriptor, params.name, params);
   if (params.auth?.params?.role_arn !== undefined) {
     throw invalid(
       `${at}.auth.params.role_arn: assuming a role is not supported by the aws provider; use a profile with role_arn (AWS_PROFILE, AWS_CONFIG_FILE) or web identity (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE)`,

@@ -3,7 +3,9 @@
  * the Go DSO: `config.vault_url` is required; everything else is optional. Every problem is a
  * CONFIG_INVALID naming the dso.yaml field.
  */
+import { assertProviderBlock } from "../block-check.ts";
 import { ProviderError } from "../errors.ts";
+import { azureDescriptor } from "./descriptor.ts";
 import type { ConfigureParams } from "../types.ts";
 
 export type AzureAuth =
@@ -21,7 +23,6 @@ export interface AzureSettings {
   auth: AzureAuth;
 }
 
-const CONFIG_KEYS = new Set(["vault_url", "authority_host", "disable_challenge_resource_verification"]);
 const METHODS: Record<string, AzureAuth["method"]> = {
   default: "default",
   client_secret: "client_secret",
@@ -81,9 +82,7 @@ function parseAuth(params: ConfigureParams, env: Record<string, string | undefin
 
 export function parseAzureSettings(params: ConfigureParams, env: Record<string, string | undefined>): AzureSettings {
   const prefix = `providers.${params.name}.config`;
-  for (const key of Object.keys(params.config)) {
-    if (!CONFIG_KEYS.has(key)) throw invalid(`${prefix}.${key}`, "unknown key for the azure provider");
-  }
+  assertProviderBlock(azureDescriptor, params.name, { config: params.config });
   const { vault_url, authority_host, disable_challenge_resource_verification } = params.config;
   if (!vault_url) throw invalid(`${prefix}.vault_url`, "required (e.g. https://myvault.vault.azure.net)");
   return {

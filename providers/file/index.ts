@@ -4,6 +4,8 @@
  * YAML/JSON file mapping names to a string or an object. Fingerprints are SHA-256 hashes made in
  * this process, so only the hash crosses to the agent during polling.
  */
+import { assertProviderBlock } from "../block-check.ts";
+import { fileDescriptor } from "./descriptor.ts";
 import { createHash } from "node:crypto";
 import { readFile, realpath, stat } from "node:fs/promises";
 import { isAbsolute, join, sep } from "node:path";
@@ -14,7 +16,6 @@ import { toRpcError } from "../errors.ts";
 export const DEFAULT_FILE_PROVIDER_PATH = "/etc/dso/secrets";
 /** Same cap as AWS Secrets Manager: a secret file larger than this is a mistake, not a secret. */
 const MAX_SECRET_BYTES = 1024 * 1024;
-const KNOWN_CONFIG_KEYS = new Set(["path"]);
 
 type Entries = Record<string, string>;
 
@@ -124,11 +125,7 @@ async function openSource(path: string): Promise<Source> {
 export const fileProvider: ProviderFactory = {
   type: "file",
   async create(params: ConfigureParams): Promise<ProviderClient> {
-    for (const key of Object.keys(params.config)) {
-      if (!KNOWN_CONFIG_KEYS.has(key)) {
-        throw new ProviderError("CONFIG_INVALID", `providers.${params.name}.config.${key}: unknown key for the file provider`);
-      }
-    }
+    assertProviderBlock(fileDescriptor, params.name, params);
     const path = params.config.path ?? DEFAULT_FILE_PROVIDER_PATH;
     if (!isAbsolute(path)) {
       throw new ProviderError("CONFIG_INVALID", `providers.${params.name}.config.path: must be an absolute path`);

@@ -5,14 +5,15 @@
  */
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
+import { assertProviderBlock } from "../block-check.ts";
 import { ProviderError } from "../errors.ts";
+import { vaultDescriptor } from "./descriptor.ts";
 import type { ConfigureParams } from "../types.ts";
 
 export const DEFAULT_VAULT_ADDRESS = "http://127.0.0.1:8200";
 export const DEFAULT_KV_MOUNT = "secret";
 export const DEFAULT_APPROLE_MOUNT = "approle";
 
-const KNOWN_CONFIG_KEYS = ["address", "token", "mount", "kv_version", "namespace", "ca_cert", "tls_skip_verify"];
 const APPROLE_PARAM_KEYS = ["role_id", "secret_id", "mount"];
 
 export type VaultAuth =
@@ -117,9 +118,7 @@ function parseAuth(params: ConfigureParams, config: Record<string, string>): Vau
 export function parseVaultSettings(params: ConfigureParams, env: Record<string, string | undefined>): VaultSettings {
   const prefix = `providers.${params.name}`;
   const config = params.config;
-  for (const key of Object.keys(config)) {
-    if (!KNOWN_CONFIG_KEYS.includes(key)) throw invalid(`${prefix}.config.${key}`, "unknown key for the vault provider");
-  }
+  assertProviderBlock(vaultDescriptor, params.name, { config });
   const address = config.address
     ? parseAddress(config.address, `${prefix}.config.address`)
     : env.VAULT_ADDR

@@ -15,11 +15,14 @@ const ROOT = join(import.meta.dir, "../..");
 /** Rank of each room: a room may import its own files and rooms of a lower rank. */
 const RANK: Record<string, number> = {
   base: 0,
+  "rpc-protocol": 0.4,
+  "provider-contract": 0.5,
+  "provider-descriptor": 0.6,
+  "provider-registry": 0.7,
   config: 1,
   docker: 1,
   rpc: 1,
   api: 1,
-  "provider-contract": 1,
   secrets: 2,
   delivery: 2,
   watcher: 3,
@@ -35,8 +38,11 @@ export function roomOf(path: string): string {
   if (path === "src/main.ts") return "main";
   if (path === "package.json") return "base";
   if (path === "src/errors.ts" || path === "src/version.ts" || path.startsWith("src/log/") || path.startsWith("src/util/")) return "base";
-  if (path === "providers/types.ts" || path === "providers/errors.ts") return "provider-contract";
-  if (path === "providers/host.ts" || path === "providers/registry.ts") return "provider-host";
+  if (path === "src/rpc/protocol.ts") return "rpc-protocol";
+  if (path === "providers/types.ts" || path === "providers/errors.ts" || path === "providers/block-check.ts") return "provider-contract";
+  if (path === "providers/host.ts") return "provider-host";
+  if (path === "providers/registry.ts") return "provider-registry";
+  if (/^providers\/[^/]+\/descriptor\.ts$/.test(path)) return "provider-descriptor";
   const provider = /^providers\/([^/]+)\//.exec(path);
   if (provider) return `provider:${provider[1]}`;
   const room = /^src\/([^/]+)\//.exec(path);
@@ -62,11 +68,13 @@ export function forbidden(from: string, to: string): string | undefined {
   if (a === b) return undefined;
   // A provider: its own folder, the provider contract, the RPC protocol, and base.
   if (a.startsWith("provider:")) {
-    return b === "provider-contract" || b === "base" || to === "src/rpc/protocol.ts" ? undefined : `a provider may import only the provider contract`;
+    if (to === `providers/${a.slice(9)}/descriptor.ts`) return undefined;
+    return b === "provider-contract" || b === "base" || b === "rpc-protocol" ? undefined : `a provider may import only the provider contract`;
   }
+  // A descriptor loads its own implementation, lazily; nothing else of the provider.
+  if (a === "provider-descriptor" && b.startsWith("provider:")) return to === `${dirname(from)}/index.ts` ? undefined : "a descriptor may load only its own provider";
   if (b.startsWith("provider:")) return a === "provider-host" ? undefined : "only the provider registry loads providers";
   if (b === "provider-host" && a !== "cli") return "only `dso provider` (src/cli) starts the provider host";
-  if (a === "provider-contract") return to === "src/rpc/protocol.ts" || b === "base" ? undefined : "the provider contract depends on the protocol only";
   // The CLI talks to the agent through the control API contract, not through its internals.
   if (a === "cli" && (b === "reloader" || b === "watcher" || b === "secrets" || b === "delivery")) return `the CLI may not import ${b}: use src/api/`;
   const ra = RANK[a];
@@ -93,12 +101,26 @@ describe("imports run one way", () => {
     expect(problems).toEqual([]);
   });
 
+  test("descriptors, the registry and the provider contract load no SDK", () => {
+    const light = allFiles().filter((f) => ["provider-descriptor", "provider-registry", "provider-contract"].includes(roomOf(f)));
+    expect(light.length).toBeGreaterThan(6);
+    const heavy: string[] = [];
+    for (const file of light) {
+      const text = readFileSync(join(ROOT, file), "utf8");
+      for (const m of text.matchAll(/^import[^"']*["']([^"'.][^"']*)["']/gm)) if (m[1] !== "valibot" && !m[1]!.startsWith("node:")) heavy.push(`${file} → ${m[1]}`);
+    }
+    expect(heavy).toEqual([]);
+  });
+
   test("the check catches a forbidden import (positive control)", () => {
     expect(forbidden("src/delivery/deliver.ts", "src/reloader/files.ts")).toContain("imports run one way");
     expect(forbidden("src/agent/agent.ts", "src/cli/root.ts")).toContain("imports run one way");
     expect(forbidden("src/reloader/reconciler.ts", "src/watcher/docker-events.ts")).toContain("imports run one way");
-    expect(forbidden("src/rpc/supervisor.ts", "providers/registry.ts")).toContain("provider host");
+    expect(forbidden("src/rpc/supervisor.ts", "providers/host.ts")).toContain("provider host");
     expect(forbidden("providers/aws/index.ts", "src/rpc/supervisor.ts")).toContain("provider contract");
+    expect(forbidden("src/config/resolve.ts", "providers/aws/index.ts")).toContain("registry");
+    expect(forbidden("providers/aws/descriptor.ts", "providers/aws/values.ts")).toContain("its own provider");
+    expect(forbidden("src/rpc/provider-env.ts", "providers/registry.ts")).toBeUndefined();
     expect(forbidden("src/cli/commands/ls.ts", "src/reloader/container-status.ts")).toContain("src/api/");
     expect(forbidden("src/reloader/reconciler.ts", "src/delivery/planner.ts")).toBeUndefined();
   });
