@@ -116,14 +116,15 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const id of containers) await docker.getContainer(id).remove({ force: true }).catch(() => {});
+  // Containers first, while an agent still answers for their DSO volumes (Unmount, Remove).
+  await Promise.all(containers.map((id) => docker.getContainer(id).remove({ force: true }).catch(() => {})));
   for (const v of volumes) await docker.getVolume(v).remove().catch(() => {});
   if (process.env.DSO_TEST_DUMP) await Bun.write(process.env.DSO_TEST_DUMP, agents.map((a) => a.logs()).join("\n----\n"));
   for (const a of agents) await a.stop("SIGKILL");
   await rm(join(PLUGIN_DIR, `${DRIVER}.sock`), { force: true });
   Bun.spawnSync(["umount", "-l", volumesRoot]);
   await rm(dir, { recursive: true, force: true });
-});
+}, 120_000);
 
 describe("rotation converges", () => {
   test("a signal container is signalled even when a DSO volume's Mount fetched the new value first", async () => {
