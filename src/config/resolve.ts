@@ -15,6 +15,7 @@ import {
 import type {
   AgentInput,
   DefaultsInput,
+  InjectType,
   ProviderInput,
   SecretInput,
   StrategyName,
@@ -39,6 +40,10 @@ const MIN_WEBHOOK_TOKEN_LENGTH = 16;
 export interface InvalidSecret {
   invalid: true;
   provider: string | undefined;
+  /** The secret's `mappings` when they are a mapping of strings, so their names are still checked. */
+  mappings: Record<string, string> | undefined;
+  /** `inject.type` when it is a known type (else the default applies). */
+  injectType: InjectType | undefined;
 }
 
 /** Each section as parsed by its schema; undefined when the section is absent or invalid. */
@@ -204,15 +209,30 @@ export function envNameProblem(name: string): string | undefined {
   return ENV_NAME_PATTERN.test(name) ? undefined : "must be a variable name: letters, digits and _, not starting with a digit";
 }
 
-function checkMappings(secret: SecretInput, index: number, inject: InjectSpec, issues: IssueCollector): Record<string, string> {
-  const mappings = secret.mappings ?? {};
+/** Names a Go DSO user writes for environment variables: DB_PASSWORD, API_KEY. */
+const ENV_LIKE_KEY = /^[A-Z_][A-Z0-9_]*$/;
+
+/**
+ * The Go DSO's docs template writes `ENV_NAME: secret/id`, the other way round from what its code
+ * (and DSO) reads. When a key looks like a variable name and its target is not a valid name,
+ * say that the sides look swapped.
+ */
+function swappedHint(key: string, target: string, path: TreePath, issues: IssueCollector): string {
+  if (!ENV_LIKE_KEY.test(key) || envNameProblem(target) === undefined) return "";
+  const shown = issues.show(target, path) !== undefined;
+  const inner = shown ? target.split("/").filter(Boolean).at(-1) : undefined;
+  const example = inner && /^[A-Za-z0-9_.-]+$/.test(inner) ? `${inner}: ${key}` : `<key>: ${key}`;
+  return `; the two sides look swapped: mappings are <key inside the secret>: <name>, e.g. ${example} (the Go DSO's docs template writes them the other way round)`;
+}
+
+function checkMappings(mappings: Record<string, string>, index: number, injectType: InjectType, issues: IssueCollector): Record<string, string> {
   const seen = new Map<string, string>();
   for (const [key, target] of Object.entries(mappings)) {
     const path = ["secrets", index, "mappings", key];
-    const problem = inject.type === "env" ? envNameProblem(target) : fileNameProblem(target);
-    if (problem) issues.error(path, `${problem}${issues.got(target, path)}`);
+    const problem = injectType === "env" ? envNameProblem(target) : fileNameProblem(target);
+    if (problem) issues.error(path, `${problem}${issues.got(target, path)}${swappedHint(key, target, path, issues)}`);
     const other = seen.get(target);
-    if (other !== undefined) issues.error(path, `maps to the same ${inject.type === "env" ? "variable" : "file"} as "${other}"`);
+    if (other !== undefined) issues.error(path, `maps to the same ${injectType === "env" ? "variable" : "file"} as "${other}"`);
     else seen.set(target, key);
   }
   return mappings;
@@ -275,12 +295,14 @@ export function resolveSecrets(
   const out: SecretSpec[] = [];
   sections.secrets.forEach((secret, index) => {
     if ("invalid" in secret) {
+      // Its other problems are reported already; report these too, so one pass shows everything.
       if (secret.provider !== undefined) pickProvider(secret, index, names, issues);
+      if (secret.mappings) checkMappings(secret.mappings, index, secret.injectType ?? defaults.inject.type, issues);
       return;
     }
     const provider = pickProvider(secret, index, names, issues);
     const inject = resolveInject(secret, index, defaults, issues);
-    const mappings = checkMappings(secret, index, inject, issues);
+    const mappings = checkMappings(secret.mappings ?? {}, index, inject.type, issues);
     const rotation = resolveRotation(secret, index, defaults, agent, issues);
     if (provider === undefined) return;
     out.push({

@@ -267,7 +267,7 @@ describe("errors", () => {
       yaml("agent:", "  watch:", "    webhook:", "      enabled: true"),
       ["dso.yaml:3: agent.watch.webhook.auth_token: is required when the webhook is enabled"],
     ],
-    ["YAML syntax error", yaml("providers:", "  aws:", "    type: aws", "  bad: [unclosed", "secrets: []"), ["dso.yaml:4: YAML syntax error: Unexpected token"]],
+    ["YAML syntax error", yaml("providers:", "  aws:", "    type: aws", "  bad: [unclosed", "secrets: []"), ["dso.yaml:4: YAML syntax error: Flow sequence in block collection must be sufficiently indented and end with a ]"]],
     ["a top-level list", yaml("- name: a"), ["dso.yaml:1: the file must hold one mapping (providers:, secrets:, ...), not a list or several documents"]],
   ];
   for (const [name, text, expected] of cases) {
@@ -408,5 +408,59 @@ describe("resolution", () => {
     expect(warningsOf(text)).toEqual([
       "dso.yaml:5: agent.watch.webhook.auth_token: is shorter than 16 characters; use a long random token",
     ]);
+  });
+});
+
+describe("every problem at once, with the line and column where it is", () => {
+  test("a wrong mappings entry is reported together with the other errors of the same secret", () => {
+    const text = yaml(
+      "secrets:",
+      "  - name: app/db",
+      '    inject: { type: file, mode: "0999" }',
+      "    mappings:",
+      "      password: a/b",
+      "  - name: app/env",
+      "    inject: { type: env, uid: x }",
+      "    mappings:",
+      "      token: 9TOKEN",
+    );
+    expect(errorsOf(text)).toEqual([
+      'dso.yaml:3: secrets.0.inject.mode: must be an octal file mode from "0000" to "0777", such as "0400" (got "0999")',
+      'dso.yaml:5: secrets.0.mappings.password: is a file name and must not contain "/" (got "a/b")',
+      'dso.yaml:7: secrets.1.inject.uid: must be a whole number from 0 to 4294967294 (got "x")',
+      'dso.yaml:9: secrets.1.mappings.token: must be a variable name: letters, digits and _, not starting with a digit (got "9TOKEN")',
+    ]);
+  });
+
+  test("a YAML syntax error names the line and column of the real error and the parser's reason", () => {
+    expect(errorsOf(yaml("providers:", "  file:", "    type: file", "secrets:", "  - name: a", "    key: value: other"))).toEqual([
+      "dso.yaml:6:10: YAML syntax error: Nested mappings are not allowed in compact mappings",
+    ]);
+    expect(errorsOf(yaml("agent:", "\tcache: true"))).toEqual(["dso.yaml:2:1: YAML syntax error: Tabs are not allowed as indentation"]);
+  });
+
+  test("an unclosed quote is reported on the line that opens it, not at the end of the file", () => {
+    expect(errorsOf(yaml("agent:", '  socket: "/run/dso.sock', "  cache: true", "secrets: []"))).toEqual([
+      'dso.yaml:2: YAML syntax error: Missing closing "quote',
+    ]);
+  });
+
+  test("mappings written the Go DSO docs' way round (ENV_NAME: secret/id) get a hint that the sides look swapped", () => {
+    const errors = errorsOf(yaml("secrets:", "  - name: app/db", "    inject: env", "    mappings:", "      DB_PASSWORD: app/db/password"));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toStartWith("dso.yaml:5: secrets.0.mappings.DB_PASSWORD: must be a variable name");
+    expect(errors[0]).toContain("the two sides look swapped: mappings are <key inside the secret>: <name>, e.g. password: DB_PASSWORD");
+  });
+
+  test("the swap hint never quotes a target that came from a variable", () => {
+    const errors = errorsOf(yaml("secrets:", "  - name: app/db", "    mappings:", "      DB_PASSWORD: ${TARGET}"), { TARGET: "hidden/planted-name" });
+    expect(errors[0]).toContain("look swapped");
+    expect(errors[0]).not.toContain("planted");
+  });
+
+  test("a correct mapping with an upper-case key gets no swap hint", () => {
+    const errors = errorsOf(yaml("secrets:", "  - name: app/db", "    mappings:", "      API_KEY: a/b", "      password: c/d"));
+    expect(errors[0]).toContain("look swapped");
+    expect(errors[1]).not.toContain("look swapped");
   });
 });
