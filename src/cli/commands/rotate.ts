@@ -1,6 +1,7 @@
 import { defineCommand } from "citty";
 import type { ActionReport } from "../../reloader/reloader.ts";
 import { callAgent, resolveSocketPath } from "../agent-client.ts";
+import { withProgress } from "../progress.ts";
 import { agentClientArgs, secretPositional } from "../_shared.ts";
 import { printReports } from "./sync.ts";
 
@@ -12,7 +13,8 @@ export default defineCommand({
   },
   async run({ args }) {
     const socket = await resolveSocketPath(args);
-    const { results } = await callAgent<{ results: ActionReport[] }>(socket, "POST", "/v1/rotate", { secret: args.secret });
+    const request = callAgent<{ results: ActionReport[] }>(socket, "POST", "/v1/rotate", { secret: args.secret });
+    const { results } = await withProgress(`rotating ${args.secret} in every container using it`, request);
     printReports(results, args.json);
   },
 });

@@ -1,6 +1,7 @@
 import { defineCommand } from "citty";
 import type { ActionReport } from "../../reloader/reloader.ts";
 import { callAgent, resolveSocketPath } from "../agent-client.ts";
+import { withProgress } from "../progress.ts";
 import { agentClientArgs, formatTable } from "../_shared.ts";
 
 export function printReports(results: ActionReport[], json: boolean | undefined): void {
@@ -20,7 +21,8 @@ export default defineCommand({
   async run({ args }) {
     const socket = await resolveSocketPath(args);
     const body = args.container ? { container: args.container } : {};
-    const { results } = await callAgent<{ results: ActionReport[] }>(socket, "POST", "/v1/sync", body);
+    const what = args.container ? `delivering to ${args.container}` : "delivering to every container missing secrets";
+    const { results } = await withProgress(what, callAgent<{ results: ActionReport[] }>(socket, "POST", "/v1/sync", body));
     printReports(results, args.json);
   },
 });
