@@ -10,13 +10,14 @@ import { type Env, expandEnvInTree } from "./env-expand.ts";
 import { findIgnoredKeys, isIgnoredPath } from "./ignored.ts";
 import { ConfigError, type ConfigIssue, sortIssues } from "./issues.ts";
 import { rewriteLegacySecretShapes, rewriteOctalModes } from "./legacy.ts";
-import { type InvalidSecret, type ParsedSections, resolveConfig } from "./resolve.ts";
+import { type InvalidSecret, type ParsedSections, resolveConfig, webhookUrlProblem } from "./resolve.ts";
 import {
   AgentSchema,
   DefaultsSchema,
   ProviderSchema,
   SecretSchema,
   LegacyV1Schema,
+  NotificationsSchema,
   TopLevelKeysSchema,
   VersionSchema,
   INJECT_TYPES,
@@ -92,6 +93,20 @@ function parseSecrets(raw: unknown, issues: IssueCollector): ParsedSections["sec
   });
 }
 
+function parseNotifications(raw: unknown, issues: IssueCollector): ParsedSections["notifications"] {
+  if (raw == null) return undefined;
+  const parsed = parseSection(NotificationsSchema, raw, ["notifications"], issues);
+  if (parsed || !isMapping(raw) || !Array.isArray(raw.webhooks)) return parsed;
+  // The section has other errors; still check each URL, so one pass shows every problem.
+  const insecure = raw.allow_insecure_http === true || raw.allow_insecure_http === "true";
+  raw.webhooks.forEach((hook, index) => {
+    const url = isMapping(hook) ? hook.url : undefined;
+    const problem = typeof url === "string" ? webhookUrlProblem(url, insecure) : undefined;
+    if (problem) issues.error(["notifications", "webhooks", index, "url"], problem);
+  });
+  return undefined;
+}
+
 /** What can still be checked of a secret that failed its schema. */
 function invalidSecretParts(item: unknown): InvalidSecret {
   if (!isMapping(item)) return { invalid: true, provider: undefined, mappings: undefined, injectType: undefined };
@@ -140,6 +155,7 @@ export function parseConfig(
     legacyProviderName: typeof expanded.provider === "string" ? expanded.provider : undefined,
     ...parseProviders(expanded.providers, issues),
     agent: expanded.agent == null ? undefined : parseSection(AgentSchema, expanded.agent, ["agent"], issues),
+    notifications: parseNotifications(expanded.notifications, issues),
     defaults: expanded.defaults == null ? undefined : parseSection(DefaultsSchema, expanded.defaults, ["defaults"], issues),
     secrets: parseSecrets(expanded.secrets, issues),
   };

@@ -48,6 +48,8 @@ describe("Go DSO example files", () => {
       socket: "/run/docker/plugins/dso.sock",
       socketGroup: "docker",
       volumesRoot: "/run/dso/volumes",
+      metrics: { enabled: false },
+      audit: { enabled: false, output: "stderr" },
       watch: { pollingIntervalMs: 90_000, webhook: { enabled: true, listen: "127.0.0.1:8471", authToken: "0123456789abcdef-webhook" } },
       rotation: { strategy: "rolling", signal: "SIGHUP", healthCheckTimeoutMs: 90_000 },
     });
@@ -310,13 +312,12 @@ describe("keys the Go DSO documents but DSO does not use", () => {
       "dso.yaml:12: agent.watch.mode: ignored: DSO does not use this key",
       "dso.yaml:14: agent.watch.webhook.endpoint: ignored: DSO does not use this key",
       "dso.yaml:16: agent.rotation.enabled: ignored: DSO does not use this key (use defaults.rotation.enabled)",
-      "dso.yaml:17: notifications: ignored: DSO does not use this key (it sends no outbound notifications)",
       "dso.yaml:19: proxy: ignored: DSO does not use this key (it does not proxy host ports)",
     ]);
   });
 
   test("variables inside ignored keys are not expanded, so an unset one is no error", () => {
-    const text = yaml("notifications:", "  webhooks:", "    - url: ${HOOK_URL}");
+    const text = yaml("proxy:", "  allowed_host_ports:", "    - ${PORTS}");
     expect(warningsOf(text)).toHaveLength(1);
   });
 });
@@ -462,5 +463,72 @@ describe("every problem at once, with the line and column where it is", () => {
     const errors = errorsOf(yaml("secrets:", "  - name: app/db", "    mappings:", "      API_KEY: a/b", "      password: c/d"));
     expect(errors[0]).toContain("look swapped");
     expect(errors[1]).not.toContain("look swapped");
+  });
+});
+
+describe("metrics, audit and notifications settings", () => {
+  test("all are off by default", () => {
+    const { config } = parseConfig("", "dso.yaml", {});
+    expect(config.agent.metrics).toEqual({ enabled: false });
+    expect(config.agent.audit).toEqual({ enabled: false, output: "stderr" });
+    expect(config.notifications).toEqual({ enabled: false, webhooks: [], timeoutMs: 10_000, maxRetries: 2, queueSize: 100 });
+  });
+
+  test("a metrics listener or an audit file turns the feature on; a non-loopback listener is warned about", () => {
+    const { config } = parseConfig(yaml("agent:", "  metrics:", "    listen: 127.0.0.1:9464", "  audit:", "    output: /var/log/dso-audit.log"), "dso.yaml", {});
+    expect(config.agent.metrics).toEqual({ enabled: true, listen: "127.0.0.1:9464" });
+    expect(config.agent.audit).toEqual({ enabled: true, output: "/var/log/dso-audit.log" });
+    expect(warningsOf(yaml("agent:", "  metrics:", "    listen: 0.0.0.0:9464"))[0]).toStartWith("dso.yaml:3: agent.metrics.listen: is not a loopback address");
+    expect(errorsOf(yaml("agent:", "  audit:", "    output: relative.log"))).toEqual(['dso.yaml:3: agent.audit.output: must be "stderr" or an absolute file path (got "relative.log")']);
+  });
+
+  test("the Go DSO's notifications key is read as written: webhooks, events, timeout, max_retries", () => {
+    const text = yaml(
+      "notifications:",
+      "  enabled: true",
+      "  timeout: 5s",
+      "  max_retries: -1",
+      "  events: [rotation_succeeded, rotation_failed, recovery_failed]",
+      "  webhooks:",
+      "    - url: https://hooks.example.com/dso?token=${HOOK_TOKEN}",
+      "    - url: http://127.0.0.1:9000/hook",
+      "      events: [delivery_failed]",
+      "      headers:",
+      "        Authorization: Bearer ${HOOK_TOKEN}",
+    );
+    const { config, warnings } = parseConfig(text, "dso.yaml", { HOOK_TOKEN: "planted-hook-token" });
+    expect(config.notifications).toEqual({
+      enabled: true,
+      timeoutMs: 5000,
+      maxRetries: 0,
+      queueSize: 100,
+      webhooks: [
+        { url: "https://hooks.example.com/dso?token=planted-hook-token", events: ["rotation_succeeded", "rotation_failed"], headers: {} },
+        { url: "http://127.0.0.1:9000/hook", events: ["delivery_failed"], headers: { Authorization: "Bearer planted-hook-token" } },
+      ],
+    });
+    expect(warnings.map(formatIssue)).toEqual([
+      "dso.yaml:5: notifications.events: recovery_failed: never sent (DSO does not roll containers back); events DSO sends: rotation_succeeded, rotation_failed, delivery_failed, provider_unavailable, provider_recovered",
+    ]);
+  });
+
+  test("plain http to another host needs allow_insecure_http; URLs and headers are never quoted in errors", () => {
+    expect(errorsOf(yaml("notifications:", "  enabled: true", "  webhooks:", "    - url: http://hooks.example.com/x?token=planted"))).toEqual([
+      "dso.yaml:4: notifications.webhooks.0.url: is plain http to a non-loopback host: use https, or set notifications.allow_insecure_http: true",
+    ]);
+    expect(errorsOf(yaml("notifications:", "  webhooks:", "    - url: https://x", "      headers: { X-Token: [planted] }"))).toEqual([
+      "dso.yaml:4: notifications.webhooks.0.headers.X-Token: must be a string, not a list",
+    ]);
+    expect(errorsOf(yaml("notifications:", "  webhooks:", "    - url: ftp://planted", "  max_retries: 99"))).toEqual([
+      "dso.yaml:3: notifications.webhooks.0.url: must be an http(s) URL",
+      'dso.yaml:4: notifications.max_retries: must be a whole number from -1 to 10 (got "99")',
+    ]);
+    expect(parseConfig(yaml("notifications:", "  enabled: true", "  allow_insecure_http: true", "  webhooks:", "    - url: http://hooks.example.com/x"), "dso.yaml", {}).config.notifications.webhooks).toHaveLength(1);
+  });
+
+  test("webhooks without enabled: true are warned about (the Go DSO's default is off)", () => {
+    expect(warningsOf(yaml("notifications:", "  webhooks:", "    - url: https://hooks.example.com/x"))).toEqual([
+      "dso.yaml:1: notifications: webhooks are configured but notifications.enabled is not true: nothing is sent",
+    ]);
   });
 });

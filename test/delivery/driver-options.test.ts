@@ -23,7 +23,8 @@ describe("DSO volume options are checked at Create, naming the option", () => {
   });
 
   test("no secrets option, or an empty one, is refused", () => {
-    for (const opts of [{}, { secrets: "" }, { secrets: " , " }, { uid: "1000" }]) {
+    const cases: Record<string, string>[] = [{}, { secrets: "" }, { secrets: " , " }, { uid: "1000" }];
+    for (const opts of cases) {
       const error = refusal(opts);
       expect(error.code).toBe("BAD_REQUEST");
       expect(error.message).toStartWith("volume option secrets is required");
