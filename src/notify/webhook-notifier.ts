@@ -192,6 +192,42 @@ export class WebhookNotifier {
   }
 }
 
+export interface TestResult {
+  webhook: string;
+  events: NotificationEvent[];
+  ok: boolean;
+  /** "HTTP 204", "no answer within 10000 ms", "connection failed". */
+  result: string;
+}
+
+/**
+ * `dso notifications test`: one `{"event":"test"}` POST to each webhook, no retries, whatever its
+ * event list, so a person can check URL, headers and receiver before a real rotation.
+ */
+export async function sendTestNotifications(config: NotificationsConfig, deps: Pick<NotifierDeps, "version" | "fetch" | "host">): Promise<TestResult[]> {
+  const doFetch = deps.fetch ?? fetch;
+  const body = JSON.stringify({ v: NOTIFICATION_SCHEMA_VERSION, event: "test", time: new Date().toISOString(), agent: { version: deps.version, host: deps.host ?? hostname() } });
+  return Promise.all(
+    config.webhooks.map(async (target, index): Promise<TestResult> => {
+      const webhook = `#${index} (${hostOf(target.url)})`;
+      try {
+        const response = await doFetch(target.url, {
+          method: "POST",
+          headers: { "content-type": "application/json", "user-agent": `dso/${deps.version}`, ...target.headers },
+          body,
+          redirect: "manual",
+          signal: AbortSignal.timeout(config.timeoutMs),
+        });
+        await response.body?.cancel().catch(() => {});
+        return { webhook, events: target.events, ok: response.status >= 200 && response.status < 300, result: `HTTP ${response.status}` };
+      } catch (error) {
+        const result = (error as Error).name === "TimeoutError" ? `no answer within ${config.timeoutMs} ms` : "connection failed";
+        return { webhook, events: target.events, ok: false, result };
+      }
+    }),
+  );
+}
+
 function hostOf(url: string): string {
   try {
     return new URL(url).host;

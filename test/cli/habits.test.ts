@@ -5,7 +5,7 @@ import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
 import { dsoBinary, runDso } from "../support/dso-binary.ts";
 
-const COMMANDS = ["version", "config", "doctor", "status", "ls", "sync", "rotate", "plan", "inject", "agent", "completion", "help"];
+const COMMANDS = ["version", "config", "doctor", "status", "ls", "sync", "rotate", "plan", "inject", "agent", "notifications", "completion", "help"];
 
 /** Runs dist/dso on a pseudo-terminal (script(1)), as a person at a terminal would. */
 async function onTerminal(args: string, env: Record<string, string> = {}): Promise<string> {
