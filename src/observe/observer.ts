@@ -8,11 +8,12 @@
 import { AuditLog, openAuditLog, type AuditEvent, type AuditTrigger } from "../audit/audit-log.ts";
 import type { ApiRequestInfo } from "../agent/control-server.ts";
 import type { DsoConfig } from "../config/types.ts";
-import { describeError } from "../errors.ts";
+import { DsoError, describeError } from "../errors.ts";
 import type { FieldLogger } from "../log/logger.ts";
 import { Metrics, outcomeOf, type ProviderOperation } from "../metrics/registry.ts";
 import { METRICS_PATH, metricsResponse, startMetricsListener, type MetricsListener } from "../metrics/server.ts";
 import { WebhookNotifier } from "../notify/webhook-notifier.ts";
+import type { ProviderObserver } from "../rpc/supervisor.ts";
 
 export interface ContainerRef {
   id: string;
@@ -113,6 +114,22 @@ export class Observer {
   /** Values fetched (count = secrets in the fetch call). */
   valuesFetched(p: { provider: string; count: number; error?: unknown }): void {
     this.safely(() => this.metrics?.valuesFetched({ provider: p.provider, outcome: outcomeOf(p.error), count: p.count }));
+  }
+
+  /** For `new ProviderProcess({ ..., observer: observer.forProvider(name) })`: calls, restarts, health, fetches. */
+  forProvider(provider: string): ProviderObserver {
+    return {
+      call: (p) => this.providerCall({ provider, operation: p.operation as ProviderOperation, seconds: p.seconds, ...(p.error === undefined ? {} : { error: p.error }) }),
+      restarted: () => this.providerRestarted(provider),
+      health: (healthy, reason) =>
+        this.providerHealth({ provider, healthy, ...(reason === undefined ? {} : { error: new DsoError("PROVIDER_UNAVAILABLE", `provider ${provider}: ${reason}`) }) }),
+      fetched: (codes) =>
+        this.safely(() => {
+          const counts = new Map<string, number>();
+          for (const code of codes) counts.set(code ?? "ok", (counts.get(code ?? "ok") ?? 0) + 1);
+          for (const [outcome, count] of counts) this.metrics?.valuesFetched({ provider, outcome: outcome as never, count });
+        }),
+    };
   }
 
   providerRestarted(provider: string): void {

@@ -7,6 +7,8 @@ import { startControlServer } from "../../src/agent/control-server.ts";
 import { parseConfig } from "../../src/config/index.ts";
 import { DsoError } from "../../src/errors.ts";
 import { Observer } from "../../src/observe/observer.ts";
+import { ProviderProcess } from "../../src/rpc/supervisor.ts";
+import { writeFile } from "node:fs/promises";
 
 let dir: string;
 const hooks: Record<string, unknown>[] = [];
@@ -155,6 +157,41 @@ describe("the observer: one call per event feeds metrics, audit and notification
       ]);
     } finally {
       server.stop(true);
+      await observer.stop();
+    }
+  });
+});
+
+describe("a provider process reports to the observer (observer.forProvider)", () => {
+  test("calls, fetched values by outcome, a restart after a crash, and the unavailable → recovered notifications", async () => {
+    const secrets = join(dir, "provider-secrets");
+    await Bun.$`mkdir -p ${secrets}`.quiet();
+    await writeFile(join(secrets, "db"), "planted-observer-value-77");
+    const observer = observerFor(join(dir, "provider.log"));
+    observer.start();
+    const provider = new ProviderProcess({ configure: { name: "local", type: "file", config: { path: secrets } }, observer: observer.forProvider("local") });
+    const before = hooks.length;
+    try {
+      await provider.fingerprint([{ name: "db" }]);
+      await provider.fetch([{ name: "db" }, { name: "missing" }]);
+      process.kill(provider.getStatus().pid!, "SIGKILL");
+      await Bun.sleep(300);
+      await provider.fingerprint([{ name: "db" }]);
+      await observer.notifier!.idle();
+      const scrape = await (await fetch(observer.metricsUrl!)).text();
+      expect(scrape).toContain('dso_provider_calls_total{provider="local",operation="fingerprint",outcome="ok"} 2');
+      expect(scrape).toContain('dso_provider_calls_total{provider="local",operation="fetch",outcome="ok"} 1');
+      expect(scrape).toContain('dso_secret_value_fetches_total{provider="local",outcome="ok"} 1');
+      expect(scrape).toContain('dso_secret_value_fetches_total{provider="local",outcome="SECRET_NOT_FOUND"} 1');
+      expect(scrape).toContain('dso_provider_restarts_total{provider="local"} 1');
+      expect(scrape).not.toContain("planted-observer-value-77");
+      expect(hooks.slice(before).map((h) => [h.event, h.provider])).toEqual([
+        ["provider_unavailable", "local"],
+        ["provider_recovered", "local"],
+      ]);
+      expect(JSON.stringify(hooks.slice(before))).not.toContain("planted-observer-value-77");
+    } finally {
+      await provider.stop();
       await observer.stop();
     }
   });
