@@ -61,9 +61,18 @@ async function compose(example: string, project: string, args: string[], env: Re
 }
 
 async function up(example: string, project: string, env: Record<string, string> = {}): Promise<void> {
-  cleanups.push(() => compose(example, project, ["down", "-v", "--timeout", "1"], env));
   const run = await compose(example, project, ["up", "-d"], env);
   if (run.code !== 0) throw new Error(`docker-compose up failed (${run.code}):\n${run.stdout}\n${run.stderr}`);
+}
+
+/**
+ * For a test's finally, while its agent still runs: `down -v` only when something of the
+ * project is left (a DSO volume whose driver is gone costs dockerd ~15 s per lookup).
+ */
+async function downIfLeft(example: string, project: string, env: Record<string, string> = {}): Promise<void> {
+  const volumes = (await docker.listVolumes({ filters: { label: [`com.docker.compose.project=${project}`] } })).Volumes ?? [];
+  if ((await projectContainers(project)).length === 0 && volumes.length === 0) return;
+  await compose(example, project, ["down", "-v", "--timeout", "1"], env);
 }
 
 /** Every container compose created for `project`, running or not. */
@@ -154,6 +163,7 @@ describe("examples/ brought up with docker-compose", () => {
       expect(await projectContainers("exquick")).toEqual([]);
       expectNoPlantedValues(agent);
     } finally {
+      await downIfLeft("quickstart", "exquick");
       await agent.stop();
     }
   });
@@ -184,6 +194,7 @@ describe("examples/ brought up with docker-compose", () => {
       expect(left.Volumes ?? []).toEqual([]);
       expectNoPlantedValues(agent);
     } finally {
+      await downIfLeft("dso-volume", "exvol", env);
       await agent.stop();
       await rm(link, { force: true });
       Bun.spawnSync(["umount", "-l", volumesRoot]);
@@ -207,7 +218,9 @@ describe("examples/ brought up with docker-compose", () => {
           const all = await projectContainers("exroll");
           for (const c of all.filter((c) => c.Id !== before)) {
             const state = (await docker.getContainer(c.Id).inspect().catch(() => undefined))?.State;
-            if (state) seen.set(c.Names[0]!, `${state.Status}/${state.Health?.Status ?? "-"}: ${JSON.stringify(state.Health?.Log?.slice(-2) ?? [])}`);
+            if (!state) continue;
+            const inside = state.Running ? await execIn(docker, c.Id, ["sh", "-c", "ls -la /run/secrets; wget -q -O - http://127.0.0.1:8080/ 2>&1"]).catch(() => undefined) : undefined;
+            seen.set(c.Names[0]!, `${state.Status}/${state.Health?.Status ?? "-"}: ${JSON.stringify(state.Health?.Log?.slice(-2) ?? [])}\n  inside: ${JSON.stringify(inside?.stdout ?? "")}`);
           }
           if (all.length !== 1 || all[0]!.Id === before) return undefined;
           return (await fileIn(all[0]!.Id, "/run/secrets/session_key")) === PLANTED.sessionTwo ? all[0]! : undefined;
@@ -230,6 +243,7 @@ describe("examples/ brought up with docker-compose", () => {
       expect(await projectContainers("exroll")).toEqual([]);
       expectNoPlantedValues(agent);
     } finally {
+      await downIfLeft("rolling-web", "exroll");
       await agent.stop();
     }
   }, 150_000);
@@ -245,8 +259,10 @@ describe("examples/ brought up with docker-compose", () => {
       expect(await fileIn(id, "/run/secrets/db_user")).toBe("app");
       vault.state.writeSecret("secret/app/db", { username: "app", password: PLANTED.vaultTwo });
       expect(await waitForFile("exvault", "app", "/run/secrets/db_password", PLANTED.vaultTwo)).toBe(id);
+      expect((await compose("vault", "exvault", ["down", "--timeout", "1"])).code).toBe(0);
       expectNoPlantedValues(agent);
     } finally {
+      await downIfLeft("vault", "exvault");
       await agent.stop();
     }
   });
@@ -267,8 +283,10 @@ describe("examples/ brought up with docker-compose", () => {
       const id = await waitForFile("exaws", "app", "/run/secrets/api_token", PLANTED.awsOne);
       aws.state.putSecret("prod/api", JSON.stringify({ token: PLANTED.awsTwo }));
       expect(await waitForFile("exaws", "app", "/run/secrets/api_token", PLANTED.awsTwo)).toBe(id);
+      expect((await compose("aws", "exaws", ["down", "--timeout", "1"])).code).toBe(0);
       expectNoPlantedValues(agent);
     } finally {
+      await downIfLeft("aws", "exaws");
       await agent.stop();
     }
   });
