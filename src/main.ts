@@ -1,7 +1,10 @@
 #!/usr/bin/env bun
 import { runCommand } from "citty";
-import { checkArguments, resolveCommand, usageText } from "./cli/dispatch.ts";
+import { checkArguments, resolveCommand, type ResolvedCommand } from "./cli/dispatch.ts";
 import { hiddenCommands, rootCommand } from "./cli/root.ts";
+import { colorEnabled, outputWidth } from "./cli/terminal.ts";
+import { renderHelp } from "./cli/usage.ts";
+import { formatVersionLine, versionInfo } from "./version.ts";
 import { describeError, DsoError, exitCodeFor } from "./errors.ts";
 import { configureLogger, LOG_LEVEL_NAMES, type LogFormat, type LogLevelName } from "./log/logger.ts";
 
@@ -31,19 +34,38 @@ function setUpLogging(argv: string[], commandName: string | undefined): void {
   configureLogger({ level: level as LogLevelName, format });
 }
 
+const VERSION_FLAGS = new Set(["--version", "-v"]);
+
+async function printHelp(resolved: ResolvedCommand): Promise<void> {
+  const text = await renderHelp({
+    path: resolved.path,
+    command: resolved.command,
+    width: outputWidth(process.stdout),
+    color: colorEnabled(process.stdout),
+  });
+  process.stdout.write(`${text}\n`);
+}
+
 async function main(argv: string[]): Promise<number> {
   try {
+    // `dso help [command...]` is `dso [command...] --help`, as in git, docker and kubectl.
+    if (argv[0] === "help") {
+      await printHelp(await resolveCommand(rootCommand, argv.slice(1).filter((a) => !a.startsWith("-")), hiddenCommands));
+      return 0;
+    }
+    if (argv.length > 0 && VERSION_FLAGS.has(argv[0]!)) {
+      process.stdout.write(`${formatVersionLine(versionInfo())}\n`);
+      return 0;
+    }
     const resolved = await resolveCommand(rootCommand, argv, hiddenCommands);
     if (resolved.help || (argv.length === 0 && resolved.path.length === 0)) {
-      const usage = await usageText(resolved);
-      // citty colours its usage unconditionally; keep escape codes out of pipes and files.
-      process.stdout.write(`${process.stdout.isTTY ? usage : usage.replace(/\x1b\[[0-9;]*m/g, "")}\n`);
+      await printHelp(resolved);
       return 0;
     }
     await checkArguments(resolved);
     setUpLogging(argv, resolved.path[0]);
     if (resolved.path.length === 0) {
-      throw new DsoError("USAGE", "no command given", { hint: "run 'dso --help' for usage" });
+      throw new DsoError("USAGE", "no command given", { hint: "run 'dso help' for usage" });
     }
     await runCommand(resolved.command, { rawArgs: resolved.args });
     return typeof process.exitCode === "number" ? process.exitCode : 0;

@@ -23,3 +23,8 @@ export function versionInfo(): VersionInfo {
     compiled,
   };
 }
+
+/** The one-line form printed by `dso version` and `dso --version`. */
+export function formatVersionLine(info: VersionInfo): string {
+  return `dso ${info.version} (commit ${info.commit}, ${info.target}, bun ${info.bun})`;
+}

@@ -9,7 +9,9 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, statSync, unlin
 import { dirname } from "node:path";
 import type { Server } from "bun";
 import * as v from "valibot";
-import { STATUS_BY_CODE } from "../api/contract.ts";
+import { STATUS_BY_CODE, type ApiRequestInfo } from "../api/contract.ts";
+
+export type { ApiRequestInfo };
 import { DsoError, describeError } from "../errors.ts";
 import { BodyError, readJsonBody } from "../util/json-body.ts";
 
@@ -29,8 +31,13 @@ export interface ControlServerOptions {
   routes: Route[];
   /** Docker plugin protocol routes; undefined = not a plugin route. */
   plugin?: (req: Request) => Promise<Response | undefined>;
+  /** Paths answered by a handler that builds its own Response (not JSON): `/metrics`. */
+  rawRoutes?: Record<string, (req: Request) => Promise<Response>>;
+  /** Called after every /v1 request with its outcome (for the audit trail of changing calls). */
+  onRequest?: (info: ApiRequestInfo) => void;
   log: Pick<FieldLogger, "warn" | "debug">;
 }
+
 
 const MAX_BODY_BYTES = 64 * 1024;
 
@@ -66,6 +73,19 @@ export function startControlServer(options: ControlServerOptions): Server<undefi
   const routes = new Map(options.routes.map((r) => [`${r.method} ${r.path}`, r]));
   const paths = new Set(options.routes.map((r) => r.path));
   // umask so the socket is never reachable by others, not even between bind and chmod.
+  const failure = (error: unknown, url: URL): Response => {
+    const code = error instanceof DsoError ? error.code : "INTERNAL";
+    const status = error instanceof BodyError ? error.status : (STATUS_BY_CODE[code] ?? 500);
+    if (status >= 500) options.log.warn("API request failed", { path: url.pathname, error: describeError(error) });
+    return jsonError(status, code, describeError(error));
+  };
+  const report = (info: ApiRequestInfo) => {
+    try {
+      options.onRequest?.(info);
+    } catch (error) {
+      options.log.warn("API request hook failed", { path: info.path, error: describeError(error) });
+    }
+  };
   const previousUmask = process.umask(0o177);
   let server: Server<undefined>;
   try {
@@ -78,18 +98,27 @@ export function startControlServer(options: ControlServerOptions): Server<undefi
         try {
           const pluginResponse = options.plugin ? await options.plugin(req) : undefined;
           if (pluginResponse) return pluginResponse;
+          const raw = options.rawRoutes?.[url.pathname];
+          if (raw) return await raw(req);
+        } catch (error) {
+          return failure(error, url);
+        }
+        let body: unknown;
+        try {
           const route = routes.get(`${req.method} ${url.pathname}`);
           if (!route) {
             if (paths.has(url.pathname)) return jsonError(405, "BAD_REQUEST", `${req.method} is not allowed on ${url.pathname}`);
             return jsonError(404, "BAD_REQUEST", `no such endpoint: ${req.method} ${url.pathname}`);
           }
-          const body = route.body ? await readJsonBody(req, route.body, MAX_BODY_BYTES) : undefined;
-          return Response.json(await route.handle(body, url));
+          body = route.body ? await readJsonBody(req, route.body, MAX_BODY_BYTES) : undefined;
+          const response = Response.json(await route.handle(body, url));
+          report({ method: req.method, path: url.pathname, status: response.status, ...(body === undefined ? {} : { body }) });
+          return response;
         } catch (error) {
+          const response = failure(error, url);
           const code = error instanceof DsoError ? error.code : "INTERNAL";
-          const status = error instanceof BodyError ? error.status : (STATUS_BY_CODE[code] ?? 500);
-          if (status >= 500) options.log.warn("API request failed", { path: url.pathname, error: describeError(error) });
-          return jsonError(status, code, describeError(error));
+          report({ method: req.method, path: url.pathname, status: response.status, code, ...(body === undefined ? {} : { body }) });
+          return response;
         }
       },
       error(error) {

@@ -142,6 +142,17 @@ export type RouteName = keyof typeof ROUTES;
 export type RouteBody<R extends RouteName> = (typeof ROUTES)[R] extends { body: infer B extends v.GenericSchema } ? v.InferOutput<B> : undefined;
 export type RouteReply<R extends RouteName> = v.InferOutput<(typeof ROUTES)[R]["reply"]>;
 
+/** What the server reports about each API call (audit trail, metrics): names only, never a value. */
+export interface ApiRequestInfo {
+  method: string;
+  path: string;
+  status: number;
+  /** The DsoError code when the request failed. */
+  code?: string;
+  /** The validated request body (names only: the control API never carries values). */
+  body?: unknown;
+}
+
 /** The error body of every non-2xx reply. */
 export const ErrorReplySchema = v.object({ error: v.object({ code: v.string(), message: v.string() }) });
 

@@ -1,5 +1,7 @@
 import type { ArgsDef } from "citty";
 import { LOG_LEVEL_NAMES } from "../log/logger.ts";
+import { formatTable as renderTable, type TableOptions } from "./table.ts";
+import { outputWidth } from "./terminal.ts";
 
 /** Flags every command accepts. */
 export const globalArgs = {
@@ -28,15 +30,9 @@ export const jsonArg = {
   json: { type: "boolean", description: "Print JSON instead of a table" },
 } as const satisfies ArgsDef;
 
-/** Print a table of rows with aligned columns. */
-export function formatTable(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
-      .join("  ")
-      .trimEnd();
-  return [line(header), ...rows.map(line)].join("\n");
+/** A table of rows with aligned columns, as wide as stdout allows (80 columns when piped). */
+export function formatTable(header: string[], rows: string[][], options: TableOptions = {}): string {
+  return renderTable(header, rows, { width: outputWidth(process.stdout), ...options });
 }
 
 export const socketArg = {

@@ -1,4 +1,4 @@
-import { renderUsage, type ArgsDef, type CommandDef } from "citty";
+import type { ArgsDef, CommandDef } from "citty";
 import { DsoError } from "../errors.ts";
 
 export interface ResolvedCommand {
@@ -101,6 +101,3 @@ export async function checkArguments(resolved: ResolvedCommand): Promise<void> {
   }
 }
 
-export async function usageText(resolved: ResolvedCommand): Promise<string> {
-  return renderUsage(resolved.command, resolved.parent);
-}

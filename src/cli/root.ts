@@ -16,6 +16,8 @@ export const commands: Record<string, LazyCommand> = {
   plan: () => import("./commands/plan.ts").then((m) => m.default),
   inject: () => import("./commands/inject.ts").then((m) => m.default),
   agent: () => import("./commands/agent.ts").then((m) => m.default),
+  notifications: () => import("./commands/notifications.ts").then((m) => m.default),
+  completion: () => import("./commands/completion.ts").then((m) => m.default),
 };
 
 /** Internal commands: dispatched like the others, never listed in --help. */

@@ -85,10 +85,11 @@ export class IssueCollector {
   }
 }
 
-/** Provider settings and auth (tokens, client secrets) and the webhook token: never quoted back. */
+/** Provider settings and auth (tokens, client secrets), the webhook token, notification URLs and headers: never quoted back. */
 function mayHoldCredentials(path: TreePath): boolean {
-  const [first, , third] = path;
+  const [first, second, third] = path;
   if (first === "config") return true;
+  if (first === "notifications" && second === "webhooks") return true;
   if (first === "providers" && (third === "config" || third === "auth")) return true;
   return path.at(-1) === "auth_token";
 }

@@ -1,5 +1,5 @@
 /** Every default of dso.yaml in one place; docs/configuration.md lists the same values. */
-import type { AgentConfig, DefaultsConfig, DsoConfig, ProviderConfig, RetrySpec } from "./types.ts";
+import type { AgentConfig, DefaultsConfig, DsoConfig, NotificationsConfig, ProviderConfig, RetrySpec } from "./types.ts";
 
 export const SYSTEM_CONFIG_PATH = "/etc/dso/dso.yaml";
 export const LOCAL_CONFIG_NAME = "dso.yaml";
@@ -11,6 +11,10 @@ export const DEFAULT_VOLUMES_ROOT = "/run/dso/volumes";
 export const DEFAULT_WEBHOOK_LISTEN = "127.0.0.1:8471";
 
 const MINUTE_MS = 60_000;
+/** The Go DSO's notification defaults: 10 s timeout, 2 retries. */
+export const DEFAULT_NOTIFICATION_TIMEOUT_MS = 10_000;
+export const DEFAULT_NOTIFICATION_RETRIES = 2;
+export const DEFAULT_NOTIFICATION_QUEUE = 100;
 
 export const DEFAULT_RETRY: RetrySpec = { attempts: 3, backoffMs: 2000 };
 
@@ -19,8 +23,20 @@ export function defaultAgentConfig(): AgentConfig {
     cache: false,
     socket: DEFAULT_SOCKET_PATH,
     volumesRoot: DEFAULT_VOLUMES_ROOT,
+    metrics: { enabled: false },
+    audit: { enabled: false, output: "stderr" },
     watch: { pollingIntervalMs: 5 * MINUTE_MS, webhook: { enabled: false, listen: DEFAULT_WEBHOOK_LISTEN } },
     rotation: { signal: "SIGHUP", healthCheckTimeoutMs: MINUTE_MS },
+  };
+}
+
+export function defaultNotifications(): NotificationsConfig {
+  return {
+    enabled: false,
+    webhooks: [],
+    timeoutMs: DEFAULT_NOTIFICATION_TIMEOUT_MS,
+    maxRetries: DEFAULT_NOTIFICATION_RETRIES,
+    queueSize: DEFAULT_NOTIFICATION_QUEUE,
   };
 }
 
@@ -48,6 +64,7 @@ export function builtinDefaultConfig(): DsoConfig {
     version: 2,
     providers: { [BUILTIN_PROVIDER_NAME]: builtinFileProvider() },
     agent: defaultAgentConfig(),
+    notifications: defaultNotifications(),
     defaults: defaultDefaults(),
     secrets: [],
   };

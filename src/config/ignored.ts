@@ -11,7 +11,6 @@ const IGNORED_KEYS: { path: string[]; why?: string }[] = [
   { path: ["mode"] },
   { path: ["runtime"] },
   { path: ["logging"], why: "set the log level with --log-level or DSO_LOG_LEVEL" },
-  { path: ["notifications"], why: "it sends no outbound notifications" },
   { path: ["proxy"], why: "it does not proxy host ports" },
   { path: ["agent", "refresh_interval"], why: "use agent.watch.polling_interval" },
   { path: ["agent", "auto_sync"] },

@@ -11,7 +11,7 @@ export {
 } from "./defaults.ts";
 export { parseDuration, formatDuration } from "./duration.ts";
 export { fileNameProblem, envNameProblem } from "./resolve.ts";
-export { PROVIDER_TYPES, STRATEGY_NAMES, INJECT_TYPES, SIGNAL_NAMES } from "./schema.ts";
+export { PROVIDER_TYPES, STRATEGY_NAMES, INJECT_TYPES, SIGNAL_NAMES, NOTIFICATION_EVENTS } from "./schema.ts";
 export type {
   AgentConfig,
   DefaultsConfig,
@@ -20,6 +20,8 @@ export type {
   FileInjectSpec,
   InjectSpec,
   InjectType,
+  NotificationEvent,
+  NotificationsConfig,
   ProviderConfig,
   ProviderType,
   RetrySpec,
@@ -28,4 +30,5 @@ export type {
   SignalName,
   StrategyName,
   TargetSpec,
+  WebhookTarget,
 } from "./types.ts";

@@ -1,19 +1,21 @@
 /**
  * Every problem found in dso.yaml, error or warning, is a ConfigIssue: where it is (file, line,
- * dotted path) and what is wrong. Printed as `dso.yaml:12: secrets.0.inject.mode: ...`.
+ * dotted path) and what is wrong. Printed as `dso.yaml:12: secrets.0.inject.mode: ...` (`dso.yaml:3:7: ...` when the column is known).
  */
 import { DsoError } from "../errors.ts";
 
 export interface ConfigIssue {
   file: string;
   line: number;
+  /** 1-based column, when known (YAML syntax errors). */
+  column?: number;
   /** Dotted path from the document root, list items by index: `secrets.1.inject.path`. Empty for the whole file. */
   path: string;
   message: string;
 }
 
 export function formatIssue(issue: ConfigIssue): string {
-  const where = `${issue.file}:${issue.line}`;
+  const where = `${issue.file}:${issue.line}${issue.column === undefined ? "" : `:${issue.column}`}`;
   return issue.path === "" ? `${where}: ${issue.message}` : `${where}: ${issue.path}: ${issue.message}`;
 }
 

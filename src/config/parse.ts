@@ -10,20 +10,24 @@ import { type Env, expandEnvInTree } from "./env-expand.ts";
 import { findIgnoredKeys, isIgnoredPath } from "./ignored.ts";
 import { ConfigError, type ConfigIssue, sortIssues } from "./issues.ts";
 import { rewriteLegacySecretShapes, rewriteOctalModes } from "./legacy.ts";
-import { type ParsedSections, resolveConfig } from "./resolve.ts";
+import { type InvalidSecret, type ParsedSections, resolveConfig, webhookUrlProblem } from "./resolve.ts";
 import {
   AgentSchema,
   DefaultsSchema,
   ProviderSchema,
   SecretSchema,
   LegacyV1Schema,
+  NotificationsSchema,
   TopLevelKeysSchema,
   VersionSchema,
+  INJECT_TYPES,
   providerNameField,
+  type InjectType,
   type ProviderInput,
 } from "./schema.ts";
 import type { DsoConfig } from "./types.ts";
-import { findSyntaxErrorLine, indexYamlLines } from "./yaml-lines.ts";
+import { indexYamlLines } from "./yaml-lines.ts";
+import { locateYamlSyntaxError } from "./yaml-syntax.ts";
 
 const PARSE_OPTIONS = { abortEarly: false, message: FALLBACK_MESSAGE } as const;
 
@@ -36,8 +40,8 @@ function readYaml(text: string, file: string): unknown {
     return Bun.YAML.parse(text);
   } catch (error) {
     const detail = (error instanceof Error ? error.message : String(error)).replace(/^YAML Parse error:\s*/, "");
-    const line = findSyntaxErrorLine(text) ?? 1;
-    throw new ConfigError([{ file, line, path: "", message: `YAML syntax error: ${detail}` }]);
+    const { line, column, message } = locateYamlSyntaxError(text, detail);
+    throw new ConfigError([{ file, line, ...(column === undefined ? {} : { column }), path: "", message: `YAML syntax error: ${message}` }]);
   }
 }
 
@@ -84,10 +88,37 @@ function parseSecrets(raw: unknown, issues: IssueCollector): ParsedSections["sec
   return raw.map((item, index) => {
     const parsed = parseSection(SecretSchema, item, ["secrets", index], issues);
     if (parsed) return parsed;
-    // Still check the provider name of an invalid secret, so one pass shows every problem.
-    const provider = isMapping(item) && typeof item.provider === "string" ? item.provider : undefined;
-    return { invalid: true as const, provider };
+    // Still check the provider and mapping names of an invalid secret, so one pass shows every problem.
+    return invalidSecretParts(item);
   });
+}
+
+function parseNotifications(raw: unknown, issues: IssueCollector): ParsedSections["notifications"] {
+  if (raw == null) return undefined;
+  const parsed = parseSection(NotificationsSchema, raw, ["notifications"], issues);
+  if (parsed || !isMapping(raw) || !Array.isArray(raw.webhooks)) return parsed;
+  // The section has other errors; still check each URL, so one pass shows every problem.
+  const insecure = raw.allow_insecure_http === true || raw.allow_insecure_http === "true";
+  raw.webhooks.forEach((hook, index) => {
+    const url = isMapping(hook) ? hook.url : undefined;
+    const problem = typeof url === "string" ? webhookUrlProblem(url, insecure) : undefined;
+    if (problem) issues.error(["notifications", "webhooks", index, "url"], problem);
+  });
+  return undefined;
+}
+
+/** What can still be checked of a secret that failed its schema. */
+function invalidSecretParts(item: unknown): InvalidSecret {
+  if (!isMapping(item)) return { invalid: true, provider: undefined, mappings: undefined, injectType: undefined };
+  const provider = typeof item.provider === "string" ? item.provider : undefined;
+  const rawMappings = item.mappings;
+  const mappings =
+    isMapping(rawMappings) && Object.entries(rawMappings).every(([k, value]) => k !== "" && typeof value === "string")
+      ? (rawMappings as Record<string, string>)
+      : undefined;
+  const rawType = isMapping(item.inject) ? item.inject.type : undefined;
+  const injectType = (INJECT_TYPES as readonly unknown[]).includes(rawType) ? (rawType as InjectType) : undefined;
+  return { invalid: true, provider, mappings, injectType };
 }
 
 /**
@@ -124,6 +155,7 @@ export function parseConfig(
     legacyProviderName: typeof expanded.provider === "string" ? expanded.provider : undefined,
     ...parseProviders(expanded.providers, issues),
     agent: expanded.agent == null ? undefined : parseSection(AgentSchema, expanded.agent, ["agent"], issues),
+    notifications: parseNotifications(expanded.notifications, issues),
     defaults: expanded.defaults == null ? undefined : parseSection(DefaultsSchema, expanded.defaults, ["defaults"], issues),
     secrets: parseSecrets(expanded.secrets, issues),
   };

@@ -11,21 +11,26 @@ import {
   builtinFileProvider,
   defaultAgentConfig,
   defaultDefaults,
+  defaultNotifications,
 } from "./defaults.ts";
 import type {
   AgentInput,
   DefaultsInput,
+  InjectType,
+  NotificationsInput,
   ProviderInput,
   SecretInput,
   StrategyName,
   LegacyV1Input,
 } from "./schema.ts";
-import { PROVIDER_TYPES, STRATEGY_INPUTS } from "./schema.ts";
+import { AUDIT_STDERR, NOTIFICATION_EVENTS, PROVIDER_TYPES, STRATEGY_INPUTS } from "./schema.ts";
 import type {
   AgentConfig,
   DefaultsConfig,
   DsoConfig,
   InjectSpec,
+  NotificationEvent,
+  NotificationsConfig,
   ProviderConfig,
   ProviderType,
   RotationSpec,
@@ -39,6 +44,10 @@ const MIN_WEBHOOK_TOKEN_LENGTH = 16;
 export interface InvalidSecret {
   invalid: true;
   provider: string | undefined;
+  /** The secret's `mappings` when they are a mapping of strings, so their names are still checked. */
+  mappings: Record<string, string> | undefined;
+  /** `inject.type` when it is a known type (else the default applies). */
+  injectType: InjectType | undefined;
 }
 
 /** Each section as parsed by its schema; undefined when the section is absent or invalid. */
@@ -52,6 +61,7 @@ export interface ParsedSections {
   /** Every name written under `providers:`, valid or not (so secrets do not report it missing). */
   declaredProviders: Set<string>;
   agent: AgentInput | undefined;
+  notifications: NotificationsInput | undefined;
   defaults: DefaultsInput | undefined;
   /** Parsed secrets by index; entries that failed their schema keep only their provider name. */
   secrets: (SecretInput | InvalidSecret)[];
@@ -150,8 +160,21 @@ export function resolveAgent(input: AgentInput | undefined, issues: IssueCollect
     issues.warn([...webhookPath, "auth_token"], `is shorter than ${MIN_WEBHOOK_TOKEN_LENGTH} characters; use a long random token`);
   }
   const strategy = input.rotation?.strategy;
+  const metricsListen = input.metrics?.listen;
+  if (metricsListen !== undefined && !isLoopback(metricsListen.slice(0, metricsListen.lastIndexOf(":")))) {
+    issues.warn(["agent", "metrics", "listen"], "is not a loopback address: anyone who can reach it reads secret names, container names and versions (no auth)");
+  }
   return {
     cache: input.cache ?? agent.cache,
+    metrics: {
+      // A listener is asked for explicitly: it turns metrics on.
+      enabled: input.metrics?.enabled ?? metricsListen !== undefined,
+      ...(metricsListen === undefined ? {} : { listen: metricsListen }),
+    },
+    audit: {
+      enabled: input.audit?.enabled ?? input.audit?.output !== undefined,
+      output: input.audit?.output ?? AUDIT_STDERR,
+    },
     socket: input.socket ?? agent.socket,
     volumesRoot: input.volumes_root ?? agent.volumesRoot,
     ...(input.socket_group === undefined ? {} : { socketGroup: input.socket_group }),
@@ -168,6 +191,60 @@ export function resolveAgent(input: AgentInput | undefined, issues: IssueCollect
       signal: input.rotation?.signal ?? agent.rotation.signal,
       healthCheckTimeoutMs: input.rotation?.health_check_timeout ?? agent.rotation.healthCheckTimeoutMs,
     },
+  };
+}
+
+const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "::1", "[::1]"]);
+
+function isLoopback(host: string): boolean {
+  return LOOPBACK_HOSTS.has(host.toLowerCase()) || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** The Go DSO's recovery_* events: DSO never rolls a container back, so there is nothing to send. */
+function knownEvents(events: readonly string[] | undefined, path: TreePath, issues: IssueCollector): NotificationEvent[] | undefined {
+  if (events === undefined) return undefined;
+  const dropped = events.filter((e) => !(NOTIFICATION_EVENTS as readonly string[]).includes(e));
+  if (dropped.length > 0) issues.warn(path, `${dropped.join(", ")}: never sent (DSO does not roll containers back); events DSO sends: ${NOTIFICATION_EVENTS.join(", ")}`);
+  return events.filter((e): e is NotificationEvent => (NOTIFICATION_EVENTS as readonly string[]).includes(e));
+}
+
+/** Webhook URLs may carry tokens: messages about them never quote the URL. */
+export function webhookUrlProblem(url: string, allowInsecureHttp: boolean): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return "must be an http(s) URL";
+  }
+  if (parsed.protocol === "https:") return undefined;
+  if (parsed.protocol !== "http:") return "must be an http(s) URL";
+  if (allowInsecureHttp || isLoopback(parsed.hostname)) return undefined;
+  return "is plain http to a non-loopback host: use https, or set notifications.allow_insecure_http: true";
+}
+
+export function resolveNotifications(input: NotificationsInput | undefined, issues: IssueCollector): NotificationsConfig {
+  const notifications = defaultNotifications();
+  if (!input) return notifications;
+  const allEvents = knownEvents(input.events, ["notifications", "events"], issues) ?? [...NOTIFICATION_EVENTS];
+  const webhooks = (input.webhooks ?? []).flatMap((hook, index) => {
+    const path = ["notifications", "webhooks", index];
+    const problem = webhookUrlProblem(hook.url, input.allow_insecure_http ?? false);
+    if (problem) {
+      issues.error([...path, "url"], problem);
+      return [];
+    }
+    return [{ url: hook.url, events: knownEvents(hook.events, [...path, "events"], issues) ?? allEvents, headers: hook.headers ?? {} }];
+  });
+  const enabled = input.enabled ?? false;
+  if (!enabled && webhooks.length > 0) {
+    issues.warn(["notifications"], "webhooks are configured but notifications.enabled is not true: nothing is sent");
+  }
+  return {
+    enabled,
+    webhooks,
+    timeoutMs: input.timeout ?? notifications.timeoutMs,
+    maxRetries: Math.max(0, input.max_retries ?? notifications.maxRetries),
+    queueSize: input.queue_size ?? notifications.queueSize,
   };
 }
 
@@ -204,15 +281,30 @@ export function envNameProblem(name: string): string | undefined {
   return ENV_NAME_PATTERN.test(name) ? undefined : "must be a variable name: letters, digits and _, not starting with a digit";
 }
 
-function checkMappings(secret: SecretInput, index: number, inject: InjectSpec, issues: IssueCollector): Record<string, string> {
-  const mappings = secret.mappings ?? {};
+/** Names a Go DSO user writes for environment variables: DB_PASSWORD, API_KEY. */
+const ENV_LIKE_KEY = /^[A-Z_][A-Z0-9_]*$/;
+
+/**
+ * The Go DSO's docs template writes `ENV_NAME: secret/id`, the other way round from what its code
+ * (and DSO) reads. When a key looks like a variable name and its target is not a valid name,
+ * say that the sides look swapped.
+ */
+function swappedHint(key: string, target: string, path: TreePath, issues: IssueCollector): string {
+  if (!ENV_LIKE_KEY.test(key) || envNameProblem(target) === undefined) return "";
+  const shown = issues.show(target, path) !== undefined;
+  const inner = shown ? target.split("/").filter(Boolean).at(-1) : undefined;
+  const example = inner && /^[A-Za-z0-9_.-]+$/.test(inner) ? `${inner}: ${key}` : `<key>: ${key}`;
+  return `; the two sides look swapped: mappings are <key inside the secret>: <name>, e.g. ${example} (the Go DSO's docs template writes them the other way round)`;
+}
+
+function checkMappings(mappings: Record<string, string>, index: number, injectType: InjectType, issues: IssueCollector): Record<string, string> {
   const seen = new Map<string, string>();
   for (const [key, target] of Object.entries(mappings)) {
     const path = ["secrets", index, "mappings", key];
-    const problem = inject.type === "env" ? envNameProblem(target) : fileNameProblem(target);
-    if (problem) issues.error(path, `${problem}${issues.got(target, path)}`);
+    const problem = injectType === "env" ? envNameProblem(target) : fileNameProblem(target);
+    if (problem) issues.error(path, `${problem}${issues.got(target, path)}${swappedHint(key, target, path, issues)}`);
     const other = seen.get(target);
-    if (other !== undefined) issues.error(path, `maps to the same ${inject.type === "env" ? "variable" : "file"} as "${other}"`);
+    if (other !== undefined) issues.error(path, `maps to the same ${injectType === "env" ? "variable" : "file"} as "${other}"`);
     else seen.set(target, key);
   }
   return mappings;
@@ -275,12 +367,14 @@ export function resolveSecrets(
   const out: SecretSpec[] = [];
   sections.secrets.forEach((secret, index) => {
     if ("invalid" in secret) {
+      // Its other problems are reported already; report these too, so one pass shows everything.
       if (secret.provider !== undefined) pickProvider(secret, index, names, issues);
+      if (secret.mappings) checkMappings(secret.mappings, index, secret.injectType ?? defaults.inject.type, issues);
       return;
     }
     const provider = pickProvider(secret, index, names, issues);
     const inject = resolveInject(secret, index, defaults, issues);
-    const mappings = checkMappings(secret, index, inject, issues);
+    const mappings = checkMappings(secret.mappings ?? {}, index, inject.type, issues);
     const rotation = resolveRotation(secret, index, defaults, agent, issues);
     if (provider === undefined) return;
     out.push({
@@ -300,8 +394,9 @@ export function resolveSecrets(
 export function resolveConfig(sections: ParsedSections, issues: IssueCollector): DsoConfig {
   const { providers, names } = resolveProviders(sections, issues);
   const agent = resolveAgent(sections.agent, issues);
+  const notifications = resolveNotifications(sections.notifications, issues);
   const defaults = resolveDefaults(sections.defaults, issues);
   const secrets = resolveSecrets(sections, names, defaults, agent, issues);
   const version = sections.version ?? (sections.legacyProviderName !== undefined ? 1 : 2);
-  return { version, providers, agent, defaults, secrets };
+  return { version, providers, agent, notifications, defaults, secrets };
 }

@@ -16,6 +16,11 @@ export const STRATEGY_NAMES = ["restart", "signal", "rolling", "none"] as const;
 /** `auto` is accepted from Go DSO files and resolved to `restart` with a warning. */
 export const STRATEGY_INPUTS = [...STRATEGY_NAMES, "auto"] as const;
 export const INJECT_TYPES = ["file", "env"] as const;
+/** Outbound notification events (docs/notifications.md). */
+export const NOTIFICATION_EVENTS = ["rotation_succeeded", "rotation_failed", "delivery_failed", "provider_unavailable", "provider_recovered"] as const;
+/** The Go DSO's recovery_* events describe its container rollback, which DSO does not do: accepted, warned about, never sent. */
+export const NOTIFICATION_EVENT_INPUTS = [...NOTIFICATION_EVENTS, "recovery_succeeded", "recovery_failed"] as const;
+export const AUDIT_STDERR = "stderr";
 
 export const SIGNAL_NAMES = [
   "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGKILL",
@@ -178,8 +183,30 @@ export const InjectSchema = v.strictObject({
   mode: v.optional(modeField),
 });
 
+const hostPortField = v.pipe(
+  v.string("must be host:port"),
+  v.regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "must be host:port, such as 127.0.0.1:9464"),
+);
+
 export const AgentSchema = v.strictObject({
   cache: v.optional(booleanField),
+  metrics: v.optional(
+    v.strictObject({
+      enabled: v.optional(booleanField),
+      listen: v.optional(hostPortField),
+    }),
+  ),
+  audit: v.optional(
+    v.strictObject({
+      enabled: v.optional(booleanField),
+      output: v.optional(
+        v.pipe(
+          v.string('must be "stderr" or an absolute file path'),
+          v.check((x) => x === AUDIT_STDERR || (x.startsWith("/") && !x.split("/").includes("..")), 'must be "stderr" or an absolute file path'),
+        ),
+      ),
+    }),
+  ),
   socket: v.optional(absolutePathField),
   socket_group: v.optional(v.pipe(scalarString, v.minLength(1, "must be a group name or id"))),
   volumes_root: v.optional(absolutePathField),
@@ -270,8 +297,39 @@ export const TopLevelKeysSchema = v.strictObject({
   mode: ignoredKey(),
   runtime: ignoredKey(),
   logging: ignoredKey(),
-  notifications: ignoredKey(),
+  notifications: v.optional(v.unknown()),
   proxy: ignoredKey(),
+});
+
+const notificationEventField = v.picklist(NOTIFICATION_EVENT_INPUTS, `must be one of ${listOf(NOTIFICATION_EVENTS)}`);
+const MAX_NOTIFICATION_RETRIES = 10;
+const MAX_NOTIFICATION_QUEUE = 10_000;
+
+/** The Go DSO's `notifications` key, plus `headers` per webhook and `queue_size`. */
+export const NotificationsSchema = v.strictObject({
+  enabled: v.optional(booleanField),
+  webhooks: v.optional(
+    v.array(
+      v.strictObject({
+        url: v.pipe(v.string("must be an http(s) URL"), v.minLength(1, "must be an http(s) URL")),
+        events: v.optional(v.array(notificationEventField)),
+        headers: v.optional(stringMap),
+      }),
+    ),
+  ),
+  events: v.optional(v.array(notificationEventField)),
+  timeout: v.optional(durationField(1)),
+  /** −1 = no retries, as in the Go DSO. */
+  max_retries: v.optional(
+    v.pipe(
+      v.unknown(),
+      v.check((x) => (typeof x === "number" && Number.isInteger(x)) || (typeof x === "string" && /^-?\d+$/.test(x)), `must be a whole number from -1 to ${MAX_NOTIFICATION_RETRIES}`),
+      v.transform((x) => Number(x)),
+      v.check((n) => n >= -1 && n <= MAX_NOTIFICATION_RETRIES, `must be a whole number from -1 to ${MAX_NOTIFICATION_RETRIES}`),
+    ),
+  ),
+  allow_insecure_http: v.optional(booleanField),
+  queue_size: v.optional(integerField(1, MAX_NOTIFICATION_QUEUE)),
 });
 
 export const VersionSchema = v.object({ version: v.optional(versionField) });
@@ -286,6 +344,8 @@ export const LegacyV1Schema = v.object({
 export type ProviderInput = v.InferOutput<typeof ProviderSchema>;
 export type InjectInput = v.InferOutput<typeof InjectSchema>;
 export type AgentInput = v.InferOutput<typeof AgentSchema>;
+export type NotificationsInput = v.InferOutput<typeof NotificationsSchema>;
+export type NotificationEvent = (typeof NOTIFICATION_EVENTS)[number];
 export type DefaultsInput = v.InferOutput<typeof DefaultsSchema>;
 export type SecretInput = v.InferOutput<typeof SecretSchema>;
 export type RotationInput = v.InferOutput<typeof RotationSchema>;

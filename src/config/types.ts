@@ -3,9 +3,9 @@
  * milliseconds, modes as numbers, each secret bound to its provider. Enumerations come from
  * the valibot schemas in schema.ts.
  */
-import type { InjectType, ProviderType, SignalName, StrategyName } from "./schema.ts";
+import type { InjectType, NotificationEvent, ProviderType, SignalName, StrategyName } from "./schema.ts";
 
-export type { InjectType, ProviderType, SignalName, StrategyName };
+export type { InjectType, NotificationEvent, ProviderType, SignalName, StrategyName };
 
 export interface RetrySpec {
   /** Attempts to start the provider process or repeat a failed poll. */
@@ -75,6 +75,10 @@ export interface AgentConfig {
   socketGroup?: string;
   /** Plugin mode: the tmpfs under which each DSO volume gets its directory. */
   volumesRoot: string;
+  /** Prometheus metrics: GET /metrics on the agent socket when enabled, and on `listen` (TCP) when set. */
+  metrics: { enabled: boolean; listen?: string };
+  /** One JSON line per delivery, rotation, strategy run, Mount/Unmount and changing API call (docs/audit.md). */
+  audit: { enabled: boolean; output: "stderr" | string };
   watch: {
     pollingIntervalMs: number;
     /** Inbound change notifications: each one triggers an immediate fingerprint poll. */
@@ -93,10 +97,30 @@ export interface DefaultsConfig {
   rotation: { enabled: boolean; strategy: StrategyName };
 }
 
+export interface WebhookTarget {
+  url: string;
+  /** The events this webhook receives (its own list, else notifications.events, else all). */
+  events: NotificationEvent[];
+  /** Sent with every request (e.g. Authorization); may hold credentials: never logged. */
+  headers: Record<string, string>;
+}
+
+/** Outbound notifications (the Go DSO's `notifications` key); docs/notifications.md. */
+export interface NotificationsConfig {
+  enabled: boolean;
+  webhooks: WebhookTarget[];
+  timeoutMs: number;
+  /** Retries after the first attempt; 0 = none (the Go DSO's −1). */
+  maxRetries: number;
+  /** Events waiting to be sent; when full, new events are dropped (and counted), never waited for. */
+  queueSize: number;
+}
+
 export interface DsoConfig {
   version: 1 | 2;
   providers: Record<string, ProviderConfig>;
   agent: AgentConfig;
+  notifications: NotificationsConfig;
   defaults: DefaultsConfig;
   secrets: SecretSpec[];
 }

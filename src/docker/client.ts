@@ -2,6 +2,7 @@ import Dockerode from "dockerode";
 import * as v from "valibot";
 import { DsoError } from "../errors.ts";
 import { negotiateApiVersion } from "./api-version.ts";
+import { silenceModemUrlParseWarning } from "./modem-warnings.ts";
 
 export { OUR_MAX_API, OUR_MIN_API, compareApiVersions, negotiateApiVersion } from "./api-version.ts";
 
@@ -69,6 +70,7 @@ function unixTarget(socketPath: string): DockerTarget {
 }
 
 function tcpTarget(raw: string, env: Env): DockerTarget {
+  silenceModemUrlParseWarning();
   // TLS needs certificate handling we have not built; refusing beats silently sending plain HTTP.
   if (env.DOCKER_TLS_VERIFY && env.DOCKER_TLS_VERIFY !== "0") {
     throw new DsoError("USAGE", "DOCKER_TLS_VERIFY is set, but DSO does not support TLS to Docker yet", {

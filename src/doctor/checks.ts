@@ -15,10 +15,13 @@ export interface CheckResult {
 }
 
 const DOCKER_CHECK_TIMEOUT_MS = 5_000;
+const AGENT_CHECK_TIMEOUT_MS = 3_000;
 
 export interface DoctorContext {
   env: Record<string, string | undefined>;
   configFlag?: string;
+  /** --socket; else $DSO_SOCKET, agent.socket from the config, the default. */
+  socketFlag?: string;
   /** Loaded by the config check; later checks read socket and paths from it. */
   config?: DsoConfig;
 }
@@ -136,13 +139,44 @@ export function checkEnvInjection(ctx: DoctorContext): CheckResult {
   };
 }
 
+function agentSocketOf(ctx: DoctorContext): string {
+  return ctx.socketFlag || ctx.env.DSO_SOCKET || ctx.config?.agent.socket || DEFAULT_SOCKET_PATH;
+}
+
+/**
+ * Whether an agent answers on its socket. No socket is a warning (doctor is also run before the
+ * first start); a socket nobody answers on is a failure: a crashed or hung agent leaves one,
+ * and dockerd then fails every container that uses a DSO volume.
+ */
+export async function checkAgent(ctx: DoctorContext): Promise<CheckResult> {
+  const socket = agentSocketOf(ctx);
+  let isSocket = false;
+  try {
+    isSocket = (await stat(socket)).isSocket();
+  } catch {
+    return { check: "agent", status: "warn", detail: `no agent is running: ${socket} does not exist (start it with: dso agent)` };
+  }
+  if (!isSocket) return { check: "agent", status: "fail", detail: `${socket} exists but is not a socket` };
+  try {
+    const response = await fetch("http://dso/v1/status", { unix: socket, signal: AbortSignal.timeout(AGENT_CHECK_TIMEOUT_MS) } as RequestInit);
+    const body = (await response.json().catch(() => undefined)) as { agent?: { version?: unknown; pid?: unknown } } | undefined;
+    const version = typeof body?.agent?.version === "string" ? ` ${body.agent.version}` : "";
+    const pid = typeof body?.agent?.pid === "number" ? `, pid ${body.agent.pid}` : "";
+    return { check: "agent", status: "ok", detail: `agent${version} answers on ${socket}${pid}` };
+  } catch (error) {
+    const why = (error as Error).name === "TimeoutError" ? `did not answer within ${AGENT_CHECK_TIMEOUT_MS / 1000} s` : "nothing answers on it (a stale socket from an agent that stopped?)";
+    return { check: "agent", status: "fail", detail: `${socket}: ${why}` };
+  }
+}
+
 export async function runChecks(ctx: DoctorContext): Promise<CheckResult[]> {
   const config = await checkConfig(ctx);
-  const [docker, socket, tmpfs, swap] = await Promise.all([
+  const [docker, agent, socket, tmpfs, swap] = await Promise.all([
     checkDocker(ctx),
+    checkAgent(ctx),
     checkSocketDirectory(ctx),
     checkPluginTmpfs(ctx),
     checkSwap(),
   ]);
-  return [config, checkEnvInjection(ctx), ...docker, socket, tmpfs, swap];
+  return [config, checkEnvInjection(ctx), ...docker, agent, socket, tmpfs, swap];
 }

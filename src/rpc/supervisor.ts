@@ -63,6 +63,18 @@ export interface ProviderProcessOptions {
   log?: FieldLogger;
   /** First wait before restarting a failed child (`providers.*.retry.backoff`); doubles each time. */
   backoffBaseMs?: number;
+  /** Told about every call, restart, health change and fetched value (metrics, notifications); never a value. */
+  observer?: ProviderObserver;
+}
+
+/** What the supervisor reports to the agent's Observer (`Observer.forProvider(name)` builds one). */
+export interface ProviderObserver {
+  call(p: { operation: Method; seconds: number; error?: unknown }): void;
+  restarted(): void;
+  /** Only on a change; `reason` when it became unhealthy. */
+  health(healthy: boolean, reason?: string): void;
+  /** One entry per secret in a fetch: its error code, or undefined when its value came back. */
+  fetched(codes: (string | undefined)[]): void;
 }
 
 interface Pending {
@@ -119,6 +131,7 @@ export class ProviderProcess {
   async fetch(refs: SecretRef[], signal?: AbortSignal) {
     const { items } = await this.call("fetch", { refs }, signal);
     for (const item of items) for (const value of Object.values(item.value?.data ?? {})) registerSecretValue(value);
+    this.tellObserver((o) => o.fetched(items.map((item) => item.error?.code)));
     return items;
   }
 
@@ -145,8 +158,26 @@ export class ProviderProcess {
 
   async call<M extends Method>(method: M, params: ParamsOf<M>, signal?: AbortSignal): Promise<ResultOf<M>> {
     if (this.stopped) throw new DsoError("PROVIDER_UNAVAILABLE", `provider ${this.name} is stopped`);
-    await this.ensureStarted();
-    return this.send(method, params, signal);
+    const started = performance.now();
+    try {
+      await this.ensureStarted();
+      const result = await this.send(method, params, signal);
+      this.tellObserver((o) => o.call({ operation: method, seconds: (performance.now() - started) / 1000 }));
+      return result;
+    } catch (error) {
+      this.tellObserver((o) => o.call({ operation: method, seconds: (performance.now() - started) / 1000, error }));
+      throw error;
+    }
+  }
+
+  /** Observing must never break a call. */
+  private tellObserver(report: (observer: ProviderObserver) => void): void {
+    if (!this.options.observer) return;
+    try {
+      report(this.options.observer);
+    } catch (error) {
+      this.log.debug("provider observer failed", { error: (error as Error).message });
+    }
   }
 
   private send<M extends Method>(method: M, params: ParamsOf<M>, signal?: AbortSignal): Promise<ResultOf<M>> {
@@ -321,6 +352,7 @@ export class ProviderProcess {
 
   private recordSuccess() {
     this.failures = 0;
+    if (!this.status.healthy) this.tellObserver((o) => o.health(true));
     this.status.healthy = true;
     this.status.lastError = undefined;
     this.status.lastOkAt = new Date().toISOString();
@@ -328,6 +360,7 @@ export class ProviderProcess {
 
   private recordFailure(reason: string) {
     this.failures++;
+    if (this.status.healthy || this.failures === 1) this.tellObserver((o) => o.health(false, reason));
     this.status.healthy = false;
     this.status.lastError = reason;
     this.notBefore = Date.now() + backoffDelay(this.failures, Math.random, this.options.backoffBaseMs);
@@ -363,6 +396,7 @@ export class ProviderProcess {
     if (this.child !== child) return;
     this.child = undefined;
     this.status.restarts++;
+    if (!this.stopped) this.tellObserver((o) => o.restarted());
     const how = child.signalCode ? `signal ${child.signalCode}` : `code ${code}`;
     if (!this.stopped) {
       this.log.warn(`provider exited (${how})`);

@@ -48,6 +48,8 @@ describe("Go DSO example files", () => {
       socket: "/run/docker/plugins/dso.sock",
       socketGroup: "docker",
       volumesRoot: "/run/dso/volumes",
+      metrics: { enabled: false },
+      audit: { enabled: false, output: "stderr" },
       watch: { pollingIntervalMs: 90_000, webhook: { enabled: true, listen: "127.0.0.1:8471", authToken: "0123456789abcdef-webhook" } },
       rotation: { strategy: "rolling", signal: "SIGHUP", healthCheckTimeoutMs: 90_000 },
     });
@@ -267,7 +269,7 @@ describe("errors", () => {
       yaml("agent:", "  watch:", "    webhook:", "      enabled: true"),
       ["dso.yaml:3: agent.watch.webhook.auth_token: is required when the webhook is enabled"],
     ],
-    ["YAML syntax error", yaml("providers:", "  aws:", "    type: aws", "  bad: [unclosed", "secrets: []"), ["dso.yaml:4: YAML syntax error: Unexpected token"]],
+    ["YAML syntax error", yaml("providers:", "  aws:", "    type: aws", "  bad: [unclosed", "secrets: []"), ["dso.yaml:4: YAML syntax error: Flow sequence in block collection must be sufficiently indented and end with a ]"]],
     ["a top-level list", yaml("- name: a"), ["dso.yaml:1: the file must hold one mapping (providers:, secrets:, ...), not a list or several documents"]],
   ];
   for (const [name, text, expected] of cases) {
@@ -310,13 +312,12 @@ describe("keys the Go DSO documents but DSO does not use", () => {
       "dso.yaml:12: agent.watch.mode: ignored: DSO does not use this key",
       "dso.yaml:14: agent.watch.webhook.endpoint: ignored: DSO does not use this key",
       "dso.yaml:16: agent.rotation.enabled: ignored: DSO does not use this key (use defaults.rotation.enabled)",
-      "dso.yaml:17: notifications: ignored: DSO does not use this key (it sends no outbound notifications)",
       "dso.yaml:19: proxy: ignored: DSO does not use this key (it does not proxy host ports)",
     ]);
   });
 
   test("variables inside ignored keys are not expanded, so an unset one is no error", () => {
-    const text = yaml("notifications:", "  webhooks:", "    - url: ${HOOK_URL}");
+    const text = yaml("proxy:", "  allowed_host_ports:", "    - ${PORTS}");
     expect(warningsOf(text)).toHaveLength(1);
   });
 });
@@ -407,6 +408,127 @@ describe("resolution", () => {
     const text = yaml("agent:", "  watch:", "    webhook:", "      enabled: true", "      auth_token: short");
     expect(warningsOf(text)).toEqual([
       "dso.yaml:5: agent.watch.webhook.auth_token: is shorter than 16 characters; use a long random token",
+    ]);
+  });
+});
+
+describe("every problem at once, with the line and column where it is", () => {
+  test("a wrong mappings entry is reported together with the other errors of the same secret", () => {
+    const text = yaml(
+      "secrets:",
+      "  - name: app/db",
+      '    inject: { type: file, mode: "0999" }',
+      "    mappings:",
+      "      password: a/b",
+      "  - name: app/env",
+      "    inject: { type: env, uid: x }",
+      "    mappings:",
+      "      token: 9TOKEN",
+    );
+    expect(errorsOf(text)).toEqual([
+      'dso.yaml:3: secrets.0.inject.mode: must be an octal file mode from "0000" to "0777", such as "0400" (got "0999")',
+      'dso.yaml:5: secrets.0.mappings.password: is a file name and must not contain "/" (got "a/b")',
+      'dso.yaml:7: secrets.1.inject.uid: must be a whole number from 0 to 4294967294 (got "x")',
+      'dso.yaml:9: secrets.1.mappings.token: must be a variable name: letters, digits and _, not starting with a digit (got "9TOKEN")',
+    ]);
+  });
+
+  test("a YAML syntax error names the line and column of the real error and the parser's reason", () => {
+    expect(errorsOf(yaml("providers:", "  file:", "    type: file", "secrets:", "  - name: a", "    key: value: other"))).toEqual([
+      "dso.yaml:6:10: YAML syntax error: Nested mappings are not allowed in compact mappings",
+    ]);
+    expect(errorsOf(yaml("agent:", "\tcache: true"))).toEqual(["dso.yaml:2:1: YAML syntax error: Tabs are not allowed as indentation"]);
+  });
+
+  test("an unclosed quote is reported on the line that opens it, not at the end of the file", () => {
+    expect(errorsOf(yaml("agent:", '  socket: "/run/dso.sock', "  cache: true", "secrets: []"))).toEqual([
+      'dso.yaml:2: YAML syntax error: Missing closing "quote',
+    ]);
+  });
+
+  test("mappings written the Go DSO docs' way round (ENV_NAME: secret/id) get a hint that the sides look swapped", () => {
+    const errors = errorsOf(yaml("secrets:", "  - name: app/db", "    inject: env", "    mappings:", "      DB_PASSWORD: app/db/password"));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toStartWith("dso.yaml:5: secrets.0.mappings.DB_PASSWORD: must be a variable name");
+    expect(errors[0]).toContain("the two sides look swapped: mappings are <key inside the secret>: <name>, e.g. password: DB_PASSWORD");
+  });
+
+  test("the swap hint never quotes a target that came from a variable", () => {
+    const errors = errorsOf(yaml("secrets:", "  - name: app/db", "    mappings:", "      DB_PASSWORD: ${TARGET}"), { TARGET: "hidden/planted-name" });
+    expect(errors[0]).toContain("look swapped");
+    expect(errors[0]).not.toContain("planted");
+  });
+
+  test("a correct mapping with an upper-case key gets no swap hint", () => {
+    const errors = errorsOf(yaml("secrets:", "  - name: app/db", "    mappings:", "      API_KEY: a/b", "      password: c/d"));
+    expect(errors[0]).toContain("look swapped");
+    expect(errors[1]).not.toContain("look swapped");
+  });
+});
+
+describe("metrics, audit and notifications settings", () => {
+  test("all are off by default", () => {
+    const { config } = parseConfig("", "dso.yaml", {});
+    expect(config.agent.metrics).toEqual({ enabled: false });
+    expect(config.agent.audit).toEqual({ enabled: false, output: "stderr" });
+    expect(config.notifications).toEqual({ enabled: false, webhooks: [], timeoutMs: 10_000, maxRetries: 2, queueSize: 100 });
+  });
+
+  test("a metrics listener or an audit file turns the feature on; a non-loopback listener is warned about", () => {
+    const { config } = parseConfig(yaml("agent:", "  metrics:", "    listen: 127.0.0.1:9464", "  audit:", "    output: /var/log/dso-audit.log"), "dso.yaml", {});
+    expect(config.agent.metrics).toEqual({ enabled: true, listen: "127.0.0.1:9464" });
+    expect(config.agent.audit).toEqual({ enabled: true, output: "/var/log/dso-audit.log" });
+    expect(warningsOf(yaml("agent:", "  metrics:", "    listen: 0.0.0.0:9464"))[0]).toStartWith("dso.yaml:3: agent.metrics.listen: is not a loopback address");
+    expect(errorsOf(yaml("agent:", "  audit:", "    output: relative.log"))).toEqual(['dso.yaml:3: agent.audit.output: must be "stderr" or an absolute file path (got "relative.log")']);
+  });
+
+  test("the Go DSO's notifications key is read as written: webhooks, events, timeout, max_retries", () => {
+    const text = yaml(
+      "notifications:",
+      "  enabled: true",
+      "  timeout: 5s",
+      "  max_retries: -1",
+      "  events: [rotation_succeeded, rotation_failed, recovery_failed]",
+      "  webhooks:",
+      "    - url: https://hooks.example.com/dso?token=${HOOK_TOKEN}",
+      "    - url: http://127.0.0.1:9000/hook",
+      "      events: [delivery_failed]",
+      "      headers:",
+      "        Authorization: Bearer ${HOOK_TOKEN}",
+    );
+    const { config, warnings } = parseConfig(text, "dso.yaml", { HOOK_TOKEN: "planted-hook-token" });
+    expect(config.notifications).toEqual({
+      enabled: true,
+      timeoutMs: 5000,
+      maxRetries: 0,
+      queueSize: 100,
+      webhooks: [
+        { url: "https://hooks.example.com/dso?token=planted-hook-token", events: ["rotation_succeeded", "rotation_failed"], headers: {} },
+        { url: "http://127.0.0.1:9000/hook", events: ["delivery_failed"], headers: { Authorization: "Bearer planted-hook-token" } },
+      ],
+    });
+    expect(warnings.map(formatIssue)).toEqual([
+      "dso.yaml:5: notifications.events: recovery_failed: never sent (DSO does not roll containers back); events DSO sends: rotation_succeeded, rotation_failed, delivery_failed, provider_unavailable, provider_recovered",
+    ]);
+  });
+
+  test("plain http to another host needs allow_insecure_http; URLs and headers are never quoted in errors", () => {
+    expect(errorsOf(yaml("notifications:", "  enabled: true", "  webhooks:", "    - url: http://hooks.example.com/x?token=planted"))).toEqual([
+      "dso.yaml:4: notifications.webhooks.0.url: is plain http to a non-loopback host: use https, or set notifications.allow_insecure_http: true",
+    ]);
+    expect(errorsOf(yaml("notifications:", "  webhooks:", "    - url: https://x", "      headers: { X-Token: [planted] }"))).toEqual([
+      "dso.yaml:4: notifications.webhooks.0.headers.X-Token: must be a string, not a list",
+    ]);
+    expect(errorsOf(yaml("notifications:", "  webhooks:", "    - url: ftp://planted", "  max_retries: 99"))).toEqual([
+      "dso.yaml:3: notifications.webhooks.0.url: must be an http(s) URL",
+      'dso.yaml:4: notifications.max_retries: must be a whole number from -1 to 10 (got "99")',
+    ]);
+    expect(parseConfig(yaml("notifications:", "  enabled: true", "  allow_insecure_http: true", "  webhooks:", "    - url: http://hooks.example.com/x"), "dso.yaml", {}).config.notifications.webhooks).toHaveLength(1);
+  });
+
+  test("webhooks without enabled: true are warned about (the Go DSO's default is off)", () => {
+    expect(warningsOf(yaml("notifications:", "  webhooks:", "    - url: https://hooks.example.com/x"))).toEqual([
+      "dso.yaml:1: notifications: webhooks are configured but notifications.enabled is not true: nothing is sent",
     ]);
   });
 });

@@ -2,9 +2,11 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import pkg from "../../package.json" with { type: "json" };
 import { activeSwaps } from "../../src/doctor/checks.ts";
 import { runDso } from "../support/dso-binary.ts";
 import { ensureDocker } from "../support/docker-daemon.ts";
+import { startAgent } from "../support/agent-process.ts";
 
 let dir: string;
 let host: string;
@@ -64,5 +66,39 @@ describe("dso doctor (compiled binary, real daemon)", () => {
       "/dev/sda2",
       "/dev/mapper/cryptswap",
     ]);
+  });
+});
+
+describe("dso doctor checks whether an agent answers on the socket", () => {
+  const agentCheck = (report: Report) => report.checks.find((c) => c.check === "agent");
+
+  test("no socket: a warning that says how to start the agent", async () => {
+    const { report } = await doctor(`agent:\n  socket: ${join(dir, "absent.sock")}\n`, host);
+    expect(agentCheck(report)).toEqual({ check: "agent", status: "warn", detail: `no agent is running: ${join(dir, "absent.sock")} does not exist (start it with: dso agent)` });
+  });
+
+  test("a stale socket that nobody answers on fails", async () => {
+    const stale = join(dir, "stale.sock");
+    // A socket file left behind by a process that bound it and died without unlinking it.
+    const made = Bun.spawnSync(["python3", "-c", `import socket; s = socket.socket(socket.AF_UNIX); s.bind(${JSON.stringify(stale)})`]);
+    expect(made.exitCode).toBe(0);
+    const { code, report } = await doctor(`agent:\n  socket: ${stale}\n`, host);
+    expect(agentCheck(report)?.status).toBe("fail");
+    expect(agentCheck(report)?.detail).toContain("nothing answers on it");
+    expect(code).toBe(1);
+  });
+
+  test("a running agent is reported with its version and pid", async () => {
+    const config = join(dir, "agent.yaml");
+    await writeFile(config, `providers:\n  file:\n    type: file\n    config:\n      path: ${dir}\n`);
+    const agent = await startAgent({ dir, config, dockerHost: host, name: "doctor-agent" });
+    try {
+      const run = await runDso(["doctor", "--json", "--config", config, "--socket", agent.socket], { env: { PATH: process.env.PATH, DOCKER_HOST: host } });
+      const check = agentCheck(JSON.parse(run.stdout) as Report);
+      expect(check?.status).toBe("ok");
+      expect(check?.detail).toBe(`agent ${pkg.version} answers on ${agent.socket}, pid ${agent.proc.pid}`);
+    } finally {
+      await agent.stop();
+    }
   });
 });

@@ -1,5 +1,6 @@
 import { defineCommand } from "citty";
 import { callRoute, resolveSocketPath } from "../agent-client.ts";
+import { withProgress } from "../progress.ts";
 import { agentClientArgs, secretPositional } from "../_shared.ts";
 import { printReports } from "./sync.ts";
 
@@ -11,7 +12,7 @@ export default defineCommand({
   },
   async run({ args }) {
     const socket = await resolveSocketPath(args);
-    const { results } = await callRoute(socket, "rotate", { secret: args.secret });
+    const { results } = await withProgress(`rotating ${args.secret} in every container using it`, callRoute(socket, "rotate", { secret: args.secret }));
     printReports(results, args.json);
   },
 });

@@ -1,6 +1,7 @@
 import { defineCommand } from "citty";
 import type { ActionReport } from "../../api/contract.ts";
 import { callRoute, resolveSocketPath } from "../agent-client.ts";
+import { withProgress } from "../progress.ts";
 import { agentClientArgs, formatTable } from "../_shared.ts";
 
 export function printReports(results: ActionReport[], json: boolean | undefined): void {
@@ -20,7 +21,8 @@ export default defineCommand({
   async run({ args }) {
     const socket = await resolveSocketPath(args);
     const body = args.container ? { container: args.container } : {};
-    const { results } = await callRoute(socket, "sync", body);
+    const what = args.container ? `reconciling ${args.container}` : "reconciling every container";
+    const { results } = await withProgress(what, callRoute(socket, "sync", body));
     printReports(results, args.json);
   },
 });

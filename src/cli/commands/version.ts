@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { versionInfo } from "../../version.ts";
+import { formatVersionLine, versionInfo } from "../../version.ts";
 import { globalArgs, jsonArg } from "../_shared.ts";
 
 export default defineCommand({
@@ -11,6 +11,6 @@ export default defineCommand({
       process.stdout.write(`${JSON.stringify(info)}\n`);
       return;
     }
-    process.stdout.write(`dso ${info.version} (commit ${info.commit}, ${info.target}, bun ${info.bun})\n`);
+    process.stdout.write(`${formatVersionLine(info)}\n`);
   },
 });

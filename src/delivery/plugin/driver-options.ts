@@ -57,3 +57,30 @@ function parseMode(raw: string | undefined): number {
   if (!/^0?[0-7]{3,4}$/.test(raw)) throw new DsoError("BAD_REQUEST", `volume option mode=${JSON.stringify(raw)} is not an octal mode like 0400`);
   return Number.parseInt(raw, 8);
 }
+
+/** Every option a DSO volume understands; anything else is a typo or a value meant for another driver. */
+export const DRIVER_OPTION_NAMES = ["secrets", "uid", "gid", "mode"] as const;
+
+/**
+ * What `VolumeDriver.Create` must check, so `docker volume create -d dso` with a mistake fails
+ * at once instead of at the first container start: every option is known, `secrets` names at
+ * least one secret and no name twice, and uid/gid/mode parse. Throws a BAD_REQUEST DsoError
+ * naming the option; returns the parsed options.
+ */
+export function validateDriverOptions(opts: Readonly<Record<string, string>>): VolumeFileOptions {
+  for (const key of Object.keys(opts)) {
+    if ((DRIVER_OPTION_NAMES as readonly string[]).includes(key)) continue;
+    const near = DRIVER_OPTION_NAMES.find((name) => name.startsWith(key.toLowerCase().slice(0, 3)) || key.toLowerCase() === name);
+    const hint = near ? ` (did you mean "${near}"?)` : "";
+    throw new DsoError("BAD_REQUEST", `unknown volume option "${key}"${hint}; a DSO volume takes ${DRIVER_OPTION_NAMES.join(", ")}`);
+  }
+  const parsed = parseDriverOptions(opts);
+  if (parsed.secrets.length === 0) {
+    throw new DsoError("BAD_REQUEST", "volume option secrets is required: name the secrets this volume holds, e.g. -o secrets=db_password,api_key", {
+      hint: 'in docker run --mount, quote the field that holds a comma: --mount "type=volume,...,\\"volume-opt=secrets=a,b\\""',
+    });
+  }
+  const twice = parsed.secrets.find((name, i) => parsed.secrets.indexOf(name) !== i);
+  if (twice !== undefined) throw new DsoError("BAD_REQUEST", `volume option secrets names ${JSON.stringify(twice)} twice`);
+  return parsed;
+}
