@@ -16,10 +16,10 @@ export function registerProvider(descriptor: ProviderDescriptor): void {
   descriptors.set(descriptor.type, descriptor);
 }
 
-registerProvider(fileDescriptor);
 registerProvider(awsDescriptor);
-registerProvider(vaultDescriptor);
 registerProvider(azureDescriptor);
+registerProvider(vaultDescriptor);
+registerProvider(fileDescriptor);
 
 export function providerTypes(): string[] {
   return [...descriptors.keys()];

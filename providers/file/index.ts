@@ -4,14 +4,14 @@
  * YAML/JSON file mapping names to a string or an object. Fingerprints are SHA-256 hashes made in
  * this process, so only the hash crosses to the agent during polling.
  */
-import { assertProviderBlock } from "../block-check.ts";
-import { fileDescriptor } from "./descriptor.ts";
 import { createHash } from "node:crypto";
 import { readFile, realpath, stat } from "node:fs/promises";
 import { isAbsolute, join, sep } from "node:path";
+import { assertProviderBlock } from "../block-check.ts";
 import { ProviderError } from "../errors.ts";
 import type { ConfigureParams, FetchItem, FingerprintItem, ProviderClient, ProviderFactory, SecretRef } from "../types.ts";
 import { toRpcError } from "../errors.ts";
+import { fileDescriptor } from "./descriptor.ts";
 
 export const DEFAULT_FILE_PROVIDER_PATH = "/etc/dso/secrets";
 /** Same cap as AWS Secrets Manager: a secret file larger than this is a mistake, not a secret. */

@@ -133,7 +133,7 @@ function knownKeysAt(schema: v.GenericSchema, rel: (string | number)[]): string[
   return node?.entries ? Object.keys(node.entries as object) : [];
 }
 
-function suggestKey(key: string, known: string[]): string | undefined {
+export function suggestKey(key: string, known: readonly string[]): string | undefined {
   let best: { name: string; distance: number } | undefined;
   for (const name of known) {
     const distance = editDistance(key.toLowerCase(), name);

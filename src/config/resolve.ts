@@ -3,6 +3,9 @@
  * aliases, each secret's provider, inject and rotation merged with defaults, mapping names
  * checked against the inject type. Reports into the collector; never throws.
  */
+import { providerBlockProblems } from "../../providers/block-check.ts";
+import { suggestKey } from "./collect.ts";
+import { descriptorOf } from "../../providers/registry.ts";
 import type { IssueCollector } from "./collect.ts";
 import type { TreePath } from "./env-expand.ts";
 import {
@@ -90,9 +93,23 @@ function resolveProviderType(type: string, path: TreePath, issues: IssueCollecto
   return undefined;
 }
 
+/** The provider's own descriptor checks its config and auth keys, each problem at its line. */
+function checkProviderBlock(type: ProviderType, at: TreePath, block: { config: Record<string, string>; auth: { method?: string; params: Record<string, string> } }, issues: IssueCollector): void {
+  const descriptor = descriptorOf(type);
+  if (!descriptor) return;
+  for (const problem of providerBlockProblems(descriptor, block)) {
+    const path = problem.path.split(".");
+    const known = path[0] === "config" ? descriptor.configKeys : path[1] === "params" ? descriptor.authParamKeys : descriptor.authMethods;
+    const typed = path[0] === "auth" && path[1] === "method" ? (block.auth.method ?? "") : path.at(-1)!;
+    const suggestion = suggestKey(typed, known);
+    issues.error([...at, ...path], suggestion ? `${problem.message}; did you mean "${suggestion}"?` : problem.message);
+  }
+}
+
 function providerFrom(name: string, input: ProviderInput, issues: IssueCollector): ProviderConfig | undefined {
   const type = resolveProviderType(input.type, ["providers", name, "type"], issues);
   if (!type) return undefined;
+  checkProviderBlock(type, ["providers", name], { config: input.config ?? {}, auth: { method: input.auth?.method, params: input.auth?.params ?? {} } }, issues);
   return {
     name,
     type,
@@ -119,6 +136,7 @@ function legacyProvider(top: LegacyV1Input, declared: Set<string>, issues: Issue
   }
   const type = resolveProviderType(top.provider, ["provider"], issues);
   if (!type) return undefined;
+  checkProviderBlock(type, [], { config: top.config ?? {}, auth: { params: {} } }, issues);
   return {
     name: top.provider,
     type,

@@ -7,11 +7,13 @@
  * Messages here never include the offending value: parse.ts appends it when it is safe to show.
  */
 import * as v from "valibot";
+import { providerTypes } from "../../providers/registry.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 
-export const PROVIDER_TYPES = ["aws", "azure", "vault", "file"] as const;
+/** The provider types of the registry (providers/registry.ts: one line per provider). */
+export const PROVIDER_TYPES: readonly string[] = providerTypes();
 /** `local` is the Go DSO's older name for `file`; `huawei` is recognised only to refuse it clearly. */
-export const PROVIDER_TYPE_INPUTS = [...PROVIDER_TYPES, "local", "huawei"] as const;
+export const PROVIDER_TYPE_INPUTS: readonly string[] = [...PROVIDER_TYPES, "local", "huawei"];
 export const STRATEGY_NAMES = ["restart", "signal", "rolling", "none"] as const;
 /** `auto` is accepted from Go DSO files and resolved to `restart` with a warning. */
 export const STRATEGY_INPUTS = [...STRATEGY_NAMES, "auto"] as const;
@@ -351,7 +353,7 @@ export type SecretInput = v.InferOutput<typeof SecretSchema>;
 export type RotationInput = v.InferOutput<typeof RotationSchema>;
 export type LegacyV1Input = v.InferOutput<typeof LegacyV1Schema>;
 
-export type ProviderType = (typeof PROVIDER_TYPES)[number];
+export type ProviderType = string;
 export type StrategyName = (typeof STRATEGY_NAMES)[number];
 export type InjectType = (typeof INJECT_TYPES)[number];
 export type SignalName = (typeof SIGNAL_NAMES)[number];

@@ -395,8 +395,8 @@ describe("resolution", () => {
   });
 
   test("numbers and booleans in config maps become strings", () => {
-    const text = yaml("providers:", "  v:", "    type: vault", "    config:", "      port: 8200", "      tls: true");
-    expect(parseConfig(text, "dso.yaml", {}).config.providers.v?.config).toEqual({ port: "8200", tls: "true" });
+    const text = yaml("providers:", "  v:", "    type: vault", "    config:", "      kv_version: 2", "      tls_skip_verify: true");
+    expect(parseConfig(text, "dso.yaml", {}).config.providers.v?.config).toEqual({ kv_version: "2", tls_skip_verify: "true" });
   });
 
   test("signals are normalised to their SIG name", () => {
