@@ -10,7 +10,8 @@ export {
   DEFAULT_VOLUMES_ROOT,
 } from "./defaults.ts";
 export { parseDuration, formatDuration } from "./duration.ts";
-export { fileNameProblem, envNameProblem } from "./resolve.ts";
+export { envNameProblem } from "./resolve.ts";
+export { fileNameProblem } from "../util/file-rules.ts";
 export { PROVIDER_TYPES, STRATEGY_NAMES, INJECT_TYPES, SIGNAL_NAMES, NOTIFICATION_EVENTS } from "./schema.ts";
 export type {
   AgentConfig,

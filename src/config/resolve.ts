@@ -4,6 +4,7 @@
  * checked against the inject type. Reports into the collector; never throws.
  */
 import { providerBlockProblems } from "../../providers/block-check.ts";
+import { fileNameProblem } from "../util/file-rules.ts";
 import { suggestKey } from "./collect.ts";
 import { descriptorOf } from "../../providers/registry.ts";
 import type { IssueCollector } from "./collect.ts";
@@ -41,7 +42,6 @@ import type {
 } from "./types.ts";
 
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const MAX_FILE_NAME_BYTES = 255;
 const MIN_WEBHOOK_TOKEN_LENGTH = 16;
 
 export interface InvalidSecret {
@@ -285,15 +285,6 @@ export function resolveDefaults(input: DefaultsInput | undefined, issues: IssueC
   };
 }
 
-/** Why `name` cannot be a file name in the inject directory, or undefined when it can. */
-export function fileNameProblem(name: string): string | undefined {
-  if (name === "") return "must not be empty";
-  if (name.includes("/")) return 'is a file name and must not contain "/"';
-  if (name.includes("..") || name === ".") return 'must not be "." or contain ".."';
-  if (/[\u0000-\u001f\u007f]/.test(name)) return "must not contain control characters";
-  if (Buffer.byteLength(name) > MAX_FILE_NAME_BYTES) return `must be at most ${MAX_FILE_NAME_BYTES} bytes`;
-  return undefined;
-}
 
 export function envNameProblem(name: string): string | undefined {
   return ENV_NAME_PATTERN.test(name) ? undefined : "must be a variable name: letters, digits and _, not starting with a digit";

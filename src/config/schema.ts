@@ -8,6 +8,7 @@
  */
 import * as v from "valibot";
 import { providerTypes } from "../../providers/registry.ts";
+import { FILE_MODE_RULE, MAX_ID, parseFileMode } from "../util/file-rules.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 
 /** The provider types of the registry (providers/registry.ts: one line per provider). */
@@ -31,12 +32,9 @@ export const SIGNAL_NAMES = [
   "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
 ] as const;
 
-const MAX_ID = 4_294_967_294;
-const MAX_MODE = 0o777;
 const MAX_RETRY_ATTEMPTS = 100;
 const MIN_POLLING_INTERVAL_MS = 1000;
 const PROVIDER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
-const OCTAL_MODE_PATTERN = /^(?:0o|0)?([0-7]{1,4})$/;
 
 const listOf = (names: readonly string[]) => names.join(", ");
 
@@ -109,13 +107,9 @@ export const modeField = v.pipe(
   v.unknown(),
   v.rawTransform(({ dataset, addIssue, NEVER }) => {
     const x = dataset.value;
-    let mode: number | undefined;
-    if (typeof x === "string" || (typeof x === "number" && Number.isInteger(x))) {
-      const octal = OCTAL_MODE_PATTERN.exec(String(x).trim());
-      if (octal) mode = Number.parseInt(octal[1]!, 8);
-    }
-    if (mode === undefined || mode < 0 || mode > MAX_MODE) {
-      addIssue({ message: 'must be an octal file mode from "0000" to "0777", such as "0400"' });
+    const mode = typeof x === "string" || typeof x === "number" ? parseFileMode(x) : undefined;
+    if (mode === undefined) {
+      addIssue({ message: `must be ${FILE_MODE_RULE}` });
       return NEVER;
     }
     return mode;

@@ -1,8 +1,9 @@
 import { DsoError } from "../errors.ts";
+import { fileNameProblem, isFileMode, isOwnerId } from "../util/file-rules.ts";
+
+export { MAX_NAME_BYTES } from "../util/file-rules.ts";
 import type { SecretFile } from "./types.ts";
 
-/** Linux NAME_MAX: longer names fail at open() anyway; refuse them before touching anything. */
-export const MAX_NAME_BYTES = 255;
 /** Printed names are cut here so a hostile name cannot flood a log line. */
 const MAX_PRINTED_CHARS = 64;
 
@@ -12,18 +13,8 @@ export function printableName(name: string): string {
   return JSON.stringify(shortened);
 }
 
-/** Why `name` cannot be a delivered file name, or undefined when it can. */
-export function nameProblem(name: string): string | undefined {
-  if (name.length === 0) return "is empty";
-  if (name === "." || name === "..") return "is a directory reference";
-  // "..data", "..data_tmp" and the version directories belong to the atomic writer.
-  if (name.startsWith("..")) return 'starts with "..", which is reserved for DSO\'s version directories';
-  if (name.includes("/")) return 'contains "/"; file names cannot have directories';
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we refuse.
-  if (/[\u0000-\u001f\u007f]/.test(name)) return "contains a NUL or control character";
-  if (Buffer.byteLength(name, "utf8") > MAX_NAME_BYTES) return `is longer than ${MAX_NAME_BYTES} bytes`;
-  return undefined;
-}
+/** Why `name` cannot be a delivered file name (the one rule, util/file-rules.ts). */
+export const nameProblem = fileNameProblem;
 
 export function assertValidName(name: string): void {
   const problem = nameProblem(name);
@@ -42,13 +33,11 @@ export function assertValidFileSet(files: readonly SecretFile[]): string[] {
   return [...seen];
 }
 
-const MAX_ID = 0xffff_fffe;
-
 function assertValidOwnership(file: SecretFile): void {
   const bad = (what: string) => new DsoError("DELIVERY_REFUSED", `secret file ${printableName(file.name)} has an invalid ${what}`);
-  if (!Number.isInteger(file.uid) || file.uid < 0 || file.uid > MAX_ID) throw bad("uid");
-  if (!Number.isInteger(file.gid) || file.gid < 0 || file.gid > MAX_ID) throw bad("gid");
-  if (!Number.isInteger(file.mode) || file.mode < 0 || file.mode > 0o7777) throw bad("mode");
+  if (!isOwnerId(file.uid)) throw bad("uid");
+  if (!isOwnerId(file.gid)) throw bad("gid");
+  if (!isFileMode(file.mode)) throw bad("mode (0000–0777; no setuid, setgid or sticky bits)");
 }
 
 /** A normalised absolute container path, or a refusal: no "..", no relative paths, no control characters. */

@@ -7,6 +7,7 @@
 import * as v from "valibot";
 import { SIGNAL_NAMES, STRATEGY_NAMES } from "../config/schema.ts";
 import type { DsoConfig, SecretSpec, SignalName, StrategyName } from "../config/types.ts";
+import { FILE_MODE_RULE, MAX_ID, parseFileMode, parseOwnerId } from "../util/file-rules.ts";
 
 export const LABEL = {
   reloader: "dso.reloader",
@@ -48,7 +49,6 @@ export type SelectionOutcome =
   | { selected: true; selection: Selection; warnings: string[] }
   | { selected: false; warnings: string[] };
 
-const MAX_ID = 4_294_967_294;
 
 const strategyLabel = v.picklist(STRATEGY_NAMES, `must be one of ${STRATEGY_NAMES.join(", ")}`);
 const signalLabel = v.pipe(
@@ -67,14 +67,13 @@ const pathLabel = v.pipe(
 );
 const modeLabel = v.pipe(
   v.string(),
-  v.regex(/^0?[0-7]{3}$/, 'must be an octal mode such as "0400"'),
-  v.transform((s) => Number.parseInt(s, 8)),
+  v.check((s) => parseFileMode(s) !== undefined, `must be ${FILE_MODE_RULE}`),
+  v.transform((s) => parseFileMode(s)!),
 );
 const idLabel = v.pipe(
   v.string(),
-  v.regex(/^\d+$/, "must be a number"),
-  v.transform(Number),
-  v.maxValue(MAX_ID, "is too large"),
+  v.check((s) => parseOwnerId(s) !== undefined, `must be a numeric id from 0 to ${MAX_ID}`),
+  v.transform((s) => parseOwnerId(s)!),
 );
 
 function parseLabel<T>(

@@ -243,7 +243,7 @@ describe("errors", () => {
     [
       "file mapping named ..",
       yaml("secrets:", "  - name: a", "    mappings:", "      key: '..'"),
-      ['dso.yaml:4: secrets.0.mappings.key: must not be "." or contain ".." (got "..")'],
+      ['dso.yaml:4: secrets.0.mappings.key: must not be "." or ".." (a directory reference) (got "..")'],
     ],
     [
       "file mapping with a control character",

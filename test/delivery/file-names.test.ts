@@ -21,18 +21,18 @@ describe("secret file names", () => {
   });
 
   test.each([
-    ["", "is empty"],
+    ["", "must not be empty"],
     [".", "directory reference"],
     ["..", "directory reference"],
-    ["../etc/passwd", 'starts with ".."'],
-    ["..data", 'starts with ".."'],
-    ["..dso_x", 'starts with ".."'],
-    ["a/b", 'contains "/"'],
-    ["/etc/shadow", 'contains "/"'],
+    ["../etc/passwd", 'must not contain "/"'],
+    ["..data", 'must not start with ".."'],
+    ["..dso_x", 'must not start with ".."'],
+    ["a/b", 'must not contain "/"'],
+    ["/etc/shadow", 'must not contain "/"'],
     ["nul\0byte", "control character"],
     ["new\nline", "control character"],
     ["del\u007f", "control character"],
-    ["é".repeat(128), "longer than 255 bytes"],
+    ["é".repeat(128), "at most 255 bytes"],
   ])("refuses %p", (name, problem) => {
     expect(refusal(() => assertValidName(name)).message).toContain(problem);
   });

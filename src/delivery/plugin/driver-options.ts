@@ -6,6 +6,7 @@
 import { SIGNAL_NAMES, STRATEGY_NAMES } from "../../config/schema.ts";
 import type { SignalName, StrategyName } from "../../config/types.ts";
 import { DsoError } from "../../errors.ts";
+import { FILE_MODE_RULE, parseFileMode, parseOwnerId } from "../../util/file-rules.ts";
 import { DEFAULT_SECRET_MODE } from "../types.ts";
 
 export interface VolumeFileOptions {
@@ -19,7 +20,6 @@ export interface VolumeFileOptions {
   signal?: SignalName;
 }
 
-const MAX_ID = 0xffff_fffe;
 
 export function parseDriverOptions(opts: Readonly<Record<string, string>>): VolumeFileOptions {
   return {
@@ -47,19 +47,20 @@ function parseChoice<T extends string>(raw: string, key: string, choices: readon
 
 function parseId(raw: string | undefined, key: string): number {
   if (raw === undefined || raw === "") return 0;
-  const value = Number(raw);
-  if (!/^\d+$/.test(raw) || value > MAX_ID) throw new DsoError("BAD_REQUEST", `volume option ${key}=${JSON.stringify(raw)} is not a numeric id`);
+  const value = parseOwnerId(raw);
+  if (value === undefined) throw new DsoError("BAD_REQUEST", `volume option ${key}=${JSON.stringify(raw.slice(0, 64))} is not a numeric id`);
   return value;
 }
 
 function parseMode(raw: string | undefined): number {
   if (raw === undefined || raw === "") return DEFAULT_SECRET_MODE;
-  if (!/^0?[0-7]{3,4}$/.test(raw)) throw new DsoError("BAD_REQUEST", `volume option mode=${JSON.stringify(raw)} is not an octal mode like 0400`);
-  return Number.parseInt(raw, 8);
+  const mode = parseFileMode(raw);
+  if (mode === undefined) throw new DsoError("BAD_REQUEST", `volume option mode=${JSON.stringify(raw.slice(0, 64))} is not ${FILE_MODE_RULE}`);
+  return mode;
 }
 
 /** Every option a DSO volume understands; anything else is a typo or a value meant for another driver. */
-export const DRIVER_OPTION_NAMES = ["secrets", "uid", "gid", "mode"] as const;
+export const DRIVER_OPTION_NAMES = ["secrets", "uid", "gid", "mode", "strategy", "signal"] as const;
 
 /**
  * What `VolumeDriver.Create` must check, so `docker volume create -d dso` with a mistake fails
