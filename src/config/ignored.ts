@@ -4,6 +4,7 @@
  * ignored most of them silently (its defect §8.10).
  */
 import type { TreePath } from "./env-expand.ts";
+import { isMapping } from "../util/is-mapping.ts";
 
 export const IGNORED_MESSAGE = "ignored: DSO does not use this key";
 
@@ -28,9 +29,6 @@ export function isIgnoredPath(path: TreePath): boolean {
   return IGNORED_KEYS.some((k) => k.path.length === path.length && k.path.every((seg, i) => seg === path[i]));
 }
 
-function isMapping(x: unknown): x is Record<string, unknown> {
-  return x !== null && typeof x === "object" && !Array.isArray(x);
-}
 
 /** The ignored keys present in a parsed document, with the warning text for each. */
 export function findIgnoredKeys(doc: unknown): { path: string[]; message: string }[] {

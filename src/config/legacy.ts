@@ -6,10 +6,8 @@
  */
 import type { IssueCollector } from "./collect.ts";
 import { INJECT_TYPES } from "./schema.ts";
+import { isMapping } from "../util/is-mapping.ts";
 
-function isMapping(x: unknown): x is Record<string, unknown> {
-  return x !== null && typeof x === "object" && !Array.isArray(x);
-}
 
 /**
  * Modes are octal, as for chmod, quoted or not. Bun.YAML follows YAML 1.2, where `mode: 0400`

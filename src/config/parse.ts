@@ -28,12 +28,10 @@ import {
 import type { DsoConfig } from "./types.ts";
 import { indexYamlLines } from "./yaml-lines.ts";
 import { locateYamlSyntaxError } from "./yaml-syntax.ts";
+import { isMapping } from "../util/is-mapping.ts";
 
 const PARSE_OPTIONS = { abortEarly: false, message: FALLBACK_MESSAGE } as const;
 
-function isMapping(x: unknown): x is Record<string, unknown> {
-  return x !== null && typeof x === "object" && !Array.isArray(x);
-}
 
 function readYaml(text: string, file: string): unknown {
   try {
