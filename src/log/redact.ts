@@ -1,31 +1,129 @@
 /**
- * Last line of defence: every value DSO has fetched is registered here while it is in memory,
- * and every log line is scrubbed of registered values before it is written. Code must still
- * never log a value; this catches the mistake that slips through (an SDK error echoing a body).
+ * Last line of defence: every value DSO handles is registered here, and every log line is scrubbed
+ * of registered values before it is written. Code must still never log a value; this catches the
+ * mistake that slips through (an SDK error echoing a body, a stack trace).
+ *
+ * The redactor keeps no value, nor anything a guess could be checked against: per value only its
+ * length and two rolling hashes under bases drawn at random for this process (a keyed
+ * Rabin-Karp). A log line is scanned with a sliding window per registered length; a window whose
+ * hashes match is replaced. Entries expire (REDACT_TTL_MS) and are capped (MAX_ENTRIES), oldest
+ * first, so a long-running agent does not grow without bound.
  */
+import { randomInt } from "node:crypto";
+
 const MIN_REDACTABLE_LENGTH = 4;
 const REDACTED = "[REDACTED]";
+/** A value rotated out an hour ago cannot reappear in our own logs: let it go. */
+export const REDACT_TTL_MS = 60 * 60_000;
+export const MAX_ENTRIES = 20_000;
+/** Two primes below 2^26, so every product stays an exact integer in a double. */
+const MOD_A = 67_108_859;
+const MOD_B = 67_108_837;
+const BASE_A = 256 + randomInt(MOD_A - 512);
+const BASE_B = 256 + randomInt(MOD_B - 512);
 
-const known = new Set<string>();
+interface Entry {
+  length: number;
+  key: string;
+  expires: number;
+}
 
-export function registerSecretValue(value: string): void {
-  if (value.length < MIN_REDACTABLE_LENGTH) return;
-  known.add(value);
-  // JSON log lines carry the value escaped (newlines, quotes, backslashes): catch that form too.
+/** "<length>:<hashA>:<hashB>" → expiry; insertion order is age order. */
+const entries = new Map<string, Entry>();
+/** How many live entries have each length (the window sizes to scan). */
+const lengths = new Map<number, number>();
+
+function hashOf(text: string): [number, number] {
+  let a = 0;
+  let b = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    a = (a * BASE_A + c) % MOD_A;
+    b = (b * BASE_B + c) % MOD_B;
+  }
+  return [a, b];
+}
+
+const keyOf = (length: number, [a, b]: [number, number]) => `${length}:${a}:${b}`;
+
+function add(text: string, now: number): void {
+  if (text.length < MIN_REDACTABLE_LENGTH) return;
+  const key = keyOf(text.length, hashOf(text));
+  const old = entries.get(key);
+  if (old) entries.delete(key);
+  else lengths.set(text.length, (lengths.get(text.length) ?? 0) + 1);
+  entries.set(key, { length: text.length, key, expires: now + REDACT_TTL_MS });
+}
+
+function drop(entry: Entry): void {
+  entries.delete(entry.key);
+  const left = (lengths.get(entry.length) ?? 1) - 1;
+  if (left > 0) lengths.set(entry.length, left);
+  else lengths.delete(entry.length);
+}
+
+function expire(now: number): void {
+  for (const entry of entries.values()) {
+    if (entry.expires > now && entries.size <= MAX_ENTRIES) break;
+    drop(entry);
+  }
+}
+
+/** JSON log lines carry a value escaped (newlines, quotes, backslashes): that form is registered too. */
+function forms(value: string): string[] {
   const escaped = JSON.stringify(value).slice(1, -1);
-  if (escaped !== value) known.add(escaped);
+  return escaped === value ? [value] : [value, escaped];
+}
+
+export function registerSecretValue(value: string, now = Date.now()): void {
+  for (const form of forms(value)) add(form, now);
+  expire(now);
 }
 
 export function forgetSecretValue(value: string): void {
-  known.delete(value);
-  known.delete(JSON.stringify(value).slice(1, -1));
+  for (const form of forms(value)) {
+    const entry = entries.get(keyOf(form.length, hashOf(form)));
+    if (entry) drop(entry);
+  }
 }
 
-export function redact(text: string): string {
-  if (known.size === 0) return text;
-  let out = text;
-  for (const value of known) {
-    if (out.includes(value)) out = out.split(value).join(REDACTED);
+/** How many entries the redactor holds (hashes, never values). */
+export function redactorSize(): number {
+  return entries.size;
+}
+
+export function redact(text: string, now = Date.now()): string {
+  if (entries.size === 0) return text;
+  expire(now);
+  const hits: Array<[number, number]> = [];
+  for (const length of lengths.keys()) {
+    if (length > text.length) continue;
+    // powers of the bases for the character leaving the window
+    let powA = 1;
+    let powB = 1;
+    for (let i = 1; i < length; i++) {
+      powA = (powA * BASE_A) % MOD_A;
+      powB = (powB * BASE_B) % MOD_B;
+    }
+    let [a, b] = hashOf(text.slice(0, length));
+    for (let start = 0; ; start++) {
+      if (entries.has(`${length}:${a}:${b}`)) hits.push([start, start + length]);
+      const end = start + length;
+      if (end >= text.length) break;
+      const out = text.charCodeAt(start);
+      const inc = text.charCodeAt(end);
+      a = ((a - ((out * powA) % MOD_A) + MOD_A) * BASE_A + inc) % MOD_A;
+      b = ((b - ((out * powB) % MOD_B) + MOD_B) * BASE_B + inc) % MOD_B;
+    }
   }
-  return out;
+  if (hits.length === 0) return text;
+  hits.sort((x, y) => x[0] - y[0] || y[1] - x[1]);
+  let out = "";
+  let at = 0;
+  for (const [start, end] of hits) {
+    if (end <= at) continue;
+    out += text.slice(at, Math.max(at, start)) + (start >= at ? REDACTED : "");
+    at = end;
+  }
+  return out + text.slice(at);
 }
