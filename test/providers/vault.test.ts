@@ -385,7 +385,8 @@ describe("vault provider: authentication", () => {
       while ((delta(before).renewSelf ?? 0) === 0 && performance.now() - t0 < 4000) await Bun.sleep(20);
       const renewedAfterMs = performance.now() - t0;
       expect(delta(before).renewSelf).toBe(1);
-      expect(renewedAfterMs).toBeGreaterThanOrEqual(1900);
+      // 2/3 of the TTL the lookup reported (a little under 3 s by then): not at once, not after expiry.
+      expect(renewedAfterMs).toBeGreaterThanOrEqual(1500);
       expect(renewedAfterMs).toBeLessThan(3000);
       // Still valid after the original 3 s: the renewal worked.
       await Bun.sleep(800);
