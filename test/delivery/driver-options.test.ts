@@ -33,7 +33,7 @@ describe("DSO volume options are checked at Create, naming the option", () => {
 
   test("an unknown option is refused with its name and the known ones", () => {
     const error = refusal({ secrets: "db", secret: "api" });
-    expect(error.message).toBe('unknown volume option "secret" (did you mean "secrets"?); a DSO volume takes secrets, uid, gid, mode');
+    expect(error.message).toBe('unknown volume option "secret" (did you mean "secrets"?); a DSO volume takes secrets, uid, gid, mode, strategy, signal');
     expect(refusal({ secrets: "db", size: "1m" }).message).toStartWith('unknown volume option "size";');
   });
 

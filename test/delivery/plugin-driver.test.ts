@@ -91,7 +91,7 @@ describe("volume driver protocol", () => {
   test("refuses a bad volume name or option with an Err, not an exception", async () => {
     const create = (body: object) => driver.handle(new Request("http://localhost/VolumeDriver.Create", { method: "POST", body: JSON.stringify(body) }));
     expect(((await (await create({ Name: "../etc" }))?.json()) as { Err: string }).Err).toContain("valid volume name");
-    expect(((await (await create({ Name: "ok", Opts: { mode: "rwx" } }))?.json()) as { Err: string }).Err).toContain("octal mode");
+    expect(((await (await create({ Name: "ok", Opts: { mode: "rwx" } }))?.json()) as { Err: string }).Err).toContain("octal file mode");
   });
 
   test("refuses a root that is not on tmpfs", async () => {
