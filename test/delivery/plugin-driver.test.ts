@@ -214,3 +214,21 @@ describe("volume records survive the driver (agent restart)", () => {
     }
   });
 });
+
+describe("Create checks the options", () => {
+  test("no secrets= or an unknown option is refused at Create with the option named", async () => {
+    const root = await mkdtemp("/tmp/dso-volcreate-");
+    expect(Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0711", "tmpfs", root]).exitCode).toBe(0);
+    try {
+      const d = await createVolumeDriver({ root, resolveFiles: async () => ({ files: [] }) });
+      const create = async (Opts: Record<string, string>) =>
+        ((await (await d.handle(new Request("http://x/VolumeDriver.Create", { method: "POST", body: JSON.stringify({ Name: "v", Opts }) })))!.json()) as { Err: string });
+      expect((await create({})).Err).toContain("secrets");
+      expect((await create({ secrets: "a", colour: "blue" })).Err).toContain("colour");
+      expect((await create({ secrets: "a", strategy: "signal" })).Err).toBe("");
+    } finally {
+      Bun.spawnSync(["umount", "-l", root]);
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});

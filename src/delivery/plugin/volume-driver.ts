@@ -22,7 +22,7 @@ import { KeyedQueue } from "../../util/keyed-queue.ts";
 import { clearAtomicDir, readAtomicMarker, writeAtomicDir } from "../atomic-dir.ts";
 import { isRamBacked, nearestExisting } from "../tmpfs.ts";
 import type { DeliveryResult, SecretFile } from "../types.ts";
-import { parseDriverOptions } from "./driver-options.ts";
+import { parseDriverOptions, validateDriverOptions } from "./driver-options.ts";
 
 
 /** The media type dockerd sends and expects for plugin calls. */
@@ -133,7 +133,7 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
     "/VolumeDriver.Create": async (body) => {
       const req = parse(CreateRequest, body);
       const opts = { ...(req.Opts ?? {}) };
-      parseDriverOptions(opts); // refuse a bad uid/gid/mode at create time, not at first start
+      validateDriverOptions(opts); // refuse a typo, a missing secrets= or a bad uid/gid/mode at create time, not at first start
       return serialized(req.Name, async () => {
         const state = volumes.get(req.Name) ?? newState(opts);
         volumes.set(req.Name, state);
