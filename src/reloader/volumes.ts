@@ -8,9 +8,9 @@
 import type { DsoConfig } from "../config/types.ts";
 import { parseDriverOptions } from "../delivery/plugin/driver-options.ts";
 import { createVolumeDriver, type VolumeDriver, type VolumeFiles, type VolumeObservation } from "../delivery/plugin/volume-driver.ts";
-import { describeError, DsoError } from "../errors.ts";
+import { describeError, DsoError, type ErrorCode } from "../errors.ts";
 import type { FieldLogger } from "../log/logger.ts";
-import type { SecretSource } from "../secrets/source.ts";
+import { fetchErrorCode, type SecretSource } from "../secrets/source.ts";
 import type { SecretStore } from "../secrets/store.ts";
 import type { FetchResult } from "../secrets/types.ts";
 import type { VersionMarkers } from "../secrets/version-marker.ts";
@@ -126,8 +126,8 @@ export class DsoVolumes {
     if (unknown.length) throw new DsoError("SECRET_NOT_FOUND", `volume ${volume}: unknown secret(s) ${unknown.join(", ")}; list them in secrets[] of dso.yaml`);
     const known = specs.filter((s) => s !== undefined);
     for (const spec of known) this.deps.store.ensure(spec);
-    const { values, errors } = await fetch(opts.secrets);
-    if (errors.length) throw new DsoError("PROVIDER_UNAVAILABLE", `volume ${volume}: ${errors.join("; ")}`);
+    const { values, errors, failed } = await fetch(opts.secrets);
+    if (errors.length) throw new DsoError(fetchErrorCode(failed) as ErrorCode, `volume ${volume}: ${errors.join("; ")}`);
     const selection: Selection = {
       containerId: volume,
       containerName: `volume ${volume}`,

@@ -13,9 +13,9 @@ import type { FetchedSecret, FetchResult, SecretFetcher } from "./types.ts";
 /** Errors that mean "the provider could not answer", as opposed to "the secret is gone". */
 const OUTAGE_CODES = new Set(["PROVIDER_UNAVAILABLE", "PROVIDER_TIMEOUT", "PROVIDER_THROTTLED", "PROVIDER_AUTH", "RPC_PROTOCOL", "INTERNAL"]);
 
-/** Every fetch error line starts with this, so a line can be attributed to its secret. */
-function secretErrorPrefix(name: string): string {
-  return `secret "${name}": `;
+/** One line per failed secret, naming it once (providers' messages often name it already). */
+function errorLine(name: string, message: string): string {
+  return message.includes(`"${name}"`) ? message : `secret "${name}": ${message}`;
 }
 
 export interface SecretSourceDeps {
@@ -25,6 +25,16 @@ export interface SecretSourceDeps {
   log: Pick<FieldLogger, "warn">;
   /** Secrets whose fetched fingerprint differs from the one known before. */
   onChanged?(names: string[]): void;
+}
+
+function result(values: Map<string, FetchedSecret>, failed: Map<string, { code: string; message: string }>): FetchResult {
+  return { values, failed, errors: [...failed].map(([name, e]) => errorLine(name, e.message)) };
+}
+
+/** The error code a set of failures is best reported under: one code when they agree. */
+export function fetchErrorCode(failed: FetchResult["failed"]): string {
+  const codes = new Set([...failed.values()].map((e) => e.code));
+  return codes.size === 1 ? [...codes][0]! : "PROVIDER_UNAVAILABLE";
 }
 
 export class SecretSource {
@@ -40,7 +50,7 @@ export class SecretSource {
       byProvider.set(state.spec.provider, [...(byProvider.get(state.spec.provider) ?? []), name]);
     }
     const values = new Map<string, FetchedSecret>();
-    const errors: string[] = [];
+    const failed = new Map<string, { code: string; message: string }>();
     const changed: string[] = [];
     await Promise.all(
       [...byProvider].map(async ([provider, list]) => {
@@ -72,13 +82,13 @@ export class SecretSource {
             this.deps.log.warn("provider failed; serving the last known value from the in-memory cache", { secret: name });
             values.set(name, cached);
           } else {
-            errors.push(`${secretErrorPrefix(name)}${message}`);
+            failed.set(name, { code: item?.error?.code ?? "PROVIDER_UNAVAILABLE", message });
           }
         });
       }),
     );
     if (changed.length) this.deps.onChanged?.(changed);
-    return { values, errors };
+    return result(values, failed);
   }
 }
 
@@ -111,13 +121,13 @@ export class FetchBatch {
     }
     const results = await Promise.all([this.fetched, ...this.extra]);
     const values = new Map<string, FetchedSecret>();
-    const errors: string[] = [];
+    const failed = new Map<string, { code: string; message: string }>();
     const wanted = new Set(names);
-    for (const result of results) {
-      for (const [name, value] of result.values) if (wanted.has(name)) values.set(name, value);
-      for (const error of result.errors) if ([...wanted].some((n) => error.startsWith(secretErrorPrefix(n)))) errors.push(error);
+    for (const fetched of results) {
+      for (const [name, value] of fetched.values) if (wanted.has(name)) values.set(name, value);
+      for (const [name, error] of fetched.failed) if (wanted.has(name)) failed.set(name, error);
     }
-    return { values, errors };
+    return result(values, failed);
   }
 
   /** Drops the references to this wave's values. */

@@ -16,4 +16,6 @@ export interface SecretFetcher {
 export interface FetchResult {
   values: Map<string, FetchedSecret>;
   errors: string[];
+  /** Per secret that could not be fetched: the provider's error code and its message. */
+  failed: Map<string, { code: string; message: string }>;
 }

@@ -94,6 +94,9 @@ describe("plugin mode through the agent socket", () => {
     );
     expect(error).toBeDefined();
     expect(String(error?.message)).toContain("does_not_exist");
+    // The code the docs promise, and the secret named once.
+    expect(String(error?.message)).toContain("SECRET_NOT_FOUND");
+    expect(String(error?.message).split("does_not_exist").length - 1).toBe(1);
     expect((await c.inspect()).State.Running).toBe(false);
   });
 
