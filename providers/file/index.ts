@@ -154,7 +154,8 @@ export const fileProvider: ProviderFactory = {
             noVersions(ref);
             const { raw, entries } = await s.read(ref.name);
             const fingerprint = sha256(raw);
-            return { ref, fingerprint, version: fingerprint.slice(7, 19), value: { data: entries, encoding: "utf8" } };
+            // No version: the only one a file has would be its hash, and that must not be shown.
+            return { ref, fingerprint, value: { data: entries, encoding: "utf8" } };
           },
           (ref, e) => ({ ref, error: toRpcError(e, params.name) }),
         ),

@@ -137,7 +137,8 @@ export class KvReader {
     const what = this.describe(ref);
     const data = await this.get(`${this.settings.mount}/${target.path}`, signal, what);
     const fingerprint = hashFingerprint(data);
-    return { fingerprint, version: fingerprint.slice(7, 19), value: toSecretValue(data, `${this.settings.label}: ${what}`) };
+    // KV v1 has no versions; its fingerprint is a hash of the value and is never shown as one.
+    return { fingerprint, value: toSecretValue(data, `${this.settings.label}: ${what}`) };
   }
 
   private describe(ref: SecretRef): string {
