@@ -25,6 +25,7 @@ import { startWebhook, type Notification } from "../watcher/webhook.ts";
 import { versionInfo } from "../version.ts";
 import { apiRoutes, type ControlApi } from "./api-routes.ts";
 import { startControlServer } from "./control-server.ts";
+import { Observer } from "../observe/observer.ts";
 import { loadHostKey } from "./host-key.ts";
 import { buildReconciler, buildSecretsRuntime, providerProcess, type SecretsRuntime } from "./runtime.ts";
 import { acquireSocketLock, type SocketLock } from "./socket-lock.ts";
@@ -49,6 +50,8 @@ export interface ProviderRuntime {
   nextPollAt?: number;
   /** Failed polls in a row; the next one comes after `retry.backoff` (doubling) up to `retry.attempts`. */
   failedPolls: number;
+  /** The next poll was asked for by a webhook notification (for the audit trail). */
+  webhookPending?: boolean;
   timer?: ReturnType<typeof setTimeout>;
 }
 
@@ -72,6 +75,8 @@ export class Agent implements ControlApi {
   readonly socketPath: string;
   secrets!: SecretsRuntime;
   volumes!: DsoVolumes;
+  /** Metrics, the audit trail and notifications: told what happened, never a value. */
+  observer!: Observer;
   private config: DsoConfig;
   private lock?: SocketLock;
   private server?: Server<undefined>;
@@ -100,6 +105,8 @@ export class Agent implements ControlApi {
 
   async start(): Promise<void> {
     this.lock = acquireSocketLock(this.socketPath);
+    this.observer = new Observer(this.config, { log: rootLog.withTag("observe"), version: versionInfo().version });
+    this.observer.start();
     const root = this.config.agent.volumesRoot;
     // The marker key lives on the volume root's tmpfs; as root we can make it one right away.
     if (process.getuid?.() === 0) await ensureTmpfsRoot(root).catch((error) => this.log.warn("volume root not ready", { error: describeError(error) }));
@@ -110,7 +117,7 @@ export class Agent implements ControlApi {
       key: hostKey.key,
       provider: (name) => this.providers.get(name)?.process,
       log: rootLog.withTag("secrets"),
-      onChanged: (names) => this.side?.reconciler.secretsChanged(names),
+      onChanged: (names) => this.side?.reconciler.secretsChanged(names, "mount"),
     });
     this.volumes = new DsoVolumes({
       config: () => this.config,
@@ -122,9 +129,15 @@ export class Agent implements ControlApi {
       prepareRoot: async (dir) => {
         if ((await ensureTmpfsRoot(dir)) === "mounted") this.log.info("mounted a tmpfs for DSO volumes", { root: dir });
       },
+      onMountCall: (call) => {
+        const error = call.error ? new DsoError("DELIVERY_FAILED", call.error) : undefined;
+        const secrets = call.secrets.map((name) => ({ name }));
+        if (call.route === "Mount") this.observer.volumeMounted({ volume: call.volume, mountId: call.mountId, secrets, ...(error ? { error } : {}) });
+        else this.observer.volumeUnmounted({ volume: call.volume, mountId: call.mountId, ...(error ? { error } : {}) });
+      },
       onFilesChanged: (volume) => {
         const secrets = this.volumes.optionsOf(volume)?.secrets?.split(",").map((s) => s.trim()) ?? [];
-        this.side?.reconciler.secretsChanged(secrets);
+        this.side?.reconciler.secretsChanged(secrets, "mount");
       },
     });
     await this.volumes.start();
@@ -134,6 +147,8 @@ export class Agent implements ControlApi {
       group: this.config.agent.socketGroup,
       routes: apiRoutes(this),
       plugin: this.volumes.handler(),
+      rawRoutes: this.observer.rawRoutes(),
+      onRequest: (info) => this.observer.apiRequest(info),
       log: this.log,
     });
     this.log.info("agent listening", { socket: this.socketPath });
@@ -158,17 +173,21 @@ export class Agent implements ControlApi {
       volumes: this.volumes,
       log: rootLog.withTag("reconciler"),
       pendingReason: (secret) => this.pendingReason(secret),
+      observer: this.observer,
     });
     const swarm = (await isSwarmManager(docker).catch(() => false))
       ? new SwarmRotator({ docker, config: () => this.config, fetchValues: (names) => this.secrets.source.fetch(names), log: rootLog.withTag("swarm") })
       : undefined;
     if (swarm) this.log.info("this daemon is a swarm manager: services are rotated by service updates");
     await this.adoptKnownVolumes(docker);
+    let connectedOnce = false;
     await recoverInterruptedReplacements(docker, this.log).catch((error) => this.log.warn("could not check for interrupted rotations", { error: describeError(error) }));
     const events = new DockerEventWatcher({
       docker,
       onEvent: (event) => this.onDockerEvent(event),
       onConnected: async () => {
+        if (connectedOnce) this.observer.dockerEventsReconnected();
+        connectedOnce = true;
         // Start and die events may have been missed: every plan is suspect, every container is looked at.
         planner.invalidateAll();
         await this.reconcileAll();
@@ -228,7 +247,7 @@ export class Agent implements ControlApi {
     }
     for (const [name, spec] of Object.entries(this.config.providers)) {
       if (this.providers.has(name)) continue;
-      const runtime: ProviderRuntime = { spec, process: providerProcess(name, spec, this.options.env), failedPolls: 0 };
+      const runtime: ProviderRuntime = { spec, process: providerProcess(name, spec, this.options.env, this.observer.forProvider(name)), failedPolls: 0 };
       this.providers.set(name, runtime);
       this.schedulePoll(runtime, 0);
     }
@@ -246,6 +265,8 @@ export class Agent implements ControlApi {
     try {
       const outcome = await pollProvider(runtime.spec.name, runtime.process, this.secrets.store);
       failed = outcome.failed;
+      const answered = this.secrets.store.forProvider(runtime.spec.name).map((s) => s.spec.name).filter((n) => !outcome.errors.some((e) => e.secret === n));
+      this.observer.pollFinished({ provider: runtime.spec.name, secrets: answered, ...(outcome.failed ? { error: new DsoError("PROVIDER_UNAVAILABLE", outcome.errors[0]?.message ?? "poll failed") } : {}) });
       runtime.lastPoll = { at: new Date().toISOString(), changed: outcome.changed.length, errors: outcome.errors.length };
       if (outcome.errors.length) {
         this.log.warn("poll found stale secrets", { provider: runtime.spec.name, stale: outcome.errors.map((e) => e.secret).join(",") });
@@ -253,12 +274,15 @@ export class Agent implements ControlApi {
       if (outcome.changed.length) this.log.info("secrets changed at the provider", { provider: runtime.spec.name, secrets: outcome.changed.join(",") });
       // Seeded too: containers may hold another version than the one seen first (changed while we were down).
       const touched = [...outcome.changed, ...outcome.seeded];
+      const trigger = runtime.webhookPending ? "webhook" : "poll";
+      runtime.webhookPending = false;
       if (touched.length) {
-        this.side?.reconciler.secretsChanged(touched);
+        this.side?.reconciler.secretsChanged(touched, trigger);
         if (this.side?.swarm) void this.side.swarm.reconcile(new Set(touched));
       }
     } catch (error) {
       failed = true;
+      this.observer.pollFinished({ provider: runtime.spec.name, error });
       this.log.error("poll failed", { provider: runtime.spec.name, error: describeError(error) });
     } finally {
       if (!this.stopping) this.schedulePoll(runtime, this.nextPollDelay(runtime, failed));
@@ -285,7 +309,10 @@ export class Agent implements ControlApi {
     const providerName = notification.secret_name ? this.secrets.store.get(notification.secret_name)?.spec.provider : notification.provider;
     const named = notification.secret_name !== undefined || notification.provider !== undefined;
     const targets = named ? [this.providers.get(providerName ?? "")].filter((r) => r !== undefined) : [...this.providers.values()];
-    for (const runtime of targets) this.schedulePoll(runtime, 0);
+    for (const runtime of targets) {
+      runtime.webhookPending = true;
+      this.schedulePoll(runtime, 0);
+    }
     this.log.info("webhook notification: polling now", { providers: targets.map((r) => r.spec.name).join(",") || "none" });
     return targets.length > 0;
   }
@@ -312,7 +339,7 @@ export class Agent implements ControlApi {
 
   async sync(container?: string): Promise<ActionReport[]> {
     const { docker, reconciler } = await this.docker();
-    if (!container) return reconciler.reconcileAll({ full: true });
+    if (!container) return reconciler.reconcileAll({ full: true, trigger: "sync" });
     const inspect = await docker
       .getContainer(container)
       .inspect()
@@ -327,7 +354,7 @@ export class Agent implements ControlApi {
   async rotate(secret: string): Promise<ActionReport[]> {
     if (!this.secrets.store.get(secret)) throw new DsoError("SECRET_NOT_FOUND", `secret "${secret}" is not known to the agent`);
     const { reconciler } = await this.docker();
-    return reconciler.reconcileAll({ only: new Set([secret]), refresh: true });
+    return reconciler.reconcileAll({ only: new Set([secret]), refresh: true, trigger: "rotate" });
   }
 
   async plan(secret: string) {
@@ -424,6 +451,7 @@ export class Agent implements ControlApi {
     await Promise.all([...this.providers.values()].map((rt) => rt.process.stop()));
     await this.webhook?.stop(true);
     await this.server?.stop(true);
+    await this.observer?.stop();
     this.lock?.release();
   }
 }

@@ -10,13 +10,14 @@ import { DeliveryPlanner, plannerOptionsFor } from "../delivery/planner.ts";
 import type { FieldLogger } from "../log/logger.ts";
 import { Reconciler } from "../reloader/reconciler.ts";
 import type { DsoVolumes } from "../reloader/volumes.ts";
-import { ProviderProcess } from "../rpc/supervisor.ts";
+import { ProviderProcess, type ProviderObserver } from "../rpc/supervisor.ts";
+import type { ReconcileObserver } from "../reloader/reconciler.ts";
 import { SecretSource } from "../secrets/source.ts";
 import { SecretStore } from "../secrets/store.ts";
 import { VersionMarkers } from "../secrets/version-marker.ts";
 import { KeyedQueue } from "../util/keyed-queue.ts";
 
-export function providerProcess(name: string, spec: ProviderConfig, env: Record<string, string | undefined>): ProviderProcess {
+export function providerProcess(name: string, spec: ProviderConfig, env: Record<string, string | undefined>, observer?: ProviderObserver): ProviderProcess {
   return new ProviderProcess({
     configure: {
       name,
@@ -27,6 +28,7 @@ export function providerProcess(name: string, spec: ProviderConfig, env: Record<
     },
     env,
     backoffBaseMs: spec.retry.backoffMs,
+    ...(observer ? { observer } : {}),
   });
 }
 
@@ -59,6 +61,7 @@ export async function buildReconciler(options: {
   volumes?: DsoVolumes;
   log: FieldLogger;
   pendingReason?: (secret: string) => string;
+  observer?: ReconcileObserver;
 }): Promise<{ planner: DeliveryPlanner; reconciler: Reconciler }> {
   const plannerOptions = await plannerOptionsFor(options.docker, options.socketPath, (volume) => options.volumes?.mountpointOf(volume));
   const planner = new DeliveryPlanner(options.docker, plannerOptions);
@@ -71,6 +74,7 @@ export async function buildReconciler(options: {
     log: options.log,
     config: options.config,
     pendingReason: options.pendingReason,
+    observer: options.observer,
   });
   return { planner, reconciler };
 }

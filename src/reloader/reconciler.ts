@@ -13,6 +13,7 @@
  */
 import type Dockerode from "dockerode";
 import type { ActionReport, InjectReport } from "../api/contract.ts";
+import type { AuditTrigger } from "../audit/audit-log.ts";
 import type { DsoConfig, SecretSpec } from "../config/types.ts";
 import type { DeliveryPlanner } from "../delivery/planner.ts";
 import type { DeliveryResult, SecretFile } from "../delivery/types.ts";
@@ -42,6 +43,18 @@ export const ROTATION_CONCURRENCY = 10;
 
 export type { ActionReport, InjectReport };
 
+type ContainerRef = { id: string; name?: string };
+type SecretVersion = { name: string; version?: string };
+
+/** What the reconciler reports (the agent's Observer: metrics, audit trail, notifications). */
+export interface ReconcileObserver {
+  deliveryFinished(p: { container: ContainerRef; secrets: SecretVersion[]; mode: string; path?: string; trigger?: AuditTrigger; seconds: number; changedAt?: number; error?: unknown }): void;
+  strategyFinished(p: { container: ContainerRef; strategy: string; action?: string; secrets?: SecretVersion[]; seconds: number; error?: unknown }): void;
+  rotationFinished(p: { container: ContainerRef; secret: SecretVersion; provider?: string; strategy: string; trigger?: AuditTrigger; error?: unknown }): void;
+  reconcilePass(p: { seconds: number; error?: unknown }): void;
+  forgetSecret(name: string): void;
+}
+
 export interface ReconcilerDeps {
   docker: Dockerode;
   store: SecretStore;
@@ -56,6 +69,7 @@ export interface ReconcilerDeps {
   config: () => DsoConfig;
   /** Why a secret has no fingerprint yet, in words (e.g. "first poll in 4m"). */
   pendingReason?: (secret: string) => string;
+  observer?: ReconcileObserver;
 }
 
 interface WaveOptions {
@@ -66,10 +80,13 @@ interface WaveOptions {
   full?: boolean;
   /** Fetch the `only` secrets first, whatever is known (`dso rotate`): a change shows up now. */
   refresh?: boolean;
+  /** What started the wave, for the audit trail. */
+  trigger?: AuditTrigger;
 }
 
 interface ConvergeOptions {
   signal?: AbortSignal;
+  trigger?: AuditTrigger;
   /** Deliver every file set even when it is current (`dso inject`). */
   force?: boolean;
 }
@@ -87,13 +104,19 @@ export class Reconciler {
   private readonly changes: Quiescence<string>;
   private readonly starts: Quiescence<string>;
   private readonly waves = new Set<Promise<unknown>>();
+  /** What announced the pending changes first (poll, webhook, mount, ...). */
+  private changeTrigger?: AuditTrigger;
   /** Label warnings already logged, per container: every wave would repeat them. */
   private readonly warned = new Map<string, Set<string>>();
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.images = new ImageLabels(deps.docker, deps.log);
-    this.changes = new Quiescence(DEBOUNCE_MS, DEBOUNCE_MAX_MS, (names) => this.track(this.reconcileAll({ only: new Set(names) })));
-    this.starts = new Quiescence(START_BATCH_MS, START_BATCH_MS * 4, (ids) => this.track(this.reconcileIds(ids)));
+    this.changes = new Quiescence(DEBOUNCE_MS, DEBOUNCE_MAX_MS, (names) => {
+      const trigger = this.changeTrigger;
+      this.changeTrigger = undefined;
+      this.track(this.reconcileAll({ only: new Set(names), trigger: trigger ?? "poll" }));
+    });
+    this.starts = new Quiescence(START_BATCH_MS, START_BATCH_MS * 4, (ids) => this.track(this.reconcileIds(ids, undefined, "start")));
   }
 
   private track(wave: Promise<unknown>): void {
@@ -127,7 +150,8 @@ export class Reconciler {
   }
 
   /** Secrets changed (poll, fetch, webhook): debounce, then reconcile the containers using them. */
-  secretsChanged(names: string[]): void {
+  secretsChanged(names: string[], trigger: AuditTrigger = "poll"): void {
+    this.changeTrigger ??= trigger;
     this.changes.add(names);
   }
 
@@ -145,19 +169,26 @@ export class Reconciler {
 
   /** One wave over every running container (or those using `only`): one list call, one fetch. */
   async reconcileAll(opts: WaveOptions = {}): Promise<ActionReport[]> {
-    const listedAt = Date.now();
-    const running = await this.deps.docker.listContainers({ filters: { status: ["running"] } });
-    if (opts.full || !opts.only) await this.syncVolumeUsers(running, listedAt);
-    const reports = await this.wave(running, opts);
-    if (opts.full || !opts.only) this.book.retain(new Set(running.map((c) => c.Id)));
-    return reports;
+    const started = performance.now();
+    try {
+      const listedAt = Date.now();
+      const running = await this.deps.docker.listContainers({ filters: { status: ["running"] } });
+      if (opts.full || !opts.only) await this.syncVolumeUsers(running, listedAt);
+      const reports = await this.wave(running, { trigger: "reconcile", ...opts });
+      if (opts.full || !opts.only) this.book.retain(new Set(running.map((c) => c.Id)));
+      if (opts.full) this.deps.observer?.reconcilePass({ seconds: (performance.now() - started) / 1000 });
+      return reports;
+    } catch (error) {
+      if (opts.full) this.deps.observer?.reconcilePass({ seconds: (performance.now() - started) / 1000, error });
+      throw error;
+    }
   }
 
   /** A wave over the named containers only. */
-  async reconcileIds(ids: string[], signal?: AbortSignal): Promise<ActionReport[]> {
+  async reconcileIds(ids: string[], signal?: AbortSignal, trigger: AuditTrigger = "sync"): Promise<ActionReport[]> {
     if (ids.length === 0) return [];
     const running = await this.deps.docker.listContainers({ filters: { id: ids, status: ["running"] } });
-    return this.wave(running, { signal });
+    return this.wave(running, { signal, trigger });
   }
 
   private async syncVolumeUsers(running: Dockerode.ContainerInfo[], listedAt: number): Promise<void> {
@@ -204,7 +235,7 @@ export class Reconciler {
       if (opts.refresh && opts.only) await batch.values([...opts.only]);
       return await mapLimit(wanted, ROTATION_CONCURRENCY, (d) =>
         this.deps.queue.run(`container:${d.id}`, () =>
-          this.converge(d, batch, { signal: opts.signal }).catch((error) => ({ container: d.id, name: d.name, delivered: [], error: describeError(error) })),
+          this.converge(d, batch, { signal: opts.signal, trigger: opts.trigger }).catch((error) => ({ container: d.id, name: d.name, delivered: [], error: describeError(error) })),
         ),
       );
     } finally {
@@ -229,6 +260,7 @@ export class Reconciler {
   private retainSecrets(wanted: Desired[]): void {
     const inUse = new Set(wanted.flatMap((d) => d.secrets));
     const dropped = this.deps.store.retain(inUse);
+    for (const name of dropped) this.deps.observer?.forgetSecret(name);
     if (dropped.length) this.deps.log.info("forgot secrets no container uses any more", { secrets: dropped.join(",") });
   }
 
@@ -242,12 +274,27 @@ export class Reconciler {
     return out;
   }
 
-  /** True when a container went from one version to another of some secret (a strategy is due). */
-  private versionChanged(before: string | undefined, after: string, names: readonly string[]): boolean {
+  /** The secrets a container went from one version to another of (its strategy is due). */
+  private changedSecrets(before: string | undefined, after: string, names: readonly string[]): string[] {
     const old = this.deps.markers.read(before, names);
     const now = this.deps.markers.read(after, names);
-    if (!old || !now) return false;
-    return names.some((n) => old.has(n) && now.has(n) && old.get(n) !== now.get(n));
+    if (!old || !now) return [];
+    return names.filter((n) => old.has(n) && now.has(n) && old.get(n) !== now.get(n));
+  }
+
+  /** Names with a short version for the audit trail: the provider's id, else the keyed token. */
+  private versionsOf(names: readonly string[]): Array<{ name: string; version?: string }> {
+    return names.map((name) => {
+      const state = this.deps.store.get(name);
+      const version = state?.version ?? (state?.fingerprint ? this.deps.markers.token(name, state.fingerprint) : undefined);
+      return { name, ...(version ? { version } : {}) };
+    });
+  }
+
+  /** When the newest of these secrets was seen changing (ms), for change→delivered latency. */
+  private changedAt(names: readonly string[]): number | undefined {
+    const times = names.map((n) => this.deps.store.get(n)?.lastChangeAt).filter((t) => t !== undefined).map((t) => Date.parse(t));
+    return times.length ? Math.max(...times) : undefined;
   }
 
   private secretView(name: string, path: string, extra: Partial<SecretView>, actualMarker?: string): SecretView {
@@ -269,7 +316,7 @@ export class Reconciler {
     const errors: string[] = [];
     const delivered: string[] = [];
     const built: BuiltTarget[] = [];
-    let changed = false;
+    const changed = new Set<string>();
 
     for (const unit of d.targets) {
       const outcome = await this.convergeTarget(d, unit, batch, opts).catch((error) => {
@@ -288,7 +335,7 @@ export class Reconciler {
         }
       }
       errors.push(...outcome.errors);
-      changed ||= outcome.changed;
+      for (const name of outcome.changed) changed.add(name);
     }
 
     const seenUpdates: Array<[string, string]> = [];
@@ -305,8 +352,17 @@ export class Reconciler {
         if (seen === undefined) await volumes.markSeen(unit.volume, d.id, filesMarker);
         else if (seen !== filesMarker) {
           seenUpdates.push([unit.volume, filesMarker]);
-          changed ||= this.versionChanged(seen, filesMarker, unit.secrets);
+          for (const name of this.changedSecrets(seen, filesMarker, unit.secrets)) changed.add(name);
           delivered.push(...unit.secrets);
+          this.deps.observer?.deliveryFinished({
+            container: { id: d.id, name: d.name },
+            secrets: this.versionsOf(unit.secrets),
+            mode: "plugin",
+            path: unit.destination,
+            trigger: opts.trigger,
+            seconds: 0,
+            changedAt: this.changedAt(unit.secrets),
+          });
         }
       } catch (error) {
         errors.push(`volume ${unit.volume}: ${describeError(error)}`);
@@ -325,13 +381,14 @@ export class Reconciler {
     const report: ActionReport = { container: d.id, name: d.name, delivered: [...new Set(delivered)], ...(view.error ? { error: view.error } : {}) };
     if (env?.recreate) {
       this.deps.log.info("re-creating container to set its secret environment variables", { container: d.name });
-      return { ...report, ...(await this.applyStrategy(d, view, "rolling", built, env.values, { [ENV_VERSION_LABEL]: env.marker }, opts.signal)) };
+      const envNames = d.envSpecs.map((s) => s.name);
+      return { ...report, ...(await this.applyStrategy(d, view, "rolling", built, env.values, { [ENV_VERSION_LABEL]: env.marker }, opts, envNames)) };
     }
-    if (!changed) {
+    if (changed.size === 0) {
       for (const [volume, marker] of seenUpdates) await this.deps.volumes?.markSeen(volume, d.id, marker);
       return report;
     }
-    const outcome = await this.applyStrategy(d, view, d.strategy, built, {}, {}, opts.signal);
+    const outcome = await this.applyStrategy(d, view, d.strategy, built, {}, {}, opts, [...changed]);
     // Told, whatever the outcome: a failed strategy is reported, not repeated every pass.
     for (const [volume, marker] of seenUpdates) await this.deps.volumes?.markSeen(volume, outcome.container ?? d.id, marker);
     return { ...report, ...outcome };
@@ -342,19 +399,38 @@ export class Reconciler {
     const observed = await this.deps.planner.readMarker(d.id, unit.path, opts.signal);
     const views = (marker?: string) => names.map((n) => this.secretView(n, unit.path, { mode: observed.mode }, marker));
     const known = this.fingerprintsOf(names);
-    if (!opts.force && known && this.deps.markers.matches(observed.marker, known)) return { views: views(observed.marker), changed: false, errors: [] };
+    if (!opts.force && known && this.deps.markers.matches(observed.marker, known)) return { views: views(observed.marker), changed: [] as string[], errors: [] };
     const { values, errors } = await batch.values(names);
     const selection: Selection = { ...(d.selection ?? emptySelection(d)), secrets: unit.specs };
     const files = buildDeliveries(selection, values);
     const group = files.groups.find((g) => g.path === unit.path);
     const problems = [...errors, ...files.errors];
-    if (!group || problems.length) return { views: views(observed.marker), changed: false, errors: problems.length ? problems : ["no value"] };
+    if (!group || problems.length) return { views: views(observed.marker), changed: [] as string[], errors: problems.length ? problems : ["no value"] };
     const marker = this.deps.markers.marker(group.fingerprints);
-    if (!opts.force && marker === observed.marker) return { views: views(marker), changed: false, errors: [] };
-    const result: DeliveryResult = await this.deps.planner.deliver(d.id, unit.path, group.files, { signal: opts.signal, marker });
+    if (!opts.force && marker === observed.marker) return { views: views(marker), changed: [] as string[], errors: [] };
+    const started = performance.now();
+    const report = (mode: string, error?: unknown) =>
+      this.deps.observer?.deliveryFinished({
+        container: { id: d.id, name: d.name },
+        secrets: this.versionsOf(names),
+        mode,
+        path: unit.path,
+        trigger: opts.trigger,
+        seconds: (performance.now() - started) / 1000,
+        changedAt: this.changedAt(names),
+        ...(error === undefined ? {} : { error }),
+      });
+    let result: DeliveryResult;
+    try {
+      result = await this.deps.planner.deliver(d.id, unit.path, group.files, { signal: opts.signal, marker });
+    } catch (error) {
+      report(observed.mode, error);
+      throw error;
+    }
+    report(result.mode);
     return {
       views: views(marker),
-      changed: this.versionChanged(observed.marker, marker, names),
+      changed: this.changedSecrets(observed.marker, marker, names),
       errors: [],
       built: { path: unit.path, files: group.files, marker },
       delivery: { path: unit.path, mode: result.mode, files: result.files, at: new Date().toISOString() },
@@ -392,9 +468,20 @@ export class Reconciler {
     built: BuiltTarget[],
     env: Record<string, string>,
     labels: Record<string, string>,
-    signal?: AbortSignal,
+    opts: ConvergeOptions,
+    secrets: readonly string[],
   ): Promise<Partial<ActionReport>> {
+    const signal = opts.signal;
     const at = new Date().toISOString();
+    const started = performance.now();
+    const container = { id: d.id, name: d.name };
+    const finished = (strategy: string, action?: string, error?: unknown) => {
+      const extra = error === undefined ? {} : { error };
+      this.deps.observer?.strategyFinished({ container, strategy, ...(action ? { action } : {}), secrets: this.versionsOf(secrets), seconds: (performance.now() - started) / 1000, ...extra });
+      for (const secret of this.versionsOf(secrets)) {
+        this.deps.observer?.rotationFinished({ container, secret, provider: this.deps.store.get(secret.name)?.spec.provider, strategy, trigger: opts.trigger, ...extra });
+      }
+    };
     try {
       const result = await strategyByName(strategyName).apply({
         docker: this.deps.docker,
@@ -415,12 +502,14 @@ export class Reconciler {
       view.lastStrategy = { at, strategy: result.strategy, action: result.action, outcome: "ok", ...(result.detail ? { detail: result.detail } : {}) };
       if (result.containerId !== d.id) this.book.moved(d.id, result.containerId);
       this.deps.log.info("rotated secrets in container", { container: d.name, strategy: result.strategy, action: result.action });
+      finished(result.strategy, result.action);
       return { container: result.containerId, action: result.action };
     } catch (error) {
       const message = describeError(error);
       view.lastStrategy = { at, strategy: strategyName, outcome: "failed", detail: message };
       view.error = view.error ? `${view.error}; ${message}` : message;
       this.deps.log.error("rotation strategy failed", { container: d.name, strategy: strategyName, error: message });
+      finished(strategyName, undefined, error);
       return { error: view.error };
     }
   }
@@ -470,7 +559,7 @@ export class Reconciler {
     for (const spec of specs) this.deps.store.ensure(spec);
     const batch = new FetchBatch(this.deps.source, new Set(desired.secrets), signal);
     try {
-      const report = await this.deps.queue.run(`container:${desired.id}`, () => this.converge({ ...desired, strategy: "none" }, batch, { signal, force: true }));
+      const report = await this.deps.queue.run(`container:${desired.id}`, () => this.converge({ ...desired, strategy: "none" }, batch, { signal, force: true, trigger: "inject" }));
       const view = this.book.get(desired.id);
       return {
         container: desired.id,

@@ -30,6 +30,8 @@ export interface DsoVolumesDeps {
   prepareRoot(root: string): Promise<void>;
   /** A Mount changed the files of a volume that other containers use. */
   onFilesChanged(volume: string): void;
+  /** Mount or Unmount answered (for the audit trail and metrics); `error` is dockerd's Err. */
+  onMountCall?(call: { route: "Mount" | "Unmount"; volume: string; mountId?: string; secrets: string[]; error?: string }): void;
 }
 
 export class DsoVolumes {
@@ -49,12 +51,35 @@ export class DsoVolumes {
       const path = new URL(req.url, "http://dso").pathname;
       if (!path.startsWith("/Plugin.") && !path.startsWith("/VolumeDriver.")) return undefined;
       try {
-        return await (await this.ensureDriver()).handle(req);
+        const route = path === "/VolumeDriver.Mount" ? "Mount" : path === "/VolumeDriver.Unmount" ? "Unmount" : undefined;
+        if (!route || !this.deps.onMountCall) return await (await this.ensureDriver()).handle(req);
+        const text = await req.text();
+        const response = (await (await this.ensureDriver()).handle(new Request(req.url, { method: req.method, body: text, headers: req.headers })))!;
+        this.reportMountCall(route, text, (await response.clone().json().catch(() => ({}))) as { Err?: string });
+        return response;
       } catch (error) {
         // dockerd shows Err to the user: the container does not start (fail closed).
         return Response.json({ Err: describeError(error) });
       }
     };
+  }
+
+  private reportMountCall(route: "Mount" | "Unmount", body: string, reply: { Err?: string }): void {
+    let request: { Name?: unknown; ID?: unknown } = {};
+    try {
+      request = JSON.parse(body) as typeof request;
+    } catch {
+      return;
+    }
+    if (typeof request.Name !== "string") return;
+    const opts = this.optionsOf(request.Name);
+    this.deps.onMountCall?.({
+      route,
+      volume: request.Name,
+      ...(typeof request.ID === "string" && request.ID ? { mountId: request.ID } : {}),
+      secrets: opts ? safeSecrets(opts) : [],
+      ...(reply.Err ? { error: reply.Err } : {}),
+    });
   }
 
   mountpointOf(volume: string): string | undefined {

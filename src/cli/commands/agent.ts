@@ -12,14 +12,6 @@ export default defineCommand({
     const configPath = findConfigPath({ flag: args.config, env: process.env });
     const { config, warnings } = await loadConfig(configPath, process.env);
     for (const w of warnings) log.warn(`config: ${formatIssue(w)}`);
-    // The Observer (src/observe/) exists but the agent does not call it yet: say so rather than
-    // let a configured feature do nothing silently. Remove once agent.ts builds the Observer.
-    const unwired = [
-      config.agent.metrics.enabled ? "agent.metrics" : "",
-      config.agent.audit.enabled ? "agent.audit" : "",
-      config.notifications.enabled ? "notifications" : "",
-    ].filter(Boolean);
-    if (unwired.length > 0) log.warn(`config: ${unwired.join(", ")} configured, but this build of the agent does not report them yet`);
     log.info("starting agent", { config: configPath ?? "built-in default (file provider on /etc/dso/secrets)" });
     const agent = new Agent(config, {
       configPath,

@@ -1,0 +1,129 @@
+/**
+ * Metrics, audit trail and notifications from the running agent (compiled binary): one rotation
+ * of a `signal` container moves the counters, writes delivery/strategy/rotation audit lines and
+ * posts rotation_succeeded to a local receiver — and none of them holds the value.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type Dockerode from "dockerode";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startAgent, type AgentProcess } from "../support/agent-process.ts";
+import { eventually, execIn } from "../support/container-exec.ts";
+import { ensureDocker } from "../support/docker-daemon.ts";
+import { BUSYBOX_IMAGE, ensureTestImages } from "../support/test-images.ts";
+
+const V1 = "observe-planted-ONE-q7Lm";
+const V2 = "observe-planted-TWO-x3Rt";
+let docker: Dockerode;
+let dir: string;
+let agent: AgentProcess;
+let receiver: ReturnType<typeof Bun.serve>;
+const received: Array<{ event: string; body: string }> = [];
+let containerId: string;
+let metricsPort: number;
+
+beforeAll(async () => {
+  const d = await ensureDocker();
+  docker = d.docker;
+  await ensureTestImages(docker);
+  dir = await mkdtemp(join(tmpdir(), "dso-observe-"));
+  await mkdir(join(dir, "secrets"));
+  await writeFile(join(dir, "secrets", "token"), V1);
+  receiver = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    async fetch(req) {
+      const body = await req.text();
+      received.push({ event: (JSON.parse(body) as { event: string }).event, body });
+      return new Response("ok");
+    },
+  });
+  const probe = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
+  metricsPort = probe.port!;
+  await probe.stop(true);
+  await writeFile(
+    join(dir, "dso.yaml"),
+    [
+      "providers:",
+      "  local:",
+      "    type: file",
+      "    config:",
+      `      path: ${join(dir, "secrets")}`,
+      "agent:",
+      "  watch:",
+      "    polling_interval: 1h",
+      "  metrics:",
+      `    listen: 127.0.0.1:${metricsPort}`,
+      "  audit:",
+      `    output: ${join(dir, "audit.log")}`,
+      "notifications:",
+      "  enabled: true",
+      "  webhooks:",
+      `    - url: http://127.0.0.1:${receiver.port}/hook`,
+      "",
+    ].join("\n"),
+  );
+  agent = await startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost: d.host });
+  await agent.waitForLog(/connected to Docker/);
+  const c = await docker.createContainer({
+    name: `e2e-observe-${process.pid}`,
+    Image: BUSYBOX_IMAGE,
+    Cmd: ["sh", "-c", 'trap "exit 0" TERM; trap "true" HUP; while true; do sleep 0.1; done'],
+    Labels: { "dso.reloader": "true", "dso.secrets": "token", "dso.update.strategy": "signal" },
+    HostConfig: { NetworkMode: "none", Tmpfs: { "/run/secrets": "rw,mode=0755" } },
+  });
+  containerId = c.id;
+  await c.start();
+});
+
+afterAll(async () => {
+  await agent?.stop("SIGKILL");
+  await docker.getContainer(containerId).remove({ force: true }).catch(() => {});
+  await receiver?.stop(true);
+  await rm(dir, { recursive: true, force: true });
+});
+
+const scrape = async () => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+const counter = (text: string, name: string, labels: string) => {
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{`) && labels.split(",").every((p) => l.includes(p)));
+  return line ? Number(line.split(" ").at(-1)) : 0;
+};
+const tokenIn = async () => {
+  const r = await execIn(docker, containerId, ["cat", "/run/secrets/token"]);
+  return r.code === 0 ? r.stdout : undefined;
+};
+
+describe("metrics, audit and notifications from the running agent", () => {
+  test("one rotation moves the counters, is audited, and is notified, without the value", async () => {
+    expect(await eventually("first delivery", tokenIn)).toBe(V1);
+    const before = await scrape();
+    await writeFile(join(dir, "secrets", "token"), V2);
+    expect((await agent.cli(["rotate", "token"])).code).toBe(0);
+    expect(await eventually("rotated", async () => ((await tokenIn()) === V2 ? V2 : undefined))).toBe(V2);
+    const after = await eventually("rotation counted", async () => {
+      const text = await scrape();
+      return counter(text, "dso_rotations_total", 'strategy="signal",outcome="ok"') > counter(before, "dso_rotations_total", 'strategy="signal",outcome="ok"') ? text : undefined;
+    });
+    expect(counter(after, "dso_deliveries_total", 'mode="procfs",outcome="ok"')).toBeGreaterThan(counter(before, "dso_deliveries_total", 'mode="procfs",outcome="ok"'));
+    expect(counter(after, "dso_provider_calls_total", 'operation="fetch"')).toBeGreaterThan(0);
+    expect(after).toContain("dso_reconcile_passes_total");
+
+    const audit = (await eventually("audit lines", async () => {
+      const text = await readFile(join(dir, "audit.log"), "utf8").catch(() => "");
+      return text.includes('"event":"rotation"') ? text : undefined;
+    })).split("\n").filter(Boolean).map((l) => JSON.parse(l) as { event: string; container?: { name?: string }; secrets?: Array<{ name: string }>; strategy?: string; trigger?: string });
+    const mine = audit.filter((l) => l.container?.name === `e2e-observe-${process.pid}`);
+    expect(mine.map((l) => l.event)).toEqual(expect.arrayContaining(["delivery", "strategy", "rotation"]));
+    expect(mine.find((l) => l.event === "rotation")).toMatchObject({ strategy: "signal", trigger: "rotate", secrets: [expect.objectContaining({ name: "token" })] });
+    expect(audit.some((l) => l.event === "api")).toBe(true);
+
+    const note = await eventually("rotation_succeeded posted", async () => received.find((r) => r.event === "rotation_succeeded"));
+    expect(note.body).toContain("token");
+
+    for (const text of [after, await readFile(join(dir, "audit.log"), "utf8"), ...received.map((r) => r.body), agent.logs()]) {
+      expect(text).not.toContain(V1);
+      expect(text).not.toContain(V2);
+    }
+  });
+});
