@@ -70,7 +70,6 @@ export async function buildReconciler(options: {
     ...options.secrets,
     planner,
     volumes: options.volumes,
-    pluginDrivers: plannerOptions.pluginDrivers,
     log: options.log,
     config: options.config,
     pendingReason: options.pendingReason,

@@ -15,7 +15,7 @@ import { lstat, mkdir, open, readdir, readlink, rename, rmdir, symlink, unlink, 
 import { DsoError } from "../errors.ts";
 import { fdPath } from "./container-root.ts";
 import { assertValidFileSet, printableName } from "./file-names.ts";
-import { DATA_LINK, DATA_LINK_TMP, isMarker, isVersionName, nameLinkTarget, newVersionName, VERSION_MARKER } from "./layout.ts";
+import { DATA_LINK, DATA_LINK_TMP, isMarker, isVersionName, nameLinkTarget, newVersionName, VERSION_MARKER, VERSION_PREFIX } from "./layout.ts";
 import { VERSION_DIR_MODE, type SecretFile } from "./types.ts";
 
 const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
@@ -58,7 +58,7 @@ export async function writeAtomicDir(dir: string, files: readonly SecretFile[], 
       await removeVersionDir(target, version);
       throw error;
     }
-    await linkNames(target, names);
+    await linkNames(target, names, version);
     await removeStale(target, version, new Set(names));
     return { version, bytes };
   } finally {
@@ -115,23 +115,25 @@ async function writeSecretFile(path: string, file: SecretFile): Promise<number> 
 }
 
 async function switchDataLink(target: FileHandle, version: string): Promise<void> {
-  const tmp = fdPath(target, DATA_LINK_TMP);
-  // A crash between symlink and rename leaves ..data_tmp behind; unlink never follows it.
+  // One temporary name per version: two writers into one directory (a shared DSO volume) never
+  // collide. A crash between symlink and rename leaves it behind; unlink never follows it.
+  const tmp = fdPath(target, `${DATA_LINK_TMP}${version.slice(VERSION_PREFIX.length - 1)}`);
   await unlink(tmp).catch(ignoreMissing);
   await symlink(version, tmp);
   await rename(tmp, fdPath(target, DATA_LINK));
 }
 
 /** Makes `<name> -> ..data/<name>` for each name, replacing anything else at that path atomically. */
-async function linkNames(target: FileHandle, names: readonly string[]): Promise<void> {
-  await Promise.all(names.map((name, index) => linkName(target, name, index)));
+async function linkNames(target: FileHandle, names: readonly string[], version: string): Promise<void> {
+  await Promise.all(names.map((name, index) => linkName(target, name, `${version.slice(VERSION_PREFIX.length)}_${index}`)));
 }
 
-async function linkName(target: FileHandle, name: string, index: number): Promise<void> {
+async function linkName(target: FileHandle, name: string, unique: string): Promise<void> {
   const path = fdPath(target, name);
   if ((await readLinkOrUndefined(path)) === nameLinkTarget(name)) return;
   // One temporary name per index: the links are made concurrently.
-  const tmp = fdPath(target, `..dso_link_tmp_${index}`);
+  // Unique per write and name; not a "..dso_" name, so a concurrent cleanup leaves it alone.
+  const tmp = fdPath(target, `..link_tmp_${unique}`);
   await unlink(tmp).catch(ignoreMissing);
   await symlink(nameLinkTarget(name), tmp);
   try {

@@ -72,7 +72,8 @@ export async function pickDeliveryMode(docker: Dockerode, containerId: string, t
   if (!backing) throw refuse("is in the container's writable layer (on disk)");
   const base = { containerId: facts.id, targetPath: target };
 
-  if (backing.kind === "volume" && backing.driver && (opts.pluginDrivers ?? DEFAULT_PLUGIN_DRIVERS).includes(backing.driver)) {
+  const ownVolume = backing.kind === "volume" && backing.name !== undefined && opts.pluginVolumeDir?.(backing.name) !== undefined;
+  if (backing.kind === "volume" && ((backing.driver && (opts.pluginDrivers ?? DEFAULT_PLUGIN_DRIVERS).includes(backing.driver)) || ownVolume)) {
     // dockerd leaves Source empty for plugin volumes; the volume's Mountpoint comes from the driver's Path.
     const source =
       (backing.name ? opts.pluginVolumeDir?.(backing.name) : undefined) ||

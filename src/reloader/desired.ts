@@ -69,8 +69,6 @@ export function isSwarmTask(labels: Record<string, string> | null | undefined): 
 
 export interface DesiredOptions {
   config: DsoConfig;
-  /** The names under which dockerd knows DSO's volume driver. */
-  pluginDrivers: readonly string[];
   /** The driver options of a DSO volume, from the driver's record; undefined when unknown. */
   volumeOptions(volume: string): Readonly<Record<string, string>> | undefined;
 }
@@ -94,11 +92,13 @@ export function desiredFor(facts: ContainerFacts, opts: DesiredOptions): { desir
   const volumes: VolumeUnit[] = [];
   let volumeStrategy: { strategy?: StrategyName; signal?: SignalName } = {};
   for (const mount of facts.mounts) {
-    if (mount.type !== "volume" || !mount.name || !mount.driver || !opts.pluginDrivers.includes(mount.driver)) continue;
-    // A labelled file set aimed at the volume is delivered into it like any target.
-    if (byPath.has(mount.destination)) continue;
+    if (mount.type !== "volume" || !mount.name) continue;
+    // A DSO volume is one DSO's driver has a record of, whatever name dockerd knows the driver by
+    // (its socket may be linked into /run/docker/plugins under another name).
     const driverOpts = opts.volumeOptions(mount.name);
     if (!driverOpts) continue;
+    // A labelled file set aimed at the volume is delivered into it like any target.
+    if (byPath.has(mount.destination)) continue;
     try {
       const parsed = parseDriverOptions(driverOpts);
       if (parsed.secrets.length === 0) continue;

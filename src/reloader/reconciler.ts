@@ -31,6 +31,7 @@ import { ImageLabels } from "./labels.ts";
 import { Quiescence } from "./quiescence.ts";
 import { implicitSecretSpec, type Selection } from "./selection.ts";
 import { strategyByName } from "./strategies/index.ts";
+import { NEXT_SUFFIX } from "./strategies/rolling.ts";
 import type { DsoVolumes } from "./volumes.ts";
 
 /** Changes closer together than this become one wave; a wave waits at most MAX after the first. */
@@ -64,7 +65,6 @@ export interface ReconcilerDeps {
   markers: VersionMarkers;
   volumes?: Pick<DsoVolumes, "optionsOf" | "refresh" | "observe" | "markSeen" | "syncUsers">;
   queue: KeyedQueue;
-  pluginDrivers: readonly string[];
   log: FieldLogger;
   config: () => DsoConfig;
   /** Why a secret has no fingerprint yet, in words (e.g. "first poll in 4m"). */
@@ -192,10 +192,11 @@ export class Reconciler {
   }
 
   private async syncVolumeUsers(running: Dockerode.ContainerInfo[], listedAt: number): Promise<void> {
+    // Every named volume in use, whatever its driver's name: the driver looks up only its own.
     const users = new Map<string, Set<string>>();
     for (const c of running) {
       for (const m of c.Mounts ?? []) {
-        if (m.Type !== "volume" || !m.Name || !m.Driver || !this.deps.pluginDrivers.includes(m.Driver)) continue;
+        if (m.Type !== "volume" || !m.Name) continue;
         users.set(m.Name, (users.get(m.Name) ?? new Set()).add(c.Id));
       }
     }
@@ -205,10 +206,11 @@ export class Reconciler {
   private async desiredOf(entry: Dockerode.ContainerInfo): Promise<Desired | undefined> {
     if (isSwarmTask(entry.Labels)) return undefined; // served through its service (swarm.ts)
     const name = (entry.Names?.[0] ?? entry.Id).replace(/^\//, "");
+    // A rolling replacement still starting belongs to the strategy that delivers into it.
+    if (name.includes(NEXT_SUFFIX)) return undefined;
     const labels = await this.images.own(entry.Id, name, entry.ImageID, entry.Labels);
     const { desired, warnings } = desiredFor(factsFromList(entry, labels), {
       config: this.deps.config(),
-      pluginDrivers: this.deps.pluginDrivers,
       volumeOptions: (volume) => this.deps.volumes?.optionsOf(volume),
     });
     const seen = this.warned.get(entry.Id) ?? new Set<string>();
@@ -493,11 +495,13 @@ export class Reconciler {
         labels,
         abort: signal ?? new AbortController().signal,
         log: this.deps.log,
-        // This pass's files, into the restarted container or its replacement (tmpfs starts empty).
-        deliver: async (id) => {
-          for (const target of built) await this.deps.planner.deliver(id, target.path, target.files, { signal, marker: target.marker });
-          await this.deliverCurrentTargets(d, id, built, signal);
-        },
+        // This pass's files, into the restarted container or its replacement (tmpfs starts empty),
+        // through the replacement's own queue so no other delivery into it runs at the same time.
+        deliver: (id) =>
+          this.deps.queue.run(`container:${id}`, async () => {
+            for (const target of built) await this.deps.planner.deliver(id, target.path, target.files, { signal, marker: target.marker });
+            await this.deliverCurrentTargets(d, id, built, signal);
+          }),
       });
       view.lastStrategy = { at, strategy: result.strategy, action: result.action, outcome: "ok", ...(result.detail ? { detail: result.detail } : {}) };
       if (result.containerId !== d.id) this.book.moved(d.id, result.containerId);

@@ -54,7 +54,7 @@ export class DsoVolumes {
         const route = path === "/VolumeDriver.Mount" ? "Mount" : path === "/VolumeDriver.Unmount" ? "Unmount" : undefined;
         if (!route || !this.deps.onMountCall) return await (await this.ensureDriver()).handle(req);
         const text = await req.text();
-        const response = (await (await this.ensureDriver()).handle(new Request(req.url, { method: req.method, body: text, headers: req.headers })))!;
+        const response = (await (await this.ensureDriver()).handle(new Request(new URL(req.url, "http://dso").href, { method: req.method, body: text, headers: req.headers })))!;
         this.reportMountCall(route, text, (await response.clone().json().catch(() => ({}))) as { Err?: string });
         return response;
       } catch (error) {

@@ -228,7 +228,7 @@ describe("examples/ brought up with docker-compose", () => {
         90_000,
       ).catch((error: Error) => {
         const replacements = [...seen].map(([name, health]) => `${name} ${health}`).join("\n");
-        const reloader = agent.logs().split("\n").filter((l) => l.includes('"tag":"reloader"') && !l.includes('"level":"debug"')).join("\n");
+        const reloader = agent.logs().split("\n").filter((l) => l.includes('"tag":"reconciler"') && !l.includes('"level":"debug"')).join("\n");
         throw new Error(`${error.message}\nreplacements seen:\n${replacements}\nreloader log:\n${reloader}`);
       });
       expect(after.Labels["com.docker.compose.service"]).toBe("web");

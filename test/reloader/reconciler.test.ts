@@ -70,7 +70,6 @@ function setup(labels: Record<string, string>, key = randomBytes(32), targets = 
     planner: targets,
     markers: new VersionMarkers(key),
     queue: new KeyedQueue(),
-    pluginDrivers: ["dso"],
     log: quietLog,
     config: () => config,
   });
