@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 import { runCommand } from "citty";
 import { checkArguments, resolveCommand, usageText } from "./cli/dispatch.ts";
+import { cliPluginArgs, cliPluginMetadata } from "./cli/docker-cli-plugin.ts";
 import { hiddenCommands, rootCommand } from "./cli/root.ts";
 import { describeError, DsoError, exitCodeFor } from "./errors.ts";
 import { configureLogger, LOG_LEVEL_NAMES, type LogFormat, type LogLevelName } from "./log/logger.ts";
@@ -31,7 +32,12 @@ function setUpLogging(argv: string[], commandName: string | undefined): void {
   configureLogger({ level: level as LogLevelName, format });
 }
 
-async function main(argv: string[]): Promise<number> {
+async function main(rawArgv: string[]): Promise<number> {
+  const argv = cliPluginArgs(rawArgv);
+  if (argv === "metadata") {
+    process.stdout.write(`${JSON.stringify(cliPluginMetadata())}\n`);
+    return 0;
+  }
   try {
     const resolved = await resolveCommand(rootCommand, argv, hiddenCommands);
     if (resolved.help || (argv.length === 0 && resolved.path.length === 0)) {

@@ -3,8 +3,11 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { ConfigError, DEFAULT_SOCKET_PATH, DEFAULT_VOLUMES_ROOT, findConfigPath, formatIssue, loadConfig, type DsoConfig } from "../config/index.ts";
 import { isRamBacked, nearestExisting } from "../delivery/tmpfs.ts";
-import { connectDocker } from "../docker/client.ts";
+import { connectDocker, type DockerConnection } from "../docker/client.ts";
 import { describeError } from "../errors.ts";
+import { MNT_DETACH, mountTmpfs, unmount } from "../os/libc.ts";
+import { checkDeliveryModes } from "./delivery-modes.ts";
+import { checkFileProviderPermissions } from "./file-permissions.ts";
 
 export type CheckStatus = "ok" | "warn" | "fail";
 
@@ -21,6 +24,8 @@ export interface DoctorContext {
   configFlag?: string;
   /** Loaded by the config check; later checks read socket and paths from it. */
   config?: DsoConfig;
+  /** Set by the Docker check when the daemon answered. */
+  docker?: DockerConnection;
 }
 
 export async function checkConfig(ctx: DoctorContext): Promise<CheckResult> {
@@ -42,6 +47,7 @@ export async function checkConfig(ctx: DoctorContext): Promise<CheckResult> {
 export async function checkDocker(ctx: DoctorContext): Promise<CheckResult[]> {
   try {
     const conn = await connectDocker({ env: ctx.env, signal: AbortSignal.timeout(DOCKER_CHECK_TIMEOUT_MS) });
+    ctx.docker = conn;
     return [
       { check: "docker", status: "ok", detail: `reachable at ${conn.host}` },
       {
@@ -73,15 +79,17 @@ export async function checkSocketDirectory(ctx: DoctorContext): Promise<CheckRes
   return { check: "socket directory", status: "ok", detail: `${dir} writable${created}` };
 }
 
-async function canMountTmpfs(): Promise<boolean> {
-  if (process.getuid?.() !== 0) return false;
+/** Mounts and unmounts a tiny tmpfs with mount(2), as the agent would; the error says why not. */
+export async function tryMountTmpfs(): Promise<{ ok: true } | { ok: false; why: string }> {
+  if (process.getuid?.() !== 0) return { ok: false, why: "not running as root" };
   const dir = await mkdtemp(join(tmpdir(), "dso-doctor-"));
   try {
-    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", dir], { stderr: "ignore" });
-    if (!mounted.success) return false;
+    mountTmpfs(dir, "size=64k,mode=0700");
     const ok = await isRamBacked(dir);
-    Bun.spawnSync(["umount", dir], { stderr: "ignore" });
-    return ok;
+    unmount(dir, MNT_DETACH);
+    return ok ? { ok: true } : { ok: false, why: "statfs does not see the tmpfs it mounted" };
+  } catch (error) {
+    return { ok: false, why: describeError(error) };
   } finally {
     await rmdir(dir).catch(() => {});
   }
@@ -93,13 +101,14 @@ export async function checkPluginTmpfs(ctx: DoctorContext): Promise<CheckResult>
   if (existing === root && (await isRamBacked(root))) {
     return { check: "plugin tmpfs", status: "ok", detail: `${root} is a tmpfs` };
   }
-  if (await canMountTmpfs()) {
+  const probe = await tryMountTmpfs();
+  if (probe.ok) {
     return { check: "plugin tmpfs", status: "ok", detail: `${root} is not a tmpfs yet; the agent will mount one there` };
   }
   return {
     check: "plugin tmpfs",
     status: "fail",
-    detail: `${root} is not a tmpfs and a tmpfs cannot be mounted here (run as root, or mount one: mount -t tmpfs tmpfs ${root})`,
+    detail: `${root} is not a tmpfs and a tmpfs cannot be mounted here (${probe.why}); run as root with CAP_SYS_ADMIN, or mount one: mount -t tmpfs tmpfs ${root}`,
   };
 }
 
@@ -138,11 +147,13 @@ export function checkEnvInjection(ctx: DoctorContext): CheckResult {
 
 export async function runChecks(ctx: DoctorContext): Promise<CheckResult[]> {
   const config = await checkConfig(ctx);
-  const [docker, socket, tmpfs, swap] = await Promise.all([
+  const [docker, socket, tmpfs, swap, files] = await Promise.all([
     checkDocker(ctx),
     checkSocketDirectory(ctx),
     checkPluginTmpfs(ctx),
     checkSwap(),
+    checkFileProviderPermissions(ctx.config),
   ]);
-  return [config, checkEnvInjection(ctx), ...docker, socket, tmpfs, swap];
+  const modes = await checkDeliveryModes(ctx, { tmpfs, socket });
+  return [config, checkEnvInjection(ctx), ...docker, socket, tmpfs, swap, ...files, ...modes];
 }
