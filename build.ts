@@ -2,17 +2,20 @@
 /**
  * Builds the single `dso` executable.
  *   bun run build          → dist/dso for this machine
- *   bun run build --all    → also dist/dso-linux-{x64,arm64}[-musl] and dist/SHA256SUMS
+ *   bun run build --all    → also dist/dso-linux-{x64,arm64}[-musl], dist/install.sh and
+ *                            dist/SHA256SUMS: a copy of dist/ is a complete release
  * The compiled binary never reads ./bunfig.toml or ./.env from the directory it starts in:
  * either would let whoever controls that directory run code inside the agent.
  */
 import { createHash } from "node:crypto";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import pkg from "./package.json" with { type: "json" };
 
 const DIST = join(import.meta.dir, "dist");
 const ENTRY = join(import.meta.dir, "src/main.ts");
+/** Shipped next to the binaries: the release's `curl | sh` entry point. */
+const INSTALL_SCRIPT = join(import.meta.dir, "install.sh");
 
 interface Target {
   /** File name in dist/ and in release downloads (install.sh builds the same name). */
@@ -85,6 +88,11 @@ async function main() {
     sums.push(`${await sha256(outfile)}  ${basename(outfile)}`);
     console.log(`built ${outfile}`);
   }
+  const installer = join(DIST, basename(INSTALL_SCRIPT));
+  await copyFile(INSTALL_SCRIPT, installer);
+  await chmod(installer, 0o755);
+  sums.push(`${await sha256(installer)}  ${basename(installer)}`);
+  console.log(`copied ${installer}`);
   await writeFile(join(DIST, "SHA256SUMS"), `${sums.join("\n")}\n`);
   console.log(`wrote ${join(DIST, "SHA256SUMS")}`);
 }
