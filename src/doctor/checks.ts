@@ -18,6 +18,7 @@ export interface CheckResult {
 }
 
 const DOCKER_CHECK_TIMEOUT_MS = 5_000;
+const CAP_SYS_ADMIN_BIT = 21n;
 
 export interface DoctorContext {
   env: Record<string, string | undefined>;
@@ -79,10 +80,23 @@ export async function checkSocketDirectory(ctx: DoctorContext): Promise<CheckRes
   return { check: "socket directory", status: "ok", detail: `${dir} writable${created}` };
 }
 
+/** CAP_SYS_ADMIN in the effective set (/proc/self/status CapEff, bit 21). */
+async function hasSysAdmin(): Promise<boolean> {
+  const status = await readFile("/proc/self/status", "utf8").catch(() => "");
+  const hex = /CapEff:\s*([0-9a-f]+)/.exec(status)?.[1];
+  return hex !== undefined && (BigInt(`0x${hex}`) & (1n << CAP_SYS_ADMIN_BIT)) !== 0n;
+}
+
 /** Mounts and unmounts a tiny tmpfs with mount(2), as the agent would; the error says why not. */
-export async function tryMountTmpfs(): Promise<{ ok: true } | { ok: false; why: string }> {
+export async function tryMountTmpfs(): Promise<{ ok: true; how?: string } | { ok: false; why: string }> {
   if (process.getuid?.() !== 0) return { ok: false, why: "not running as root" };
-  const dir = await mkdtemp(join(tmpdir(), "dso-doctor-"));
+  const dir = await mkdtemp(join(tmpdir(), "dso-doctor-")).catch(() => undefined);
+  if (!dir) {
+    // A read-only root (docker run --read-only) leaves nowhere to try: judge by the capability.
+    return (await hasSysAdmin())
+      ? { ok: true, how: `CAP_SYS_ADMIN is granted (not tried: ${tmpdir()} is not writable)` }
+      : { ok: false, why: "the agent lacks CAP_SYS_ADMIN" };
+  }
   try {
     mountTmpfs(dir, "size=64k,mode=0700");
     const ok = await isRamBacked(dir);
@@ -103,7 +117,8 @@ export async function checkPluginTmpfs(ctx: DoctorContext): Promise<CheckResult>
   }
   const probe = await tryMountTmpfs();
   if (probe.ok) {
-    return { check: "plugin tmpfs", status: "ok", detail: `${root} is not a tmpfs yet; the agent will mount one there` };
+    const how = probe.how ? ` (${probe.how})` : "";
+    return { check: "plugin tmpfs", status: "ok", detail: `${root} is not a tmpfs yet; the agent will mount one there${how}` };
   }
   return {
     check: "plugin tmpfs",
