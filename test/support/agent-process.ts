@@ -23,12 +23,17 @@ export async function startAgent(options: {
   dockerHost: string;
   env?: Record<string, string>;
   name?: string;
+  /** Where the agent listens; default <dir>/<name>.sock. */
+  socket?: string;
+  /** Runs the agent's argv under another command (a sandbox), e.g. (argv) => ["setpriv", ..., ...argv]. */
+  wrap?: (argv: string[]) => string[];
 }): Promise<AgentProcess> {
   const binary = await dsoBinary();
-  const socket = join(options.dir, `${options.name ?? "agent"}.sock`);
+  const socket = options.socket ?? join(options.dir, `${options.name ?? "agent"}.sock`);
   const logPath = join(options.dir, `${options.name ?? "agent"}-${Date.now()}.log`);
   const env = { PATH: process.env.PATH!, DOCKER_HOST: options.dockerHost, ...options.env };
-  const proc = Bun.spawn([binary, "agent", "--config", options.config, "--socket", socket, "--log-format", "json", "--log-level", "debug"], {
+  const argv = [binary, "agent", "--config", options.config, "--socket", socket, "--log-format", "json", "--log-level", "debug"];
+  const proc = Bun.spawn(options.wrap ? options.wrap(argv) : argv, {
     env,
     stdin: "ignore",
     stdout: Bun.file(logPath),
