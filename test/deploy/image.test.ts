@@ -106,6 +106,9 @@ beforeAll(async () => {
   measured["start → Plugin.Activate answers"] = `${Math.round(performance.now() - started)} ms`;
   await eventually("agent listening", async () => ((await logsOf(agent)).includes("agent listening") ? true : undefined), READY_TIMEOUT_MS);
   measured["start → 'agent listening' seen in its log"] = `${Math.round(performance.now() - started)} ms`;
+  const listening = (await logsOf(agent)).split("\n").find((l) => l.includes("agent listening")) ?? "";
+  const listeningAt = Date.parse(/"time":"([^"]+)"/.exec(listening)?.[1] ?? "");
+  measured["process started (State.StartedAt) → 'agent listening'"] = `${listeningAt - Date.parse((await agent.inspect()).State.StartedAt)} ms`;
 });
 
 afterAll(async () => {

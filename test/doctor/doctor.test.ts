@@ -66,3 +66,27 @@ describe("dso doctor (compiled binary, real daemon)", () => {
     ]);
   });
 });
+
+describe("dso doctor: the file provider's permissions", () => {
+  async function fileProviderCheck(dirMode: number, fileMode: number) {
+    const secrets = await mkdtemp(join(dir, "secrets-"));
+    await writeFile(join(secrets, "db_password"), "doctor-planted-QUEBEC-1x", { mode: fileMode });
+    await Bun.$`chmod ${fileMode.toString(8)} ${join(secrets, "db_password")} && chmod ${dirMode.toString(8)} ${secrets}`.quiet();
+    const { report } = await doctor(`providers:\n  local:\n    type: file\n    config:\n      path: ${secrets}\nagent:\n  socket: ${join(dir, "dso.sock")}\n`, host);
+    return { secrets, check: report.checks.find((c) => c.check === "file provider local") };
+  }
+
+  test("warns when the directory or a file is readable by other users, naming them and the fix", async () => {
+    const { secrets, check } = await fileProviderCheck(0o755, 0o644);
+    expect(check?.status).toBe("warn");
+    expect(check?.detail).toContain(`${secrets} (0755)`);
+    expect(check?.detail).toContain(`${join(secrets, "db_password")} (0644)`);
+    expect(check?.detail).toContain("chmod 0700");
+    expect(check?.detail).not.toContain("doctor-planted");
+  });
+
+  test("is quiet about a 0700 directory of 0600 files", async () => {
+    const { check } = await fileProviderCheck(0o700, 0o600);
+    expect(check?.status).toBe("ok");
+  });
+});
