@@ -30,12 +30,15 @@ const agent = () => startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost:
 
 async function docker(args: string[]): Promise<{ ms: number; code: number }> {
   const t0 = performance.now();
-  const proc = Bun.spawn(["docker", ...args], { env: { PATH: process.env.PATH!, DOCKER_HOST: d.host }, stdout: "ignore", stderr: "ignore" });
-  const code = await proc.exited;
+  const proc = Bun.spawn(["docker", ...args], { env: { PATH: process.env.PATH!, DOCKER_HOST: d.host }, stdout: "ignore", stderr: "pipe" });
+  const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+  if (code !== 0 && args[0] !== "stop") throw new Error(`docker ${args.join(" ")}: ${stderr.trim()}`);
   return { ms: Math.round(performance.now() - t0), code };
 }
 
-async function scenario(name: string, command: string, whileStopping: () => Promise<AgentProcess | undefined>): Promise<void> {
+let count = 0;
+async function scenario(label: string, command: string, whileStopping: () => Promise<AgentProcess | undefined>): Promise<void> {
+  const name = `s${++count}`;
   const first = await agent();
   await docker(["volume", "create", "-d", driver, "-o", "secrets=s", `v-${name}`]);
   await docker(["run", "-d", "--name", `c-${name}`, "--network", "none", "--mount", `type=volume,src=v-${name},dst=/run/secrets`, BUSYBOX_IMAGE, "sh", "-c", command]);
@@ -43,7 +46,7 @@ async function scenario(name: string, command: string, whileStopping: () => Prom
   const stopping = docker(["stop", `c-${name}`]);
   const helper = await whileStopping();
   const { ms, code } = await stopping;
-  console.log(`${name.padEnd(36)} docker stop: ${(ms / 1000).toFixed(1)} s (exit ${code})`);
+  console.log(`${label.padEnd(36)} docker stop: ${(ms / 1000).toFixed(1)} s (exit ${code})`);
   await helper?.stop("SIGTERM");
   const cleaner = await agent();
   await docker(["rm", "-f", `c-${name}`]);

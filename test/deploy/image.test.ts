@@ -11,7 +11,7 @@ import type Dockerode from "dockerode";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { eventually, execIn } from "../support/container-exec.ts";
-import { ensureDocker, type TestDocker } from "../support/docker-daemon.ts";
+import { ensureDocker, restartDocker, type TestDocker } from "../support/docker-daemon.ts";
 import { importAgentImage, makeSharedMount, rssBytes, treeRssBytes, unmountTree } from "../support/dso-image.ts";
 import { BUSYBOX_IMAGE, ensureTestImages, NOTAR_IMAGE } from "../support/test-images.ts";
 
@@ -21,6 +21,7 @@ const DRIVER = `dso-img-${process.pid}`;
 const PLUGIN_DIR = "/run/docker/plugins";
 const SOCKET = join(PLUGIN_DIR, `${DRIVER}.sock`);
 const READY_TIMEOUT_MS = 20_000;
+const RESTART_TIMEOUT_MS = 60_000;
 const ACTIVATE_TIMEOUT_MS = 1_000;
 /** Short: the test dir is under /tmp and unix socket paths are capped at 108 bytes. */
 const WORK_PARENT = "/tmp";
@@ -66,6 +67,7 @@ function agentRunSpec(name: string, cmd: string[], opts: { pidHost: boolean; sha
       CapAdd: ["SYS_ADMIN"],
       Binds: binds,
       NetworkMode: "none",
+      RestartPolicy: { Name: opts.pidHost ? "always" : "no" },
     },
   };
 }
@@ -191,6 +193,35 @@ describe("the agent image, run as docs/deploy.md says", () => {
     expect(checks["mode procfs"]?.detail).toContain("--pid host");
     expect(checks["mode volume"]?.status).toBe("ok");
     expect(checks["mode exec"]?.status).toBe("ok");
+  });
+
+  test("a dockerd restart brings the agent container and a --restart always --tmpfs app back, with the app's secret delivered again", async () => {
+    // DSO volumes go first, while their driver answers: dockerd would wait ~15 s per volume of a
+    // legacy driver that is not up yet when it restores volumes (docs/deploy.md).
+    for (const id of containers.filter((c) => c !== agent.id)) await docker.getContainer(id).remove({ force: true });
+    containers.splice(0, containers.length, agent.id);
+    for (const v of volumes.splice(0)) await docker.getVolume(v).remove();
+    const app = await docker.createContainer({
+      Image: NOTAR_IMAGE,
+      Labels: { "dso.reloader": "true", "dso.secrets": "db_password" },
+      HostConfig: { NetworkMode: "none", Tmpfs: { "/run/secrets": "rw" }, RestartPolicy: { Name: "always" } },
+    });
+    containers.push(app.id);
+    await app.start();
+    const secret = async () => {
+      const r = await execIn(docker, app.id, ["cat", "/run/secrets/db_password"]);
+      return r.code === 0 ? r.stdout : undefined;
+    };
+    expect(await eventually("first delivery", secret)).toBe(VALUE);
+    const before = (await app.inspect()).State.StartedAt;
+    const { spawnedAt } = await restartDocker();
+    await eventually("app restarted by dockerd", async () => {
+      const state = (await app.inspect()).State;
+      return state.Running && state.StartedAt !== before ? true : undefined;
+    }, RESTART_TIMEOUT_MS);
+    expect((await agent.inspect()).State.Running).toBe(true);
+    expect(await eventually("secret delivered again after the restart", secret, RESTART_TIMEOUT_MS)).toBe(VALUE);
+    measured["dockerd start → restarted --tmpfs app has its secret again"] = `${Math.round(performance.now() - spawnedAt)} ms`;
   });
 
   test("no planted value in the agent container's log", async () => {
