@@ -21,6 +21,8 @@ import { BUSYBOX_IMAGE, ensureTestImages } from "../support/test-images.ts";
 const VALUE_ONE = "managed-planted-LIMA-3Vx8";
 const VALUE_TWO = "managed-planted-MIKE-9Rb2";
 const PLUGIN = `dsotest${process.pid}:latest`;
+/** What users type: dockerd adds the :latest tag when it looks the driver up. */
+const DRIVER = `dsotest${process.pid}`;
 const CLI_TIMEOUT_MS = 60_000;
 /** dockerd retries a plugin's socket, then restores containers; generous for slow CI machines. */
 const COME_BACK_TIMEOUT_MS = 90_000;
@@ -114,7 +116,7 @@ describe("the managed plugin on the test daemon", () => {
 
   test("a --restart always container with a DSO volume reads its secret before its entrypoint", async () => {
     volumeName = `mp-vol-${process.pid}`;
-    await mustCli(["volume", "create", "-d", PLUGIN, "-o", "secrets=db_password", "-o", "mode=0400", volumeName]);
+    await mustCli(["volume", "create", "-d", DRIVER, "-o", "secrets=db_password", "-o", "mode=0400", volumeName]);
     const c = await docker.createContainer({
       name: `mp-app-${process.pid}`,
       Image: BUSYBOX_IMAGE,
