@@ -4,12 +4,15 @@
  *   bun run build          → dist/dso for this machine
  *   bun run build --all    → also dist/dso-linux-{x64,arm64}[-musl], dist/install.sh and
  *                            dist/SHA256SUMS: a copy of dist/ is a complete release
+ *   bun run build --plugin → also dist/plugin/{config.json,rootfs/}: the Docker managed plugin
+ *                            for this machine (`docker plugin create dso dist/plugin`)
  * The compiled binary never reads ./bunfig.toml or ./.env from the directory it starts in:
  * either would let whoever controls that directory run code inside the agent.
  */
 import { createHash } from "node:crypto";
 import { chmod, copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
+import { assemblePluginDir } from "./deploy/rootfs.ts";
 import pkg from "./package.json" with { type: "json" };
 
 const DIST = join(import.meta.dir, "dist");
@@ -78,6 +81,10 @@ async function main() {
   const host = join(DIST, "dso");
   await compile(host, undefined, commit);
   console.log(`built ${host} (${pkg.version}, ${commit})`);
+  if (process.argv.includes("--plugin")) {
+    await assemblePluginDir(host, join(DIST, "plugin"));
+    console.log(`wrote ${join(DIST, "plugin")} (docker plugin create dso ${join(DIST, "plugin")})`);
+  }
   if (!all) return;
 
   const sums: string[] = [];
