@@ -36,9 +36,11 @@ export function sharedLibraries(binary: string): string[] {
   const ldd = Bun.spawnSync(["ldd", binary], { stdout: "pipe", stderr: "pipe" });
   const text = ldd.stdout.toString();
   if (!ldd.success) {
-    // A static or foreign-libc binary: nothing to copy from this host.
-    if (/not a dynamic executable|statically linked/.test(text + ldd.stderr.toString())) return [];
-    throw new Error(`ldd ${binary} failed: ${ldd.stderr.toString().trim()}`);
+    // Bun's binaries are always dynamic: this is one for another architecture or C library,
+    // whose libraries this host does not have.
+    throw new Error(
+      `ldd cannot list the libraries of ${binary} (${(text + ldd.stderr.toString()).trim()}): assemble its rootfs on a machine of its architecture and C library`,
+    );
   }
   const paths: string[] = [];
   for (const line of text.split("\n")) {
