@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { activeSwaps } from "../../src/doctor/checks.ts";
-import { runDso } from "../support/dso-binary.ts";
+import { dsoBinary, runDso } from "../support/dso-binary.ts";
 import { ensureDocker } from "../support/docker-daemon.ts";
 
 let dir: string;
@@ -88,5 +88,24 @@ describe("dso doctor: the file provider's permissions", () => {
   test("is quiet about a 0700 directory of 0600 files", async () => {
     const { check } = await fileProviderCheck(0o700, 0o600);
     expect(check?.status).toBe("ok");
+  });
+});
+
+describe("dso doctor: the plugin tmpfs without CAP_SYS_ADMIN", () => {
+  test("says mount(2) is not permitted and how to fix it; plugin mode unavailable", async () => {
+    const config = join(dir, "nocap.yaml");
+    await writeFile(config, `agent:\n  socket: ${join(dir, "dso.sock")}\n  volumes_root: ${join(dir, "not-a-tmpfs")}\n`);
+    const proc = Bun.spawn(
+      ["setpriv", "--inh-caps=-all", "--bounding-set=-sys_admin", await dsoBinary(), "doctor", "--json", "--config", config],
+      { env: { PATH: process.env.PATH!, DOCKER_HOST: host }, stdout: "pipe", stderr: "pipe" },
+    );
+    const report = JSON.parse(await new Response(proc.stdout).text()) as Report;
+    expect(await proc.exited).toBe(1);
+    const byName = Object.fromEntries(report.checks.map((c) => [c.check, c]));
+    expect(byName["plugin tmpfs"]?.status).toBe("fail");
+    expect(byName["plugin tmpfs"]?.detail).toContain("Operation not permitted (EPERM)");
+    expect(byName["plugin tmpfs"]?.detail).toContain("CAP_SYS_ADMIN");
+    expect(byName["mode plugin"]?.status).toBe("warn");
+    expect(byName["mode volume"]?.status).toBe("ok");
   });
 });

@@ -3,7 +3,7 @@ import { runChecks } from "../../doctor/checks.ts";
 import { configArg, formatTable, globalArgs, jsonArg } from "../_shared.ts";
 
 export default defineCommand({
-  meta: { name: "doctor", description: "Check Docker, the socket, tmpfs, swap and the config; exit 1 if any check fails" },
+  meta: { name: "doctor", description: "Check Docker, the socket, tmpfs, swap, the config, the file provider's permissions and which delivery modes work here; exit 1 if any check fails" },
   args: { ...configArg, ...jsonArg, ...globalArgs },
   async run({ args }) {
     const results = await runChecks({ env: process.env, configFlag: args.config });
