@@ -17,6 +17,7 @@ import { mountOf, readMountinfo, type MountEntry } from "./mountinfo.ts";
 /** Docker creates it in every container it starts; a managed plugin's rootfs has none. */
 const CONTAINER_MARKER = "/.dockerenv";
 const PROCFS_PROBE_TIMEOUT_MS = 5_000;
+const INFO_TIMEOUT_MS = 5_000;
 
 interface Prerequisites {
   tmpfs: CheckResult;
@@ -26,8 +27,25 @@ interface Prerequisites {
 const available = (mode: string, detail: string): CheckResult => ({ check: `mode ${mode}`, status: "ok", detail: `available: ${detail}` });
 const unavailable = (mode: string, detail: string): CheckResult => ({ check: `mode ${mode}`, status: "warn", detail: `unavailable: ${detail}` });
 
+/**
+ * True when the agent sees another filesystem than dockerd: it runs in a container that dockerd
+ * started. /.dockerenv alone is not proof (dockerd may run in that same container, as in CI);
+ * dockerd's own data root missing from our view is.
+ */
+async function apartFromDockerd(ctx: DoctorContext): Promise<boolean> {
+  if (!existsSync(CONTAINER_MARKER)) return false;
+  if (!ctx.docker) return true;
+  try {
+    const timeout = Bun.sleep(INFO_TIMEOUT_MS).then(() => ({}));
+    const info = (await Promise.race([ctx.docker.docker.info(), timeout])) as { DockerRootDir?: string };
+    return !info.DockerRootDir || !existsSync(info.DockerRootDir);
+  } catch {
+    return true;
+  }
+}
+
 export async function checkDeliveryModes(ctx: DoctorContext, pre: Prerequisites): Promise<CheckResult[]> {
-  const inContainer = existsSync(CONTAINER_MARKER);
+  const inContainer = await apartFromDockerd(ctx);
   const mounts = readMountinfo();
   return [
     await pluginMode(ctx, pre, inContainer, mounts),
