@@ -37,6 +37,8 @@ const APP_UID = "1000";
 const MAX_EXPOSURE = 5;
 const COME_BACK_TIMEOUT_MS = 60_000;
 const ROTATION_TIMEOUT_MS = 20_000;
+/** Between the agent's exec and dockerd's start in the boot-order test. */
+const BOOT_ORDER_GAP_MS = 100;
 
 const service = unitSettings(SERVICE);
 const mountUnit = unitSettings(MOUNT_UNIT);
@@ -77,7 +79,15 @@ function sandboxed(argv: string[]): string[] {
 
 async function startSandboxedAgent(): Promise<AgentProcess> {
   const started = performance.now();
-  const a = await startAgent({ dir: work, config: join(work, "dso.yaml"), dockerHost: d.host, name: DRIVER, socket: SOCKET, wrap: sandboxed });
+  const a = await startAgent({
+    dir: work,
+    config: join(work, "dso.yaml"),
+    dockerHost: d.host,
+    name: DRIVER,
+    socket: SOCKET,
+    wrap: sandboxed,
+    readyTimeoutMs: COME_BACK_TIMEOUT_MS,
+  });
   measured["sandboxed agent start → 'agent listening'"] = `${Math.round(performance.now() - started)} ms`;
   return a;
 }
@@ -225,9 +235,46 @@ describe("the agent under the unit's restrictions", () => {
     await eventually("rotation after the dockerd restart", async () => ((await logsOf(app)).includes(`now ${VALUE_TWO}`) ? true : undefined), ROTATION_TIMEOUT_MS);
   });
 
+  test("boot order (Before=docker.service): agent started just before dockerd, the DSO-volume container comes back with its secret", async () => {
+    // As at boot: dockerd down, the agent starts, dockerd starts right after it. The agent must
+    // answer the volume driver protocol before Docker's API is up (dockerd restores the
+    // container, calling Get and Mount, before it serves its API).
+    const app = containers[0]!;
+    const before = (await docker.getContainer(app).inspect()).State.StartedAt;
+    let starting: Promise<AgentProcess> | undefined;
+    const explain = (error: Error): never => {
+      throw new Error(
+        `dockerd did not come back while the agent was starting: the agent must serve Plugin.Activate/Get/Mount before it reaches Docker, since dockerd restores DSO-volume containers before it serves its API.\n${error.message}\nagent log:\n${agent?.logs().slice(-1500) ?? ""}`,
+      );
+    };
+    const { spawnedAt } = await restartDocker({
+      whileStopped: async () => {
+        await agent?.stop("SIGTERM");
+        agent = undefined;
+        starting = startSandboxedAgent();
+        // Type=exec: systemd starts docker.service once the agent's process runs.
+        await Bun.sleep(BOOT_ORDER_GAP_MS);
+      },
+    }).catch(explain);
+    agent = await starting!;
+    const back = await eventually(
+      "the DSO-volume container running again",
+      async () => {
+        const state = (await docker.getContainer(app).inspect()).State;
+        return state.Running && state.StartedAt !== before ? performance.now() : undefined;
+      },
+      COME_BACK_TIMEOUT_MS,
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}\ndockerd log:\n${dockerdLogTail()}\nagent log:\n${agent?.logs().slice(-2000)}`);
+    });
+    measured["dockerd start → DSO-volume container running again (agent started just before)"] = `${Math.round(back - spawnedAt)} ms`;
+    const startLines = (await logsOf(app)).split("\n").filter((x) => x.includes("start "));
+    expect(startLines.at(-1)).toContain(`start ${VALUE_TWO}`);
+  });
+
   test("an agent restart keeps the running containers' files and rotates them again afterwards", async () => {
     const app = containers[0]!;
-    const old = agent!;
+    const old = agent ?? (await startSandboxedAgent());
     const oldLogs = old.logs();
     await old.stop("SIGTERM");
     agent = undefined;

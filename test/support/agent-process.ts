@@ -27,6 +27,8 @@ export async function startAgent(options: {
   socket?: string;
   /** Runs the agent's argv under another command (a sandbox), e.g. (argv) => ["setpriv", ..., ...argv]. */
   wrap?: (argv: string[]) => string[];
+  /** How long to wait for "agent listening" (default 20 s). */
+  readyTimeoutMs?: number;
 }): Promise<AgentProcess> {
   const binary = await dsoBinary();
   const socket = options.socket ?? join(options.dir, `${options.name ?? "agent"}.sock`);
@@ -75,6 +77,6 @@ export async function startAgent(options: {
       return { code, stdout, stderr };
     },
   };
-  await agent.waitForLog(/agent listening/);
+  await agent.waitForLog(/agent listening/, options.readyTimeoutMs);
   return agent;
 }

@@ -162,11 +162,13 @@ function spawnDockerd(rootDir: string): Subprocess {
  * docker` would: running containers stop, those with a restart policy come back. For tests of
  * what survives a daemon restart.
  */
-export async function restartDocker(): Promise<{ spawnedAt: number }> {
+export async function restartDocker(options: { whileStopped?: () => Promise<void> } = {}): Promise<{ spawnedAt: number }> {
   const current = daemon;
   if (!current) throw new Error("restartDocker needs the private test daemon");
   current.proc.kill("SIGTERM");
   await current.proc.exited;
+  // E.g. start a volume driver first, as systemd's Before=docker.service does at boot.
+  await options.whileStopped?.();
   // performance.now() when the new dockerd was started: tests time recovery from here.
   const spawnedAt = performance.now();
   const proc = spawnDockerd(current.rootDir);
