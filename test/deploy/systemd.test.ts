@@ -242,9 +242,11 @@ describe("the agent under the unit's restrictions", () => {
     const app = containers[0]!;
     const before = (await docker.getContainer(app).inspect()).State.StartedAt;
     let starting: Promise<AgentProcess> | undefined;
-    const explain = (error: Error): never => {
+    const explain = async (error: Error): Promise<never> => {
+      // Keep hold of the agent process (afterAll stops it) whether or not it got ready.
+      agent = await starting?.catch(() => undefined);
       throw new Error(
-        `dockerd did not come back while the agent was starting: the agent must serve Plugin.Activate/Get/Mount before it reaches Docker, since dockerd restores DSO-volume containers before it serves its API.\n${error.message}\nagent log:\n${agent?.logs().slice(-1500) ?? ""}`,
+        `dockerd did not come back while the agent was starting: the agent must serve Plugin.Activate/Get/Mount before it reaches Docker, since dockerd restores DSO-volume containers before it serves its API.\n${error.message}`,
       );
     };
     const { spawnedAt } = await restartDocker({
