@@ -77,6 +77,12 @@ export async function startAgent(options: {
       return { code, stdout, stderr };
     },
   };
-  await agent.waitForLog(/agent listening/, options.readyTimeoutMs);
+  try {
+    await agent.waitForLog(/agent listening/, options.readyTimeoutMs);
+  } catch (error) {
+    // Never leave an agent behind that no test holds.
+    proc.kill("SIGKILL");
+    throw error;
+  }
   return agent;
 }
