@@ -26,7 +26,12 @@ await writeFile(join(dir, "dso.yaml"), `providers:\n  local:\n    type: file\n  
 const driver = `dso-stopbench-${process.pid}`;
 const socket = `/run/docker/plugins/${driver}.sock`;
 await mkdir("/run/docker/plugins", { recursive: true });
-const agent = () => startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost: d.host, name: driver, socket });
+const started: AgentProcess[] = [];
+const agent = async () => {
+  const a = await startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost: d.host, name: driver, socket });
+  started.push(a);
+  return a;
+};
 
 async function docker(args: string[]): Promise<{ ms: number; code: number }> {
   const t0 = performance.now();
@@ -66,6 +71,7 @@ try {
     return agent();
   });
 } finally {
+  for (const a of started) await a.stop("SIGKILL");
   await rm(socket, { force: true });
   Bun.spawnSync(["umount", "-l", join(dir, "vols")]);
   await rm(dir, { recursive: true, force: true });
