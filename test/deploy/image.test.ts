@@ -24,6 +24,8 @@ const READY_TIMEOUT_MS = 20_000;
 const RESTART_TIMEOUT_MS = 60_000;
 const ACTIVATE_TIMEOUT_MS = 1_000;
 /** Short: the test dir is under /tmp and unix socket paths are capped at 108 bytes. */
+/** A dockerd restart (stop, start, restore) plus the waits above, on a slow machine. */
+const RESTART_TEST_TIMEOUT_MS = 180_000;
 const WORK_PARENT = "/tmp";
 
 let d: TestDocker;
@@ -222,7 +224,7 @@ describe("the agent image, run as docs/deploy.md says", () => {
     expect((await agent.inspect()).State.Running).toBe(true);
     expect(await eventually("secret delivered again after the restart", secret, RESTART_TIMEOUT_MS)).toBe(VALUE);
     measured["dockerd start → restarted --tmpfs app has its secret again"] = `${Math.round(performance.now() - spawnedAt)} ms`;
-  });
+  }, RESTART_TEST_TIMEOUT_MS);
 
   test("no planted value in the agent container's log", async () => {
     expect(await logsOf(agent)).not.toContain(VALUE);

@@ -27,6 +27,8 @@ const CLI_TIMEOUT_MS = 60_000;
 /** dockerd retries a plugin's socket, then restores containers; generous for slow CI machines. */
 const COME_BACK_TIMEOUT_MS = 90_000;
 const ROTATION_TIMEOUT_MS = 20_000;
+/** A dockerd restart (stop, start, restore) plus the waits above, on a slow machine. */
+const RESTART_TEST_TIMEOUT_MS = 180_000;
 const WORK_PARENT = "/tmp";
 
 let d: TestDocker;
@@ -157,7 +159,7 @@ describe("the managed plugin on the test daemon", () => {
 
     await writeFile(join(work, "etc-dso", "secrets", "db_password"), VALUE_TWO, { mode: 0o600 });
     await eventually("rotated value seen by the restarted container", async () => ((await logsOf(containerId)).includes(`now ${VALUE_TWO}`) ? true : undefined), ROTATION_TIMEOUT_MS);
-  });
+  }, RESTART_TEST_TIMEOUT_MS);
 
   test("no planted value in dockerd's log (which holds the plugin's output)", async () => {
     const logs = await pluginLogs();

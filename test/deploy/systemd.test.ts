@@ -40,6 +40,8 @@ const ROTATION_TIMEOUT_MS = 20_000;
 /** Between the agent's exec and dockerd's start in the boot-order test. */
 const BOOT_ORDER_GAP_MS = 100;
 
+/** A dockerd restart (stop, start, restore) plus the waits above, on a slow machine. */
+const RESTART_TEST_TIMEOUT_MS = 180_000;
 const service = unitSettings(SERVICE);
 const mountUnit = unitSettings(MOUNT_UNIT);
 
@@ -233,7 +235,7 @@ describe("the agent under the unit's restrictions", () => {
     expect((await startLines())[1]).toContain(`start ${VALUE_ONE}`);
     await writeFile(join(work, "secrets", "db_password"), VALUE_TWO, { mode: 0o600 });
     await eventually("rotation after the dockerd restart", async () => ((await logsOf(app)).includes(`now ${VALUE_TWO}`) ? true : undefined), ROTATION_TIMEOUT_MS);
-  });
+  }, RESTART_TEST_TIMEOUT_MS);
 
   test("boot order (Before=docker.service): agent started just before dockerd, the DSO-volume container comes back with its secret", async () => {
     // As at boot: dockerd down, the agent starts, dockerd starts right after it. The agent must
@@ -272,7 +274,7 @@ describe("the agent under the unit's restrictions", () => {
     measured["dockerd start → DSO-volume container running again (agent started just before)"] = `${Math.round(back - spawnedAt)} ms`;
     const startLines = (await logsOf(app)).split("\n").filter((x) => x.includes("start "));
     expect(startLines.at(-1)).toContain(`start ${VALUE_TWO}`);
-  });
+  }, RESTART_TEST_TIMEOUT_MS);
 
   test("an agent restart keeps the running containers' files and rotates them again afterwards", async () => {
     const app = containers[0]!;
@@ -294,5 +296,5 @@ describe("the agent under the unit's restrictions", () => {
       expect(oldLogs).not.toContain(value);
       expect(agent.logs()).not.toContain(value);
     }
-  });
+  }, RESTART_TEST_TIMEOUT_MS);
 });
