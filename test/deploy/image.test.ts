@@ -23,9 +23,9 @@ const SOCKET = join(PLUGIN_DIR, `${DRIVER}.sock`);
 const READY_TIMEOUT_MS = 20_000;
 const RESTART_TIMEOUT_MS = 60_000;
 const ACTIVATE_TIMEOUT_MS = 1_000;
-/** Short: the test dir is under /tmp and unix socket paths are capped at 108 bytes. */
 /** A dockerd restart (stop, start, restore) plus the waits above, on a slow machine. */
 const RESTART_TEST_TIMEOUT_MS = 180_000;
+/** Short: the test dir is under /tmp and unix socket paths are capped at 108 bytes. */
 const WORK_PARENT = "/tmp";
 
 let d: TestDocker;

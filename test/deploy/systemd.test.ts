@@ -42,6 +42,7 @@ const BOOT_ORDER_GAP_MS = 100;
 
 /** A dockerd restart (stop, start, restore) plus the waits above, on a slow machine. */
 const RESTART_TEST_TIMEOUT_MS = 180_000;
+
 const service = unitSettings(SERVICE);
 const mountUnit = unitSettings(MOUNT_UNIT);
 
