@@ -65,7 +65,7 @@ async function main(): Promise<void> {
   const root = await mkdtemp("/tmp/dso-bench-root-");
   Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=256m,mode=0711", "tmpfs", root]);
   const srcRoot = await mkdtemp("/tmp/dso-bench-src-");
-  const driver = await createVolumeDriver({ root, resolveFiles: async () => files(1, 0) });
+  const driver = await createVolumeDriver({ root, resolveFiles: async () => ({ files: files(1, 0) }) });
   await mkdir("/run/docker/plugins", { recursive: true });
   const server = Bun.serve({ unix: PLUGIN_SOCKET, development: false, fetch: async (req) => (await driver.handle(req)) ?? new Response(null, { status: 404 }) });
   const created: Dockerode.Container[] = [];

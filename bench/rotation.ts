@@ -6,9 +6,13 @@
  * The bench reads each container's /run/secrets/token from the host through /proc/<pid>/root
  * (the container's own mount namespace) every 10 ms, which costs the daemon nothing. Latency =
  * first moment the new content is visible there minus the moment the file changed at the
- * provider, over N changes at 1 s polling, for 1 and for 50 labelled containers. Then the agent's RSS (and its provider process's) idle with 100 labelled
- * containers. Baseline in the same run: a `docker cp` loop (what a hand-rolled script does) of the
- * same file into one container every second, measured the same way.
+ * provider, over N changes at 1 s polling, for 1 and for 50 labelled containers; then change →
+ * strategy done for 10 `signal` containers (each writes the value it sees at SIGHUP into its
+ * /tmp/hup); then the agent's RSS (and its provider process's) idle with 100 labelled containers;
+ * then a reconcile pass (`dso sync`) over 200 up-to-date containers: wall time and the Docker API
+ * calls the agent made, counted by a proxy on its Docker socket. Baseline in the same run: a
+ * `docker cp` loop (what a hand-rolled script does) of the same file into one container every
+ * second, measured the same way.
  */
 import type Dockerode from "dockerode";
 import { existsSync, readFileSync } from "node:fs";
@@ -20,7 +24,9 @@ import { BUSYBOX_IMAGE, ensureTestImages } from "../test/support/test-images.ts"
 
 const CHANGES = Number(process.argv[2] ?? 50);
 const FLEET = 50;
+const SIGNAL_FLEET = 10;
 const IDLE_FLEET = 100;
+const PASS_FLEET = 200;
 const POLL = "1s";
 const DOCKER_CLI = ["/usr/local/bin/docker", "/usr/bin/docker"].find((p) => existsSync(p))!;
 const WATCH = 'trap "exit 0" TERM; while true; do sleep 1; done';
@@ -32,22 +38,64 @@ const pct = (xs: number[], p: number) => {
 
 const pids = new Map<string, number>();
 
-/** Read the secret as the container sees it: through its root, from the host. */
-function readInside(id: string): string | undefined {
+/** Read a file as the container sees it: through its root, from the host. */
+function readInside(id: string, path = "/run/secrets/token"): string | undefined {
   try {
-    return readFileSync(`/proc/${pids.get(id)}/root/run/secrets/token`, "utf8");
+    return readFileSync(`/proc/${pids.get(id)}/root${path}`, "utf8").trim();
   } catch {
     return undefined;
   }
 }
 
-async function startWatchers(docker: Dockerode, count: number, labels: Record<string, string>, prefix: string) {
+/** A unix-socket proxy in front of dockerd that counts the HTTP requests passing through it. */
+function countingProxy(target: string, path: string) {
+  const counts = new Map<string, number>();
+  let total = 0;
+  const server = Bun.listen<{ upstream?: Awaited<ReturnType<typeof Bun.connect>>; queue: Uint8Array[] }>({
+    unix: path,
+    socket: {
+      async open(client) {
+        client.data = { queue: [] };
+        client.data.upstream = await Bun.connect({
+          unix: target,
+          socket: {
+            data: (_s, chunk) => void client.write(chunk),
+            close: () => void client.end(),
+          },
+        });
+        for (const chunk of client.data.queue) client.data.upstream.write(chunk);
+      },
+      data(client, chunk) {
+        for (const m of Buffer.from(chunk).toString("latin1").matchAll(/(?:^|\r\n)(GET|POST|PUT|DELETE|HEAD) (\/[^ ?]*)[^ ]* HTTP\/1\.1/g)) {
+          const key = `${m[1]} ${m[2]!.replace(/\/v1\.\d+/, "").replace(/[0-9a-f]{64}/g, "{id}")}`;
+          counts.set(key, (counts.get(key) ?? 0) + 1);
+          total++;
+        }
+        if (client.data.upstream) client.data.upstream.write(chunk);
+        else client.data.queue.push(new Uint8Array(chunk));
+      },
+      close: (client) => void client.data.upstream?.end(),
+    },
+  });
+  return {
+    host: `unix://${path}`,
+    reset: () => {
+      counts.clear();
+      total = 0;
+    },
+    total: () => total,
+    counts: () => new Map(counts),
+    stop: () => server.stop(true),
+  };
+}
+
+async function startWatchers(docker: Dockerode, count: number, labels: Record<string, string>, prefix: string, script = WATCH) {
   const ids: string[] = [];
   for (let i = 0; i < count; i++) {
     const c = await docker.createContainer({
       name: `${prefix}-${i}-${process.pid}`,
       Image: BUSYBOX_IMAGE,
-      Cmd: ["sh", "-c", WATCH],
+      Cmd: ["sh", "-c", script],
       Labels: labels,
       HostConfig: { NetworkMode: "none", Tmpfs: { "/run/secrets": "rw,mode=0755" } },
     });
@@ -58,7 +106,7 @@ async function startWatchers(docker: Dockerode, count: number, labels: Record<st
   return ids;
 }
 
-async function measure(docker: Dockerode, ids: string[], write: (v: string) => Promise<void>, label: string) {
+async function measure(docker: Dockerode, ids: string[], write: (v: string) => Promise<void>, label: string, path?: string) {
   const latencies: number[] = [];
   for (let n = 0; n < CHANGES; n++) {
     const value = `${label}-v${n}-${crypto.randomUUID()}`;
@@ -69,7 +117,7 @@ async function measure(docker: Dockerode, ids: string[], write: (v: string) => P
     while (pending.size && Date.now() < deadline) {
       await Bun.sleep(10);
       for (const id of [...pending]) {
-        if (readInside(id) === value) {
+        if (readInside(id, path) === value) {
           latencies.push(Date.now() - t0);
           pending.delete(id);
         }
@@ -97,7 +145,8 @@ const dir = await mkdtemp("/tmp/dso-bench-rotation-");
 await mkdir(join(dir, "secrets"));
 await writeFile(join(dir, "secrets", "token"), "initial");
 await writeFile(join(dir, "dso.yaml"), `providers:\n  local:\n    type: file\n    config:\n      path: ${join(dir, "secrets")}\nagent:\n  watch:\n    polling_interval: ${POLL}\n`);
-const agent = await startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost: host, env: {} });
+const proxy = countingProxy(host.replace(/^unix:\/\//, ""), join(dir, "counted-docker.sock"));
+const agent = await startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost: proxy.host, env: {} });
 const labels = { "dso.reloader": "true", "dso.secrets": "token", "dso.update.strategy": "none" };
 const rows: string[][] = [];
 try {
@@ -137,6 +186,14 @@ try {
   await loop;
   rows.push(["docker cp loop every 1 s, 1 container", String(lcp.length), pct(lcp, 50).toFixed(0), pct(lcp, 95).toFixed(0)]);
 
+  // Change → strategy done: the value each signal container sees when its SIGHUP arrives.
+  const hupScript = `trap "exit 0" TERM; trap 'cat /run/secrets/hupped > /tmp/hup' HUP; while true; do sleep 0.05; done`;
+  await writeFile(join(dir, "secrets", "hupped"), "initial");
+  const signalled = await startWatchers(docker, SIGNAL_FLEET, { "dso.reloader": "true", "dso.secrets": "hupped", "dso.update.strategy": "signal" }, "rotsig", hupScript);
+  await Bun.sleep(3000);
+  const lsig = await measure(docker, signalled, (v) => writeFile(join(dir, "secrets", "hupped"), v), "sig", "/tmp/hup");
+  rows.push([`dso agent, ${SIGNAL_FLEET} signal containers: change → SIGHUP handled`, String(lsig.length), pct(lsig, 50).toFixed(0), pct(lsig, 95).toFixed(0)]);
+
   await startWatchers(docker, IDLE_FLEET - FLEET - 1, labels, "idle");
   await Bun.sleep(10_000);
   const agentRss = rssKiB(agent.proc.pid);
@@ -145,11 +202,29 @@ try {
   console.log("| setup | changes×containers | p50 ms | p95 ms |\n|---|---|---|---|");
   for (const r of rows) console.log(`| ${r.join(" | ")} |`);
   console.log(`\nIdle with ${IDLE_FLEET} labelled containers: agent RSS ${(agentRss / 1024).toFixed(1)} MiB; provider process RSS ${providers.map((k) => (k / 1024).toFixed(1)).join(", ")} MiB\n`);
+
+  // A reconcile pass over up-to-date containers: what it costs the daemon.
+  const running = (await docker.listContainers()).filter((c) => c.Names.some((n) => n.includes(`-${process.pid}`)) && c.Labels["dso.reloader"] === "true").length;
+  await startWatchers(docker, PASS_FLEET - running, labels, "pass");
+  await Bun.sleep(8000);
+  const passes: Array<{ ms: number; calls: number; counts: Map<string, number> }> = [];
+  for (let i = 0; i < 3; i++) {
+    proxy.reset();
+    const t0 = performance.now();
+    const sync = await agent.cli(["sync", "--json"]);
+    const ms = performance.now() - t0;
+    if (sync.code !== 0) throw new Error(`dso sync failed: ${sync.stderr}`);
+    passes.push({ ms, calls: proxy.total(), counts: proxy.counts() });
+  }
+  const best = passes.sort((a, b) => a.ms - b.ms)[0]!;
+  console.log(`Reconcile pass (dso sync) over ${PASS_FLEET} up-to-date containers, best of 3: ${best.ms.toFixed(0)} ms wall, ${best.calls} Docker API calls:`);
+  for (const [k, n] of [...best.counts].sort()) console.log(`  ${n} × ${k}`);
 } finally {
   await agent.stop("SIGTERM");
   const all = await docker.listContainers({ all: true });
   for (const c of all) if (c.Names.some((n) => n.includes(`-${process.pid}`))) await docker.getContainer(c.Id).remove({ force: true }).catch(() => {});
   await docker.getVolume(`rotbase-${process.pid}`).remove().catch(() => {});
+  proxy.stop();
   await rm(dir, { recursive: true, force: true });
   await stopDocker();
 }

@@ -4,7 +4,6 @@
  * writes files. Copy providers/file/ for a working skeleton.
  */
 import type {
-  Capability,
   ConfigureParams,
   FetchItem,
   FingerprintItem,
@@ -13,7 +12,7 @@ import type {
 } from "../src/rpc/protocol.ts";
 import type { FieldLogger } from "../src/log/logger.ts";
 
-export type { Capability, ConfigureParams, FetchItem, FingerprintItem, HealthResult, SecretRef };
+export type { ConfigureParams, FetchItem, FingerprintItem, HealthResult, SecretRef };
 
 export type ProviderLogger = FieldLogger;
 
@@ -37,7 +36,6 @@ export interface ProviderClient {
 
 export interface ProviderFactory {
   type: string;
-  capabilities: Capability[];
   /** Validate the configuration (throw ProviderError CONFIG_INVALID naming the field) and connect lazily. */
   create(params: ConfigureParams, ctx: ProviderContext): Promise<ProviderClient>;
 }

@@ -15,7 +15,6 @@ import { ValueReader } from "./values.ts";
 
 export const awsProvider: ProviderFactory = {
   type: "aws",
-  capabilities: ["fingerprint-metadata", "batch-fetch", "version-pinning"],
   async create(params: ConfigureParams, ctx: ProviderContext): Promise<ProviderClient> {
     const settings = resolveAwsSettings(params, ctx.env);
     // A stray log line (an SDK error echoing its input) must not carry the key either.

@@ -134,7 +134,6 @@ export function createAzureClient(
 
 export const azureProvider: ProviderFactory = {
   type: "azure",
-  capabilities: ["fingerprint-metadata", "version-pinning"],
   async create(params: ConfigureParams, ctx: ProviderContext): Promise<ProviderClient> {
     const settings = parseAzureSettings(params, ctx.env);
     return createAzureClient(settings, ctx, buildCredential(settings, params.credentials));

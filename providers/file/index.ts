@@ -123,7 +123,6 @@ async function openSource(path: string): Promise<Source> {
 
 export const fileProvider: ProviderFactory = {
   type: "file",
-  capabilities: ["fingerprint-hash"],
   async create(params: ConfigureParams): Promise<ProviderClient> {
     for (const key of Object.keys(params.config)) {
       if (!KNOWN_CONFIG_KEYS.has(key)) {

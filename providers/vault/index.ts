@@ -107,7 +107,6 @@ export function createVaultClient(params: ConfigureParams, ctx: ProviderContext)
 
 export const vaultProvider: ProviderFactory = {
   type: "vault",
-  capabilities: ["fingerprint-metadata", "fingerprint-hash", "version-pinning"],
   async create(params, ctx) {
     return createVaultClient(params, ctx);
   },

@@ -1,45 +1,54 @@
 /**
- * `dso agent`: wires the Watcher (provider polls + Docker events), the Reloader and delivery,
- * and serves the control socket. Stateless on disk: after a restart it rebuilds everything from
- * Docker and the providers, and its first poll only seeds fingerprints (no spurious restarts).
+ * `dso agent`: the lifecycle. It takes the socket's lock, opens the socket at once (the volume
+ * driver answers dockerd before Docker itself answers: dockerd starts plugins before it restores
+ * containers), starts the provider processes and their polls, and when dockerd answers — retrying
+ * without limit — the Docker side: reconciler, events, timer. Nothing is kept on disk; records
+ * needed across restarts (DSO volumes, the marker key) are on tmpfs, and everything else is read
+ * back from Docker and the containers.
  */
 import type Dockerode from "dockerode";
 import type { Server } from "bun";
 import { loadConfig } from "../config/index.ts";
 import type { DsoConfig, ProviderConfig } from "../config/types.ts";
+import { pluginDriverName, type DeliveryPlanner } from "../delivery/planner.ts";
 import { connectDocker, type DockerConnection } from "../docker/client.ts";
 import { describeError, DsoError } from "../errors.ts";
 import { log as rootLog } from "../log/logger.ts";
-import { ProviderProcess, type ProviderStatus } from "../rpc/supervisor.ts";
-import { Reloader, type ActionReport, type DeliverFiles } from "../reloader/reloader.ts";
+import type { ActionReport, Reconciler } from "../reloader/reconciler.ts";
+import { recoverInterruptedReplacements } from "../reloader/strategies/recovery.ts";
 import { isSwarmManager, SwarmRotator } from "../reloader/swarm.ts";
-import { PlannedDelivery, pluginDriverName, remapsUserNamespaces } from "./planned-delivery.ts";
+import { DsoVolumes } from "../reloader/volumes.ts";
+import type { ProviderProcess, ProviderStatus } from "../rpc/supervisor.ts";
 import { DockerEventWatcher, type DockerEvent } from "../watcher/docker-events.ts";
-import { jittered, pollProvider } from "../watcher/provider-poller.ts";
+import { jittered, nextPollDelay, pollProvider } from "../watcher/provider-poller.ts";
 import { startWebhook, type Notification } from "../watcher/webhook.ts";
 import { versionInfo } from "../version.ts";
-import { apiRoutes } from "./api-routes.ts";
+import { apiRoutes, type ControlApi } from "./api-routes.ts";
 import { startControlServer } from "./control-server.ts";
-import { DsoVolumes } from "./dso-volumes.ts";
-import { SecretStore } from "./secret-store.ts";
+import { loadHostKey } from "./host-key.ts";
+import { buildReconciler, buildSecretsRuntime, providerProcess, type SecretsRuntime } from "./runtime.ts";
+import { acquireSocketLock, type SocketLock } from "./socket-lock.ts";
+import { ensureTmpfsRoot } from "./volumes-root.ts";
 
 /** Events can be dropped (the daemon keeps 256); reconcile all containers this often anyway. */
 export const RECONCILE_INTERVAL_MS = 60_000;
 export const DOCKER_RETRY_MS = 2_000;
+/** How long an API call that needs Docker waits for the agent's first connection to it. */
+export const DOCKER_READY_WAIT_MS = 15_000;
 
 export interface AgentOptions {
   configPath: string | null;
   socketPath?: string;
   env: Record<string, string | undefined>;
-  /** How files reach a container; the delivery engine by default. */
-  deliver?: (docker: Dockerode) => DeliverFiles;
-  plugin?: (agent: Agent) => ((req: Request) => Promise<Response | undefined>) | undefined;
 }
 
 export interface ProviderRuntime {
   spec: ProviderConfig;
   process: ProviderProcess;
   lastPoll?: { at: string; changed: number; errors: number };
+  nextPollAt?: number;
+  /** Failed polls in a row; the next one comes after `retry.backoff` (doubling) up to `retry.attempts`. */
+  failedPolls: number;
   timer?: ReturnType<typeof setTimeout>;
 }
 
@@ -47,24 +56,32 @@ function sameProvider(a: ProviderConfig, b: ProviderConfig): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-export class Agent {
+/** The Docker side, once dockerd answered. */
+interface DockerSide {
+  connection: DockerConnection;
+  docker: Dockerode;
+  planner: DeliveryPlanner;
+  reconciler: Reconciler;
+  swarm?: SwarmRotator;
+  events: DockerEventWatcher;
+}
+
+export class Agent implements ControlApi {
   readonly log = rootLog.withTag("agent");
-  readonly store: SecretStore;
   readonly providers = new Map<string, ProviderRuntime>();
-  reloader!: Reloader;
+  readonly socketPath: string;
+  secrets!: SecretsRuntime;
+  volumes!: DsoVolumes;
   private config: DsoConfig;
-  private docker!: Dockerode;
-  private connection?: DockerConnection;
+  private lock?: SocketLock;
   private server?: Server<undefined>;
   private webhook?: Server<undefined>;
-  private events?: DockerEventWatcher;
+  private side?: DockerSide;
+  private sideReady: Promise<DockerSide>;
+  private resolveSide!: (side: DockerSide) => void;
   private reconcileTimer?: ReturnType<typeof setInterval>;
-  private swarm?: SwarmRotator;
-  readonly volumes: DsoVolumes;
-  private planned?: PlannedDelivery;
   private readonly startedAt = new Date();
   private stopping = false;
-  readonly socketPath: string;
 
   constructor(
     config: DsoConfig,
@@ -72,14 +89,8 @@ export class Agent {
   ) {
     this.config = config;
     this.socketPath = options.socketPath ?? config.agent.socket;
-    this.store = new SecretStore(config.agent.cache);
-    this.store.setSpecs(config.secrets);
-    this.volumes = new DsoVolumes({
-      docker: () => this.docker,
-      config: () => this.config,
-      store: this.store,
-      fetchValues: (names) => this.reloader.fetchValues(names),
-      log: rootLog.withTag("volumes"),
+    this.sideReady = new Promise((resolve) => {
+      this.resolveSide = resolve;
     });
   }
 
@@ -88,66 +99,122 @@ export class Agent {
   }
 
   async start(): Promise<void> {
-    this.connection = await this.connectDockerWithRetry();
-    this.docker = this.connection.docker;
-    this.syncProviders();
-    this.planned = new PlannedDelivery(this.docker, {
-      pluginDrivers: [pluginDriverName(this.socketPath)],
-      preferProcfs: !(await remapsUserNamespaces(this.docker)),
-      pluginVolumeDir: (volume) => this.volumes.mountpointOf(volume),
-    });
-    const deliver = this.options.deliver?.(this.docker) ?? this.planned.deliver;
-    this.reloader = new Reloader({
-      docker: this.docker,
-      store: this.store,
+    this.lock = acquireSocketLock(this.socketPath);
+    const root = this.config.agent.volumesRoot;
+    // The marker key lives on the volume root's tmpfs; as root we can make it one right away.
+    if (process.getuid?.() === 0) await ensureTmpfsRoot(root).catch((error) => this.log.warn("volume root not ready", { error: describeError(error) }));
+    const hostKey = await loadHostKey(root);
+    if (!hostKey.path) this.log.warn("no tmpfs for the version-marker key; an agent restart will deliver every file set once more (no strategy runs)", { root });
+    this.secrets = buildSecretsRuntime({
+      config: this.config,
+      key: hostKey.key,
       provider: (name) => this.providers.get(name)?.process,
-      deliver,
-      log: rootLog.withTag("reloader"),
-      config: () => this.config,
+      log: rootLog.withTag("secrets"),
+      onChanged: (names) => this.side?.reconciler.secretsChanged(names),
     });
-    if (await isSwarmManager(this.docker).catch(() => false)) {
-      this.swarm = new SwarmRotator({
-        docker: this.docker,
-        config: () => this.config,
-        fetchValues: (names) => this.reloader.fetchValues(names),
-        log: rootLog.withTag("swarm"),
-      });
-      this.log.info("this daemon is a swarm manager: services are rotated by service updates");
-    }
+    this.volumes = new DsoVolumes({
+      config: () => this.config,
+      store: this.secrets.store,
+      source: this.secrets.source,
+      markers: this.secrets.markers,
+      queue: this.secrets.queue,
+      log: rootLog.withTag("volumes"),
+      prepareRoot: async (dir) => {
+        if ((await ensureTmpfsRoot(dir)) === "mounted") this.log.info("mounted a tmpfs for DSO volumes", { root: dir });
+      },
+      onFilesChanged: (volume) => {
+        const secrets = this.volumes.optionsOf(volume)?.secrets?.split(",").map((s) => s.trim()) ?? [];
+        this.side?.reconciler.secretsChanged(secrets);
+      },
+    });
+    await this.volumes.start();
+    this.syncProviders();
     this.server = startControlServer({
       socketPath: this.socketPath,
       group: this.config.agent.socketGroup,
       routes: apiRoutes(this),
-      plugin: this.options.plugin?.(this),
+      plugin: this.volumes.handler(),
       log: this.log,
     });
-    this.log.info("agent listening", { socket: this.socketPath, docker: this.connection.host, api: this.connection.negotiatedApiVersion });
+    this.log.info("agent listening", { socket: this.socketPath });
     const hook = this.config.agent.watch.webhook;
     if (hook.enabled && hook.authToken) {
       this.webhook = startWebhook({ listen: hook.listen, token: hook.authToken, onNotify: (n) => this.notify(n) });
       this.log.info("webhook listening", { listen: hook.listen });
     }
-    this.events = new DockerEventWatcher({
-      docker: this.docker,
+    void this.startDockerSide().catch((error) => this.log.error("the Docker side did not start", { error: describeError(error) }));
+  }
+
+  /** Connects to dockerd (retrying forever), then starts everything that needs it. */
+  private async startDockerSide(): Promise<void> {
+    const connection = await this.connectDockerWithRetry();
+    if (!connection) return;
+    const docker = connection.docker;
+    const { planner, reconciler } = await buildReconciler({
+      docker,
+      secrets: this.secrets,
+      config: () => this.config,
+      socketPath: this.socketPath,
+      volumes: this.volumes,
+      log: rootLog.withTag("reconciler"),
+      pendingReason: (secret) => this.pendingReason(secret),
+    });
+    const swarm = (await isSwarmManager(docker).catch(() => false))
+      ? new SwarmRotator({ docker, config: () => this.config, fetchValues: (names) => this.secrets.source.fetch(names), log: rootLog.withTag("swarm") })
+      : undefined;
+    if (swarm) this.log.info("this daemon is a swarm manager: services are rotated by service updates");
+    await this.adoptKnownVolumes(docker);
+    await recoverInterruptedReplacements(docker, this.log).catch((error) => this.log.warn("could not check for interrupted rotations", { error: describeError(error) }));
+    const events = new DockerEventWatcher({
+      docker,
       onEvent: (event) => this.onDockerEvent(event),
-      onConnected: () => this.reconcileAndSeed(),
+      onConnected: async () => {
+        // Start and die events may have been missed: every plan is suspect, every container is looked at.
+        planner.invalidateAll();
+        await this.reconcileAll();
+      },
       log: rootLog.withTag("events"),
     });
-    this.events.start();
-    this.reconcileTimer = setInterval(() => void this.reconcileAndSeed(), RECONCILE_INTERVAL_MS);
+    this.side = { connection, docker, planner, reconciler, swarm, events };
+    if (this.stopping) return;
+    this.log.info("connected to Docker", { docker: connection.host, api: connection.negotiatedApiVersion });
+    this.resolveSide(this.side);
+    events.start();
+    this.reconcileTimer = setInterval(() => void this.reconcileAll(), RECONCILE_INTERVAL_MS);
     this.reconcileTimer.unref?.();
   }
 
-  private async connectDockerWithRetry(): Promise<DockerConnection> {
-    for (let attempt = 1; ; attempt++) {
+  private async connectDockerWithRetry(): Promise<DockerConnection | undefined> {
+    for (let attempt = 1; !this.stopping; attempt++) {
       try {
         return await connectDocker({ env: this.options.env });
       } catch (error) {
-        if (this.stopping) throw error;
         if (attempt === 1) this.log.warn("Docker is not reachable yet; retrying", { error: describeError(error) });
         await Bun.sleep(DOCKER_RETRY_MS);
       }
     }
+    return undefined;
+  }
+
+  /** DSO volumes dockerd knows but this driver has no record of (records lost): take them back. */
+  private async adoptKnownVolumes(docker: Dockerode): Promise<void> {
+    try {
+      const names = [pluginDriverName(this.socketPath)];
+      const { Volumes } = (await docker.listVolumes({ filters: { driver: names } })) as { Volumes?: Array<{ Name: string; Options?: Record<string, string> | null }> | null };
+      const adopted = await this.volumes.adopt((Volumes ?? []).map((vol) => ({ name: vol.Name, opts: vol.Options ?? {} })));
+      if (adopted.length) this.log.info("took back DSO volumes dockerd knows", { volumes: adopted.join(",") });
+    } catch (error) {
+      this.log.warn("could not list DSO volumes from dockerd", { error: describeError(error) });
+    }
+  }
+
+  /** The Docker side, waiting a while for the first connection (API calls right after start). */
+  async docker(): Promise<DockerSide> {
+    if (this.side) return this.side;
+    const timeout = Bun.sleep(DOCKER_READY_WAIT_MS).then(() => undefined);
+    const side = await Promise.race([this.sideReady, timeout]);
+    if (!side) throw new DsoError("DOCKER_UNREACHABLE", "the agent is not connected to Docker yet", { hint: "see the agent's log" });
+    return side;
   }
 
   /** Start, keep or replace provider processes to match the config. */
@@ -161,17 +228,7 @@ export class Agent {
     }
     for (const [name, spec] of Object.entries(this.config.providers)) {
       if (this.providers.has(name)) continue;
-      const process = new ProviderProcess({
-        configure: {
-          name,
-          type: spec.type,
-          ...(spec.region ? { region: spec.region } : {}),
-          auth: { ...(spec.auth.method ? { method: spec.auth.method } : {}), params: spec.auth.params },
-          config: spec.config,
-        },
-        env: this.options.env,
-      });
-      const runtime: ProviderRuntime = { spec, process };
+      const runtime: ProviderRuntime = { spec, process: providerProcess(name, spec, this.options.env), failedPolls: 0 };
       this.providers.set(name, runtime);
       this.schedulePoll(runtime, 0);
     }
@@ -179,40 +236,53 @@ export class Agent {
 
   private schedulePoll(runtime: ProviderRuntime, delayMs: number): void {
     clearTimeout(runtime.timer);
+    runtime.nextPollAt = Date.now() + delayMs;
     runtime.timer = setTimeout(() => void this.pollOnce(runtime), delayMs);
   }
 
   private async pollOnce(runtime: ProviderRuntime): Promise<void> {
     if (this.stopping || this.providers.get(runtime.spec.name) !== runtime) return;
+    let failed = false;
     try {
-      const outcome = await pollProvider(runtime.spec.name, runtime.process, this.store);
+      const outcome = await pollProvider(runtime.spec.name, runtime.process, this.secrets.store);
+      failed = outcome.failed;
       runtime.lastPoll = { at: new Date().toISOString(), changed: outcome.changed.length, errors: outcome.errors.length };
       if (outcome.errors.length) {
         this.log.warn("poll found stale secrets", { provider: runtime.spec.name, stale: outcome.errors.map((e) => e.secret).join(",") });
       }
-      if (outcome.changed.length) {
-        this.log.info("secrets changed at the provider", { provider: runtime.spec.name, secrets: outcome.changed.join(",") });
-        this.reloader?.secretsChanged(outcome.changed);
-        void this.volumes.rotate(outcome.changed);
-        if (this.swarm) void this.swarm.reconcile(new Set(outcome.changed));
+      if (outcome.changed.length) this.log.info("secrets changed at the provider", { provider: runtime.spec.name, secrets: outcome.changed.join(",") });
+      // Seeded too: containers may hold another version than the one seen first (changed while we were down).
+      const touched = [...outcome.changed, ...outcome.seeded];
+      if (touched.length) {
+        this.side?.reconciler.secretsChanged(touched);
+        if (this.side?.swarm) void this.side.swarm.reconcile(new Set(touched));
       }
-      // Secrets first seen now (seeded) may belong to running containers whose files are missing.
-      if (outcome.seeded.length && this.reloader) void this.reloader.reconcile();
     } catch (error) {
+      failed = true;
       this.log.error("poll failed", { provider: runtime.spec.name, error: describeError(error) });
     } finally {
-      if (!this.stopping) this.schedulePoll(runtime, jittered(this.config.agent.watch.pollingIntervalMs));
+      if (!this.stopping) this.schedulePoll(runtime, this.nextPollDelay(runtime, failed));
     }
   }
 
-  /** The Docker plugin protocol on the agent socket (DSO volumes). */
-  volumeDriverHandler(): (req: Request) => Promise<Response | undefined> {
-    return this.volumes.handler();
+  private nextPollDelay(runtime: ProviderRuntime, failed: boolean): number {
+    runtime.failedPolls = failed ? runtime.failedPolls + 1 : 0;
+    const next = nextPollDelay(runtime.failedPolls, runtime.spec.retry, jittered(this.config.agent.watch.pollingIntervalMs));
+    if (runtime.failedPolls >= runtime.spec.retry.attempts) runtime.failedPolls = 0;
+    return next;
+  }
+
+  private pendingReason(secret: string): string {
+    const provider = this.secrets.store.get(secret)?.spec.provider;
+    const next = provider ? this.providers.get(provider)?.nextPollAt : undefined;
+    if (next === undefined) return "first poll";
+    const seconds = Math.max(0, Math.round((next - Date.now()) / 1000));
+    return `first poll in ${seconds >= 120 ? `${Math.round(seconds / 60)}m` : `${seconds}s`}`;
   }
 
   /** A webhook notification: poll the named secret's provider (or the named one, or all) now. */
   private notify(notification: Notification): boolean {
-    const providerName = notification.secret_name ? this.store.get(notification.secret_name)?.spec.provider : notification.provider;
+    const providerName = notification.secret_name ? this.secrets.store.get(notification.secret_name)?.spec.provider : notification.provider;
     const named = notification.secret_name !== undefined || notification.provider !== undefined;
     const targets = named ? [this.providers.get(providerName ?? "")].filter((r) => r !== undefined) : [...this.providers.values()];
     for (const runtime of targets) this.schedulePoll(runtime, 0);
@@ -221,45 +291,70 @@ export class Agent {
   }
 
   private onDockerEvent(event: DockerEvent): void {
-    if (event.Type !== "container") return;
-    if (event.Action === "start" || event.Action === "die") this.planned?.invalidate(event.Actor.ID);
-    if (event.Action === "start") void this.reloader.deliverToStarted(event.Actor.ID);
-    else if (event.Action === "destroy") this.reloader.forget(event.Actor.ID);
+    const side = this.side;
+    if (event.Type !== "container" || !side) return;
+    const id = event.Actor.ID;
+    if (event.Action === "start" || event.Action === "die") side.planner.invalidate(id);
+    if (event.Action === "start") side.reconciler.containersChanged([id]);
+    else if (event.Action === "destroy") side.reconciler.forget(id);
   }
 
-  private async reconcileAndSeed(): Promise<void> {
+  private async reconcileAll(): Promise<void> {
+    const side = this.side;
+    if (!side || this.stopping) return;
     try {
-      await this.reloader.reconcile();
-      if (this.swarm) await this.swarm.reconcile();
+      await side.reconciler.reconcileAll({ full: true });
+      if (side.swarm) await side.swarm.reconcile();
     } catch (error) {
       this.log.warn("reconcile failed", { error: describeError(error) });
     }
   }
 
   async sync(container?: string): Promise<ActionReport[]> {
-    if (!container) return this.reloader.reconcile();
-    const inspect = await this.docker.getContainer(container).inspect().catch(() => {
-      throw new DsoError("BAD_REQUEST", `no such container: ${container}`);
-    });
-    const report = await this.reloader.deliverToStarted(inspect.Id);
+    const { docker, reconciler } = await this.docker();
+    if (!container) return reconciler.reconcileAll({ full: true });
+    const inspect = await docker
+      .getContainer(container)
+      .inspect()
+      .catch(() => {
+        throw new DsoError("BAD_REQUEST", `no such container: ${container}`);
+      });
+    const [report] = await reconciler.reconcileIds([inspect.Id]);
     if (!report) throw new DsoError("BAD_REQUEST", `container ${container} is not running or has no DSO secrets`);
     return [report];
   }
 
-  plan(secret: string) {
-    const state = this.store.get(secret);
+  async rotate(secret: string): Promise<ActionReport[]> {
+    if (!this.secrets.store.get(secret)) throw new DsoError("SECRET_NOT_FOUND", `secret "${secret}" is not known to the agent`);
+    const { reconciler } = await this.docker();
+    return reconciler.reconcileAll({ only: new Set([secret]), refresh: true });
+  }
+
+  async plan(secret: string) {
+    const state = this.secrets.store.get(secret);
     if (!state) throw new DsoError("SECRET_NOT_FOUND", `secret "${secret}" is not known to the agent`);
+    const { reconciler } = await this.docker();
     return {
       secret,
       provider: state.spec.provider,
-      containers: this.reloader.affectedBy([secret]).map((c) => ({
+      containers: reconciler.affectedBy([secret]).map((c) => ({
         id: c.id,
         name: c.name,
         strategy: c.strategy,
-        paths: c.deliveries.map((d) => ({ path: d.path, mode: d.mode })),
+        paths: [...new Map(c.status.filter((s) => s.name === secret).map((s) => [s.path, { path: s.path, mode: s.mode ?? "?" }])).values()],
         action: c.strategy === "none" ? "update files" : `update files, then ${c.strategy}`,
       })),
     };
+  }
+
+  async inject(container: string, secrets: string[]) {
+    const { reconciler } = await this.docker();
+    return reconciler.inject(container, secrets);
+  }
+
+  async containers() {
+    const { reconciler } = await this.docker();
+    return reconciler.list();
   }
 
   status() {
@@ -267,25 +362,33 @@ export class Agent {
       ...rt.process.getStatus(),
       lastPoll: rt.lastPoll,
     }));
+    const connection = this.side?.connection;
+    const { store, markers } = this.secrets;
     return {
       agent: {
         version: versionInfo().version,
         pid: process.pid,
         startedAt: this.startedAt.toISOString(),
         socket: this.socketPath,
-        docker: this.connection ? { host: this.connection.host, api: this.connection.negotiatedApiVersion, connected: this.events?.connected ?? false } : undefined,
+        docker: connection ? { host: connection.host, api: connection.negotiatedApiVersion, connected: this.side?.events.connected ?? false } : undefined,
         cache: this.config.agent.cache,
         pollingIntervalMs: this.config.agent.watch.pollingIntervalMs,
       },
       providers,
-      secrets: this.store.all().map((s) => ({
+      secrets: store.all().map((s) => ({
         name: s.spec.name,
         provider: s.spec.provider,
         version: s.version,
-        fingerprint: s.fingerprint ? s.fingerprint.slice(0, 19) : undefined,
+        // A keyed token, never the provider's fingerprint itself (which may be a hash of the value).
+        fingerprint: s.fingerprint ? markers.token(s.spec.name, s.fingerprint) : undefined,
         lastPollAt: s.lastPollAt,
         lastChangeAt: s.lastChangeAt,
         stale: s.stale,
+        state: s.stale
+          ? `stale: provider ${s.spec.provider} unavailable since ${s.staleSince?.slice(11, 16) ?? "?"}`
+          : s.fingerprint
+            ? "current"
+            : `pending: ${this.pendingReason(s.spec.name)}`,
         error: s.error,
       })),
     };
@@ -297,10 +400,10 @@ export class Agent {
       const { config, warnings } = await loadConfig(this.options.configPath, this.options.env);
       for (const w of warnings) this.log.warn(`config: ${w.path}: ${w.message}`);
       this.config = config;
-      this.store.setSpecs(config.secrets);
+      this.secrets.store.setSpecs(config.secrets);
       this.syncProviders();
       this.log.info("configuration reloaded", { providers: Object.keys(config.providers).length, secrets: config.secrets.length });
-      void this.reconcileAndSeed();
+      void this.reconcileAll();
       return true;
     } catch (error) {
       this.log.error("configuration reload failed; keeping the running configuration", { error: describeError(error) });
@@ -315,10 +418,12 @@ export class Agent {
     this.log.info("agent stopping");
     clearInterval(this.reconcileTimer);
     for (const rt of this.providers.values()) clearTimeout(rt.timer);
-    await this.events?.stop();
-    await this.reloader?.idle();
+    await this.side?.events.stop();
+    this.side?.reconciler.stop();
+    await this.side?.reconciler.idle();
     await Promise.all([...this.providers.values()].map((rt) => rt.process.stop()));
     await this.webhook?.stop(true);
     await this.server?.stop(true);
+    this.lock?.release();
   }
 }

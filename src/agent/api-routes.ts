@@ -1,55 +1,30 @@
-/** The /v1 routes of the control socket. Bodies are validated here; nothing returns a value. */
-import * as v from "valibot";
-import { DsoError } from "../errors.ts";
+/** The /v1 routes of the control socket, from the contract in src/api/contract.ts. */
+import { ROUTES, type ActionReport, type ContainerView, type InjectReport, type PlanReply, type RouteBody, type StatusReply } from "../api/contract.ts";
 import type { Route } from "./control-server.ts";
-import type { Agent } from "./agent.ts";
 
-const Name = v.pipe(v.string("must be a string"), v.minLength(1, "must not be empty"), v.maxLength(2048, "is too long"));
+/** What the routes need of the agent (the agent implements it; this file does not import it). */
+export interface ControlApi {
+  status(): StatusReply;
+  containers(): Promise<ContainerView[]>;
+  sync(container?: string): Promise<ActionReport[]>;
+  rotate(secret: string): Promise<ActionReport[]>;
+  inject(container: string, secrets: string[]): Promise<InjectReport>;
+  plan(secret: string): Promise<PlanReply>;
+}
 
-export const SyncBody = v.strictObject({ container: v.optional(Name) });
-export const SecretBody = v.strictObject({ secret: Name });
-export const InjectBody = v.strictObject({ container: Name, secrets: v.optional(v.array(Name)) });
-
-export function apiRoutes(agent: Agent): Route[] {
+export function apiRoutes(agent: ControlApi): Route[] {
   return [
-    { method: "GET", path: "/v1/status", handle: async () => agent.status() },
-    { method: "GET", path: "/v1/containers", handle: async () => ({ containers: agent.reloader.list() }) },
+    { ...ROUTES.status, handle: async () => agent.status() },
+    { ...ROUTES.containers, handle: async () => ({ containers: await agent.containers() }) },
+    { ...ROUTES.sync, handle: async (body) => ({ results: await agent.sync((body as RouteBody<"sync">).container) }) },
+    { ...ROUTES.rotate, handle: async (body) => ({ results: await agent.rotate((body as RouteBody<"rotate">).secret) }) },
     {
-      method: "POST",
-      path: "/v1/sync",
-      body: SyncBody,
+      ...ROUTES.inject,
       handle: async (body) => {
-        const { container } = body as v.InferOutput<typeof SyncBody>;
-        return { results: await agent.sync(container) };
+        const { container, secrets } = body as RouteBody<"inject">;
+        return agent.inject(container, secrets ?? []);
       },
     },
-    {
-      method: "POST",
-      path: "/v1/rotate",
-      body: SecretBody,
-      handle: async (body) => {
-        const { secret } = body as v.InferOutput<typeof SecretBody>;
-        if (!agent.store.get(secret)) throw new DsoError("SECRET_NOT_FOUND", `secret "${secret}" is not known to the agent`);
-        return { results: await agent.reloader.rotate([secret]) };
-      },
-    },
-    {
-      method: "POST",
-      path: "/v1/inject",
-      body: InjectBody,
-      handle: async (body) => {
-        const { container, secrets } = body as v.InferOutput<typeof InjectBody>;
-        return agent.reloader.inject(container, secrets ?? []);
-      },
-    },
-    {
-      method: "POST",
-      path: "/v1/plan",
-      body: SecretBody,
-      handle: async (body) => {
-        const { secret } = body as v.InferOutput<typeof SecretBody>;
-        return agent.plan(secret);
-      },
-    },
+    { ...ROUTES.plan, handle: async (body) => agent.plan((body as RouteBody<"plan">).secret) },
   ];
 }

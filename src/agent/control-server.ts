@@ -9,7 +9,8 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, statSync, unlin
 import { dirname } from "node:path";
 import type { Server } from "bun";
 import * as v from "valibot";
-import { DsoError, describeError, type ErrorCode } from "../errors.ts";
+import { STATUS_BY_CODE } from "../api/contract.ts";
+import { DsoError, describeError } from "../errors.ts";
 import { describeIssues } from "../rpc/protocol.ts";
 
 export type RouteHandler = (body: unknown, url: URL) => Promise<unknown>;
@@ -33,14 +34,6 @@ export interface ControlServerOptions {
 
 const MAX_BODY_BYTES = 64 * 1024;
 
-const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
-  BAD_REQUEST: 400,
-  USAGE: 400,
-  SECRET_NOT_FOUND: 404,
-  DELIVERY_REFUSED: 409,
-  PROVIDER_UNAVAILABLE: 503,
-  PROVIDER_TIMEOUT: 504,
-};
 
 export function jsonError(status: number, code: string, message: string): Response {
   return Response.json({ error: { code, message } }, { status });

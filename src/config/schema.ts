@@ -1,6 +1,6 @@
 /**
  * valibot schemas for each section of dso.yaml as written (after `${VAR}` expansion and the
- * path-preserving legacy rewrites in normalise-legacy.ts). They check shapes and scalar formats
+ * path-preserving legacy rewrites in legacy.ts). They check shapes and scalar formats
  * and convert durations to ms and modes to numbers; cross-field rules (which provider a secret
  * uses, name rules that depend on the inject type) live in resolve.ts.
  *

@@ -15,7 +15,7 @@ import { lstat, mkdir, open, readdir, readlink, rename, rmdir, symlink, unlink, 
 import { DsoError } from "../errors.ts";
 import { fdPath } from "./container-root.ts";
 import { assertValidFileSet, printableName } from "./file-names.ts";
-import { DATA_LINK, DATA_LINK_TMP, isVersionName, nameLinkTarget, newVersionName } from "./layout.ts";
+import { DATA_LINK, DATA_LINK_TMP, isMarker, isVersionName, nameLinkTarget, newVersionName, VERSION_MARKER } from "./layout.ts";
 import { VERSION_DIR_MODE, type SecretFile } from "./types.ts";
 
 const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
@@ -33,9 +33,10 @@ async function openTarget(dir: string): Promise<FileHandle> {
   return open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
 }
 
-/** Writes `files` as a new version in `dir` and switches to it atomically. */
-export async function writeAtomicDir(dir: string, files: readonly SecretFile[]): Promise<AtomicWriteResult> {
+/** Writes `files` (and the version marker) as a new version in `dir` and switches to it atomically. */
+export async function writeAtomicDir(dir: string, files: readonly SecretFile[], marker?: string): Promise<AtomicWriteResult> {
   const names = assertValidFileSet(files);
+  if (marker !== undefined && !isMarker(marker)) throw new DsoError("INTERNAL", "invalid version marker");
   const version = newVersionName();
   const target = await openTarget(dir);
   try {
@@ -48,6 +49,7 @@ export async function writeAtomicDir(dir: string, files: readonly SecretFile[]):
         // Independent files in a fresh directory: write them concurrently.
         const sizes = await Promise.all(files.map((file) => writeSecretFile(fdPath(versionDir, file.name), file)));
         bytes = sizes.reduce((sum, size) => sum + size, 0);
+        if (marker) await symlink(marker, fdPath(versionDir, VERSION_MARKER));
       } finally {
         await versionDir.close();
       }
@@ -59,6 +61,29 @@ export async function writeAtomicDir(dir: string, files: readonly SecretFile[]):
     await linkNames(target, names);
     await removeStale(target, version, new Set(names));
     return { version, bytes };
+  } finally {
+    await target.close();
+  }
+}
+
+/**
+ * The version marker of the version `..data` points to, or undefined when there is none. Only
+ * single components are looked up, each through the fd of its parent, never following a link the
+ * container may have planted in place of the version directory.
+ */
+export async function readAtomicMarker(dir: string): Promise<string | undefined> {
+  const target = await openTarget(dir);
+  try {
+    const version = await readLinkOrUndefined(fdPath(target, DATA_LINK));
+    if (!version || !isVersionName(version) || version.includes("/")) return undefined;
+    const versionDir = await open(fdPath(target, version), OPEN_DIR_NOFOLLOW).catch(() => undefined);
+    if (!versionDir) return undefined;
+    try {
+      const marker = await readLinkOrUndefined(fdPath(versionDir, VERSION_MARKER));
+      return isMarker(marker) ? marker : undefined;
+    } finally {
+      await versionDir.close();
+    }
   } finally {
     await target.close();
   }

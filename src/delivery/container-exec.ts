@@ -19,11 +19,14 @@ export interface ExecOptions {
   workingDir?: string;
   signal?: AbortSignal;
   timeoutMs?: number;
+  /** Keep the start of stdout (bounded like stderr); for commands that print metadata only. */
+  captureStdout?: boolean;
 }
 
 export interface ExecOutcome {
   exitCode: number;
   stderr: string;
+  stdout?: string;
 }
 
 export async function runInContainer(docker: Dockerode, containerId: string, opts: ExecOptions): Promise<ExecOutcome> {
@@ -44,7 +47,7 @@ export async function runInContainer(docker: Dockerode, containerId: string, opt
   const stream = (await exec.start({ hijack: true, stdin: opts.stdin !== undefined })) as NodeJS.ReadWriteStream & {
     destroy(error?: Error): void;
   };
-  const stderr = collectStderr(docker, stream);
+  const { stdout, stderr } = collectOutput(docker, stream);
   const onAbort = () => stream.destroy(new Error("aborted"));
   signal.addEventListener("abort", onAbort, { once: true });
   try {
@@ -61,21 +64,27 @@ export async function runInContainer(docker: Dockerode, containerId: string, opt
     signal.removeEventListener("abort", onAbort);
   }
   const { ExitCode } = await exec.inspect();
-  return { exitCode: ExitCode ?? -1, stderr: stderr() };
+  return { exitCode: ExitCode ?? -1, stderr: stderr(), ...(opts.captureStdout ? { stdout: stdout() } : {}) };
 }
 
-function collectStderr(docker: Dockerode, stream: NodeJS.ReadableStream): () => string {
-  const chunks: Buffer[] = [];
-  let size = 0;
+/** The first MAX_STDERR_BYTES of each stream; the rest is read and dropped. */
+function collectOutput(docker: Dockerode, stream: NodeJS.ReadableStream): { stdout: () => string; stderr: () => string } {
   const out = new PassThrough();
   const err = new PassThrough();
-  out.resume();
-  err.on("data", (chunk: Buffer) => {
+  const stdout = bounded(out);
+  const stderr = bounded(err);
+  docker.modem.demuxStream(stream, out, err);
+  return { stdout, stderr };
+}
+
+function bounded(stream: PassThrough): () => string {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  stream.on("data", (chunk: Buffer) => {
     if (size >= MAX_STDERR_BYTES) return;
     chunks.push(chunk);
     size += chunk.length;
   });
-  docker.modem.demuxStream(stream, out, err);
   return () => Buffer.concat(chunks).toString("utf8").slice(0, MAX_STDERR_BYTES);
 }
 

@@ -39,6 +39,6 @@ export async function deliverToContainer(
 }
 
 /** Delivers with an already picked plan (rotation into a container whose mounts are known). */
-export function deliverWithPlan(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal): Promise<DeliveryResult> {
-  return MODES[plan.mode].deliver(docker, plan, files, signal);
+export function deliverWithPlan(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal, marker?: string): Promise<DeliveryResult> {
+  return MODES[plan.mode].deliver(docker, plan, files, signal, marker);
 }

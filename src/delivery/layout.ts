@@ -2,6 +2,7 @@
  * The atomic layout (Kubernetes atomic-writer style), shared by every mode:
  *
  *   <target>/..dso_<version>/<name>   the files of one version
+ *   <target>/..dso_<version>/..dso_version -> <marker>   which secret versions these are
  *   <target>/..data -> ..dso_<version> switched with one rename(2)
  *   <target>/<name> -> ..data/<name>  stable user-visible names
  *
@@ -11,6 +12,18 @@
 export const DATA_LINK = "..data";
 export const DATA_LINK_TMP = "..data_tmp";
 export const VERSION_PREFIX = "..dso_";
+/**
+ * A symlink inside each version directory whose target is the caller's version marker (opaque
+ * here; see secrets/version-marker.ts). Read back with one readlink, it tells which versions a
+ * container actually holds, after any restart of the agent.
+ */
+export const VERSION_MARKER = "..dso_version";
+/** What a marker may contain: one path component of printable ASCII, short enough for a link. */
+const MARKER_TEXT = /^[A-Za-z0-9:=,*._-]{1,4000}$/;
+
+export function isMarker(text: string | undefined): text is string {
+  return text !== undefined && MARKER_TEXT.test(text);
+}
 
 let counter = 0;
 

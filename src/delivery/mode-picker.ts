@@ -1,7 +1,8 @@
 /**
  * Decides how to deliver into one path of one container, from what the daemon says about its
  * mounts. Only RAM-backed targets qualify; everything else is refused with the fix spelled out.
- * Never picks putArchive for a `--tmpfs` target: the daemon writes that to disk (DESIGN.md).
+ * Never picks putArchive for a `--tmpfs` target: the daemon writes that to disk (see
+ * docs/delivery.md, "Security properties").
  */
 import type Dockerode from "dockerode";
 import { access } from "node:fs/promises";
@@ -29,7 +30,8 @@ export interface PickOptions {
   pluginVolumeDir?: (volumeName: string) => string | undefined;
   /**
    * Remembers, per container id, whether its image has tar. The image of a container never
-   * changes, so the agent keeps one map and saves the probe exec (tens of ms) on every rotation.
+   * changes, so the delivery planner (planner.ts) keeps one map and saves the probe exec (tens
+   * of ms) on every rotation.
    */
   tarProbeCache?: Map<string, boolean>;
   /**

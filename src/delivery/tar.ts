@@ -4,7 +4,7 @@
  * an exec's stdin.
  */
 import { pack, type Header } from "tar-stream";
-import { nameLinkTarget } from "./layout.ts";
+import { nameLinkTarget, VERSION_MARKER } from "./layout.ts";
 import { VERSION_DIR_MODE, type SecretFile } from "./types.ts";
 
 export interface TarEntry {
@@ -26,8 +26,8 @@ export function emptyFileEntry(name: string, mtime: Date): TarEntry {
   return { header: { name, type: "file", size: 0, mode: 0o400, uid: 0, gid: 0, mtime }, body: new Uint8Array() };
 }
 
-/** The version directory and its files: `<version>/` then `<version>/<name>` for each file. */
-export function versionEntries(version: string, files: readonly SecretFile[], mtime: Date): TarEntry[] {
+/** The version directory and its files: `<version>/`, `<version>/<name>` for each file, the marker. */
+export function versionEntries(version: string, files: readonly SecretFile[], mtime: Date, marker?: string): TarEntry[] {
   return [
     dirEntry(version, mtime),
     ...files.map(
@@ -37,6 +37,7 @@ export function versionEntries(version: string, files: readonly SecretFile[], mt
         body: file.content,
       }),
     ),
+    ...(marker ? [symlinkEntry(`${version}/${VERSION_MARKER}`, marker, mtime)] : []),
   ];
 }
 

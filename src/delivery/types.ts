@@ -41,7 +41,10 @@ export interface DeliveryResult {
 }
 
 export interface DeliveryModeImpl {
-  deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal): Promise<DeliveryResult>;
+  /** Writes the file set, with `marker` (an opaque version marker, layout.ts) beside it when given. */
+  deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal, marker?: string): Promise<DeliveryResult>;
+  /** The marker of the version the target holds now, read from the container; undefined = none. */
+  readMarker(docker: Dockerode, plan: DeliveryPlan, signal?: AbortSignal): Promise<string | undefined>;
 }
 
 /** Default permission bits for a delivered secret when neither config nor labels say otherwise. */

@@ -6,12 +6,14 @@
 import type { SecretSpec } from "../config/types.ts";
 import type { SecretValue } from "../rpc/protocol.ts";
 import type { SecretFile } from "../delivery/types.ts";
+import type { FetchedSecret } from "../secrets/types.ts";
 import type { Selection } from "./selection.ts";
 
-export interface FetchedSecret {
-  value: SecretValue;
-  fingerprint: string;
-  version?: string;
+export type { FetchedSecret };
+
+/** The directory a file secret goes to in a container: the dso.inject.path label wins. */
+export function targetPathOf(selection: Pick<Selection, "files">, spec: SecretSpec): string {
+  return selection.files.path ?? (spec.inject.type === "file" ? spec.inject.path : "");
 }
 
 export interface DeliveryGroup {
@@ -73,7 +75,7 @@ export function buildDeliveries(selection: Selection, fetched: Map<string, Fetch
       continue;
     }
     const inject = spec.inject;
-    const path = selection.files.path ?? inject.path;
+    const path = targetPathOf(selection, spec);
     const group = groups.get(path) ?? { path, files: [], fingerprints: {} };
     groups.set(path, group);
     group.fingerprints[spec.name] = secret.fingerprint;

@@ -11,7 +11,8 @@ import { posix } from "node:path";
 import type Dockerode from "dockerode";
 import type { DsoConfig } from "../config/types.ts";
 import { describeError } from "../errors.ts";
-import { buildDeliveries, type FetchedSecret } from "./files.ts";
+import type { FetchResult } from "../secrets/types.ts";
+import { buildDeliveries } from "./files.ts";
 import { selectContainer, type Selection } from "./selection.ts";
 
 export const MANAGED_LABEL = "dso.managed";
@@ -21,7 +22,7 @@ const TARGET_LABEL = "dso.target";
 export interface SwarmDeps {
   docker: Dockerode;
   config: () => DsoConfig;
-  fetchValues(names: string[]): Promise<{ values: Map<string, FetchedSecret>; errors: string[] }>;
+  fetchValues(names: string[]): Promise<FetchResult>;
   log: Pick<FieldLogger, "info" | "warn">;
 }
 

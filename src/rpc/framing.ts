@@ -6,13 +6,13 @@ export type Frame = { ok: true; value: unknown } | { ok: false; reason: string }
 
 const NEWLINE = 0x0a;
 
-export async function* readFrames(stream: ReadableStream<Uint8Array>, maxBytes: number): AsyncGenerator<Frame> {
-  const decoder = new TextDecoder("utf-8", { fatal: true });
+/** Lines of a byte stream, each at most `maxBytes` (longer ones are reported, not kept). */
+async function* readLineBytes(stream: ReadableStream<Uint8Array>, maxBytes: number): AsyncGenerator<Uint8Array | { oversize: true }> {
   let chunks: Uint8Array[] = [];
   let size = 0;
   let skipping = false;
 
-  function takeLine(): Frame {
+  function takeLine(): Uint8Array {
     const line = new Uint8Array(size);
     let offset = 0;
     for (const c of chunks) {
@@ -21,11 +21,7 @@ export async function* readFrames(stream: ReadableStream<Uint8Array>, maxBytes: 
     }
     chunks = [];
     size = 0;
-    try {
-      return { ok: true, value: JSON.parse(decoder.decode(line)) };
-    } catch {
-      return { ok: false, reason: "frame is not valid UTF-8 JSON" };
-    }
+    return line;
   }
 
   for await (const chunk of stream) {
@@ -39,7 +35,7 @@ export async function* readFrames(stream: ReadableStream<Uint8Array>, maxBytes: 
           skipping = true;
           chunks = [];
           size = 0;
-          yield { ok: false, reason: `frame larger than ${maxBytes} bytes` };
+          yield { oversize: true };
         } else if (piece.length > 0) {
           chunks.push(piece.slice());
           size += piece.length;
@@ -52,6 +48,29 @@ export async function* readFrames(stream: ReadableStream<Uint8Array>, maxBytes: 
     }
   }
   if (!skipping && size > 0) yield takeLine();
+}
+
+export async function* readFrames(stream: ReadableStream<Uint8Array>, maxBytes: number): AsyncGenerator<Frame> {
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  for await (const line of readLineBytes(stream, maxBytes)) {
+    if (!(line instanceof Uint8Array)) {
+      yield { ok: false, reason: `frame larger than ${maxBytes} bytes` };
+      continue;
+    }
+    try {
+      yield { ok: true, value: JSON.parse(decoder.decode(line)) };
+    } catch {
+      yield { ok: false, reason: "frame is not valid UTF-8 JSON" };
+    }
+  }
+}
+
+/** Text lines (invalid UTF-8 replaced), for a log stream that may carry non-JSON output. */
+export async function* readTextLines(stream: ReadableStream<Uint8Array>, maxBytes: number): AsyncGenerator<string> {
+  const decoder = new TextDecoder("utf-8");
+  for await (const line of readLineBytes(stream, maxBytes)) {
+    yield line instanceof Uint8Array ? decoder.decode(line) : `(a line longer than ${maxBytes} bytes was dropped)`;
+  }
 }
 
 const encoder = new TextEncoder();

@@ -86,10 +86,8 @@ export const HelloSchema = v.strictObject({
   type: v.literal("hello"),
   protocol: v.pipe(v.number(), v.integer()),
   provider: Name,
-  capabilities: v.array(v.picklist(["fingerprint-metadata", "fingerprint-hash", "batch-fetch", "version-pinning"])),
 });
 export type Hello = v.InferOutput<typeof HelloSchema>;
-export type Capability = Hello["capabilities"][number];
 
 export const FingerprintItemSchema = v.strictObject({
   ref: SecretRefSchema,

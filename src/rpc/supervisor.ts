@@ -9,7 +9,8 @@ import * as v from "valibot";
 import { DsoError, type ErrorCode } from "../errors.ts";
 import { currentLogLevel, log as rootLog } from "../log/logger.ts";
 import { registerSecretValue } from "../log/redact.ts";
-import { encodeFrame, readFrames } from "./framing.ts";
+import type { FieldLogger } from "../log/logger.ts";
+import { encodeFrame, readFrames, readTextLines } from "./framing.ts";
 import { providerChildEnv, providerCredentials } from "./provider-env.ts";
 import {
   describeIssues,
@@ -18,7 +19,6 @@ import {
   PROTOCOL_VERSION,
   ResponseSchema,
   ResultSchemas,
-  type Capability,
   type ConfigureParams,
   type Method,
   type ParamsOf,
@@ -33,6 +33,9 @@ export const CALL_TIMEOUT_MS = 30_000;
 export const SHUTDOWN_GRACE_MS = 2_000;
 export const BACKOFF_BASE_MS = 500;
 export const BACKOFF_MAX_MS = 30_000;
+/** A provider's stderr line longer than this is dropped; a non-JSON one is cut to the second. */
+const STDERR_LINE_BYTES = 64 * 1024;
+const STDERR_TEXT_CHARS = 2_000;
 
 export type ProviderState = "idle" | "starting" | "ready" | "backoff" | "stopped";
 
@@ -56,6 +59,10 @@ export interface ProviderProcessOptions {
   callTimeoutMs?: number;
   startTimeoutMs?: number;
   logTag?: string;
+  /** Where the child's log lines and the supervisor's own go (default: the agent's logger). */
+  log?: FieldLogger;
+  /** First wait before restarting a failed child (`providers.*.retry.backoff`); doubles each time. */
+  backoffBaseMs?: number;
 }
 
 interface Pending {
@@ -74,8 +81,8 @@ export class ProviderCallError extends DsoError {
   }
 }
 
-export function backoffDelay(failures: number, random = Math.random): number {
-  const exp = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.max(0, failures - 1));
+export function backoffDelay(failures: number, random = Math.random, baseMs = BACKOFF_BASE_MS): number {
+  const exp = Math.min(BACKOFF_MAX_MS, baseMs * 2 ** Math.max(0, failures - 1));
   return Math.round(exp * (0.8 + 0.4 * random()));
 }
 
@@ -92,13 +99,12 @@ export class ProviderProcess {
   private notBefore = 0;
   private status: ProviderStatus;
   private stopped = false;
-  capabilities: Capability[] = [];
 
   constructor(options: ProviderProcessOptions) {
     this.options = options;
     this.name = options.configure.name;
     this.type = options.configure.type;
-    this.log = rootLog.withTag(options.logTag ?? `provider:${this.name}`);
+    this.log = options.log ?? rootLog.withTag(options.logTag ?? `provider:${this.name}`);
     this.status = { name: this.name, type: this.type, state: "idle", healthy: false, restarts: 0 };
   }
 
@@ -252,7 +258,6 @@ export class ProviderProcess {
       if (parsed.output.provider !== this.type) {
         throw new DsoError("RPC_PROTOCOL", `provider ${this.name}: expected type ${this.type}, child is ${parsed.output.provider}`);
       }
-      this.capabilities = parsed.output.capabilities;
     } finally {
       clearTimeout(timer);
     }
@@ -291,12 +296,24 @@ export class ProviderProcess {
     }
   }
 
+  /**
+   * The child's stderr: JSON log lines are re-logged at their level; anything else (a crash
+   * stack trace, a library's stray print) is re-logged as a warning, through the redactor.
+   */
   private async relogStderr(child: Subprocess<"pipe", "pipe", "pipe">): Promise<void> {
-    for await (const frame of readFrames(child.stderr, 64 * 1024)) {
-      if (!frame.ok) continue;
-      const entry = frame.value as { level?: string; msg?: string } & Record<string, unknown>;
-      if (!entry || typeof entry !== "object") continue;
-      const { level, msg, time: _time, ...fields } = entry;
+    for await (const line of readTextLines(child.stderr, STDERR_LINE_BYTES)) {
+      if (!line.trim()) continue;
+      let entry: unknown;
+      try {
+        entry = JSON.parse(line);
+      } catch {
+        entry = undefined;
+      }
+      if (!entry || typeof entry !== "object" || Array.isArray(entry)) {
+        this.log.warn("provider wrote to stderr", { line: line.slice(0, STDERR_TEXT_CHARS) });
+        continue;
+      }
+      const { level, msg, time: _time, ...fields } = entry as { level?: string; msg?: string } & Record<string, unknown>;
       const method = level === "error" ? "error" : level === "warn" ? "warn" : level === "debug" ? "debug" : "info";
       this.log[method](String(msg ?? ""), fields);
     }
@@ -313,7 +330,7 @@ export class ProviderProcess {
     this.failures++;
     this.status.healthy = false;
     this.status.lastError = reason;
-    this.notBefore = Date.now() + backoffDelay(this.failures);
+    this.notBefore = Date.now() + backoffDelay(this.failures, Math.random, this.options.backoffBaseMs);
   }
 
   /** Kill the child and fail everything in flight; the next call restarts it after backoff. */

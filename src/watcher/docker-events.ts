@@ -64,7 +64,7 @@ export class DockerEventWatcher {
   }
 
   private async streamOnce(): Promise<void> {
-    const opts: Record<string, unknown> = { filters: { type: ["container"], event: ["start", "die", "destroy", "rename"] } };
+    const opts: Record<string, unknown> = { filters: { type: ["container"], event: ["start", "die", "destroy"] } };
     if (this.lastEventTime !== undefined) opts.since = String(this.lastEventTime);
     const stream = (await this.deps.docker.getEvents(opts)) as NodeJS.ReadableStream & { destroy?(): void };
     const onAbort = () => stream.destroy?.();

@@ -2,7 +2,7 @@
  * The provider stream of the Watcher: asks each provider for fingerprints (never values) every
  * polling interval, with jitter, and reports which secrets changed. The first poll only seeds.
  */
-import { refFor, type SecretStore } from "../agent/secret-store.ts";
+import { refFor, type SecretStore } from "../secrets/store.ts";
 import { describeError } from "../errors.ts";
 import type { FingerprintItem, SecretRef } from "../rpc/protocol.ts";
 
@@ -15,10 +15,21 @@ export interface PollOutcome {
   changed: string[];
   seeded: string[];
   errors: Array<{ secret: string; message: string }>;
+  /** The provider could not be asked at all (not one secret answered). */
+  failed: boolean;
 }
 
 /** ±10 % so many agents (or providers) do not poll in lockstep. */
 export const POLL_JITTER = 0.1;
+
+/**
+ * When to poll next after `failedInARow` failed polls (`providers.*.retry`): a failed poll is
+ * tried `attempts` times in all, `backoffMs` apart and doubling, then the interval applies.
+ */
+export function nextPollDelay(failedInARow: number, retry: { attempts: number; backoffMs: number }, intervalMs: number): number {
+  if (failedInARow === 0 || failedInARow >= retry.attempts) return intervalMs;
+  return Math.min(intervalMs, retry.backoffMs * 2 ** (failedInARow - 1));
+}
 
 export function jittered(intervalMs: number, random = Math.random): number {
   return Math.round(intervalMs * (1 - POLL_JITTER + 2 * POLL_JITTER * random()));
@@ -31,7 +42,7 @@ export async function pollProvider(
   signal?: AbortSignal,
 ): Promise<PollOutcome> {
   const states = store.forProvider(provider);
-  const outcome: PollOutcome = { provider, changed: [], seeded: [], errors: [] };
+  const outcome: PollOutcome = { provider, changed: [], seeded: [], errors: [], failed: false };
   if (states.length === 0) return outcome;
   const now = new Date();
   let items: FingerprintItem[];
@@ -46,6 +57,7 @@ export async function pollProvider(
       store.recordError(s.spec.name, message, now);
       outcome.errors.push({ secret: s.spec.name, message });
     }
+    outcome.failed = true;
     return outcome;
   }
   states.forEach((state, i) => {

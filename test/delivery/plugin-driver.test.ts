@@ -37,11 +37,12 @@ beforeAll(async () => {
     async resolveFiles(volume, opts, callerId) {
       resolveCalls.push({ volume, callerId });
       const { secrets, uid, gid, mode } = parseDriverOptions(opts);
-      return secrets.map((name) => {
+      const files = secrets.map((name) => {
         const value = store.get(name);
         if (value === undefined) throw new DsoError("SECRET_NOT_FOUND", `secret ${name} was not found at provider test`);
         return { name, content: new TextEncoder().encode(value), uid, gid, mode };
       });
+      return { files };
     },
   });
   await mkdir(PLUGIN_DIR, { recursive: true });
@@ -96,7 +97,7 @@ describe("volume driver protocol", () => {
   test("refuses a root that is not on tmpfs", async () => {
     const diskDir = await mkdtemp("/tmp/dso-diskroot-");
     try {
-      await expect(createVolumeDriver({ root: `${diskDir}/volumes`, resolveFiles: async () => [] })).rejects.toThrow("not on tmpfs");
+      await expect(createVolumeDriver({ root: `${diskDir}/volumes`, resolveFiles: async () => ({ files: [] }) })).rejects.toThrow("not on tmpfs");
       expect(await readdir(diskDir)).toEqual([]);
     } finally {
       await rm(diskDir, { recursive: true, force: true });
@@ -149,7 +150,7 @@ describe("plugin mode on the real daemon", () => {
     containers.push(container);
     expect((await execIn(docker, container.id, ["cat", `${TARGET}/a`])).stdout).toBe("a:1");
 
-    const report = await readWhileRotating(docker, container.id, TARGET, 2, (n) => driver.rotate(volume, pairFiles(n)));
+    const report = await readWhileRotating(docker, container.id, TARGET, 2, (n) => driver.rotate(volume, { files: pairFiles(n) }));
     // At least two switches while the reader ran, so the check is not vacuous (how many depends on load).
     expect(report.rotations).toBeGreaterThan(1);
     expect(report.mixed).toBe(0);
@@ -179,5 +180,37 @@ describe("plugin mode on the real daemon", () => {
     await second.stop({ t: 0 });
     expect(driver.mountedVolumes()).not.toContain(volume);
     expect(existsSync(`${root}/${volume}`)).toBe(false);
+  });
+});
+
+describe("volume records survive the driver (agent restart)", () => {
+  test("a new driver on the same root answers Get, Path, Unmount and Remove for volumes of the old one", async () => {
+    const recRoot = await mkdtemp("/tmp/dso-volrec-");
+    expect(Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0711", "tmpfs", recRoot]).exitCode).toBe(0);
+    const call = async (d: Awaited<ReturnType<typeof createVolumeDriver>>, route: string, body: object) =>
+      (await (await d.handle(new Request(`http://x/VolumeDriver.${route}`, { method: "POST", body: JSON.stringify(body) })))!.json()) as Record<string, unknown>;
+    try {
+      const resolveFiles = async () => ({ files: [{ name: "k", content: new TextEncoder().encode("rec-value"), uid: 0, gid: 0, mode: 0o400 }], marker: "dso1:aaaaaaaa=bbbbbbbbbbbb" });
+      const first = await createVolumeDriver({ root: recRoot, resolveFiles });
+      expect(await call(first, "Create", { Name: "recvol", Opts: { secrets: "k" } })).toEqual({ Err: "" });
+      const mounted = await call(first, "Mount", { Name: "recvol", ID: "mount-1" });
+      expect(mounted.Mountpoint).toBe(`${recRoot}/recvol`);
+      await first.markSeen("recvol", "container-1", "dso1:aaaaaaaa=bbbbbbbbbbbb");
+
+      const second = await createVolumeDriver({ root: recRoot, resolveFiles });
+      expect(await call(second, "Path", { Name: "recvol" })).toEqual({ Mountpoint: `${recRoot}/recvol`, Err: "" });
+      expect((await call(second, "Get", { Name: "recvol" })).Err).toBe("");
+      expect(second.mountpointOf("recvol")).toBe(`${recRoot}/recvol`);
+      const seen = await second.observe("recvol");
+      expect(seen?.filesMarker).toBe("dso1:aaaaaaaa=bbbbbbbbbbbb");
+      expect(seen?.seen.get("container-1")).toBe("dso1:aaaaaaaa=bbbbbbbbbbbb");
+      expect(await call(second, "Unmount", { Name: "recvol", ID: "mount-1" })).toEqual({ Err: "" });
+      expect(await readdir(recRoot)).not.toContain("recvol");
+      expect(await call(second, "Remove", { Name: "recvol" })).toEqual({ Err: "" });
+      expect((await call(second, "Get", { Name: "recvol" })).Err).toContain("no such volume");
+    } finally {
+      Bun.spawnSync(["umount", "-l", recRoot]);
+      await rm(recRoot, { recursive: true, force: true });
+    }
   });
 });

@@ -239,10 +239,17 @@ describe("dso agent end to end (file provider, compiled binary)", () => {
     expect(await fileIn(c.id, "/run/secrets/db_password")).toBe(PLANTED[0]!);
     agent = await startAgent({ dir, config: configPath, dockerHost, name: "agent2" });
     agents.push(agent);
-    await agent.waitForLog(/delivered secrets to container.*e2e-survive/);
+    // The new agent reads the version back from the container: current, so nothing is delivered.
+    const listed = await eventually("the restarted agent lists the container as current", async () => {
+      const ls = JSON.parse((await cli(["ls", "--json"])).stdout || "{}") as { containers?: Array<{ name: string; status: Array<{ state: string }> }> };
+      const mine = ls.containers?.find((x) => x.name === `e2e-survive-${process.pid}`);
+      return mine?.status.length && mine.status.every((s) => s.state === "current") ? mine : undefined;
+    });
+    expect(listed.status[0]).toMatchObject({ state: "current" });
     await Bun.sleep(2500); // two polls
     expect((await c.inspect()).State.StartedAt).toBe(started);
     expect(await fileIn(c.id, "/run/secrets/db_password")).toBe(PLANTED[0]!);
+    expect(agent.logs()).not.toMatch(/delivered secrets to container.*e2e-survive/);
   });
 
   test("dso inject delivers a named secret to an unlabelled container through the agent, printing no value", async () => {

@@ -119,7 +119,6 @@ describe("vault provider: values and fingerprints (KV v2)", () => {
       const [fp] = await p.fingerprint([{ name: "app/db" }]);
       expect(fp?.fingerprint).toMatch(/^v1@\d{4}-\d\d-\d\dT/);
       expect(item?.fingerprint).toBe(fp!.fingerprint!);
-      expect(p.capabilities).toContain("fingerprint-metadata");
     });
   });
 

@@ -180,7 +180,7 @@ describe("building files from values", () => {
 
 describe("labels baked into the image", () => {
   test("dso.* labels equal to the image's are dropped; the container's own stay", async () => {
-    const { ownLabels } = await import("../../src/reloader/reloader.ts");
+    const { ownLabels } = await import("../../src/reloader/labels.ts");
     const image = { "dso.reloader": "true", "dso.secrets": "prod-db", maintainer: "x" };
     const out = ownLabels({ "dso.reloader": "true", "dso.secrets": "prod-db", maintainer: "x", "dso.update.strategy": "none" }, image);
     expect(out.dropped).toEqual(["dso.reloader", "dso.secrets"]);

@@ -40,6 +40,7 @@ function context(id: string, name: string, over: Partial<StrategyContext> = {}):
     signal: "SIGHUP",
     healthCheckTimeoutMs: 8_000,
     env: {},
+    labels: {},
     log: quiet,
     abort: new AbortController().signal,
     deliver: async (target) => void delivered.push(target),

@@ -3,12 +3,12 @@ import type Dockerode from "dockerode";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SecretStore } from "../../src/agent/secret-store.ts";
+import { SecretStore } from "../../src/secrets/store.ts";
 import { parseConfig } from "../../src/config/index.ts";
 import { isSwarmManager, MANAGED_LABEL, SwarmRotator } from "../../src/reloader/swarm.ts";
 import { ProviderProcess } from "../../src/rpc/supervisor.ts";
 import { ensureDocker } from "../support/docker-daemon.ts";
-import { fetchOnlyReloader, quietLog as quiet } from "../support/fetch-only-reloader.ts";
+import { quietLog as quiet, testSource } from "../support/test-source.ts";
 import { BUSYBOX_IMAGE, ensureTestImages } from "../support/test-images.ts";
 
 let docker: Dockerode;
@@ -56,14 +56,14 @@ beforeAll(async () => {
   const { config } = parseConfig(`providers:\n  local:\n    type: file\n    config:\n      path: ${dir}\n`, "dso.yaml", {});
   provider = new ProviderProcess({ configure: { name: "local", type: "file", config: { path: dir } } });
   const store = new SecretStore(false);
-  const reloader = fetchOnlyReloader({ store, provider, config, docker });
+  const source = testSource({ store, provider });
   rotator = new SwarmRotator({
     docker,
     config: () => config,
     log: quiet,
     fetchValues: async (names) => {
       for (const name of names) store.ensure({ ...config.secrets[0]!, name, provider: "local" } as never);
-      return reloader.fetchValues(names);
+      return source.fetch(names);
     },
   });
   const created = (await docker.createService({

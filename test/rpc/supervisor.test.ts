@@ -28,7 +28,6 @@ describe("provider supervisor with the real `dso provider file` process", () => 
       expect(item?.value?.data).toEqual({ username: "app", password: "planted-Secret-4711" });
       expect(item?.fingerprint).toBe(fp!.fingerprint!);
       expect(p.getStatus()).toMatchObject({ state: "ready", healthy: true });
-      expect(p.capabilities).toEqual(["fingerprint-hash"]);
     } finally {
       await p.stop();
     }
@@ -132,5 +131,31 @@ describe("provider supervisor with the real `dso provider file` process", () => 
     expect(backoffDelay(3, () => 0.5)).toBe(2000);
     expect(backoffDelay(30, () => 1)).toBe(Math.round(BACKOFF_MAX_MS * 1.2));
     expect(backoffDelay(2, () => 0)).toBe(800);
+  });
+});
+
+describe("the provider's pipes", () => {
+  test("a provider that prints to stdout does not break the stream, and its non-JSON stderr is re-logged", async () => {
+    const lines: Array<{ level: string; msg: string; fields?: Record<string, unknown> }> = [];
+    const record = (level: string) => (msg: string, fields?: Record<string, unknown>) => void lines.push({ level, msg, fields });
+    const p = new ProviderProcess({
+      configure: { name: "noisy", type: "file", config: { path: dir } },
+      command: [process.execPath, join(import.meta.dir, "fixtures/noisy-provider.ts")],
+      log: { debug: record("debug"), info: record("info"), warn: record("warn"), error: record("error") },
+    });
+    try {
+      const [item] = await p.fetch([{ name: "db" }]);
+      expect(item?.value?.data).toEqual({ username: "app", password: "planted-Secret-4711" });
+      const [again] = await p.fetch([{ name: "db" }]);
+      expect(again?.value).toBeDefined();
+      expect(p.getStatus()).toMatchObject({ healthy: true, restarts: 0 });
+      await Bun.sleep(100);
+      const stderr = lines.filter((l) => l.msg === "provider wrote to stderr").map((l) => String(l.fields?.line));
+      expect(stderr).toContain("stray console.log from a library");
+      expect(stderr).toContain("stray stdout write");
+      expect(stderr).toContain("Error: something broke");
+    } finally {
+      await p.stop();
+    }
   });
 });

@@ -3,12 +3,12 @@
  * the pin, through the real `dso provider aws` process, to the local Secrets Manager.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { SecretStore } from "../../src/agent/secret-store.ts";
+import { SecretStore } from "../../src/secrets/store.ts";
 import { parseConfig } from "../../src/config/index.ts";
 import { ProviderProcess } from "../../src/rpc/supervisor.ts";
 import { pollProvider } from "../../src/watcher/provider-poller.ts";
 import { AWS_TEST_ACCESS_KEY_ID, startAwsServer } from "../support/aws-server.ts";
-import { fetchOnlyReloader } from "../support/fetch-only-reloader.ts";
+import { testSource } from "../support/test-source.ts";
 
 let server: Awaited<ReturnType<typeof startAwsServer>>;
 let provider: ProviderProcess;
@@ -47,8 +47,7 @@ describe("version and stage pins from dso.yaml", () => {
     const poll = await pollProvider("aws", provider, store);
     expect(poll.seeded).toEqual(["app/db"]);
     expect(store.get("app/db")?.fingerprint).toBe(v1);
-    const reloader = fetchOnlyReloader({ store, provider, config });
-    const { values } = await reloader.fetchValues(["app/db"]);
+    const { values } = await testSource({ store, provider }).fetch(["app/db"]);
     expect(values.get("app/db")?.value.data).toEqual({ value: "first-value" });
 
     // A new current version moves AWSPREVIOUS: the pinned secret changes too.

@@ -17,7 +17,6 @@ export default defineCommand({
       configPath,
       socketPath: args.socket,
       env: process.env,
-      plugin: (a) => a.volumeDriverHandler(),
     });
     const stopped = new Promise<void>((resolve) => {
       const stop = () => void agent.stop().then(resolve);

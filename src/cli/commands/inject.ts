@@ -1,41 +1,26 @@
 import { defineCommand } from "citty";
-import { SecretStore } from "../../agent/secret-store.ts";
+import { loadHostKey } from "../../agent/host-key.ts";
+import { buildReconciler, buildSecretsRuntime, providerProcess } from "../../agent/runtime.ts";
 import { findConfigPath, loadConfig } from "../../config/index.ts";
 import { connectDocker } from "../../docker/client.ts";
 import { DsoError } from "../../errors.ts";
 import { log } from "../../log/logger.ts";
-import { Reloader, type InjectReport } from "../../reloader/reloader.ts";
-import { ProviderProcess } from "../../rpc/supervisor.ts";
-import { callAgent, resolveSocketPath } from "../agent-client.ts";
+import type { InjectReport } from "../../api/contract.ts";
+import { callRoute, resolveSocketPath } from "../agent-client.ts";
 import { agentClientArgs, formatTable } from "../_shared.ts";
 
-/** Without a running agent: the same delivery, done by this process with its own providers. */
+/** Without a running agent: the same runtime as the agent's, built by this process for one delivery. */
 async function injectDirectly(configFlag: string | undefined, container: string, secrets: string[]): Promise<InjectReport> {
   const path = findConfigPath({ flag: configFlag, env: process.env });
   const { config } = await loadConfig(path, process.env);
   const { docker } = await connectDocker({ env: process.env });
-  const { deliverToContainer } = await import("../../delivery/deliver.ts");
-  const providers = new Map(
-    Object.entries(config.providers).map(([name, spec]) => [
-      name,
-      new ProviderProcess({
-        configure: { name, type: spec.type, ...(spec.region ? { region: spec.region } : {}), auth: { ...(spec.auth.method ? { method: spec.auth.method } : {}), params: spec.auth.params }, config: spec.config },
-        env: process.env,
-      }),
-    ]),
-  );
-  const store = new SecretStore(false);
-  store.setSpecs(config.secrets);
-  const reloader = new Reloader({
-    docker,
-    store,
-    provider: (name) => providers.get(name),
-    deliver: (id, target, files, signal) => deliverToContainer(docker, id, target, files, { signal }),
-    log: log.withTag("inject"),
-    config: () => config,
-  });
+  const providers = new Map(Object.entries(config.providers).map(([name, spec]) => [name, providerProcess(name, spec, process.env)]));
+  // The agent's marker key when readable, so the agent later sees these files as current.
+  const { key } = await loadHostKey(config.agent.volumesRoot, false);
+  const secretsRuntime = buildSecretsRuntime({ config, key, provider: (name) => providers.get(name), log: log.withTag("inject") });
+  const { reconciler } = await buildReconciler({ docker, secrets: secretsRuntime, config: () => config, socketPath: config.agent.socket, log: log.withTag("inject") });
   try {
-    return await reloader.inject(container, secrets);
+    return await reconciler.inject(container, secrets);
   } finally {
     await Promise.all([...providers.values()].map((p) => p.stop()));
   }
@@ -54,7 +39,7 @@ export default defineCommand({
     let via = "agent";
     try {
       const socket = await resolveSocketPath(args);
-      report = await callAgent<InjectReport>(socket, "POST", "/v1/inject", { container: args.container, ...(secrets.length ? { secrets } : {}) });
+      report = await callRoute(socket, "inject", { container: args.container, ...(secrets.length ? { secrets } : {}) });
     } catch (error) {
       if (!(error instanceof DsoError) || error.code !== "AGENT_UNREACHABLE") throw error;
       via = "direct";

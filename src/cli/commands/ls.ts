@@ -1,25 +1,38 @@
 import { defineCommand } from "citty";
-import type { ContainerState } from "../../reloader/reloader.ts";
-import { callAgent, resolveSocketPath } from "../agent-client.ts";
+import type { ContainerView } from "../../api/contract.ts";
+import { callRoute, resolveSocketPath } from "../agent-client.ts";
 import { age, agentClientArgs, formatTable } from "../_shared.ts";
 
+/** The strategy column: the name, and how its last run went. */
+function strategyCell(c: ContainerView): string {
+  const run = c.lastStrategy;
+  if (!run) return c.strategy;
+  return `${c.strategy} (${run.outcome === "ok" ? (run.action ?? "ran") : "failed"} ${age(run.at)})`;
+}
+
 export default defineCommand({
-  meta: { name: "ls", description: "List containers with DSO secrets: secrets, versions, delivery mode, strategy (never values)" },
+  meta: {
+    name: "ls",
+    description: "List containers with DSO secrets: per secret the version wanted and the version in the container, mode, strategy (never values)",
+  },
   args: { ...agentClientArgs },
   async run({ args }) {
     const socket = await resolveSocketPath(args);
-    const { containers } = await callAgent<{ containers: ContainerState[] }>(socket, "GET", "/v1/containers");
+    const { containers } = await callRoute(socket, "containers");
     if (args.json) return void process.stdout.write(`${JSON.stringify({ containers })}\n`);
-    const rows = containers.map((c) => [
-      c.name,
-      c.id.slice(0, 12),
-      c.secrets.map((s) => (c.versions[s] ? `${s}@${c.versions[s]!.slice(0, 12)}` : s)).join(","),
-      [...new Set(c.deliveries.map((d) => d.mode))].join(",") || "-",
-      c.deliveries.map((d) => d.path).join(",") || "-",
-      c.strategy,
-      age(c.deliveries.map((d) => d.at).sort().at(-1)),
-      c.error ?? "",
-    ]);
-    process.stdout.write(`${formatTable(["CONTAINER", "ID", "SECRETS", "MODE", "PATH", "STRATEGY", "DELIVERED", "ERROR"], rows)}\n`);
+    const rows = containers.flatMap((c) =>
+      (c.status.length ? c.status : [{ name: "-", path: "-", state: c.error ? `error: ${c.error}` : "-" }]).map((s) => [
+        c.name,
+        s.name,
+        "mode" in s && s.mode ? s.mode : "-",
+        "wanted" in s && s.wanted ? s.wanted : "-",
+        "actual" in s && s.actual ? s.actual : "-",
+        s.state,
+        strategyCell(c),
+      ]),
+    );
+    process.stdout.write(`${formatTable(["CONTAINER", "SECRET", "MODE", "WANTED", "ACTUAL", "STATE", "STRATEGY"], rows)}\n`);
+    const errors = containers.filter((c) => c.error);
+    for (const c of errors) process.stdout.write(`${c.name}: ${c.error}\n`);
   },
 });

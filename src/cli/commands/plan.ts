@@ -1,12 +1,6 @@
 import { defineCommand } from "citty";
-import { callAgent, resolveSocketPath } from "../agent-client.ts";
+import { callRoute, resolveSocketPath } from "../agent-client.ts";
 import { agentClientArgs, formatTable, secretPositional } from "../_shared.ts";
-
-interface PlanReply {
-  secret: string;
-  provider: string;
-  containers: Array<{ id: string; name: string; strategy: string; action: string; paths: Array<{ path: string; mode: string }> }>;
-}
 
 export default defineCommand({
   meta: { name: "plan", description: "Show what a change of a secret would do to which containers (nothing is executed)" },
@@ -16,7 +10,7 @@ export default defineCommand({
   },
   async run({ args }) {
     const socket = await resolveSocketPath(args);
-    const plan = await callAgent<PlanReply>(socket, "POST", "/v1/plan", { secret: args.secret });
+    const plan = await callRoute(socket, "plan", { secret: args.secret });
     if (args.json) return void process.stdout.write(`${JSON.stringify(plan)}\n`);
     if (plan.containers.length === 0) {
       return void process.stdout.write(`secret ${plan.secret} (provider ${plan.provider}) is used by no running container\n`);

@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
-import { providerTypes } from "../../../providers/registry.ts";
+import { claimStdout, serveProvider } from "../../../providers/host.ts";
+import { loadProvider, providerTypes } from "../../../providers/registry.ts";
 import { DsoError } from "../../errors.ts";
-import { serveProvider } from "../../rpc/serve-provider.ts";
 import { globalArgs } from "../_shared.ts";
 
 export default defineCommand({
@@ -22,9 +22,12 @@ export default defineCommand({
         { hint: "run 'dso agent' instead" },
       );
     }
-    process.exitCode = await serveProvider(args.type, {
+    const write = claimStdout();
+    const factory = await loadProvider(args.type);
+    if (!factory) throw new DsoError("USAGE", `unknown provider type "${args.type}"`);
+    process.exitCode = await serveProvider(factory, {
       input: Bun.stdin.stream(),
-      write: (bytes) => process.stdout.write(bytes),
+      write,
       logLine: (line) => process.stderr.write(`${line}\n`),
       env: process.env,
     });

@@ -1,6 +1,5 @@
 import { defineCommand } from "citty";
-import type { ActionReport } from "../../reloader/reloader.ts";
-import { callAgent, resolveSocketPath } from "../agent-client.ts";
+import { callRoute, resolveSocketPath } from "../agent-client.ts";
 import { agentClientArgs, secretPositional } from "../_shared.ts";
 import { printReports } from "./sync.ts";
 
@@ -12,7 +11,7 @@ export default defineCommand({
   },
   async run({ args }) {
     const socket = await resolveSocketPath(args);
-    const { results } = await callAgent<{ results: ActionReport[] }>(socket, "POST", "/v1/rotate", { secret: args.secret });
+    const { results } = await callRoute(socket, "rotate", { secret: args.secret });
     printReports(results, args.json);
   },
 });

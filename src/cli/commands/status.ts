@@ -1,19 +1,13 @@
 import { defineCommand } from "citty";
-import { callAgent, resolveSocketPath } from "../agent-client.ts";
+import { callRoute, resolveSocketPath } from "../agent-client.ts";
 import { age, agentClientArgs, formatTable } from "../_shared.ts";
-
-interface StatusReply {
-  agent: { version: string; pid: number; startedAt: string; socket: string; docker?: { host: string; api: string; connected: boolean }; cache: boolean };
-  providers: Array<{ name: string; type: string; state: string; healthy: boolean; restarts: number; lastError?: string; lastPoll?: { at: string } }>;
-  secrets: Array<{ name: string; provider: string; version?: string; lastPollAt?: string; lastChangeAt?: string; stale: boolean; error?: string }>;
-}
 
 export default defineCommand({
   meta: { name: "status", description: "Show the agent, its providers and whether each secret is current" },
   args: { ...agentClientArgs },
   async run({ args }) {
     const socket = await resolveSocketPath(args);
-    const status = await callAgent<StatusReply>(socket, "GET", "/v1/status");
+    const status = await callRoute(socket, "status");
     if (args.json) return void process.stdout.write(`${JSON.stringify(status)}\n`);
     const a = status.agent;
     const docker = a.docker ? `${a.docker.host} (API ${a.docker.api}${a.docker.connected ? "" : ", disconnected"})` : "not connected";
@@ -31,7 +25,7 @@ export default defineCommand({
       s.name,
       s.provider,
       s.version ?? "-",
-      s.stale ? "STALE" : s.lastPollAt ? "current" : "pending",
+      s.state,
       age(s.lastPollAt),
       age(s.lastChangeAt),
       s.error ?? "",

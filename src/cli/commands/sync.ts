@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
-import type { ActionReport } from "../../reloader/reloader.ts";
-import { callAgent, resolveSocketPath } from "../agent-client.ts";
+import type { ActionReport } from "../../api/contract.ts";
+import { callRoute, resolveSocketPath } from "../agent-client.ts";
 import { agentClientArgs, formatTable } from "../_shared.ts";
 
 export function printReports(results: ActionReport[], json: boolean | undefined): void {
@@ -20,7 +20,7 @@ export default defineCommand({
   async run({ args }) {
     const socket = await resolveSocketPath(args);
     const body = args.container ? { container: args.container } : {};
-    const { results } = await callAgent<{ results: ActionReport[] }>(socket, "POST", "/v1/sync", body);
+    const { results } = await callRoute(socket, "sync", body);
     printReports(results, args.json);
   },
 });

@@ -12,7 +12,7 @@ import type Dockerode from "dockerode";
 import { DsoError } from "../../errors.ts";
 import { commandMissing, firstLine, runInContainer } from "../container-exec.ts";
 import { assertValidFileSet } from "../file-names.ts";
-import { newVersionName } from "../layout.ts";
+import { DATA_LINK, isMarker, newVersionName, VERSION_MARKER } from "../layout.ts";
 import { packTar, versionEntries } from "../tar.ts";
 import type { DeliveryMode, DeliveryModeImpl, DeliveryPlan, DeliveryResult, SecretFile } from "../types.ts";
 
@@ -64,11 +64,11 @@ done
 const MODE: DeliveryMode = "exec";
 
 export const execMode: DeliveryModeImpl = {
-  async deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal): Promise<DeliveryResult> {
+  async deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal, marker?: string): Promise<DeliveryResult> {
     const started = performance.now();
     const names = assertValidFileSet(files);
     const version = newVersionName();
-    const tar = await packTar(versionEntries(version, files, new Date()));
+    const tar = await packTar(versionEntries(version, files, new Date(), marker));
     const outcome = await runInContainer(docker, plan.containerId, {
       cmd: ["sh", "-c", SWITCH_SCRIPT, "dso-deliver", plan.targetPath, version, ...names],
       stdin: tar,
@@ -84,5 +84,15 @@ export const execMode: DeliveryModeImpl = {
     }
     const bytes = files.reduce((sum, file) => sum + file.content.byteLength, 0);
     return { mode: MODE, targetPath: plan.targetPath, files: names, bytes, durationMs: performance.now() - started };
+  },
+  /** One exec of readlink (argv only): create, start and inspect, three Docker API calls. */
+  async readMarker(docker: Dockerode, plan: DeliveryPlan, signal?: AbortSignal): Promise<string | undefined> {
+    const outcome = await runInContainer(docker, plan.containerId, {
+      cmd: ["readlink", "--", `${plan.targetPath}/${DATA_LINK}/${VERSION_MARKER}`],
+      signal,
+      captureStdout: true,
+    });
+    const marker = outcome.stdout?.trim();
+    return outcome.exitCode === 0 && isMarker(marker) ? marker : undefined;
   },
 };

@@ -6,12 +6,12 @@
 import type Dockerode from "dockerode";
 import { lstat } from "node:fs/promises";
 import { DsoError } from "../../errors.ts";
-import { writeAtomicDir } from "../atomic-dir.ts";
+import { readAtomicMarker, writeAtomicDir } from "../atomic-dir.ts";
 import { isRamBacked } from "../tmpfs.ts";
 import type { DeliveryModeImpl, DeliveryPlan, DeliveryResult, SecretFile } from "../types.ts";
 
 export const pluginMode: DeliveryModeImpl = {
-  async deliver(_docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal): Promise<DeliveryResult> {
+  async deliver(_docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal, marker?: string): Promise<DeliveryResult> {
     const started = performance.now();
     signal?.throwIfAborted();
     const dir = plan.hostPath;
@@ -19,7 +19,11 @@ export const pluginMode: DeliveryModeImpl = {
     const stats = await lstat(dir).catch(() => undefined);
     if (!stats?.isDirectory()) throw new DsoError("DELIVERY_FAILED", `the DSO volume for ${plan.targetPath} is not mounted on this host`);
     if (!(await isRamBacked(dir))) throw new DsoError("DELIVERY_REFUSED", `the DSO volume for ${plan.targetPath} is not on tmpfs`);
-    const { bytes } = await writeAtomicDir(dir, files);
+    const { bytes } = await writeAtomicDir(dir, files, marker);
     return { mode: "plugin", targetPath: plan.targetPath, files: files.map((f) => f.name), bytes, durationMs: performance.now() - started };
+  },
+  async readMarker(_docker: Dockerode, plan: DeliveryPlan): Promise<string | undefined> {
+    if (!plan.hostPath) return undefined;
+    return readAtomicMarker(plan.hostPath).catch(() => undefined);
   },
 };

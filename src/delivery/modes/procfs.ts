@@ -6,7 +6,7 @@
  */
 import type Dockerode from "dockerode";
 import { DsoError } from "../../errors.ts";
-import { writeAtomicDir } from "../atomic-dir.ts";
+import { readAtomicMarker, writeAtomicDir } from "../atomic-dir.ts";
 import { openDirInRoot } from "../container-root.ts";
 import { isRamBacked } from "../tmpfs.ts";
 import type { DeliveryModeImpl, DeliveryPlan, DeliveryResult, SecretFile } from "../types.ts";
@@ -19,7 +19,7 @@ export function containerRootPath(pid: number): string {
 }
 
 export const procfsMode: DeliveryModeImpl = {
-  async deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal): Promise<DeliveryResult> {
+  async deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal, marker?: string): Promise<DeliveryResult> {
     const started = performance.now();
     signal?.throwIfAborted();
     if (!plan.pid) throw new DsoError("DELIVERY_FAILED", "procfs delivery needs the container's PID; is it running?");
@@ -36,8 +36,22 @@ export const procfsMode: DeliveryModeImpl = {
           hint: `add --tmpfs ${plan.targetPath} to the container, or use a dso volume`,
         });
       }
-      const { bytes } = await writeAtomicDir(dir.path, files);
+      const { bytes } = await writeAtomicDir(dir.path, files, marker);
       return { mode: "procfs", targetPath: plan.targetPath, files: files.map((f) => f.name), bytes, durationMs: performance.now() - started };
+    } finally {
+      await dir.close();
+    }
+  },
+  /**
+   * No Docker call: the plan's PID is dropped by the agent when the container starts or dies, and
+   * a reused PID's root would not hold a DSO layout at this path (at worst: one extra delivery).
+   */
+  async readMarker(_docker: Dockerode, plan: DeliveryPlan, signal?: AbortSignal): Promise<string | undefined> {
+    signal?.throwIfAborted();
+    if (!plan.pid) return undefined;
+    const dir = await openDirInRoot(containerRootPath(plan.pid), plan.targetPath);
+    try {
+      return await readAtomicMarker(dir.path);
     } finally {
       await dir.close();
     }

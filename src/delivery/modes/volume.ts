@@ -15,7 +15,7 @@ import type Dockerode from "dockerode";
 import { posix } from "node:path";
 import { DsoError } from "../../errors.ts";
 import { assertValidFileSet } from "../file-names.ts";
-import { DATA_LINK } from "../layout.ts";
+import { DATA_LINK, isMarker, VERSION_MARKER } from "../layout.ts";
 import { emptyFileEntry, nameLinkEntries, packTar, symlinkEntry, versionEntries } from "../tar.ts";
 import type { DeliveryModeImpl, DeliveryPlan, DeliveryResult, SecretFile } from "../types.ts";
 
@@ -28,21 +28,22 @@ interface PathStat {
 }
 
 export const volumeMode: DeliveryModeImpl = {
-  async deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal): Promise<DeliveryResult> {
+  async deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal, marker?: string): Promise<DeliveryResult> {
     const started = performance.now();
     const names = assertValidFileSet(files);
     const timeout = AbortSignal.timeout(PUT_ARCHIVE_TIMEOUT_MS);
     const abortSignal = signal ? AbortSignal.any([signal, timeout]) : timeout;
     const container = docker.getContainer(plan.containerId);
-    const current = await currentSlot(container, plan.targetPath, abortSignal);
+    const current = posix.basename((await statLink(container, posix.join(plan.targetPath, DATA_LINK), abortSignal)) ?? "");
     const next = current === VOLUME_SLOTS[0] ? VOLUME_SLOTS[1] : VOLUME_SLOTS[0];
+    const previous = VOLUME_SLOTS.find((slot) => slot === current);
     const mtime = new Date();
     const tar = await packTar([
       emptyFileEntry(next, mtime),
-      ...versionEntries(next, files, mtime),
+      ...versionEntries(next, files, mtime, marker),
       symlinkEntry(DATA_LINK, next, mtime),
       ...nameLinkEntries(files, mtime),
-      ...(current ? [emptyFileEntry(current, mtime)] : []),
+      ...(previous ? [emptyFileEntry(previous, mtime)] : []),
     ]);
     try {
       await container.putArchive(tar, { path: plan.targetPath, abortSignal });
@@ -54,23 +55,31 @@ export const volumeMode: DeliveryModeImpl = {
     const bytes = files.reduce((sum, file) => sum + file.content.byteLength, 0);
     return { mode: "volume", targetPath: plan.targetPath, files: names, bytes, durationMs: performance.now() - started };
   },
+  /** One HEAD of the marker link (Docker resolves `..data` inside the container's root). */
+  async readMarker(docker: Dockerode, plan: DeliveryPlan, signal?: AbortSignal): Promise<string | undefined> {
+    const timeout = AbortSignal.timeout(PUT_ARCHIVE_TIMEOUT_MS);
+    const abortSignal = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    // Docker reports a link's target fully resolved in the container; the marker is its last part.
+    const target = await statLink(docker.getContainer(plan.containerId), posix.join(plan.targetPath, DATA_LINK, VERSION_MARKER), abortSignal);
+    const marker = target === undefined ? undefined : posix.basename(target);
+    return isMarker(marker) ? marker : undefined;
+  },
 };
 
-/** Which slot `..data` points to now, read with HEAD /containers/{id}/archive (a stat, no content). */
-async function currentSlot(container: Dockerode.Container, targetPath: string, abortSignal: AbortSignal): Promise<string | undefined> {
+/** Where a symlink in the container points, read with HEAD /containers/{id}/archive (a stat, no content). */
+async function statLink(container: Dockerode.Container, path: string, abortSignal: AbortSignal): Promise<string | undefined> {
   let reply: { headers?: Record<string, string | string[] | undefined>; resume?: () => void };
   try {
-    reply = (await container.infoArchive({ path: posix.join(targetPath, DATA_LINK), abortSignal })) as typeof reply;
+    reply = (await container.infoArchive({ path, abortSignal })) as typeof reply;
   } catch (error) {
     if ((error as { statusCode?: number }).statusCode === 404) return undefined;
-    throw new DsoError("DELIVERY_FAILED", `cannot stat ${targetPath} in the container: ${dockerReason(error)}`, { cause: error });
+    throw new DsoError("DELIVERY_FAILED", `cannot stat ${posix.dirname(path)} in the container: ${dockerReason(error)}`, { cause: error });
   }
   reply.resume?.();
   const header = reply.headers?.["x-docker-container-path-stat"];
   if (typeof header !== "string") return undefined;
   const stat = JSON.parse(Buffer.from(header, "base64").toString("utf8")) as PathStat;
-  const target = posix.basename(stat.linkTarget ?? "");
-  return VOLUME_SLOTS.find((slot) => slot === target);
+  return stat.linkTarget || undefined;
 }
 
 function dockerReason(error: unknown): string {

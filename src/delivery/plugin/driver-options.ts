@@ -3,6 +3,8 @@
  * The driver checks the shape of the options it understands itself; the rest is passed through to
  * the agent's resolver, which knows which secrets exist.
  */
+import { SIGNAL_NAMES, STRATEGY_NAMES } from "../../config/schema.ts";
+import type { SignalName, StrategyName } from "../../config/types.ts";
 import { DsoError } from "../../errors.ts";
 import { DEFAULT_SECRET_MODE } from "../types.ts";
 
@@ -12,6 +14,9 @@ export interface VolumeFileOptions {
   uid: number;
   gid: number;
   mode: number;
+  /** What to do with containers that mount the volume when its files change (default none). */
+  strategy?: StrategyName;
+  signal?: SignalName;
 }
 
 const MAX_ID = 0xffff_fffe;
@@ -25,7 +30,19 @@ export function parseDriverOptions(opts: Readonly<Record<string, string>>): Volu
     uid: parseId(opts.uid, "uid"),
     gid: parseId(opts.gid, "gid"),
     mode: parseMode(opts.mode),
+    ...(opts.strategy ? { strategy: parseChoice(opts.strategy, "strategy", STRATEGY_NAMES) } : {}),
+    ...(opts.signal ? { signal: parseChoice(normaliseSignal(opts.signal), "signal", SIGNAL_NAMES) } : {}),
   };
+}
+
+function normaliseSignal(raw: string): string {
+  const upper = raw.trim().toUpperCase();
+  return upper.startsWith("SIG") ? upper : `SIG${upper}`;
+}
+
+function parseChoice<T extends string>(raw: string, key: string, choices: readonly T[]): T {
+  if ((choices as readonly string[]).includes(raw)) return raw as T;
+  throw new DsoError("BAD_REQUEST", `volume option ${key}=${JSON.stringify(raw.slice(0, 64))} must be one of ${choices.join(", ")}`);
 }
 
 function parseId(raw: string | undefined, key: string): number {

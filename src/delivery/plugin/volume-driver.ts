@@ -4,8 +4,13 @@
  * into <root>/<volume> on tmpfs, so the entrypoint finds them, or we answer Err and the container
  * does not start (fail closed). The agent serves `handle` on its unix socket.
  *
- * Volume options (not secrets) are kept in memory and in <root>/.options (tmpfs), so an agent
- * restart does not forget volumes dockerd still knows.
+ * Each volume has a record in <root>/.options/<name>.json (tmpfs, 0600, never a value): its
+ * driver options, its open mounts (by dockerd's mount id, which is not the container id), and
+ * per container id the version marker of the files that container was last told about (written
+ * by the reconciler: at its first look at the container, and after its strategy ran). An agent
+ * restart therefore forgets nothing dockerd relies on, and the reconciler can tell which
+ * containers sharing a volume still have to be told about new files. The volume's files carry
+ * their own marker (layout.ts).
  */
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -13,7 +18,8 @@ import * as v from "valibot";
 import { DEFAULT_VOLUMES_ROOT } from "../../config/defaults.ts";
 import { describeError, DsoError } from "../../errors.ts";
 import { log } from "../../log/logger.ts";
-import { clearAtomicDir, writeAtomicDir } from "../atomic-dir.ts";
+import { KeyedQueue } from "../../util/keyed-queue.ts";
+import { clearAtomicDir, readAtomicMarker, writeAtomicDir } from "../atomic-dir.ts";
 import { isRamBacked, nearestExisting } from "../tmpfs.ts";
 import type { DeliveryResult, SecretFile } from "../types.ts";
 import { parseDriverOptions } from "./driver-options.ts";
@@ -27,12 +33,37 @@ const OPTIONS_DIR = ".options";
 const ROOT_MODE = 0o711;
 const VOLUME_DIR_MODE = 0o755;
 
-export type ResolveFiles = (volumeName: string, driverOpts: Readonly<Record<string, string>>, callerId?: string) => Promise<SecretFile[]>;
+/** The files of a volume and the version marker that describes them. */
+export interface VolumeFiles {
+  files: SecretFile[];
+  marker?: string;
+}
+
+export type ResolveFiles = (volumeName: string, driverOpts: Readonly<Record<string, string>>, callerId?: string) => Promise<VolumeFiles>;
 
 export interface VolumeDriverOptions {
   /** tmpfs base directory; verified with statfs, refused otherwise. */
   root?: string;
   resolveFiles: ResolveFiles;
+  /**
+   * The marker the volume's files should have now, from known fingerprints (no fetch), or
+   * undefined when unknown. A Mount of an already mounted volume fetches only when it differs.
+   */
+  wantedMarker?: (volumeName: string, driverOpts: Readonly<Record<string, string>>) => string | undefined;
+  /** A Mount wrote new files into a volume other containers already use: tell them (strategies). */
+  onFilesChanged?: (volumeName: string) => void;
+  /** Shared with the reconciler, so one volume's Mount, rotation and reconcile never interleave. */
+  queue?: KeyedQueue;
+}
+
+/** What the driver knows of one volume: enough to reconcile the containers that use it. */
+export interface VolumeObservation {
+  mounted: boolean;
+  opts: Readonly<Record<string, string>>;
+  /** Marker of the files in the volume now, read from the volume directory. */
+  filesMarker?: string;
+  /** Per container id: the marker of the files it was last told about. */
+  seen: ReadonlyMap<string, string>;
 }
 
 export interface VolumeDriver {
@@ -40,11 +71,25 @@ export interface VolumeDriver {
   /** Answers a plugin route, or undefined when the request is not one (the agent serves the rest). */
   handle(req: Request): Promise<Response | undefined>;
   /** Rewrites a mounted volume's files atomically; undefined when no container uses it. */
-  rotate(volumeName: string, files: readonly SecretFile[]): Promise<DeliveryResult | undefined>;
+  rotate(volumeName: string, content: VolumeFiles): Promise<DeliveryResult | undefined>;
   /** Names of volumes mounted by at least one container. */
   mountedVolumes(): string[];
   /** The host directory of a mounted volume (for the mode picker), undefined when not mounted. */
   mountpointOf(volumeName: string): string | undefined;
+  observe(volumeName: string): Promise<VolumeObservation | undefined>;
+  /** The driver options of a volume it has a record of. */
+  optionsOf(volumeName: string): Readonly<Record<string, string>> | undefined;
+  /** Records that a container has been told about the files at `marker` (its strategy ran). */
+  markSeen(volumeName: string, containerId: string, marker: string): Promise<void>;
+  /**
+   * Corrects the records from Docker's list of running containers taken at `listedAt` (ms):
+   * `running` maps each DSO volume in use to the ids of the containers using it. A volume no
+   * running container uses lost its Unmount while no agent answered: its mounts are dropped and
+   * its files removed; `seen` entries of containers that no longer use a volume go.
+   */
+  syncUsers(running: ReadonlyMap<string, ReadonlySet<string>>, listedAt: number): Promise<void>;
+  /** Records volumes dockerd knows but this driver has no record of (records lost). */
+  adopt(volumes: ReadonlyArray<{ name: string; opts: Record<string, string> }>): Promise<string[]>;
 }
 
 interface VolumeState {
@@ -55,28 +100,32 @@ interface VolumeState {
    * would wipe the files of a running container after its first `docker cp`.
    */
   users: Map<string, number>;
+  /** When each mount was first recorded (ms), so a Docker list older than that cannot drop it. */
+  since: Map<string, number>;
+  /** Container id → marker of the files it was last told about. */
+  seen: Map<string, string>;
 }
 
 const NameRequest = v.object({ Name: v.pipe(v.string(), v.regex(VOLUME_NAME, "is not a valid volume name")) });
 const CreateRequest = v.object({ ...NameRequest.entries, Opts: v.optional(v.nullable(v.record(v.string(), v.string()))) });
 const MountRequest = v.object({ ...NameRequest.entries, ID: v.optional(v.string(), "") });
+const StoredRecord = v.object({
+  opts: v.record(v.string(), v.string()),
+  users: v.optional(v.record(v.string(), v.number()), {}),
+  since: v.optional(v.record(v.string(), v.number()), {}),
+  seen: v.optional(v.record(v.string(), v.string()), {}),
+});
+/** Records written before users were kept held the options alone. */
+const LegacyRecord = v.record(v.string(), v.string());
 
 export async function createVolumeDriver(options: VolumeDriverOptions): Promise<VolumeDriver> {
   const root = options.root ?? DEFAULT_VOLUMES_ROOT;
   await prepareRoot(root);
-  const volumes = await loadOptions(root);
-  const locks = new Map<string, Promise<unknown>>();
+  const volumes = await loadRecords(root);
+  const queue = options.queue ?? new KeyedQueue();
   const dirOf = (name: string) => join(root, name);
-
-  /** Mount, Unmount, Remove and rotate of one volume run one at a time. */
-  function serialized<T>(name: string, work: () => Promise<T>): Promise<T> {
-    const previous = locks.get(name) ?? Promise.resolve();
-    const next = previous.then(work, work);
-    const settled = next.catch(() => undefined);
-    locks.set(name, settled);
-    void settled.then(() => locks.get(name) === settled && locks.delete(name));
-    return next;
-  }
+  const serialized = <T>(name: string, work: () => Promise<T>) => queue.run(`volume:${name}`, work);
+  const save = (name: string, state: VolumeState) => saveRecord(root, name, state);
 
   const routes: Record<string, (body: unknown) => Promise<object>> = {
     "/Plugin.Activate": async () => ({ Implements: ["VolumeDriver"] }),
@@ -85,15 +134,18 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
       const req = parse(CreateRequest, body);
       const opts = { ...(req.Opts ?? {}) };
       parseDriverOptions(opts); // refuse a bad uid/gid/mode at create time, not at first start
-      if (!volumes.has(req.Name)) volumes.set(req.Name, { opts, users: new Map() });
-      await saveOptions(root, req.Name, opts);
-      return { Err: "" };
+      return serialized(req.Name, async () => {
+        const state = volumes.get(req.Name) ?? newState(opts);
+        volumes.set(req.Name, state);
+        await save(req.Name, state);
+        return { Err: "" };
+      });
     },
     "/VolumeDriver.Remove": async (body) => {
       const { Name } = parse(NameRequest, body);
+      // dockerd calls Remove only for a volume no container references; mounts in the record are
+      // stale (an Unmount lost while no agent answered), so `docker volume rm` always works.
       return serialized(Name, async () => {
-        const state = volumes.get(Name);
-        if (state && state.users.size > 0) return { Err: `dso: volume ${Name} is in use by ${state.users.size} container(s)` };
         volumes.delete(Name);
         await rm(dirOf(Name), { recursive: true, force: true });
         await rm(join(root, OPTIONS_DIR, `${Name}.json`), { force: true });
@@ -105,8 +157,10 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
       return serialized(Name, async () => {
         const state = volumes.get(Name);
         if (!state) return { Err: `dso: volume ${Name} is unknown to DSO; remove and recreate it` };
-        if (state.users.size === 0) await fillVolume(Name, state, ID);
+        await fillIfStale(Name, state, ID);
         state.users.set(ID, (state.users.get(ID) ?? 0) + 1);
+        if (!state.since.has(ID)) state.since.set(ID, Date.now());
+        await save(Name, state);
         return { Mountpoint: dirOf(Name), Err: "" };
       });
     },
@@ -117,8 +171,9 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
         if (!state) return { Err: "" };
         const left = (state.users.get(ID) ?? 0) - 1;
         if (left > 0) state.users.set(ID, left);
-        else state.users.delete(ID);
+        else dropMount(state, ID);
         if (state.users.size === 0) await emptyVolume(Name);
+        await save(Name, state);
         return { Err: "" };
       });
     },
@@ -138,19 +193,28 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
   };
 
   function describe(name: string, state: VolumeState) {
-    return { Name: name, Mountpoint: state.users.size > 0 ? dirOf(name) : "", Status: { secrets: parseDriverOptions(state.opts).secrets.join(",") } };
+    return { Name: name, Mountpoint: state.users.size > 0 ? dirOf(name) : "", Status: { secrets: safeSecrets(state.opts) } };
   }
 
-  async function fillVolume(name: string, state: VolumeState, callerId: string): Promise<void> {
-    const files = await options.resolveFiles(name, state.opts, callerId || undefined);
+  /**
+   * The first Mount always fetches (fail closed on an unavailable secret); a Mount of a volume
+   * already in use fetches only when its files are not the wanted version.
+   */
+  async function fillIfStale(name: string, state: VolumeState, callerId: string): Promise<void> {
+    const current = state.users.size > 0 ? await readAtomicMarker(dirOf(name)).catch(() => undefined) : undefined;
+    const wanted = options.wantedMarker?.(name, state.opts);
+    if (state.users.size > 0 && current !== undefined && current === wanted) return;
+    const { files, marker } = await options.resolveFiles(name, state.opts, callerId || undefined);
+    if (state.users.size > 0 && marker !== undefined && marker === current) return;
     await mkdir(dirOf(name), { recursive: true, mode: VOLUME_DIR_MODE });
     try {
-      await writeAtomicDir(dirOf(name), files);
+      await writeAtomicDir(dirOf(name), files, marker);
     } catch (error) {
-      await emptyVolume(name);
+      if (state.users.size === 0) await emptyVolume(name);
       throw error;
     }
     log.info("dso volume mounted", { volume: name, files: files.length });
+    if (state.users.size > 0) options.onFilesChanged?.(name);
   }
 
   async function emptyVolume(name: string): Promise<void> {
@@ -172,20 +236,86 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
       }
       return new Response(JSON.stringify(reply), { headers: { "content-type": PLUGIN_CONTENT_TYPE } });
     },
-    rotate(volumeName: string, files: readonly SecretFile[]) {
+    rotate(volumeName: string, content: VolumeFiles) {
       return serialized(volumeName, async () => {
         const state = volumes.get(volumeName);
         if (!state || state.users.size === 0) return undefined;
         const started = performance.now();
-        const { bytes } = await writeAtomicDir(dirOf(volumeName), files);
-        return { mode: "plugin" as const, targetPath: dirOf(volumeName), files: files.map((f) => f.name), bytes, durationMs: performance.now() - started };
+        const { bytes } = await writeAtomicDir(dirOf(volumeName), content.files, content.marker);
+        return { mode: "plugin" as const, targetPath: dirOf(volumeName), files: content.files.map((f) => f.name), bytes, durationMs: performance.now() - started };
       });
     },
     mountpointOf: (volumeName: string) => ((volumes.get(volumeName)?.users.size ?? 0) > 0 ? dirOf(volumeName) : undefined),
     mountedVolumes: () => [...volumes].filter(([, state]) => state.users.size > 0).map(([name]) => name),
+    optionsOf: (volumeName: string) => volumes.get(volumeName)?.opts,
+    async observe(volumeName: string) {
+      const state = volumes.get(volumeName);
+      if (!state) return undefined;
+      const mounted = state.users.size > 0;
+      const filesMarker = mounted ? await readAtomicMarker(dirOf(volumeName)).catch(() => undefined) : undefined;
+      return { mounted, opts: state.opts, filesMarker, seen: new Map(state.seen) };
+    },
+    markSeen(volumeName: string, containerId: string, marker: string) {
+      return serialized(volumeName, async () => {
+        const state = volumes.get(volumeName);
+        if (!state || state.users.size === 0) return;
+        state.seen.set(containerId, marker);
+        await save(volumeName, state);
+      });
+    },
+    async syncUsers(running, listedAt) {
+      for (const [name, state] of [...volumes]) {
+        await serialized(name, async () => {
+          const live = running.get(name) ?? new Set<string>();
+          const staleSeen = [...state.seen.keys()].filter((id) => !live.has(id));
+          for (const id of staleSeen) state.seen.delete(id);
+          const newest = Math.max(0, ...state.since.values());
+          const lostUnmount = live.size === 0 && state.users.size > 0 && newest < listedAt;
+          if (lostUnmount) {
+            state.users.clear();
+            state.since.clear();
+            await emptyVolume(name);
+            log.info("dso volume: no running container uses it any more; dropped its mounts and files", { volume: name });
+          }
+          if (lostUnmount || staleSeen.length) await save(name, state);
+        });
+      }
+    },
+    async adopt(list) {
+      const adopted: string[] = [];
+      for (const { name, opts } of list) {
+        if (!VOLUME_NAME.test(name) || volumes.has(name)) continue;
+        await serialized(name, async () => {
+          if (volumes.has(name)) return;
+          const state = newState(opts);
+          volumes.set(name, state);
+          await save(name, state);
+          adopted.push(name);
+        });
+      }
+      return adopted;
+    },
   };
 }
 
+function newState(opts: Record<string, string>): VolumeState {
+  return { opts, users: new Map(), since: new Map(), seen: new Map() };
+}
+
+function dropMount(state: VolumeState, id: string): void {
+  state.users.delete(id);
+  state.since.delete(id);
+  if (state.users.size === 0) state.seen.clear();
+}
+
+/** The secret names of a volume for Get/List; an invalid option must not fail those calls. */
+function safeSecrets(opts: Readonly<Record<string, string>>): string {
+  try {
+    return parseDriverOptions(opts).secrets.join(",");
+  } catch {
+    return "";
+  }
+}
 /** dockerd shows Err verbatim to the user: one line, prefixed so it is clearly ours. */
 function pluginError(error: unknown): string {
   const code = error instanceof DsoError ? `${error.code}: ` : "";
@@ -211,22 +341,34 @@ function notTmpfs(root: string): DsoError {
   });
 }
 
-async function loadOptions(root: string): Promise<Map<string, VolumeState>> {
+async function loadRecords(root: string): Promise<Map<string, VolumeState>> {
   const volumes = new Map<string, VolumeState>();
   const dir = join(root, OPTIONS_DIR);
   for (const entry of await readdir(dir)) {
     const name = entry.replace(/\.json$/, "");
     if (!VOLUME_NAME.test(name) || entry === name) continue;
     try {
-      const opts = JSON.parse(await readFile(join(dir, entry), "utf8")) as Record<string, string>;
-      volumes.set(name, { opts, users: new Map() });
+      const raw: unknown = JSON.parse(await readFile(join(dir, entry), "utf8"));
+      const record = v.safeParse(StoredRecord, raw);
+      if (record.success) {
+        const { opts, users, since, seen } = record.output;
+        volumes.set(name, { opts, users: new Map(Object.entries(users)), since: new Map(Object.entries(since)), seen: new Map(Object.entries(seen)) });
+        continue;
+      }
+      volumes.set(name, newState(v.parse(LegacyRecord, raw)));
     } catch {
-      log.warn("ignoring unreadable dso volume options", { volume: name });
+      log.warn("ignoring unreadable dso volume record", { volume: name });
     }
   }
   return volumes;
 }
 
-async function saveOptions(root: string, name: string, opts: Record<string, string>): Promise<void> {
-  await writeFile(join(root, OPTIONS_DIR, `${name}.json`), JSON.stringify(opts), { mode: 0o600 });
+async function saveRecord(root: string, name: string, state: VolumeState): Promise<void> {
+  const record = {
+    opts: state.opts,
+    users: Object.fromEntries(state.users),
+    since: Object.fromEntries(state.since),
+    seen: Object.fromEntries(state.seen),
+  };
+  await writeFile(join(root, OPTIONS_DIR, `${name}.json`), JSON.stringify(record), { mode: 0o600 });
 }

@@ -6,10 +6,18 @@ import type { Strategy, StrategyContext, StrategyResult } from "./types.ts";
 
 type Inspect = Dockerode.ContainerInspectInfo;
 
+/** Name suffixes of a replacement being started and of an original parked during re-creation. */
+export const NEXT_SUFFIX = "-dso-next-";
+export const OLD_SUFFIX = "-dso-old-";
+
 /** A container that binds fixed host ports cannot run twice at once. */
 export function publishesFixedHostPorts(info: Inspect): boolean {
   const bindings = info.HostConfig.PortBindings as Record<string, Array<{ HostPort?: string }> | null> | undefined;
   return Object.values(bindings ?? {}).some((list) => (list ?? []).some((b) => b.HostPort && b.HostPort !== "0"));
+}
+
+function mergeLabels(current: Record<string, string> | undefined, overrides: Record<string, string>): Record<string, string> {
+  return { ...(current ?? {}), ...overrides };
 }
 
 function mergeEnv(current: string[] | undefined, overrides: Record<string, string>): string[] {
@@ -19,7 +27,7 @@ function mergeEnv(current: string[] | undefined, overrides: Record<string, strin
 }
 
 /** The create options that give a twin of `info` under another name. */
-export function replacementSpec(info: Inspect, name: string, env: Record<string, string>): Dockerode.ContainerCreateOptions {
+export function replacementSpec(info: Inspect, name: string, env: Record<string, string>, labels: Record<string, string> = {}): Dockerode.ContainerCreateOptions {
   const { Hostname: _hostname, ...config } = info.Config;
   const networks = info.NetworkSettings?.Networks ?? {};
   const endpoints = Object.fromEntries(
@@ -33,6 +41,7 @@ export function replacementSpec(info: Inspect, name: string, env: Record<string,
     Image: info.Image,
     name,
     Env: mergeEnv(info.Config.Env, env),
+    Labels: mergeLabels(info.Config.Labels, labels),
     HostConfig: info.HostConfig,
     ...(Object.keys(endpoints).length ? { NetworkingConfig: { EndpointsConfig: endpoints } } : {}),
   } as Dockerode.ContainerCreateOptions;
@@ -45,21 +54,25 @@ export function replacementSpec(info: Inspect, name: string, env: Record<string,
 async function recreateInPlace(ctx: StrategyContext, info: Dockerode.ContainerInspectInfo): Promise<StrategyResult> {
   const old = ctx.docker.getContainer(ctx.containerId);
   const name = info.Name.replace(/^\//, "");
-  const parked = `${name}-dso-old-${Date.now().toString(36)}`;
+  const parked = `${name}${OLD_SUFFIX}${Date.now().toString(36)}`;
   await old.stop({ t: RESTART_STOP_TIMEOUT_S }).catch(() => {});
   await old.rename({ name: parked });
   let next: Dockerode.Container | undefined;
   try {
-    next = await ctx.docker.createContainer(replacementSpec(info, name, ctx.env));
+    next = await ctx.docker.createContainer(replacementSpec(info, name, ctx.env, ctx.labels));
     await next.start();
     await ctx.deliver(next.id);
     const outcome = await waitHealthy(ctx.docker, next.id, ctx.healthCheckTimeoutMs, ctx.abort);
-    if (outcome !== "healthy") throw new DsoError("DELIVERY_FAILED", `replacement for ${name} did not become healthy (${outcome}); restored the old container`);
+    if (outcome !== "healthy") throw new DsoError("DELIVERY_FAILED", `replacement for ${name} did not become healthy (${outcome})`);
   } catch (error) {
     await next?.remove({ force: true }).catch(() => {});
     await old.rename({ name });
-    await old.start().catch(() => {});
-    throw error;
+    const restored = await old.start().then(
+      () => true,
+      () => false,
+    );
+    const why = error instanceof Error ? error.message.split("\n")[0] : String(error);
+    throw new DsoError("DELIVERY_FAILED", restored ? `${why}; restored the old container` : `${why}; the old container could not be started again`, { cause: error });
   }
   await old.remove({ force: true });
   return { strategy: "rolling", action: "replaced", containerId: next.id, detail: `re-created in place (fixed host ports)` };
@@ -85,8 +98,8 @@ export const rollingStrategy: Strategy = {
       return { ...result, strategy: "rolling", detail: "fixed host ports: fell back to restart" };
     }
     const name = info.Name.replace(/^\//, "");
-    const nextName = `${name}-dso-next-${Date.now().toString(36)}`;
-    const next = await ctx.docker.createContainer(replacementSpec(info, nextName, ctx.env));
+    const nextName = `${name}${NEXT_SUFFIX}${Date.now().toString(36)}`;
+    const next = await ctx.docker.createContainer(replacementSpec(info, nextName, ctx.env, ctx.labels));
     try {
       await next.start();
       await ctx.deliver(next.id);

@@ -14,6 +14,8 @@ export interface StrategyContext {
   deliver(containerId: string): Promise<void>;
   /** Environment variables to set on a replacement (env injection); empty when none. */
   env: Record<string, string>;
+  /** Labels to set on a replacement (the env injection version marker); empty when none. */
+  labels: Record<string, string>;
   log: StrategyLogger;
   abort: AbortSignal;
 }

@@ -1,10 +1,10 @@
 import { describe, expect, test } from "bun:test";
-import { SecretStore } from "../../src/agent/secret-store.ts";
+import { SecretStore } from "../../src/secrets/store.ts";
 import { parseConfig } from "../../src/config/index.ts";
 import { DsoError } from "../../src/errors.ts";
-import type { SecretFetcher } from "../../src/reloader/reloader.ts";
+import type { SecretFetcher } from "../../src/secrets/types.ts";
 import type { FetchItem, SecretRef } from "../../src/rpc/protocol.ts";
-import { fetchOnlyReloader } from "../support/fetch-only-reloader.ts";
+import { testSource } from "../support/test-source.ts";
 
 const { config } = parseConfig("providers:\n  p:\n    type: file\nsecrets:\n  - name: db\n", "dso.yaml", {});
 
@@ -26,16 +26,16 @@ function reloader(cache: boolean) {
   const store = new SecretStore(cache);
   store.setSpecs(config.secrets);
   const provider = new ScriptedProvider();
-  const r = fetchOnlyReloader({ store, provider, config });
+  const r = testSource({ store, provider });
   return { r, store, provider };
 }
 
 describe("agent.cache: last known values in memory", () => {
   test("with the cache, an outage serves the last value and marks the secret stale", async () => {
     const { r, store, provider } = reloader(true);
-    expect((await r.fetchValues(["db"])).values.get("db")?.value.data.value).toBe("v1");
+    expect((await r.fetch(["db"])).values.get("db")?.value.data.value).toBe("v1");
     provider.next = "outage";
-    const during = await r.fetchValues(["db"]);
+    const during = await r.fetch(["db"]);
     expect(during.errors).toEqual([]);
     expect(during.values.get("db")?.value.data.value).toBe("v1");
     expect(store.get("db")).toMatchObject({ stale: true, error: "provider p exited (signal SIGKILL)" });
@@ -43,29 +43,29 @@ describe("agent.cache: last known values in memory", () => {
 
   test("without the cache, an outage is an error and no value is kept", async () => {
     const { r, store, provider } = reloader(false);
-    await r.fetchValues(["db"]);
+    await r.fetch(["db"]);
     expect(store.get("db")?.cached).toBeUndefined();
     provider.next = "outage";
-    const during = await r.fetchValues(["db"]);
+    const during = await r.fetch(["db"]);
     expect(during.values.size).toBe(0);
     expect(during.errors[0]).toContain("provider p exited");
   });
 
   test("a secret the provider says is gone is not served from the cache", async () => {
     const { r, provider } = reloader(true);
-    await r.fetchValues(["db"]);
+    await r.fetch(["db"]);
     provider.next = "gone";
-    const after = await r.fetchValues(["db"]);
+    const after = await r.fetch(["db"]);
     expect(after.values.size).toBe(0);
     expect(after.errors[0]).toContain("not found");
   });
 
   test("a changed fingerprint drops the cached value", async () => {
     const { r, store, provider } = reloader(true);
-    await r.fetchValues(["db"]);
+    await r.fetch(["db"]);
     expect(store.recordFingerprint("db", "fp-v2", new Date())).toBe("changed");
     expect(store.cachedValue("db")).toBeUndefined();
     provider.value = "v2";
-    expect((await r.fetchValues(["db"])).values.get("db")?.value.data.value).toBe("v2");
+    expect((await r.fetch(["db"])).values.get("db")?.value.data.value).toBe("v2");
   });
 });

@@ -4,7 +4,7 @@
  * (in memory, never on disk). Without the cache a value lives only while it is being delivered.
  */
 import type { SecretSpec } from "../config/types.ts";
-import type { FetchedSecret } from "../reloader/files.ts";
+import type { FetchedSecret } from "./types.ts";
 import type { SecretRef } from "../rpc/protocol.ts";
 
 /** The provider reference of a configured secret, with its pin if any. */
@@ -14,12 +14,16 @@ export function refFor(spec: SecretSpec): SecretRef {
 
 export interface SecretState {
   spec: SecretSpec;
+  /** Listed in secrets[] of dso.yaml (not only named by a label or a volume). */
+  configured: boolean;
   fingerprint?: string;
   version?: string;
   lastPollAt?: string;
   lastChangeAt?: string;
   /** The provider could not be asked, or answered with an error, at the last poll. */
   stale: boolean;
+  /** When it last turned stale (kept while it stays stale). */
+  staleSince?: string;
   error?: string;
   cached?: FetchedSecret;
 }
@@ -33,7 +37,7 @@ export class SecretStore {
     const next = new Map<string, SecretState>();
     for (const spec of specs) {
       const old = this.states.get(spec.name);
-      next.set(spec.name, old && old.spec.provider === spec.provider ? { ...old, spec } : { spec, stale: false });
+      next.set(spec.name, old && old.spec.provider === spec.provider ? { ...old, spec, configured: true } : { spec, configured: true, stale: false });
     }
     this.states.clear();
     for (const [k, val] of next) this.states.set(k, val);
@@ -42,7 +46,7 @@ export class SecretStore {
   /** Track a secret first seen on a container label (no secrets[] entry); true when it is new. */
   ensure(spec: SecretSpec): boolean {
     if (this.states.has(spec.name)) return false;
-    this.states.set(spec.name, { spec, stale: false });
+    this.states.set(spec.name, { spec, configured: false, stale: false });
     return true;
   }
 
@@ -64,6 +68,7 @@ export class SecretStore {
     if (!state) return "unchanged";
     state.lastPollAt = at.toISOString();
     state.stale = false;
+    state.staleSince = undefined;
     state.error = undefined;
     const before = state.fingerprint;
     state.fingerprint = fingerprint;
@@ -78,19 +83,40 @@ export class SecretStore {
     const state = this.states.get(name);
     if (!state) return;
     state.lastPollAt = at.toISOString();
+    if (!state.stale) state.staleSince = at.toISOString();
     state.stale = true;
     state.error = message;
   }
 
-  recordFetched(name: string, fetched: FetchedSecret): void {
+  /**
+   * Forget secrets that neither dso.yaml lists nor anything in use names (a label that was
+   * removed, a volume whose Mount failed): they would be polled, and shown stale, forever.
+   */
+  retain(inUse: ReadonlySet<string>): string[] {
+    const dropped: string[] = [];
+    for (const [name, state] of this.states) {
+      if (state.configured || inUse.has(name)) continue;
+      this.states.delete(name);
+      dropped.push(name);
+    }
+    return dropped;
+  }
+
+  /** Record a fetched value's fingerprint; true when it differs from a known, older one. */
+  recordFetched(name: string, fetched: FetchedSecret): boolean {
     const state = this.states.get(name);
-    if (!state) return;
+    if (!state) return false;
+    const changed = state.fingerprint !== undefined && state.fingerprint !== fetched.fingerprint;
     if (state.fingerprint !== fetched.fingerprint) {
-      if (state.fingerprint !== undefined) state.lastChangeAt = new Date().toISOString();
+      if (changed) state.lastChangeAt = new Date().toISOString();
       state.fingerprint = fetched.fingerprint;
     }
     state.version = fetched.version ?? state.version;
+    state.stale = false;
+    state.staleSince = undefined;
+    state.error = undefined;
     if (this.cacheValues) state.cached = fetched;
+    return changed;
   }
 
   cachedValue(name: string): FetchedSecret | undefined {

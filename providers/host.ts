@@ -1,15 +1,16 @@
 /**
- * The provider side of the protocol: runs inside `dso provider <type>`. Reads requests from
- * stdin, answers on stdout, logs JSON lines on stderr. A bad frame gets an error reply and the
- * process keeps serving; stdin closing (the agent went away) ends the process.
+ * The provider host: the child side of the protocol, inside `dso provider <type>`. Reads requests
+ * from stdin, answers on stdout, logs JSON lines on stderr. A bad frame gets an error reply and
+ * the process keeps serving; stdin closing (the agent went away) ends the process. Stdout is the
+ * RPC channel, so once the host starts, every other write to it (console.*, a library's print)
+ * goes to stderr instead, where the agent re-logs it (go-plugin does the same).
  */
 import * as v from "valibot";
-import { loadProvider } from "../../providers/registry.ts";
-import { toRpcError } from "../../providers/errors.ts";
-import type { ProviderClient, ProviderFactory, ProviderLogger } from "../../providers/types.ts";
-import { LOG_LEVEL_NAMES, levelEnabled, type LogLevelName } from "../log/logger.ts";
-import { redact, registerSecretValue } from "../log/redact.ts";
-import { encodeFrame, readFrames } from "./framing.ts";
+import { LOG_LEVEL_NAMES, levelEnabled, type LogLevelName } from "../src/log/logger.ts";
+import { redact, registerSecretValue } from "../src/log/redact.ts";
+import { encodeFrame, readFrames } from "../src/rpc/framing.ts";
+import { toRpcError } from "./errors.ts";
+import type { ProviderClient, ProviderFactory, ProviderLogger } from "./types.ts";
 import {
   describeIssues,
   MAX_FRAME_BYTES,
@@ -19,7 +20,7 @@ import {
   type Hello,
   type Request,
   type RpcError,
-} from "./protocol.ts";
+} from "../src/rpc/protocol.ts";
 
 export interface ProviderIo {
   input: ReadableStream<Uint8Array>;
@@ -43,15 +44,30 @@ function rememberValues(items: FetchItem[]): void {
   }
 }
 
-export async function serveProvider(type: string, io: ProviderIo): Promise<number> {
+/**
+ * This process's stdout becomes the protocol's alone: returns the one writer for frames, and
+ * sends console.* and every other stdout write to stderr.
+ */
+export function claimStdout(): (bytes: Uint8Array) => void {
+  const out = process.stdout;
+  const frameWrite = out.write.bind(out);
+  const toStderr = process.stderr.write.bind(process.stderr);
+  out.write = ((chunk: unknown, ...rest: unknown[]) => toStderr(chunk as string, ...(rest as []))) as typeof out.write;
+  const print = (...args: unknown[]) => void toStderr(`${args.map((a) => (typeof a === "string" ? a : Bun.inspect(a))).join(" ")}\n`);
+  console.log = print;
+  console.info = print;
+  console.debug = print;
+  console.warn = print;
+  console.error = print;
+  console.trace = print;
+  return (bytes) => void frameWrite(bytes);
+}
+
+export async function serveProvider(factory: ProviderFactory, io: ProviderIo): Promise<number> {
   const wanted = io.env.DSO_LOG_LEVEL as LogLevelName | undefined;
   const log = jsonLogger(io, wanted && LOG_LEVEL_NAMES.includes(wanted) ? wanted : "info");
-  const factory: ProviderFactory | undefined = await loadProvider(type);
-  if (!factory) {
-    log.error(`unknown provider type "${type}"`);
-    return 2;
-  }
-  const hello: Hello = { type: "hello", protocol: PROTOCOL_VERSION, provider: type, capabilities: factory.capabilities };
+  const type = factory.type;
+  const hello: Hello = { type: "hello", protocol: PROTOCOL_VERSION, provider: type };
   io.write(encodeFrame(hello));
 
   let client: ProviderClient | undefined;
@@ -71,7 +87,7 @@ export async function serveProvider(type: string, io: ProviderIo): Promise<numbe
           await client?.close();
           client = undefined;
           configuredName = request.params.name;
-          client = await factory!.create(request.params, { log, env: io.env });
+          client = await factory.create(request.params, { log, env: io.env });
           reply(request.id, { result: { ok: true } });
           return "continue";
         }

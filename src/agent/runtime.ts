@@ -1,0 +1,76 @@
+/**
+ * The runtime both `dso agent` and a direct `dso inject` (no agent running) are built from, so both
+ * fetch the same way and pick the same delivery mode for the same container: provider processes,
+ * the secret store and source, the version markers, the keyed work queue, the delivery planner and
+ * the reconciler.
+ */
+import type Dockerode from "dockerode";
+import type { DsoConfig, ProviderConfig } from "../config/types.ts";
+import { DeliveryPlanner, plannerOptionsFor } from "../delivery/planner.ts";
+import type { FieldLogger } from "../log/logger.ts";
+import { Reconciler } from "../reloader/reconciler.ts";
+import type { DsoVolumes } from "../reloader/volumes.ts";
+import { ProviderProcess } from "../rpc/supervisor.ts";
+import { SecretSource } from "../secrets/source.ts";
+import { SecretStore } from "../secrets/store.ts";
+import { VersionMarkers } from "../secrets/version-marker.ts";
+import { KeyedQueue } from "../util/keyed-queue.ts";
+
+export function providerProcess(name: string, spec: ProviderConfig, env: Record<string, string | undefined>): ProviderProcess {
+  return new ProviderProcess({
+    configure: {
+      name,
+      type: spec.type,
+      ...(spec.region ? { region: spec.region } : {}),
+      auth: { ...(spec.auth.method ? { method: spec.auth.method } : {}), params: spec.auth.params },
+      config: spec.config,
+    },
+    env,
+    backoffBaseMs: spec.retry.backoffMs,
+  });
+}
+
+export interface SecretsRuntime {
+  store: SecretStore;
+  source: SecretSource;
+  markers: VersionMarkers;
+  queue: KeyedQueue;
+}
+
+export function buildSecretsRuntime(options: {
+  config: DsoConfig;
+  key: Uint8Array;
+  provider: (name: string) => ProviderProcess | undefined;
+  log: FieldLogger;
+  onChanged?: (names: string[]) => void;
+}): SecretsRuntime {
+  const store = new SecretStore(options.config.agent.cache);
+  store.setSpecs(options.config.secrets);
+  const source = new SecretSource({ store, provider: options.provider, log: options.log, onChanged: options.onChanged });
+  return { store, source, markers: new VersionMarkers(options.key), queue: new KeyedQueue() };
+}
+
+/** The Docker side: the planner with the daemon's facts, and the reconciler over it. */
+export async function buildReconciler(options: {
+  docker: Dockerode;
+  secrets: SecretsRuntime;
+  config: () => DsoConfig;
+  socketPath: string;
+  volumes?: DsoVolumes;
+  log: FieldLogger;
+  pendingReason?: (secret: string) => string;
+}): Promise<{ planner: DeliveryPlanner; reconciler: Reconciler }> {
+  const plannerOptions = await plannerOptionsFor(options.docker, options.socketPath, (volume) => options.volumes?.mountpointOf(volume));
+  const planner = new DeliveryPlanner(options.docker, plannerOptions);
+  const reconciler = new Reconciler({
+    docker: options.docker,
+    ...options.secrets,
+    planner,
+    volumes: options.volumes,
+    pluginDrivers: plannerOptions.pluginDrivers,
+    log: options.log,
+    config: options.config,
+    pendingReason: options.pendingReason,
+  });
+  return { planner, reconciler };
+}

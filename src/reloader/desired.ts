@@ -1,0 +1,139 @@
+/**
+ * What DSO wants in one running container: the file sets per target directory (labels and
+ * `secrets[].targets`, see selection.ts), the environment variables (env injection), and the DSO
+ * volumes it mounts — a container that only mounts a DSO volume is served too, with the
+ * volume's `strategy=` option or `none`. Computed from Docker's container list (labels and mounts
+ * are in it), so a reconcile pass needs no inspect per container.
+ */
+import type Dockerode from "dockerode";
+import type { DsoConfig, SecretSpec, SignalName, StrategyName } from "../config/types.ts";
+import { parseDriverOptions } from "../delivery/plugin/driver-options.ts";
+import { targetPathOf } from "./files.ts";
+import { implicitSecretSpec, selectContainer, type Selection } from "./selection.ts";
+
+/** The label a container re-created for env injection carries: the marker of its variables. */
+export const ENV_VERSION_LABEL = "dso.env-version";
+const SWARM_TASK_LABEL = "com.docker.swarm.task.id";
+
+export interface ContainerFacts {
+  id: string;
+  name: string;
+  /** The container's own labels (image labels removed, see labels.ts). */
+  labels: Record<string, string>;
+  running: boolean;
+  mounts: Array<{ type?: string; name?: string; driver?: string; destination: string }>;
+}
+
+export interface TargetUnit {
+  /** Directory inside the container. */
+  path: string;
+  specs: SecretSpec[];
+}
+
+export interface VolumeUnit {
+  volume: string;
+  destination: string;
+  secrets: string[];
+}
+
+export interface Desired {
+  id: string;
+  name: string;
+  /** The label/target selection; undefined for a container served only through DSO volumes. */
+  selection?: Selection;
+  targets: TargetUnit[];
+  envSpecs: SecretSpec[];
+  volumes: VolumeUnit[];
+  strategy: StrategyName;
+  signal: SignalName;
+  healthCheckTimeoutMs: number;
+  /** Every secret name the container uses (files, env and volumes). */
+  secrets: string[];
+  /** The ENV_VERSION_LABEL the container carries, if any. */
+  envMarker?: string;
+}
+
+export function factsFromList(entry: Dockerode.ContainerInfo, labels: Record<string, string>): ContainerFacts {
+  return {
+    id: entry.Id,
+    name: (entry.Names?.[0] ?? entry.Id).replace(/^\//, ""),
+    labels,
+    running: entry.State === "running",
+    mounts: (entry.Mounts ?? []).map((m) => ({ type: m.Type, name: m.Name, driver: m.Driver, destination: m.Destination })),
+  };
+}
+
+export function isSwarmTask(labels: Record<string, string> | null | undefined): boolean {
+  return labels?.[SWARM_TASK_LABEL] !== undefined;
+}
+
+export interface DesiredOptions {
+  config: DsoConfig;
+  /** The names under which dockerd knows DSO's volume driver. */
+  pluginDrivers: readonly string[];
+  /** The driver options of a DSO volume, from the driver's record; undefined when unknown. */
+  volumeOptions(volume: string): Readonly<Record<string, string>> | undefined;
+}
+
+/** What DSO wants in the container, or undefined when it serves nothing there. */
+export function desiredFor(facts: ContainerFacts, opts: DesiredOptions): { desired?: Desired; warnings: string[] } {
+  const { config } = opts;
+  const outcome = selectContainer({ id: facts.id, name: facts.name, labels: facts.labels }, config);
+  const selection = outcome.selected ? outcome.selection : undefined;
+  const warnings = [...outcome.warnings];
+
+  const fileSpecs = (selection?.secrets ?? []).filter((s) => s.inject.type === "file");
+  const envSpecs = (selection?.secrets ?? []).filter((s) => s.inject.type === "env");
+  const byPath = new Map<string, SecretSpec[]>();
+  for (const spec of fileSpecs) {
+    const path = targetPathOf(selection!, spec);
+    byPath.set(path, [...(byPath.get(path) ?? []), spec]);
+  }
+  const targets = [...byPath].map(([path, specs]) => ({ path, specs }));
+
+  const volumes: VolumeUnit[] = [];
+  let volumeStrategy: { strategy?: StrategyName; signal?: SignalName } = {};
+  for (const mount of facts.mounts) {
+    if (mount.type !== "volume" || !mount.name || !mount.driver || !opts.pluginDrivers.includes(mount.driver)) continue;
+    // A labelled file set aimed at the volume is delivered into it like any target.
+    if (byPath.has(mount.destination)) continue;
+    const driverOpts = opts.volumeOptions(mount.name);
+    if (!driverOpts) continue;
+    try {
+      const parsed = parseDriverOptions(driverOpts);
+      if (parsed.secrets.length === 0) continue;
+      volumes.push({ volume: mount.name, destination: mount.destination, secrets: parsed.secrets });
+      if (parsed.strategy && !volumeStrategy.strategy) volumeStrategy = { strategy: parsed.strategy, signal: parsed.signal };
+    } catch (error) {
+      warnings.push(`container ${facts.name}: DSO volume ${mount.name}: ${(error as Error).message}`);
+    }
+  }
+  if (!selection && volumes.length === 0) return { warnings };
+
+  const volumeSecrets = volumes.flatMap((v) => v.secrets);
+  const configured = volumeSecrets.map((n) => config.secrets.find((s) => s.name === n)).filter((s) => s !== undefined);
+  // A volume-only container: the volume's strategy= option, else a strategy dso.yaml names.
+  const yamlStrategy = config.agent.rotation.strategy ?? configured.find((s) => s.rotation.enabled)?.rotation.strategy;
+  const strategy = selection?.strategy ?? volumeStrategy.strategy ?? yamlStrategy ?? "none";
+  return {
+    warnings,
+    desired: {
+      id: facts.id,
+      name: facts.name,
+      selection,
+      targets,
+      envSpecs,
+      volumes,
+      strategy,
+      signal: selection?.signal ?? volumeStrategy.signal ?? configured[0]?.rotation.signal ?? config.agent.rotation.signal,
+      healthCheckTimeoutMs: selection?.healthCheckTimeoutMs ?? config.agent.rotation.healthCheckTimeoutMs,
+      secrets: [...new Set([...(selection?.secrets ?? []).map((s) => s.name), ...volumeSecrets])],
+      envMarker: facts.labels[ENV_VERSION_LABEL],
+    },
+  };
+}
+
+/** The spec of a secret named by a volume: from dso.yaml, or implicit with a single provider. */
+export function volumeSecretSpec(name: string, config: DsoConfig): SecretSpec | undefined {
+  return config.secrets.find((s) => s.name === name) ?? implicitSecretSpec(name, config);
+}

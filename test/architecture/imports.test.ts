@@ -1,0 +1,105 @@
+/**
+ * Imports run one way (docs/architecture.md): cli → agent → (watcher, reloader) → (secrets,
+ * delivery) → (docker, rpc, api, config) → base (errors, log, version, util). A provider knows
+ * only the provider contract; only the CLI's `dso provider` command loads the provider host. This
+ * test reads every import (type-only ones too) of src/ and providers/ and fails on any import
+ * that runs up or sideways, and on any cycle between rooms.
+ */
+import { describe, expect, test } from "bun:test";
+import { Glob } from "bun";
+import { readFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+
+const ROOT = join(import.meta.dir, "../..");
+
+/** Rank of each room: a room may import its own files and rooms of a lower rank. */
+const RANK: Record<string, number> = {
+  base: 0,
+  config: 1,
+  docker: 1,
+  rpc: 1,
+  api: 1,
+  "provider-contract": 1,
+  secrets: 2,
+  delivery: 2,
+  watcher: 3,
+  reloader: 3,
+  doctor: 4,
+  agent: 4,
+  "provider-host": 5,
+  cli: 6,
+  main: 7,
+};
+
+export function roomOf(path: string): string {
+  if (path === "src/main.ts") return "main";
+  if (path === "package.json") return "base";
+  if (path === "src/errors.ts" || path === "src/version.ts" || path.startsWith("src/log/") || path.startsWith("src/util/")) return "base";
+  if (path === "providers/types.ts" || path === "providers/errors.ts") return "provider-contract";
+  if (path === "providers/host.ts" || path === "providers/registry.ts") return "provider-host";
+  const provider = /^providers\/([^/]+)\//.exec(path);
+  if (provider) return `provider:${provider[1]}`;
+  const room = /^src\/([^/]+)\//.exec(path);
+  return room ? room[1]! : `unknown:${path}`;
+}
+
+const IMPORT = /(?:^|[\s;])(?:import|export)\s(?:[^"';]*?\sfrom\s)?["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
+
+function importsOf(file: string): string[] {
+  const text = readFileSync(join(ROOT, file), "utf8");
+  const out: string[] = [];
+  for (const m of text.matchAll(IMPORT)) {
+    const spec = m[1] ?? m[2]!;
+    if (spec.startsWith(".")) out.push(relative(ROOT, resolve(dirname(join(ROOT, file)), spec)));
+  }
+  return out;
+}
+
+/** Why `from` may not import `to`, or undefined when it may. */
+export function forbidden(from: string, to: string): string | undefined {
+  const a = roomOf(from);
+  const b = roomOf(to);
+  if (a === b) return undefined;
+  // A provider: its own folder, the provider contract, the RPC protocol, and base.
+  if (a.startsWith("provider:")) {
+    return b === "provider-contract" || b === "base" || to === "src/rpc/protocol.ts" ? undefined : `a provider may import only the provider contract`;
+  }
+  if (b.startsWith("provider:")) return a === "provider-host" ? undefined : "only the provider registry loads providers";
+  if (b === "provider-host" && a !== "cli") return "only `dso provider` (src/cli) starts the provider host";
+  if (a === "provider-contract") return to === "src/rpc/protocol.ts" || b === "base" ? undefined : "the provider contract depends on the protocol only";
+  // The CLI talks to the agent through the control API contract, not through its internals.
+  if (a === "cli" && (b === "reloader" || b === "watcher" || b === "secrets" || b === "delivery")) return `the CLI may not import ${b}: use src/api/`;
+  const ra = RANK[a];
+  const rb = RANK[b];
+  if (ra === undefined || rb === undefined) return `unknown room ${ra === undefined ? a : b}`;
+  return rb < ra ? undefined : `${a} may not import ${b} (imports run one way)`;
+}
+
+function allFiles(): string[] {
+  const files: string[] = [];
+  for (const base of ["src", "providers"]) for (const f of new Glob("**/*.ts").scanSync(join(ROOT, base))) files.push(`${base}/${f}`);
+  return files;
+}
+
+describe("imports run one way", () => {
+  test("no file imports up, sideways, or into a provider", () => {
+    const problems: string[] = [];
+    for (const file of allFiles()) {
+      for (const target of importsOf(file)) {
+        const why = forbidden(file, target);
+        if (why) problems.push(`${file} → ${target}: ${why}`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
+  test("the check catches a forbidden import (positive control)", () => {
+    expect(forbidden("src/delivery/deliver.ts", "src/reloader/files.ts")).toContain("imports run one way");
+    expect(forbidden("src/agent/agent.ts", "src/cli/root.ts")).toContain("imports run one way");
+    expect(forbidden("src/reloader/reconciler.ts", "src/watcher/docker-events.ts")).toContain("imports run one way");
+    expect(forbidden("src/rpc/supervisor.ts", "providers/registry.ts")).toContain("provider host");
+    expect(forbidden("providers/aws/index.ts", "src/rpc/supervisor.ts")).toContain("provider contract");
+    expect(forbidden("src/cli/commands/ls.ts", "src/reloader/container-status.ts")).toContain("src/api/");
+    expect(forbidden("src/reloader/reconciler.ts", "src/delivery/planner.ts")).toBeUndefined();
+  });
+});
