@@ -203,7 +203,8 @@ describe("the agent under the unit's restrictions", () => {
     const c = await docker.createContainer({
       Image: BUSYBOX_IMAGE,
       Labels: { "dso.reloader": "true", "dso.secrets": "db_password", "dso.inject.uid": APP_UID },
-      HostConfig: { NetworkMode: "none", Tmpfs: { "/run/secrets": "rw" } },
+      // Restarted by dockerd in the restart tests below; its tmpfs comes back empty and is refilled.
+      HostConfig: { NetworkMode: "none", Tmpfs: { "/run/secrets": "rw" }, RestartPolicy: { Name: "always" } },
     });
     containers.push(c.id);
     await c.start();
