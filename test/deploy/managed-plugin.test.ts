@@ -27,6 +27,7 @@ const CLI_TIMEOUT_MS = 60_000;
 /** dockerd retries a plugin's socket, then restores containers; generous for slow CI machines. */
 const COME_BACK_TIMEOUT_MS = 90_000;
 const ROTATION_TIMEOUT_MS = 20_000;
+const POLL_MS = 200;
 /** A dockerd restart (stop, start, restore) plus the waits above, on a slow machine. */
 const RESTART_TEST_TIMEOUT_MS = 180_000;
 const WORK_PARENT = "/tmp";
@@ -64,6 +65,23 @@ async function logsOf(id: string): Promise<string> {
 /** Lines the container printed at each start: "start <value>" (its secret before anything else ran). */
 async function starts(id: string): Promise<string[]> {
   return (await logsOf(id)).split("\n").filter((l) => l.includes("start ")).map((l) => l.slice(l.indexOf("start ") + 6).trim());
+}
+
+/**
+ * When the container runs again after the restart (performance.now()). dockerd does not retry a
+ * container it failed to start while restoring: its log line ends the wait at once.
+ */
+async function runningAgain(startedBefore: string): Promise<number> {
+  const deadline = Date.now() + COME_BACK_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    const state = (await docker.getContainer(containerId).inspect()).State;
+    if (state.Running && state.StartedAt !== startedBefore) return performance.now();
+    const log = dockerdLogTail();
+    const failed = log.split("\n").find((line) => line.includes("failed to start container") && line.includes(containerId));
+    if (failed) throw new Error(`dockerd could not start the container again after its restart: ${failed}\ndockerd log:\n${log}`);
+    await Bun.sleep(POLL_MS);
+  }
+  throw new Error(`the container was not running again ${COME_BACK_TIMEOUT_MS / 1000} s after dockerd's restart\ndockerd log:\n${dockerdLogTail()}`);
 }
 
 async function pluginLogs(): Promise<string> {
@@ -143,16 +161,7 @@ describe("the managed plugin on the test daemon", () => {
           `(the volume driver must answer before Docker does).\ndockerd log:\n${dockerdLogTail()}`,
       );
     }
-    const back = await eventually(
-      "the container running again",
-      async () => {
-        const state = (await docker.getContainer(containerId).inspect()).State;
-        return state.Running && state.StartedAt !== before ? performance.now() : undefined;
-      },
-      COME_BACK_TIMEOUT_MS,
-    ).catch((error: Error) => {
-      throw new Error(`${error.message}\ndockerd log:\n${dockerdLogTail()}`);
-    });
+    const back = await runningAgain(before);
     measured["dockerd start → DSO-volume container running again"] = `${Math.round(back - spawnedAt)} ms`;
     await eventually("second start line", async () => ((await starts(containerId)).length >= 2 ? true : undefined));
     expect((await starts(containerId))[1]).toBe(VALUE_ONE);
