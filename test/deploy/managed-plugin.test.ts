@@ -6,20 +6,23 @@
  * it restores containers) the container comes back with its secret, and rotation still works.
  *
  * The restart part needs the agent to open its socket before Docker's API answers (dockerd serves
- * its API only after its plugins answered): see docs/deploy.md, "Managed plugin".
+ * its API only after its plugins answered) and its volume records to survive the plugin's restart:
+ * see docs/deploy.md, "Status". With dockerd's live-restore the plugin and the container simply
+ * keep running across the restart; that is tested too.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type Dockerode from "dockerode";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { assemblePluginDir } from "../../deploy/rootfs.ts";
 import { eventually } from "../support/container-exec.ts";
-import { dockerdLogTail, ensureDocker, restartDocker, type TestDocker } from "../support/docker-daemon.ts";
+import { dockerdLogTail, ensureDocker, restartDocker, setDaemonConfig, type TestDocker } from "../support/docker-daemon.ts";
 import { dsoBinary } from "../support/dso-binary.ts";
 import { BUSYBOX_IMAGE, ensureTestImages } from "../support/test-images.ts";
 
 const VALUE_ONE = "managed-planted-LIMA-3Vx8";
 const VALUE_TWO = "managed-planted-MIKE-9Rb2";
+const VALUE_THREE = "managed-planted-NOVEMBER-4Tz6";
 const PLUGIN = `dsotest${process.pid}:latest`;
 /** What users type: dockerd adds the :latest tag when it looks the driver up. */
 const DRIVER = `dsotest${process.pid}`;
@@ -28,6 +31,8 @@ const CLI_TIMEOUT_MS = 60_000;
 const COME_BACK_TIMEOUT_MS = 90_000;
 const ROTATION_TIMEOUT_MS = 20_000;
 const POLL_MS = 200;
+/** Time for the agent in the plugin to reconnect to the restarted dockerd and reconcile. */
+const LIVE_SETTLE_MS = 5_000;
 /** A dockerd restart (stop, start, restore) plus the waits above, on a slow machine. */
 const RESTART_TEST_TIMEOUT_MS = 180_000;
 const WORK_PARENT = "/tmp";
@@ -38,6 +43,8 @@ let work: string;
 let containerId: string;
 let volumeName: string;
 let pluginEnabled = false;
+let liveContainer: string | undefined;
+let liveVolume: string | undefined;
 export const measured: Record<string, string> = {};
 
 async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -105,7 +112,18 @@ beforeAll(async () => {
   await assemblePluginDir(await dsoBinary(), pluginDir);
   await mustCli(["plugin", "create", PLUGIN, pluginDir]);
   await rm(pluginDir, { recursive: true, force: true });
-  await mustCli(["plugin", "set", PLUGIN, `docker-socket.source=${d.socketPath}`, `etc-dso.source=${etc}`, "DSO_LOG_LEVEL=debug"]);
+  // The test daemon creates its socket anew at every start (a host's dockerd is socket-activated,
+  // docker.socket, and keeps it): bind the socket's directory, or a plugin that lives through a
+  // restart (live-restore) would keep the old, dead socket. Inside: /var/run/docker.sock/docker.sock.
+  await mustCli([
+    "plugin",
+    "set",
+    PLUGIN,
+    `docker-socket.source=${dirname(d.socketPath)}`,
+    `DOCKER_HOST=unix:///var/run/docker.sock/${basename(d.socketPath)}`,
+    `etc-dso.source=${etc}`,
+    "DSO_LOG_LEVEL=debug",
+  ]);
   const enabling = performance.now();
   await mustCli(["plugin", "enable", PLUGIN]);
   pluginEnabled = true;
@@ -115,7 +133,8 @@ beforeAll(async () => {
 afterAll(async () => {
   // A plugin left disabled by a failed restart is enabled again so its volume can be removed.
   if (pluginEnabled) await cli(["plugin", "enable", PLUGIN]);
-  if (containerId) await docker.getContainer(containerId).remove({ force: true }).catch(() => {});
+  for (const id of [containerId, liveContainer]) if (id) await docker.getContainer(id).remove({ force: true }).catch(() => {});
+  if (liveVolume) await cli(["volume", "rm", "-f", liveVolume]);
   // The volume goes while its driver answers: a volume whose driver is gone cannot be removed.
   if (volumeName) await cli(["volume", "rm", "-f", volumeName]);
   if (pluginEnabled) await cli(["plugin", "disable", "-f", PLUGIN]);
@@ -170,9 +189,54 @@ describe("the managed plugin on the test daemon", () => {
     await eventually("rotated value seen by the restarted container", async () => ((await logsOf(containerId)).includes(`now ${VALUE_TWO}`) ? true : undefined), ROTATION_TIMEOUT_MS);
   }, RESTART_TEST_TIMEOUT_MS);
 
+  test("with live-restore, a dockerd restart leaves the plugin and a DSO-volume container running; rotation follows", async () => {
+    // dockerd keeps enabled plugins and containers running across its restart with live-restore:
+    // the agent and its tmpfs (volume records included) stay. The first restart switches it on.
+    setDaemonConfig({ "live-restore": true });
+    try {
+      await restartDocker();
+      const vol = `mp-live-${process.pid}`;
+      await mustCli(["volume", "create", "-d", DRIVER, "-o", "secrets=db_password", vol]);
+      liveVolume = vol;
+      const c = await docker.createContainer({
+        name: `mp-live-${process.pid}`,
+        Image: BUSYBOX_IMAGE,
+        Cmd: ["sh", "-c", 'echo "start $(cat /run/secrets/db_password)"; trap "exit 0" TERM; while true; do echo "now $(cat /run/secrets/db_password)"; sleep 0.2; done'],
+        HostConfig: { NetworkMode: "none", RestartPolicy: { Name: "always" }, Mounts: [{ Type: "volume", Source: vol, Target: "/run/secrets" }] },
+      });
+      liveContainer = c.id;
+      await c.start();
+      const current = (await readFile(join(work, "etc-dso", "secrets", "db_password"), "utf8")).trim();
+      expect(await eventually("start line", async () => (await starts(c.id))[0])).toBe(current);
+      const before = (await c.inspect()).State;
+      const pluginPid = JSON.parse(await mustCli(["plugin", "inspect", PLUGIN]))[0].Id as string;
+
+      const { spawnedAt } = await restartDocker();
+      measured["live-restore: dockerd start → API answers"] = `${Math.round(performance.now() - spawnedAt)} ms`;
+      const after = (await c.inspect()).State;
+      expect(after.Running).toBe(true);
+      expect(after.StartedAt).toBe(before.StartedAt);
+      expect(after.Pid).toBe(before.Pid);
+      expect(JSON.parse(await mustCli(["plugin", "inspect", PLUGIN]))[0]).toMatchObject({ Id: pluginPid, Enabled: true });
+
+      await writeFile(join(work, "etc-dso", "secrets", "db_password"), VALUE_THREE, { mode: 0o600 });
+      // Once the agent has reconnected and reconciled, the running container must still read its
+      // files (nothing restarted, nothing to deliver again); then it must follow a change.
+      await Bun.sleep(LIVE_SETTLE_MS);
+      expect((await logsOf(c.id)).split("\n").filter(Boolean).at(-1)?.trim()).toEndWith(`now ${current}`);
+      await eventually("rotation after the live-restore restart", async () => ((await logsOf(c.id)).includes(`now ${VALUE_THREE}`) ? true : undefined), ROTATION_TIMEOUT_MS);
+    } finally {
+      // Back to the suite's plain daemon for the test files that follow (their restarts must
+      // restart containers): the running dockerd has live-restore, so restart it once more.
+      setDaemonConfig({});
+      await restartDocker();
+    }
+  }, RESTART_TEST_TIMEOUT_MS);
+
   test("no planted value in dockerd's log (which holds the plugin's output)", async () => {
     const logs = await pluginLogs();
     expect(logs).not.toContain(VALUE_ONE);
     expect(logs).not.toContain(VALUE_TWO);
+    expect(logs).not.toContain(VALUE_THREE);
   });
 });

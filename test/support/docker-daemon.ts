@@ -177,6 +177,15 @@ export async function restartDocker(options: { whileStopped?: () => Promise<void
   return { spawnedAt };
 }
 
+/**
+ * Replaces the private daemon's daemon.json (e.g. { "live-restore": true }); it takes effect at the
+ * next restartDocker(). Tests that change it put `{}` back before they end.
+ */
+export function setDaemonConfig(config: Record<string, unknown>): void {
+  if (!daemon) throw new Error("setDaemonConfig needs the private test daemon");
+  writeFileSync(join(daemon.rootDir, "daemon.json"), `${JSON.stringify(config)}\n`);
+}
+
 /** The private daemon's log so far (for failure messages of tests that restart it). */
 export function dockerdLogTail(): string {
   return daemon ? logTail(daemon.logPath) : "(no private dockerd)";
