@@ -72,7 +72,7 @@ try {
   });
 } finally {
   for (const a of started) await a.stop("SIGKILL");
-  await rm(socket, { force: true });
+  for (const path of [socket, `${socket}.lock`]) await rm(path, { force: true });
   Bun.spawnSync(["umount", "-l", join(dir, "vols")]);
   await rm(dir, { recursive: true, force: true });
   await stopDocker();

@@ -124,7 +124,8 @@ afterAll(async () => {
     console.log(`agent log tail:\n${(await logsOf(agent).catch(() => "")).slice(-1500)}`);
     await agent.remove({ force: true }).catch(() => {});
   }
-  await rm(SOCKET, { force: true });
+  // The socket and the agent's lock file beside it (one agent per socket).
+  for (const path of [SOCKET, `${SOCKET}.lock`]) await rm(path, { force: true });
   if (sharedRoot) unmountTree(sharedRoot);
   if (work) await rm(work, { recursive: true, force: true });
   console.log(`measured (image): ${JSON.stringify(measured)}`);

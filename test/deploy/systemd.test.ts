@@ -138,7 +138,8 @@ afterAll(async () => {
   for (const id of containers) await docker.getContainer(id).remove({ force: true }).catch(() => {});
   for (const v of volumes) await docker.getVolume(v).remove().catch(() => {});
   await agent?.stop("SIGTERM");
-  await rm(SOCKET, { force: true });
+  // The socket and the agent's lock file beside it (one agent per socket).
+  for (const path of [SOCKET, `${SOCKET}.lock`]) await rm(path, { force: true });
   if (volumesRoot) unmountTree(volumesRoot);
   if (work) await rm(work, { recursive: true, force: true });
   console.log(`measured (systemd sandbox): ${JSON.stringify(measured)}`);
