@@ -13,7 +13,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { eventually, execIn } from "../support/container-exec.ts";
 import { ensureDocker, restartDocker, type TestDocker } from "../support/docker-daemon.ts";
-import { importAgentImage, makeSharedMount, rssBytes, treeRssBytes, unmountTree } from "../support/dso-image.ts";
+import { DOCKERFILE, importAgentImage, makeSharedMount, rssBytes, treeRssBytes, unmountTree } from "../support/dso-image.ts";
 import { BUSYBOX_IMAGE, ensureTestImages, NOTAR_IMAGE } from "../support/test-images.ts";
 
 const VALUE = "image-planted-KILO-7Qw3";
@@ -139,6 +139,10 @@ describe("the agent image, run as docs/deploy.md says", () => {
     expect(info.HostConfig.ReadonlyRootfs).toBe(true);
     const image = await docker.getImage(IMAGE).inspect();
     expect(image.Config.Cmd).toEqual(["agent"]);
+    // What the image stands in for: a distroless glibc base, the binary copied from the build stage.
+    const dockerfile = readFileSync(DOCKERFILE, "utf8");
+    expect(dockerfile).toMatch(/^FROM gcr\.io\/distroless\/base-nossl-debian12\b/m);
+    expect(dockerfile).toContain("COPY --from=build --chmod=0755 /src/dist/dso /usr/local/bin/dso");
     // No shell in the image: nothing else could run a `mount` either.
     const shell = await execIn(docker, agent.id, ["/bin/sh", "-c", "true"]).catch((e: Error) => ({ code: -1, stderr: e.message }));
     expect(shell.code).not.toBe(0);
