@@ -2,17 +2,23 @@
 /**
  * Builds the single `dso` executable.
  *   bun run build          → dist/dso for this machine
- *   bun run build --all    → also dist/dso-linux-{x64,arm64}[-musl] and dist/SHA256SUMS
+ *   bun run build --all    → also dist/dso-linux-{x64,arm64}[-musl], dist/install.sh and
+ *                            dist/SHA256SUMS: a copy of dist/ is a complete release
+ *   bun run build --plugin → also dist/plugin/{config.json,rootfs/}: the Docker managed plugin
+ *                            for this machine (`docker plugin create dso dist/plugin`)
  * The compiled binary never reads ./bunfig.toml or ./.env from the directory it starts in:
  * either would let whoever controls that directory run code inside the agent.
  */
 import { createHash } from "node:crypto";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
+import { assemblePluginDir } from "./deploy/rootfs.ts";
 import pkg from "./package.json" with { type: "json" };
 
 const DIST = join(import.meta.dir, "dist");
 const ENTRY = join(import.meta.dir, "src/main.ts");
+/** Shipped next to the binaries: the release's `curl | sh` entry point. */
+const INSTALL_SCRIPT = join(import.meta.dir, "install.sh");
 
 interface Target {
   /** File name in dist/ and in release downloads (install.sh builds the same name). */
@@ -75,6 +81,10 @@ async function main() {
   const host = join(DIST, "dso");
   await compile(host, undefined, commit);
   console.log(`built ${host} (${pkg.version}, ${commit})`);
+  if (process.argv.includes("--plugin")) {
+    await assemblePluginDir(host, join(DIST, "plugin"));
+    console.log(`wrote ${join(DIST, "plugin")} (docker plugin create dso ${join(DIST, "plugin")})`);
+  }
   if (!all) return;
 
   const sums: string[] = [];
@@ -85,6 +95,11 @@ async function main() {
     sums.push(`${await sha256(outfile)}  ${basename(outfile)}`);
     console.log(`built ${outfile}`);
   }
+  const installer = join(DIST, basename(INSTALL_SCRIPT));
+  await copyFile(INSTALL_SCRIPT, installer);
+  await chmod(installer, 0o755);
+  sums.push(`${await sha256(installer)}  ${basename(installer)}`);
+  console.log(`copied ${installer}`);
   await writeFile(join(DIST, "SHA256SUMS"), `${sums.join("\n")}\n`);
   console.log(`wrote ${join(DIST, "SHA256SUMS")}`);
 }

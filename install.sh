@@ -4,12 +4,17 @@
 # Usage:
 #   curl -fsSL https://github.com/dso-project/dso/releases/latest/download/install.sh | sh
 #   curl -fsSL .../install.sh | DSO_VERSION=v0.1.0 sh
+#   sh install.sh --uninstall          (or: curl ... | sh -s -- --uninstall)
 #
 # It downloads dso-<os>-<arch>[-musl] and SHA256SUMS from one release, verifies the
 # binary's SHA-256 against SHA256SUMS, and installs it as <install dir>/dso. It never
 # installs a binary whose checksum it could not verify, and does nothing when the
-# installed dso already matches the release. Needs only a POSIX sh, curl or wget, and
-# sha256sum, shasum or openssl.
+# installed dso already matches the release. It also links <cli plugin dir>/docker-dso
+# to it, so `docker dso status` works like `dso status`. Needs only a POSIX sh, curl or
+# wget, and sha256sum, shasum or openssl.
+#
+# --uninstall removes what an install put there: <install dir>/dso and the docker-dso link
+# (only when it points at that dso). It leaves /etc/dso (your config and secrets) alone.
 #
 # Environment variables:
 #   - DSO_VERSION
@@ -22,6 +27,10 @@
 #   - DSO_INSTALL_DIR
 #     Directory to install dso into (created if missing). Default: /usr/local/bin when
 #     writable by the current user, else $HOME/.local/bin.
+#   - DSO_CLI_PLUGIN_DIR
+#     Docker CLI plugins directory for the docker-dso link, or "none" for no link.
+#     Default: /usr/local/lib/docker/cli-plugins when the install dir is /usr/local/bin,
+#     else $HOME/.docker/cli-plugins.
 #   - DSO_OS, DSO_ARCH
 #     Override the detected OS (uname -s) and architecture (uname -m). Mainly for tests.
 #   - DSO_LIBC
@@ -143,7 +152,52 @@ choose_install_dir() {
         INSTALL_DIR=$HOME/.local/bin
     fi
     mkdir -p "$INSTALL_DIR" || fatal "cannot create $INSTALL_DIR"
+    # Absolute, so the docker-dso link works from anywhere.
+    INSTALL_DIR=$(cd "$INSTALL_DIR" && pwd) || fatal "cannot enter $INSTALL_DIR"
     [ -w "$INSTALL_DIR" ] || fatal "$INSTALL_DIR is not writable: run as a user who can write it, or set DSO_INSTALL_DIR"
+}
+
+# --- docker CLI plugin link ---
+choose_cli_plugin_dir() {
+    if [ -n "${DSO_CLI_PLUGIN_DIR:-}" ]; then
+        CLI_PLUGIN_DIR=$DSO_CLI_PLUGIN_DIR
+    elif [ "$INSTALL_DIR" = /usr/local/bin ]; then
+        CLI_PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
+    elif [ -n "${HOME:-}" ]; then
+        CLI_PLUGIN_DIR=$HOME/.docker/cli-plugins
+    else
+        CLI_PLUGIN_DIR=none
+    fi
+}
+
+link_cli_plugin() {
+    [ "$CLI_PLUGIN_DIR" = none ] && return 0
+    if mkdir -p "$CLI_PLUGIN_DIR" 2>/dev/null && ln -sf "$TARGET" "$CLI_PLUGIN_DIR/docker-dso" 2>/dev/null; then
+        info "linked $CLI_PLUGIN_DIR/docker-dso -> $TARGET (docker dso ...)"
+    else
+        info "note: could not link $CLI_PLUGIN_DIR/docker-dso; 'docker dso' will not work (dso itself does)"
+    fi
+}
+
+uninstall() {
+    removed=0
+    link=$CLI_PLUGIN_DIR/docker-dso
+    if [ "$CLI_PLUGIN_DIR" != none ] && [ -L "$link" ] && [ "$(readlink "$link")" = "$TARGET" ]; then
+        rm -f "$link" || fatal "cannot remove $link"
+        info "removed $link"
+        removed=1
+    fi
+    if [ -f "$TARGET" ]; then
+        case "$("$TARGET" version 2>/dev/null || true)" in
+            "dso "*) ;;
+            *) fatal "$TARGET does not look like dso (its 'version' does not say so); not removing it" ;;
+        esac
+        rm -f "$TARGET" || fatal "cannot remove $TARGET"
+        info "removed $TARGET"
+        removed=1
+    fi
+    [ "$removed" -eq 1 ] || info "nothing to remove: no dso at $TARGET"
+    info "left in place: /etc/dso (config and secrets), any systemd unit, images and plugins"
 }
 
 path_hint() {
@@ -154,6 +208,24 @@ path_hint() {
 }
 
 # --- main ---
+MODE=install
+for arg in "$@"; do
+    case "$arg" in
+        --uninstall) MODE=uninstall ;;
+        *) fatal "unknown argument '$arg' (the only one is --uninstall; settings are environment variables)" ;;
+    esac
+done
+
+if [ "$MODE" = uninstall ]; then
+    if [ -n "${DSO_INSTALL_DIR:-}" ]; then INSTALL_DIR=$DSO_INSTALL_DIR
+    elif [ -f /usr/local/bin/dso ]; then INSTALL_DIR=/usr/local/bin
+    else INSTALL_DIR=${HOME:-/nonexistent}/.local/bin; fi
+    TARGET=$INSTALL_DIR/dso
+    choose_cli_plugin_dir
+    uninstall
+    exit 0
+fi
+
 detect_os
 detect_arch
 detect_libc
@@ -162,6 +234,7 @@ ASSET=dso-$OS-$ARCH
 URL=$(release_url)
 choose_install_dir
 TARGET=$INSTALL_DIR/dso
+choose_cli_plugin_dir
 
 TMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/dso-install.XXXXXX") || fatal "cannot create a temporary directory"
 
@@ -177,6 +250,7 @@ esac
 if [ -f "$TARGET" ] && [ "$(sha256_of "$TARGET")" = "$EXPECTED" ]; then
     info "dso is up to date at $TARGET"
     "$TARGET" version || true
+    link_cli_plugin
     path_hint
     exit 0
 fi
@@ -200,4 +274,5 @@ PARTIAL=
 
 info "installed $TARGET"
 echo "$VERSION_OUT"
+link_cli_plugin
 path_hint

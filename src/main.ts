@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 import { runCommand } from "citty";
 import { checkArguments, resolveCommand, type ResolvedCommand } from "./cli/dispatch.ts";
+import { cliPluginArgs, cliPluginMetadata } from "./cli/docker-cli-plugin.ts";
 import { hiddenCommands, rootCommand } from "./cli/root.ts";
 import { colorEnabled, outputWidth } from "./cli/terminal.ts";
 import { renderHelp } from "./cli/usage.ts";
@@ -46,7 +47,12 @@ async function printHelp(resolved: ResolvedCommand): Promise<void> {
   process.stdout.write(`${text}\n`);
 }
 
-async function main(argv: string[]): Promise<number> {
+async function main(rawArgv: string[]): Promise<number> {
+  const argv = cliPluginArgs(rawArgv);
+  if (argv === "metadata") {
+    process.stdout.write(`${JSON.stringify(cliPluginMetadata())}\n`);
+    return 0;
+  }
   try {
     // `dso help [command...]` is `dso [command...] --help`, as in git, docker and kubectl.
     if (argv[0] === "help") {

@@ -1,12 +1,24 @@
 /**
  * Plugin mode needs its volume root on tmpfs. When it is not one and the agent runs as root, the
- * agent mounts a small tmpfs there (nothing has been written yet, so nothing reaches the disk).
+ * agent mounts a small tmpfs there (nothing has been written yet, so nothing reaches the disk)
+ * with the mount(2) syscall: no `mount` binary is needed, so the same code runs on a host, in a
+ * distroless image and in the managed plugin's rootfs.
  */
 import { mkdir } from "node:fs/promises";
 import { DsoError } from "../errors.ts";
 import { isRamBacked, nearestExisting } from "../delivery/tmpfs.ts";
+import { ERRNO, LibcError, mountTmpfs } from "../os/libc.ts";
 
 export const VOLUMES_TMPFS_OPTIONS = "mode=0711,size=64m";
+
+/** What to do about it, for the errors a mount(2) of a tmpfs can meet here. */
+function mountHint(root: string, error: unknown): string {
+  const byHand = `mount -t tmpfs -o ${VOLUMES_TMPFS_OPTIONS} tmpfs ${root}`;
+  if (error instanceof LibcError && error.errno === ERRNO.EPERM) {
+    return `the agent lacks CAP_SYS_ADMIN: grant it (systemd CapabilityBoundingSet, docker run --cap-add SYS_ADMIN) or mount the tmpfs before the agent starts: ${byHand}`;
+  }
+  return `mount it before the agent starts: ${byHand}`;
+}
 
 export async function ensureTmpfsRoot(root: string): Promise<"already" | "mounted"> {
   const existing = await nearestExisting(root);
@@ -17,9 +29,11 @@ export async function ensureTmpfsRoot(root: string): Promise<"already" | "mounte
     });
   }
   await mkdir(root, { recursive: true, mode: 0o711 });
-  const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", VOLUMES_TMPFS_OPTIONS, "tmpfs", root], { stderr: "pipe" });
-  if (!mounted.success || !(await isRamBacked(root))) {
-    throw new DsoError("DELIVERY_REFUSED", `could not mount a tmpfs on ${root}: ${mounted.stderr.toString().trim().split("\n")[0]}`);
+  try {
+    mountTmpfs(root, VOLUMES_TMPFS_OPTIONS);
+  } catch (error) {
+    throw new DsoError("DELIVERY_REFUSED", `could not mount a tmpfs on ${root}: ${(error as Error).message}`, { hint: mountHint(root, error) });
   }
+  if (!(await isRamBacked(root))) throw new DsoError("DELIVERY_REFUSED", `mounted a tmpfs on ${root} but statfs does not see one there`);
   return "mounted";
 }

@@ -3,8 +3,11 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { ConfigError, DEFAULT_SOCKET_PATH, DEFAULT_VOLUMES_ROOT, findConfigPath, formatIssue, loadConfig, type DsoConfig } from "../config/index.ts";
 import { isRamBacked, nearestExisting } from "../delivery/tmpfs.ts";
-import { connectDocker } from "../docker/client.ts";
+import { connectDocker, type DockerConnection } from "../docker/client.ts";
 import { describeError } from "../errors.ts";
+import { MNT_DETACH, mountTmpfs, unmount } from "../os/libc.ts";
+import { checkDeliveryModes } from "./delivery-modes.ts";
+import { checkFileProviderPermissions } from "./file-permissions.ts";
 
 export type CheckStatus = "ok" | "warn" | "fail";
 
@@ -16,6 +19,7 @@ export interface CheckResult {
 
 const DOCKER_CHECK_TIMEOUT_MS = 5_000;
 const AGENT_CHECK_TIMEOUT_MS = 3_000;
+const CAP_SYS_ADMIN_BIT = 21n;
 
 export interface DoctorContext {
   env: Record<string, string | undefined>;
@@ -24,6 +28,8 @@ export interface DoctorContext {
   socketFlag?: string;
   /** Loaded by the config check; later checks read socket and paths from it. */
   config?: DsoConfig;
+  /** Set by the Docker check when the daemon answered. */
+  docker?: DockerConnection;
 }
 
 export async function checkConfig(ctx: DoctorContext): Promise<CheckResult> {
@@ -45,6 +51,7 @@ export async function checkConfig(ctx: DoctorContext): Promise<CheckResult> {
 export async function checkDocker(ctx: DoctorContext): Promise<CheckResult[]> {
   try {
     const conn = await connectDocker({ env: ctx.env, signal: AbortSignal.timeout(DOCKER_CHECK_TIMEOUT_MS) });
+    ctx.docker = conn;
     return [
       { check: "docker", status: "ok", detail: `reachable at ${conn.host}` },
       {
@@ -76,15 +83,30 @@ export async function checkSocketDirectory(ctx: DoctorContext): Promise<CheckRes
   return { check: "socket directory", status: "ok", detail: `${dir} writable${created}` };
 }
 
-async function canMountTmpfs(): Promise<boolean> {
-  if (process.getuid?.() !== 0) return false;
-  const dir = await mkdtemp(join(tmpdir(), "dso-doctor-"));
+/** CAP_SYS_ADMIN in the effective set (/proc/self/status CapEff, bit 21). */
+async function hasSysAdmin(): Promise<boolean> {
+  const status = await readFile("/proc/self/status", "utf8").catch(() => "");
+  const hex = /CapEff:\s*([0-9a-f]+)/.exec(status)?.[1];
+  return hex !== undefined && (BigInt(`0x${hex}`) & (1n << CAP_SYS_ADMIN_BIT)) !== 0n;
+}
+
+/** Mounts and unmounts a tiny tmpfs with mount(2), as the agent would; the error says why not. */
+export async function tryMountTmpfs(): Promise<{ ok: true; how?: string } | { ok: false; why: string }> {
+  if (process.getuid?.() !== 0) return { ok: false, why: "not running as root" };
+  const dir = await mkdtemp(join(tmpdir(), "dso-doctor-")).catch(() => undefined);
+  if (!dir) {
+    // A read-only root (docker run --read-only) leaves nowhere to try: judge by the capability.
+    return (await hasSysAdmin())
+      ? { ok: true, how: `CAP_SYS_ADMIN is granted (not tried: ${tmpdir()} is not writable)` }
+      : { ok: false, why: "the agent lacks CAP_SYS_ADMIN" };
+  }
   try {
-    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", dir], { stderr: "ignore" });
-    if (!mounted.success) return false;
+    mountTmpfs(dir, "size=64k,mode=0700");
     const ok = await isRamBacked(dir);
-    Bun.spawnSync(["umount", dir], { stderr: "ignore" });
-    return ok;
+    unmount(dir, MNT_DETACH);
+    return ok ? { ok: true } : { ok: false, why: "statfs does not see the tmpfs it mounted" };
+  } catch (error) {
+    return { ok: false, why: describeError(error) };
   } finally {
     await rmdir(dir).catch(() => {});
   }
@@ -96,13 +118,15 @@ export async function checkPluginTmpfs(ctx: DoctorContext): Promise<CheckResult>
   if (existing === root && (await isRamBacked(root))) {
     return { check: "plugin tmpfs", status: "ok", detail: `${root} is a tmpfs` };
   }
-  if (await canMountTmpfs()) {
-    return { check: "plugin tmpfs", status: "ok", detail: `${root} is not a tmpfs yet; the agent will mount one there` };
+  const probe = await tryMountTmpfs();
+  if (probe.ok) {
+    const how = probe.how ? ` (${probe.how})` : "";
+    return { check: "plugin tmpfs", status: "ok", detail: `${root} is not a tmpfs yet; the agent will mount one there${how}` };
   }
   return {
     check: "plugin tmpfs",
     status: "fail",
-    detail: `${root} is not a tmpfs and a tmpfs cannot be mounted here (run as root, or mount one: mount -t tmpfs tmpfs ${root})`,
+    detail: `${root} is not a tmpfs and a tmpfs cannot be mounted here (${probe.why}); run as root with CAP_SYS_ADMIN, or mount one: mount -t tmpfs tmpfs ${root}`,
   };
 }
 
@@ -171,12 +195,14 @@ export async function checkAgent(ctx: DoctorContext): Promise<CheckResult> {
 
 export async function runChecks(ctx: DoctorContext): Promise<CheckResult[]> {
   const config = await checkConfig(ctx);
-  const [docker, agent, socket, tmpfs, swap] = await Promise.all([
+  const [docker, agent, socket, tmpfs, swap, files] = await Promise.all([
     checkDocker(ctx),
     checkAgent(ctx),
     checkSocketDirectory(ctx),
     checkPluginTmpfs(ctx),
     checkSwap(),
+    checkFileProviderPermissions(ctx.config),
   ]);
-  return [config, checkEnvInjection(ctx), ...docker, agent, socket, tmpfs, swap];
+  const modes = await checkDeliveryModes(ctx, { tmpfs, socket });
+  return [config, checkEnvInjection(ctx), ...docker, agent, socket, tmpfs, swap, ...files, ...modes];
 }

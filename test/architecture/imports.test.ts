@@ -1,6 +1,6 @@
 /**
  * Imports run one way (docs/architecture.md): cli → agent → (watcher, reloader) → (secrets,
- * delivery) → (docker, rpc, api, config) → base (errors, log, version, util). A provider knows
+ * delivery) → (docker, rpc, api, config, os) → base (errors, log, version, util). A provider knows
  * only the provider contract; only the CLI's `dso provider` command loads the provider host. This
  * test reads every import (type-only ones too) of src/ and providers/ and fails on any import
  * that runs up or sideways, and on any cycle between rooms.
@@ -23,6 +23,8 @@ const RANK: Record<string, number> = {
   docker: 1,
   rpc: 1,
   api: 1,
+  /** Thin C library bindings (bun:ffi): imports nothing of the repo. */
+  os: 0.3,
   secrets: 2,
   delivery: 2,
   audit: 1.8,

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
 import { activeSwaps } from "../../src/doctor/checks.ts";
-import { runDso } from "../support/dso-binary.ts";
+import { dsoBinary, runDso } from "../support/dso-binary.ts";
 import { ensureDocker } from "../support/docker-daemon.ts";
 import { startAgent } from "../support/agent-process.ts";
 
@@ -100,5 +100,48 @@ describe("dso doctor checks whether an agent answers on the socket", () => {
     } finally {
       await agent.stop();
     }
+  });
+});
+
+describe("dso doctor: the file provider's permissions", () => {
+  async function fileProviderCheck(dirMode: number, fileMode: number) {
+    const secrets = await mkdtemp(join(dir, "secrets-"));
+    await writeFile(join(secrets, "db_password"), "doctor-planted-QUEBEC-1x", { mode: fileMode });
+    await Bun.$`chmod ${fileMode.toString(8)} ${join(secrets, "db_password")} && chmod ${dirMode.toString(8)} ${secrets}`.quiet();
+    const { report } = await doctor(`providers:\n  local:\n    type: file\n    config:\n      path: ${secrets}\nagent:\n  socket: ${join(dir, "dso.sock")}\n`, host);
+    return { secrets, check: report.checks.find((c) => c.check === "file provider local") };
+  }
+
+  test("warns when the directory or a file is readable by other users, naming them and the fix", async () => {
+    const { secrets, check } = await fileProviderCheck(0o755, 0o644);
+    expect(check?.status).toBe("warn");
+    expect(check?.detail).toContain(`${secrets} (0755)`);
+    expect(check?.detail).toContain(`${join(secrets, "db_password")} (0644)`);
+    expect(check?.detail).toContain("chmod 0700");
+    expect(check?.detail).not.toContain("doctor-planted");
+  });
+
+  test("is quiet about a 0700 directory of 0600 files", async () => {
+    const { check } = await fileProviderCheck(0o700, 0o600);
+    expect(check?.status).toBe("ok");
+  });
+});
+
+describe("dso doctor: the plugin tmpfs without CAP_SYS_ADMIN", () => {
+  test("says mount(2) is not permitted and how to fix it; plugin mode unavailable", async () => {
+    const config = join(dir, "nocap.yaml");
+    await writeFile(config, `agent:\n  socket: ${join(dir, "dso.sock")}\n  volumes_root: ${join(dir, "not-a-tmpfs")}\n`);
+    const proc = Bun.spawn(
+      ["setpriv", "--inh-caps=-all", "--bounding-set=-sys_admin", await dsoBinary(), "doctor", "--json", "--config", config],
+      { env: { PATH: process.env.PATH!, DOCKER_HOST: host }, stdout: "pipe", stderr: "pipe" },
+    );
+    const report = JSON.parse(await new Response(proc.stdout).text()) as Report;
+    expect(await proc.exited).toBe(1);
+    const byName = Object.fromEntries(report.checks.map((c) => [c.check, c]));
+    expect(byName["plugin tmpfs"]?.status).toBe("fail");
+    expect(byName["plugin tmpfs"]?.detail).toContain("Operation not permitted (EPERM)");
+    expect(byName["plugin tmpfs"]?.detail).toContain("CAP_SYS_ADMIN");
+    expect(byName["mode plugin"]?.status).toBe("warn");
+    expect(byName["mode volume"]?.status).toBe("ok");
   });
 });

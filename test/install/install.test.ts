@@ -2,7 +2,7 @@
 // verification, atomic install, up-to-date skip, failures, and temp-dir cleanup, under
 // sh, dash and busybox sh.
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DSO_BINARY, REPO_ROOT } from "../support/dso-binary.ts";
@@ -11,7 +11,7 @@ const INSTALL_SCRIPT = join(REPO_ROOT, "install.sh");
 const INSTALL_TIMEOUT_MS = 30_000;
 const FAKE_VERSION = "0.0.0-installtest";
 /** Applets a busybox-only host provides; install.sh must need nothing else. */
-const BUSYBOX_APPLETS = ["sh", "wget", "sha256sum", "awk", "mktemp", "uname", "tr", "cp", "chmod", "mv", "rm", "mkdir", "cat"];
+const BUSYBOX_APPLETS = ["sh", "wget", "sha256sum", "awk", "mktemp", "uname", "tr", "cp", "chmod", "mv", "rm", "mkdir", "cat", "ln", "readlink"];
 
 const hostArch = process.arch === "arm64" ? "arm64" : "x64";
 const hostLibc = Bun.spawnSync(["sh", "-c", "ldd --version 2>&1"]).stdout.toString().toLowerCase().includes("musl") ? "musl" : "glibc";
@@ -56,8 +56,9 @@ async function runInstaller(
   env: Record<string, string> = {},
   shell: string[] = ["sh"],
   path = process.env.PATH ?? "/usr/bin:/bin",
+  args: string[] = [],
 ): Promise<InstallRun> {
-  const proc = Bun.spawn([...shell, INSTALL_SCRIPT], {
+  const proc = Bun.spawn([...shell, INSTALL_SCRIPT, ...args], {
     env: {
       PATH: path,
       HOME: home,
@@ -323,5 +324,77 @@ describe("install.sh", () => {
     writeRelease("binary-mode", { [hostAsset]: binaryBytes }, `${sha256(binaryBytes)} *${hostAsset}\n`);
     const run = await runInstaller("binary-mode");
     expectInstalled(run, binaryBytes);
+  });
+});
+
+/** The docker CLI (Debian's docker.io ships it); it finds plugins under $HOME/.docker/cli-plugins. */
+async function dockerCli(args: string[]): Promise<InstallRun> {
+  const proc = Bun.spawn(["docker", ...args], {
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: INSTALL_TIMEOUT_MS,
+  });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, stdout, stderr };
+}
+
+describe("install.sh: docker CLI plugin and --uninstall", () => {
+  const pluginLink = () => join(home, ".docker", "cli-plugins", "docker-dso");
+
+  test("installs dso, links docker-dso so `docker dso version` runs it, and --uninstall removes both", async () => {
+    const run = await runInstaller("good");
+    expectInstalled(run, binaryBytes);
+    expect(run.stdout).toContain(`linked ${pluginLink()}`);
+    expect(readlinkSync(pluginLink())).toBe(join(installDir, "dso"));
+
+    const version = Bun.spawnSync([join(installDir, "dso"), "version"]);
+    expect(version.stdout.toString().trim()).toBe(expectedVersionLine);
+    // Only the compiled binary speaks the CLI plugin handshake; the fake script cannot.
+    if (existsSync(DSO_BINARY)) {
+      const metadata = JSON.parse(Bun.spawnSync([join(installDir, "dso"), "docker-cli-plugin-metadata"]).stdout.toString());
+      expect(metadata).toMatchObject({ SchemaVersion: "0.1.0", Vendor: expect.any(String), Version: expect.any(String) });
+      const viaDocker = await dockerCli(["dso", "version"]);
+      expect(viaDocker.stderr).toBe("");
+      expect(viaDocker.stdout.trim()).toBe(expectedVersionLine);
+      expect((await dockerCli(["--help"])).stdout).toMatch(/dso\*?\s+Docker Secret Operator/);
+    }
+
+    requested = [];
+    const removed = await runInstaller("good", {}, ["sh"], undefined, ["--uninstall"]);
+    expect(removed.stderr).toBe("");
+    expect(removed.code).toBe(0);
+    expect(removed.stdout).toContain(`removed ${join(installDir, "dso")}`);
+    expect(removed.stdout).toContain(`removed ${pluginLink()}`);
+    expect(readdirSync(installDir)).toEqual([]);
+    expect(existsSync(pluginLink())).toBe(false);
+    expect(requested).toEqual([]);
+    expect((await dockerCli(["dso", "version"])).code).not.toBe(0);
+
+    const again = await runInstaller("good", {}, ["sh"], undefined, ["--uninstall"]);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain("nothing to remove");
+  });
+
+  test("--uninstall leaves a docker-dso link that points elsewhere and refuses a file that is not dso", async () => {
+    mkdirSync(installDir, { recursive: true });
+    mkdirSync(join(home, ".docker", "cli-plugins"), { recursive: true });
+    symlinkSync("/usr/bin/other-tool", pluginLink());
+    writeFileSync(join(installDir, "dso"), "#!/bin/sh\necho something else\n", { mode: 0o755 });
+    const run = await runInstaller("good", {}, ["sh"], undefined, ["--uninstall"]);
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toContain("does not look like dso");
+    expect(lstatSync(pluginLink()).isSymbolicLink()).toBe(true);
+    expect(existsSync(join(installDir, "dso"))).toBe(true);
+  });
+
+  test("DSO_CLI_PLUGIN_DIR=none installs no link; an unknown argument is refused", async () => {
+    const run = await runInstaller("good", { DSO_CLI_PLUGIN_DIR: "none" });
+    expectInstalled(run, binaryBytes);
+    expect(existsSync(join(home, ".docker"))).toBe(false);
+    const bad = await runInstaller("good", {}, ["sh"], undefined, ["--frobnicate"]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain("unknown argument '--frobnicate'");
   });
 });

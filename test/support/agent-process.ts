@@ -23,12 +23,19 @@ export async function startAgent(options: {
   dockerHost: string;
   env?: Record<string, string>;
   name?: string;
+  /** Where the agent listens; default <dir>/<name>.sock. */
+  socket?: string;
+  /** Runs the agent's argv under another command (a sandbox), e.g. (argv) => ["setpriv", ..., ...argv]. */
+  wrap?: (argv: string[]) => string[];
+  /** How long to wait for "agent listening" (default 20 s). */
+  readyTimeoutMs?: number;
 }): Promise<AgentProcess> {
   const binary = await dsoBinary();
-  const socket = join(options.dir, `${options.name ?? "agent"}.sock`);
+  const socket = options.socket ?? join(options.dir, `${options.name ?? "agent"}.sock`);
   const logPath = join(options.dir, `${options.name ?? "agent"}-${Date.now()}.log`);
   const env = { PATH: process.env.PATH!, DOCKER_HOST: options.dockerHost, ...options.env };
-  const proc = Bun.spawn([binary, "agent", "--config", options.config, "--socket", socket, "--log-format", "json", "--log-level", "debug"], {
+  const argv = [binary, "agent", "--config", options.config, "--socket", socket, "--log-format", "json", "--log-level", "debug"];
+  const proc = Bun.spawn(options.wrap ? options.wrap(argv) : argv, {
     env,
     stdin: "ignore",
     stdout: Bun.file(logPath),
@@ -70,6 +77,12 @@ export async function startAgent(options: {
       return { code, stdout, stderr };
     },
   };
-  await agent.waitForLog(/agent listening/);
+  try {
+    await agent.waitForLog(/agent listening/, options.readyTimeoutMs);
+  } catch (error) {
+    // Never leave an agent behind that no test holds.
+    proc.kill("SIGKILL");
+    throw error;
+  }
   return agent;
 }

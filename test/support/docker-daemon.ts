@@ -162,14 +162,33 @@ function spawnDockerd(rootDir: string): Subprocess {
  * docker` would: running containers stop, those with a restart policy come back. For tests of
  * what survives a daemon restart.
  */
-export async function restartDocker(): Promise<void> {
+export async function restartDocker(options: { whileStopped?: () => Promise<void> } = {}): Promise<{ spawnedAt: number }> {
   const current = daemon;
   if (!current) throw new Error("restartDocker needs the private test daemon");
   current.proc.kill("SIGTERM");
   await current.proc.exited;
+  // E.g. start a volume driver first, as systemd's Before=docker.service does at boot.
+  await options.whileStopped?.();
+  // performance.now() when the new dockerd was started: tests time recovery from here.
+  const spawnedAt = performance.now();
   const proc = spawnDockerd(current.rootDir);
   daemon = { ...current, proc };
   await waitForPing(join(current.rootDir, "docker.sock"), proc, current.logPath);
+  return { spawnedAt };
+}
+
+/**
+ * Replaces the private daemon's daemon.json (e.g. { "live-restore": true }); it takes effect at the
+ * next restartDocker(). Tests that change it put `{}` back before they end.
+ */
+export function setDaemonConfig(config: Record<string, unknown>): void {
+  if (!daemon) throw new Error("setDaemonConfig needs the private test daemon");
+  writeFileSync(join(daemon.rootDir, "daemon.json"), `${JSON.stringify(config)}\n`);
+}
+
+/** The private daemon's log so far (for failure messages of tests that restart it). */
+export function dockerdLogTail(): string {
+  return daemon ? logTail(daemon.logPath) : "(no private dockerd)";
 }
 
 async function waitForPing(socketPath: string, proc: Subprocess, logPath: string): Promise<void> {

@@ -1,0 +1,96 @@
+/**
+ * The few C library calls DSO makes itself, through bun:ffi, so that no mode of the agent needs
+ * an external binary (`mount` is absent from distroless images and from the managed plugin's
+ * rootfs). One table of symbols; add a call (prctl, setrlimit, mlock, ...) by adding a row to
+ * LIBC_SYMBOLS and a small typed wrapper below. Every wrapper reads errno right after the call
+ * and throws a LibcError naming the call, the errno name and the kernel's message.
+ */
+import { dlopen, FFIType, read, type Pointer } from "bun:ffi";
+
+/** glibc's soname first; musl's loader is the C library itself. */
+const LIBC_SONAMES = ["libc.so.6", `libc.musl-${process.arch === "arm64" ? "aarch64" : "x86_64"}.so.1`, "libc.so"];
+
+const LIBC_SYMBOLS = {
+  mount: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+  umount2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+  __errno_location: { args: [], returns: FFIType.ptr },
+  strerror: { args: [FFIType.i32], returns: FFIType.cstring },
+} as const;
+
+type LibcSymbols = ReturnType<typeof dlopen<typeof LIBC_SYMBOLS>>["symbols"];
+
+/** errno values the callers tell apart (asm-generic/errno-base.h; the same on x64 and arm64). */
+export const ERRNO = { EPERM: 1, ENOENT: 2, EBUSY: 16, EINVAL: 22, ENOSYS: 38 } as const;
+const ERRNO_NAMES = new Map<number, string>(Object.entries(ERRNO).map(([name, value]) => [value, name]));
+
+/** umount2(2) flags. */
+export const MNT_DETACH = 2;
+/** mount(2) flags (linux/mount.h). */
+export const MS_NOSUID = 0x2;
+export const MS_NODEV = 0x4;
+export const MS_NOEXEC = 0x8;
+
+export class LibcError extends Error {
+  constructor(
+    readonly call: string,
+    readonly errno: number,
+    detail: string,
+  ) {
+    super(`${call} failed: ${detail}`);
+    this.name = "LibcError";
+  }
+}
+
+let loaded: { symbols: LibcSymbols } | { error: string } | undefined;
+
+function load(): LibcSymbols {
+  loaded ??= open();
+  if ("error" in loaded) throw new LibcError("dlopen", 0, loaded.error);
+  return loaded.symbols;
+}
+
+function open(): { symbols: LibcSymbols } | { error: string } {
+  const failures: string[] = [];
+  for (const soname of LIBC_SONAMES) {
+    try {
+      return { symbols: dlopen(soname, LIBC_SYMBOLS).symbols };
+    } catch (error) {
+      failures.push(`${soname}: ${(error as Error).message}`);
+    }
+  }
+  return { error: `no C library could be loaded through bun:ffi (${failures.join("; ")})` };
+}
+
+/** True when the C library loads here (doctor reports it; callers still handle LibcError). */
+export function libcAvailable(): boolean {
+  try {
+    load();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A NUL-terminated copy of a string for a `const char *` argument. */
+function cString(value: string): Buffer {
+  return Buffer.from(`${value}\0`, "utf8");
+}
+
+function fail(libc: LibcSymbols, call: string): never {
+  const errno = read.i32(libc.__errno_location() as Pointer, 0);
+  const name = ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+  throw new LibcError(call, errno, `${String(libc.strerror(errno))} (${name})`);
+}
+
+/** mount(2) a fresh tmpfs on `target` with comma-separated `options` (e.g. "mode=0711,size=64m"). */
+export function mountTmpfs(target: string, options: string, flags = MS_NOSUID | MS_NODEV | MS_NOEXEC): void {
+  const libc = load();
+  const rc = libc.mount(cString("tmpfs"), cString(target), cString("tmpfs"), flags, cString(options));
+  if (rc !== 0) fail(libc, `mount(tmpfs, ${target})`);
+}
+
+/** umount2(2); MNT_DETACH for a lazy unmount. */
+export function unmount(target: string, flags = 0): void {
+  const libc = load();
+  if (libc.umount2(cString(target), flags) !== 0) fail(libc, `umount2(${target})`);
+}
