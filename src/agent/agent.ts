@@ -126,6 +126,7 @@ export class Agent implements ControlApi {
       markers: this.secrets.markers,
       queue: this.secrets.queue,
       log: rootLog.withTag("volumes"),
+      ...(this.options.env.DSO_VOLUME_RECORDS ? { recordsDir: this.options.env.DSO_VOLUME_RECORDS } : {}),
       prepareRoot: async (dir) => {
         if ((await ensureTmpfsRoot(dir)) === "mounted") this.log.info("mounted a tmpfs for DSO volumes", { root: dir });
       },

@@ -28,6 +28,8 @@ export interface DsoVolumesDeps {
   log: Pick<FieldLogger, "info" | "error">;
   /** Makes sure the volume root is a tmpfs (mounting one when needed). */
   prepareRoot(root: string): Promise<void>;
+  /** Where volume records are kept, when not on the volume root's tmpfs ($DSO_VOLUME_RECORDS). */
+  recordsDir?: string;
   /** A Mount changed the files of a volume that other containers use. */
   onFilesChanged(volume: string): void;
   /** Mount or Unmount answered (for the audit trail and metrics); `error` is dockerd's Err. */
@@ -114,6 +116,7 @@ export class DsoVolumes {
       await this.deps.prepareRoot(root);
       this.instance = await createVolumeDriver({
         root,
+        ...(this.deps.recordsDir ? { recordsDir: this.deps.recordsDir } : {}),
         queue: this.deps.queue,
         resolveFiles: async (name, opts) => this.files(name, opts, (names) => this.deps.source.fetch(names)),
         wantedMarker: (name, opts) => this.wantedMarker(name, opts),

@@ -219,11 +219,12 @@ describe("the managed plugin on the test daemon", () => {
       expect(after.Pid).toBe(before.Pid);
       expect(JSON.parse(await mustCli(["plugin", "inspect", PLUGIN]))[0]).toMatchObject({ Id: pluginPid, Enabled: true });
 
-      await writeFile(join(work, "etc-dso", "secrets", "db_password"), VALUE_THREE, { mode: 0o600 });
       // Once the agent has reconnected and reconciled, the running container must still read its
       // files (nothing restarted, nothing to deliver again); then it must follow a change.
       await Bun.sleep(LIVE_SETTLE_MS);
       expect((await logsOf(c.id)).split("\n").filter(Boolean).at(-1)?.trim()).toEndWith(`now ${current}`);
+      expect((await c.inspect()).State.StartedAt).toBe(before.StartedAt);
+      await writeFile(join(work, "etc-dso", "secrets", "db_password"), VALUE_THREE, { mode: 0o600 });
       await eventually("rotation after the live-restore restart", async () => ((await logsOf(c.id)).includes(`now ${VALUE_THREE}`) ? true : undefined), ROTATION_TIMEOUT_MS);
     } finally {
       // Back to the suite's plain daemon for the test files that follow (their restarts must

@@ -44,6 +44,12 @@ export type ResolveFiles = (volumeName: string, driverOpts: Readonly<Record<stri
 export interface VolumeDriverOptions {
   /** tmpfs base directory; verified with statfs, refused otherwise. */
   root?: string;
+  /**
+   * Where the volume records live (options, mounts, markers: never a value). Default
+   * `<root>/.options` on the tmpfs; a managed plugin points it at its own rootfs, because dockerd
+   * unmounts the plugin's propagated mount (the tmpfs) when it stops.
+   */
+  recordsDir?: string;
   resolveFiles: ResolveFiles;
   /**
    * The marker the volume's files should have now, from known fingerprints (no fetch), or
@@ -104,7 +110,11 @@ interface VolumeState {
   since: Map<string, number>;
   /** Container id → marker of the files it was last told about. */
   seen: Map<string, string>;
+  /** Reconcile passes in a row that found no running container using the volume (memory only). */
+  unusedPasses?: number;
 }
+
+const UNUSED_PASSES_BEFORE_DROP = 2;
 
 const NameRequest = v.object({ Name: v.pipe(v.string(), v.regex(VOLUME_NAME, "is not a valid volume name")) });
 const CreateRequest = v.object({ ...NameRequest.entries, Opts: v.optional(v.nullable(v.record(v.string(), v.string()))) });
@@ -121,11 +131,13 @@ const LegacyRecord = v.record(v.string(), v.string());
 export async function createVolumeDriver(options: VolumeDriverOptions): Promise<VolumeDriver> {
   const root = options.root ?? DEFAULT_VOLUMES_ROOT;
   await prepareRoot(root);
-  const volumes = await loadRecords(root);
+  const records = options.recordsDir ?? join(root, OPTIONS_DIR);
+  await mkdir(records, { recursive: true, mode: 0o700 });
+  const volumes = await loadRecords(records);
   const queue = options.queue ?? new KeyedQueue();
   const dirOf = (name: string) => join(root, name);
   const serialized = <T>(name: string, work: () => Promise<T>) => queue.run(`volume:${name}`, work);
-  const save = (name: string, state: VolumeState) => saveRecord(root, name, state);
+  const save = (name: string, state: VolumeState) => saveRecord(records, name, state);
 
   const routes: Record<string, (body: unknown) => Promise<object>> = {
     "/Plugin.Activate": async () => ({ Implements: ["VolumeDriver"] }),
@@ -148,7 +160,7 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
       return serialized(Name, async () => {
         volumes.delete(Name);
         await rm(dirOf(Name), { recursive: true, force: true });
-        await rm(join(root, OPTIONS_DIR, `${Name}.json`), { force: true });
+        await rm(join(records, `${Name}.json`), { force: true });
         return { Err: "" };
       });
     },
@@ -270,7 +282,11 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
           const staleSeen = [...state.seen.keys()].filter((id) => !live.has(id));
           for (const id of staleSeen) state.seen.delete(id);
           const newest = Math.max(0, ...state.since.values());
-          const lostUnmount = live.size === 0 && state.users.size > 0 && newest < listedAt;
+          const unused = live.size === 0 && state.users.size > 0 && newest < listedAt;
+          // Two passes in a row must agree before files are dropped: one odd list never costs a
+          // running container its secrets.
+          state.unusedPasses = unused ? (state.unusedPasses ?? 0) + 1 : 0;
+          const lostUnmount = unused && state.unusedPasses >= UNUSED_PASSES_BEFORE_DROP;
           if (lostUnmount) {
             state.users.clear();
             state.since.clear();
@@ -341,9 +357,8 @@ function notTmpfs(root: string): DsoError {
   });
 }
 
-async function loadRecords(root: string): Promise<Map<string, VolumeState>> {
+async function loadRecords(dir: string): Promise<Map<string, VolumeState>> {
   const volumes = new Map<string, VolumeState>();
-  const dir = join(root, OPTIONS_DIR);
   for (const entry of await readdir(dir)) {
     const name = entry.replace(/\.json$/, "");
     if (!VOLUME_NAME.test(name) || entry === name) continue;
@@ -363,12 +378,12 @@ async function loadRecords(root: string): Promise<Map<string, VolumeState>> {
   return volumes;
 }
 
-async function saveRecord(root: string, name: string, state: VolumeState): Promise<void> {
+async function saveRecord(dir: string, name: string, state: VolumeState): Promise<void> {
   const record = {
     opts: state.opts,
     users: Object.fromEntries(state.users),
     since: Object.fromEntries(state.since),
     seen: Object.fromEntries(state.seen),
   };
-  await writeFile(join(root, OPTIONS_DIR, `${name}.json`), JSON.stringify(record), { mode: 0o600 });
+  await writeFile(join(dir, `${name}.json`), JSON.stringify(record), { mode: 0o600 });
 }
