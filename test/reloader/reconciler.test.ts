@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import { parseConfig } from "../../src/config/index.ts";
 import type { DeliveryMode } from "../../src/delivery/types.ts";
 import { Reconciler } from "../../src/reloader/reconciler.ts";
+import { implicitSecretSpec } from "../../src/reloader/selection.ts";
 import { SecretSource } from "../../src/secrets/source.ts";
 import { SecretStore } from "../../src/secrets/store.ts";
 import type { SecretFetcher } from "../../src/secrets/types.ts";
@@ -130,5 +131,16 @@ describe("the reconciler's decisions", () => {
     const { reconciler, targets } = setup({ "dso.reloader": "false" });
     expect(await reconciler.reconcileAll()).toEqual([]);
     expect(targets.deliveries).toBe(0);
+  });
+});
+
+describe("what the agent keeps track of", () => {
+  test("a secret named only by a failed Mount or a removed label is forgotten by the next full pass", async () => {
+    const { reconciler, store } = setup({ "dso.reloader": "true", "dso.secrets": "token" });
+    store.ensure(implicitSecretSpec("only-a-failed-mount", config)!);
+    store.recordError("only-a-failed-mount", "not found", new Date());
+    await reconciler.reconcileAll({ full: true });
+    expect(store.get("only-a-failed-mount")).toBeUndefined();
+    expect(store.get("token")).toBeDefined();
   });
 });
