@@ -218,9 +218,10 @@ describe("examples/ brought up with docker-compose", () => {
           const all = await projectContainers("exroll");
           for (const c of all.filter((c) => c.Id !== before)) {
             const state = (await docker.getContainer(c.Id).inspect().catch(() => undefined))?.State;
-            if (!state) continue;
-            const inside = state.Running ? await execIn(docker, c.Id, ["sh", "-c", "ls -la /run/secrets; wget -q -O - http://127.0.0.1:8080/ 2>&1"]).catch(() => undefined) : undefined;
-            seen.set(c.Names[0]!, `${state.Status}/${state.Health?.Status ?? "-"}: ${JSON.stringify(state.Health?.Log?.slice(-2) ?? [])}\n  inside: ${JSON.stringify(inside?.stdout ?? "")}`);
+            if (!state?.Running) continue;
+            const probe = "ls -la /run/secrets; grep secrets /proc/mounts; test -s /run/secrets/session_key && echo readable; wget -q -O - http://127.0.0.1:8080/";
+            const inside = await execIn(docker, c.Id, ["sh", "-c", `(${probe}) 2>&1`]).catch((e: Error) => ({ code: -1, stdout: `exec failed: ${e.message}`, stderr: "" }));
+            seen.set(c.Names[0]!, `${state.Status}/${state.Health?.Status ?? "-"}: ${JSON.stringify(state.Health?.Log?.slice(-2) ?? [])}\n  inside (exit ${inside.code}): ${JSON.stringify(inside.stdout + inside.stderr)}`);
           }
           if (all.length !== 1 || all[0]!.Id === before) return undefined;
           return (await fileIn(all[0]!.Id, "/run/secrets/session_key")) === PLANTED.sessionTwo ? all[0]! : undefined;
