@@ -1,14 +1,17 @@
 /**
  * Aligned text tables that fit a width (80 columns unless a wider terminal says otherwise).
- * Narrow columns (names, ids, states) are cut with "…"; the last column, which holds free text
- * (errors, details), wraps onto indented continuation lines instead, so nothing a person needs
- * to act on is cut. `--json` always carries every field whole.
+ * Middle columns are cut with "…", rightmost first; the last column, which holds free text
+ * (errors, details, actions), wraps onto indented continuation lines instead, so nothing a
+ * person needs to act on is cut; the first column (the name) is cut only as a last resort.
+ * `--json` always carries every field whole.
  */
 import { DEFAULT_WIDTH } from "./terminal.ts";
 
 const GAP = 2;
 const MIN_CUT_WIDTH = 6;
 const MIN_LAST_WIDTH = 20;
+/** The last column wraps down to this before any other column is cut. */
+const COMFORTABLE_LAST_WIDTH = 30;
 const ELLIPSIS = "…";
 
 export interface TableOptions {
@@ -39,20 +42,27 @@ export function formatTable(header: string[], rows: string[][], options: TableOp
   return lines.join("\n");
 }
 
-/** Natural column widths, then the widest column shrunk one step at a time until the row fits. */
+/**
+ * Natural column widths, then shrunk until the row fits: the last column wraps down to a
+ * comfortable width; then the middle columns are cut from the right (detail columns sit right
+ * of the identifying ones); then the last column wraps further; the first column (usually the
+ * name a person looks for) is cut only when nothing else is left.
+ */
 function fitWidths(cells: string[][], header: string[], width: number): number[] {
   const widths = header.map((_, i) => Math.max(...cells.map((row) => row[i]!.length)));
   const last = widths.length - 1;
-  const minimum = widths.map((w, i) => Math.min(w, i === last ? MIN_LAST_WIDTH : Math.max(header[i]!.length, MIN_CUT_WIDTH)));
-  const total = () => widths.reduce((a, b) => a + b, 0) + GAP * last;
-  while (total() > width) {
-    let widest = -1;
-    for (let i = 0; i < widths.length; i++) {
-      if (widths[i]! > minimum[i]! && (widest < 0 || widths[i]! > widths[widest]!)) widest = i;
-    }
-    if (widest < 0) break;
-    widths[widest]!--;
-  }
+  const floor = (i: number) => Math.min(widths[i]!, i === last ? MIN_LAST_WIDTH : Math.max(header[i]!.length, MIN_CUT_WIDTH));
+  const minimum = widths.map((_, i) => floor(i));
+  let excess = widths.reduce((a, b) => a + b, 0) + GAP * last - width;
+  const shrink = (i: number, to: number) => {
+    const take = Math.max(0, Math.min(excess, widths[i]! - Math.max(to, minimum[i]!)));
+    widths[i]! -= take;
+    excess -= take;
+  };
+  shrink(last, COMFORTABLE_LAST_WIDTH);
+  for (let i = last - 1; i >= 1 && excess > 0; i--) shrink(i, minimum[i]!);
+  shrink(last, MIN_LAST_WIDTH);
+  if (last > 0) shrink(0, minimum[0]!);
   return widths;
 }
 
@@ -60,25 +70,32 @@ function cut(text: string, width: number): string {
   return text.length <= width ? text : `${text.slice(0, Math.max(0, width - 1))}${ELLIPSIS}`;
 }
 
-/** Word-wraps to `width`; a word longer than the width is broken. Always at least one line. */
+/** Word-wraps to `width`, breaking after commas in long lists too; a longer word is broken. */
 export function wrap(text: string, width: number): string[] {
   if (text.length <= width) return [text];
   const out: string[] = [];
   let line = "";
-  for (const word of text.split(" ")) {
-    let rest = word;
-    while (rest.length > width) {
-      if (line) out.push(line);
-      line = "";
-      out.push(rest.slice(0, width));
-      rest = rest.slice(width);
-    }
-    if (!line) line = rest;
-    else if (line.length + 1 + rest.length <= width) line += ` ${rest}`;
+  const place = (piece: string, separator: string) => {
+    if (!line) line = piece;
+    else if (line.length + separator.length + piece.length <= width) line += `${separator}${piece}`;
     else {
       out.push(line);
-      line = rest;
+      line = piece;
     }
+  };
+  for (const word of text.split(" ")) {
+    // "a,b,c" breaks after its commas when it does not fit.
+    const pieces = word.length > width ? word.split(/(?<=,)/) : [word];
+    pieces.forEach((piece, k) => {
+      let rest = piece;
+      while (rest.length > width) {
+        if (line) out.push(line);
+        line = "";
+        out.push(rest.slice(0, width));
+        rest = rest.slice(width);
+      }
+      place(rest, k === 0 ? " " : "");
+    });
   }
   if (line || out.length === 0) out.push(line);
   return out;

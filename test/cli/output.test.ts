@@ -19,8 +19,21 @@ describe("formatTable", () => {
     expect(lines[2]!.slice(0, indent).trim()).toBe("");
   });
 
+  test("the first column (the name) and short middle columns stay whole while a detail column can give way", () => {
+    const plan = formatTable(
+      ["CONTAINER", "ID", "FILES", "STRATEGY", "ACTION"],
+      [["e2e-restart-11578", "17ba3b047e68", "/run/secrets (procfs)", "restart", "update files, then restart"]],
+      { width: 80 },
+    );
+    expect(plan.split("\n")[1]).toMatch(/^e2e-restart-11578  17ba3b047e68  \/run\/sec…\s+restart\s+update files, then restart$/);
+    const hooks = formatTable(["WEBHOOK", "STATUS", "ANSWER", "EVENTS"], [["#0 (127.0.0.1:35071)", "ok", "HTTP 204", "rotation_succeeded,rotation_failed,delivery_failed,provider_unavailable"]], { width: 80 });
+    expect(hooks.split("\n")[1]).toStartWith("#0 (127.0.0.1:35071)  ok      HTTP 204  rotation_succeeded,rotation_failed,");
+    for (const line of hooks.split("\n")) expect(line.length).toBeLessThanOrEqual(80);
+  });
+
   test("wrap breaks words longer than the width", () => {
     expect(wrap("abcdefghij kl", 4)).toEqual(["abcd", "efgh", "ij", "kl"]);
+    expect(wrap("a,bb,ccc dd", 5)).toEqual(["a,bb,", "ccc", "dd"]);
   });
 });
 

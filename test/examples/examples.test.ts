@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type Dockerode from "dockerode";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,6 +21,7 @@ import { startVaultServer } from "../support/vault-server.ts";
 
 const EXAMPLES = join(REPO_ROOT, "examples");
 const PLUGIN_DIR = "/run/docker/plugins";
+const EXAMPLE_DRIVER_PREFIX = "dso-example-";
 const PLANTED = {
   quickOne: "example-planted-quick-ONE-4k2",
   quickTwo: "example-planted-quick-TWO-8w1",
@@ -124,7 +126,20 @@ function expectNoPlantedValues(agent: AgentProcess): void {
   for (const value of Object.values(PLANTED)) expect(logs).not.toContain(value);
 }
 
+/**
+ * A dangling driver socket in /run/docker/plugins makes dockerd retry it for ~30 s on every
+ * volume lookup, so links this test left behind when a run was killed are removed first.
+ */
+function removeDanglingExampleDrivers(): void {
+  for (const name of existsSync(PLUGIN_DIR) ? readdirSync(PLUGIN_DIR) : []) {
+    if (!name.startsWith(EXAMPLE_DRIVER_PREFIX)) continue;
+    const link = join(PLUGIN_DIR, name);
+    if (!existsSync(link)) rmSync(link, { force: true });
+  }
+}
+
 beforeAll(async () => {
+  removeDanglingExampleDrivers();
   const d = await ensureDocker();
   docker = d.docker;
   dockerHost = d.host;
@@ -169,7 +184,7 @@ describe("examples/ brought up with docker-compose", () => {
   });
 
   test("dso-volume: the secret is in the volume before the entrypoint runs, and rotates", async () => {
-    const driver = `dso-example-${process.pid}`;
+    const driver = `${EXAMPLE_DRIVER_PREFIX}${process.pid}`;
     await writeFile(join(secretsDir, "api_key"), PLANTED.apiOne);
     await writeFile(join(secretsDir, "db_password"), PLANTED.dbPassword);
     const volumesRoot = join(dir, "volumes");
@@ -178,6 +193,8 @@ describe("examples/ brought up with docker-compose", () => {
     const link = join(PLUGIN_DIR, `${driver}.sock`);
     await rm(link, { force: true });
     await Bun.$`ln -s ${agent.socket} ${link}`.quiet();
+    // Also when a timeout ends the test before its finally: never leave a dangling driver.
+    cleanups.push(() => rm(link, { force: true }));
     const env = { DSO_VOLUME_DRIVER: driver };
     try {
       await up("dso-volume", "exvol", env);
@@ -199,7 +216,7 @@ describe("examples/ brought up with docker-compose", () => {
       await rm(link, { force: true });
       Bun.spawnSync(["umount", "-l", volumesRoot]);
     }
-  });
+  }, 120_000);
 
   test("rolling-web: after a rolling rotation compose still owns exactly one container; up -d keeps it; down removes everything", async () => {
     await writeFile(join(secretsDir, "session_key"), PLANTED.sessionOne);
@@ -218,9 +235,10 @@ describe("examples/ brought up with docker-compose", () => {
           const all = await projectContainers("exroll");
           for (const c of all.filter((c) => c.Id !== before)) {
             const state = (await docker.getContainer(c.Id).inspect().catch(() => undefined))?.State;
-            if (!state) continue;
-            const inside = state.Running ? await execIn(docker, c.Id, ["sh", "-c", "ls -la /run/secrets; wget -q -O - http://127.0.0.1:8080/ 2>&1"]).catch(() => undefined) : undefined;
-            seen.set(c.Names[0]!, `${state.Status}/${state.Health?.Status ?? "-"}: ${JSON.stringify(state.Health?.Log?.slice(-2) ?? [])}\n  inside: ${JSON.stringify(inside?.stdout ?? "")}`);
+            if (!state?.Running) continue;
+            const probe = "ls -la /run/secrets; grep secrets /proc/mounts; test -s /run/secrets/session_key && echo readable; wget -q -O - http://127.0.0.1:8080/";
+            const inside = await execIn(docker, c.Id, ["sh", "-c", `(${probe}) 2>&1`]).catch((e: Error) => ({ code: -1, stdout: `exec failed: ${e.message}`, stderr: "" }));
+            seen.set(c.Names[0]!, `${state.Status}/${state.Health?.Status ?? "-"}: ${JSON.stringify(state.Health?.Log?.slice(-2) ?? [])}\n  inside (exit ${inside.code}): ${JSON.stringify(inside.stdout + inside.stderr)}`);
           }
           if (all.length !== 1 || all[0]!.Id === before) return undefined;
           return (await fileIn(all[0]!.Id, "/run/secrets/session_key")) === PLANTED.sessionTwo ? all[0]! : undefined;
