@@ -495,13 +495,16 @@ export class Reconciler {
         labels,
         abort: signal ?? new AbortController().signal,
         log: this.deps.log,
-        // This pass's files, into the restarted container or its replacement (tmpfs starts empty),
-        // through the replacement's own queue so no other delivery into it runs at the same time.
-        deliver: (id) =>
-          this.deps.queue.run(`container:${id}`, async () => {
+        // This pass's files, into the restarted container (its queue is ours already) or its
+        // replacement (through the replacement's own queue, so no other delivery into it runs at
+        // the same time). A tmpfs starts empty.
+        deliver: (id) => {
+          const work = async () => {
             for (const target of built) await this.deps.planner.deliver(id, target.path, target.files, { signal, marker: target.marker });
             await this.deliverCurrentTargets(d, id, built, signal);
-          }),
+          };
+          return id === d.id ? work() : this.deps.queue.run(`container:${id}`, work);
+        },
       });
       view.lastStrategy = { at, strategy: result.strategy, action: result.action, outcome: "ok", ...(result.detail ? { detail: result.detail } : {}) };
       if (result.containerId !== d.id) this.book.moved(d.id, result.containerId);
