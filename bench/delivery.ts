@@ -85,7 +85,7 @@ async function main(): Promise<void> {
         Tmpfs: { "/run/tmpfs": "size=16m" },
         Mounts: [
           { Type: "volume", Source: vol, Target: "/run/vol" },
-          { Type: "volume", Source: dsoVol, Target: "/run/dso", VolumeOptions: { DriverConfig: { Name: DRIVER, Options: { secrets: "bench" } } } } as Dockerode.MountSettings,
+          { Type: "volume", Source: dsoVol, Target: "/run/dso", VolumeOptions: { DriverConfig: { Name: DRIVER, Options: { secrets: "bench" } } } } as unknown as Dockerode.MountSettings,
         ],
       },
     });
