@@ -30,6 +30,7 @@ import { loadHostKey } from "./host-key.ts";
 import { buildReconciler, buildSecretsRuntime, providerProcess, type SecretsRuntime } from "./runtime.ts";
 import { acquireSocketLock, type SocketLock } from "./socket-lock.ts";
 import { ensureTmpfsRoot } from "./volumes-root.ts";
+import { hardenProcess, type ProcessHardening } from "../os/libc.ts";
 
 /** Events can be dropped (the daemon keeps 256); reconcile all containers this often anyway. */
 export const RECONCILE_INTERVAL_MS = 60_000;
@@ -86,6 +87,7 @@ export class Agent implements ControlApi {
   private resolveSide!: (side: DockerSide) => void;
   private reconcileTimer?: ReturnType<typeof setInterval>;
   private readonly startedAt = new Date();
+  private hardening: ProcessHardening = { dumpable: true, coreDumps: true };
   private stopping = false;
 
   constructor(
@@ -104,6 +106,8 @@ export class Agent implements ControlApi {
   }
 
   async start(): Promise<void> {
+    this.hardening = hardenProcess();
+    if (this.hardening.dumpable || this.hardening.coreDumps) this.log.warn("could not turn core dumps off for the agent (bun:ffi to libc failed)");
     this.lock = acquireSocketLock(this.socketPath);
     this.observer = new Observer(this.config, { log: rootLog.withTag("observe"), version: versionInfo().version });
     this.observer.start();
@@ -401,6 +405,7 @@ export class Agent implements ControlApi {
         docker: connection ? { host: connection.host, api: connection.negotiatedApiVersion, connected: this.side?.events.connected ?? false } : undefined,
         cache: this.config.agent.cache,
         pollingIntervalMs: this.config.agent.watch.pollingIntervalMs,
+        hardening: this.hardening,
       },
       providers,
       secrets: store.all().map((s) => ({

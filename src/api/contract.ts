@@ -94,6 +94,8 @@ export const StatusReplySchema = v.object({
     docker: v.optional(v.object({ host: v.string(), api: v.string(), connected: v.boolean() })),
     cache: v.boolean(),
     pollingIntervalMs: v.number(),
+    /** Whether the agent process can be core-dumped (it should not: see docs/security notes). */
+    hardening: v.optional(v.object({ dumpable: v.boolean(), coreDumps: v.boolean() })),
   }),
   providers: v.array(
     v.object({

@@ -13,6 +13,8 @@ const LIBC_SONAMES = ["libc.so.6", `libc.musl-${process.arch === "arm64" ? "aarc
 const LIBC_SYMBOLS = {
   mount: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
   umount2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+  prctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64], returns: FFIType.i32 },
+  setrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
   __errno_location: { args: [], returns: FFIType.ptr },
   strerror: { args: [FFIType.i32], returns: FFIType.cstring },
 } as const;
@@ -93,4 +95,31 @@ export function mountTmpfs(target: string, options: string, flags = MS_NOSUID | 
 export function unmount(target: string, flags = 0): void {
   const libc = load();
   if (libc.umount2(cString(target), flags) !== 0) fail(libc, `umount2(${target})`);
+}
+
+const PR_GET_DUMPABLE = 3;
+const PR_SET_DUMPABLE = 4;
+const RLIMIT_CORE = 4;
+
+export interface ProcessHardening {
+  /** PR_SET_DUMPABLE is 0: no core dump, no ptrace attach by other users, /proc files root-only. */
+  dumpable: boolean;
+  /** RLIMIT_CORE is 0 (soft and hard): a crash writes no core file full of secrets to disk. */
+  coreDumps: boolean;
+}
+
+/**
+ * Refuses core dumps for this process (and what it starts): RLIMIT_CORE 0 and not dumpable.
+ * Returns what holds afterwards; never throws (a process without libc keeps running, and says so).
+ */
+export function hardenProcess(): ProcessHardening {
+  try {
+    const libc = load();
+    const zero = new BigUint64Array(2);
+    const limited = libc.setrlimit(RLIMIT_CORE, zero) === 0;
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    return { dumpable: libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) !== 0, coreDumps: !limited };
+  } catch {
+    return { dumpable: true, coreDumps: true };
+  }
 }

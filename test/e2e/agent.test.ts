@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type Dockerode from "dockerode";
+import { readFileSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -184,6 +185,16 @@ describe("dso agent end to end (file provider, compiled binary)", () => {
     // Nothing a guess of the value could be checked against: no bare hash of it, whole or cut.
     const digest = new Bun.CryptoHasher("sha256").update(PLANTED[0]!).digest("hex");
     for (const out of [status.stdout, ls.stdout, table.stdout]) expect(out).not.toContain(digest.slice(0, 12));
+  });
+
+  test("the agent and its provider process write no core file and are not dumpable", async () => {
+    const status = JSON.parse((await cli(["status", "--json"])).stdout) as { agent: { pid: number; hardening?: { dumpable: boolean; coreDumps: boolean } }; providers: Array<{ pid?: number }> };
+    expect(status.agent.hardening).toEqual({ dumpable: false, coreDumps: false });
+    const coreLimit = (pid: number) => readFileSync(`/proc/${pid}/limits`, "utf8").split("\n").find((l) => l.startsWith("Max core file size"))?.replace(/\s+/g, " ");
+    expect(coreLimit(status.agent.pid)).toBe("Max core file size 0 0 bytes ");
+    const providerPid = status.providers.find((p) => p.pid)?.pid;
+    expect(providerPid).toBeDefined();
+    expect(coreLimit(providerPid!)).toBe("Max core file size 0 0 bytes ");
   });
 
   test("bad labels: a warning naming container and label, the agent keeps running", async () => {

@@ -2,6 +2,7 @@ import { defineCommand } from "citty";
 import { claimStdout, serveProvider } from "../../../providers/host.ts";
 import { loadProvider, providerTypes } from "../../../providers/registry.ts";
 import { DsoError } from "../../errors.ts";
+import { hardenProcess } from "../../os/libc.ts";
 import { globalArgs } from "../_shared.ts";
 
 export default defineCommand({
@@ -22,6 +23,8 @@ export default defineCommand({
         { hint: "run 'dso agent' instead" },
       );
     }
+    // A provider holds values during a fetch: no core file, not dumpable.
+    hardenProcess();
     const write = claimStdout();
     const factory = await loadProvider(args.type);
     if (!factory) throw new DsoError("USAGE", `unknown provider type "${args.type}"`);
