@@ -10,6 +10,7 @@ import type Dockerode from "dockerode";
 import type { Server } from "bun";
 import { loadConfig } from "../config/index.ts";
 import type { DsoConfig, ProviderConfig } from "../config/types.ts";
+import { secretNamesOf } from "../delivery/plugin/driver-options.ts";
 import { pluginDriverName, type DeliveryPlanner } from "../delivery/planner.ts";
 import { connectDocker, type DockerConnection } from "../docker/client.ts";
 import { describeError, DsoError } from "../errors.ts";
@@ -141,8 +142,8 @@ export class Agent implements ControlApi {
         else this.observer.volumeUnmounted({ volume: call.volume, mountId: call.mountId, ...(error ? { error } : {}) });
       },
       onFilesChanged: (volume) => {
-        const secrets = this.volumes.optionsOf(volume)?.secrets?.split(",").map((s) => s.trim()) ?? [];
-        this.side?.reconciler.secretsChanged(secrets, "mount");
+        const opts = this.volumes.optionsOf(volume);
+        this.side?.reconciler.secretsChanged(opts ? secretNamesOf(opts) : [], "mount");
       },
     });
     await this.volumes.start();

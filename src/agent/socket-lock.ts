@@ -2,33 +2,11 @@
  * One agent per socket. An exclusive flock(2) on `<socket>.lock`, held for the agent's life and
  * released by the kernel when it dies (even by SIGKILL), decides who may serve the socket: a second
  * agent refuses to start and names the holder's PID; a stale socket left by a killed agent is then
- * safe to replace. flock comes from libc through bun:ffi (no external binary).
+ * safe to replace. flock comes from libc through bun:ffi (src/os/libc.ts).
  */
-import { dlopen, FFIType } from "bun:ffi";
 import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from "node:fs";
 import { DsoError } from "../errors.ts";
-
-const LOCK_EX = 2;
-const LOCK_NB = 4;
-const LIBC_NAMES = ["libc.so.6", "libc.so", "libc.musl-x86_64.so.1", "libc.musl-aarch64.so.1"];
-
-type Flock = (fd: number, operation: number) => number;
-
-let flock: Flock | undefined;
-
-function loadFlock(): Flock {
-  if (flock) return flock;
-  for (const name of LIBC_NAMES) {
-    try {
-      const lib = dlopen(name, { flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 } });
-      flock = lib.symbols.flock as Flock;
-      return flock;
-    } catch {
-      // try the next name
-    }
-  }
-  throw new DsoError("INTERNAL", "cannot load flock from the C library");
-}
+import { tryLockExclusive } from "../os/libc.ts";
 
 export interface SocketLock {
   path: string;
@@ -43,7 +21,7 @@ export function lockPathFor(socketPath: string): string {
 export function acquireSocketLock(socketPath: string): SocketLock {
   const path = lockPathFor(socketPath);
   const fd = openSync(path, "a+", 0o600);
-  if (loadFlock()(fd, LOCK_EX | LOCK_NB) !== 0) {
+  if (!tryLockExclusive(fd)) {
     closeSync(fd);
     const holder = readFileSync(path, "utf8").trim();
     throw new DsoError("USAGE", `another dso agent${/^\d+$/.test(holder) ? ` (pid ${holder})` : ""} is serving ${socketPath}; stop it first or use another --socket`);

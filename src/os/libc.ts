@@ -15,6 +15,7 @@ const LIBC_SYMBOLS = {
   umount2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
   prctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64], returns: FFIType.i32 },
   setrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+  flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   __errno_location: { args: [], returns: FFIType.ptr },
   strerror: { args: [FFIType.i32], returns: FFIType.cstring },
 } as const;
@@ -22,7 +23,7 @@ const LIBC_SYMBOLS = {
 type LibcSymbols = ReturnType<typeof dlopen<typeof LIBC_SYMBOLS>>["symbols"];
 
 /** errno values the callers tell apart (asm-generic/errno-base.h; the same on x64 and arm64). */
-export const ERRNO = { EPERM: 1, ENOENT: 2, EBUSY: 16, EINVAL: 22, ENOSYS: 38 } as const;
+export const ERRNO = { EPERM: 1, ENOENT: 2, EAGAIN: 11, EBUSY: 16, EINVAL: 22, ENOSYS: 38 } as const;
 const ERRNO_NAMES = new Map<number, string>(Object.entries(ERRNO).map(([name, value]) => [value, name]));
 
 /** umount2(2) flags. */
@@ -122,4 +123,17 @@ export function hardenProcess(): ProcessHardening {
   } catch {
     return { dumpable: true, coreDumps: true };
   }
+}
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+
+/** flock(2) LOCK_EX|LOCK_NB on an open fd: true when taken, false when another holds it. */
+export function tryLockExclusive(fd: number): boolean {
+  const libc = load();
+  if (libc.flock(fd, LOCK_EX | LOCK_NB) === 0) return true;
+  const errno = read.i32(libc.__errno_location() as Pointer, 0);
+  // EWOULDBLOCK is EAGAIN on Linux.
+  if (errno === ERRNO.EAGAIN) return false;
+  fail(libc, "flock");
 }

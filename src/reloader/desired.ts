@@ -8,7 +8,7 @@
 import type Dockerode from "dockerode";
 import type { DsoConfig, SecretSpec, SignalName, StrategyName } from "../config/types.ts";
 import { parseDriverOptions } from "../delivery/plugin/driver-options.ts";
-import { targetPathOf } from "./files.ts";
+import { groupByTarget } from "./files.ts";
 import { implicitSecretSpec, selectContainer, type Selection } from "./selection.ts";
 
 /** The label a container re-created for env injection carries: the marker of its variables. */
@@ -80,13 +80,8 @@ export function desiredFor(facts: ContainerFacts, opts: DesiredOptions): { desir
   const selection = outcome.selected ? outcome.selection : undefined;
   const warnings = [...outcome.warnings];
 
-  const fileSpecs = (selection?.secrets ?? []).filter((s) => s.inject.type === "file");
   const envSpecs = (selection?.secrets ?? []).filter((s) => s.inject.type === "env");
-  const byPath = new Map<string, SecretSpec[]>();
-  for (const spec of fileSpecs) {
-    const path = targetPathOf(selection!, spec);
-    byPath.set(path, [...(byPath.get(path) ?? []), spec]);
-  }
+  const byPath = selection ? groupByTarget(selection, selection.secrets) : new Map<string, SecretSpec[]>();
   const targets = [...byPath].map(([path, specs]) => ({ path, specs }));
 
   const volumes: VolumeUnit[] = [];

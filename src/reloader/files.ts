@@ -16,6 +16,17 @@ export function targetPathOf(selection: Pick<Selection, "files">, spec: SecretSp
   return selection.files.path ?? (spec.inject.type === "file" ? spec.inject.path : "");
 }
 
+/** The file secrets of a selection, grouped by the directory they go to. */
+export function groupByTarget(selection: Pick<Selection, "files">, specs: readonly SecretSpec[]): Map<string, SecretSpec[]> {
+  const byPath = new Map<string, SecretSpec[]>();
+  for (const spec of specs) {
+    if (spec.inject.type !== "file") continue;
+    const path = targetPathOf(selection, spec);
+    byPath.set(path, [...(byPath.get(path) ?? []), spec]);
+  }
+  return byPath;
+}
+
 export interface DeliveryGroup {
   /** Directory inside the container. */
   path: string;

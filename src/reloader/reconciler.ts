@@ -25,8 +25,8 @@ import type { VersionMarkers } from "../secrets/version-marker.ts";
 import type { KeyedQueue } from "../util/keyed-queue.ts";
 import { mapLimit } from "../util/map-limit.ts";
 import { ContainerStatusBook, type ContainerView, type SecretView } from "./container-status.ts";
-import { desiredFor, ENV_VERSION_LABEL, factsFromList, isSwarmTask, type Desired, type TargetUnit } from "./desired.ts";
-import { buildDeliveries, targetPathOf } from "./files.ts";
+import { desiredFor, ENV_VERSION_LABEL, factsFromList, isSwarmTask, volumeSecretSpec, type Desired, type TargetUnit } from "./desired.ts";
+import { buildDeliveries, groupByTarget } from "./files.ts";
 import { ImageLabels } from "./labels.ts";
 import { Quiescence } from "./quiescence.ts";
 import { implicitSecretSpec, type Selection } from "./selection.ts";
@@ -249,11 +249,9 @@ export class Reconciler {
     const config = this.deps.config();
     for (const d of wanted) {
       for (const spec of d.selection?.secrets ?? []) this.deps.store.ensure(spec);
-      for (const unit of d.volumes) {
-        for (const name of unit.secrets) {
-          const spec = config.secrets.find((s) => s.name === name) ?? implicitSecretSpec(name, config);
-          if (spec) this.deps.store.ensure(spec);
-        }
+      for (const name of d.volumes.flatMap((unit) => unit.secrets)) {
+        const spec = volumeSecretSpec(name, config);
+        if (spec) this.deps.store.ensure(spec);
       }
     }
   }
@@ -606,12 +604,7 @@ function emptyDesired(inspect: Dockerode.ContainerInspectInfo, config: DsoConfig
 /** The desired state of a container with its file and env secrets replaced by `specs`. */
 function withSpecs(base: Desired, selection: Selection, specs: SecretSpec[]): Desired {
   const sel = { ...selection, secrets: specs };
-  const byPath = new Map<string, SecretSpec[]>();
-  for (const spec of specs) {
-    if (spec.inject.type !== "file") continue;
-    const path = targetPathOf(sel, spec);
-    byPath.set(path, [...(byPath.get(path) ?? []), spec]);
-  }
+  const byPath = groupByTarget(sel, specs);
   return {
     ...base,
     selection: sel,

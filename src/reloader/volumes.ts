@@ -6,7 +6,7 @@
  * volume's files and tells each container that mounts it, through the driver's records.
  */
 import type { DsoConfig } from "../config/types.ts";
-import { parseDriverOptions } from "../delivery/plugin/driver-options.ts";
+import { parseDriverOptions, secretNamesOf } from "../delivery/plugin/driver-options.ts";
 import { createVolumeDriver, type VolumeDriver, type VolumeFiles, type VolumeObservation } from "../delivery/plugin/volume-driver.ts";
 import { describeError, DsoError, type ErrorCode } from "../errors.ts";
 import type { FieldLogger } from "../log/logger.ts";
@@ -79,7 +79,7 @@ export class DsoVolumes {
       route,
       volume: request.Name,
       ...(typeof request.ID === "string" && request.ID ? { mountId: request.ID } : {}),
-      secrets: opts ? safeSecrets(opts) : [],
+      secrets: opts ? secretNamesOf(opts) : [],
       ...(reply.Err ? { error: reply.Err } : {}),
     });
   }
@@ -132,7 +132,7 @@ export class DsoVolumes {
 
   /** The marker the volume's files should carry, from known fingerprints only (no fetch). */
   wantedMarker(volume: string, driverOpts: Readonly<Record<string, string>>): string | undefined {
-    const names = safeSecrets(driverOpts);
+    const names = secretNamesOf(driverOpts);
     const fingerprints: Record<string, string> = {};
     for (const name of names) {
       const fp = this.deps.store.get(name)?.fingerprint;
@@ -189,10 +189,3 @@ export class DsoVolumes {
   }
 }
 
-function safeSecrets(opts: Readonly<Record<string, string>>): string[] {
-  try {
-    return parseDriverOptions(opts).secrets;
-  } catch {
-    return [];
-  }
-}

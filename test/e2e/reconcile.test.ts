@@ -209,8 +209,12 @@ describe("rotation converges", () => {
     // while it sleeps into one trap run, so it handles at most that many.)
     const expectOneRunPerVersion = async (last: string) => {
       await eventually(`the container's last SIGHUP saw ${last}`, async () => ((await hups(c.id)).at(-1) === last ? true : undefined));
-      await Bun.sleep(500);
-      const runs = count(/rotated secrets in container/);
+      // The agent logs a run after its signal was sent: wait until its count stops moving.
+      let runs = -1;
+      for (let seen = count(/rotated secrets in container/); seen !== runs; seen = count(/rotated secrets in container/)) {
+        runs = seen;
+        await Bun.sleep(1000);
+      }
       expect(runs).toBeLessThanOrEqual(count(/delivered secrets to container/) - 1);
       expect((await hups(c.id)).length).toBeLessThanOrEqual(runs);
       return runs;

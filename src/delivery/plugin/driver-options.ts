@@ -35,6 +35,15 @@ export function parseDriverOptions(opts: Readonly<Record<string, string>>): Volu
   };
 }
 
+/** The secret names of a volume's options, or none when the options do not parse (never throws). */
+export function secretNamesOf(opts: Readonly<Record<string, string>>): string[] {
+  try {
+    return parseDriverOptions(opts).secrets;
+  } catch {
+    return [];
+  }
+}
+
 function normaliseSignal(raw: string): string {
   const upper = raw.trim().toUpperCase();
   return upper.startsWith("SIG") ? upper : `SIG${upper}`;

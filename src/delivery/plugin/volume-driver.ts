@@ -22,7 +22,7 @@ import { KeyedQueue } from "../../util/keyed-queue.ts";
 import { clearAtomicDir, readAtomicMarker, writeAtomicDir } from "../atomic-dir.ts";
 import { isRamBacked, nearestExisting } from "../tmpfs.ts";
 import type { DeliveryResult, SecretFile } from "../types.ts";
-import { parseDriverOptions, validateDriverOptions } from "./driver-options.ts";
+import { secretNamesOf, validateDriverOptions } from "./driver-options.ts";
 
 
 /** The media type dockerd sends and expects for plugin calls. */
@@ -205,7 +205,7 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
   };
 
   function describe(name: string, state: VolumeState) {
-    return { Name: name, Mountpoint: state.users.size > 0 ? dirOf(name) : "", Status: { secrets: safeSecrets(state.opts) } };
+    return { Name: name, Mountpoint: state.users.size > 0 ? dirOf(name) : "", Status: { secrets: secretNamesOf(state.opts).join(",") } };
   }
 
   /**
@@ -324,14 +324,6 @@ function dropMount(state: VolumeState, id: string): void {
   if (state.users.size === 0) state.seen.clear();
 }
 
-/** The secret names of a volume for Get/List; an invalid option must not fail those calls. */
-function safeSecrets(opts: Readonly<Record<string, string>>): string {
-  try {
-    return parseDriverOptions(opts).secrets.join(",");
-  } catch {
-    return "";
-  }
-}
 /** dockerd shows Err verbatim to the user: one line, prefixed so it is clearly ours. */
 function pluginError(error: unknown): string {
   const code = error instanceof DsoError ? `${error.code}: ` : "";
