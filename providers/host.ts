@@ -7,13 +7,14 @@
  */
 import * as v from "valibot";
 import { LOG_LEVEL_NAMES, levelEnabled, type LogLevelName } from "../src/log/logger.ts";
-import { redact, registerSecretValue } from "../src/log/redact.ts";
+import { redact, registerSecretBytes, registerSecretValue } from "../src/log/redact.ts";
 import { encodeFrame, readFrames } from "../src/rpc/framing.ts";
+import { valuesToWire } from "../src/rpc/wire-values.ts";
 import { toRpcError } from "./errors.ts";
 import type { ProviderClient, ProviderFactory, ProviderLogger } from "./types.ts";
 import {
   describeIssues,
-  MAX_FRAME_BYTES,
+  FRAME_LIMITS,
   PROTOCOL_VERSION,
   RequestSchema,
   type FetchItem,
@@ -40,7 +41,10 @@ export function jsonLogger(io: Pick<ProviderIo, "logLine">, threshold: LogLevelN
 /** Values go to the redactor of this process too, so a stray log line cannot carry them. */
 function rememberValues(items: FetchItem[]): void {
   for (const item of items) {
-    for (const value of Object.values(item.value?.data ?? {})) registerSecretValue(value);
+    for (const value of Object.values(item.value?.data ?? {})) {
+      if (typeof value === "string") registerSecretValue(value);
+      else registerSecretBytes(value);
+    }
   }
 }
 
@@ -107,7 +111,9 @@ export async function serveProvider(factory: ProviderFactory, io: ProviderIo): P
       } else if (request.method === "fetch") {
         const items = await client.fetch(request.params.refs, controller.signal);
         rememberValues(items);
-        reply(request.id, { result: { items } });
+        // Values go in the frame's raw section, never in its JSON.
+        const wire = valuesToWire(items);
+        io.write(encodeFrame({ id: request.id, result: { items: wire.items } }, wire.raw));
       } else {
         reply(request.id, { result: await client.health(controller.signal) });
       }
@@ -122,9 +128,15 @@ export async function serveProvider(factory: ProviderFactory, io: ProviderIo): P
 
   const pending = new Set<Promise<unknown>>();
   let stopping = false;
-  for await (const frame of readFrames(io.input, MAX_FRAME_BYTES)) {
+  for await (const frame of readFrames(io.input, FRAME_LIMITS)) {
     if (!frame.ok) {
       reply(null, { error: { code: "RPC_PROTOCOL", message: frame.reason } });
+      continue;
+    }
+    if (frame.raw) {
+      frame.raw.fill(0);
+      const id = typeof (frame.value as { id?: unknown })?.id === "number" ? (frame.value as { id: number }).id : null;
+      reply(id, { error: { code: "RPC_PROTOCOL", message: "bad request: requests carry no raw section" } });
       continue;
     }
     const parsed = v.safeParse(RequestSchema, frame.value);

@@ -104,6 +104,8 @@ export const StatusReplySchema = v.object({
       state: v.string(),
       healthy: v.boolean(),
       pid: v.optional(v.number()),
+      /** The short-lived process serving a value fetch right now, if any. */
+      fetchPid: v.optional(v.number()),
       restarts: v.number(),
       lastError: v.optional(v.string()),
       lastOkAt: v.optional(v.string()),

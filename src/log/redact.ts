@@ -75,6 +75,80 @@ function forms(value: string): string[] {
   return escaped === value ? [value] : [value, escaped];
 }
 
+/**
+ * The UTF-16 code units of `bytes` decoded as UTF-8 (as TextDecoder would, an invalid byte giving
+ * U+FFFD), or of their JSON-escaped form, passed one at a time: no string of the value is made.
+ */
+function forEachUnit(bytes: Uint8Array, escaped: boolean, emit: (unit: number) => void): void {
+  const put = (unit: number) => {
+    if (!escaped) return emit(unit);
+    const short = unit === 0x22 ? 0x22 : unit === 0x5c ? 0x5c : unit === 0x0a ? 0x6e : unit === 0x0d ? 0x72 : unit === 0x09 ? 0x74 : unit === 0x08 ? 0x62 : unit === 0x0c ? 0x66 : 0;
+    if (short) {
+      emit(0x5c);
+      emit(short);
+    } else if (unit < 0x20) {
+      emit(0x5c);
+      emit(0x75);
+      for (const shift of [12, 8, 4, 0]) emit("0123456789abcdef".charCodeAt((unit >> shift) & 0xf));
+    } else emit(unit);
+  };
+  for (let i = 0; i < bytes.length; ) {
+    const b = bytes[i]!;
+    const need = b < 0x80 ? 0 : b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1;
+    let cp = need === 0 ? b : need === 1 ? b & 0x1f : need === 2 ? b & 0x0f : b & 0x07;
+    let ok = need >= 0 && i + need < bytes.length + (need === 0 ? 1 : 0);
+    for (let k = 1; ok && k <= need; k++) {
+      const c = bytes[i + k]!;
+      if ((c & 0xc0) !== 0x80) ok = false;
+      else cp = (cp << 6) | (c & 0x3f);
+    }
+    if (ok && need >= 2 && (cp < (need === 2 ? 0x800 : 0x10000) || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))) ok = false;
+    if (!ok) {
+      put(0xfffd);
+      i++;
+      continue;
+    }
+    if (cp >= 0x10000) {
+      put(0xd800 + ((cp - 0x10000) >> 10));
+      put(0xdc00 + ((cp - 0x10000) & 0x3ff));
+    } else put(cp);
+    i += need + 1;
+  }
+}
+
+function keyOfBytes(bytes: Uint8Array, escaped: boolean): [string, number] {
+  let a = 0;
+  let b = 0;
+  let length = 0;
+  forEachUnit(bytes, escaped, (c) => {
+    a = (a * BASE_A + c) % MOD_A;
+    b = (b * BASE_B + c) % MOD_B;
+    length++;
+  });
+  return [keyOf(length, [a, b]), length];
+}
+
+/** Registers a value held as bytes (the agent's values), in its plain and JSON-escaped forms. */
+export function registerSecretBytes(bytes: Uint8Array, now = Date.now()): void {
+  for (const escaped of [false, true]) {
+    const [key, length] = keyOfBytes(bytes, escaped);
+    if (length < MIN_REDACTABLE_LENGTH) continue;
+    const old = entries.get(key);
+    if (old) entries.delete(key);
+    else lengths.set(length, (lengths.get(length) ?? 0) + 1);
+    entries.set(key, { length, key, expires: now + REDACT_TTL_MS });
+  }
+  expire(now);
+}
+
+/** A value that rotated out: its window is over, stop matching it. */
+export function forgetSecretBytes(bytes: Uint8Array): void {
+  for (const escaped of [false, true]) {
+    const entry = entries.get(keyOfBytes(bytes, escaped)[0]);
+    if (entry) drop(entry);
+  }
+}
+
 export function registerSecretValue(value: string, now = Date.now()): void {
   for (const form of forms(value)) add(form, now);
   expire(now);

@@ -1,10 +1,11 @@
 /**
  * Turns fetched secret values into the files (or environment variables) a container receives:
  * `mappings` pick keys and name the files; without mappings a JSON secret gives one file per key
- * and a plain secret one file named after the secret. Grouped by target directory.
+ * and a plain secret one file named after the secret. Grouped by target directory. File contents
+ * are views into the fetched bytes, so the fetch window's wipe reaches them.
  */
 import type { SecretSpec } from "../config/types.ts";
-import type { SecretValue } from "../rpc/protocol.ts";
+import type { SecretBytes } from "../rpc/wire-values.ts";
 import type { SecretFile } from "../delivery/types.ts";
 import type { FetchedSecret } from "../secrets/types.ts";
 import type { Selection } from "./selection.ts";
@@ -41,23 +42,19 @@ export interface BuiltDeliveries {
   errors: string[];
 }
 
-function decode(value: SecretValue, text: string): Uint8Array {
-  return value.encoding === "base64" ? Uint8Array.from(Buffer.from(text, "base64")) : new TextEncoder().encode(text);
-}
-
 /** key inside the secret → output name. */
-function outputNames(spec: SecretSpec, value: SecretValue): Array<[string, string]> | string {
+function outputNames(spec: SecretSpec, value: SecretBytes): Array<[string, string]> | string {
   const mapped = Object.entries(spec.mappings);
   if (mapped.length > 0) {
-    const missing = mapped.filter(([key]) => !(key in value.data)).map(([key]) => key);
+    const missing = mapped.filter(([key]) => !value.has(key)).map(([key]) => key);
     if (missing.length > 0) {
-      return `secret "${spec.name}": key(s) ${missing.map((k) => `"${k}"`).join(", ")} not found; it has ${Object.keys(value.data)
+      return `secret "${spec.name}": key(s) ${missing.map((k) => `"${k}"`).join(", ")} not found; it has ${[...value.keys()]
         .map((k) => `"${k}"`)
         .join(", ")}`;
     }
     return mapped;
   }
-  const keys = Object.keys(value.data);
+  const keys = [...value.keys()];
   if (keys.length === 1 && keys[0] === "value") {
     const base = spec.name.split(/[/:]/).filter(Boolean).at(-1) ?? spec.name;
     return [["value", base]];
@@ -82,7 +79,9 @@ export function buildDeliveries(selection: Selection, fetched: Map<string, Fetch
       continue;
     }
     if (spec.inject.type === "env") {
-      for (const [key, variable] of names) env[variable] = secret.value.data[key]!;
+      // An environment variable is a string by nature (it goes into a JSON request body): the
+      // one place a value becomes one. docs/security.md counts these copies.
+      for (const [key, variable] of names) env[variable] = new TextDecoder().decode(secret.value.get(key)!);
       continue;
     }
     const inject = spec.inject;
@@ -97,7 +96,8 @@ export function buildDeliveries(selection: Selection, fetched: Map<string, Fetch
       }
       group.files.push({
         name: fileName,
-        content: decode(secret.value, secret.value.data[key]!),
+        // A view into the fetched bytes, not a copy: wiping the window's values wipes the file too.
+        content: secret.value.get(key)!,
         mode: selection.files.mode ?? inject.mode,
         uid: selection.files.uid ?? inject.uid,
         gid: selection.files.gid ?? inject.gid,

@@ -11,6 +11,7 @@ import { posix } from "node:path";
 import type Dockerode from "dockerode";
 import type { DsoConfig } from "../config/types.ts";
 import { describeError } from "../errors.ts";
+import { releaseFetch } from "../secrets/source.ts";
 import type { FetchResult } from "../secrets/types.ts";
 import { buildDeliveries } from "./files.ts";
 import { selectContainer, type Selection } from "./selection.ts";
@@ -93,8 +94,10 @@ export class SwarmRotator {
   private async reconcileService(service: ServiceInfo, selection: Selection): Promise<ServiceReport> {
     const names = selection.secrets.map((s) => s.name);
     const report: ServiceReport = { service: service.Spec.Name, action: "unchanged", secrets: names };
+    let fetched: FetchResult | undefined;
     try {
-      const { values, errors } = await this.deps.fetchValues(names);
+      fetched = await this.deps.fetchValues(names);
+      const { values, errors } = fetched;
       const built = buildDeliveries(selection, values);
       const problems = [...errors, ...built.errors];
       if (problems.length) throw new Error(problems.join("; "));
@@ -123,6 +126,9 @@ export class SwarmRotator {
     } catch (error) {
       this.deps.log.warn("swarm service rotation failed", { service: service.Spec.Name, error: describeError(error) });
       return { ...report, action: "failed", error: describeError(error) };
+    } finally {
+      // Swarm takes a secret's data base64 in a JSON body (a copy by nature); ours is wiped.
+      releaseFetch(fetched);
     }
   }
 

@@ -10,7 +10,7 @@ import { parseDriverOptions, secretNamesOf } from "../delivery/plugin/driver-opt
 import { createVolumeDriver, type VolumeDriver, type VolumeFiles, type VolumeObservation } from "../delivery/plugin/volume-driver.ts";
 import { describeError, DsoError, type ErrorCode } from "../errors.ts";
 import type { FieldLogger } from "../log/logger.ts";
-import { fetchErrorCode, type SecretSource } from "../secrets/source.ts";
+import { fetchErrorCode, releaseFetch, type SecretSource } from "../secrets/source.ts";
 import type { SecretStore } from "../secrets/store.ts";
 import type { FetchResult } from "../secrets/types.ts";
 import type { VersionMarkers } from "../secrets/version-marker.ts";
@@ -118,7 +118,7 @@ export class DsoVolumes {
         root,
         ...(this.deps.recordsDir ? { recordsDir: this.deps.recordsDir } : {}),
         queue: this.deps.queue,
-        resolveFiles: async (name, opts) => this.files(name, opts, (names) => this.deps.source.fetch(names)),
+        resolveFiles: (name, opts) => this.mountFiles(name, opts),
         wantedMarker: (name, opts) => this.wantedMarker(name, opts),
         onFilesChanged: (name) => this.deps.onFilesChanged(name),
       });
@@ -140,6 +140,18 @@ export class DsoVolumes {
       fingerprints[name] = fp;
     }
     return names.length ? this.deps.markers.marker(fingerprints) : undefined;
+  }
+
+  /** A Mount's own window: the files of the volume, and `release` to wipe their values once written. */
+  private async mountFiles(volume: string, driverOpts: Readonly<Record<string, string>>): Promise<VolumeFiles> {
+    let fetched: FetchResult | undefined;
+    try {
+      const files = await this.files(volume, driverOpts, async (names) => (fetched = await this.deps.source.fetch(names)));
+      return { ...files, release: () => releaseFetch(fetched) };
+    } catch (error) {
+      releaseFetch(fetched);
+      throw error;
+    }
   }
 
   /** The files of a DSO volume, fetched with `fetch` (a Mount's own window, or a wave's batch). */

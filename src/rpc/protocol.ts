@@ -1,16 +1,21 @@
 /**
  * The agent ⇄ provider protocol. Both ends import this module and nothing else of each other.
  *
- * Transport: the child's stdin (requests) and stdout (hello + responses), one JSON object per
- * line (NDJSON), each line at most MAX_FRAME_BYTES. stderr is the child's log channel: JSON log
- * lines that the agent re-logs under the provider's name. Secret values cross the pipe only in
- * `fetch` results. See docs/provider-protocol.md.
+ * Transport: the child's stdin (requests) and stdout (hello + responses), as frames (framing.ts):
+ * an 8-byte header (JSON length, raw length), a JSON object of at most MAX_FRAME_BYTES that never
+ * holds a value, then a raw section of at most MAX_RAW_BYTES. Secret values cross the pipe only in
+ * the raw section of `fetch` results, back to back in the order the JSON's `value.keys` list them,
+ * so the agent reads them into a buffer it owns and wipes, never into a JS string. stderr is the
+ * child's log channel: JSON log lines that the agent re-logs under the provider's name. See
+ * docs/provider-protocol.md.
  */
 import * as v from "valibot";
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** A fetch of 20 secrets of 64 KiB (AWS's maximum) each fits with room to spare. */
 export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
+/** The values of one fetch result: a 10 MB secret fits, a flood does not. */
+export const MAX_RAW_BYTES = 64 * 1024 * 1024;
 export const MAX_REFS_PER_CALL = 5_000;
 
 const Name = v.pipe(v.string(), v.minLength(1), v.maxLength(2048));
@@ -97,23 +102,44 @@ export const FingerprintItemSchema = v.strictObject({
 });
 export type FingerprintItem = v.InferOutput<typeof FingerprintItemSchema>;
 
-export const SecretValueSchema = v.strictObject({
-  /** key inside the secret → content. A secret that is not a JSON object has the single key `value`. */
-  data: v.record(v.string(), v.string()),
-  /** base64 for binary secrets; the agent decodes before writing files. */
-  encoding: v.picklist(["utf8", "base64"]),
-});
-export type SecretValue = v.InferOutput<typeof SecretValueSchema>;
+/**
+ * A value as a provider implementation returns it (inside the provider process): key inside the
+ * secret → content; a secret that is not a JSON object has the single key `value`. The provider
+ * host turns it into bytes for the raw section; it never crosses the pipe in this form.
+ */
+export interface SecretValue {
+  data: Record<string, string | Uint8Array>;
+  /** How string contents are encoded: base64 for binary secrets (decoded by the host). */
+  encoding: "utf8" | "base64";
+}
 
-export const FetchItemSchema = v.strictObject({
+/** A fetch result item as a provider implementation returns it. */
+export interface FetchItem {
+  ref: SecretRef;
+  fingerprint?: string;
+  /** The provider's version id, shown to users (never the value). */
+  version?: string;
+  value?: SecretValue;
+  error?: RpcError;
+}
+
+/** On the wire: the keys of a value and the length of each one's bytes in the raw section. */
+export const WireValueSchema = v.strictObject({
+  keys: v.pipe(
+    v.array(v.strictObject({ key: v.pipe(v.string(), v.maxLength(2048)), bytes: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_RAW_BYTES)) })),
+    v.maxLength(10_000),
+  ),
+});
+export type WireValue = v.InferOutput<typeof WireValueSchema>;
+
+export const WireFetchItemSchema = v.strictObject({
   ref: SecretRefSchema,
   fingerprint: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(512))),
-  /** The provider's version id, shown to users (never the value). */
-  version: v.optional(v.string()),
-  value: v.optional(SecretValueSchema),
+  version: v.optional(v.pipe(v.string(), v.maxLength(512))),
+  value: v.optional(WireValueSchema),
   error: v.optional(RpcErrorSchema),
 });
-export type FetchItem = v.InferOutput<typeof FetchItemSchema>;
+export type WireFetchItem = v.InferOutput<typeof WireFetchItemSchema>;
 
 export const HealthResultSchema = v.strictObject({
   ok: v.boolean(),
@@ -124,7 +150,7 @@ export type HealthResult = v.InferOutput<typeof HealthResultSchema>;
 export const ResultSchemas = {
   configure: v.strictObject({ ok: v.literal(true) }),
   fingerprint: v.strictObject({ items: v.array(FingerprintItemSchema) }),
-  fetch: v.strictObject({ items: v.array(FetchItemSchema) }),
+  fetch: v.strictObject({ items: v.array(WireFetchItemSchema) }),
   health: HealthResultSchema,
   shutdown: v.strictObject({}),
 } as const;
@@ -140,3 +166,6 @@ export const ResponseSchema = v.union([
 export type Response = v.InferOutput<typeof ResponseSchema>;
 
 export { describeIssues } from "../util/issues.ts";
+
+/** The caps every reader of provider frames applies. */
+export const FRAME_LIMITS = { maxJsonBytes: MAX_FRAME_BYTES, maxRawBytes: MAX_RAW_BYTES } as const;

@@ -3,19 +3,24 @@
  * instance. Spawned lazily on first call; every call has a timeout; a crash, hang or protocol
  * violation kills the child, fails the calls in flight with a typed error, and the next call
  * restarts it after an exponential backoff with jitter.
+ *
+ * Values are never fetched by the long-lived process: each `fetch` is served by a short-lived
+ * child of its own (calls that arrive while it works join it), which exits as soon as it has
+ * answered, so no provider process keeps a value past its fetch. The long-lived child answers
+ * fingerprint and health calls only: metadata.
  */
 import type { Subprocess } from "bun";
 import * as v from "valibot";
 import { DsoError, type ErrorCode } from "../errors.ts";
 import { currentLogLevel, log as rootLog } from "../log/logger.ts";
-import { registerSecretValue } from "../log/redact.ts";
+import { registerSecretBytes, registerSecretValue } from "../log/redact.ts";
 import type { FieldLogger } from "../log/logger.ts";
-import { encodeFrame, readFrames, readTextLines } from "./framing.ts";
+import { encodeFrame, LINE_PEER, readFrames, readTextLines, type Frame } from "./framing.ts";
 import { providerChildEnv, providerCredentials } from "./provider-env.ts";
 import {
   describeIssues,
+  FRAME_LIMITS,
   HelloSchema,
-  MAX_FRAME_BYTES,
   PROTOCOL_VERSION,
   ResponseSchema,
   ResultSchemas,
@@ -27,6 +32,7 @@ import {
   type SecretRef,
 } from "./protocol.ts";
 import { selfCommand } from "./self-command.ts";
+import { valuesFromWire, type FetchedItem } from "./wire-values.ts";
 
 export const START_TIMEOUT_MS = 10_000;
 export const CALL_TIMEOUT_MS = 30_000;
@@ -45,6 +51,8 @@ export interface ProviderStatus {
   state: ProviderState;
   healthy: boolean;
   pid?: number;
+  /** The short-lived child serving a fetch right now, if any. */
+  fetchPid?: number;
   restarts: number;
   lastError?: string;
   lastOkAt?: string;
@@ -79,7 +87,8 @@ export interface ProviderObserver {
 
 interface Pending {
   method: Method;
-  resolve(result: unknown): void;
+  /** `raw` is the frame's raw section (a fetch result's values), owned by the receiver. */
+  resolve(result: unknown, raw?: Uint8Array): void;
   reject(error: Error): void;
   timer: ReturnType<typeof setTimeout>;
 }
@@ -92,6 +101,8 @@ export class ProviderCallError extends DsoError {
     this.retryAfterMs = error.retryAfterMs;
   }
 }
+
+const describe = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 export function backoffDelay(failures: number, random = Math.random, baseMs = BACKOFF_BASE_MS): number {
   const exp = Math.min(BACKOFF_MAX_MS, baseMs * 2 ** Math.max(0, failures - 1));
@@ -111,6 +122,8 @@ export class ProviderProcess {
   private notBefore = 0;
   private status: ProviderStatus;
   private stopped = false;
+  /** The short-lived child serving fetches now, and how many fetch calls it has in flight. */
+  private fetcher?: { process: ProviderProcess; calls: number };
 
   constructor(options: ProviderProcessOptions) {
     this.options = options;
@@ -121,18 +134,52 @@ export class ProviderProcess {
   }
 
   getStatus(): ProviderStatus {
-    return { ...this.status, pid: this.child?.pid };
+    const fetchPid = this.fetcher?.process.child?.pid;
+    return { ...this.status, pid: this.child?.pid, ...(fetchPid ? { fetchPid } : {}) };
   }
 
   async fingerprint(refs: SecretRef[], signal?: AbortSignal) {
     return (await this.call("fingerprint", { refs }, signal)).items;
   }
 
-  async fetch(refs: SecretRef[], signal?: AbortSignal) {
-    const { items } = await this.call("fetch", { refs }, signal);
-    for (const item of items) for (const value of Object.values(item.value?.data ?? {})) registerSecretValue(value);
-    this.tellObserver((o) => o.fetched(items.map((item) => item.error?.code)));
-    return items;
+  /**
+   * Values for `refs`, from a short-lived child that exits once no fetch is in flight. The values
+   * are views into one buffer the caller owns: it wipes them (wipeSecretBytes) when done.
+   */
+  async fetch(refs: SecretRef[], signal?: AbortSignal): Promise<FetchedItem[]> {
+    if (this.stopped) throw new DsoError("PROVIDER_UNAVAILABLE", `provider ${this.name} is stopped`);
+    const fetcher = (this.fetcher ??= {
+      process: new ProviderProcess({ ...this.options, logTag: `${this.options.logTag ?? `provider:${this.name}`}:fetch`, log: this.log, backoffBaseMs: 0 }),
+      calls: 0,
+    });
+    fetcher.calls++;
+    const restartsBefore = fetcher.process.status.restarts;
+    try {
+      const items = await fetcher.process.fetchHere(refs, signal);
+      for (const item of items) for (const bytes of item.value?.values() ?? []) registerSecretBytes(bytes);
+      this.tellObserver((o) => o.fetched(items.map((item) => item.error?.code)));
+      this.recordSuccess();
+      return items;
+    } catch (error) {
+      // The provider itself failed (not an in-band answer): it is unhealthy until a call succeeds.
+      if (!(error instanceof ProviderCallError)) {
+        if (this.status.healthy) this.tellObserver((o) => o.health(false, describe(error)));
+        this.status.healthy = false;
+        this.status.lastError = describe(error);
+      }
+      throw error;
+    } finally {
+      this.status.restarts += fetcher.process.status.restarts - restartsBefore;
+      if (--fetcher.calls === 0) {
+        if (this.fetcher === fetcher) this.fetcher = undefined;
+        void fetcher.process.stop();
+      }
+    }
+  }
+
+  /** A fetch answered by this very child (the short-lived fetcher's side of `fetch`). */
+  private async fetchHere(refs: SecretRef[], signal?: AbortSignal): Promise<FetchedItem[]> {
+    return ((await this.call("fetch", { refs }, signal)) as unknown as { items: FetchedItem[] }).items;
   }
 
   async health(signal?: AbortSignal) {
@@ -142,9 +189,11 @@ export class ProviderProcess {
   /** Ask the child to exit; kill it if it has not after SHUTDOWN_GRACE_MS. */
   async stop(): Promise<void> {
     this.stopped = true;
+    const fetcher = this.fetcher;
+    this.fetcher = undefined;
     this.status.state = "stopped";
     const child = this.child;
-    if (!child) return;
+    if (!child) return void (await fetcher?.process.stop());
     try {
       child.stdin.write(encodeFrame({ id: this.nextId++, method: "shutdown" }));
       void Promise.resolve(child.stdin.end()).catch(() => {});
@@ -153,7 +202,7 @@ export class ProviderProcess {
     }
     const exited = await Promise.race([child.exited.then(() => true), Bun.sleep(SHUTDOWN_GRACE_MS).then(() => false)]);
     if (!exited) child.kill("SIGKILL");
-    await child.exited;
+    await Promise.all([child.exited, fetcher?.process.stop()]);
   }
 
   async call<M extends Method>(method: M, params: ParamsOf<M>, signal?: AbortSignal): Promise<ResultOf<M>> {
@@ -200,9 +249,15 @@ export class ProviderProcess {
       this.pending.set(id, {
         method,
         timer,
-        resolve: (result) => {
+        resolve: (result, raw) => {
           signal?.removeEventListener("abort", onAbort);
-          resolve(result as ResultOf<M>);
+          if (method !== "fetch") return resolve(result as ResultOf<M>);
+          try {
+            const items = valuesFromWire((result as ResultOf<"fetch">).items, raw, this.name);
+            resolve({ items } as unknown as ResultOf<M>);
+          } catch (error) {
+            reject(error as Error);
+          }
         },
         reject: (error) => {
           signal?.removeEventListener("abort", onAbort);
@@ -249,7 +304,7 @@ export class ProviderProcess {
     void this.relogStderr(child);
     void child.exited.then((code) => this.onExit(child, code));
 
-    const frames = readFrames(child.stdout, MAX_FRAME_BYTES);
+    const frames = readFrames(child.stdout, FRAME_LIMITS);
     try {
       await this.readHello(frames);
       void this.readResponses(child, frames);
@@ -266,7 +321,7 @@ export class ProviderProcess {
     }
   }
 
-  private async readHello(frames: AsyncGenerator<{ ok: boolean; value?: unknown }>): Promise<void> {
+  private async readHello(frames: AsyncGenerator<Frame>): Promise<void> {
     const startTimeoutMs = this.options.startTimeoutMs ?? START_TIMEOUT_MS;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -278,6 +333,10 @@ export class ProviderProcess {
     try {
       const first = await Promise.race([frames.next(), timeout]);
       if (first.done) throw new DsoError("PROVIDER_UNAVAILABLE", `provider ${this.name} exited before its handshake`);
+      if (first.value.ok) first.value.raw?.fill(0);
+      else if (first.value.reason === LINE_PEER) {
+        throw new DsoError("RPC_PROTOCOL", `provider ${this.name} speaks protocol 1, this agent speaks ${PROTOCOL_VERSION}; use one dso binary for both`);
+      }
       const parsed = first.value.ok ? v.safeParse(HelloSchema, first.value.value) : undefined;
       if (!parsed?.success) throw new DsoError("RPC_PROTOCOL", `provider ${this.name} sent a bad handshake`);
       if (parsed.output.protocol !== PROTOCOL_VERSION) {
@@ -294,37 +353,55 @@ export class ProviderProcess {
     }
   }
 
-  private async readResponses(child: Subprocess, frames: AsyncGenerator<{ ok: boolean; value?: unknown; reason?: string }>) {
+  private async readResponses(child: Subprocess, frames: AsyncGenerator<Frame>) {
     try {
       for await (const frame of frames) {
-        if (child !== this.child) return;
-        if (!frame.ok) return this.fail(`sent a bad frame (${frame.reason})`, "RPC_PROTOCOL");
-        const parsed = v.safeParse(ResponseSchema, frame.value);
-        if (!parsed.success) return this.fail(`sent a malformed response (${describeIssues(parsed.issues)})`, "RPC_PROTOCOL");
-        const response = parsed.output;
-        if (response.id === null) {
-          if ("error" in response) this.log.warn("provider rejected a frame", { code: response.error.code });
-          continue;
+        // Values nobody takes (a late answer, a bad frame) are wiped at once.
+        let raw = frame.ok ? frame.raw : undefined;
+        try {
+          if (child !== this.child) return;
+          if (!frame.ok) return this.fail(`sent a bad frame (${frame.reason})`, "RPC_PROTOCOL");
+          const handled = this.onResponse(frame.value, raw);
+          if (handled === "taken") raw = undefined;
+          if (handled === "fail") return;
+        } finally {
+          raw?.fill(0);
         }
-        const entry = this.pending.get(response.id);
-        if (!entry) continue; // a late answer to a call that was cancelled
-        this.pending.delete(response.id);
-        clearTimeout(entry.timer);
-        if ("error" in response) {
-          entry.reject(new ProviderCallError(response.error, this.name));
-          continue;
-        }
-        const result = v.safeParse(ResultSchemas[entry.method], response.result);
-        if (!result.success) {
-          entry.reject(new DsoError("RPC_PROTOCOL", `provider ${this.name}: bad ${entry.method} result`));
-          return this.fail(`sent an invalid ${entry.method} result (${describeIssues(result.issues)})`, "RPC_PROTOCOL");
-        }
-        this.recordSuccess();
-        entry.resolve(result.output);
       }
     } catch {
       if (child === this.child) this.fail("its output stream broke", "RPC_PROTOCOL");
     }
+  }
+
+  /** One response: "taken" when its raw section went to a caller, "fail" when the child was failed. */
+  private onResponse(value: unknown, raw: Uint8Array | undefined): "taken" | "ignored" | "fail" {
+    const parsed = v.safeParse(ResponseSchema, value);
+    if (!parsed.success) {
+      this.fail(`sent a malformed response (${describeIssues(parsed.issues)})`, "RPC_PROTOCOL");
+      return "fail";
+    }
+    const response = parsed.output;
+    if (response.id === null) {
+      if ("error" in response) this.log.warn("provider rejected a frame", { code: response.error.code });
+      return "ignored";
+    }
+    const entry = this.pending.get(response.id);
+    if (!entry) return "ignored"; // a late answer to a call that was cancelled
+    this.pending.delete(response.id);
+    clearTimeout(entry.timer);
+    if ("error" in response) {
+      entry.reject(new ProviderCallError(response.error, this.name));
+      return "ignored";
+    }
+    const result = v.safeParse(ResultSchemas[entry.method], response.result);
+    if (!result.success || (raw && entry.method !== "fetch")) {
+      entry.reject(new DsoError("RPC_PROTOCOL", `provider ${this.name}: bad ${entry.method} result`));
+      this.fail(`sent an invalid ${entry.method} result (${result.success ? "a raw section it may not carry" : describeIssues(result.issues)})`, "RPC_PROTOCOL");
+      return "fail";
+    }
+    this.recordSuccess();
+    entry.resolve(result.output, raw);
+    return raw ? "taken" : "ignored";
   }
 
   /**

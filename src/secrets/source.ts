@@ -6,7 +6,7 @@
  */
 import { describeError, DsoError } from "../errors.ts";
 import type { FieldLogger } from "../log/logger.ts";
-import type { FetchItem } from "../rpc/protocol.ts";
+import { copySecretBytes, wipeSecretBytes, type FetchedItem } from "../rpc/wire-values.ts";
 import { refFor, type SecretStore } from "./store.ts";
 import type { FetchedSecret, FetchResult, SecretFetcher } from "./types.ts";
 
@@ -55,7 +55,7 @@ export class SecretSource {
     await Promise.all(
       [...byProvider].map(async ([provider, list]) => {
         const fetcher = this.deps.provider(provider);
-        let items: FetchItem[] = [];
+        let items: FetchedItem[] = [];
         try {
           if (!fetcher) throw new DsoError("PROVIDER_UNAVAILABLE", `provider ${provider} is not configured`);
           items = await fetcher.fetch(
@@ -63,24 +63,29 @@ export class SecretSource {
             signal,
           );
         } catch (error) {
-          items = list.map((name) => ({ ref: { name }, error: { code: "PROVIDER_UNAVAILABLE", message: describeError(error) } }));
+          // A provider that failed as a whole (its fetch process could not start, say) keeps its code.
+          const code = error instanceof DsoError && OUTAGE_CODES.has(error.code) ? error.code : "PROVIDER_UNAVAILABLE";
+          items = list.map((name) => ({ ref: { name }, error: { code: code as "PROVIDER_UNAVAILABLE", message: describeError(error) } }));
         }
+        for (const extra of items.slice(list.length)) wipeSecretBytes(extra.value);
         list.forEach((name, i) => {
           const item = items[i];
+          // Items beyond the names asked for (a confused provider) hold values nobody takes.
           if (item?.value && item.fingerprint) {
-            const fetched = { value: item.value, fingerprint: item.fingerprint, version: item.version };
+            const fetched: FetchedSecret = { value: item.value, fingerprint: item.fingerprint, version: item.version };
             if (store.recordFetched(name, fetched)) changed.push(name);
             values.set(name, fetched);
             return;
           }
           // The cache rides out outages; a secret the provider says is gone is not served from it.
+          wipeSecretBytes(item?.value);
           const outage = !item?.error || OUTAGE_CODES.has(item.error.code);
           const cached = outage ? store.cachedValue(name) : undefined;
           const message = item?.error?.message ?? "no value returned";
           store.recordError(name, message, new Date());
           if (cached) {
             this.deps.log.warn("provider failed; serving the last known value from the in-memory cache", { secret: name });
-            values.set(name, cached);
+            values.set(name, { ...cached, value: copySecretBytes(cached.value) });
           } else {
             failed.set(name, { code: item?.error?.code ?? "PROVIDER_UNAVAILABLE", message });
           }
@@ -92,15 +97,23 @@ export class SecretSource {
   }
 }
 
+/** Ends a fetch's window: every value it returned is filled with zeros. */
+export function releaseFetch(result: FetchResult | undefined): void {
+  for (const secret of result?.values.values() ?? []) wipeSecretBytes(secret.value);
+}
+
 /**
  * The values of one reconcile wave: fetched once, for every secret the wave may need, on first
  * demand (a wave over up-to-date containers fetches nothing). Names asked for later that were not
- * candidates are fetched then. `release()` ends the window: the wave's values are dropped.
+ * candidates are fetched then. `release()` ends the window: the wave's values are wiped.
  */
 export class FetchBatch {
   private fetched?: Promise<FetchResult>;
   private readonly attempted = new Set<string>();
   private readonly extra: Promise<FetchResult>[] = [];
+  /** Results that have landed, wiped at release without waiting a tick. */
+  private readonly landed: FetchResult[] = [];
+  private released = false;
 
   constructor(
     private readonly source: SecretSource,
@@ -112,12 +125,12 @@ export class FetchBatch {
     if (!this.fetched) {
       const all = new Set([...this.candidates, ...names]);
       for (const n of all) this.attempted.add(n);
-      this.fetched = this.source.fetch(all, this.signal);
+      this.fetched = this.track(this.source.fetch(all, this.signal));
     }
     const missing = names.filter((n) => !this.attempted.has(n));
     if (missing.length) {
       for (const n of missing) this.attempted.add(n);
-      this.extra.push(this.source.fetch(missing, this.signal));
+      this.extra.push(this.track(this.source.fetch(missing, this.signal)));
     }
     const results = await Promise.all([this.fetched, ...this.extra]);
     const values = new Map<string, FetchedSecret>();
@@ -130,8 +143,19 @@ export class FetchBatch {
     return result(values, failed);
   }
 
-  /** Drops the references to this wave's values. */
+  /** A fetch of this wave: its values are the wave's, wiped at release even if it lands later. */
+  private track(pending: Promise<FetchResult>): Promise<FetchResult> {
+    return pending.then((result) => {
+      if (this.released) releaseFetch(result);
+      else this.landed.push(result);
+      return result;
+    });
+  }
+
+  /** Ends the wave's window: its values are wiped (those of a fetch still in flight, once it lands). */
   release(): void {
+    this.released = true;
+    for (const result of this.landed.splice(0)) releaseFetch(result);
     this.fetched = undefined;
     this.extra.length = 0;
   }

@@ -6,6 +6,7 @@
 import type { SecretSpec } from "../config/types.ts";
 import type { FetchedSecret } from "./types.ts";
 import type { SecretRef } from "../rpc/protocol.ts";
+import { copySecretBytes, wipeSecretBytes } from "../rpc/wire-values.ts";
 
 /** The provider reference of a configured secret, with its pin if any. */
 export function refFor(spec: SecretSpec): SecretRef {
@@ -75,7 +76,10 @@ export class SecretStore {
     if (before === undefined) return "seeded";
     if (before === fingerprint) return "unchanged";
     state.lastChangeAt = at.toISOString();
-    if (state.cached && state.cached.fingerprint !== fingerprint) state.cached = undefined;
+    if (state.cached && state.cached.fingerprint !== fingerprint) {
+      wipeSecretBytes(state.cached.value);
+      state.cached = undefined;
+    }
     return "changed";
   }
 
@@ -96,6 +100,7 @@ export class SecretStore {
     const dropped: string[] = [];
     for (const [name, state] of this.states) {
       if (state.configured || inUse.has(name)) continue;
+      wipeSecretBytes(state.cached?.value);
       this.states.delete(name);
       dropped.push(name);
     }
@@ -115,7 +120,11 @@ export class SecretStore {
     state.stale = false;
     state.staleSince = undefined;
     state.error = undefined;
-    if (this.cacheValues) state.cached = fetched;
+    if (this.cacheValues) {
+      // The cache owns its own copy: the fetch's window wipes the one it returned.
+      wipeSecretBytes(state.cached?.value);
+      state.cached = { ...fetched, value: copySecretBytes(fetched.value) };
+    }
     return changed;
   }
 

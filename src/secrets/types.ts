@@ -1,15 +1,17 @@
 /** The shapes of secret values as the agent holds them during one injection window. */
-import type { FetchItem, SecretRef, SecretValue } from "../rpc/protocol.ts";
+import type { SecretRef } from "../rpc/protocol.ts";
+import type { FetchedItem, SecretBytes } from "../rpc/wire-values.ts";
 
 export interface FetchedSecret {
-  value: SecretValue;
+  /** Bytes the window's owner wipes when it ends (FetchBatch.release, releaseFetch). */
+  value: SecretBytes;
   fingerprint: string;
   version?: string;
 }
 
 /** A provider process as the value side sees it (the supervisor implements it). */
 export interface SecretFetcher {
-  fetch(refs: SecretRef[], signal?: AbortSignal): Promise<FetchItem[]>;
+  fetch(refs: SecretRef[], signal?: AbortSignal): Promise<FetchedItem[]>;
 }
 
 /** Values of one fetch, by secret name, and one line per secret that could not be fetched. */

@@ -1,3 +1,4 @@
+import { legacyItems } from "../support/secret-bytes.ts";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -6,7 +7,8 @@ import { awsProvider } from "../../providers/aws/index.ts";
 import { selectVersion } from "../../providers/aws/metadata.ts";
 import { decodeSecretValue } from "../../providers/aws/values.ts";
 import { encodeFrame, readFrames } from "../../src/rpc/framing.ts";
-import { MAX_FRAME_BYTES } from "../../src/rpc/protocol.ts";
+import { FRAME_LIMITS } from "../../src/rpc/protocol.ts";
+import { valuesFromWire } from "../../src/rpc/wire-values.ts";
 import { ProviderProcess } from "../../src/rpc/supervisor.ts";
 import { AWS_TEST_ACCESS_KEY_ID, startAwsServer, type AwsServer } from "../support/aws-server.ts";
 
@@ -194,7 +196,7 @@ describe("aws provider: the real `dso provider aws` child against the local Secr
 
   test("fetch batches current values and shapes them; a missing secret fails only itself", async () => {
     resetCalls();
-    const items = await p.fetch([{ name: "db" }, { name: "plain" }, { name: "cert" }, { name: "list" }, { name: "nope" }, { name: "db" }]);
+    const items = legacyItems(await p.fetch([{ name: "db" }, { name: "plain" }, { name: "cert" }, { name: "list" }, { name: "nope" }, { name: "db" }]));
     expect(items.map((i) => i.ref.name)).toEqual(["db", "plain", "cert", "list", "nope", "db"]);
     expect(items[0]?.value).toEqual({ data: { username: "app", password: PLANTED_VALUE, port: "5432", opts: '{"tls":true}' }, encoding: "utf8" });
     expect(items[1]?.value).toEqual({ data: { value: "just a string\n" }, encoding: "utf8" });
@@ -208,14 +210,14 @@ describe("aws provider: the real `dso provider aws` child against the local Secr
   test("fetch of 45 current secrets costs 3 BatchGetSecretValue calls and no GetSecretValue", async () => {
     for (let i = 0; i < 45; i++) server.state.putSecret(`batch/${i}`, `v${i}`);
     resetCalls();
-    const items = await p.fetch(Array.from({ length: 45 }, (_, i) => ({ name: `batch/${i}` })));
+    const items = legacyItems(await p.fetch(Array.from({ length: 45 }, (_, i) => ({ name: `batch/${i}` }))));
     expect(items.map((i) => i.value?.data.value)).toEqual(Array.from({ length: 45 }, (_, i) => `v${i}`));
     expect(server.state.calls).toEqual({ BatchGetSecretValue: 3 });
   });
 
   test("fingerprint is the VersionId and detects a rotation without a single value read", async () => {
     const before = await p.fingerprint([{ name: "db" }, { name: "plain" }]);
-    const [fetched] = await p.fetch([{ name: "db" }]);
+    const [fetched] = legacyItems(await p.fetch([{ name: "db" }]));
     expect(before[0]?.fingerprint).toBe(fetched!.fingerprint!);
     resetCalls();
     const rotated = server.state.putSecret("db", JSON.stringify({ username: "app", password: "rotated-pw-1234" }));
@@ -245,7 +247,7 @@ describe("aws provider: the real `dso provider aws` child against the local Secr
     expect(fps.map((f) => f.fingerprint)).toEqual([v1, v1, v2, undefined]);
     expect(fps[3]?.error).toMatchObject({ code: "SECRET_NOT_FOUND", message: expect.stringContaining("has no stage green") });
     resetCalls();
-    const items = await p.fetch(refs);
+    const items = legacyItems(await p.fetch(refs));
     expect(items.map((i) => i.value?.data.value)).toEqual(["one", "one", "two", undefined]);
     expect(items.map((i) => i.version)).toEqual([v1, v1, v2, undefined]);
     expect(items[3]?.error?.code).toBe("SECRET_NOT_FOUND");
@@ -259,7 +261,7 @@ describe("aws provider: the real `dso provider aws` child against the local Secr
     server.state.deleteSecret("leaving", { scheduled: true });
     const [fp] = await p.fingerprint([{ name: "leaving" }]);
     expect(fp?.error).toMatchObject({ code: "SECRET_NOT_FOUND", message: expect.stringContaining("scheduled for deletion") });
-    const [item] = await p.fetch([{ name: "leaving" }]);
+    const [item] = legacyItems(await p.fetch([{ name: "leaving" }]));
     expect(item?.error?.code).toBe("SECRET_NOT_FOUND");
   });
 
@@ -271,7 +273,7 @@ describe("aws provider: the real `dso provider aws` child against the local Secr
     expect(items[2]?.fingerprint).toBe(items[0]!.fingerprint!);
     expect(server.state.calls.ListSecrets).toBe(1);
     expect(server.state.calls.DescribeSecret).toBe(2);
-    const [fetched] = await p.fetch([{ name: arn }]);
+    const [fetched] = legacyItems(await p.fetch([{ name: arn }]));
     expect(fetched?.value?.data.value).toBe("just a string\n");
   });
 
@@ -458,14 +460,17 @@ describe("aws provider: credentials and permissions", () => {
       expect(await p.health()).toMatchObject({ ok: true, message: expect.stringContaining("ListSecrets not allowed") });
       const fps = await p.fingerprint([{ name: "db" }, { name: "plain" }, { name: "nope" }]);
       expect(fps.map((f) => f.error?.code ?? "ok")).toEqual(["ok", "ok", "SECRET_NOT_FOUND"]);
-      const items = await p.fetch([{ name: "db" }, { name: "plain" }]);
+      const items = legacyItems(await p.fetch([{ name: "db" }, { name: "plain" }]));
       expect(items[1]?.value?.data.value).toBe("just a string\n");
       expect(items[0]?.fingerprint).toBe(fps[0]!.fingerprint!);
-      // Denied once, not asked again: the next poll and fetch go straight to the per-secret calls.
+      // Denied once, not asked again by the long-lived process: the next poll goes straight to
+      // DescribeSecret. Each fetch runs in a fresh process (values die with it), which learns the
+      // denial anew: one refused BatchGetSecretValue per fetch, fetches being rare (on change).
       proxy.faults.seen = {};
       await p.fingerprint([{ name: "db" }]);
-      await p.fetch([{ name: "db" }]);
-      expect(proxy.faults.seen).toEqual({ DescribeSecret: 1, GetSecretValue: 1 });
+      expect(proxy.faults.seen).toEqual({ DescribeSecret: 1 });
+      legacyItems(await p.fetch([{ name: "db" }]));
+      expect(proxy.faults.seen).toEqual({ DescribeSecret: 1, BatchGetSecretValue: 1, GetSecretValue: 1 });
     } finally {
       await p.stop();
       proxy.stop();
@@ -477,7 +482,7 @@ describe("aws provider: credentials and permissions", () => {
     proxy.faults.deny = new Set(["BatchGetSecretValue", "GetSecretValue"]);
     const p = awsProcess({ endpoint: proxy.url });
     try {
-      const [item] = await p.fetch([{ name: "db" }]);
+      const [item] = legacyItems(await p.fetch([{ name: "db" }]));
       expect(item?.error).toMatchObject({ code: "PROVIDER_AUTH", message: 'provider prod (aws): secret "db" access denied (AccessDeniedException)' });
     } finally {
       await p.stop();
@@ -502,7 +507,7 @@ describe("aws provider: no secret in the child's logs", () => {
       child.stdin.write(encodeFrame({ id, method, ...(params ? { params } : {}) }));
       child.stdin.flush();
     };
-    const frames = readFrames(child.stdout, MAX_FRAME_BYTES);
+    const frames = readFrames(child.stdout, FRAME_LIMITS);
     const next = async () => (await frames.next()).value?.value as Record<string, any>;
     try {
       expect((await next()).type).toBe("hello");
@@ -517,8 +522,11 @@ describe("aws provider: no secret in the child's logs", () => {
       send(2, "fingerprint", { refs: [{ name: "logscan" }, { name: "nope" }] });
       expect((await next()).result.items[0].fingerprint).toBeDefined();
       send(3, "fetch", { refs: [{ name: "logscan" }, { name: "nope" }] });
-      const fetched = await next();
-      expect(fetched.result.items[0].value.data.password).toBe(PLANTED_VALUE);
+      const frame = (await frames.next()).value as { ok: true; value: any; raw?: Uint8Array };
+      // The value is in the frame's raw section, never in its JSON.
+      expect(JSON.stringify(frame.value)).not.toContain(PLANTED_VALUE);
+      const [first] = valuesFromWire(frame.value.result.items, frame.raw, "prod");
+      expect(new TextDecoder().decode(first!.value!.get("password"))).toBe(PLANTED_VALUE);
       server.state.authFailure = "UnrecognizedClientException";
       send(4, "fetch", { refs: [{ name: "logscan" }] });
       expect((await next()).error.code).toBe("PROVIDER_AUTH");

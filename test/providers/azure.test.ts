@@ -1,5 +1,6 @@
 // The Azure Key Vault provider: the real @azure/keyvault-secrets and @azure/identity inside the
 // real `dso provider azure` child, against the local Key Vault + Entra ID emulator over TLS.
+import { legacyItems } from "../support/secret-bytes.ts";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -15,7 +16,7 @@ import { azureProvider, createAzureClient } from "../../providers/azure/index.ts
 import { keyVaultName, secretValue } from "../../providers/azure/secrets.ts";
 import type { ProviderContext } from "../../providers/types.ts";
 import { encodeFrame, readFrames } from "../../src/rpc/framing.ts";
-import { MAX_FRAME_BYTES, type ConfigureParams } from "../../src/rpc/protocol.ts";
+import { FRAME_LIMITS, type ConfigureParams } from "../../src/rpc/protocol.ts";
 import { ProviderProcess } from "../../src/rpc/supervisor.ts";
 import { startAzureServer, type AzureServer } from "../support/azure-server.ts";
 
@@ -82,7 +83,7 @@ describe("azure provider against the Key Vault emulator", () => {
     server.state.setSecret("db-creds", JSON.stringify({ user: "app", password: PLANTED_VALUE, port: 5432 }));
     const plainVersion = server.state.setSecret("api-key", "plain-text");
     await withProcess(azureProcess(), async (p) => {
-      const items = await p.fetch([{ name: "db_creds" }, { name: "api-key" }, { name: "absent" }]);
+      const items = legacyItems(await p.fetch([{ name: "db_creds" }, { name: "api-key" }, { name: "absent" }]));
       expect(items[0]?.value).toEqual({ data: { user: "app", password: PLANTED_VALUE, port: "5432" }, encoding: "utf8" });
       expect(items[1]).toMatchObject({ version: plainVersion, value: { data: { value: "plain-text" }, encoding: "utf8" } });
       expect(items[2]?.error?.code).toBe("SECRET_NOT_FOUND");
@@ -106,7 +107,7 @@ describe("azure provider against the Key Vault emulator", () => {
       expect(calls("listVersions") + calls("listSecrets")).toBe(3);
 
       // The value read afterwards carries the same fingerprint, so the agent stores a matching pair.
-      const [fetched] = await p.fetch([{ name: "rotating" }]);
+      const [fetched] = legacyItems(await p.fetch([{ name: "rotating" }]));
       expect(fetched?.fingerprint).toBe(after!.fingerprint!);
       expect(fetched?.value?.data.value).toBe("two");
     });
@@ -159,7 +160,7 @@ describe("azure provider against the Key Vault emulator", () => {
       },
     });
     await withProcess(p, async () => {
-      const [item] = await p.fetch([{ name: "one" }]);
+      const [item] = legacyItems(await p.fetch([{ name: "one" }]));
       expect(item?.value?.data.value).toBe("via-default");
       expect(calls("token")).toBe(1);
     });
@@ -171,7 +172,7 @@ describe("azure provider against the Key Vault emulator", () => {
     await withProcess(azureProcess(), async (p) => {
       const [fp] = await p.fingerprint([{ name: "pinned", version: v1 }]);
       expect(fp?.fingerprint).toBe(`version:${v1}`);
-      const [item] = await p.fetch([{ name: "pinned", version: v1 }]);
+      const [item] = legacyItems(await p.fetch([{ name: "pinned", version: v1 }]));
       expect(item).toMatchObject({ fingerprint: `version:${v1}`, version: v1, value: { data: { value: "first" } } });
 
       server.state.setSecret("pinned", "third");
@@ -183,7 +184,7 @@ describe("azure provider against the Key Vault emulator", () => {
       const [disabled] = await p.fingerprint([{ name: "pinned", version: v1 }]);
       expect(disabled?.error).toMatchObject({ code: "SECRET_NOT_FOUND" });
       expect(disabled?.error?.message).toContain("disabled");
-      const [notFetched] = await p.fetch([{ name: "pinned", version: v1 }]);
+      const [notFetched] = legacyItems(await p.fetch([{ name: "pinned", version: v1 }]));
       expect(notFetched?.error?.code).toBe("SECRET_NOT_FOUND");
 
       const [unknown, staged] = await p.fingerprint([{ name: "pinned", version: "0".repeat(32) }, { name: "pinned", stage: "AWSCURRENT" }]);
@@ -193,17 +194,17 @@ describe("azure provider against the Key Vault emulator", () => {
     });
   }, 20_000);
 
-  test("ClientSecretCredential asks the token endpoint once for many calls", async () => {
+  test("ClientSecretCredential asks the token endpoint once per process for many calls", async () => {
     server.state.setSecret("one", "1");
     await withProcess(azureProcess(), async (p) => {
-      for (let i = 0; i < 3; i++) {
-        await p.fingerprint([{ name: "one" }]);
-        await p.fetch([{ name: "one" }]);
-      }
+      for (let i = 0; i < 3; i++) await p.fingerprint([{ name: "one" }]);
       expect(await p.health()).toEqual({ ok: true });
       expect(calls("token")).toBe(1);
-      expect(calls("challenge")).toBe(1);
-      expect(calls("getSecret")).toBe(3);
+      // Each fetch runs in a short-lived process of its own (its values die with it): one token each.
+      for (let i = 0; i < 2; i++) legacyItems(await p.fetch([{ name: "one" }]));
+      expect(calls("token")).toBe(3);
+      expect(calls("challenge")).toBe(3);
+      expect(calls("getSecret")).toBe(2);
     });
   }, 20_000);
 
@@ -214,7 +215,7 @@ describe("azure provider against the Key Vault emulator", () => {
       server.state.calls = {};
       server.state.throttleNext(2, 1);
       const started = performance.now();
-      const [item] = await p.fetch([{ name: "busy" }]);
+      const [item] = legacyItems(await p.fetch([{ name: "busy" }]));
       expect(item?.value?.data.value).toBe("ok");
       expect(calls("throttled")).toBe(2);
       expect(calls("getSecret")).toBe(1);
@@ -305,8 +306,8 @@ describe("azure provider against the Key Vault emulator", () => {
       stderr: "pipe",
     });
     const stderr = new Response(child.stderr).text();
-    const frames = readFrames(child.stdout, MAX_FRAME_BYTES);
-    const next = async () => (await frames.next()).value as { value?: unknown };
+    const frames = readFrames(child.stdout, FRAME_LIMITS);
+    const next = async () => (await frames.next()).value as { value?: unknown; raw?: Uint8Array };
     const send = (message: unknown) => {
       child.stdin.write(encodeFrame(message));
       child.stdin.flush();
@@ -317,8 +318,10 @@ describe("azure provider against the Key Vault emulator", () => {
     send({ id: 2, method: "fingerprint", params: { refs: [{ name: "db_creds" }, { name: "gone" }] } });
     await next();
     send({ id: 3, method: "fetch", params: { refs: [{ name: "db_creds" }] } });
-    const fetched = JSON.stringify((await next()).value);
-    expect(fetched).toContain(PLANTED_VALUE);
+    const fetched = await next();
+    // The value is in the frame's raw section, not its JSON.
+    expect(JSON.stringify(fetched.value)).not.toContain(PLANTED_VALUE);
+    expect(new TextDecoder().decode(fetched.raw)).toContain(PLANTED_VALUE);
     send({ id: 4, method: "shutdown" });
     child.stdin.end();
     expect(await child.exited).toBe(0);
@@ -348,7 +351,7 @@ describe("azure provider in process", () => {
     const settings = parseAzureSettings({ name: "kv", type: "azure", config: { vault_url: server.url, disable_challenge_resource_verification: "true" } }, {});
     const client = createAzureClient(settings, ctx, credential, { tlsCa: server.certPem });
     const signal = new AbortController().signal;
-    const [item] = await client.fetch([{ name: "custom" }], signal);
+    const [item] = legacyItems(await client.fetch([{ name: "custom" }], signal));
     expect(item?.value?.data.value).toBe("via-custom-credential");
     const [fp] = await client.fingerprint([{ name: "custom" }], signal);
     expect(fp?.fingerprint).toBe(item!.fingerprint!);

@@ -1,3 +1,4 @@
+import { legacyItems } from "../support/secret-bytes.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -30,25 +31,25 @@ afterAll(async () => {
 
 describe("file provider", () => {
   test("a plain file is the single key `value`, byte for byte", async () => {
-    const [item] = await client.fetch([{ name: "plain" }], signal);
+    const [item] = legacyItems(await client.fetch([{ name: "plain" }], signal));
     expect(item?.value).toEqual({ data: { value: "s3cr3t-plain\n" }, encoding: "utf8" });
   });
 
   test("<name>.json with an object gives its keys; non-strings are JSON-encoded", async () => {
-    const [item] = await client.fetch([{ name: "db" }], signal);
+    const [item] = legacyItems(await client.fetch([{ name: "db" }], signal));
     expect(item?.value?.data).toEqual({ user: "app", port: "5432", opts: '{"tls":true}' });
   });
 
   test("an empty object is an error, not an empty delivery", async () => {
-    const [item] = await client.fetch([{ name: "empty" }], signal);
+    const [item] = legacyItems(await client.fetch([{ name: "empty" }], signal));
     expect(item?.error?.code).toBe("CONFIG_INVALID");
   });
 
   test("names in subdirectories work; traversal, absolute names and symlinks out are refused", async () => {
-    const items = await client.fetch(
+    const items = legacyItems(await client.fetch(
       [{ name: "team/api" }, { name: "../etc/passwd" }, { name: "/etc/passwd" }, { name: "escape" }, { name: "a\0b" }],
       signal,
-    );
+    ));
     expect(items[0]?.value?.data).toEqual({ value: "k" });
     for (const item of items.slice(1)) {
       expect(item.value).toBeUndefined();
@@ -75,7 +76,7 @@ describe("file provider", () => {
     const file = join(dir, "all.yaml");
     await writeFile(file, "api_key: abc123\ndb:\n  user: app\n  password: pw\n");
     const single = await fileProvider.create({ name: "y", type: "file", config: { path: file } }, { log: noLog, env: {} });
-    const items = await single.fetch([{ name: "api_key" }, { name: "db" }, { name: "missing" }], signal);
+    const items = legacyItems(await single.fetch([{ name: "api_key" }, { name: "db" }, { name: "missing" }], signal));
     expect(items[0]?.value?.data).toEqual({ value: "abc123" });
     expect(items[1]?.value?.data).toEqual({ user: "app", password: "pw" });
     expect(items[2]?.error?.code).toBe("SECRET_NOT_FOUND");

@@ -1,3 +1,4 @@
+import { legacyItems } from "../support/secret-bytes.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { DEFAULT_VAULT_ADDRESS, parseVaultSettings } from "../../providers/vault/config.ts";
 import { MAX_PARALLEL_REQUESTS } from "../../providers/vault/index.ts";
@@ -5,6 +6,7 @@ import { canonicalJson, parseSecretPath } from "../../providers/vault/kv.ts";
 import { THROTTLE_MAX_RETRIES } from "../../providers/vault/transport.ts";
 import type { ConfigureParams } from "../../providers/types.ts";
 import { encodeFrame, readFrames } from "../../src/rpc/framing.ts";
+import { FRAME_LIMITS } from "../../src/rpc/protocol.ts";
 import { ProviderProcess } from "../../src/rpc/supervisor.ts";
 import { createTestCertificate, type TestCertificate } from "../support/tls-cert.ts";
 import { startVaultServer, type VaultServer } from "../support/vault-server.ts";
@@ -80,9 +82,10 @@ async function rawProviderRun(configure: ConfigureParams, calls: Array<{ method:
     stderr: "pipe",
     env: { PATH: process.env.PATH ?? "", DSO_LOG_FORMAT: "json", DSO_LOG_LEVEL: "debug" },
   });
-  const frames = readFrames(child.stdout, 4 * 1024 * 1024);
+  const frames = readFrames(child.stdout, FRAME_LIMITS);
   const stderr = new Response(child.stderr).text();
   const replies: unknown[] = [];
+  const raws: string[] = [];
   await frames.next(); // hello
   const all = [{ method: "configure", params: configure }, ...calls, { method: "shutdown" }];
   for (const [i, call] of all.entries()) {
@@ -90,10 +93,11 @@ async function rawProviderRun(configure: ConfigureParams, calls: Array<{ method:
     child.stdin.flush();
     const next = await frames.next();
     replies.push(next.value?.ok ? next.value.value : undefined);
+    raws.push(next.value?.ok && next.value.raw ? new TextDecoder().decode(next.value.raw) : "");
   }
   child.stdin.end();
   await child.exited;
-  return { replies: replies as Array<{ result?: any; error?: any }>, stderr: await stderr };
+  return { replies: replies as Array<{ result?: any; error?: any }>, raws, stderr: await stderr };
 }
 
 beforeAll(async () => {
@@ -110,7 +114,7 @@ afterAll(async () => {
 describe("vault provider: values and fingerprints (KV v2)", () => {
   test("fetch returns the KV v2 map with non-string values JSON-encoded, and a fingerprint equal to polling's", async () => {
     await using(provider({}), async (p) => {
-      const [item] = await p.fetch([{ name: "app/db" }]);
+      const [item] = legacyItems(await p.fetch([{ name: "app/db" }]));
       expect(item?.value).toEqual({
         data: { username: "app", password: PLANTED_PASSWORD, port: "5432", opts: '{"tls":true}' },
         encoding: "utf8",
@@ -135,7 +139,7 @@ describe("vault provider: values and fingerprints (KV v2)", () => {
       expect(delta(before)).toEqual({ lookupSelf: 1, metadata: 2 });
       expect(JSON.stringify([first, second])).not.toContain("value");
       // The same token really cannot read data: the emulator refuses it.
-      const [refused] = await p.fetch([{ name: "rotating" }]);
+      const [refused] = legacyItems(await p.fetch([{ name: "rotating" }]));
       expect(refused?.error?.code).toBe("PROVIDER_AUTH");
     });
   });
@@ -173,7 +177,7 @@ describe("vault provider: values and fingerprints (KV v2)", () => {
       expect(fps[0]?.error?.code).toBe("SECRET_NOT_FOUND");
       expect(fps[0]?.error?.message).toContain("nope/missing");
       expect(fps[1]?.fingerprint).toStartWith("v1@");
-      const items = await p.fetch([{ name: "app/db" }, { name: "nope/missing" }]);
+      const items = legacyItems(await p.fetch([{ name: "app/db" }, { name: "nope/missing" }]));
       expect(items[0]?.value?.data.username).toBe("app");
       expect(items[1]?.error?.code).toBe("SECRET_NOT_FOUND");
     });
@@ -186,9 +190,9 @@ describe("vault provider: values and fingerprints (KV v2)", () => {
       await fetch(`${vault.url}/v1/secret/data/soft`, { method: "DELETE", headers: { "x-vault-token": vault.state.rootToken } });
       const [fp] = await p.fingerprint([{ name: "soft" }]);
       expect(fp?.error?.code).toBe("SECRET_NOT_FOUND");
-      const [item] = await p.fetch([{ name: "soft" }]);
+      const [item] = legacyItems(await p.fetch([{ name: "soft" }]));
       expect(item?.error?.code).toBe("SECRET_NOT_FOUND");
-      const [older] = await p.fetch([{ name: "soft", version: "1" }]);
+      const [older] = legacyItems(await p.fetch([{ name: "soft", version: "1" }]));
       expect(older?.value?.data).toEqual({ k: "v1" });
     });
   });
@@ -200,15 +204,17 @@ describe("vault provider: version pinning", () => {
     vault.state.writeSecret("secret/pinned", { k: "two" });
     vault.state.writeSecret("secret/pinned", { k: "three" });
     await using(provider({}), async (p) => {
-      const items = await p.fetch([
+      const items = legacyItems(await p.fetch([
         { name: "pinned", version: "1" },
         { name: "pinned?version=2" },
         { name: "pinned?version=2", version: "1" },
         { name: "pinned" },
-      ]);
+      ]));
       expect(items.map((i) => i.value?.data.k)).toEqual(["one", "two", "one", "three"]);
       expect(items.map((i) => i.version)).toEqual(["1", "2", "1", "3"]);
       expect(items[0]?.fingerprint).toBe("v1");
+      // Fetches ran in a short-lived process of their own: the long-lived one logs in on its first call.
+      await p.fingerprint([{ name: "pinned" }]);
       const before = snapshot();
       const fps = await p.fingerprint([{ name: "pinned", version: "2" }, { name: "pinned", version: "9" }, { name: "pinned", version: "x" }]);
       expect(fps[0]?.fingerprint).toBe("v2");
@@ -242,10 +248,10 @@ describe("vault provider: KV v1", () => {
       vault.state.writeSecret("kv/legacy", { user: "u", password: "changed" });
       const [changed] = await p.fingerprint([{ name: "legacy" }]);
       expect(changed?.fingerprint).not.toBe(first!.fingerprint!);
-      const [item] = await p.fetch([{ name: "legacy" }]);
+      const [item] = legacyItems(await p.fetch([{ name: "legacy" }]));
       expect(item?.value?.data).toEqual({ user: "u", password: "changed" });
       expect(item?.fingerprint).toBe(changed!.fingerprint!);
-      expect((await p.fetch([{ name: "legacy", version: "2" }]))[0]?.error?.code).toBe("CONFIG_INVALID");
+      expect((legacyItems(await p.fetch([{ name: "legacy", version: "2" }])))[0]?.error?.code).toBe("CONFIG_INVALID");
     });
   });
 
@@ -341,10 +347,16 @@ describe("vault provider: authentication", () => {
     await using(provider({ env: { VAULT_TOKEN: expiring } }), async (p) => {
       expect((await p.fingerprint([{ name: "app/db" }]))[0]?.fingerprint).toBeDefined();
       vault.state.advanceClock(700);
-      const [item] = await p.fetch([{ name: "app/db" }]);
-      expect(item?.error?.code).toBe("PROVIDER_AUTH");
-      expect(item?.error?.message).not.toContain(expiring);
-      expect(item?.value).toBeUndefined();
+      // A fetch runs in a fresh process: the expired token fails its start, or its call in-band.
+      const outcome = await p.fetch([{ name: "app/db" }]).then(
+        (items) => {
+          expect(items[0]?.value).toBeUndefined();
+          return items[0]?.error;
+        },
+        (e) => e,
+      );
+      expect(outcome?.code).toBe("PROVIDER_AUTH");
+      expect(outcome?.message).not.toContain(expiring);
     });
   });
 
@@ -413,13 +425,13 @@ describe("vault provider: namespaces and TLS", () => {
   test("config.namespace (or VAULT_NAMESPACE) selects the namespace", async () => {
     vault.state.writeSecret("secret/ns-only", { k: "in-team-a" }, { namespace: "team-a" });
     await using(provider({ config: { namespace: "team-a" } }), async (p) => {
-      expect((await p.fetch([{ name: "ns-only" }]))[0]?.value?.data).toEqual({ k: "in-team-a" });
+      expect((legacyItems(await p.fetch([{ name: "ns-only" }])))[0]?.value?.data).toEqual({ k: "in-team-a" });
     });
     await using(provider({ env: { VAULT_NAMESPACE: "team-a" } }), async (p) => {
-      expect((await p.fetch([{ name: "ns-only" }]))[0]?.value?.data).toEqual({ k: "in-team-a" });
+      expect((legacyItems(await p.fetch([{ name: "ns-only" }])))[0]?.value?.data).toEqual({ k: "in-team-a" });
     });
     await using(provider({}), async (p) => {
-      expect((await p.fetch([{ name: "ns-only" }]))[0]?.error?.code).toBe("SECRET_NOT_FOUND");
+      expect((legacyItems(await p.fetch([{ name: "ns-only" }])))[0]?.error?.code).toBe("SECRET_NOT_FOUND");
     });
   });
 
@@ -427,7 +439,7 @@ describe("vault provider: namespaces and TLS", () => {
     const front = startFront({ tls: cert });
     try {
       await using(provider({ config: { address: front.url, ca_cert: cert.certPath } }), async (p) => {
-        expect((await p.fetch([{ name: "app/db" }]))[0]?.value?.data.username).toBe("app");
+        expect((legacyItems(await p.fetch([{ name: "app/db" }])))[0]?.value?.data.username).toBe("app");
       });
       await using(provider({ config: { address: front.url } }), async (p) => {
         const error = await p.fetch([{ name: "app/db" }]).then(() => undefined, (e) => e);
@@ -464,7 +476,7 @@ describe("vault provider: namespaces and TLS", () => {
     const front = startFront({ tls: cert });
     vault.state.addAppRole({ roleId: "log-role", secretId: "planted-log-secret-id", policies: ["root"] });
     try {
-      const { replies, stderr } = await rawProviderRun(
+      const { replies, raws, stderr } = await rawProviderRun(
         {
           name: "hv",
           type: "vault",
@@ -478,7 +490,10 @@ describe("vault provider: namespaces and TLS", () => {
           { method: "health" },
         ],
       );
-      expect(replies[1]).toMatchObject({ result: { items: [{ value: { data: { password: PLANTED_PASSWORD } } }, {}] } });
+      // The value travels in the raw section; the JSON names its keys and lengths only.
+      expect(replies[1]).toMatchObject({ result: { items: [{ value: { keys: expect.arrayContaining([{ key: "password", bytes: PLANTED_PASSWORD.length }]) } }, {}] } });
+      expect(JSON.stringify(replies[1])).not.toContain(PLANTED_PASSWORD);
+      expect(raws[1]).toContain(PLANTED_PASSWORD);
       expect(stderr).toContain("TLS VERIFICATION IS OFF");
       expect(stderr).toContain("logged in to Vault with AppRole");
       for (const planted of [PLANTED_PASSWORD, "planted-log-secret-id", "hvs."]) expect(stderr).not.toContain(planted);

@@ -14,8 +14,11 @@ import { SecretSource } from "../../src/secrets/source.ts";
 import { SecretStore } from "../../src/secrets/store.ts";
 import type { SecretFetcher } from "../../src/secrets/types.ts";
 import { VersionMarkers } from "../../src/secrets/version-marker.ts";
+import { FetchBatch } from "../../src/secrets/source.ts";
 import { KeyedQueue } from "../../src/util/keyed-queue.ts";
-import type { FetchItem, SecretRef } from "../../src/rpc/protocol.ts";
+import type { SecretRef } from "../../src/rpc/protocol.ts";
+import type { FetchedItem } from "../../src/rpc/wire-values.ts";
+import { secretBytes } from "../support/secret-bytes.ts";
 import { quietLog } from "../support/test-source.ts";
 
 const { config } = parseConfig("providers:\n  p:\n    type: file\n", "dso.yaml", {});
@@ -23,9 +26,18 @@ const { config } = parseConfig("providers:\n  p:\n    type: file\n", "dso.yaml",
 class FakeProvider implements SecretFetcher {
   value = "v1";
   fetches = 0;
-  async fetch(refs: SecretRef[]): Promise<FetchItem[]> {
+  /** Every value buffer handed to the agent, to check that its window ended in zeros. */
+  readonly handed: Uint8Array[] = [];
+  /** When set, fetches wait for it (a slow provider). */
+  gate?: Promise<void>;
+  async fetch(refs: SecretRef[]): Promise<FetchedItem[]> {
     this.fetches++;
-    return refs.map((ref) => ({ ref, fingerprint: `fp-${this.value}`, version: this.value, value: { data: { value: this.value }, encoding: "utf8" as const } }));
+    await this.gate;
+    return refs.map((ref) => {
+      const value = secretBytes({ value: this.value });
+      this.handed.push(...value.values());
+      return { ref, fingerprint: `fp-${this.value}`, version: this.value, value };
+    });
   }
 }
 
@@ -33,11 +45,14 @@ class FakeProvider implements SecretFetcher {
 class FakeTargets {
   readonly held = new Map<string, { marker?: string; content: string }>();
   deliveries = 0;
+  /** When set, every delivery fails with this message (a refused write, a container gone). */
+  failWith?: string;
   async readMarker(id: string, path: string) {
     return { marker: this.held.get(`${id}:${path}`)?.marker, mode: "procfs" as DeliveryMode };
   }
   async deliver(id: string, path: string, files: readonly { content: Uint8Array }[], opts: { marker?: string } = {}) {
     this.deliveries++;
+    if (this.failWith) throw new Error(this.failWith);
     this.held.set(`${id}:${path}`, { marker: opts.marker, content: new TextDecoder().decode(files[0]!.content) });
     return { mode: "procfs" as DeliveryMode, targetPath: path, files: ["x"], bytes: 1, durationMs: 0 };
   }
@@ -58,8 +73,8 @@ function fakeDocker(containers: Array<{ id: string; labels: Record<string, strin
   return { docker, kills };
 }
 
-function setup(labels: Record<string, string>, key = randomBytes(32), targets = new FakeTargets()) {
-  const store = new SecretStore(false);
+function setup(labels: Record<string, string>, key = randomBytes(32), targets = new FakeTargets(), cache = false) {
+  const store = new SecretStore(cache);
   store.setSpecs(config.secrets);
   const provider = new FakeProvider();
   const source = new SecretSource({ store, provider: () => provider, log: quietLog });
@@ -74,8 +89,10 @@ function setup(labels: Record<string, string>, key = randomBytes(32), targets = 
     log: quietLog,
     config: () => config,
   });
-  return { reconciler, store, provider, targets, kills, key };
+  return { reconciler, store, provider, targets, kills, key, source };
 }
+
+const zeroed = (buffers: readonly Uint8Array[]) => buffers.length > 0 && buffers.every((b) => b.length > 0 && b.every((x) => x === 0));
 
 const SIGNAL = { "dso.reloader": "true", "dso.secrets": "token", "dso.update.strategy": "signal" };
 
@@ -131,6 +148,54 @@ describe("the reconciler's decisions", () => {
     const { reconciler, targets } = setup({ "dso.reloader": "false" });
     expect(await reconciler.reconcileAll()).toEqual([]);
     expect(targets.deliveries).toBe(0);
+  });
+});
+
+describe("a value's window ends in zeros", () => {
+  test("after a delivery, every value buffer the provider handed over is zeroed", async () => {
+    const { reconciler, provider, targets } = setup(SIGNAL);
+    await reconciler.reconcileAll();
+    // Positive control: the bytes were the value while the window was open.
+    expect(targets.held.get("c1:/run/secrets")?.content).toBe("v1");
+    expect(zeroed(provider.handed)).toBe(true);
+  });
+
+  for (const failure of ["the target refused the write (ENOSPC)", "no such container: c1 (gone mid-write)"]) {
+    test(`when delivery fails (${failure}), the values are zeroed all the same`, async () => {
+      const { reconciler, provider, targets } = setup(SIGNAL);
+      targets.failWith = failure;
+      const [report] = await reconciler.reconcileAll();
+      expect(report?.error).toContain(failure);
+      expect(provider.handed.length).toBeGreaterThan(0);
+      expect(zeroed(provider.handed)).toBe(true);
+    });
+  }
+
+  test("a fetch that lands after its wave ended (timeout, abort) is zeroed when it lands", async () => {
+    const { reconciler, provider, source } = setup(SIGNAL);
+    await reconciler.reconcileAll();
+    provider.handed.length = 0;
+    let open!: () => void;
+    provider.gate = new Promise((resolve) => (open = resolve));
+    const batch = new FetchBatch(source, new Set(["token"]));
+    const pending = batch.values(["token"]);
+    batch.release();
+    open();
+    const late = await pending;
+    expect(late.values.size).toBe(1);
+    expect(zeroed(provider.handed)).toBe(true);
+  });
+
+  test("with agent.cache the cache keeps its own copy; a rotation zeroes the old one", async () => {
+    const { reconciler, provider, store } = setup(SIGNAL, randomBytes(32), new FakeTargets(), true);
+    await reconciler.reconcileAll();
+    expect(zeroed(provider.handed)).toBe(true);
+    const cached = store.cachedValue("token")!.value.get("value")!;
+    expect(new TextDecoder().decode(cached)).toBe("v1");
+    provider.value = "v2";
+    await reconciler.reconcileAll({ only: new Set(["token"]), refresh: true });
+    expect(zeroed([cached])).toBe(true);
+    expect(new TextDecoder().decode(store.cachedValue("token")!.value.get("value")!)).toBe("v2");
   });
 });
 

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { parseConfig } from "../../src/config/index.ts";
 import { buildDeliveries } from "../../src/reloader/files.ts";
+import { secretBytes } from "../support/secret-bytes.ts";
 import { selectContainer, type ContainerInfo } from "../../src/reloader/selection.ts";
 
 const yaml = `
@@ -109,7 +110,7 @@ describe("container selection", () => {
     if (!out.selected) throw new Error("not selected");
     const built = buildDeliveries(
       out.selection,
-      new Map([["app/db", { fingerprint: "v1", value: { data: { username: "u", password: "p" }, encoding: "utf8" } }]]),
+      new Map([["app/db", { fingerprint: "v1", value: secretBytes({ username: "u", password: "p" }) }]]),
     );
     expect(built.errors).toEqual([]);
     expect(built.groups[0]?.path).toBe("/var/run/creds");
@@ -130,7 +131,7 @@ describe("building files from values", () => {
   test("mappings pick keys and name files; modes and owners come from inject", () => {
     const built = buildDeliveries(
       select({ "dso.secrets": "app/db" }),
-      new Map([["app/db", { fingerprint: "v3", version: "3", value: { data: { username: "u", password: "p", extra: "x" }, encoding: "utf8" } }]]),
+      new Map([["app/db", { fingerprint: "v3", version: "3", value: secretBytes({ username: "u", password: "p", extra: "x" }) }]]),
     );
     const files = built.groups[0]!.files;
     expect(files.map((f) => f.name)).toEqual(["db_user", "db_pass"]);
@@ -142,7 +143,7 @@ describe("building files from values", () => {
   test("a mapped key missing from the secret is an error naming the key, not the value", () => {
     const built = buildDeliveries(
       select({ "dso.secrets": "app/db" }),
-      new Map([["app/db", { fingerprint: "v1", value: { data: { username: "u", pass: "hunter2" }, encoding: "utf8" } }]]),
+      new Map([["app/db", { fingerprint: "v1", value: secretBytes({ username: "u", pass: "hunter2" }) }]]),
     );
     expect(built.errors[0]).toContain('key(s) "password" not found');
     expect(built.errors[0]).not.toContain("hunter2");
@@ -151,7 +152,7 @@ describe("building files from values", () => {
   test("a plain secret without mappings becomes one file named after the secret", () => {
     const built = buildDeliveries(
       select({ "dso.secrets": "api_key" }),
-      new Map([["api_key", { fingerprint: "h", value: { data: { value: "k" }, encoding: "utf8" } }]]),
+      new Map([["api_key", { fingerprint: "h", value: secretBytes({ value: "k" }) }]]),
     );
     expect(built.groups[0]!.files.map((f) => f.name)).toEqual(["api_key"]);
   });
@@ -159,7 +160,7 @@ describe("building files from values", () => {
   test("binary values are decoded from base64", () => {
     const built = buildDeliveries(
       select({ "dso.secrets": "api_key" }),
-      new Map([["api_key", { fingerprint: "h", value: { data: { value: Buffer.from([0, 1, 255]).toString("base64") }, encoding: "base64" } }]]),
+      new Map([["api_key", { fingerprint: "h", value: secretBytes({ value: new Uint8Array([0, 1, 255]) }) }]]),
     );
     expect([...built.groups[0]!.files[0]!.content]).toEqual([0, 1, 255]);
   });
@@ -167,7 +168,7 @@ describe("building files from values", () => {
   test("env secrets become variables, not files", () => {
     const out = selectContainer(container("w", { tier: "backend" }), config);
     if (!out.selected) throw new Error("not selected");
-    const built = buildDeliveries(out.selection, new Map([["legacy", { fingerprint: "h", value: { data: { value: "tok" }, encoding: "utf8" } }]]));
+    const built = buildDeliveries(out.selection, new Map([["legacy", { fingerprint: "h", value: secretBytes({ value: "tok" }) }]]));
     expect(built.env).toEqual({ LEGACY_TOKEN: "tok" });
     expect(built.groups).toEqual([]);
   });

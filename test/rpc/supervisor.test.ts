@@ -1,3 +1,4 @@
+import { legacyItems } from "../support/secret-bytes.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -24,7 +25,7 @@ describe("provider supervisor with the real `dso provider file` process", () => 
     try {
       const [fp] = await p.fingerprint([{ name: "db" }]);
       expect(fp?.fingerprint).toMatch(/^sha256:[0-9a-f]{64}$/);
-      const [item] = await p.fetch([{ name: "db" }]);
+      const [item] = legacyItems(await p.fetch([{ name: "db" }]));
       expect(item?.value?.data).toEqual({ username: "app", password: "planted-Secret-4711" });
       expect(item?.fingerprint).toBe(fp!.fingerprint!);
       expect(p.getStatus()).toMatchObject({ state: "ready", healthy: true });
@@ -36,7 +37,7 @@ describe("provider supervisor with the real `dso provider file` process", () => 
   test("a missing secret is an in-band error for that ref only", async () => {
     const p = fileProvider();
     try {
-      const items = await p.fetch([{ name: "db" }, { name: "nope" }]);
+      const items = legacyItems(await p.fetch([{ name: "db" }, { name: "nope" }]));
       expect(items[0]?.value).toBeDefined();
       expect(items[1]?.error?.code).toBe("SECRET_NOT_FOUND");
     } finally {
@@ -61,7 +62,9 @@ describe("provider supervisor with the real `dso provider file` process", () => 
     });
     const call = p.fetch([{ name: "db" }]);
     await Bun.sleep(300);
-    process.kill(p.getStatus().pid!, "SIGKILL");
+    // Values are fetched by a short-lived process of their own: that is the one in the call.
+    expect(p.getStatus().fetchPid).toBeNumber();
+    process.kill(p.getStatus().fetchPid!, "SIGKILL");
     await expect(call).rejects.toMatchObject({ code: "PROVIDER_UNAVAILABLE" });
     expect(p.getStatus()).toMatchObject({ healthy: false, restarts: 1 });
     await p.stop();
@@ -103,7 +106,7 @@ describe("provider supervisor with the real `dso provider file` process", () => 
 
   test("a protocol version mismatch is a clear error, not a hang", async () => {
     const p = new ProviderProcess({ configure: { name: "old", type: "file", config: {} }, command: misbehaving("old") });
-    await expect(p.health()).rejects.toThrow("speaks protocol 0, this agent speaks 1");
+    await expect(p.health()).rejects.toThrow("speaks protocol 1, this agent speaks 2");
     await p.stop();
   });
 
@@ -144,9 +147,9 @@ describe("the provider's pipes", () => {
       log: { debug: record("debug"), info: record("info"), warn: record("warn"), error: record("error") },
     });
     try {
-      const [item] = await p.fetch([{ name: "db" }]);
+      const [item] = legacyItems(await p.fetch([{ name: "db" }]));
       expect(item?.value?.data).toEqual({ username: "app", password: "planted-Secret-4711" });
-      const [again] = await p.fetch([{ name: "db" }]);
+      const [again] = legacyItems(await p.fetch([{ name: "db" }]));
       expect(again?.value).toBeDefined();
       expect(p.getStatus()).toMatchObject({ healthy: true, restarts: 0 });
       await Bun.sleep(100);

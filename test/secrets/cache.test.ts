@@ -3,7 +3,11 @@ import { SecretStore } from "../../src/secrets/store.ts";
 import { parseConfig } from "../../src/config/index.ts";
 import { DsoError } from "../../src/errors.ts";
 import type { SecretFetcher } from "../../src/secrets/types.ts";
-import type { FetchItem, SecretRef } from "../../src/rpc/protocol.ts";
+import type { SecretRef } from "../../src/rpc/protocol.ts";
+import type { FetchedItem } from "../../src/rpc/wire-values.ts";
+import { secretBytes } from "../support/secret-bytes.ts";
+
+const text = (b: Uint8Array | undefined) => (b ? new TextDecoder().decode(b) : undefined);
 import { testSource } from "../support/test-source.ts";
 
 const { config } = parseConfig("providers:\n  p:\n    type: file\nsecrets:\n  - name: db\n", "dso.yaml", {});
@@ -12,12 +16,12 @@ const { config } = parseConfig("providers:\n  p:\n    type: file\nsecrets:\n  - 
 class ScriptedProvider implements SecretFetcher {
   next: "value" | "outage" | "gone" = "value";
   value = "v1";
-  async fetch(refs: SecretRef[]): Promise<FetchItem[]> {
+  async fetch(refs: SecretRef[]): Promise<FetchedItem[]> {
     if (this.next === "outage") throw new DsoError("PROVIDER_UNAVAILABLE", "provider p exited (signal SIGKILL)");
     return refs.map((ref) =>
       this.next === "gone"
         ? { ref, error: { code: "SECRET_NOT_FOUND", message: `secret "${ref.name}" not found` } }
-        : { ref, fingerprint: `fp-${this.value}`, version: this.value, value: { data: { value: this.value }, encoding: "utf8" } },
+        : { ref, fingerprint: `fp-${this.value}`, version: this.value, value: secretBytes({ value: this.value }) },
     );
   }
 }
@@ -33,11 +37,11 @@ function reloader(cache: boolean) {
 describe("agent.cache: last known values in memory", () => {
   test("with the cache, an outage serves the last value and marks the secret stale", async () => {
     const { r, store, provider } = reloader(true);
-    expect((await r.fetch(["db"])).values.get("db")?.value.data.value).toBe("v1");
+    expect(text((await r.fetch(["db"])).values.get("db")?.value.get("value"))).toBe("v1");
     provider.next = "outage";
     const during = await r.fetch(["db"]);
     expect(during.errors).toEqual([]);
-    expect(during.values.get("db")?.value.data.value).toBe("v1");
+    expect(text(during.values.get("db")?.value.get("value"))).toBe("v1");
     expect(store.get("db")).toMatchObject({ stale: true, error: "provider p exited (signal SIGKILL)" });
   });
 
@@ -66,6 +70,6 @@ describe("agent.cache: last known values in memory", () => {
     expect(store.recordFingerprint("db", "fp-v2", new Date())).toBe("changed");
     expect(store.cachedValue("db")).toBeUndefined();
     provider.value = "v2";
-    expect((await r.fetch(["db"])).values.get("db")?.value.data.value).toBe("v2");
+    expect(text((await r.fetch(["db"])).values.get("db")?.value.get("value"))).toBe("v2");
   });
 });

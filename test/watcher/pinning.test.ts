@@ -9,6 +9,7 @@ import { ProviderProcess } from "../../src/rpc/supervisor.ts";
 import { pollProvider } from "../../src/watcher/provider-poller.ts";
 import { AWS_TEST_ACCESS_KEY_ID, startAwsServer } from "../support/aws-server.ts";
 import { testSource } from "../support/test-source.ts";
+import { valueData } from "../support/secret-bytes.ts";
 
 let server: Awaited<ReturnType<typeof startAwsServer>>;
 let provider: ProviderProcess;
@@ -48,7 +49,7 @@ describe("version and stage pins from dso.yaml", () => {
     expect(poll.seeded).toEqual(["app/db"]);
     expect(store.get("app/db")?.fingerprint).toBe(v1);
     const { values } = await testSource({ store, provider }).fetch(["app/db"]);
-    expect(values.get("app/db")?.value.data).toEqual({ value: "first-value" });
+    expect(valueData(values.get("app/db")?.value)?.data).toEqual({ value: "first-value" });
 
     // A new current version moves AWSPREVIOUS: the pinned secret changes too.
     server.state.putSecret("app/db", "third-value");

@@ -37,6 +37,8 @@ const VOLUME_DIR_MODE = 0o755;
 export interface VolumeFiles {
   files: SecretFile[];
   marker?: string;
+  /** Ends the window of the values behind `files` (wipes them); the driver calls it once written. */
+  release?(): void;
 }
 
 export type ResolveFiles = (volumeName: string, driverOpts: Readonly<Record<string, string>>, callerId?: string) => Promise<VolumeFiles>;
@@ -216,14 +218,18 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
     const current = state.users.size > 0 ? await readAtomicMarker(dirOf(name)).catch(() => undefined) : undefined;
     const wanted = options.wantedMarker?.(name, state.opts);
     if (state.users.size > 0 && current !== undefined && current === wanted) return;
-    const { files, marker } = await options.resolveFiles(name, state.opts, callerId || undefined);
-    if (state.users.size > 0 && marker !== undefined && marker === current) return;
-    await mkdir(dirOf(name), { recursive: true, mode: VOLUME_DIR_MODE });
+    const { files, marker, release } = await options.resolveFiles(name, state.opts, callerId || undefined);
     try {
-      await writeAtomicDir(dirOf(name), files, marker);
-    } catch (error) {
-      if (state.users.size === 0) await emptyVolume(name);
-      throw error;
+      if (state.users.size > 0 && marker !== undefined && marker === current) return;
+      await mkdir(dirOf(name), { recursive: true, mode: VOLUME_DIR_MODE });
+      try {
+        await writeAtomicDir(dirOf(name), files, marker);
+      } catch (error) {
+        if (state.users.size === 0) await emptyVolume(name);
+        throw error;
+      }
+    } finally {
+      release?.();
     }
     log.info("dso volume mounted", { volume: name, files: files.length });
     if (state.users.size > 0) options.onFilesChanged?.(name);
