@@ -25,6 +25,7 @@ export function defaultAgentConfig(): AgentConfig {
     volumesRoot: DEFAULT_VOLUMES_ROOT,
     metrics: { enabled: false },
     audit: { enabled: false, output: "stderr" },
+    leakSentinel: { enabled: false },
     watch: { pollingIntervalMs: 5 * MINUTE_MS, webhook: { enabled: false, listen: DEFAULT_WEBHOOK_LISTEN } },
     rotation: { signal: "SIGHUP", healthCheckTimeoutMs: MINUTE_MS },
   };

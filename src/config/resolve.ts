@@ -193,6 +193,7 @@ export function resolveAgent(input: AgentInput | undefined, issues: IssueCollect
       enabled: input.audit?.enabled ?? input.audit?.output !== undefined,
       output: input.audit?.output ?? AUDIT_STDERR,
     },
+    leakSentinel: { enabled: input.leak_sentinel?.enabled ?? agent.leakSentinel.enabled },
     socket: input.socket ?? agent.socket,
     volumesRoot: input.volumes_root ?? agent.volumesRoot,
     ...(input.socket_group === undefined ? {} : { socketGroup: input.socket_group }),

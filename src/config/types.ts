@@ -79,6 +79,8 @@ export interface AgentConfig {
   metrics: { enabled: boolean; listen?: string };
   /** One JSON line per delivery, rotation, strategy run, Mount/Unmount and changing API call (docs/audit.md). */
   audit: { enabled: boolean; output: "stderr" | string };
+  /** Follow the output of served containers and warn when a delivered value shows up in it (docs/security.md). */
+  leakSentinel: { enabled: boolean };
   watch: {
     pollingIntervalMs: number;
     /** Inbound change notifications: each one triggers an immediate fingerprint poll. */

@@ -7,7 +7,11 @@
  * length and two rolling hashes under bases drawn at random for this process (a keyed
  * Rabin-Karp). A log line is scanned with a sliding window per registered length; a window whose
  * hashes match is replaced. Entries expire (REDACT_TTL_MS) and are capped (MAX_ENTRIES), oldest
- * first, so a long-running agent does not grow without bound.
+ * first, so a long-running agent does not grow without bound. A value registered for an owner
+ * (a secret at its provider) does not expire while it is that owner's current value, and is
+ * forgotten the moment the owner registers its next one: a rotated-out value is let go at once.
+ * The same matching finds values in other text without changing it (findSecretValues: the leak
+ * sentinel's view of container output).
  */
 import { randomInt } from "node:crypto";
 
@@ -26,12 +30,16 @@ interface Entry {
   length: number;
   key: string;
   expires: number;
+  /** Who registered it as their current value (never expires while current). */
+  owner?: string;
 }
 
 /** "<length>:<hashA>:<hashB>" → expiry; insertion order is age order. */
 const entries = new Map<string, Entry>();
 /** How many live entries have each length (the window sizes to scan). */
 const lengths = new Map<number, number>();
+/** owner → the keys of its current value's forms. */
+const owned = new Map<string, string[]>();
 
 function hashOf(text: string): [number, number] {
   let a = 0;
@@ -56,6 +64,7 @@ function add(text: string, now: number): void {
 }
 
 function drop(entry: Entry): void {
+  if (!entries.has(entry.key)) return;
   entries.delete(entry.key);
   const left = (lengths.get(entry.length) ?? 1) - 1;
   if (left > 0) lengths.set(entry.length, left);
@@ -64,7 +73,10 @@ function drop(entry: Entry): void {
 
 function expire(now: number): void {
   for (const entry of entries.values()) {
-    if (entry.expires > now && entries.size <= MAX_ENTRIES) break;
+    if (entries.size <= MAX_ENTRIES && (entry.expires > now || entry.owner !== undefined)) {
+      if (entry.owner === undefined) break;
+      continue;
+    }
     drop(entry);
   }
 }
@@ -128,25 +140,40 @@ function keyOfBytes(bytes: Uint8Array, escaped: boolean): [string, number] {
   return [keyOf(length, [a, b]), length];
 }
 
-/** Registers a value held as bytes (the agent's values), in its plain and JSON-escaped forms. */
-export function registerSecretBytes(bytes: Uint8Array, now = Date.now()): void {
+/**
+ * Registers a value held as bytes (the agent's values), in its plain and JSON-escaped forms. With
+ * an `owner`, it replaces that owner's previous value (which is forgotten) and stays until the
+ * next one.
+ */
+export function registerSecretBytes(bytes: Uint8Array, options: { owner?: string; now?: number } = {}): void {
+  const now = options.now ?? Date.now();
+  const keys: string[] = [];
   for (const escaped of [false, true]) {
     const [key, length] = keyOfBytes(bytes, escaped);
     if (length < MIN_REDACTABLE_LENGTH) continue;
     const old = entries.get(key);
     if (old) entries.delete(key);
     else lengths.set(length, (lengths.get(length) ?? 0) + 1);
-    entries.set(key, { length, key, expires: now + REDACT_TTL_MS });
+    entries.set(key, { length, key, expires: now + REDACT_TTL_MS, ...(options.owner === undefined ? {} : { owner: options.owner }) });
+    keys.push(key);
+  }
+  if (options.owner !== undefined) {
+    for (const key of owned.get(options.owner) ?? []) {
+      const entry = entries.get(key);
+      if (entry && !keys.includes(key)) drop(entry);
+    }
+    owned.set(options.owner, keys);
   }
   expire(now);
 }
 
-/** A value that rotated out: its window is over, stop matching it. */
-export function forgetSecretBytes(bytes: Uint8Array): void {
-  for (const escaped of [false, true]) {
-    const entry = entries.get(keyOfBytes(bytes, escaped)[0]);
+/** An owner (a secret) is gone: its current value is let go. */
+export function forgetOwner(owner: string): void {
+  for (const key of owned.get(owner) ?? []) {
+    const entry = entries.get(key);
     if (entry) drop(entry);
   }
+  owned.delete(owner);
 }
 
 export function registerSecretValue(value: string, now = Date.now()): void {
@@ -166,10 +193,14 @@ export function redactorSize(): number {
   return entries.size;
 }
 
-export function redact(text: string, now = Date.now()): string {
-  if (entries.size === 0) return text;
-  expire(now);
-  const hits: Array<[number, number]> = [];
+/** Text as code units: a string, or UTF-16 units in an array the caller owns. */
+type Units = string | Uint16Array;
+
+const unitAt = (text: Units, i: number) => (typeof text === "string" ? text.charCodeAt(i) : text[i]!);
+
+/** [start, end) of every window of `text` whose hashes match a live entry, with that entry. */
+function matches(text: Units): Array<[number, number, Entry]> {
+  const hits: Array<[number, number, Entry]> = [];
   for (const length of lengths.keys()) {
     if (length > text.length) continue;
     // powers of the bases for the character leaving the window
@@ -179,17 +210,31 @@ export function redact(text: string, now = Date.now()): string {
       powA = (powA * BASE_A) % MOD_A;
       powB = (powB * BASE_B) % MOD_B;
     }
-    let [a, b] = hashOf(text.slice(0, length));
+    let a = 0;
+    let b = 0;
+    for (let i = 0; i < length; i++) {
+      const c = unitAt(text, i);
+      a = (a * BASE_A + c) % MOD_A;
+      b = (b * BASE_B + c) % MOD_B;
+    }
     for (let start = 0; ; start++) {
-      if (entries.has(`${length}:${a}:${b}`)) hits.push([start, start + length]);
+      const entry = entries.get(`${length}:${a}:${b}`);
+      if (entry) hits.push([start, start + length, entry]);
       const end = start + length;
       if (end >= text.length) break;
-      const out = text.charCodeAt(start);
-      const inc = text.charCodeAt(end);
+      const out = unitAt(text, start);
+      const inc = unitAt(text, end);
       a = ((a - ((out * powA) % MOD_A) + MOD_A) * BASE_A + inc) % MOD_A;
       b = ((b - ((out * powB) % MOD_B) + MOD_B) * BASE_B + inc) % MOD_B;
     }
   }
+  return hits;
+}
+
+export function redact(text: string, now = Date.now()): string {
+  if (entries.size === 0) return text;
+  expire(now);
+  const hits = matches(text);
   if (hits.length === 0) return text;
   hits.sort((x, y) => x[0] - y[0] || y[1] - x[1]);
   let out = "";
@@ -200,4 +245,26 @@ export function redact(text: string, now = Date.now()): string {
     at = end;
   }
   return out + text.slice(at);
+}
+
+/**
+ * The owners of registered values found in `bytes` (UTF-8 text, e.g. a line of a container's
+ * output), and whether any unowned one was found. The bytes are decoded into a unit array that is
+ * zeroed before returning: no string of the text is made.
+ */
+export function findSecretValues(bytes: Uint8Array, now = Date.now()): { owners: string[]; unowned: boolean } {
+  if (entries.size === 0) return { owners: [], unowned: false };
+  expire(now);
+  let count = 0;
+  forEachUnit(bytes, false, () => void count++);
+  const units = new Uint16Array(count);
+  let i = 0;
+  forEachUnit(bytes, false, (c) => void (units[i++] = c));
+  try {
+    const hits = matches(units);
+    const owners = new Set(hits.flatMap(([, , entry]) => (entry.owner === undefined ? [] : [entry.owner])));
+    return { owners: [...owners], unowned: hits.some(([, , entry]) => entry.owner === undefined) };
+  } finally {
+    units.fill(0);
+  }
 }

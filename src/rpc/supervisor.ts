@@ -29,6 +29,7 @@ import {
   type ParamsOf,
   type ResultOf,
   type RpcError,
+  refKey,
   type SecretRef,
 } from "./protocol.ts";
 import { selfCommand } from "./self-command.ts";
@@ -156,7 +157,8 @@ export class ProviderProcess {
     const restartsBefore = fetcher.process.status.restarts;
     try {
       const items = await fetcher.process.fetchHere(refs, signal);
-      for (const item of items) for (const bytes of item.value?.values() ?? []) registerSecretBytes(bytes);
+      // Each ref's value replaces its previous one in the redactor: a rotated-out value is let go.
+      for (const item of items) for (const bytes of item.value?.values() ?? []) registerSecretBytes(bytes, { owner: `${this.name}/${refKey(item.ref)}` });
       this.tellObserver((o) => o.fetched(items.map((item) => item.error?.code)));
       this.recordSuccess();
       return items;

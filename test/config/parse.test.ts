@@ -50,6 +50,7 @@ describe("Go DSO example files", () => {
       volumesRoot: "/run/dso/volumes",
       metrics: { enabled: false },
       audit: { enabled: false, output: "stderr" },
+      leakSentinel: { enabled: false },
       watch: { pollingIntervalMs: 90_000, webhook: { enabled: true, listen: "127.0.0.1:8471", authToken: "0123456789abcdef-webhook" } },
       rotation: { strategy: "rolling", signal: "SIGHUP", healthCheckTimeoutMs: 90_000 },
     });
