@@ -9,7 +9,7 @@
  * set PR_SET_DUMPABLE 0, which the agent and provider processes do (verified by the positive
  * control in test/e2e/memory.test.ts, which scans those very processes).
  */
-import { closeSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, realpathSync } from "node:fs";
 
 /** Read size per syscall: a 1 GB region never needs a 1 GB buffer. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
@@ -38,9 +38,27 @@ export interface RegionHit {
   /** The maps line's name: a path, [heap], [stack], [anon] for unnamed mappings. */
   region: string;
   start: string;
+  /** The mapping's permissions and size: tells a JS heap block from malloc arenas and stacks. */
+  perms: string;
+  sizeBytes: number;
   label: string;
   encoding: "latin1" | "utf16";
   count: number;
+}
+
+/** One copy with the bytes around it (ScanOptions.contextBytes): what holds it (a JS string, JSON text, ...). */
+export interface Sighting {
+  label: string;
+  encoding: "latin1" | "utf16";
+  region: string;
+  address: bigint;
+  before: Buffer;
+  after: Buffer;
+}
+
+export interface ScanOptions {
+  /** Capture this many bytes either side of each copy (0: none). */
+  contextBytes?: number;
 }
 
 export interface ScanResult {
@@ -56,12 +74,14 @@ export interface ScanResult {
   bytesSkipped: number;
   /** Per region where anything was found: where the copies sit. */
   hits: RegionHit[];
+  sightings: Sighting[];
   ms: number;
 }
 
 interface Region {
   start: bigint;
   end: bigint;
+  perms: string;
   name: string;
 }
 
@@ -77,7 +97,7 @@ function readableRegions(pid: number): Region[] {
     // 7f1c2a000000-7f1c2a021000 rw-p 00000000 00:00 0    [heap]
     const match = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \S+\s*(.*)$/.exec(line);
     if (!match || match[3]![0] !== "r") continue;
-    regions.push({ start: BigInt(`0x${match[1]}`), end: BigInt(`0x${match[2]}`), name: match[4]!.trim() || "[anon]" });
+    regions.push({ start: BigInt(`0x${match[1]}`), end: BigInt(`0x${match[2]}`), perms: match[3]!, name: match[4]!.trim() || "[anon]" });
   }
   return regions;
 }
@@ -108,7 +128,7 @@ function byPrefix(patterns: Pattern[]): Map<string, { prefix: Buffer; patterns: 
  * Scans every readable region of `pid`. Never the calling process: its own heap holds the
  * needles, so a self-scan would always "find" them.
  */
-export function scanProcessMemory(pid: number, needles: readonly Needle[]): ScanResult {
+export function scanProcessMemory(pid: number, needles: readonly Needle[], options: ScanOptions = {}): ScanResult {
   if (pid === process.pid) throw new Error("scanProcessMemory refuses to scan the test process itself");
   if (needles.length === 0) throw new Error("scanProcessMemory needs at least one needle");
   const started = performance.now();
@@ -117,7 +137,8 @@ export function scanProcessMemory(pid: number, needles: readonly Needle[]): Scan
   const longest = Math.max(...patterns.map((p) => p.bytes.length));
   const counts = new Map<string, Counts>(needles.map((n) => [n.label, { latin1: 0, utf16: 0 }]));
   const hitsByRegion = new Map<string, RegionHit>();
-  const result: ScanResult = { pid, counts, bytesMapped: 0, bytesScanned: 0, regionsScanned: 0, regionsSkipped: 0, bytesSkipped: 0, hits: [], ms: 0 };
+  const result: ScanResult = { pid, counts, bytesMapped: 0, bytesScanned: 0, regionsScanned: 0, regionsSkipped: 0, bytesSkipped: 0, hits: [], sightings: [], ms: 0 };
+  const contextBytes = options.contextBytes ?? 0;
   // One buffer for the whole scan: the carry (bytes that may begin a match cut by a chunk edge) + a chunk.
   const buffer = Buffer.allocUnsafe(longest + CHUNK_BYTES);
   const pageFlags = Buffer.allocUnsafe(PAGEMAP_BATCH_PAGES * 8);
@@ -126,7 +147,21 @@ export function scanProcessMemory(pid: number, needles: readonly Needle[]): Scan
   let carry = 0;
   let carryEnd = -1n;
 
-  const search = (region: Region, window: Buffer) => {
+  const sight = (region: Region, p: Pattern, address: bigint) => {
+    const read = (from: bigint, length: number) => {
+      const out = Buffer.alloc(length);
+      try {
+        return out.subarray(0, readSync(mem, out, 0, length, from));
+      } catch {
+        return out.subarray(0, 0);
+      }
+    };
+    const before = address >= region.start + BigInt(contextBytes) ? read(address - BigInt(contextBytes), contextBytes) : Buffer.alloc(0);
+    const after = read(address + BigInt(p.bytes.length), contextBytes);
+    result.sightings.push({ label: p.label, encoding: p.encoding, region: region.name, address, before, after });
+  };
+
+  const search = (region: Region, window: Buffer, windowAddress: bigint) => {
     for (const group of groups) {
       for (let at = window.indexOf(group.prefix, 0); at !== -1; at = window.indexOf(group.prefix, at + 1)) {
         for (const p of group.patterns) {
@@ -135,9 +170,18 @@ export function scanProcessMemory(pid: number, needles: readonly Needle[]): Scan
           if (!window.subarray(at, at + p.bytes.length).equals(p.bytes)) continue;
           counts.get(p.label)![p.encoding] += 1;
           const key = `${region.start}\0${p.label}\0${p.encoding}`;
-          const hit = hitsByRegion.get(key) ?? { region: region.name, start: `0x${region.start.toString(16)}`, label: p.label, encoding: p.encoding, count: 0 };
+          const hit = hitsByRegion.get(key) ?? {
+            region: region.name,
+            start: `0x${region.start.toString(16)}`,
+            perms: region.perms,
+            sizeBytes: Number(region.end - region.start),
+            label: p.label,
+            encoding: p.encoding,
+            count: 0,
+          };
           hit.count += 1;
           hitsByRegion.set(key, hit);
+          if (contextBytes > 0) sight(region, p, windowAddress + BigInt(at));
         }
       }
     }
@@ -162,7 +206,7 @@ export function scanProcessMemory(pid: number, needles: readonly Needle[]): Scan
         return false;
       }
       const window = buffer.subarray(0, carry + got);
-      search(region, window);
+      search(region, window, offset - BigInt(carry));
       result.bytesScanned += got;
       offset += BigInt(got);
       const keep = Math.min(longest - 1, window.length);
@@ -284,7 +328,19 @@ export function processTree(rootPid: number): DsoProcess[] {
   return tree;
 }
 
-/** The DSO processes (agent, providers) under rootPid: those running `binary`, never the test itself. */
+function executableOf(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The DSO processes (agent, providers) under rootPid: those whose executable is `binary`, however
+ * they were started (a wrapper such as unshare is left out), never the test process itself.
+ */
 export function dsoProcesses(rootPid: number, binary: string): DsoProcess[] {
-  return processTree(rootPid).filter((p) => p.pid !== process.pid && p.argv[0] === binary);
+  const wanted = realpathSync(binary);
+  return processTree(rootPid).filter((p) => p.pid !== process.pid && executableOf(p.pid) === wanted);
 }
