@@ -39,8 +39,11 @@ type AgentKey = "main" | "exec" | "cache";
  * delivery window, per mode. The target is 0 everywhere (issue 9). A mode gets a bound above 0
  * only where a library copies the bytes and DSO cannot erase the copy, with that copy named here
  * and in docs/security.md: candidates are env (the value is in the JSON body of the container
- * create request, by nature), exec (tar on stdin through dockerode's hijacked socket) and volume
- * (putArchive's request stream). Rotated-out values get no bound: 0 in every process, always.
+ * create request, by nature; measured before the fix: dockerode's createContainer also copies the
+ * whole body into the query string, `&Env=MEMSCAN_VALUE%3D…`, and every inspect reply of the
+ * container carries `"Env":["MEMSCAN_VALUE=…"]` back into the agent), exec (tar on stdin through
+ * dockerode's hijacked socket) and volume (putArchive's request stream). Rotated-out values get
+ * no bound: 0 in every process, always. docs/security-memory-before.md has the numbers of today.
  */
 const AGENT_CURRENT_COPIES_ALLOWED: Record<Mode, number> = { plugin: 0, volume: 0, exec: 0, procfs: 0, env: 0 };
 /** Copies of any value a long-lived provider process may hold once its fetch is over. */
