@@ -16,6 +16,8 @@ const LIBC_SYMBOLS = {
   prctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64], returns: FFIType.i32 },
   setrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
   flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  pipe2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+  fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   __errno_location: { args: [], returns: FFIType.ptr },
   strerror: { args: [FFIType.i32], returns: FFIType.cstring },
 } as const;
@@ -136,4 +138,24 @@ export function tryLockExclusive(fd: number): boolean {
   // EWOULDBLOCK is EAGAIN on Linux.
   if (errno === ERRNO.EAGAIN) return false;
   fail(libc, "flock");
+}
+
+/** fcntl(2) commands and open(2) flags (the same on x64 and arm64). */
+const F_GETFL = 3;
+const F_SETFL = 4;
+const O_NONBLOCK = 0o4000;
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * A pipe whose read end is non-blocking (the write end, given to a child, is left blocking):
+ * lets the agent read(2) a child's output straight into buffers it owns, with no runtime buffer
+ * in between (src/rpc/owned-pipe.ts).
+ */
+export function openPipe(): { read: number; write: number } {
+  const libc = load();
+  const fds = new Int32Array(2);
+  if (libc.pipe2(fds, O_CLOEXEC) !== 0) fail(libc, "pipe2");
+  const flags = libc.fcntl(fds[0]!, F_GETFL, 0);
+  if (flags < 0 || libc.fcntl(fds[0]!, F_SETFL, flags | O_NONBLOCK) !== 0) fail(libc, "fcntl");
+  return { read: fds[0]!, write: fds[1]! };
 }

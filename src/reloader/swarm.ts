@@ -142,11 +142,14 @@ export class SwarmRotator {
     for (const w of wanted) {
       let id = byName.get(w.name);
       if (!id) {
-        const created = (await this.deps.docker.createSecret({
+        // Body only: docker-modem would otherwise copy the spec, Data (the value) included,
+        // into the URL's query string, which dockerd's debug log prints.
+        const body = {
           Name: w.name,
           Labels: { [MANAGED_LABEL]: "true", [SERVICE_LABEL]: service, [TARGET_LABEL]: w.target },
           Data: Buffer.from(w.data).toString("base64"),
-        })) as { id?: string; ID?: string };
+        };
+        const created = (await this.deps.docker.createSecret({ _query: {}, _body: body } as never)) as { id?: string; ID?: string };
         id = created.id ?? created.ID ?? "";
       }
       refs.push({ SecretID: id, SecretName: w.name, File: { Name: w.target, UID: String(w.uid), GID: String(w.gid), Mode: w.mode } });

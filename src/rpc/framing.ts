@@ -6,6 +6,15 @@
  * pipe is zeroed as it is consumed; the raw part is copied once, into a buffer the caller owns
  * and must wipe. Text lines (a provider's stderr log) are read by readTextLines.
  */
+/**
+ * A zeroed byte array for secret material whose storage never moves: backed by its own
+ * ArrayBuffer, so views (subarray, Buffer.from(buffer)) share it instead of JSC copying a small
+ * array out of its GC storage and leaving the original bytes behind.
+ */
+export function ownedBytes(length: number): Uint8Array {
+  return new Uint8Array(new ArrayBuffer(length));
+}
+
 export type Frame = { ok: true; value: unknown; raw?: Uint8Array } | { ok: false; reason: string };
 
 export const FRAME_HEADER_BYTES = 8;
@@ -168,7 +177,10 @@ export async function* readFrames(stream: ReadableStream<Uint8Array>, limits: Fr
       }
       const json = new Uint8Array(jsonBytes);
       reader.consume(jsonBytes, json);
-      const raw = rawBytes > 0 ? new Uint8Array(rawBytes) : undefined;
+      // An ArrayBuffer from the start: JSC keeps a small typed array's bytes in GC storage and
+      // copies them out (leaving the old ones behind, unzeroed) the first time a view of its
+      // buffer is taken (subarray). See ownedBytes.
+      const raw = rawBytes > 0 ? ownedBytes(rawBytes) : undefined;
       if (raw) reader.consume(rawBytes, raw);
       let value: unknown;
       try {

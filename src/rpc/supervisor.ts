@@ -32,6 +32,9 @@ import {
   refKey,
   type SecretRef,
 } from "./protocol.ts";
+import { closeSync } from "node:fs";
+import { openPipe } from "../os/libc.ts";
+import { ownedPipeStream } from "./owned-pipe.ts";
 import { selfCommand } from "./self-command.ts";
 import { valuesFromWire, type FetchedItem } from "./wire-values.ts";
 
@@ -103,6 +106,16 @@ export class ProviderCallError extends DsoError {
   }
 }
 
+/** A pipe for a fetch process's stdout, or undefined (Bun's own pipe then) when libc is not reachable. */
+function ownedPipe(log: FieldLogger): { read: number; write: number } | undefined {
+  try {
+    return openPipe();
+  } catch (error) {
+    log.debug("reading the fetch process through Bun's pipe (no owned pipe)", { error: describe(error) });
+    return undefined;
+  }
+}
+
 const describe = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 export function backoffDelay(failures: number, random = Math.random, baseMs = BACKOFF_BASE_MS): number {
@@ -126,8 +139,12 @@ export class ProviderProcess {
   /** The short-lived child serving fetches now, and how many fetch calls it has in flight. */
   private fetcher?: { process: ProviderProcess; calls: number };
 
-  constructor(options: ProviderProcessOptions) {
+  /** `ownedOutput`: the child's stdout is read into buffers we own (fetch processes: values). */
+  private readonly ownedOutput: boolean;
+
+  constructor(options: ProviderProcessOptions, internal: { ownedOutput?: boolean } = {}) {
     this.options = options;
+    this.ownedOutput = internal.ownedOutput ?? false;
     this.name = options.configure.name;
     this.type = options.configure.type;
     this.log = options.log ?? rootLog.withTag(options.logTag ?? `provider:${this.name}`);
@@ -150,7 +167,7 @@ export class ProviderProcess {
   async fetch(refs: SecretRef[], signal?: AbortSignal): Promise<FetchedItem[]> {
     if (this.stopped) throw new DsoError("PROVIDER_UNAVAILABLE", `provider ${this.name} is stopped`);
     const fetcher = (this.fetcher ??= {
-      process: new ProviderProcess({ ...this.options, logTag: `${this.options.logTag ?? `provider:${this.name}`}:fetch`, log: this.log, backoffBaseMs: 0 }),
+      process: new ProviderProcess({ ...this.options, logTag: `${this.options.logTag ?? `provider:${this.name}`}:fetch`, log: this.log, backoffBaseMs: 0 }, { ownedOutput: true }),
       calls: 0,
     });
     fetcher.calls++;
@@ -296,17 +313,24 @@ export class ProviderProcess {
     this.status.state = "starting";
     const env = this.options.env ?? process.env;
     const command = this.options.command ?? selfCommand(["provider", this.type]);
-    const child = Bun.spawn(command, {
-      stdin: "pipe",
-      stdout: "pipe",
-      stderr: "pipe",
-      env: { ...providerChildEnv(this.type, env), DSO_LOG_FORMAT: "json", DSO_LOG_LEVEL: currentLogLevel() },
-    });
+    // A fetch process's output carries values: read it into buffers we own (owned-pipe.ts).
+    const pipe = this.ownedOutput ? ownedPipe(this.log) : undefined;
+    let child: Subprocess<"pipe", "pipe", "pipe">;
+    try {
+      child = Bun.spawn(command, {
+        stdin: "pipe",
+        stdout: pipe ? pipe.write : "pipe",
+        stderr: "pipe",
+        env: { ...providerChildEnv(this.type, env), DSO_LOG_FORMAT: "json", DSO_LOG_LEVEL: currentLogLevel() },
+      }) as Subprocess<"pipe", "pipe", "pipe">;
+    } finally {
+      if (pipe) closeSync(pipe.write);
+    }
     this.child = child;
     void this.relogStderr(child);
     void child.exited.then((code) => this.onExit(child, code));
 
-    const frames = readFrames(child.stdout, FRAME_LIMITS);
+    const frames = readFrames(pipe ? ownedPipeStream(pipe.read) : child.stdout, FRAME_LIMITS);
     try {
       await this.readHello(frames);
       void this.readResponses(child, frames);

@@ -5,6 +5,7 @@
  * agent side; whoever holds a SecretBytes wipes it when its window ends (wipeSecretBytes).
  */
 import { DsoError } from "../errors.ts";
+import { ownedBytes } from "./framing.ts";
 import type { FetchItem, RpcError, SecretRef, WireFetchItem } from "./protocol.ts";
 
 /** key inside the secret → its bytes (views into one buffer the holder owns). */
@@ -71,7 +72,7 @@ export function wipeSecretBytes(value: SecretBytes | undefined): void {
 /** A copy the caller owns (the in-memory cache keeps its own, wiped when replaced). */
 export function copySecretBytes(value: SecretBytes): SecretBytes {
   const total = [...value.values()].reduce((sum, b) => sum + b.length, 0);
-  const buffer = new Uint8Array(total);
+  const buffer = ownedBytes(total);
   const copy: SecretBytes = new Map();
   let offset = 0;
   for (const [key, bytes] of value) {

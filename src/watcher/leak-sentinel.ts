@@ -39,7 +39,7 @@ export interface LeakSentinelDeps {
 
 /** Splits a byte stream into lines (each at most MAX_LINE_BYTES), zeroing what it consumed. */
 export class LineSplitter {
-  private buffer = new Uint8Array(MAX_LINE_BYTES);
+  private buffer = new Uint8Array(new ArrayBuffer(MAX_LINE_BYTES));
   private size = 0;
   constructor(private readonly onLine: (line: Uint8Array) => void) {}
 

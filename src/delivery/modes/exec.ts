@@ -69,12 +69,16 @@ export const execMode: DeliveryModeImpl = {
     const names = assertValidFileSet(files);
     const version = newVersionName();
     const tar = await packTar(versionEntries(version, files, new Date(), marker));
-    const outcome = await runInContainer(docker, plan.containerId, {
-      cmd: ["sh", "-c", SWITCH_SCRIPT, "dso-deliver", plan.targetPath, version, ...names],
-      stdin: tar,
-      signal,
-    });
-    tar.fill(0);
+    let outcome: Awaited<ReturnType<typeof runInContainer>>;
+    try {
+      outcome = await runInContainer(docker, plan.containerId, {
+        cmd: ["sh", "-c", SWITCH_SCRIPT, "dso-deliver", plan.targetPath, version, ...names],
+        stdin: tar,
+        signal,
+      });
+    } finally {
+      tar.fill(0);
+    }
     if (outcome.exitCode !== 0) {
       if (outcome.exitCode === EXIT_TARGET_ELSEWHERE) {
         throw new DsoError("DELIVERY_REFUSED", `${plan.targetPath} in the container is reached through a symbolic link; deliver to the tmpfs mount point itself`);

@@ -27,6 +27,16 @@ function mergeEnv(current: string[] | undefined, overrides: Record<string, strin
 }
 
 /** The create options that give a twin of `info` under another name. */
+/**
+ * POST /containers/create with the spec in the body and only the name in the query string.
+ * docker-modem otherwise copies the whole spec into the URL (buildQuerystring), environment
+ * values included, which dockerd's debug log prints for every request.
+ */
+export function createWithoutQuery(docker: Dockerode, spec: Dockerode.ContainerCreateOptions): Promise<Dockerode.Container> {
+  const { name, ...body } = spec as Dockerode.ContainerCreateOptions & { name?: string };
+  return docker.createContainer({ _query: name === undefined ? {} : { name }, _body: body } as unknown as Dockerode.ContainerCreateOptions);
+}
+
 export function replacementSpec(info: Inspect, name: string, env: Record<string, string>, labels: Record<string, string> = {}): Dockerode.ContainerCreateOptions {
   const { Hostname: _hostname, ...config } = info.Config;
   const networks = info.NetworkSettings?.Networks ?? {};
@@ -59,7 +69,7 @@ async function recreateInPlace(ctx: StrategyContext, info: Dockerode.ContainerIn
   await old.rename({ name: parked });
   let next: Dockerode.Container | undefined;
   try {
-    next = await ctx.docker.createContainer(replacementSpec(info, name, ctx.env, ctx.labels));
+    next = await createWithoutQuery(ctx.docker, replacementSpec(info, name, ctx.env, ctx.labels));
     await next.start();
     await ctx.deliver(next.id);
     const outcome = await waitHealthy(ctx.docker, next.id, ctx.healthCheckTimeoutMs, ctx.abort);
@@ -99,7 +109,7 @@ export const rollingStrategy: Strategy = {
     }
     const name = info.Name.replace(/^\//, "");
     const nextName = `${name}${NEXT_SUFFIX}${Date.now().toString(36)}`;
-    const next = await ctx.docker.createContainer(replacementSpec(info, nextName, ctx.env, ctx.labels));
+    const next = await createWithoutQuery(ctx.docker, replacementSpec(info, nextName, ctx.env, ctx.labels));
     try {
       await next.start();
       await ctx.deliver(next.id);
