@@ -23,6 +23,7 @@ import type { ProviderProcess, ProviderStatus } from "../rpc/supervisor.ts";
 import { DockerEventWatcher, type DockerEvent } from "../watcher/docker-events.ts";
 import { jittered, nextPollDelay, pollProvider } from "../watcher/provider-poller.ts";
 import { startWebhook, type Notification } from "../watcher/webhook.ts";
+import { LeakSentinel } from "../watcher/leak-sentinel.ts";
 import { versionInfo } from "../version.ts";
 import { apiRoutes, type ControlApi } from "./api-routes.ts";
 import { startControlServer } from "./control-server.ts";
@@ -35,6 +36,8 @@ import { hardenProcess, type ProcessHardening } from "../os/libc.ts";
 
 /** Events can be dropped (the daemon keeps 256); reconcile all containers this often anyway. */
 export const RECONCILE_INTERVAL_MS = 60_000;
+/** How often the leak sentinel picks up containers DSO started serving (and drops gone ones). */
+const LEAK_SENTINEL_SYNC_MS = 2_000;
 export const DOCKER_RETRY_MS = 2_000;
 /** How long an API call that needs Docker waits for the agent's first connection to it. */
 export const DOCKER_READY_WAIT_MS = 15_000;
@@ -69,6 +72,7 @@ interface DockerSide {
   reconciler: Reconciler;
   swarm?: SwarmRotator;
   events: DockerEventWatcher;
+  sentinel: { sentinel: LeakSentinel; timer: ReturnType<typeof setInterval> };
 }
 
 export class Agent implements ControlApi {
@@ -200,13 +204,35 @@ export class Agent implements ControlApi {
       },
       log: rootLog.withTag("events"),
     });
-    this.side = { connection, docker, planner, reconciler, swarm, events };
+    const sentinel = this.startLeakSentinel(docker, reconciler);
+    this.side = { connection, docker, planner, reconciler, swarm, events, sentinel };
     if (this.stopping) return;
     this.log.info("connected to Docker", { docker: connection.host, api: connection.negotiatedApiVersion });
     this.resolveSide(this.side);
     events.start();
     this.reconcileTimer = setInterval(() => void this.reconcileAll(), RECONCILE_INTERVAL_MS);
     this.reconcileTimer.unref?.();
+  }
+
+  /**
+   * The leak sentinel follows the containers DSO serves while `agent.leak_sentinel.enabled` is on
+   * (read at every tick, so a config reload turns it on or off).
+   */
+  private startLeakSentinel(docker: Dockerode, reconciler: Reconciler): { sentinel: LeakSentinel; timer: ReturnType<typeof setInterval> } {
+    const log = rootLog.withTag("leak-sentinel");
+    const sentinel = new LeakSentinel({
+      docker,
+      log,
+      onSighting: (s) => {
+        if (s.reported) log.warn("a value DSO delivered appeared in a container's output", { container: s.container.name, secret: s.secret ?? "(a provider credential)" });
+        this.observer.leakDetected({ container: s.container, ...(s.secret ? { secret: s.secret } : {}), reported: s.reported });
+      },
+    });
+    const tick = () => sentinel.sync(this.config.agent.leakSentinel.enabled && !this.stopping ? reconciler.list().map((c) => ({ id: c.id, name: c.name })) : []);
+    const timer = setInterval(tick, LEAK_SENTINEL_SYNC_MS);
+    timer.unref?.();
+    tick();
+    return { sentinel, timer };
   }
 
   private async connectDockerWithRetry(): Promise<DockerConnection | undefined> {
@@ -453,6 +479,10 @@ export class Agent implements ControlApi {
     clearInterval(this.reconcileTimer);
     for (const rt of this.providers.values()) clearTimeout(rt.timer);
     await this.side?.events.stop();
+    if (this.side) {
+      clearInterval(this.side.sentinel.timer);
+      this.side.sentinel.sentinel.stop();
+    }
     this.side?.reconciler.stop();
     await this.side?.reconciler.idle();
     await Promise.all([...this.providers.values()].map((rt) => rt.process.stop()));

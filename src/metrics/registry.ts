@@ -109,6 +109,12 @@ export class Metrics {
     help: "Reconnections of the Docker event stream",
     registers: [this.registry],
   });
+  private readonly leaks = new Counter({
+    name: "dso_secret_leaks_total",
+    help: "Lines of a served container's output that held a value DSO delivered (leak sentinel), by secret",
+    labelNames: ["secret"],
+    registers: [this.registry],
+  });
   private readonly reconcilePasses = new Counter({
     name: "dso_reconcile_passes_total",
     help: "Passes over every labelled container comparing wanted and actual versions, by outcome",
@@ -196,6 +202,11 @@ export class Metrics {
 
   changeDelivered(seconds: number): void {
     this.changeToDelivered.observe(seconds);
+  }
+
+  /** `secret` is a name, never a value; "credential" for a provider credential. */
+  leakSeen(secret: string): void {
+    this.leaks.inc({ secret });
   }
 
   dockerEventsReconnected(): void {

@@ -237,6 +237,14 @@ export class Observer {
     this.safely(() => this.volumeEvent("unmount", { ...p, secrets: undefined }));
   }
 
+  /** The leak sentinel saw a delivered value in a container's output (counted always, audited when reported). */
+  leakDetected(p: { container: ContainerRef; secret?: string; reported: boolean }): void {
+    this.safely(() => {
+      this.metrics?.leakSeen(p.secret ?? "credential");
+      if (p.reported) this.record({ event: "leak", outcome: "LEAK_DETECTED", container: p.container, ...(p.secret ? { secrets: [{ name: p.secret }] } : {}) });
+    });
+  }
+
   dockerEventsReconnected(): void {
     this.safely(() => this.metrics?.dockerEventsReconnected());
   }

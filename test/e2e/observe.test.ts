@@ -57,6 +57,8 @@ beforeAll(async () => {
       `    listen: 127.0.0.1:${metricsPort}`,
       "  audit:",
       `    output: ${join(dir, "audit.log")}`,
+      "  leak_sentinel:",
+      "    enabled: true",
       "notifications:",
       "  enabled: true",
       "  webhooks:",
@@ -77,9 +79,11 @@ beforeAll(async () => {
   await c.start();
 });
 
+const leaky: string[] = [];
+
 afterAll(async () => {
   await agent?.stop("SIGKILL");
-  await docker.getContainer(containerId).remove({ force: true }).catch(() => {});
+  for (const id of [containerId, ...leaky]) await docker.getContainer(id).remove({ force: true }).catch(() => {});
   await receiver?.stop(true);
   await rm(dir, { recursive: true, force: true });
 });
@@ -125,5 +129,42 @@ describe("metrics, audit and notifications from the running agent", () => {
       expect(text).not.toContain(V1);
       expect(text).not.toContain(V2);
     }
+  });
+
+  test("leak sentinel: a container that prints its secret is reported by name (container, secret), never by value", async () => {
+    const name = `e2e-leaky-${process.pid}`;
+    const c = await docker.createContainer({
+      name,
+      Image: BUSYBOX_IMAGE,
+      // Prints its secret once a second (the application bug the sentinel is for).
+      Cmd: ["sh", "-c", 'trap "exit 0" TERM; while true; do [ -f /run/secrets/token ] && echo "starting with token=$(cat /run/secrets/token)"; sleep 1; done'],
+      Labels: { "dso.reloader": "true", "dso.secrets": "token" },
+      HostConfig: { NetworkMode: "none", Tmpfs: { "/run/secrets": "rw,mode=0755" } },
+    });
+    leaky.push(c.id);
+    await c.start();
+    const warning = await agent.waitForLog(/a value DSO delivered appeared in a container's output/, 30_000);
+    expect(warning).toContain(name);
+    expect(warning).toContain('"secret":"token"');
+    // Positive control: the value really is in the container's output.
+    const output = ((await c.logs({ stdout: true, stderr: true })) as unknown as Buffer).toString("latin1");
+    expect(output).toContain(V2);
+    const audit = await eventually("leak audited", async () => {
+      const text = await readFile(join(dir, "audit.log"), "utf8").catch(() => "");
+      return text.includes('"event":"leak"') ? text : undefined;
+    });
+    const leak = audit.split("\n").filter(Boolean).map((l) => JSON.parse(l) as { event: string; container?: { name?: string }; secrets?: Array<{ name: string }> }).find((l) => l.event === "leak");
+    expect(leak).toMatchObject({ container: { name }, secrets: [{ name: "token" }] });
+    const metrics = await eventually("leak counted", async () => {
+      const text = await scrape();
+      return counter(text, "dso_secret_leaks_total", 'secret="token"') > 0 ? text : undefined;
+    });
+    // Reported once (per container and secret per 10 minutes), counted at every sighting.
+    await Bun.sleep(2500);
+    expect(agent.logs().split("\n").filter((l) => l.includes("appeared in a container's output")).length).toBe(1);
+    expect(counter(await scrape(), "dso_secret_leaks_total", 'secret="token"')).toBeGreaterThan(counter(metrics, "dso_secret_leaks_total", 'secret="token"'));
+    // The quiet container never printed its secret: no report names it.
+    expect(agent.logs()).not.toMatch(new RegExp(`appeared in a container's output.*e2e-observe-${process.pid}`));
+    for (const text of [agent.logs(), audit, metrics]) expect(text).not.toContain(V2);
   });
 });
