@@ -108,9 +108,14 @@ function tmpfsMountPoints(): Set<string> {
  * bytes contain `value`. Returns their paths: an empty list is the pass condition.
  */
 export async function findOnDisk(roots: readonly string[], value: string): Promise<string[]> {
-  const needle = Buffer.from(value);
+  return (await findAllOnDisk(roots, [value])).get(value) ?? [];
+}
+
+/** findOnDisk for many values in one walk: value → the files that contain it. */
+export async function findAllOnDisk(roots: readonly string[], values: readonly string[]): Promise<Map<string, string[]>> {
+  const needles = values.map((value) => [value, Buffer.from(value)] as const);
   const skip = tmpfsMountPoints();
-  const hits: string[] = [];
+  const hits = new Map<string, string[]>(values.map((v) => [v, []]));
   const walk = async (path: string): Promise<void> => {
     if (skip.has(path)) return;
     const stats = await lstat(path).catch(() => undefined);
@@ -122,7 +127,8 @@ export async function findOnDisk(roots: readonly string[], value: string): Promi
     }
     if (!stats.isFile() || stats.size === 0) return;
     const bytes = await readFile(path).catch(() => undefined);
-    if (bytes?.includes(needle)) hits.push(path);
+    if (!bytes) return;
+    for (const [value, needle] of needles) if (bytes.includes(needle)) hits.get(value)!.push(path);
   };
   for (const root of roots) await walk(root);
   return hits;

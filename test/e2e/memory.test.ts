@@ -26,7 +26,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startAgent, type AgentProcess } from "../support/agent-process.ts";
 import { eventually, execIn } from "../support/container-exec.ts";
-import { ensureDocker } from "../support/docker-daemon.ts";
+import { ensureDocker, type TestDocker } from "../support/docker-daemon.ts";
+import { daemonDirs, findAllOnDisk } from "../delivery/helpers.ts";
+import { readFileSync } from "node:fs";
 import { dsoBinary } from "../support/dso-binary.ts";
 import { dsoProcesses, scanProcessMemory, type Counts, type DsoProcess, type Needle, type ScanResult, type Sighting } from "../support/memory-scan.ts";
 import { BUSYBOX_IMAGE, ensureTestImages, NOTAR_IMAGE } from "../support/test-images.ts";
@@ -120,6 +122,7 @@ const CASES: Case[] = [
 const AGENT_KEYS: AgentKey[] = ["main", "exec", "cache"];
 
 let docker: Dockerode;
+let daemon: TestDocker;
 let dockerHost: string;
 let binary: string;
 let dir: string;
@@ -337,6 +340,7 @@ async function modeOf(c: Case): Promise<string | undefined> {
 
 beforeAll(async () => {
   const d = await ensureDocker();
+  daemon = d;
   docker = d.docker;
   dockerHost = d.host;
   binary = await dsoBinary();
@@ -400,5 +404,39 @@ describe("secret values live only for the injection window (memory scan)", () =>
     const found = violations(scans);
     if (found.length > 0) throw new Error(`${found.length} copies found where issue 9 allows none:\n${found.join("\n")}\n\n${report}`);
     expect(found).toEqual([]);
+  }, 90_000);
+
+  test("nor does any value leak anywhere else: logs, CLI output, argv, environments, docker inspect, the disk", async () => {
+    const values = CASES.flatMap((c) => [c.v1, c.v2]);
+    const where: string[] = [];
+    const check = (what: string, text: string) => {
+      for (const c of CASES) for (const v of [c.v1, c.v2]) if (text.includes(v)) where.push(`${what}: ${c.key} ${v === c.v1 ? "v1" : "v2"}`);
+    };
+    for (const [key, a] of agents) {
+      check(`${key} agent log (debug level)`, a.logs());
+      for (const args of [["status", "--json"], ["ls", "--json"], ["ls"], ["plan"]]) {
+        const out = await a.cli(args);
+        check(`${key}: dso ${args.join(" ")}`, out.stdout + out.stderr);
+      }
+      for (const p of dsoProcesses(a.proc.pid, binary)) {
+        check(`${key} ${p.role} argv`, readFileSync(`/proc/${p.pid}/cmdline`, "latin1"));
+        check(`${key} ${p.role} environment`, readFileSync(`/proc/${p.pid}/environ`, "latin1"));
+      }
+    }
+    // Docker's view of every container and volume, but env injection's (a variable is its value).
+    for (const c of CASES.filter((x) => x.mode !== "env")) check(`docker inspect ${c.container}`, JSON.stringify(await docker.getContainer(c.container).inspect()));
+    for (const v of volumes) check(`docker volume inspect ${v}`, JSON.stringify(await docker.getVolume(v).inspect()));
+    // The daemon's whole directory on disk (data root, exec root, its log). Positive control: a
+    // value written into a container's writable layer is found by the same walk.
+    const planted = `dsomem-disk-control-${hex(12)}`;
+    const probe = CASES.find((c) => c.mode === "procfs" && c.agent === "main")!;
+    expect((await execIn(docker, probe.container, ["sh", "-c", `echo ${planted} > /disk-control`])).code).toBe(0);
+    const onDisk = await findAllOnDisk(daemonDirs(daemon), [...values, planted]);
+    expect(onDisk.get(planted)!.length).toBeGreaterThan(0);
+    // Env injection's values are in the container's config.v2.json by Docker's design (docs/security.md).
+    const envValues = new Set(CASES.filter((c) => c.mode === "env").flatMap((c) => [c.v1, c.v2]));
+    console.log(`env injection values found on disk (expected, Docker's container config): ${[...envValues].filter((v) => onDisk.get(v)!.length > 0).length} of ${envValues.size}`);
+    for (const [value, files] of onDisk) if (value !== planted && !envValues.has(value) && files.length) where.push(`on disk: ${files.join(", ")}`);
+    expect(where).toEqual([]);
   }, 90_000);
 });
