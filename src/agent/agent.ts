@@ -89,6 +89,8 @@ export class Agent implements ControlApi {
   private reconcileTimer?: ReturnType<typeof setInterval>;
   private readonly startedAt = new Date();
   private hardening: ProcessHardening = { dumpable: true, coreDumps: true };
+  /** Keys the version markers, Swarm secret names and each provider's fingerprints (host-key.ts). */
+  private hostKey!: Uint8Array;
   private stopping = false;
 
   constructor(
@@ -116,7 +118,13 @@ export class Agent implements ControlApi {
     // The marker key lives on the volume root's tmpfs; as root we can make it one right away.
     if (process.getuid?.() === 0) await ensureTmpfsRoot(root).catch((error) => this.log.warn("volume root not ready", { error: describeError(error) }));
     const hostKey = await loadHostKey(root);
-    if (!hostKey.path) this.log.warn("no tmpfs for the version-marker key; an agent restart will deliver every file set once more (no strategy runs)", { root });
+    this.hostKey = hostKey.key;
+    if (!hostKey.path) {
+      this.log.warn(
+        "no tmpfs for the host key (version markers, fingerprints, Swarm secret names): it lives in memory only, so an agent restart delivers every file set once more (no strategy runs) and updates every DSO Swarm service once",
+        { root },
+      );
+    }
     this.secrets = buildSecretsRuntime({
       config: this.config,
       key: hostKey.key,
@@ -253,7 +261,7 @@ export class Agent implements ControlApi {
     }
     for (const [name, spec] of Object.entries(this.config.providers)) {
       if (this.providers.has(name)) continue;
-      const runtime: ProviderRuntime = { spec, process: providerProcess(name, spec, this.options.env, this.observer.forProvider(name)), failedPolls: 0 };
+      const runtime: ProviderRuntime = { spec, process: providerProcess(name, spec, this.options.env, this.hostKey, this.observer.forProvider(name)), failedPolls: 0 };
       this.providers.set(name, runtime);
       this.schedulePoll(runtime, 0);
     }
