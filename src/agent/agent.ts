@@ -190,7 +190,13 @@ export class Agent implements ControlApi {
       observer: this.observer,
     });
     const swarm = (await isSwarmManager(docker).catch(() => false))
-      ? new SwarmRotator({ docker, config: () => this.config, fetchValues: (names) => this.secrets.source.fetch(names), log: rootLog.withTag("swarm") })
+      ? new SwarmRotator({
+          docker,
+          config: () => this.config,
+          fetchValues: (names) => this.secrets.source.fetch(names),
+          markers: this.secrets.markers,
+          log: rootLog.withTag("swarm"),
+        })
       : undefined;
     if (swarm) this.log.info("this daemon is a swarm manager: services are rotated by service updates");
     await this.adoptKnownVolumes(docker);
