@@ -121,7 +121,7 @@ export function printProviderTable(type: string, m: ProviderMeasurements, extra:
     [`poll of ${SECRETS}: wall time`, `${m.pollMs.toFixed(0)} ms`],
     ["poll of 5 after that: wall time", `${m.fewMs.toFixed(0)} ms`],
     [`poll of ${SECRETS} again, nothing changed: wall time`, `${m.repollMs.toFixed(0)} ms`],
-    ["  bytes the provider read for it (rchar: files + its stdin)", `${(m.repollReadBytes / 1024).toFixed(0)} KiB`],
+    ["  bytes the provider read(2) for it (/proc/<pid>/io rchar)", `${(m.repollReadBytes / 1024).toFixed(0)} KiB`],
     [`fetch of ${SECRETS}: wall time`, `${m.fetchMs.toFixed(0)} ms`],
     ...extra,
   ];
