@@ -24,5 +24,5 @@ const c = m.counters;
 printProviderTable("aws", m, [
   [`poll of ${SECRETS}: calls`, calls(c.before, c.afterPoll)],
   ["poll of 5 after that: calls", calls(c.afterPoll, c.afterFew)],
-  [`fetch of ${SECRETS}: calls`, calls(c.afterFew, c.afterFetch)],
+  [`fetch of ${SECRETS}: calls`, calls(c.afterRepoll, c.afterFetch)],
 ]);

@@ -30,6 +30,11 @@ export function rssMiB(pid: number | undefined): string {
   return (kb / 1024).toFixed(1);
 }
 
+/** Bytes this process has read through read(2) and friends so far (files and pipes alike). */
+export function readBytes(pid: number | undefined): number {
+  return Number(/rchar:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/io`, "utf8"))?.[1] ?? 0);
+}
+
 export interface ProviderMeasurements {
   readyMs: number;
   rssIdle: string;
@@ -37,9 +42,12 @@ export interface ProviderMeasurements {
   rssFetch: string;
   pollMs: number;
   fewMs: number;
+  /** A second full poll, nothing changed in between, and what the provider read for it. */
+  repollMs: number;
+  repollReadBytes: number;
   fetchMs: number;
-  /** Server counters before the poll, after it, after the poll of 5, after the fetch. */
-  counters: { before: Counters; afterPoll: Counters; afterFew: Counters; afterFetch: Counters };
+  /** Server counters before the poll, after it, after the poll of 5, after the second full poll, after the fetch. */
+  counters: { before: Counters; afterPoll: Counters; afterFew: Counters; afterRepoll: Counters; afterFetch: Counters };
 }
 
 export async function measureProvider(
@@ -77,6 +85,10 @@ export async function measureProvider(
   const rssPoll = rssMiB(pid);
   const fewMs = await timed(() => p.fingerprint(refs.slice(0, 5)));
   const afterFew = counters();
+  const read0 = readBytes(pid);
+  const repollMs = await timed(() => p.fingerprint(refs));
+  const repollReadBytes = readBytes(pid) - read0;
+  const afterRepoll = counters();
   const fetchMs = await timed(() => p.fetch(refs));
   const afterFetch = counters();
   const rssFetch = rssMiB(pid);
@@ -88,8 +100,10 @@ export async function measureProvider(
     rssFetch,
     pollMs,
     fewMs,
+    repollMs,
+    repollReadBytes,
     fetchMs,
-    counters: { before, afterPoll, afterFew, afterFetch },
+    counters: { before, afterPoll, afterFew, afterRepoll, afterFetch },
   };
 }
 
@@ -106,6 +120,8 @@ export function printProviderTable(type: string, m: ProviderMeasurements, extra:
     [`RSS after fetching ${SECRETS} secrets`, `${m.rssFetch} MiB`],
     [`poll of ${SECRETS}: wall time`, `${m.pollMs.toFixed(0)} ms`],
     ["poll of 5 after that: wall time", `${m.fewMs.toFixed(0)} ms`],
+    [`poll of ${SECRETS} again, nothing changed: wall time`, `${m.repollMs.toFixed(0)} ms`],
+    ["  bytes the provider read(2) for it (/proc/<pid>/io rchar)", `${(m.repollReadBytes / 1024).toFixed(0)} KiB`],
     [`fetch of ${SECRETS}: wall time`, `${m.fetchMs.toFixed(0)} ms`],
     ...extra,
   ];

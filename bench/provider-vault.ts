@@ -17,5 +17,5 @@ const c = m.counters;
 printProviderTable("vault", m, [
   [`poll of ${SECRETS}: metadata reads`, String(diff(c.before, c.afterPoll, "metadata"))],
   [`poll of ${SECRETS}: data reads`, String(diff(c.before, c.afterPoll, "data"))],
-  [`fetch of ${SECRETS}: data reads`, String(diff(c.afterFew, c.afterFetch, "data"))],
+  [`fetch of ${SECRETS}: data reads`, String(diff(c.afterRepoll, c.afterFetch, "data"))],
 ]);

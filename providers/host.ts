@@ -88,6 +88,7 @@ export async function serveProvider(factory: ProviderFactory, io: ProviderIo): P
           // Credentials and auth parameters must never reach this process's log either.
           for (const value of Object.values(request.params.credentials ?? {})) registerSecretValue(value);
           for (const value of Object.values(request.params.auth?.params ?? {})) registerSecretValue(value);
+          if (request.params.fingerprintKey) registerSecretValue(request.params.fingerprintKey);
           await client?.close();
           client = undefined;
           configuredName = request.params.name;

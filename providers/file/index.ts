@@ -1,16 +1,20 @@
 /**
  * The built-in `file` provider, compatible with the Go DSO's file backend: `config.path` (default
  * /etc/dso/secrets) is a directory holding one file per secret, `<name>` or `<name>.json`; or one
- * YAML/JSON file mapping names to a string or an object. Fingerprints are SHA-256 hashes made in
- * this process, so only the hash crosses to the agent during polling.
+ * YAML/JSON file mapping names to a string or an object. Fingerprints are keyed MACs of the content
+ * (providers/value-fingerprint.ts) made in this process, so only the MAC crosses to the agent
+ * during polling. A poll is metadata-first: it stats each file and reads (and MACs) it only when
+ * its size, mtime, ctime, inode or device changed since the last look; the bytes read are zeroed
+ * right after. See docs/providers/file.md for what metadata cannot see.
  */
-import { createHash } from "node:crypto";
+import type { BigIntStats } from "node:fs";
 import { readFile, realpath, stat } from "node:fs/promises";
 import { isAbsolute, join, sep } from "node:path";
 import { assertProviderBlock } from "../block-check.ts";
 import { ProviderError } from "../errors.ts";
 import type { ConfigureParams, FetchItem, FingerprintItem, ProviderClient, ProviderFactory, SecretRef } from "../types.ts";
 import { toRpcError } from "../errors.ts";
+import { valueFingerprinter, type ValueFingerprint } from "../value-fingerprint.ts";
 import { fileDescriptor } from "./descriptor.ts";
 
 export const DEFAULT_FILE_PROVIDER_PATH = "/etc/dso/secrets";
@@ -51,8 +55,61 @@ function checkName(name: string): void {
   if (bad) throw new ProviderError("SECRET_NOT_FOUND", `secret name "${name.replace(/[^\x20-\x7e]/g, "?")}" is not a plain relative name`);
 }
 
-function sha256(text: string): string {
-  return `sha256:${createHash("sha256").update(text).digest("hex")}`;
+/** The file system calls this provider makes; tests wrap the real ones to count reads. */
+export interface FileSystemCalls {
+  realpath(path: string): Promise<string>;
+  stat(path: string): Promise<BigIntStats>;
+  readFile(path: string): Promise<Uint8Array>;
+  /** Wall clock in ms (the racy-stamp rule below). */
+  now(): number;
+}
+
+export const nodeFileSystem: FileSystemCalls = {
+  realpath: (path) => realpath(path),
+  stat: (path) => stat(path, { bigint: true }),
+  readFile: (path) => readFile(path),
+  now: () => Date.now(),
+};
+
+/**
+ * File times come from a coarse clock (a timer tick; a second or two on some filesystems), so a
+ * same-size rewrite in the same tick as the write we read could leave every field of the stamp as
+ * it was. A stamp whose ctime is this close to the moment we looked is not trusted at the next
+ * poll: the file is read again (git's "racy index" rule).
+ */
+const RACY_WINDOW_NS = 2_000_000_000n;
+
+/** What moves when a file's content can have changed: a write moves mtime and ctime, a replace the inode. */
+function stampOf(info: BigIntStats): string {
+  return `${info.size}:${info.mtimeNs}:${info.ctimeNs}:${info.ino}:${info.dev}`;
+}
+
+interface Seen {
+  path: string;
+  stamp: string;
+  fingerprint: string;
+  /** False while the stamp is racy: the next poll reads the file again. */
+  trusted: boolean;
+}
+
+/** secret name → the stamp and fingerprint of its file when last read, for this provider instance. */
+class SeenFiles {
+  private readonly seen = new Map<string, Seen>();
+
+  /** The known fingerprint when the file still has the stamp it had when read, else undefined. */
+  lookup(name: string, path: string, info: BigIntStats): string | undefined {
+    const entry = this.seen.get(name);
+    return entry?.trusted && entry.path === path && entry.stamp === stampOf(info) ? entry.fingerprint : undefined;
+  }
+
+  /** `info` must come from a stat made before the read that gave `fingerprint`, and `lookedAtNs` from before that stat. */
+  remember(name: string, path: string, info: BigIntStats, lookedAtNs: bigint, fingerprint: string): void {
+    this.seen.set(name, { path, stamp: stampOf(info), fingerprint, trusted: lookedAtNs - info.ctimeNs >= RACY_WINDOW_NS });
+  }
+
+  forget(name: string): void {
+    this.seen.delete(name);
+  }
 }
 
 function noVersions(ref: SecretRef): void {
@@ -61,109 +118,215 @@ function noVersions(ref: SecretRef): void {
   }
 }
 
+const utf8 = new TextDecoder();
+
+/** Decode, then zero the bytes: the buffer is ours, the string is what the protocol carries today. */
+function takeText(bytes: Uint8Array): string {
+  try {
+    return utf8.decode(bytes);
+  } finally {
+    bytes.fill(0);
+  }
+}
+
+/** MAC, then zero the bytes. */
+function macAndZero(mac: ValueFingerprint, bytes: Uint8Array): string {
+  try {
+    return mac(bytes);
+  } finally {
+    bytes.fill(0);
+  }
+}
+
 interface Source {
-  /** Raw content and parsed keys of one secret. */
-  read(name: string): Promise<{ raw: string; entries: Entries }>;
+  /** A secret's fingerprint; its content is read only when its file's stamp changed. */
+  fingerprint(name: string): Promise<string>;
+  /** A secret's keys and fingerprint, read now. */
+  read(name: string): Promise<{ fingerprint: string; entries: Entries }>;
 }
 
-function directorySource(base: string): Source {
-  return {
-    async read(name) {
-      checkName(name);
-      const realBase = await realpath(base).catch(() => {
-        throw new ProviderError("PROVIDER_UNAVAILABLE", `secrets directory ${base} does not exist`);
-      });
-      for (const candidate of [name, `${name}.json`]) {
-        const path = join(realBase, candidate);
-        const real = await realpath(path).catch(() => undefined);
-        if (!real) continue;
-        if (real !== realBase && !real.startsWith(realBase + sep)) {
-          throw new ProviderError("SECRET_NOT_FOUND", `secret "${name}" resolves outside ${base}; refusing`);
-        }
-        const info = await stat(real);
-        if (!info.isFile()) continue;
-        if (info.size > MAX_SECRET_BYTES) throw new ProviderError("CONFIG_INVALID", `secret "${name}" is larger than 1 MiB`);
-        const raw = await readFile(real, "utf8");
-        return { raw, entries: parseSecretContent(raw, `secret "${name}"`) };
+interface Tools {
+  fs: FileSystemCalls;
+  mac: ValueFingerprint;
+  seen: SeenFiles;
+  /** When this call started looking (ns), taken before any stat of it. */
+  lookedAtNs: bigint;
+}
+
+function directorySource(base: string, { fs, mac, seen, lookedAtNs }: Tools): Source {
+  let realBase: Promise<string> | undefined;
+  const resolveBase = () =>
+    (realBase ??= fs.realpath(base).catch(() => {
+      throw new ProviderError("PROVIDER_UNAVAILABLE", `secrets directory ${base} does not exist`);
+    }));
+
+  async function locate(name: string): Promise<{ real: string; info: BigIntStats }> {
+    checkName(name);
+    const root = await resolveBase();
+    for (const candidate of [name, `${name}.json`]) {
+      const real = await fs.realpath(join(root, candidate)).catch(() => undefined);
+      if (!real) continue;
+      if (real !== root && !real.startsWith(root + sep)) {
+        throw new ProviderError("SECRET_NOT_FOUND", `secret "${name}" resolves outside ${base}; refusing`);
       }
-      throw new ProviderError("SECRET_NOT_FOUND", `secret "${name}" not found in ${base}`);
-    },
+      const info = await fs.stat(real);
+      if (!info.isFile()) continue;
+      if (info.size > MAX_SECRET_BYTES) throw new ProviderError("CONFIG_INVALID", `secret "${name}" is larger than 1 MiB`);
+      return { real, info };
+    }
+    throw new ProviderError("SECRET_NOT_FOUND", `secret "${name}" not found in ${base}`);
+  }
+
+  async function readBytes(name: string, real: string): Promise<Uint8Array> {
+    const bytes = await fs.readFile(real);
+    if (bytes.byteLength > MAX_SECRET_BYTES) {
+      bytes.fill(0);
+      throw new ProviderError("CONFIG_INVALID", `secret "${name}" is larger than 1 MiB`);
+    }
+    return bytes;
+  }
+
+  /** Stat first, read second: a write in between gives a newer stamp next time, never a stale fingerprint. */
+  async function located<T>(name: string, body: (found: { real: string; info: BigIntStats }) => Promise<T>): Promise<T> {
+    try {
+      return await body(await locate(name));
+    } catch (error) {
+      seen.forget(name);
+      throw error;
+    }
+  }
+
+  return {
+    fingerprint: (name) =>
+      located(name, async ({ real, info }) => {
+        const known = seen.lookup(name, real, info);
+        if (known) return known;
+        const fingerprint = macAndZero(mac, await readBytes(name, real));
+        seen.remember(name, real, info, lookedAtNs, fingerprint);
+        return fingerprint;
+      }),
+    read: (name) =>
+      located(name, async ({ real, info }) => {
+        const bytes = await readBytes(name, real);
+        const fingerprint = mac(bytes);
+        seen.remember(name, real, info, lookedAtNs, fingerprint);
+        return { fingerprint, entries: parseSecretContent(takeText(bytes), `secret "${name}"`) };
+      }),
   };
 }
 
-function singleFileSource(file: string): Source {
+function singleFileSource(file: string, info: BigIntStats, { fs, mac, seen, lookedAtNs }: Tools): Source {
+  let doc: Promise<Record<string, unknown>> | undefined;
+  // One read and parse per call, however many secrets it asks for.
+  const load = () => (doc ??= loadDocument(file, fs));
+
+  async function entryOf(name: string): Promise<{ raw: string; entries: Entries }> {
+    const entry = (await load())[name];
+    if (entry === undefined) throw new ProviderError("SECRET_NOT_FOUND", `secret "${name}" not found in ${file}`);
+    if (typeof entry === "string") return { raw: entry, entries: { value: entry } };
+    const entries = objectEntries(entry, `secret "${name}"`);
+    return { raw: JSON.stringify(entries), entries };
+  }
+
+  async function remembered<T>(name: string, body: () => Promise<T>): Promise<T> {
+    try {
+      return await body();
+    } catch (error) {
+      seen.forget(name);
+      throw error;
+    }
+  }
+
   return {
-    async read(name) {
-      const text = await readFile(file, "utf8").catch(() => {
-        throw new ProviderError("PROVIDER_UNAVAILABLE", `secrets file ${file} cannot be read`);
-      });
-      let doc: unknown;
-      try {
-        doc = file.endsWith(".json") ? JSON.parse(text) : Bun.YAML.parse(text);
-      } catch {
-        throw new ProviderError("CONFIG_INVALID", `secrets file ${file} is not valid ${file.endsWith(".json") ? "JSON" : "YAML"}`);
-      }
-      if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
-        throw new ProviderError("CONFIG_INVALID", `secrets file ${file} must map secret names to values`);
-      }
-      const entry = (doc as Record<string, unknown>)[name];
-      if (entry === undefined) throw new ProviderError("SECRET_NOT_FOUND", `secret "${name}" not found in ${file}`);
-      if (typeof entry === "string") return { raw: entry, entries: { value: entry } };
-      const entries = objectEntries(entry, `secret "${name}"`);
-      return { raw: JSON.stringify(entries), entries };
-    },
+    fingerprint: (name) =>
+      remembered(name, async () => {
+        const known = seen.lookup(name, file, info);
+        if (known) return known;
+        const fingerprint = mac((await entryOf(name)).raw);
+        seen.remember(name, file, info, lookedAtNs, fingerprint);
+        return fingerprint;
+      }),
+    read: (name) =>
+      remembered(name, async () => {
+        const { raw, entries } = await entryOf(name);
+        const fingerprint = mac(raw);
+        seen.remember(name, file, info, lookedAtNs, fingerprint);
+        return { fingerprint, entries };
+      }),
   };
 }
 
-async function openSource(path: string): Promise<Source> {
-  const info = await stat(path).catch(() => undefined);
-  if (info?.isFile()) return singleFileSource(path);
+async function loadDocument(file: string, fs: FileSystemCalls): Promise<Record<string, unknown>> {
+  const bytes = await fs.readFile(file).catch(() => {
+    throw new ProviderError("PROVIDER_UNAVAILABLE", `secrets file ${file} cannot be read`);
+  });
+  const text = takeText(bytes);
+  let doc: unknown;
+  try {
+    doc = file.endsWith(".json") ? JSON.parse(text) : Bun.YAML.parse(text);
+  } catch {
+    throw new ProviderError("CONFIG_INVALID", `secrets file ${file} is not valid ${file.endsWith(".json") ? "JSON" : "YAML"}`);
+  }
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
+    throw new ProviderError("CONFIG_INVALID", `secrets file ${file} must map secret names to values`);
+  }
+  return doc as Record<string, unknown>;
+}
+
+async function openSource(path: string, tools: Omit<Tools, "lookedAtNs">): Promise<Source> {
+  const lookedAtNs = BigInt(Math.floor(tools.fs.now())) * 1_000_000n;
+  const info = await tools.fs.stat(path).catch(() => undefined);
+  if (info?.isFile()) return singleFileSource(path, info, { ...tools, lookedAtNs });
   // A directory, or one that does not exist yet: secrets may be added later.
-  return directorySource(path);
+  return directorySource(path, { ...tools, lookedAtNs });
 }
 
-export const fileProvider: ProviderFactory = {
-  type: "file",
-  async create(params: ConfigureParams): Promise<ProviderClient> {
-    assertProviderBlock(fileDescriptor, params.name, params);
-    const path = params.config.path ?? DEFAULT_FILE_PROVIDER_PATH;
-    if (!isAbsolute(path)) {
-      throw new ProviderError("CONFIG_INVALID", `providers.${params.name}.config.path: must be an absolute path`);
-    }
-    const source = () => openSource(path);
+/** The provider over some file system calls (the real ones by default; tests count them). */
+export function createFileProvider(fs: FileSystemCalls = nodeFileSystem): ProviderFactory {
+  return {
+    type: "file",
+    async create(params: ConfigureParams): Promise<ProviderClient> {
+      assertProviderBlock(fileDescriptor, params.name, params);
+      const path = params.config.path ?? DEFAULT_FILE_PROVIDER_PATH;
+      if (!isAbsolute(path)) {
+        throw new ProviderError("CONFIG_INVALID", `providers.${params.name}.config.path: must be an absolute path`);
+      }
+      const tools = { fs, mac: valueFingerprinter(params), seen: new SeenFiles() };
 
-    async function each<T>(refs: SecretRef[], one: (ref: SecretRef, s: Source) => Promise<T>, fail: (ref: SecretRef, e: unknown) => T) {
-      const s = await source();
-      return Promise.all(refs.map((ref) => one(ref, s).catch((e) => fail(ref, e))));
-    }
+      async function each<T>(refs: SecretRef[], one: (ref: SecretRef, s: Source) => Promise<T>, fail: (ref: SecretRef, e: unknown) => T) {
+        const s = await openSource(path, tools);
+        return Promise.all(refs.map((ref) => one(ref, s).catch((e) => fail(ref, e))));
+      }
 
-    return {
-      fingerprint: (refs) =>
-        each<FingerprintItem>(
-          refs,
-          async (ref, s) => {
-            noVersions(ref);
-            return { ref, fingerprint: sha256((await s.read(ref.name)).raw) };
-          },
-          (ref, e) => ({ ref, error: toRpcError(e, params.name) }),
-        ),
-      fetch: (refs) =>
-        each<FetchItem>(
-          refs,
-          async (ref, s) => {
-            noVersions(ref);
-            const { raw, entries } = await s.read(ref.name);
-            const fingerprint = sha256(raw);
-            // No version: the only one a file has would be its hash, and that must not be shown.
-            return { ref, fingerprint, value: { data: entries, encoding: "utf8" } };
-          },
-          (ref, e) => ({ ref, error: toRpcError(e, params.name) }),
-        ),
-      async health() {
-        const info = await stat(path).catch(() => undefined);
-        return info ? { ok: true } : { ok: false, message: `${path} does not exist` };
-      },
-      async close() {},
-    };
-  },
-};
+      return {
+        fingerprint: (refs) =>
+          each<FingerprintItem>(
+            refs,
+            async (ref, s) => {
+              noVersions(ref);
+              return { ref, fingerprint: await s.fingerprint(ref.name) };
+            },
+            (ref, e) => ({ ref, error: toRpcError(e, params.name) }),
+          ),
+        fetch: (refs) =>
+          each<FetchItem>(
+            refs,
+            async (ref, s) => {
+              noVersions(ref);
+              const { fingerprint, entries } = await s.read(ref.name);
+              // No version: the only one a file has would be its fingerprint, and that is not shown.
+              return { ref, fingerprint, value: { data: entries, encoding: "utf8" } };
+            },
+            (ref, e) => ({ ref, error: toRpcError(e, params.name) }),
+          ),
+        async health() {
+          const info = await fs.stat(path).catch(() => undefined);
+          return info ? { ok: true } : { ok: false, message: `${path} does not exist` };
+        },
+        async close() {},
+      };
+    },
+  };
+}
+
+export const fileProvider: ProviderFactory = createFileProvider();

@@ -8,6 +8,7 @@ import { ProviderError, toRpcError } from "../errors.ts";
 import type { FetchItem, FingerprintItem, ProviderClient, ProviderContext, ProviderFactory, SecretRef } from "../types.ts";
 import type { ConfigureParams } from "../types.ts";
 import { parseVaultSettings, type VaultSettings } from "./config.ts";
+import { valueFingerprinter } from "../value-fingerprint.ts";
 import { KvReader } from "./kv.ts";
 import { VaultSession } from "./session.ts";
 import { createVaultTransport } from "./transport.ts";
@@ -72,6 +73,8 @@ function createClient(settings: VaultSettings) {
 
 export function createVaultClient(params: ConfigureParams, ctx: ProviderContext): ProviderClient {
   const settings = parseVaultSettings(params, ctx.env);
+  // KV v1 fingerprints are made from values and must be keyed; KV v2's are version metadata.
+  const macOfValue = settings.kvVersion === 1 ? valueFingerprinter(params) : undefined;
   if (settings.skipTlsVerify) {
     ctx.log.warn(
       `TLS VERIFICATION IS OFF for ${settings.label} (tls_skip_verify): anyone on the network path can read the Vault token and secrets; use config.ca_cert instead`,
@@ -79,7 +82,7 @@ export function createVaultClient(params: ConfigureParams, ctx: ProviderContext)
   }
   const client = createClient(settings);
   const session = new VaultSession(client, settings, ctx.log);
-  const kv = new KvReader(client, settings);
+  const kv = new KvReader(client, settings, macOfValue);
   const inBand = (ref: SecretRef, error: unknown) => ({ ref, error: toRpcError(error, params.name) });
 
   return {

@@ -1,11 +1,11 @@
 /**
  * Reading KV secrets. KV v2 fingerprints come from the metadata endpoint only (a policy with
  * `read` on <mount>/metadata/* suffices, no data access); KV v1 has no metadata, so the value is
- * read and hashed here and only the hash leaves the process.
+ * read here and only a keyed MAC of it (providers/value-fingerprint.ts) leaves the process.
  */
-import { createHash } from "node:crypto";
 import type NodeVault from "node-vault";
 import { ProviderError } from "../errors.ts";
+import type { ValueFingerprint } from "../value-fingerprint.ts";
 import type { SecretValue } from "../../src/rpc/protocol.ts";
 import type { SecretRef } from "../types.ts";
 import type { VaultSettings } from "./config.ts";
@@ -63,7 +63,7 @@ export function toSecretValue(data: unknown, what: string): SecretValue {
   };
 }
 
-/** JSON with object keys sorted at every level, so equal maps hash equally whatever their order. */
+/** JSON with object keys sorted at every level, so equal maps get equal fingerprints whatever their order. */
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
   if (value !== null && typeof value === "object") {
@@ -71,10 +71,6 @@ export function canonicalJson(value: unknown): string {
     return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(",")}}`;
   }
   return JSON.stringify(value);
-}
-
-function hashFingerprint(data: unknown): string {
-  return `sha256:${createHash("sha256").update(canonicalJson(data)).digest("hex")}`;
 }
 
 interface VersionMeta {
@@ -99,6 +95,8 @@ export class KvReader {
   constructor(
     private readonly client: NodeVault.client,
     private readonly settings: VaultSettings,
+    /** KV v1 only: the keyed MAC its fingerprints are made with. */
+    private readonly macOfValue?: ValueFingerprint,
   ) {}
 
   async fingerprint(ref: SecretRef, signal: AbortSignal): Promise<string> {
@@ -136,8 +134,9 @@ export class KvReader {
   private async readV1(ref: SecretRef, target: SecretPath, signal: AbortSignal): Promise<ReadResult> {
     const what = this.describe(ref);
     const data = await this.get(`${this.settings.mount}/${target.path}`, signal, what);
-    const fingerprint = hashFingerprint(data);
-    // KV v1 has no versions; its fingerprint is a hash of the value and is never shown as one.
+    if (!this.macOfValue) throw new ProviderError("INTERNAL", `${this.settings.label}: KV v1 reader without a fingerprint key`);
+    const fingerprint = this.macOfValue(canonicalJson(data));
+    // KV v1 has no versions; its fingerprint is a MAC of the value and is never shown as one.
     return { fingerprint, value: toSecretValue(data, `${this.settings.label}: ${what}`) };
   }
 

@@ -93,6 +93,8 @@ export class Agent implements ControlApi {
   private reconcileTimer?: ReturnType<typeof setInterval>;
   private readonly startedAt = new Date();
   private hardening: ProcessHardening = { dumpable: true, coreDumps: true };
+  /** Keys the version markers, Swarm secret names and each provider's fingerprints (host-key.ts). */
+  private hostKey!: Uint8Array;
   private stopping = false;
 
   constructor(
@@ -120,7 +122,13 @@ export class Agent implements ControlApi {
     // The marker key lives on the volume root's tmpfs; as root we can make it one right away.
     if (process.getuid?.() === 0) await ensureTmpfsRoot(root).catch((error) => this.log.warn("volume root not ready", { error: describeError(error) }));
     const hostKey = await loadHostKey(root);
-    if (!hostKey.path) this.log.warn("no tmpfs for the version-marker key; an agent restart will deliver every file set once more (no strategy runs)", { root });
+    this.hostKey = hostKey.key;
+    if (!hostKey.path) {
+      this.log.warn(
+        "no tmpfs for the host key (version markers, fingerprints, Swarm secret names): it lives in memory only, so an agent restart delivers every file set once more (no strategy runs) and updates every DSO Swarm service once",
+        { root },
+      );
+    }
     this.secrets = buildSecretsRuntime({
       config: this.config,
       key: hostKey.key,
@@ -186,7 +194,13 @@ export class Agent implements ControlApi {
       observer: this.observer,
     });
     const swarm = (await isSwarmManager(docker).catch(() => false))
-      ? new SwarmRotator({ docker, config: () => this.config, fetchValues: (names) => this.secrets.source.fetch(names), log: rootLog.withTag("swarm") })
+      ? new SwarmRotator({
+          docker,
+          config: () => this.config,
+          fetchValues: (names) => this.secrets.source.fetch(names),
+          markers: this.secrets.markers,
+          log: rootLog.withTag("swarm"),
+        })
       : undefined;
     if (swarm) this.log.info("this daemon is a swarm manager: services are rotated by service updates");
     await this.adoptKnownVolumes(docker);
@@ -279,7 +293,7 @@ export class Agent implements ControlApi {
     }
     for (const [name, spec] of Object.entries(this.config.providers)) {
       if (this.providers.has(name)) continue;
-      const runtime: ProviderRuntime = { spec, process: providerProcess(name, spec, this.options.env, this.observer.forProvider(name)), failedPolls: 0 };
+      const runtime: ProviderRuntime = { spec, process: providerProcess(name, spec, this.options.env, this.hostKey, this.observer.forProvider(name)), failedPolls: 0 };
       this.providers.set(name, runtime);
       this.schedulePoll(runtime, 0);
     }

@@ -1,11 +1,12 @@
 /**
- * The per-host key of the version markers (secrets/version-marker.ts). Kept in a 0600 file on the
+ * The per-host key of the version markers (secrets/version-marker.ts), of Swarm secret names, and
+ * the root of each provider instance's fingerprint key (fingerprintKeyFor). Kept in a 0600 file on the
  * tmpfs of the DSO volume root, so an agent restart — or a `dso inject` run without an agent —
  * computes the same markers and nothing is rotated twice; gone at reboot with everything else on
  * tmpfs. Where that directory is not RAM-backed the key stays in memory only (an agent restart
  * then re-delivers each file set once, without running strategies).
  */
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { open, readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -40,4 +41,13 @@ export async function loadHostKey(dir: string, create = true): Promise<HostKey> 
     const raced = await readFile(path).catch(() => undefined);
     return raced?.byteLength === KEY_BYTES ? { key: new Uint8Array(raced), path } : { key: new Uint8Array(key) };
   }
+}
+
+/**
+ * The key a provider instance makes value fingerprints with (file, Vault KV v1; sent in `configure`
+ * as `fingerprintKey`): one per host and instance, so a fingerprint seen on one host or of one
+ * instance tells nothing about another, and stable for as long as the host key is.
+ */
+export function fingerprintKeyFor(hostKey: Uint8Array, providerInstance: string): string {
+  return createHmac("sha256", hostKey).update(`dso fingerprint v1\0${providerInstance}`).digest("hex");
 }

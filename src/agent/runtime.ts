@@ -16,8 +16,16 @@ import { SecretSource } from "../secrets/source.ts";
 import { SecretStore } from "../secrets/store.ts";
 import { VersionMarkers } from "../secrets/version-marker.ts";
 import { KeyedQueue } from "../util/keyed-queue.ts";
+import { fingerprintKeyFor } from "./host-key.ts";
 
-export function providerProcess(name: string, spec: ProviderConfig, env: Record<string, string | undefined>, observer?: ProviderObserver): ProviderProcess {
+/** A provider instance's process; its value fingerprints are keyed from `hostKey` (see host-key.ts). */
+export function providerProcess(
+  name: string,
+  spec: ProviderConfig,
+  env: Record<string, string | undefined>,
+  hostKey: Uint8Array,
+  observer?: ProviderObserver,
+): ProviderProcess {
   return new ProviderProcess({
     configure: {
       name,
@@ -25,6 +33,7 @@ export function providerProcess(name: string, spec: ProviderConfig, env: Record<
       ...(spec.region ? { region: spec.region } : {}),
       auth: { ...(spec.auth.method ? { method: spec.auth.method } : {}), params: spec.auth.params },
       config: spec.config,
+      fingerprintKey: fingerprintKeyFor(hostKey, name),
     },
     env,
     backoffBaseMs: spec.retry.backoffMs,

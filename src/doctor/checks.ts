@@ -8,6 +8,7 @@ import { describeError } from "../errors.ts";
 import { MNT_DETACH, mountTmpfs, unmount } from "../os/libc.ts";
 import { checkDeliveryModes } from "./delivery-modes.ts";
 import { checkFileProviderPermissions } from "./file-permissions.ts";
+import { checkHardening, checkMemoryLocking, type AgentProcessReport } from "./hardening.ts";
 
 export type CheckStatus = "ok" | "warn" | "fail";
 
@@ -30,6 +31,8 @@ export interface DoctorContext {
   config?: DsoConfig;
   /** Set by the Docker check when the daemon answered. */
   docker?: DockerConnection;
+  /** Set by the agent check when an agent answered: its pid, hardening and provider pids. */
+  agent?: AgentProcessReport;
 }
 
 export async function checkConfig(ctx: DoctorContext): Promise<CheckResult> {
@@ -140,15 +143,20 @@ export function activeSwaps(procSwaps: string): string[] {
 }
 
 export async function checkSwap(): Promise<CheckResult> {
-  const text = await readFile("/proc/swaps", "utf8").catch(() => "");
-  const swaps = activeSwaps(text);
+  return swapCheck(await readFile("/proc/swaps", "utf8").catch(() => ""));
+}
+
+/** The swap check over a /proc/swaps text. */
+export function swapCheck(procSwaps: string): CheckResult {
+  const swaps = activeSwaps(procSwaps);
   if (swaps.length === 0) return { check: "swap", status: "ok", detail: "no swap: tmpfs pages stay in RAM" };
   const unencrypted = swaps.filter((s) => !s.startsWith("/dev/mapper/") && !s.startsWith("/dev/dm-"));
   if (unencrypted.length === 0) return { check: "swap", status: "ok", detail: `swap on encrypted devices: ${swaps.join(", ")}` };
   return {
     check: "swap",
     status: "warn",
-    detail: `swap is on (${unencrypted.join(", ")}): tmpfs secrets can be paged to disk; encrypt swap or turn it off`,
+    // mlock covers the agent's own buffers, never the tmpfs pages of delivered files.
+    detail: `swap is on (${unencrypted.join(", ")}): tmpfs secrets can be paged to disk (memory locking does not cover delivered files); encrypt swap or turn it off`,
   };
 }
 
@@ -183,7 +191,8 @@ export async function checkAgent(ctx: DoctorContext): Promise<CheckResult> {
   if (!isSocket) return { check: "agent", status: "fail", detail: `${socket} exists but is not a socket` };
   try {
     const response = await fetch("http://dso/v1/status", { unix: socket, signal: AbortSignal.timeout(AGENT_CHECK_TIMEOUT_MS) } as RequestInit);
-    const body = (await response.json().catch(() => undefined)) as { agent?: { version?: unknown; pid?: unknown } } | undefined;
+    const body = (await response.json().catch(() => undefined)) as AgentStatusBody | undefined;
+    ctx.agent = agentProcessReport(body);
     const version = typeof body?.agent?.version === "string" ? ` ${body.agent.version}` : "";
     const pid = typeof body?.agent?.pid === "number" ? `, pid ${body.agent.pid}` : "";
     return { check: "agent", status: "ok", detail: `agent${version} answers on ${socket}${pid}` };
@@ -191,6 +200,22 @@ export async function checkAgent(ctx: DoctorContext): Promise<CheckResult> {
     const why = (error as Error).name === "TimeoutError" ? `did not answer within ${AGENT_CHECK_TIMEOUT_MS / 1000} s` : "nothing answers on it (a stale socket from an agent that stopped?)";
     return { check: "agent", status: "fail", detail: `${socket}: ${why}` };
   }
+}
+
+/** `GET /v1/status` as doctor reads it: loosely, since the agent may be another version. */
+interface AgentStatusBody {
+  agent?: { version?: unknown; pid?: unknown; hardening?: { dumpable?: unknown; coreDumps?: unknown } };
+  providers?: Array<{ pid?: unknown }>;
+}
+
+function agentProcessReport(body: AgentStatusBody | undefined): AgentProcessReport {
+  const h = body?.agent?.hardening;
+  const hardening = typeof h?.dumpable === "boolean" && typeof h.coreDumps === "boolean" ? { dumpable: h.dumpable, coreDumps: h.coreDumps } : undefined;
+  return {
+    ...(typeof body?.agent?.pid === "number" ? { pid: body.agent.pid } : {}),
+    ...(hardening ? { hardening } : {}),
+    providerPids: (Array.isArray(body?.providers) ? body.providers : []).map((p) => p?.pid).filter((pid): pid is number => typeof pid === "number"),
+  };
 }
 
 export async function runChecks(ctx: DoctorContext): Promise<CheckResult[]> {
@@ -204,5 +229,8 @@ export async function runChecks(ctx: DoctorContext): Promise<CheckResult[]> {
     checkFileProviderPermissions(ctx.config),
   ]);
   const modes = await checkDeliveryModes(ctx, { tmpfs, socket });
-  return [config, checkEnvInjection(ctx), ...docker, agent, socket, tmpfs, swap, ...files, ...modes];
+  // Last: without an agent, the hardening check turns core dumps off for this process too.
+  const locking = await checkMemoryLocking(ctx.agent);
+  const cores = await checkHardening(ctx.agent);
+  return [config, checkEnvInjection(ctx), ...docker, agent, socket, tmpfs, swap, locking, cores, ...files, ...modes];
 }

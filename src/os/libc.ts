@@ -1,11 +1,11 @@
 /**
  * The few C library calls DSO makes itself, through bun:ffi, so that no mode of the agent needs
  * an external binary (`mount` is absent from distroless images and from the managed plugin's
- * rootfs). One table of symbols; add a call (prctl, setrlimit, mlock, ...) by adding a row to
+ * rootfs). One table of symbols; add a call (prctl, setrlimit, ...) by adding a row to
  * LIBC_SYMBOLS and a small typed wrapper below. Every wrapper reads errno right after the call
  * and throws a LibcError naming the call, the errno name and the kernel's message.
  */
-import { dlopen, FFIType, read, type Pointer } from "bun:ffi";
+import { dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
 
 /** glibc's soname first; musl's loader is the C library itself. */
 const LIBC_SONAMES = ["libc.so.6", `libc.musl-${process.arch === "arm64" ? "aarch64" : "x86_64"}.so.1`, "libc.so"];
@@ -15,6 +15,10 @@ const LIBC_SYMBOLS = {
   umount2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
   prctl: { args: [FFIType.i32, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64], returns: FFIType.i32 },
   setrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+  getrlimit: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+  mlock: { args: [FFIType.u64, FFIType.u64], returns: FFIType.i32 },
+  munlock: { args: [FFIType.u64, FFIType.u64], returns: FFIType.i32 },
+  sysconf: { args: [FFIType.i32], returns: FFIType.i64 },
   flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   pipe2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
   fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
@@ -124,6 +128,69 @@ export function hardenProcess(): ProcessHardening {
     return { dumpable: libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) !== 0, coreDumps: !limited };
   } catch {
     return { dumpable: true, coreDumps: true };
+  }
+}
+
+const RLIMIT_MEMLOCK = 8;
+const SC_PAGESIZE = 30;
+const RLIM_INFINITY = 0xffff_ffff_ffff_ffffn;
+
+export interface MemlockLimit {
+  /** Bytes this process may lock (RLIMIT_MEMLOCK soft limit); undefined = unlimited. */
+  soft?: bigint;
+  hard?: bigint;
+}
+
+/** RLIMIT_MEMLOCK of this process, or undefined when it cannot be read. Never throws. */
+export function memlockLimit(): MemlockLimit | undefined {
+  try {
+    const libc = load();
+    const limit = new BigUint64Array(2);
+    if (libc.getrlimit(RLIMIT_MEMLOCK, limit) !== 0) return undefined;
+    const finite = (value: bigint) => (value === RLIM_INFINITY ? undefined : value);
+    return { soft: finite(limit[0]!), hard: finite(limit[1]!) };
+  } catch {
+    return undefined;
+  }
+}
+
+let pageSize: number | undefined;
+
+/** The whole pages holding `bytes`: mlock(2) and munlock(2) act on pages, so say which ones. */
+function pagesOf(libc: LibcSymbols, bytes: Uint8Array): { start: number; length: number } {
+  pageSize ??= Number(libc.sysconf(SC_PAGESIZE)) || 4096;
+  const address = ptr(bytes);
+  const start = address - (address % pageSize);
+  const end = Math.ceil((address + bytes.byteLength) / pageSize) * pageSize;
+  return { start, length: end - start };
+}
+
+/**
+ * mlock(2) the pages holding `bytes`, so the kernel never swaps them out. False when the
+ * platform or RLIMIT_MEMLOCK refuses (the caller carries on unlocked); never throws. Locks do not
+ * stack: a page shared with another locked buffer is unlocked by either's unlockMemory, so lock
+ * buffers that own their pages, and unlock before dropping them (a freed locked page stays locked).
+ */
+export function lockMemory(bytes: Uint8Array): boolean {
+  if (bytes.byteLength === 0) return true;
+  try {
+    const libc = load();
+    const { start, length } = pagesOf(libc, bytes);
+    return libc.mlock(start, length) === 0;
+  } catch {
+    return false;
+  }
+}
+
+/** munlock(2) the pages holding `bytes`; false when refused. Never throws. */
+export function unlockMemory(bytes: Uint8Array): boolean {
+  if (bytes.byteLength === 0) return true;
+  try {
+    const libc = load();
+    const { start, length } = pagesOf(libc, bytes);
+    return libc.munlock(start, length) === 0;
+  } catch {
+    return false;
   }
 }
 

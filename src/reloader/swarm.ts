@@ -1,18 +1,20 @@
 /**
  * Swarm mode: a service's secrets are Swarm secrets, and rotation is a service update that swaps
  * them, so Swarm rolls the change out across hosts with its own update engine. DSO creates one
- * versioned Swarm secret per file (name carries a digest of the provider fingerprint, never of
- * the value), points the service at the new ones, and removes its old versions once no service
- * uses them. One agent on a manager serves the whole cluster.
+ * versioned Swarm secret per file (its name carries a keyed token of the provider fingerprints,
+ * VersionMarkers.swarmToken, never anything a guess of the value could be checked against), points
+ * the service at the new ones, and removes its old versions once no service uses them. One agent
+ * on a manager serves the whole cluster. A new host key (a reboot) gives every file new names
+ * once: one service update each, never a missed change.
  */
 import type { FieldLogger } from "../log/logger.ts";
-import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import type Dockerode from "dockerode";
 import type { DsoConfig } from "../config/types.ts";
 import { describeError } from "../errors.ts";
 import { releaseFetch } from "../secrets/source.ts";
 import type { FetchResult } from "../secrets/types.ts";
+import type { VersionMarkers } from "../secrets/version-marker.ts";
 import { buildDeliveries } from "./files.ts";
 import { selectContainer, type Selection } from "./selection.ts";
 
@@ -24,6 +26,8 @@ export interface SwarmDeps {
   docker: Dockerode;
   config: () => DsoConfig;
   fetchValues(names: string[]): Promise<FetchResult>;
+  /** Keys the version part of secret names (the host key). */
+  markers: VersionMarkers;
   log: Pick<FieldLogger, "info" | "warn">;
 }
 
@@ -51,8 +55,8 @@ function serviceLabels(service: ServiceInfo): Record<string, string> {
   return { ...(container ?? {}), ...(service.Spec.Labels ?? {}) };
 }
 
-export function swarmSecretName(service: string, target: string, fingerprint: string): string {
-  const digest = createHash("sha256").update(`${service}\0${target}\0${fingerprint}`).digest("hex").slice(0, 12);
+export function swarmSecretName(markers: VersionMarkers, service: string, target: string, fingerprints: Readonly<Record<string, string>>): string {
+  const digest = markers.swarmToken(service, target, fingerprints);
   const base = `dso_${service}_${posix.basename(target)}`.replace(/[^A-Za-z0-9_.-]/g, "_").slice(0, 50);
   return `${base}_${digest}`;
 }
@@ -105,8 +109,7 @@ export class SwarmRotator {
         group.files.map((file) => {
           const target = posix.join(group.path, file.name);
           // Any change of a secret in this directory gives its files new Swarm secret versions.
-          const fingerprint = Object.entries(group.fingerprints).sort().join(",");
-          return { name: swarmSecretName(service.Spec.Name, target, fingerprint), target, data: file.content, mode: file.mode, uid: file.uid, gid: file.gid };
+          return { name: swarmSecretName(this.deps.markers, service.Spec.Name, target, group.fingerprints), target, data: file.content, mode: file.mode, uid: file.uid, gid: file.gid };
         }),
       );
       const refs = await this.ensureSecrets(service.Spec.Name, wanted);

@@ -68,6 +68,12 @@ export const ConfigureParamsSchema = v.strictObject({
   config: v.record(v.string(), v.string()),
   /** Credentials the agent holds (from its own environment), never passed through env or argv. */
   credentials: v.optional(v.record(v.string(), v.string())),
+  /**
+   * The key of fingerprints a provider computes from values (HMAC-SHA-256): 32 bytes as 64 lowercase
+   * hex characters, per host and per provider instance. Never logged; a provider that hashes values
+   * refuses to configure without it.
+   */
+  fingerprintKey: v.optional(v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex characters"))),
 });
 export type ConfigureParams = v.InferOutput<typeof ConfigureParamsSchema>;
 

@@ -10,6 +10,7 @@
  * fingerprint and health calls only: metadata.
  */
 import type { Subprocess } from "bun";
+import { randomBytes } from "node:crypto";
 import * as v from "valibot";
 import { DsoError, type ErrorCode } from "../errors.ts";
 import { currentLogLevel, log as rootLog } from "../log/logger.ts";
@@ -63,7 +64,10 @@ export interface ProviderStatus {
 }
 
 export interface ProviderProcessOptions {
-  /** configure params without credentials; credentials are added from `env`. */
+  /**
+   * configure params without credentials; credentials are added from `env`. Without a
+   * `fingerprintKey` (tests, benches) this process makes a random one, kept across child restarts.
+   */
   configure: Omit<ConfigureParams, "credentials">;
   env?: Record<string, string | undefined>;
   /** Override how the child is started (tests); default: this binary's `provider <type>`. */
@@ -143,10 +147,14 @@ export class ProviderProcess {
   private readonly ownedOutput: boolean;
 
   constructor(options: ProviderProcessOptions, internal: { ownedOutput?: boolean } = {}) {
-    this.options = options;
+    // Never unkeyed: a provider that fingerprints values refuses to configure without a key. The
+    // fetch processes get this same key (they are made from these options), so their
+    // fingerprints equal the polls'.
+    const fingerprintKey = options.configure.fingerprintKey ?? randomBytes(32).toString("hex");
+    this.options = { ...options, configure: { ...options.configure, fingerprintKey } };
     this.ownedOutput = internal.ownedOutput ?? false;
-    this.name = options.configure.name;
-    this.type = options.configure.type;
+    this.name = this.options.configure.name;
+    this.type = this.options.configure.type;
     this.log = options.log ?? rootLog.withTag(options.logTag ?? `provider:${this.name}`);
     this.status = { name: this.name, type: this.type, state: "idle", healthy: false, restarts: 0 };
   }
@@ -338,6 +346,7 @@ export class ProviderProcess {
       const credentials = providerCredentials(this.type, env);
       for (const value of Object.values(credentials)) registerSecretValue(value);
       for (const value of Object.values(this.options.configure.auth?.params ?? {})) registerSecretValue(value);
+      if (this.options.configure.fingerprintKey) registerSecretValue(this.options.configure.fingerprintKey);
       await this.send("configure", { ...this.options.configure, credentials });
       this.log.debug("provider ready", { pid: child.pid });
     } catch (error) {

@@ -31,6 +31,15 @@ export class VersionMarkers {
     return this.mac("version", secret, fingerprint).slice(0, TOKEN_HEX);
   }
 
+  /**
+   * The version part of a Swarm secret's name for a file of `service` at `target` holding secrets
+   * at these fingerprints: stable while they are, new when any changes, meaningless without the key.
+   */
+  swarmToken(service: string, target: string, fingerprints: Readonly<Record<string, string>>): string {
+    const names = Object.keys(fingerprints).sort();
+    return this.mac("swarm", service, target, ...names.flatMap((n) => [n, fingerprints[n]!])).slice(0, TOKEN_HEX);
+  }
+
   private nameId(secret: string): string {
     return this.mac("name", secret).slice(0, NAME_ID_HEX);
   }

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
-import { activeSwaps } from "../../src/doctor/checks.ts";
+import { activeSwaps, swapCheck } from "../../src/doctor/checks.ts";
+import { hasIpcLock, limitOf } from "../../src/doctor/hardening.ts";
 import { dsoBinary, runDso } from "../support/dso-binary.ts";
 import { ensureDocker } from "../support/docker-daemon.ts";
 import { startAgent } from "../support/agent-process.ts";
@@ -37,8 +38,46 @@ describe("dso doctor (compiled binary, real daemon)", () => {
     expect(byName["docker API"]?.detail).toBe("using API 1.41");
     expect(byName["socket directory"]?.status).toBe("ok");
     expect(byName["config"]?.status).toBe("ok");
+    // No agent: doctor says what this binary can do here (root: CAP_IPC_LOCK; libc through bun:ffi).
+    expect(byName["core dumps"]).toEqual({ check: "core dumps", status: "ok", detail: "no agent running; this binary turns core dumps off here (RLIMIT_CORE 0, PR_SET_DUMPABLE 0)" });
+    expect(byName["memory locking"]?.status).toBe("ok");
+    expect(byName["memory locking"]?.detail).toContain("CAP_IPC_LOCK");
+    // The swap check is there (its warning is unit-tested below: this host may have no swap).
+    expect(byName["swap"]?.detail).toBeString();
     expect(report.ok).toBe(true);
     expect(code).toBe(0);
+  });
+
+  test("memory locking is a warning where RLIMIT_MEMLOCK is tiny and there is no CAP_IPC_LOCK", async () => {
+    // User nobody with a 64 KiB limit (Docker's and old systemd's default); doctor and config readable to it.
+    const open = await mkdtemp(join(tmpdir(), "dso-doctor-nobody-"));
+    try {
+      await chmod(open, 0o755);
+      const config = join(open, "dso.yaml");
+      await writeFile(config, `agent:\n  socket: ${join(open, "dso.sock")}\n`, { mode: 0o644 });
+      const run = Bun.spawnSync(["sh", "-c", 'ulimit -l 64 && exec "$0" doctor --json --config "$1"', await dsoBinary(), config], {
+        uid: 65534,
+        gid: 65534,
+        cwd: open,
+        env: { PATH: process.env.PATH!, DOCKER_HOST: `unix://${join(open, "none.sock")}` },
+      });
+      const report = JSON.parse(run.stdout.toString()) as Report;
+      const locking = report.checks.find((c) => c.check === "memory locking");
+      expect(locking?.status).toBe("warn");
+      expect(locking?.detail).toContain("64 KiB");
+      expect(locking?.detail).toContain("LimitMEMLOCK=");
+    } finally {
+      await rm(open, { recursive: true, force: true });
+    }
+  });
+
+  test("limits and capabilities are read from /proc", () => {
+    const limits = "Limit                     Soft Limit           Hard Limit           Units\nMax core file size        0                    0                    bytes\nMax locked memory         65536                unlimited            bytes\n";
+    expect(limitOf(limits, "Max core file size")).toEqual({ soft: 0n, hard: 0n });
+    expect(limitOf(limits, "Max locked memory")).toEqual({ soft: 65536n, hard: undefined });
+    expect(hasIpcLock("CapEff:\t000001ffffffffff\n")).toBe(true);
+    expect(hasIpcLock("CapEff:\t0000000000000000\n")).toBe(false);
+    expect(hasIpcLock("CapEff:\t0000000000004000\n")).toBe(true);
   });
 
   test("an unreachable Docker and an invalid config fail with exit 1", async () => {
@@ -66,6 +105,13 @@ describe("dso doctor (compiled binary, real daemon)", () => {
       "/dev/sda2",
       "/dev/mapper/cryptswap",
     ]);
+    const header = "Filename Type Size Used Priority\n";
+    expect(swapCheck(header).status).toBe("ok");
+    expect(swapCheck(`${header}/dev/mapper/cryptswap partition 5 0 -3\n`).status).toBe("ok");
+    const plain = swapCheck(`${header}/dev/sda2 partition 100 0 -2\n`);
+    expect(plain.status).toBe("warn");
+    expect(plain.detail).toContain("/dev/sda2");
+    expect(plain.detail).toContain("memory locking does not cover delivered files");
   });
 });
 
@@ -94,9 +140,15 @@ describe("dso doctor checks whether an agent answers on the socket", () => {
     const agent = await startAgent({ dir, config, dockerHost: host, name: "doctor-agent" });
     try {
       const run = await runDso(["doctor", "--json", "--config", config, "--socket", agent.socket], { env: { PATH: process.env.PATH, DOCKER_HOST: host } });
-      const check = agentCheck(JSON.parse(run.stdout) as Report);
+      const report = JSON.parse(run.stdout) as Report;
+      const check = agentCheck(report);
       expect(check?.status).toBe("ok");
       expect(check?.detail).toBe(`agent ${pkg.version} answers on ${agent.socket}, pid ${agent.proc.pid}`);
+      // The running agent's own hardening, from its status and its /proc entries.
+      const cores = report.checks.find((c) => c.check === "core dumps");
+      expect(cores?.status).toBe("ok");
+      expect(cores?.detail).toStartWith(`the agent (pid ${agent.proc.pid}) refuses core dumps (RLIMIT_CORE 0, checked in /proc) and is not dumpable (PR_SET_DUMPABLE 0)`);
+      expect(report.checks.find((c) => c.check === "memory locking")?.detail).toBe(`the agent (pid ${agent.proc.pid}) has CAP_IPC_LOCK: buffers holding values can be locked in RAM (mlock) without limit`);
     } finally {
       await agent.stop();
     }

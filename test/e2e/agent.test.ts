@@ -21,6 +21,13 @@ const PLANTED = [
   "e2e-planted-ENVONE-1Qa9",
   "e2e-planted-ENVTWO-6Zs3",
 ];
+/**
+ * What a guesser would hash: every content the secret files get in this file (plain values, and
+ * api.json's JSON). The first 12 hex digits of its SHA-256 cover every longer prefix too.
+ */
+const GUESSABLE = [...PLANTED, ...[PLANTED[1], PLANTED[3]].map((key) => JSON.stringify({ key, region: "eu" }))].map((content) =>
+  new Bun.CryptoHasher("sha256").update(content).digest("hex").slice(0, 12),
+);
 const IDLE = 'trap "exit 0" TERM; trap "echo got-hup" HUP; while true; do sleep 0.1; done';
 
 let docker: Dockerode;
@@ -182,9 +189,11 @@ describe("dso agent end to end (file provider, compiled binary)", () => {
     expect(plan.stdout.replace(/\s+/g, " ")).toContain("then restart");
     const table = await cli(["ls"]);
     expect(table.stdout).toContain("CONTAINER");
-    // Nothing a guess of the value could be checked against: no bare hash of it, whole or cut.
-    const digest = new Bun.CryptoHasher("sha256").update(PLANTED[0]!).digest("hex");
-    for (const out of [status.stdout, ls.stdout, table.stdout]) expect(out).not.toContain(digest.slice(0, 12));
+    // Nothing a guess of the value could be checked against: no bare hash of it, whole or cut,
+    // in status, ls, or the layout in the container (version directory names, version marker).
+    const layout = await execIn(docker, `e2e-none-${process.pid}`, ["sh", "-c", "ls -la /run/secrets /run/secrets/..data/"]);
+    expect(layout.stdout).toContain("..dso_version -> dso1:");
+    for (const out of [status.stdout, ls.stdout, table.stdout, layout.stdout]) for (const guess of GUESSABLE) expect(out).not.toContain(guess);
   });
 
   test("the agent and its provider process write no core file and are not dumpable", async () => {
@@ -305,5 +314,7 @@ describe("dso agent end to end (file provider, compiled binary)", () => {
     const everything = agents.map((a) => a.logs()).join("\n") + cliOutputs.join("\n");
     expect(everything.length).toBeGreaterThan(1000);
     for (const value of PLANTED) expect(everything).not.toContain(value);
+    // Nor a bare hash of one (the agent logs at debug level here).
+    for (const guess of GUESSABLE) expect(everything).not.toContain(guess);
   });
 });

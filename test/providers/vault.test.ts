@@ -236,12 +236,15 @@ describe("vault provider: version pinning", () => {
 });
 
 describe("vault provider: KV v1", () => {
-  test("fingerprints are SHA-256 hashes made in the provider; they change with the value and carry none of it", async () => {
+  test("fingerprints are keyed MACs made in the provider; they change with the value and carry none of it", async () => {
     vault.state.writeSecret("kv/legacy", { user: "u", password: PLANTED_PASSWORD });
     await using(provider({ config: { mount: "kv", kv_version: "1" } }), async (p) => {
       const [first] = await p.fingerprint([{ name: "legacy" }]);
-      expect(first?.fingerprint).toMatch(/^sha256:[0-9a-f]{64}$/);
+      expect(first?.fingerprint).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
       expect(JSON.stringify(first)).not.toContain(PLANTED_PASSWORD);
+      // The unkeyed hash of the value (what a guesser would compute) is nowhere in it.
+      const bare = new Bun.CryptoHasher("sha256").update(canonicalJson({ password: PLANTED_PASSWORD, user: "u" })).digest("hex");
+      expect(JSON.stringify(first)).not.toContain(bare.slice(0, 12));
       // Key order does not matter: the hash is over canonical JSON.
       vault.state.writeSecret("kv/legacy", { password: PLANTED_PASSWORD, user: "u" });
       expect((await p.fingerprint([{ name: "legacy" }]))[0]?.fingerprint).toBe(first!.fingerprint!);
@@ -253,6 +256,13 @@ describe("vault provider: KV v1", () => {
       expect(item?.fingerprint).toBe(changed!.fingerprint!);
       expect((legacyItems(await p.fetch([{ name: "legacy", version: "2" }])))[0]?.error?.code).toBe("CONFIG_INVALID");
     });
+  });
+
+  test("a KV v1 mount without a fingerprint key (an old agent) is refused at configure; KV v2 needs none", async () => {
+    const { replies } = await rawProviderRun({ name: "hv", type: "vault", config: { address: vault.url, mount: "kv", kv_version: "1" }, credentials: { VAULT_TOKEN: vault.state.rootToken } }, []);
+    expect(JSON.stringify(replies)).toContain("the agent sent no fingerprintKey");
+    const v2 = await rawProviderRun({ name: "hv", type: "vault", config: { address: vault.url }, credentials: { VAULT_TOKEN: vault.state.rootToken } }, []);
+    expect(JSON.stringify(v2.replies)).toContain('"ok":true');
   });
 
   test("canonical JSON sorts keys at every level", () => {

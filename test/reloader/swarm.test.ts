@@ -3,7 +3,9 @@ import type Dockerode from "dockerode";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { randomBytes } from "node:crypto";
 import { SecretStore } from "../../src/secrets/store.ts";
+import { VersionMarkers } from "../../src/secrets/version-marker.ts";
 import { parseConfig } from "../../src/config/index.ts";
 import { isSwarmManager, MANAGED_LABEL, SwarmRotator } from "../../src/reloader/swarm.ts";
 import { ProviderProcess } from "../../src/rpc/supervisor.ts";
@@ -61,6 +63,7 @@ beforeAll(async () => {
     docker,
     config: () => config,
     log: quiet,
+    markers: new VersionMarkers(randomBytes(32)),
     fetchValues: async (names) => {
       for (const name of names) store.ensure({ ...config.secrets[0]!, name, provider: "local" } as never);
       return source.fetch(names);
@@ -91,6 +94,10 @@ describe("swarm rotation through service updates", () => {
     const first = await rotator.reconcile();
     expect(first).toEqual([{ service: SERVICE, action: "updated", secrets: ["db_password"] }]);
     await taskSees("db_password", "swarm-value-one");
+    // Swarm secret names are cluster-wide and public to every manager: no guess of the value checks against them.
+    const names = (await docker.listSecrets({ filters: { label: [`${MANAGED_LABEL}=true`] } })).map((x) => x.Spec?.Name ?? "");
+    expect(names.length).toBe(1);
+    expect(names.join(" ")).not.toContain(new Bun.CryptoHasher("sha256").update("swarm-value-one").digest("hex").slice(0, 12));
 
     // Nothing changed: no update, no new secret object.
     expect((await rotator.reconcile())[0]?.action).toBe("unchanged");

@@ -24,7 +24,7 @@ describe("provider supervisor with the real `dso provider file` process", () => 
     const p = fileProvider();
     try {
       const [fp] = await p.fingerprint([{ name: "db" }]);
-      expect(fp?.fingerprint).toMatch(/^sha256:[0-9a-f]{64}$/);
+      expect(fp?.fingerprint).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
       const [item] = legacyItems(await p.fetch([{ name: "db" }]));
       expect(item?.value?.data).toEqual({ username: "app", password: "planted-Secret-4711" });
       expect(item?.fingerprint).toBe(fp!.fingerprint!);
@@ -75,7 +75,7 @@ describe("provider supervisor with the real `dso provider file` process", () => 
     process.kill(real.getStatus().pid!, "SIGKILL");
     await Bun.sleep(200);
     const [again] = await real.fingerprint([{ name: "db" }]);
-    expect(again?.fingerprint).toMatch(/^sha256:/);
+    expect(again?.fingerprint).toMatch(/^hmac-sha256:/);
     expect(real.getStatus().restarts).toBe(1);
     await real.stop();
   });

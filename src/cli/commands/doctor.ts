@@ -6,7 +6,7 @@ import { configArg, formatTable, globalArgs, jsonArg, socketArg } from "../_shar
 const STATUS_STYLE: Record<string, Style> = { OK: "green", WARN: "yellow", FAIL: "red" };
 
 export default defineCommand({
-  meta: { name: "doctor", description: "Check Docker, the agent and its socket, tmpfs, swap, the config, the file provider's permissions and which delivery modes work here; exit 1 if any check fails" },
+  meta: { name: "doctor", description: "Check Docker, the agent and its socket, tmpfs, swap, memory locking, core dumps, the config, the file provider's permissions and which delivery modes work here; exit 1 if any check fails" },
   args: { ...configArg, ...socketArg, ...jsonArg, ...globalArgs },
   async run({ args }) {
     const results = await runChecks({ env: process.env, configFlag: args.config, socketFlag: args.socket });

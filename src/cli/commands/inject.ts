@@ -14,9 +14,11 @@ async function injectDirectly(configFlag: string | undefined, container: string,
   const path = findConfigPath({ flag: configFlag, env: process.env });
   const { config } = await loadConfig(path, process.env);
   const { docker } = await connectDocker({ env: process.env });
-  const providers = new Map(Object.entries(config.providers).map(([name, spec]) => [name, providerProcess(name, spec, process.env)]));
-  // The agent's marker key when readable, so the agent later sees these files as current.
-  const { key } = await loadHostKey(config.agent.volumesRoot, false);
+  // The agent's host key when readable, so the agent later sees these files as current; else a
+  // key of this run only (the agent then delivers these files once more, without a strategy run).
+  const { key, path: keyPath } = await loadHostKey(config.agent.volumesRoot, false);
+  if (!keyPath) log.info("no agent host key readable: this run keys fingerprints and version markers with a one-off key", { root: config.agent.volumesRoot });
+  const providers = new Map(Object.entries(config.providers).map(([name, spec]) => [name, providerProcess(name, spec, process.env, key)]));
   const secretsRuntime = buildSecretsRuntime({ config, key, provider: (name) => providers.get(name), log: log.withTag("inject") });
   const { reconciler } = await buildReconciler({ docker, secrets: secretsRuntime, config: () => config, socketPath: config.agent.socket, log: log.withTag("inject") });
   try {
