@@ -454,6 +454,7 @@ export class Agent implements ControlApi {
     for (const rt of this.providers.values()) clearTimeout(rt.timer);
     await this.side?.events.stop();
     this.side?.reconciler.stop();
+    this.side?.swarm?.stop();
     await this.side?.reconciler.idle();
     await Promise.all([...this.providers.values()].map((rt) => rt.process.stop()));
     await this.webhook?.stop(true);
