@@ -180,9 +180,10 @@ export class Agent implements ControlApi {
       log: rootLog.withTag("reconciler"),
       pendingReason: (secret) => this.pendingReason(secret),
       observer: this.observer,
+      usedElsewhere: () => this.side?.swarm?.secretNames() ?? [],
     });
     const swarm = (await isSwarmManager(docker).catch(() => false))
-      ? new SwarmRotator({ docker, config: () => this.config, fetchValues: (names) => this.secrets.source.fetch(names), log: rootLog.withTag("swarm") })
+      ? new SwarmRotator({ docker, store: this.secrets.store, config: () => this.config, fetchValues: (names) => this.secrets.source.fetch(names), log: rootLog.withTag("swarm") })
       : undefined;
     if (swarm) this.log.info("this daemon is a swarm manager: services are rotated by service updates");
     await this.adoptKnownVolumes(docker);

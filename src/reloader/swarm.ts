@@ -13,6 +13,7 @@ import type Dockerode from "dockerode";
 import type { DsoConfig } from "../config/types.ts";
 import { describeError } from "../errors.ts";
 import { releaseFetch } from "../secrets/source.ts";
+import type { SecretStore } from "../secrets/store.ts";
 import type { FetchResult } from "../secrets/types.ts";
 import { buildDeliveries } from "./files.ts";
 import { selectContainer, type Selection } from "./selection.ts";
@@ -23,6 +24,8 @@ const TARGET_LABEL = "dso.target";
 
 export interface SwarmDeps {
   docker: Dockerode;
+  /** Secrets a service names only in its labels are tracked (and so polled) like a container's. */
+  store: Pick<SecretStore, "ensure">;
   config: () => DsoConfig;
   fetchValues(names: string[]): Promise<FetchResult>;
   log: Pick<FieldLogger, "info" | "warn">;
@@ -102,8 +105,14 @@ export class SwarmRotator {
   private sweepTimer?: ReturnType<typeof setTimeout>;
   private sweepsLeft = 0;
   private stopped = false;
+  private named = new Set<string>();
 
   constructor(private readonly deps: SwarmDeps) {}
+
+  /** Secrets the selected services named at the last look (a full container pass keeps them). */
+  secretNames(): ReadonlySet<string> {
+    return this.named;
+  }
 
   /** Agent shutdown: no more sweeps. */
   stop(): void {
@@ -119,6 +128,7 @@ export class SwarmRotator {
       for (const w of outcome.warnings) this.deps.log.warn(w.replace(/^container /, "service "));
       if (outcome.selected) selected.push({ service, selection: outcome.selection });
     }
+    this.named = new Set(selected.flatMap((s) => s.selection.secrets.map((spec) => spec.name)));
     return selected;
   }
 
@@ -154,6 +164,7 @@ export class SwarmRotator {
     const report: ServiceReport = { service: service.Spec.Name, action: "unchanged", secrets: names };
     let fetched: FetchResult | undefined;
     try {
+      for (const spec of selection.secrets) this.deps.store.ensure(spec);
       fetched = await this.deps.fetchValues(names);
       const { values, errors } = fetched;
       const built = buildDeliveries(selection, values);

@@ -61,15 +61,8 @@ beforeAll(async () => {
   provider = new ProviderProcess({ configure: { name: "local", type: "file", config: { path: dir } } });
   const store = new SecretStore(false);
   const source = testSource({ store, provider });
-  rotator = new SwarmRotator({
-    docker,
-    config: () => config,
-    log: quiet,
-    fetchValues: async (names) => {
-      for (const name of names) store.ensure({ ...config.secrets[0]!, name, provider: "local" } as never);
-      return source.fetch(names);
-    },
-  });
+  // Wired as the agent wires it: the secret is named only in the service's labels.
+  rotator = new SwarmRotator({ docker, store, config: () => config, log: quiet, fetchValues: (names) => source.fetch(names) });
   const created = (await docker.createService({
     Name: SERVICE,
     Labels: { "dso.reloader": "true", "dso.secrets": "db_password" },
