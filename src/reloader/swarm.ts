@@ -106,6 +106,7 @@ export class SwarmRotator {
   private sweepsLeft = 0;
   private stopped = false;
   private named = new Set<string>();
+  private passes: Promise<void> = Promise.resolve();
 
   constructor(private readonly deps: SwarmDeps) {}
 
@@ -132,8 +133,21 @@ export class SwarmRotator {
     return selected;
   }
 
-  /** Make every DSO service use Swarm secrets holding the current values (only names filter). */
-  async reconcile(only?: Set<string>): Promise<ServiceReport[]> {
+  /**
+   * Make every DSO service use Swarm secrets holding the current values (only names filter).
+   * One pass at a time: the agent's connect pass and its first poll overlap, and two passes
+   * would both create the same secret version (Swarm: AlreadyExists) and update the service twice.
+   */
+  reconcile(only?: Set<string>): Promise<ServiceReport[]> {
+    const pass = this.passes.then(() => this.reconcileNow(only));
+    this.passes = pass.then(
+      () => undefined,
+      () => undefined,
+    );
+    return pass;
+  }
+
+  private async reconcileNow(only?: Set<string>): Promise<ServiceReport[]> {
     const reports: ServiceReport[] = [];
     for (const { service, selection } of await this.services()) {
       if (only && !selection.secrets.some((s) => only.has(s.name))) continue;

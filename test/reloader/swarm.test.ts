@@ -86,8 +86,10 @@ afterAll(async () => {
 
 describe("swarm rotation through service updates", () => {
   test("a labelled service gets its secret as a swarm secret; a change rolls a new version", async () => {
-    const first = await rotator.reconcile();
+    // The agent's connect pass and its first poll overlap: one update, no name clash.
+    const [first, overlapping] = await Promise.all([rotator.reconcile(), rotator.reconcile()]);
     expect(first).toEqual([{ service: SERVICE, action: "updated", secrets: ["db_password"] }]);
+    expect(overlapping).toEqual([{ service: SERVICE, action: "unchanged", secrets: ["db_password"] }]);
     await taskSees("db_password", "swarm-value-one");
 
     // Nothing changed: no update, no new secret object.
