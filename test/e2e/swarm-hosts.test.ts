@@ -25,9 +25,12 @@ const SWARM_PORT = 2377;
 /** Local networks (docker_gwbridge) and overlays (ingress) get subnets of 10.231/16 too, inside the namespaces. */
 const LOCAL_POOL = "base=10.231.128.0/18,size=24";
 const OVERLAY_POOL = "10.231.64.0/18";
+const MONITOR_NS = 1_000_000_000;
 const IDLE = 'trap "exit 0" TERM; while true; do sleep 0.2; done';
-/** A rolling update of three tasks, one at a time, on a cold worker. */
-const CONVERGE_TIMEOUT_MS = 45_000;
+/** A rolling update of three tasks, one at a time, on a busy two-core machine. */
+const CONVERGE_TIMEOUT_MS = 60_000;
+/** Two daemons, a swarm, an agent and two rolling updates (about 35 s on a quiet machine). */
+const TEST_TIMEOUT_MS = 150_000;
 
 let pair: NetnsPair | undefined;
 let manager: ExtraDocker | undefined;
@@ -100,7 +103,8 @@ async function createService(): Promise<void> {
       RestartPolicy: { Condition: "none" },
     },
     Mode: { Replicated: { Replicas: REPLICAS } },
-    UpdateConfig: { Parallelism: 1, Delay: 0, Order: "start-first", FailureAction: "pause" },
+    // Swarm watches each replaced task for Monitor before the next (default 5 s): 1 s here.
+    UpdateConfig: { Parallelism: 1, Delay: 0, Monitor: MONITOR_NS, Order: "start-first", FailureAction: "pause" },
     // No networks and no published ports: no overlay or ingress (IPVS) on the task's path.
     EndpointSpec: { Mode: "dnsrr" },
   } as never);
@@ -131,7 +135,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   try {
-    if (process.env.DEBUG_SWARM) console.log(agent?.logs().slice(-6000));
+    if (process.env.DEBUG_SWARM) {
+      await Bun.write("/tmp/swarm-debug-agent.log", agent?.logs() ?? "");
+      Bun.spawnSync(["cp", join(worker!.dataRoot, "../dockerd.log"), "/tmp/swarm-debug-worker.log"]);
+      Bun.spawnSync(["cp", join(manager!.dataRoot, "../dockerd.log"), "/tmp/swarm-debug-manager.log"]);
+    }
     await agent?.stop();
     await manager?.docker.getService(SERVICE).remove().catch(() => {});
     await worker?.docker.swarmLeave({ force: true }).catch(() => {});
@@ -161,8 +169,9 @@ describe("swarm across hosts (two daemons in their own network namespaces)", () 
         const service = (await manager!.docker.getService(SERVICE).inspect()) as {
           Spec: { TaskTemplate: { ContainerSpec: { Secrets?: Array<{ SecretID: string; File?: { Name?: string } }> } } };
         };
-        const ref = service.Spec.TaskTemplate.ContainerSpec.Secrets?.find((s) => s.File?.Name === "db_password");
-        return ref && ref.SecretID !== oldVersion!.ID ? ref.SecretID : undefined;
+        const refs = service.Spec.TaskTemplate.ContainerSpec.Secrets ?? [];
+        expect(refs.map((r) => r.File?.Name)).toEqual(["/run/secrets/db_password"]);
+        return refs[0]!.SecretID !== oldVersion!.ID ? refs[0]!.SecretID : undefined;
       },
       CONVERGE_TIMEOUT_MS,
     );
@@ -188,7 +197,7 @@ describe("swarm across hosts (two daemons in their own network namespaces)", () 
     const ms = (t: number) => `${((t - changedAt) / 1000).toFixed(1)} s`;
     console.log(
       [
-        `swarm across hosts (${REPLICAS} tasks on the worker, parallelism 1, start-first, polling 1 s):`,
+        `swarm across hosts (${REPLICAS} tasks on the worker, parallelism 1, monitor 1 s, start-first, polling 1 s):`,
         `  change -> service points at new version: ${ms(specAt)}`,
         `  change -> every task running the new secret: ${ms(convergedAt)}`,
         `  change -> old version removed: ${ms(removedAt)}`,
@@ -197,5 +206,5 @@ describe("swarm across hosts (two daemons in their own network namespaces)", () 
     // No value in the agent's log.
     expect(agent!.logs()).not.toContain(FIRST);
     expect(agent!.logs()).not.toContain(SECOND);
-  });
+  }, TEST_TIMEOUT_MS);
 });
