@@ -326,7 +326,12 @@ export class Agent implements ControlApi {
 
   private onDockerEvent(event: DockerEvent): void {
     const side = this.side;
-    if (event.Type !== "container" || !side) return;
+    if (!side) return;
+    if (event.Type === "service") {
+      if (event.Action === "create" && side.swarm) void side.swarm.reconcile();
+      return;
+    }
+    if (event.Type !== "container") return;
     const id = event.Actor.ID;
     if (event.Action === "start" || event.Action === "die") side.planner.invalidate(id);
     if (event.Action === "start") side.reconciler.containersChanged([id]);

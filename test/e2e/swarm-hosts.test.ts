@@ -129,7 +129,6 @@ beforeAll(async () => {
     configPath,
     ["providers:", "  local:", "    type: file", "    config:", `      path: ${secretsDir}`, "agent:", "  watch:", "    polling_interval: 1s", ""].join("\n"),
   );
-  await createService();
   agent = await startAgent({ dir, config: configPath, dockerHost: manager.host });
 });
 
@@ -153,7 +152,9 @@ afterAll(async () => {
 
 describe("swarm across hosts (two daemons in their own network namespaces)", () => {
   test("the manager's agent rotates a secret into every task on the worker and removes the old version", async () => {
-    await agent!.waitForLog(/swarm manager/);
+    await agent!.waitForLog(/connected to Docker/, CONVERGE_TIMEOUT_MS);
+    // Created while the agent runs: the service-create event brings its first secret version.
+    await createService();
     const firstValues = await eventually("every task on the worker holding the first value", () => everyTaskHolds(FIRST), CONVERGE_TIMEOUT_MS);
     expect(firstValues).toEqual(Array(REPLICAS).fill(FIRST));
     // Nothing of the service runs on the manager: the values reached the worker through Swarm.
