@@ -135,11 +135,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   try {
-    if (process.env.DEBUG_SWARM) {
-      await Bun.write("/tmp/swarm-debug-agent.log", agent?.logs() ?? "");
-      Bun.spawnSync(["cp", join(worker!.dataRoot, "../dockerd.log"), "/tmp/swarm-debug-worker.log"]);
-      Bun.spawnSync(["cp", join(manager!.dataRoot, "../dockerd.log"), "/tmp/swarm-debug-manager.log"]);
-    }
     await agent?.stop();
     await manager?.docker.getService(SERVICE).remove().catch(() => {});
     await worker?.docker.swarmLeave({ force: true }).catch(() => {});
