@@ -192,10 +192,12 @@ export class Agent implements ControlApi {
       log: rootLog.withTag("reconciler"),
       pendingReason: (secret) => this.pendingReason(secret),
       observer: this.observer,
+      usedElsewhere: () => this.side?.swarm?.secretNames() ?? [],
     });
     const swarm = (await isSwarmManager(docker).catch(() => false))
       ? new SwarmRotator({
           docker,
+          store: this.secrets.store,
           config: () => this.config,
           fetchValues: (names) => this.secrets.source.fetch(names),
           markers: this.secrets.markers,
@@ -365,7 +367,12 @@ export class Agent implements ControlApi {
 
   private onDockerEvent(event: DockerEvent): void {
     const side = this.side;
-    if (event.Type !== "container" || !side) return;
+    if (!side) return;
+    if (event.Type === "service") {
+      if (event.Action === "create" && side.swarm) void side.swarm.reconcile();
+      return;
+    }
+    if (event.Type !== "container") return;
     const id = event.Actor.ID;
     if (event.Action === "start" || event.Action === "die") side.planner.invalidate(id);
     if (event.Action === "start") side.reconciler.containersChanged([id]);
@@ -498,6 +505,7 @@ export class Agent implements ControlApi {
       this.side.sentinel.sentinel.stop();
     }
     this.side?.reconciler.stop();
+    this.side?.swarm?.stop();
     await this.side?.reconciler.idle();
     await Promise.all([...this.providers.values()].map((rt) => rt.process.stop()));
     await this.webhook?.stop(true);

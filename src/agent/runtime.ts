@@ -71,6 +71,7 @@ export async function buildReconciler(options: {
   log: FieldLogger;
   pendingReason?: (secret: string) => string;
   observer?: ReconcileObserver;
+  usedElsewhere?: () => Iterable<string>;
 }): Promise<{ planner: DeliveryPlanner; reconciler: Reconciler }> {
   const plannerOptions = await plannerOptionsFor(options.docker, options.socketPath, (volume) => options.volumes?.mountpointOf(volume));
   const planner = new DeliveryPlanner(options.docker, plannerOptions);
@@ -83,6 +84,7 @@ export async function buildReconciler(options: {
     config: options.config,
     pendingReason: options.pendingReason,
     observer: options.observer,
+    usedElsewhere: options.usedElsewhere,
   });
   return { planner, reconciler };
 }

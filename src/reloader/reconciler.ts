@@ -70,6 +70,8 @@ export interface ReconcilerDeps {
   /** Why a secret has no fingerprint yet, in words (e.g. "first poll in 4m"). */
   pendingReason?: (secret: string) => string;
   observer?: ReconcileObserver;
+  /** Secrets used outside containers (Swarm services) that a full pass must not forget. */
+  usedElsewhere?: () => Iterable<string>;
 }
 
 interface WaveOptions {
@@ -258,7 +260,7 @@ export class Reconciler {
 
   /** Secrets only labels or volumes named, and nothing running names any more, are forgotten. */
   private retainSecrets(wanted: Desired[]): void {
-    const inUse = new Set(wanted.flatMap((d) => d.secrets));
+    const inUse = new Set([...wanted.flatMap((d) => d.secrets), ...(this.deps.usedElsewhere?.() ?? [])]);
     const dropped = this.deps.store.retain(inUse);
     for (const name of dropped) this.deps.observer?.forgetSecret(name);
     if (dropped.length) this.deps.log.info("forgot secrets no container uses any more", { secrets: dropped.join(",") });

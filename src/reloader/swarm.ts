@@ -3,9 +3,10 @@
  * them, so Swarm rolls the change out across hosts with its own update engine. DSO creates one
  * versioned Swarm secret per file (its name carries a keyed token of the provider fingerprints,
  * VersionMarkers.swarmToken, never anything a guess of the value could be checked against), points
- * the service at the new ones, and removes its old versions once no service uses them. One agent
- * on a manager serves the whole cluster. A new host key (a reboot) gives every file new names
- * once: one service update each, never a missed change.
+ * the service at the new ones, and removes its old versions once nothing uses them. One agent on
+ * a manager serves the whole cluster: the manager's task list covers every node, so a version is
+ * kept while a task on any host still runs with it. A new host key (a reboot) gives every file new
+ * names once: one service update each, never a missed change.
  */
 import type { FieldLogger } from "../log/logger.ts";
 import { posix } from "node:path";
@@ -13,6 +14,7 @@ import type Dockerode from "dockerode";
 import type { DsoConfig } from "../config/types.ts";
 import { describeError } from "../errors.ts";
 import { releaseFetch } from "../secrets/source.ts";
+import type { SecretStore } from "../secrets/store.ts";
 import type { FetchResult } from "../secrets/types.ts";
 import type { VersionMarkers } from "../secrets/version-marker.ts";
 import { buildDeliveries } from "./files.ts";
@@ -24,6 +26,8 @@ const TARGET_LABEL = "dso.target";
 
 export interface SwarmDeps {
   docker: Dockerode;
+  /** Secrets a service names only in its labels are tracked (and so polled) like a container's. */
+  store: Pick<SecretStore, "ensure">;
   config: () => DsoConfig;
   fetchValues(names: string[]): Promise<FetchResult>;
   /** Keys the version part of secret names (the host key). */
@@ -42,7 +46,26 @@ type ServiceInfo = Dockerode.Service & {
   ID: string;
   Version: { Index: number };
   Spec: Dockerode.ServiceSpec & { Name: string; Labels?: Record<string, string> };
+  PreviousSpec?: Dockerode.ServiceSpec;
+  UpdateStatus?: { State?: string };
 };
+
+interface TaskInfo {
+  DesiredState?: string;
+  Status?: { State?: string };
+  Spec?: { ContainerSpec?: { Secrets?: Dockerode.SecretReference[] } };
+}
+
+/** Task states in which the task's container exists on its node (and has its secret files). */
+const ON_NODE_TASK_STATES = new Set(["assigned", "accepted", "preparing", "ready", "starting", "running"]);
+/** Task states after which a task holds nothing any more. */
+const ENDED_TASK_STATES = new Set(["complete", "shutdown", "failed", "rejected", "orphaned", "remove"]);
+/** Update states in which Swarm may still roll back to PreviousSpec (and so needs its secrets). */
+const ROLLBACK_POSSIBLE_STATES = new Set(["updating", "paused", "rollback_started", "rollback_paused"]);
+/** After an update, unused versions are swept this often until the old tasks are gone... */
+const SWEEP_INTERVAL_MS = 2_000;
+/** ...for at most this many sweeps (then the agent's periodic reconcile takes over). */
+const SWEEP_LIMIT = 150;
 
 export async function isSwarmManager(docker: Dockerode): Promise<boolean> {
   const info = (await docker.info()) as { Swarm?: { ControlAvailable?: boolean; LocalNodeState?: string } };
@@ -50,6 +73,18 @@ export async function isSwarmManager(docker: Dockerode): Promise<boolean> {
 }
 
 /** Container labels of a service's tasks and the service's own labels both count. */
+function specSecretIds(spec: Dockerode.ServiceSpec | undefined): string[] {
+  const refs = (spec?.TaskTemplate as { ContainerSpec?: { Secrets?: Dockerode.SecretReference[] } } | undefined)?.ContainerSpec?.Secrets ?? [];
+  return refs.map((r) => r.SecretID ?? "");
+}
+
+/** A task still needs its secrets while its container exists or while it is meant to start. */
+function taskHoldsSecrets(task: TaskInfo): boolean {
+  const state = task.Status?.State ?? "";
+  if (ON_NODE_TASK_STATES.has(state)) return true;
+  return !ENDED_TASK_STATES.has(state) && task.DesiredState === "running";
+}
+
 function serviceLabels(service: ServiceInfo): Record<string, string> {
   const container = (service.Spec.TaskTemplate as { ContainerSpec?: { Labels?: Record<string, string> } })?.ContainerSpec?.Labels;
   return { ...(container ?? {}), ...(service.Spec.Labels ?? {}) };
@@ -71,7 +106,24 @@ interface WantedSecret {
 }
 
 export class SwarmRotator {
+  private sweepTimer?: ReturnType<typeof setTimeout>;
+  private sweepsLeft = 0;
+  private stopped = false;
+  private named = new Set<string>();
+  private passes: Promise<void> = Promise.resolve();
+
   constructor(private readonly deps: SwarmDeps) {}
+
+  /** Secrets the selected services named at the last look (a full container pass keeps them). */
+  secretNames(): ReadonlySet<string> {
+    return this.named;
+  }
+
+  /** Agent shutdown: no more sweeps. */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.sweepTimer);
+  }
 
   async services(): Promise<Array<{ service: ServiceInfo; selection: Selection }>> {
     const services = (await this.deps.docker.listServices()) as unknown as ServiceInfo[];
@@ -81,18 +133,48 @@ export class SwarmRotator {
       for (const w of outcome.warnings) this.deps.log.warn(w.replace(/^container /, "service "));
       if (outcome.selected) selected.push({ service, selection: outcome.selection });
     }
+    this.named = new Set(selected.flatMap((s) => s.selection.secrets.map((spec) => spec.name)));
     return selected;
   }
 
-  /** Make every DSO service use Swarm secrets holding the current values (only names filter). */
-  async reconcile(only?: Set<string>): Promise<ServiceReport[]> {
+  /**
+   * Make every DSO service use Swarm secrets holding the current values (only names filter).
+   * One pass at a time: the agent's connect pass and its first poll overlap, and two passes
+   * would both create the same secret version (Swarm: AlreadyExists) and update the service twice.
+   */
+  reconcile(only?: Set<string>): Promise<ServiceReport[]> {
+    const pass = this.passes.then(() => this.reconcileNow(only));
+    this.passes = pass.then(
+      () => undefined,
+      () => undefined,
+    );
+    return pass;
+  }
+
+  private async reconcileNow(only?: Set<string>): Promise<ServiceReport[]> {
     const reports: ServiceReport[] = [];
     for (const { service, selection } of await this.services()) {
       if (only && !selection.secrets.some((s) => only.has(s.name))) continue;
       reports.push(await this.reconcileService(service, selection));
     }
-    await this.removeUnused();
+    if (reports.some((r) => r.action === "updated")) this.sweepsLeft = SWEEP_LIMIT;
+    await this.sweep();
     return reports;
+  }
+
+  /** Remove what is unused now; while old versions are still held by tasks, look again soon. */
+  private async sweep(): Promise<void> {
+    clearTimeout(this.sweepTimer);
+    const held = await this.removeUnusedCounting()
+      .then((r) => r.held)
+      .catch((error) => {
+        this.deps.log.warn("could not remove unused swarm secret versions", { error: describeError(error) });
+        return 1;
+      });
+    if (held === 0 || this.sweepsLeft <= 0 || this.stopped) return;
+    this.sweepsLeft--;
+    this.sweepTimer = setTimeout(() => void this.sweep(), SWEEP_INTERVAL_MS);
+    this.sweepTimer.unref?.();
   }
 
   private async reconcileService(service: ServiceInfo, selection: Selection): Promise<ServiceReport> {
@@ -100,6 +182,7 @@ export class SwarmRotator {
     const report: ServiceReport = { service: service.Spec.Name, action: "unchanged", secrets: names };
     let fetched: FetchResult | undefined;
     try {
+      for (const spec of selection.secrets) this.deps.store.ensure(spec);
       fetched = await this.deps.fetchValues(names);
       const { values, errors } = fetched;
       const built = buildDeliveries(selection, values);
@@ -160,25 +243,43 @@ export class SwarmRotator {
     return refs;
   }
 
-  /** Remove DSO-made secrets no service references; Swarm refuses while tasks still use one. */
+  /**
+   * Remove DSO-made secrets nothing uses any more. Swarm would delete a secret that only running
+   * tasks still use (it checks service specs only), so DSO also counts every task on every node
+   * that still has or is about to start a container, and the previous spec while an update can
+   * still roll back to it.
+   */
   async removeUnused(): Promise<number> {
-    const services = (await this.deps.docker.listServices()) as unknown as ServiceInfo[];
-    const inUse = new Set(
-      services.flatMap((s) =>
-        ((s.Spec.TaskTemplate as { ContainerSpec?: { Secrets?: Dockerode.SecretReference[] } })?.ContainerSpec?.Secrets ?? []).map((r) => r.SecretID),
-      ),
-    );
-    const managed = (await this.deps.docker.listSecrets({ filters: { label: [`${MANAGED_LABEL}=true`] } })) as Array<{ ID: string }>;
+    return (await this.removeUnusedCounting()).removed;
+  }
+
+  private async removeUnusedCounting(): Promise<{ removed: number; held: number }> {
+    const [services, tasks, managed] = await Promise.all([
+      this.deps.docker.listServices() as unknown as Promise<ServiceInfo[]>,
+      this.deps.docker.listTasks() as unknown as Promise<TaskInfo[]>,
+      this.deps.docker.listSecrets({ filters: { label: [`${MANAGED_LABEL}=true`] } }) as Promise<Array<{ ID: string }>>,
+    ]);
+    const inSpec = new Set(services.flatMap((s) => specSecretIds(s.Spec)));
+    const held = new Set([
+      ...services.filter((s) => ROLLBACK_POSSIBLE_STATES.has(s.UpdateStatus?.State ?? "")).flatMap((s) => specSecretIds(s.PreviousSpec)),
+      ...tasks.filter(taskHoldsSecrets).flatMap((t) => (t.Spec?.ContainerSpec?.Secrets ?? []).map((r) => r.SecretID ?? "")),
+    ]);
     let removed = 0;
+    let waiting = 0;
     for (const secret of managed) {
-      if (inUse.has(secret.ID)) continue;
+      if (inSpec.has(secret.ID)) continue;
+      if (held.has(secret.ID)) {
+        waiting++;
+        continue;
+      }
       try {
         await this.deps.docker.getSecret(secret.ID).remove();
         removed++;
       } catch {
-        // still used by a task that is shutting down: retried at the next reconcile
+        // e.g. a service created meanwhile uses it: looked at again at the next sweep
+        waiting++;
       }
     }
-    return removed;
+    return { removed, held: waiting };
   }
 }

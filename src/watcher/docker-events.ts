@@ -1,5 +1,5 @@
 /**
- * The Docker stream of the Watcher: GET /events for containers, reconnecting with backoff and
+ * The Docker stream of the Watcher: GET /events for containers (and Swarm services), reconnecting with backoff and
  * `since=` the last event seen. The daemon keeps only 256 events and forgets them on restart,
  * so every (re)connect is followed by a full reconcile (onConnected).
  */
@@ -64,7 +64,8 @@ export class DockerEventWatcher {
   }
 
   private async streamOnce(): Promise<void> {
-    const opts: Record<string, unknown> = { filters: { type: ["container"], event: ["start", "die", "destroy"] } };
+    // Service creation (on a Swarm manager) too: a new DSO service gets its secrets now, not at the next full pass.
+    const opts: Record<string, unknown> = { filters: { type: ["container", "service"], event: ["start", "die", "destroy", "create"] } };
     if (this.lastEventTime !== undefined) opts.since = String(this.lastEventTime);
     const stream = (await this.deps.docker.getEvents(opts)) as NodeJS.ReadableStream & { destroy?(): void };
     const onAbort = () => stream.destroy?.();

@@ -104,16 +104,11 @@ async function startPrivateDaemon(): Promise<TestDocker> {
   if (!existsSync(DOCKERD)) throw new Error(`${DOCKERD} not found: apt-get install docker.io busybox-static`);
   // Short path: a unix socket path must stay under ~108 bytes, and containerd nests sockets in exec-root.
   removeStaleTempDirs();
-  const rootDir = mkdtempSync(join(TEMP_PARENT, TEMP_NAME_PREFIX));
+  const rootDir = makeDaemonDir();
   const dataRoot = join(rootDir, "data");
-  const execRoot = join(rootDir, "exec");
   const socketPath = join(rootDir, "docker.sock");
   const logPath = join(rootDir, "dockerd.log");
-  const configPath = join(rootDir, "daemon.json");
-  mkdirSync(dataRoot);
-  mkdirSync(execRoot);
-  // An empty config file so a host /etc/docker/daemon.json cannot change or conflict with our flags.
-  writeFileSync(configPath, "{}\n");
+  const execRoot = join(rootDir, "exec");
 
   const proc = spawnDockerd(rootDir);
   daemon = { proc, rootDir, logPath, execRoot };
@@ -130,15 +125,71 @@ async function startPrivateDaemon(): Promise<TestDocker> {
   }
 }
 
+interface DaemonPlacement {
+  /** Run dockerd inside this network namespace (`ip netns` name), in the host's other namespaces. */
+  netns?: string;
+  /** Flags added to the fixed ones, e.g. --default-address-pool. */
+  args?: string[];
+}
+
+/** A fresh /tmp/dso-test-XXXX with data and exec roots and an empty daemon.json. */
+function makeDaemonDir(): string {
+  const rootDir = mkdtempSync(join(TEMP_PARENT, TEMP_NAME_PREFIX));
+  mkdirSync(join(rootDir, "data"));
+  mkdirSync(join(rootDir, "exec"));
+  // An empty config file so a host /etc/docker/daemon.json cannot change or conflict with our flags.
+  writeFileSync(join(rootDir, "daemon.json"), "{}\n");
+  return rootDir;
+}
+
+export interface ExtraDocker extends TestDocker {
+  /** The daemon's log so far. */
+  logTail(): string;
+  /** SIGTERM (SIGKILL after a while), then unmount and remove its temp dir. */
+  stop(): Promise<void>;
+}
+
+/**
+ * One more private dockerd beside the shared test daemon, e.g. a node of a multi-host Swarm in
+ * its own network namespace. Same flags and layout; the caller stops it.
+ */
+export async function startExtraDocker(placement: DaemonPlacement = {}): Promise<ExtraDocker> {
+  if (process.getuid?.() !== 0) throw new Error("a private test dockerd needs root");
+  const rootDir = makeDaemonDir();
+  const socketPath = join(rootDir, "docker.sock");
+  const logPath = join(rootDir, "dockerd.log");
+  const extra: PrivateDaemon = { proc: spawnDockerd(rootDir, placement), rootDir, logPath, execRoot: join(rootDir, "exec") };
+  const kill = () => {
+    if (extra.proc.exitCode === null) extra.proc.kill("SIGTERM");
+  };
+  process.once("exit", kill);
+  const stop = async () => {
+    process.removeListener("exit", kill);
+    await stopDaemon(extra);
+  };
+  try {
+    await waitForPing(socketPath, extra.proc, logPath);
+    const host = `unix://${socketPath}`;
+    const conn = await connectDocker({ env: { DOCKER_HOST: host } });
+    return { host, socketPath, docker: conn.docker, dataRoot: join(rootDir, "data"), privateDaemon: true, logTail: () => logTail(logPath), stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
 /** dockerd with the fixed test flags and every path under rootDir (so a restart reuses them). */
-function spawnDockerd(rootDir: string): Subprocess {
+function spawnDockerd(rootDir: string, placement: DaemonPlacement = {}): Subprocess {
   const dataRoot = join(rootDir, "data");
   const execRoot = join(rootDir, "exec");
   const socketPath = join(rootDir, "docker.sock");
   const configPath = join(rootDir, "daemon.json");
   const logFd = openSync(join(rootDir, "dockerd.log"), "a");
+  // nsenter --net only: `ip netns exec` would also remount /sys, hiding the cgroup mounts dockerd needs.
+  const prefix = placement.netns ? ["nsenter", `--net=/run/netns/${placement.netns}`, "--"] : [];
   const proc = Bun.spawn(
     [
+      ...prefix,
       DOCKERD,
       `--config-file=${configPath}`,
       `--data-root=${dataRoot}`,
@@ -150,6 +201,7 @@ function spawnDockerd(rootDir: string): Subprocess {
       "--bridge=none",
       "--storage-driver=vfs",
       `--shutdown-timeout=${DAEMON_SHUTDOWN_TIMEOUT_S}`,
+      ...(placement.args ?? []),
     ],
     { stdin: "ignore", stdout: logFd, stderr: logFd, env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin" } },
   );
@@ -232,7 +284,10 @@ export async function stopDocker(): Promise<void> {
   daemon = undefined;
   ready = undefined;
   process.removeListener("exit", terminateOnExit);
+  await stopDaemon(current);
+}
 
+async function stopDaemon(current: PrivateDaemon): Promise<void> {
   current.proc.kill("SIGTERM");
   const exited = await Promise.race([current.proc.exited.then(() => true), Bun.sleep(DAEMON_STOP_TIMEOUT_MS).then(() => false)]);
   if (!exited) {
