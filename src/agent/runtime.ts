@@ -28,6 +28,7 @@ export function providerProcess(name: string, spec: ProviderConfig, env: Record<
     },
     env,
     backoffBaseMs: spec.retry.backoffMs,
+    ...(spec.timeoutMs === undefined ? {} : { callTimeoutMs: spec.timeoutMs }),
     ...(observer ? { observer } : {}),
   });
 }

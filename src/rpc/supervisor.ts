@@ -111,6 +111,8 @@ export class ProviderProcess {
   private notBefore = 0;
   private status: ProviderStatus;
   private stopped = false;
+  /** Children this supervisor killed (hang, bad frame, closed pipe): their exit still counts as a restart. */
+  private readonly killed = new WeakSet<Subprocess>();
 
   constructor(options: ProviderProcessOptions) {
     this.options = options;
@@ -378,6 +380,7 @@ export class ProviderProcess {
 
   private kill(child: Subprocess) {
     if (this.child === child) {
+      this.killed.add(child);
       this.child = undefined;
       this.status.state = "idle";
     }
@@ -393,10 +396,13 @@ export class ProviderProcess {
   }
 
   private onExit(child: Subprocess, code: number | null) {
-    if (this.child !== child) return;
-    this.child = undefined;
+    const killedByUs = this.killed.has(child);
+    if (this.child !== child && !killedByUs) return;
+    if (this.child === child) this.child = undefined;
     this.status.restarts++;
     if (!this.stopped) this.tellObserver((o) => o.restarted());
+    // fail() or a failed start already logged it, recorded the failure and failed the calls.
+    if (killedByUs) return;
     const how = child.signalCode ? `signal ${child.signalCode}` : `code ${code}`;
     if (!this.stopped) {
       this.log.warn(`provider exited (${how})`);

@@ -85,6 +85,9 @@ describe("provider supervisor with the real `dso provider file` process", () => 
     });
     await expect(p.fingerprint([{ name: "x" }])).rejects.toMatchObject({ code: "PROVIDER_TIMEOUT" });
     expect(p.getStatus().pid).toBeUndefined();
+    // The killed child counts as a restart (dso_provider_restarts_total), once it has exited.
+    for (let i = 0; i < 50 && p.getStatus().restarts === 0; i++) await Bun.sleep(20);
+    expect(p.getStatus().restarts).toBe(1);
     await p.stop();
   });
 
