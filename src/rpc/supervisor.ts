@@ -36,6 +36,8 @@ export const BACKOFF_MAX_MS = 30_000;
 /** A provider's stderr line longer than this is dropped; a non-JSON one is cut to the second. */
 const STDERR_LINE_BYTES = 64 * 1024;
 const STDERR_TEXT_CHARS = 2_000;
+/** At most this many of a provider's stderr lines are re-logged per second; the rest are counted. */
+export const STDERR_LINES_PER_SECOND = 100;
 
 export type ProviderState = "idle" | "starting" | "ready" | "backoff" | "stopped";
 
@@ -334,8 +336,26 @@ export class ProviderProcess {
    * stack trace, a library's stray print) is re-logged as a warning, through the redactor.
    */
   private async relogStderr(child: Subprocess<"pipe", "pipe", "pipe">): Promise<void> {
+    // A flooding child must not flood the agent's log nor starve its event loop.
+    let windowStart = 0;
+    let inWindow = 0;
+    let dropped = 0;
+    const reportDropped = () => {
+      if (dropped) this.log.warn("provider wrote too much to stderr; lines dropped", { dropped, limitPerSecond: STDERR_LINES_PER_SECOND });
+      dropped = 0;
+    };
     for await (const line of readTextLines(child.stderr, STDERR_LINE_BYTES)) {
       if (!line.trim()) continue;
+      const now = Date.now();
+      if (now - windowStart >= 1000) {
+        reportDropped();
+        windowStart = now;
+        inWindow = 0;
+      }
+      if (++inWindow > STDERR_LINES_PER_SECOND) {
+        dropped++;
+        continue;
+      }
       let entry: unknown;
       try {
         entry = JSON.parse(line);
@@ -350,6 +370,7 @@ export class ProviderProcess {
       const method = level === "error" ? "error" : level === "warn" ? "warn" : level === "debug" ? "debug" : "info";
       this.log[method](String(msg ?? ""), fields);
     }
+    reportDropped();
   }
 
   private recordSuccess() {
