@@ -60,7 +60,9 @@ describe("provider supervisor with the real `dso provider file` process", () => 
       callTimeoutMs: 20_000,
     });
     const call = p.fetch([{ name: "db" }]);
-    await Bun.sleep(300);
+    // Mid-call: after the handshake (a loaded machine may take longer than 300 ms to get there).
+    for (let i = 0; i < 100 && p.getStatus().state !== "ready"; i++) await Bun.sleep(50);
+    await Bun.sleep(100);
     process.kill(p.getStatus().pid!, "SIGKILL");
     await expect(call).rejects.toMatchObject({ code: "PROVIDER_UNAVAILABLE" });
     expect(p.getStatus()).toMatchObject({ healthy: false, restarts: 1 });
