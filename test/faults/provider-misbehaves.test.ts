@@ -38,17 +38,17 @@ async function supervise(mode: string, env: Record<string, string> = {}): Promis
 describe("providers that misbehave on their pipes", () => {
   test("floods stderr (40 MiB): every call answered, the log capped, memory bounded", async () => {
     const r = await supervise("flood", { FLOOD_MB: "40" });
-    expect(r.outcomes).toEqual({ ok: 40 });
+    expect(r.outcomes).toEqual({ ok: 20 });
     expect(r.restarts).toBe(0);
-    // 40 calls 50 ms apart: a few seconds of flood, at most STDERR_LINES_PER_SECOND a second (+1 summary each).
+    // 20 calls 50 ms apart: a few seconds of flood, at most STDERR_LINES_PER_SECOND a second (+1 summary each).
     expect(r.relogged).toBeLessThanOrEqual((STDERR_LINES_PER_SECOND + 1) * (Math.ceil(r.seconds) + 2));
     expect(r.after - r.before).toBeLessThan(BOUND_KIB);
   }, 60_000);
 
   test("stops reading its stdin: calls time out, the child is killed and restarted, memory bounded", async () => {
     const r = await supervise("deaf");
-    expect(r.outcomes).toEqual({ PROVIDER_TIMEOUT: 200 });
-    expect(r.restarts).toBeGreaterThanOrEqual(3);
+    expect(r.outcomes).toEqual({ PROVIDER_TIMEOUT: 100 });
+    expect(r.restarts).toBeGreaterThanOrEqual(1);
     expect(r.after - r.before).toBeLessThan(BOUND_KIB);
   }, 60_000);
 
