@@ -19,6 +19,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { startAgent } from "../test/support/agent-process.ts";
+import { countingProxy } from "../test/support/agent-probe.ts";
 import { ensureDocker, stopDocker } from "../test/support/docker-daemon.ts";
 import { BUSYBOX_IMAGE, ensureTestImages } from "../test/support/test-images.ts";
 
@@ -45,48 +46,6 @@ function readInside(id: string, path = "/run/secrets/token"): string | undefined
   } catch {
     return undefined;
   }
-}
-
-/** A unix-socket proxy in front of dockerd that counts the HTTP requests passing through it. */
-function countingProxy(target: string, path: string) {
-  const counts = new Map<string, number>();
-  let total = 0;
-  const server = Bun.listen<{ upstream?: Awaited<ReturnType<typeof Bun.connect>>; queue: Uint8Array[] }>({
-    unix: path,
-    socket: {
-      async open(client) {
-        client.data = { queue: [] };
-        client.data.upstream = await Bun.connect({
-          unix: target,
-          socket: {
-            data: (_s, chunk) => void client.write(chunk),
-            close: () => void client.end(),
-          },
-        });
-        for (const chunk of client.data.queue) client.data.upstream.write(chunk);
-      },
-      data(client, chunk) {
-        for (const m of Buffer.from(chunk).toString("latin1").matchAll(/(?:^|\r\n)(GET|POST|PUT|DELETE|HEAD) (\/[^ ?]*)[^ ]* HTTP\/1\.1/g)) {
-          const key = `${m[1]} ${m[2]!.replace(/\/v1\.\d+/, "").replace(/[0-9a-f]{64}/g, "{id}")}`;
-          counts.set(key, (counts.get(key) ?? 0) + 1);
-          total++;
-        }
-        if (client.data.upstream) client.data.upstream.write(chunk);
-        else client.data.queue.push(new Uint8Array(chunk));
-      },
-      close: (client) => void client.data.upstream?.end(),
-    },
-  });
-  return {
-    host: `unix://${path}`,
-    reset: () => {
-      counts.clear();
-      total = 0;
-    },
-    total: () => total,
-    counts: () => new Map(counts),
-    stop: () => server.stop(true),
-  };
 }
 
 async function startWatchers(docker: Dockerode, count: number, labels: Record<string, string>, prefix: string, script = WATCH) {

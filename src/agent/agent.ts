@@ -321,7 +321,8 @@ export class Agent implements ControlApi {
       }
       if (outcome.changed.length) this.log.info("secrets changed at the provider", { provider: runtime.spec.name, secrets: outcome.changed.join(",") });
       // Seeded too: containers may hold another version than the one seen first (changed while we were down).
-      const touched = [...outcome.changed, ...outcome.seeded];
+      // Recovered too: a fetch that failed (provider crashed, timed out) left containers behind.
+      const touched = [...outcome.changed, ...outcome.seeded, ...outcome.recovered];
       const trigger = runtime.webhookPending ? "webhook" : "poll";
       runtime.webhookPending = false;
       if (touched.length) {

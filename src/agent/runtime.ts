@@ -37,6 +37,7 @@ export function providerProcess(
     },
     env,
     backoffBaseMs: spec.retry.backoffMs,
+    ...(spec.timeoutMs === undefined ? {} : { callTimeoutMs: spec.timeoutMs }),
     ...(observer ? { observer } : {}),
   });
 }

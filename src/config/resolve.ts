@@ -120,6 +120,7 @@ function providerFrom(name: string, input: ProviderInput, issues: IssueCollector
       attempts: input.retry?.attempts ?? DEFAULT_RETRY.attempts,
       backoffMs: input.retry?.backoff ?? DEFAULT_RETRY.backoffMs,
     },
+    ...(input.timeout === undefined ? {} : { timeoutMs: input.timeout }),
   };
 }
 

@@ -168,6 +168,7 @@ export const ProviderSchema = v.strictObject({
       backoff: v.optional(durationField()),
     }),
   ),
+  timeout: v.optional(durationField(100)),
   config: v.optional(stringMap),
 });
 

@@ -23,6 +23,8 @@ export interface ProviderConfig {
   /** Provider-specific settings (e.g. vault `address`, azure `vault_url`, file `path`). */
   config: Record<string, string>;
   retry: RetrySpec;
+  /** `timeout`: how long one call to the provider process may take before it is killed (default 30 s). */
+  timeoutMs?: number;
 }
 
 export interface FileInjectSpec {

@@ -47,6 +47,8 @@ export const BACKOFF_MAX_MS = 30_000;
 /** A provider's stderr line longer than this is dropped; a non-JSON one is cut to the second. */
 const STDERR_LINE_BYTES = 64 * 1024;
 const STDERR_TEXT_CHARS = 2_000;
+/** At most this many of a provider's stderr lines are re-logged per second; the rest are counted. */
+export const STDERR_LINES_PER_SECOND = 100;
 
 export type ProviderState = "idle" | "starting" | "ready" | "backoff" | "stopped";
 
@@ -142,6 +144,8 @@ export class ProviderProcess {
   private stopped = false;
   /** The short-lived child serving fetches now, and how many fetch calls it has in flight. */
   private fetcher?: { process: ProviderProcess; calls: number };
+  /** Children this supervisor killed (hang, bad frame, closed pipe): their exit still counts as a restart. */
+  private readonly killed = new WeakSet<Subprocess>();
 
   /** `ownedOutput`: the child's stdout is read into buffers we own (fetch processes: values). */
   private readonly ownedOutput: boolean;
@@ -444,8 +448,26 @@ export class ProviderProcess {
    * stack trace, a library's stray print) is re-logged as a warning, through the redactor.
    */
   private async relogStderr(child: Subprocess<"pipe", "pipe", "pipe">): Promise<void> {
+    // A flooding child must not flood the agent's log nor starve its event loop.
+    let windowStart = 0;
+    let inWindow = 0;
+    let dropped = 0;
+    const reportDropped = () => {
+      if (dropped) this.log.warn("provider wrote too much to stderr; lines dropped", { dropped, limitPerSecond: STDERR_LINES_PER_SECOND });
+      dropped = 0;
+    };
     for await (const line of readTextLines(child.stderr, STDERR_LINE_BYTES)) {
       if (!line.trim()) continue;
+      const now = Date.now();
+      if (now - windowStart >= 1000) {
+        reportDropped();
+        windowStart = now;
+        inWindow = 0;
+      }
+      if (++inWindow > STDERR_LINES_PER_SECOND) {
+        dropped++;
+        continue;
+      }
       let entry: unknown;
       try {
         entry = JSON.parse(line);
@@ -460,6 +482,7 @@ export class ProviderProcess {
       const method = level === "error" ? "error" : level === "warn" ? "warn" : level === "debug" ? "debug" : "info";
       this.log[method](String(msg ?? ""), fields);
     }
+    reportDropped();
   }
 
   private recordSuccess() {
@@ -490,6 +513,7 @@ export class ProviderProcess {
 
   private kill(child: Subprocess) {
     if (this.child === child) {
+      this.killed.add(child);
       this.child = undefined;
       this.status.state = "idle";
     }
@@ -505,10 +529,13 @@ export class ProviderProcess {
   }
 
   private onExit(child: Subprocess, code: number | null) {
-    if (this.child !== child) return;
-    this.child = undefined;
+    const killedByUs = this.killed.has(child);
+    if (this.child !== child && !killedByUs) return;
+    if (this.child === child) this.child = undefined;
     this.status.restarts++;
     if (!this.stopped) this.tellObserver((o) => o.restarted());
+    // fail() or a failed start already logged it, recorded the failure and failed the calls.
+    if (killedByUs) return;
     const how = child.signalCode ? `signal ${child.signalCode}` : `code ${code}`;
     if (!this.stopped) {
       this.log.warn(`provider exited (${how})`);

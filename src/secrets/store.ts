@@ -63,10 +63,15 @@ export class SecretStore {
     return this.all().filter((s) => s.spec.provider === provider);
   }
 
-  /** Record a poll result; true when the fingerprint changed from a known, different one. */
-  recordFingerprint(name: string, fingerprint: string, at: Date): "seeded" | "unchanged" | "changed" {
+  /**
+   * Record a poll result: "changed" when the fingerprint differs from a known one; "recovered"
+   * when it is the known one but the secret was stale (a fetch or poll failed since: containers
+   * may have missed a delivery).
+   */
+  recordFingerprint(name: string, fingerprint: string, at: Date): "seeded" | "unchanged" | "changed" | "recovered" {
     const state = this.states.get(name);
     if (!state) return "unchanged";
+    const wasStale = state.stale;
     state.lastPollAt = at.toISOString();
     state.stale = false;
     state.staleSince = undefined;
@@ -74,7 +79,7 @@ export class SecretStore {
     const before = state.fingerprint;
     state.fingerprint = fingerprint;
     if (before === undefined) return "seeded";
-    if (before === fingerprint) return "unchanged";
+    if (before === fingerprint) return wasStale ? "recovered" : "unchanged";
     state.lastChangeAt = at.toISOString();
     if (state.cached && state.cached.fingerprint !== fingerprint) {
       wipeSecretBytes(state.cached.value);

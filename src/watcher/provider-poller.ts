@@ -14,6 +14,8 @@ export interface PollOutcome {
   provider: string;
   changed: string[];
   seeded: string[];
+  /** Known fingerprint again after the secret was stale: containers may have missed a delivery. */
+  recovered: string[];
   errors: Array<{ secret: string; message: string }>;
   /** The provider could not be asked at all (not one secret answered). */
   failed: boolean;
@@ -42,7 +44,7 @@ export async function pollProvider(
   signal?: AbortSignal,
 ): Promise<PollOutcome> {
   const states = store.forProvider(provider);
-  const outcome: PollOutcome = { provider, changed: [], seeded: [], errors: [], failed: false };
+  const outcome: PollOutcome = { provider, changed: [], seeded: [], recovered: [], errors: [], failed: false };
   if (states.length === 0) return outcome;
   const now = new Date();
   let items: FingerprintItem[];
@@ -72,6 +74,7 @@ export async function pollProvider(
     const result = store.recordFingerprint(name, item.fingerprint, now);
     if (result === "changed") outcome.changed.push(name);
     if (result === "seeded") outcome.seeded.push(name);
+    if (result === "recovered") outcome.recovered.push(name);
   });
   return outcome;
 }

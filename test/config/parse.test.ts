@@ -324,6 +324,12 @@ describe("keys the Go DSO documents but DSO does not use", () => {
 });
 
 describe("resolution", () => {
+  test("a provider's call timeout is a duration of at least 100ms", () => {
+    const { config } = parseConfig(yaml("providers:", "  f:", "    type: file", "    timeout: 2s"), "dso.yaml", {});
+    expect(config.providers.f?.timeoutMs).toBe(2000);
+    expect(errorsOf(yaml("providers:", "  f:", "    type: file", "    timeout: 10ms"))[0]).toContain("providers.f.timeout");
+  });
+
   test("no providers at all means the built-in file provider", () => {
     const { config } = parseConfig(yaml("secrets:", "  - name: db-password"), "dso.yaml", {});
     expect(Object.keys(config.providers)).toEqual(["file"]);

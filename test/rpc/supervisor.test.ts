@@ -61,8 +61,10 @@ describe("provider supervisor with the real `dso provider file` process", () => 
       callTimeoutMs: 20_000,
     });
     const call = p.fetch([{ name: "db" }]);
-    await Bun.sleep(300);
     // Values are fetched by a short-lived process of their own: that is the one in the call.
+    // Mid-call: after its handshake (a loaded machine may take longer than 300 ms to get there).
+    for (let i = 0; i < 100 && p.getStatus().fetchPid === undefined; i++) await Bun.sleep(50);
+    await Bun.sleep(300);
     expect(p.getStatus().fetchPid).toBeNumber();
     process.kill(p.getStatus().fetchPid!, "SIGKILL");
     await expect(call).rejects.toMatchObject({ code: "PROVIDER_UNAVAILABLE" });
@@ -88,6 +90,9 @@ describe("provider supervisor with the real `dso provider file` process", () => 
     });
     await expect(p.fingerprint([{ name: "x" }])).rejects.toMatchObject({ code: "PROVIDER_TIMEOUT" });
     expect(p.getStatus().pid).toBeUndefined();
+    // The killed child counts as a restart (dso_provider_restarts_total), once it has exited.
+    for (let i = 0; i < 50 && p.getStatus().restarts === 0; i++) await Bun.sleep(20);
+    expect(p.getStatus().restarts).toBe(1);
     await p.stop();
   });
 

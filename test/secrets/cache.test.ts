@@ -72,4 +72,16 @@ describe("agent.cache: last known values in memory", () => {
     provider.value = "v2";
     expect(text((await r.fetch(["db"])).values.get("db")?.value.get("value"))).toBe("v2");
   });
+
+  test("a poll that answers after a failed fetch reports the secret recovered, so the containers it left behind are looked at", async () => {
+    const { r, store, provider } = reloader(false);
+    await r.fetch(["db"]);
+    expect(store.recordFingerprint("db", "fp-v1", new Date())).toBe("unchanged");
+    provider.next = "outage";
+    await r.fetch(["db"]);
+    expect(store.get("db")?.stale).toBe(true);
+    expect(store.recordFingerprint("db", "fp-v1", new Date())).toBe("recovered");
+    expect(store.get("db")?.stale).toBe(false);
+    expect(store.recordFingerprint("db", "fp-v1", new Date())).toBe("unchanged");
+  });
 });

@@ -1,0 +1,102 @@
+#!/usr/bin/env bun
+/**
+ * 1,000 labelled containers on one daemon (the Go DSO's documented limit), with the compiled agent
+ * and the file provider against a private dockerd (run as root: bun bench/scale.ts [containers]
+ * [waves]). Prints: time to start the fleet and deliver to it; per rotation wave of the one shared
+ * secret, change → new content seen inside p50/p95/max (read from the host through
+ * /proc/<pid>/root), agent RSS max and CPU, provider fetch calls; then a reconcile pass
+ * (`dso sync`) over the up-to-date fleet: wall time and the Docker API calls the agent made,
+ * counted by a proxy on its Docker socket; and the agent's idle RSS with the fleet.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { startAgent } from "../test/support/agent-process.ts";
+import { countingProxy, cpuSeconds, metricSum, percentile, providerPids, rssKiB, scrapeMetrics } from "../test/support/agent-probe.ts";
+import { ensureDocker, stopDocker } from "../test/support/docker-daemon.ts";
+import { removeFleet, startFleet, waitForValue, type FleetMember } from "../test/support/fleet.ts";
+import { ensureTestImages } from "../test/support/test-images.ts";
+
+const FLEET = Number(process.argv[2] ?? 1000);
+const WAVES = Number(process.argv[3] ?? 5);
+const RSS_GOAL_MIB = 150;
+const LABELS = { "dso.reloader": "true", "dso.secrets": "shared", "dso.update.strategy": "none" };
+const mib = (kib: number) => (kib / 1024).toFixed(1);
+
+const { docker, host } = await ensureDocker();
+await ensureTestImages(docker);
+const dir = await mkdtemp("/tmp/dso-bench-scale-");
+await mkdir(join(dir, "secrets"));
+await writeFile(join(dir, "secrets", "shared"), "scale-v0");
+await writeFile(
+  join(dir, "dso.yaml"),
+  `providers:\n  local:\n    type: file\n    config: { path: ${join(dir, "secrets")} }\nagent:\n  metrics: { enabled: true }\n  watch: { polling_interval: 1s }\n`,
+);
+const proxy = countingProxy(host.replace(/^unix:\/\//, ""), join(dir, "counted-docker.sock"));
+const agent = await startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost: proxy.host });
+let fleet: FleetMember[] = [];
+try {
+  const t0 = performance.now();
+  fleet = await startFleet(docker, FLEET, { prefix: "bscale", labels: LABELS, concurrency: 4 });
+  const createdS = (performance.now() - t0) / 1000;
+  const first = await waitForValue(fleet, "/run/secrets/shared", "scale-v0", { startedAt: t0, timeoutMs: 120_000 });
+  if (first.missing) throw new Error(`${first.missing} containers never got their first delivery`);
+  console.log(`\n${FLEET} containers created and started in ${createdS.toFixed(0)} s (4 at a time); all had their file ${((performance.now() - t0) / 1000 - createdS).toFixed(1)} s after the last start\n`);
+  await Bun.sleep(3000);
+  const idleRss = rssKiB(agent.proc.pid);
+
+  console.log(`Rotation waves of the one shared secret (1 s polling), ${FLEET} containers:\n`);
+  console.log("| wave | p50 ms | p95 ms | max ms | agent RSS max MiB | agent CPU s | provider fetch calls | Docker API calls |\n|---|---|---|---|---|---|---|---|");
+  const all: number[] = [];
+  let rssPeak = idleRss;
+  for (let w = 1; w <= WAVES; w++) {
+    const value = `scale-v${w}`;
+    const before = await scrapeMetrics(agent);
+    const cpu0 = cpuSeconds(agent.proc.pid);
+    let rssMax = rssKiB(agent.proc.pid);
+    proxy.reset();
+    const changedAt = performance.now();
+    await writeFile(join(dir, "secrets", "shared"), value);
+    const wave = await waitForValue(fleet, "/run/secrets/shared", value, {
+      startedAt: changedAt,
+      timeoutMs: 120_000,
+      onTick: () => void (rssMax = Math.max(rssMax, rssKiB(agent.proc.pid))),
+    });
+    if (wave.missing) throw new Error(`wave ${w}: ${wave.missing} containers never saw the new value`);
+    const cpu = cpuSeconds(agent.proc.pid) - cpu0;
+    await Bun.sleep(1500);
+    const after = await scrapeMetrics(agent);
+    const fetches = metricSum(after, "dso_provider_calls_total", 'operation="fetch"') - metricSum(before, "dso_provider_calls_total", 'operation="fetch"');
+    all.push(...wave.latencies);
+    rssPeak = Math.max(rssPeak, rssMax);
+    console.log(
+      `| ${w} | ${percentile(wave.latencies, 50).toFixed(0)} | ${percentile(wave.latencies, 95).toFixed(0)} | ${Math.max(...wave.latencies).toFixed(0)} | ${mib(rssMax)} | ${cpu.toFixed(2)} | ${fetches} | ${proxy.total()} |`,
+    );
+    await Bun.sleep(1000);
+  }
+  console.log(`| all ${WAVES} | ${percentile(all, 50).toFixed(0)} | ${percentile(all, 95).toFixed(0)} | ${Math.max(...all).toFixed(0)} | ${mib(rssPeak)} | | | |`);
+
+  const passes: Array<{ ms: number; calls: number; counts: Map<string, number> }> = [];
+  for (let i = 0; i < 3; i++) {
+    proxy.reset();
+    const t = performance.now();
+    const sync = await agent.cli(["sync", "--json"]);
+    if (sync.code !== 0) throw new Error(`dso sync failed: ${sync.stderr}`);
+    passes.push({ ms: performance.now() - t, calls: proxy.total(), counts: proxy.counts() });
+  }
+  const sorted = [...passes].sort((a, b) => a.ms - b.ms);
+  console.log(
+    `\nReconcile pass (dso sync) over ${FLEET} up-to-date containers: ${sorted.map((p) => p.ms.toFixed(0)).join(", ")} ms wall (3 passes), ${sorted[0]!.calls} Docker API calls per pass:`,
+  );
+  for (const [k, n] of [...sorted[0]!.counts].sort()) console.log(`  ${n} × ${k}`);
+  const providerRss = providerPids(agent.proc.pid).map((pid) => mib(rssKiB(pid)));
+  const endRss = rssKiB(agent.proc.pid);
+  console.log(
+    `\nAgent RSS: idle with ${FLEET} containers ${mib(idleRss)} MiB, peak in the waves ${mib(rssPeak)} MiB, after ${mib(endRss)} MiB (goal < ${RSS_GOAL_MIB} MiB: ${rssPeak / 1024 < RSS_GOAL_MIB ? "met" : "MISSED"}); provider process ${providerRss.join(", ")} MiB\n`,
+  );
+} finally {
+  await agent.stop("SIGTERM");
+  await removeFleet(docker, fleet);
+  proxy.stop();
+  await rm(dir, { recursive: true, force: true });
+  await stopDocker();
+}
