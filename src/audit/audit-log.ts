@@ -11,7 +11,7 @@ import { redact } from "../log/redact.ts";
 
 export const AUDIT_SCHEMA_VERSION = 1;
 export const AUDIT_TAG = "audit";
-/** Versions are fingerprints or provider version ids: 12 characters identify one in a log. */
+/** Versions are keyed fingerprint tokens or provider version ids: 12 characters identify one in a log. */
 export const SHORT_VERSION_LENGTH = 12;
 const MAX_ERROR_LENGTH = 300;
 

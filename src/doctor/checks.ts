@@ -1,6 +1,6 @@
-import { access, constants, mkdtemp, readFile, rmdir, stat } from "node:fs/promises";
+import { access, constants, mkdtemp, readFile, realpath, rmdir, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { ConfigError, DEFAULT_SOCKET_PATH, DEFAULT_VOLUMES_ROOT, findConfigPath, formatIssue, loadConfig, type DsoConfig } from "../config/index.ts";
 import { isRamBacked, nearestExisting } from "../delivery/tmpfs.ts";
 import { connectDocker, type DockerConnection } from "../docker/client.ts";
@@ -142,21 +142,34 @@ export function activeSwaps(procSwaps: string): string[] {
     .filter((name) => name.length > 0);
 }
 
+/** What a swap area is made of: RAM (zram), a dm-crypt device, or anything else (a disk, a file, LVM). */
+export type SwapKind = "ram" | "encrypted" | "plain";
+
+/** By the kernel's own word: /sys/block/<dev>/dm/uuid starts with CRYPT- for dm-crypt (LVM's is LVM-). */
+async function swapKindOf(area: string): Promise<SwapKind> {
+  const device = basename(await realpath(area).catch(() => area));
+  if (device.startsWith("zram")) return "ram";
+  const uuid = await readFile(`/sys/block/${device}/dm/uuid`, "utf8").catch(() => "");
+  return uuid.startsWith("CRYPT-") ? "encrypted" : "plain";
+}
+
 export async function checkSwap(): Promise<CheckResult> {
-  return swapCheck(await readFile("/proc/swaps", "utf8").catch(() => ""));
+  const text = await readFile("/proc/swaps", "utf8").catch(() => "");
+  const kinds = new Map(await Promise.all(activeSwaps(text).map(async (area) => [area, await swapKindOf(area)] as const)));
+  return swapCheck(text, (area) => kinds.get(area) ?? "plain");
 }
 
 /** The swap check over a /proc/swaps text. */
-export function swapCheck(procSwaps: string): CheckResult {
+export function swapCheck(procSwaps: string, kindOf: (area: string) => SwapKind): CheckResult {
   const swaps = activeSwaps(procSwaps);
   if (swaps.length === 0) return { check: "swap", status: "ok", detail: "no swap: tmpfs pages stay in RAM" };
-  const unencrypted = swaps.filter((s) => !s.startsWith("/dev/mapper/") && !s.startsWith("/dev/dm-"));
-  if (unencrypted.length === 0) return { check: "swap", status: "ok", detail: `swap on encrypted devices: ${swaps.join(", ")}` };
+  const plain = swaps.filter((s) => kindOf(s) === "plain");
+  if (plain.length === 0) return { check: "swap", status: "ok", detail: `swap in RAM (zram) or on dm-crypt only: ${swaps.join(", ")}` };
   return {
     check: "swap",
     status: "warn",
     // mlock covers the agent's own buffers, never the tmpfs pages of delivered files.
-    detail: `swap is on (${unencrypted.join(", ")}): tmpfs secrets can be paged to disk (memory locking does not cover delivered files); encrypt swap or turn it off`,
+    detail: `swap is on and not encrypted (${plain.join(", ")}): tmpfs secrets can be paged to disk (memory locking does not cover delivered files); encrypt swap or turn it off`,
   };
 }
 

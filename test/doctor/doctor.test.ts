@@ -3,7 +3,7 @@ import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
-import { activeSwaps, swapCheck } from "../../src/doctor/checks.ts";
+import { activeSwaps, swapCheck, type SwapKind } from "../../src/doctor/checks.ts";
 import { hasIpcLock, limitOf } from "../../src/doctor/hardening.ts";
 import { dsoBinary, runDso } from "../support/dso-binary.ts";
 import { ensureDocker } from "../support/docker-daemon.ts";
@@ -106,9 +106,15 @@ describe("dso doctor (compiled binary, real daemon)", () => {
       "/dev/mapper/cryptswap",
     ]);
     const header = "Filename Type Size Used Priority\n";
-    expect(swapCheck(header).status).toBe("ok");
-    expect(swapCheck(`${header}/dev/mapper/cryptswap partition 5 0 -3\n`).status).toBe("ok");
-    const plain = swapCheck(`${header}/dev/sda2 partition 100 0 -2\n`);
+    const kinds: Record<string, SwapKind> = { "/dev/zram0": "ram", "/dev/mapper/cryptswap": "encrypted", "/dev/mapper/vg-swap": "plain", "/dev/sda2": "plain" };
+    const kindOf = (area: string) => kinds[area] ?? "plain";
+    expect(swapCheck(header, kindOf).status).toBe("ok");
+    expect(swapCheck(`${header}/dev/mapper/cryptswap partition 5 0 -3\n/dev/zram0 partition 5 0 100\n`, kindOf).status).toBe("ok");
+    // LVM is /dev/mapper too, and not encrypted.
+    const lvm = swapCheck(`${header}/dev/mapper/vg-swap partition 5 0 -3\n/dev/zram0 partition 5 0 100\n`, kindOf);
+    expect(lvm.status).toBe("warn");
+    expect(lvm.detail).toContain("(/dev/mapper/vg-swap)");
+    const plain = swapCheck(`${header}/dev/sda2 partition 100 0 -2\n`, kindOf);
     expect(plain.status).toBe("warn");
     expect(plain.detail).toContain("/dev/sda2");
     expect(plain.detail).toContain("memory locking does not cover delivered files");

@@ -146,8 +146,9 @@ describe("the provider's pipes", () => {
   test("a provider that prints to stdout does not break the stream, and its non-JSON stderr is re-logged", async () => {
     const lines: Array<{ level: string; msg: string; fields?: Record<string, unknown> }> = [];
     const record = (level: string) => (msg: string, fields?: Record<string, unknown>) => void lines.push({ level, msg, fields });
+    const fingerprintKey = "5e".repeat(32);
     const p = new ProviderProcess({
-      configure: { name: "noisy", type: "file", config: { path: dir } },
+      configure: { name: "noisy", type: "file", config: { path: dir }, fingerprintKey },
       command: [process.execPath, join(import.meta.dir, "fixtures/noisy-provider.ts")],
       log: { debug: record("debug"), info: record("info"), warn: record("warn"), error: record("error") },
     });
@@ -162,6 +163,9 @@ describe("the provider's pipes", () => {
       expect(stderr).toContain("stray console.log from a library");
       expect(stderr).toContain("stray stdout write");
       expect(stderr).toContain("Error: something broke");
+      // The fingerprint key is redacted even where provider code logs its configure params.
+      expect(lines.some((l) => l.msg.startsWith("careless: configured with"))).toBe(true);
+      expect(JSON.stringify(lines)).not.toContain(fingerprintKey);
     } finally {
       await p.stop();
     }
