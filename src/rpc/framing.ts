@@ -6,6 +6,7 @@
  * pipe is zeroed as it is consumed; the raw part is copied once, into a buffer the caller owns
  * and must wipe. Text lines (a provider's stderr log) are read by readTextLines.
  */
+import { lockMemory, unlockMemory } from "../os/libc.ts";
 /**
  * A zeroed byte array for secret material whose storage never moves: backed by its own
  * ArrayBuffer, so views (subarray, Buffer.from(buffer)) share it instead of JSC copying a small
@@ -13,6 +14,24 @@
  */
 export function ownedBytes(length: number): Uint8Array {
   return new Uint8Array(new ArrayBuffer(length));
+}
+
+/**
+ * ownedBytes for secret values: also mlock(2)ed where the platform and RLIMIT_MEMLOCK allow, so
+ * the kernel never swaps the pages out. Always end one with wipeBuffer (zeroes and unlocks).
+ */
+export function secretBuffer(length: number): Uint8Array {
+  const bytes = ownedBytes(length);
+  lockMemory(bytes);
+  return bytes;
+}
+
+/** The end of a secretBuffer's life: zeroed, and its pages unlocked. */
+export function wipeBuffer(bytes: Uint8Array | undefined): void {
+  if (!bytes) return;
+  const whole = new Uint8Array(bytes.buffer);
+  whole.fill(0);
+  unlockMemory(whole);
 }
 
 export type Frame = { ok: true; value: unknown; raw?: Uint8Array } | { ok: false; reason: string };
@@ -180,13 +199,13 @@ export async function* readFrames(stream: ReadableStream<Uint8Array>, limits: Fr
       // An ArrayBuffer from the start: JSC keeps a small typed array's bytes in GC storage and
       // copies them out (leaving the old ones behind, unzeroed) the first time a view of its
       // buffer is taken (subarray). See ownedBytes.
-      const raw = rawBytes > 0 ? ownedBytes(rawBytes) : undefined;
+      const raw = rawBytes > 0 ? secretBuffer(rawBytes) : undefined;
       if (raw) reader.consume(rawBytes, raw);
       let value: unknown;
       try {
         value = JSON.parse(decoder.decode(json));
       } catch {
-        raw?.fill(0);
+        wipeBuffer(raw);
         yield { ok: false, reason: "frame is not valid UTF-8 JSON" };
         continue;
       }

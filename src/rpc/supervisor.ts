@@ -16,7 +16,7 @@ import { DsoError, type ErrorCode } from "../errors.ts";
 import { currentLogLevel, log as rootLog } from "../log/logger.ts";
 import { registerSecretBytes, registerSecretValue } from "../log/redact.ts";
 import type { FieldLogger } from "../log/logger.ts";
-import { encodeFrame, LINE_PEER, readFrames, readTextLines, type Frame } from "./framing.ts";
+import { encodeFrame, LINE_PEER, readFrames, readTextLines, wipeBuffer, type Frame } from "./framing.ts";
 import { providerChildEnv, providerCredentials } from "./provider-env.ts";
 import {
   describeIssues,
@@ -372,7 +372,7 @@ export class ProviderProcess {
     try {
       const first = await Promise.race([frames.next(), timeout]);
       if (first.done) throw new DsoError("PROVIDER_UNAVAILABLE", `provider ${this.name} exited before its handshake`);
-      if (first.value.ok) first.value.raw?.fill(0);
+      if (first.value.ok) wipeBuffer(first.value.raw);
       else if (first.value.reason === LINE_PEER) {
         throw new DsoError("RPC_PROTOCOL", `provider ${this.name} speaks protocol 1, this agent speaks ${PROTOCOL_VERSION}; use one dso binary for both`);
       }
@@ -404,7 +404,7 @@ export class ProviderProcess {
           if (handled === "taken") raw = undefined;
           if (handled === "fail") return;
         } finally {
-          raw?.fill(0);
+          wipeBuffer(raw);
         }
       }
     } catch {

@@ -5,7 +5,7 @@
  * agent side; whoever holds a SecretBytes wipes it when its window ends (wipeSecretBytes).
  */
 import { DsoError } from "../errors.ts";
-import { ownedBytes } from "./framing.ts";
+import { secretBuffer, wipeBuffer } from "./framing.ts";
 import type { FetchItem, RpcError, SecretRef, WireFetchItem } from "./protocol.ts";
 
 /** key inside the secret → its bytes (views into one buffer the holder owns). */
@@ -57,22 +57,32 @@ export function valuesFromWire(items: readonly WireFetchItem[], raw: Uint8Array 
     return { ...rest, value: bytes };
   });
   if (offset !== total || out.some((item, i) => item.value && item.value.size !== items[i]!.value!.keys.length)) {
-    raw?.fill(0);
+    wipeBuffer(raw);
     throw new DsoError("RPC_PROTOCOL", `provider ${provider}: fetch result's value keys or lengths do not match its raw section (${total} bytes)`);
   }
   return out;
 }
 
-/** Fills a value's bytes with zeros: the end of its window. */
-export function wipeSecretBytes(value: SecretBytes | undefined): void {
+/**
+ * Fills a value's bytes with zeros: the end of its window. With `whole` (the default), the whole
+ * buffer behind it (one fetch's raw section, every value of that fetch) is zeroed and unlocked;
+ * without, only this value's own bytes (one item of a fetch whose other values live on).
+ */
+export function wipeSecretBytes(value: SecretBytes | undefined, options: { whole?: boolean } = {}): void {
   if (!value) return;
-  for (const bytes of value.values()) bytes.fill(0);
+  const buffers = new Set<ArrayBufferLike>();
+  for (const bytes of value.values()) {
+    bytes.fill(0);
+    buffers.add(bytes.buffer);
+  }
+  if (options.whole === false) return;
+  for (const buffer of buffers) wipeBuffer(new Uint8Array(buffer));
 }
 
 /** A copy the caller owns (the in-memory cache keeps its own, wiped when replaced). */
 export function copySecretBytes(value: SecretBytes): SecretBytes {
   const total = [...value.values()].reduce((sum, b) => sum + b.length, 0);
-  const buffer = ownedBytes(total);
+  const buffer = secretBuffer(total);
   const copy: SecretBytes = new Map();
   let offset = 0;
   for (const [key, bytes] of value) {

@@ -67,7 +67,7 @@ export class SecretSource {
           const code = error instanceof DsoError && OUTAGE_CODES.has(error.code) ? error.code : "PROVIDER_UNAVAILABLE";
           items = list.map((name) => ({ ref: { name }, error: { code: code as "PROVIDER_UNAVAILABLE", message: describeError(error) } }));
         }
-        for (const extra of items.slice(list.length)) wipeSecretBytes(extra.value);
+        for (const extra of items.slice(list.length)) wipeSecretBytes(extra.value, { whole: false });
         list.forEach((name, i) => {
           const item = items[i];
           // Items beyond the names asked for (a confused provider) hold values nobody takes.
@@ -78,7 +78,7 @@ export class SecretSource {
             return;
           }
           // The cache rides out outages; a secret the provider says is gone is not served from it.
-          wipeSecretBytes(item?.value);
+          wipeSecretBytes(item?.value, { whole: false });
           const outage = !item?.error || OUTAGE_CODES.has(item.error.code);
           const cached = outage ? store.cachedValue(name) : undefined;
           const message = item?.error?.message ?? "no value returned";

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { encodeFrame, FRAME_HEADER_BYTES, LINE_PEER, readFrames, type Frame } from "../../src/rpc/framing.ts";
+import { readFileSync } from "node:fs";
+import { encodeFrame, FRAME_HEADER_BYTES, LINE_PEER, readFrames, secretBuffer, wipeBuffer, type Frame } from "../../src/rpc/framing.ts";
 
 const enc = new TextEncoder();
 
@@ -97,5 +98,18 @@ describe("provider protocol framing (length-prefixed JSON + raw section)", () =>
   test("a protocol 1 peer (JSON lines) is recognised, not waited on", async () => {
     const frames = await collect(streamOf(enc.encode('{"type":"hello","protocol":1,"provider":"file"}\n')));
     expect(frames).toEqual([{ ok: false, reason: LINE_PEER }]);
+  });
+});
+
+describe("buffers for values", () => {
+  const lockedKiB = () => Number(/VmLck:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? "0");
+  test("a value buffer is mlocked while it lives, and zeroed and unlocked when wiped", () => {
+    const before = lockedKiB();
+    const bytes = secretBuffer(64 * 1024);
+    bytes.fill(7);
+    expect(lockedKiB()).toBeGreaterThanOrEqual(before + 64);
+    wipeBuffer(bytes);
+    expect(bytes.every((b) => b === 0)).toBe(true);
+    expect(lockedKiB()).toBe(before);
   });
 });
