@@ -92,7 +92,8 @@ export async function diffUnder(container: Dockerode.Container, dir: string): Pr
   return changes.map((c) => c.Path).filter((path) => path.startsWith(`${dir}/`));
 }
 
-function tmpfsMountPoints(): Set<string> {
+/** Mount points of tmpfs and ramfs mounts in this process's mount namespace, from /proc/self/mountinfo. */
+export function tmpfsMountPoints(): Set<string> {
   const points = new Set<string>();
   for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n") as string[]) {
     const [left, right] = line.split(" - ");
