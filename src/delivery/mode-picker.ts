@@ -193,16 +193,18 @@ async function hasTar(docker: Dockerode, containerId: string, opts: PickOptions)
   const known = opts.tarProbeCache?.get(containerId);
   if (known !== undefined) return known;
   const found = await canExecTar(docker, containerId, opts.signal);
-  opts.tarProbeCache?.set(containerId, found);
-  return found;
+  // Only an answer is remembered: a probe that timed out (a loaded host) is asked again next time.
+  if (found !== undefined) opts.tarProbeCache?.set(containerId, found);
+  return found === true;
 }
 
-async function canExecTar(docker: Dockerode, containerId: string, signal?: AbortSignal): Promise<boolean> {
+/** Whether the image has tar; undefined when the probe itself failed (timeout, Docker error). */
+async function canExecTar(docker: Dockerode, containerId: string, signal?: AbortSignal): Promise<boolean | undefined> {
   try {
     const { exitCode } = await runInContainer(docker, containerId, { cmd: EXEC_PROBE_CMD, signal, timeoutMs: EXEC_PROBE_TIMEOUT_MS });
     return !commandMissing(exitCode);
   } catch {
-    return false;
+    return undefined;
   }
 }
 
