@@ -49,7 +49,7 @@ mv -Tf -- "$stage/..data" ..data
 count=$#
 for name do set -- "$@" "$stage/$name"; done
 shift "$count"
-mv -f -- "$@" .
+if [ "$#" -gt 0 ]; then mv -f -- "$@" .; fi
 set --
 for entry in ..dso_*; do
   if [ "$entry" != "$version" ]; then set -- "$@" "$entry"; fi
