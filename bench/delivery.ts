@@ -144,13 +144,22 @@ async function main(): Promise<void> {
     if (result.mode !== expected && !warmUp) throw new Error(`expected mode ${expected}, got ${result.mode}`);
   }
 
-  async function time(work: () => Promise<unknown>): Promise<number> {
+  /** Failures (on a loaded machine: exec timeouts) count as Infinity and are reported beside the median. */
+  const failures = new Map<string, number>();
+  async function time(work: () => Promise<unknown>, cell?: string): Promise<number> {
     const started = performance.now();
-    await work();
+    try {
+      await work();
+    } catch (error) {
+      // A warm-up round (no cell) is not measured; its failure is only reported.
+      if (cell) failures.set(cell, (failures.get(cell) ?? 0) + 1);
+      console.error(`${cell ?? "warm-up"}: ${(error as Error).message.split("\n")[0]}`);
+      return Number.POSITIVE_INFINITY;
+    }
     return performance.now() - started;
   }
 
-  const rows: Array<{ label: string; cells: Record<Column, number> }> = [];
+  const rows: Array<{ label: string; key: string; cells: Record<Column, number> }> = [];
   const loadAtStart = loadavg()[0] ?? Number.NaN;
   try {
     const fleet = await Promise.all(Array.from({ length: FLEET_SIZE }, (_, i) => benchContainer(i)));
@@ -163,12 +172,12 @@ async function main(): Promise<void> {
         for (let round = 0; round <= SINGLE_RUNS; round++) {
           const set = files(count, round);
           const src = await sourceDir(set);
-          const ms = await time(() => deliverOnce(column, single, set, src, round === 0));
+          const ms = await time(() => deliverOnce(column, single, set, src, round === 0), round > 0 ? `${count}/1/${column}` : undefined);
           if (round > 0) samples.push(ms); // round 0 warms up (plugin activation, first exec)
         }
         cells[column] = median(samples);
       }
-      rows.push({ label: `${count} file${count > 1 ? "s" : ""}, 1 container`, cells });
+      rows.push({ label: `${count} file${count > 1 ? "s" : ""}, 1 container`, key: `${count}/1`, cells });
     }
 
     const coldCells = {} as Record<Column, number>;
@@ -178,14 +187,14 @@ async function main(): Promise<void> {
       for (let round = 0; round <= FLEET_RUNS; round++) {
         const set = files(FLEET_FILES, 100 + round);
         const src = await sourceDir(set);
-        const ms = await time(() => Promise.all(fleet.map((target) => deliverOnce(column, target, set, src, round === 0))));
+        const ms = await time(() => Promise.all(fleet.map((target) => deliverOnce(column, target, set, src, round === 0))), `fleet/${round === 0 ? "cold" : "warm"}/${column}`);
         if (round === 0) coldCells[column] = ms; // first delivery: the tar probe runs for all 50
         else samples.push(ms);
       }
       fleetCells[column] = median(samples);
     }
-    rows.push({ label: `${FLEET_FILES} files, ${FLEET_SIZE} containers at once (first delivery)`, cells: coldCells });
-    rows.push({ label: `${FLEET_FILES} files, ${FLEET_SIZE} containers at once`, cells: fleetCells });
+    rows.push({ label: `${FLEET_FILES} files, ${FLEET_SIZE} containers at once (first delivery)`, key: "fleet/cold", cells: coldCells });
+    rows.push({ label: `${FLEET_FILES} files, ${FLEET_SIZE} containers at once`, key: "fleet/warm", cells: fleetCells });
   } finally {
     await Promise.all(created.map((c) => c.remove({ force: true }).catch(() => undefined)));
     await Promise.all(volumes.map((v) => docker.getVolume(v).remove({ force: true }).catch(() => undefined)));
@@ -197,14 +206,15 @@ async function main(): Promise<void> {
     await stopDocker();
   }
 
-  const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
+  const fmt = (ms: number) => (!Number.isFinite(ms) ? "failed" : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
   console.log(`\nmedian wall time (${SINGLE_RUNS} runs single, ${FLEET_RUNS} runs fleet); ${VALUE_BYTES} B per file; docker ${DOCKER_CLI}; load average ${loadAtStart.toFixed(1)} at start, ${(loadavg()[0] ?? Number.NaN).toFixed(1)} at end\n`);
   console.log(`| scenario | ${COLUMNS.join(" | ")} | DSO vs docker cp |`);
   console.log(`|---|${COLUMNS.map(() => "---:").join("|")}|---:|`);
   for (const row of rows) {
     const cp = row.cells["docker cp"];
     const speedups = COLUMNS.filter((c) => c !== "docker cp").map((c) => `${c} ${(cp / row.cells[c]).toFixed(1)}×`);
-    console.log(`| ${row.label} | ${COLUMNS.map((c) => fmt(row.cells[c])).join(" | ")} | ${speedups.join(", ")} |`);
+    const cell = (c: Column) => fmt(row.cells[c]) + (failures.get(`${row.key}/${c}`) ? ` (${failures.get(`${row.key}/${c}`)} failed)` : "");
+    console.log(`| ${row.label} | ${COLUMNS.map(cell).join(" | ")} | ${speedups.join(", ")} |`);
   }
 }
 
