@@ -55,9 +55,11 @@ for entry in ..dso_*; do
   if [ "$entry" != "$version" ]; then set -- "$@" "$entry"; fi
 done
 if [ "$#" -gt 0 ]; then rm -rf -- "$@"; fi
+set --
 for entry in * .[!.]*; do
-  if [ -L "$entry" ] && [ ! -e "$entry" ] && [ "$(readlink -- "$entry")" = "..data/$entry" ]; then rm -f -- "$entry"; fi
+  if [ -L "$entry" ] && [ ! -e "$entry" ] && [ "$(readlink -- "$entry")" = "..data/$entry" ]; then set -- "$@" "$entry"; fi
 done
+if [ "$#" -gt 0 ]; then rm -f -- "$@"; fi
 `;
 
 const MODE: DeliveryMode = "exec";
