@@ -12,8 +12,10 @@
 import type Dockerode from "dockerode";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { loadavg } from "node:os";
 import { join } from "node:path";
-import { deliverToContainer } from "../src/delivery/deliver.ts";
+import { deliverToContainer, deliverWithPlan } from "../src/delivery/deliver.ts";
+import { pickDeliveryMode } from "../src/delivery/mode-picker.ts";
 import { createVolumeDriver } from "../src/delivery/plugin/volume-driver.ts";
 import type { DeliveryMode, SecretFile } from "../src/delivery/types.ts";
 import { configureLogger } from "../src/log/logger.ts";
@@ -30,13 +32,27 @@ const DOCKER_CLI = ["/usr/local/bin/docker", "/usr/bin/docker"].find((path) => e
 const DRIVER = `dso-bench-${process.pid}`;
 const PLUGIN_SOCKET = `/run/docker/plugins/${DRIVER}.sock`;
 
-type Column = DeliveryMode | "docker cp";
-const COLUMNS: Column[] = ["plugin", "volume", "exec", "procfs", "docker cp"];
+/**
+ * volume: as the agent on the host writes a tmpfs volume (at its host mountpoint); "volume /proc":
+ * as the agent in its container deployment does (the data root is not mounted there: through
+ * /proc/<pid>/root); "volume archive": the fallback when neither is visible (the Docker archive API).
+ */
+type Column = DeliveryMode | "volume /proc" | "volume archive" | "docker cp";
+const COLUMNS: Column[] = ["plugin", "volume", "volume /proc", "volume archive", "exec", "procfs", "docker cp"];
 /** Where each mode delivers inside a bench container. */
-const PATHS: Record<Column, string> = { plugin: "/run/dso", volume: "/run/vol", exec: "/run/tmpfs", procfs: "/run/tmpfs", "docker cp": "/run/vol" };
+const PATHS: Record<Column, string> = {
+  plugin: "/run/dso",
+  volume: "/run/vol",
+  "volume /proc": "/run/vol",
+  "volume archive": "/run/vol",
+  exec: "/run/tmpfs",
+  procfs: "/run/tmpfs",
+  "docker cp": "/run/vol",
+};
 
 interface BenchContainer {
   busybox: Dockerode.Container; // plugin, volume, exec and docker cp targets
+  busyboxPid: number;
   notar: Dockerode.Container; // procfs target (no tar in the image)
 }
 
@@ -92,7 +108,7 @@ async function main(): Promise<void> {
     const notar = await docker.createContainer({ Image: NOTAR_IMAGE, HostConfig: { NetworkMode: "none", Tmpfs: { "/run/tmpfs": "size=16m" } } });
     created.push(busybox, notar);
     await Promise.all([busybox.start(), notar.start()]);
-    return { busybox, notar };
+    return { busybox, busyboxPid: (await busybox.inspect()).State.Pid, notar };
   }
 
   /** Writes the file set to a host dir once, for docker cp (bench values are not secrets). */
@@ -102,7 +118,8 @@ async function main(): Promise<void> {
     return dir;
   }
 
-  async function deliverOnce(column: Column, target: BenchContainer, set: SecretFile[], src: string): Promise<void> {
+  /** `warmUp`: a tar probe that timed out on a loaded host may pick another mode once; not measured. */
+  async function deliverOnce(column: Column, target: BenchContainer, set: SecretFile[], src: string, warmUp = false): Promise<void> {
     if (column === "docker cp") {
       const proc = Bun.spawn([DOCKER_CLI as string, "cp", `${src}/.`, `${target.busybox.id}:${PATHS[column]}`], {
         env: { DOCKER_HOST: daemon.host, PATH: process.env.PATH ?? "" },
@@ -113,17 +130,37 @@ async function main(): Promise<void> {
       return;
     }
     const container = column === "procfs" ? target.notar : target.busybox;
-    const result = await deliverToContainer(docker, container.id, PATHS[column], set, { pluginDrivers: [DRIVER], pluginVolumeDir: driver.mountpointOf, tarProbeCache });
-    if (result.mode !== column) throw new Error(`expected mode ${column}, got ${result.mode}`);
+    const opts = { pluginDrivers: [DRIVER], pluginVolumeDir: driver.mountpointOf, tarProbeCache, writeVolumesDirectly: column !== "volume archive" };
+    if (column === "volume /proc") {
+      // The full pick (inspect, volume inspect, mountpoint check), then the way in the agent takes
+      // where the mountpoint is not visible (the PID is what the pick's inspect reported).
+      const plan = await pickDeliveryMode(docker, container.id, PATHS[column], opts);
+      const result = await deliverWithPlan(docker, { ...plan, hostPath: undefined, pid: target.busyboxPid }, set);
+      if (result.mode !== "volume" || !plan.hostPath) throw new Error(`expected a direct volume plan, got ${plan.mode}: ${plan.reason}`);
+      return;
+    }
+    const result = await deliverToContainer(docker, container.id, PATHS[column], set, opts);
+    const expected = column === "volume archive" ? "volume" : column;
+    if (result.mode !== expected && !warmUp) throw new Error(`expected mode ${expected}, got ${result.mode}`);
   }
 
-  async function time(work: () => Promise<unknown>): Promise<number> {
+  /** Failures (on a loaded machine: exec timeouts) count as Infinity and are reported beside the median. */
+  const failures = new Map<string, number>();
+  async function time(work: () => Promise<unknown>, cell?: string): Promise<number> {
     const started = performance.now();
-    await work();
+    try {
+      await work();
+    } catch (error) {
+      // A warm-up round (no cell) is not measured; its failure is only reported.
+      if (cell) failures.set(cell, (failures.get(cell) ?? 0) + 1);
+      console.error(`${cell ?? "warm-up"}: ${(error as Error).message.split("\n")[0]}`);
+      return Number.POSITIVE_INFINITY;
+    }
     return performance.now() - started;
   }
 
-  const rows: Array<{ label: string; cells: Record<Column, number> }> = [];
+  const rows: Array<{ label: string; key: string; cells: Record<Column, number> }> = [];
+  const loadAtStart = loadavg()[0] ?? Number.NaN;
   try {
     const fleet = await Promise.all(Array.from({ length: FLEET_SIZE }, (_, i) => benchContainer(i)));
     const single = fleet[0] as BenchContainer;
@@ -135,12 +172,12 @@ async function main(): Promise<void> {
         for (let round = 0; round <= SINGLE_RUNS; round++) {
           const set = files(count, round);
           const src = await sourceDir(set);
-          const ms = await time(() => deliverOnce(column, single, set, src));
+          const ms = await time(() => deliverOnce(column, single, set, src, round === 0), round > 0 ? `${count}/1/${column}` : undefined);
           if (round > 0) samples.push(ms); // round 0 warms up (plugin activation, first exec)
         }
         cells[column] = median(samples);
       }
-      rows.push({ label: `${count} file${count > 1 ? "s" : ""}, 1 container`, cells });
+      rows.push({ label: `${count} file${count > 1 ? "s" : ""}, 1 container`, key: `${count}/1`, cells });
     }
 
     const coldCells = {} as Record<Column, number>;
@@ -150,14 +187,14 @@ async function main(): Promise<void> {
       for (let round = 0; round <= FLEET_RUNS; round++) {
         const set = files(FLEET_FILES, 100 + round);
         const src = await sourceDir(set);
-        const ms = await time(() => Promise.all(fleet.map((target) => deliverOnce(column, target, set, src))));
+        const ms = await time(() => Promise.all(fleet.map((target) => deliverOnce(column, target, set, src, round === 0))), `fleet/${round === 0 ? "cold" : "warm"}/${column}`);
         if (round === 0) coldCells[column] = ms; // first delivery: the tar probe runs for all 50
         else samples.push(ms);
       }
       fleetCells[column] = median(samples);
     }
-    rows.push({ label: `${FLEET_FILES} files, ${FLEET_SIZE} containers at once (first delivery)`, cells: coldCells });
-    rows.push({ label: `${FLEET_FILES} files, ${FLEET_SIZE} containers at once`, cells: fleetCells });
+    rows.push({ label: `${FLEET_FILES} files, ${FLEET_SIZE} containers at once (first delivery)`, key: "fleet/cold", cells: coldCells });
+    rows.push({ label: `${FLEET_FILES} files, ${FLEET_SIZE} containers at once`, key: "fleet/warm", cells: fleetCells });
   } finally {
     await Promise.all(created.map((c) => c.remove({ force: true }).catch(() => undefined)));
     await Promise.all(volumes.map((v) => docker.getVolume(v).remove({ force: true }).catch(() => undefined)));
@@ -169,14 +206,15 @@ async function main(): Promise<void> {
     await stopDocker();
   }
 
-  const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
-  console.log(`\nmedian wall time (${SINGLE_RUNS} runs single, ${FLEET_RUNS} runs fleet); ${VALUE_BYTES} B per file; docker ${DOCKER_CLI}\n`);
-  console.log(`| scenario | ${COLUMNS.join(" | ")} | best DSO vs docker cp |`);
+  const fmt = (ms: number) => (!Number.isFinite(ms) ? "failed" : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
+  console.log(`\nmedian wall time (${SINGLE_RUNS} runs single, ${FLEET_RUNS} runs fleet); ${VALUE_BYTES} B per file; docker ${DOCKER_CLI}; load average ${loadAtStart.toFixed(1)} at start, ${(loadavg()[0] ?? Number.NaN).toFixed(1)} at end\n`);
+  console.log(`| scenario | ${COLUMNS.join(" | ")} | DSO vs docker cp |`);
   console.log(`|---|${COLUMNS.map(() => "---:").join("|")}|---:|`);
   for (const row of rows) {
     const cp = row.cells["docker cp"];
     const speedups = COLUMNS.filter((c) => c !== "docker cp").map((c) => `${c} ${(cp / row.cells[c]).toFixed(1)}×`);
-    console.log(`| ${row.label} | ${COLUMNS.map((c) => fmt(row.cells[c])).join(" | ")} | ${speedups.join(", ")} |`);
+    const cell = (c: Column) => fmt(row.cells[c]) + (failures.get(`${row.key}/${c}`) ? ` (${failures.get(`${row.key}/${c}`)} failed)` : "");
+    console.log(`| ${row.label} | ${COLUMNS.map(cell).join(" | ")} | ${speedups.join(", ")} |`);
   }
 }
 

@@ -12,6 +12,7 @@ import { commandMissing, runInContainer } from "./container-exec.ts";
 import { normaliseTargetPath } from "./file-names.ts";
 import { EXEC_PROBE_CMD } from "./modes/exec.ts";
 import { containerRootPath } from "./modes/procfs.ts";
+import { openRamMountRoot } from "./tmpfs.ts";
 import type { DeliveryPlan } from "./types.ts";
 
 export const DEFAULT_PLUGIN_DRIVERS = ["dso"] as const;
@@ -41,6 +42,13 @@ export interface PickOptions {
    * user namespaces, where ids seen from the host differ from those in the container.
    */
   preferProcfs?: boolean;
+  /**
+   * For tmpfs local volumes, write with the atomic writer at the volume's host mountpoint, or
+   * through /proc/<pid>/root, when either is reachable from here, instead of the archive API
+   * (atomic rotation, no Docker call). Default on; the agent turns it off when the daemon remaps
+   * user namespaces (ids seen from the host differ from those in the container).
+   */
+  writeVolumesDirectly?: boolean;
 }
 
 /** The mount backing a target, reduced to what the decision needs. */
@@ -91,9 +99,17 @@ export async function pickDeliveryMode(docker: Dockerode, containerId: string, t
     return { ...base, mode: "plugin", reason: `DSO volume ${backing.name ?? ""} (driver ${backing.driver})`, hostPath };
   }
   if (backing.kind === "volume" && backing.driver === "local") {
-    if (!(await volumeFacts(docker, backing.name, opts.signal)).tmpfs) throw refuse(`is on volume ${backing.name ?? "?"}, which is disk-backed`);
+    const volume = await volumeFacts(docker, backing.name, opts.signal);
+    if (!volume.tmpfs) throw refuse(`is on volume ${backing.name ?? "?"}, which is disk-backed`);
     if (!facts.running) throw notRunning(target, facts.name, "a tmpfs volume is mounted only while the container runs");
-    return { ...base, mode: "volume", reason: `tmpfs-backed local volume ${backing.name ?? ""}` };
+    const reason = `tmpfs-backed local volume ${backing.name ?? ""}`;
+    // A sub-path of the volume would be walked through directories the container controls: archive.
+    if (opts.writeVolumesDirectly === false || target !== posix.normalize(backing.destination)) return { ...base, mode: "volume", reason: `${reason}, by the archive API` };
+    if (volume.mountpoint && (await isVisibleRamMount(volume.mountpoint))) {
+      return { ...base, mode: "volume", reason: `${reason}, written at its host mountpoint`, hostPath: volume.mountpoint };
+    }
+    if (await canSeeRoot(facts.pid)) return { ...base, mode: "volume", reason: `${reason}, written via /proc/<pid>/root`, pid: facts.pid };
+    return { ...base, mode: "volume", reason: `${reason}, by the archive API (its mountpoint is not visible here)` };
   }
   if (backing.kind === "tmpfs") {
     if (!facts.running) throw notRunning(target, facts.name, "a --tmpfs mount exists only while the container runs");
@@ -177,17 +193,26 @@ async function hasTar(docker: Dockerode, containerId: string, opts: PickOptions)
   const known = opts.tarProbeCache?.get(containerId);
   if (known !== undefined) return known;
   const found = await canExecTar(docker, containerId, opts.signal);
-  opts.tarProbeCache?.set(containerId, found);
-  return found;
+  // Only an answer is remembered: a probe that timed out (a loaded host) is asked again next time.
+  if (found !== undefined) opts.tarProbeCache?.set(containerId, found);
+  return found === true;
 }
 
-async function canExecTar(docker: Dockerode, containerId: string, signal?: AbortSignal): Promise<boolean> {
+/** Whether the image has tar; undefined when the probe itself failed (timeout, Docker error). */
+async function canExecTar(docker: Dockerode, containerId: string, signal?: AbortSignal): Promise<boolean | undefined> {
   try {
     const { exitCode } = await runInContainer(docker, containerId, { cmd: EXEC_PROBE_CMD, signal, timeoutMs: EXEC_PROBE_TIMEOUT_MS });
     return !commandMissing(exitCode);
   } catch {
-    return false;
+    return undefined;
   }
+}
+
+/** The volume's host mountpoint is a tmpfs mount root in this process's mount namespace. */
+async function isVisibleRamMount(path: string): Promise<boolean> {
+  const handle = await openRamMountRoot(path);
+  await handle?.close();
+  return handle !== undefined;
 }
 
 async function canSeeRoot(pid: number): Promise<boolean> {

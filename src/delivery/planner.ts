@@ -28,6 +28,8 @@ export interface PlannerOptions {
   /** Volume driver names that are DSO. */
   pluginDrivers: string[];
   preferProcfs: boolean;
+  /** Tmpfs local volumes by their mountpoint or /proc/<pid>/root; off under userns-remap. */
+  writeVolumesDirectly: boolean;
   /** The host directory of a mounted DSO volume, from the agent's volume driver when it runs. */
   pluginVolumeDir?: (volume: string) => string | undefined;
 }
@@ -40,7 +42,8 @@ export interface DeliverOptions {
 
 /** The planner's options for a daemon: the same for the agent and for a direct `dso inject`. */
 export async function plannerOptionsFor(docker: Dockerode, socketPath: string | undefined, pluginVolumeDir?: PlannerOptions["pluginVolumeDir"]): Promise<PlannerOptions> {
-  return { pluginDrivers: [pluginDriverName(socketPath)], preferProcfs: !(await remapsUserNamespaces(docker)), pluginVolumeDir };
+  const hostIdsAreContainerIds = !(await remapsUserNamespaces(docker));
+  return { pluginDrivers: [pluginDriverName(socketPath)], preferProcfs: hostIdsAreContainerIds, writeVolumesDirectly: hostIdsAreContainerIds, pluginVolumeDir };
 }
 
 export class DeliveryPlanner {

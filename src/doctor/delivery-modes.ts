@@ -79,7 +79,7 @@ function apiModes(ctx: DoctorContext): CheckResult[] {
     return [unavailable("volume", why), unavailable("exec", why)];
   }
   return [
-    available("volume", "tar stream through the Docker API into local volumes with type=tmpfs"),
+    available("volume", "local volumes with type=tmpfs: the atomic writer at their mountpoint or via /proc/<pid>/root where visible, else a tar stream through the Docker API"),
     available("exec", "docker exec tar -x into --tmpfs mounts of images that have tar"),
   ];
 }

@@ -69,6 +69,41 @@ describe("exec mode (tar -x inside a --tmpfs target)", () => {
   });
 });
 
+describe("exec mode with many names", () => {
+  const COUNT = 100;
+  const many = (n: number) => Array.from({ length: COUNT }, (_, i) => secretFile(`f_${i}`, `${n}\n`));
+  const ROTATIONS = 3;
+  /** $1 dir, until /tmp/stop exists: a snapshot through ..data must hold one version; every name must always be there. */
+  const MANY_READER = `d=$1; reads=0; mixed=0; missing=0
+while [ ! -e /tmp/stop ]; do
+  reads=$((reads + 1))
+  versions=$(cd "$d/..data" 2>/dev/null && cat f_* 2>/dev/null | sort -u | wc -l)
+  if [ "\${versions:-0}" -gt 1 ]; then mixed=$((mixed + 1)); fi
+  lines=$(cat "$d"/f_* 2>/dev/null | wc -l)
+  if [ "$lines" -ne ${COUNT} ]; then missing=$((missing + 1)); fi
+done
+echo "reads=$reads mixed=$mixed missing=$missing"
+`;
+
+  test("100 names switch in one step: never two versions through ..data, never a missing name, no staging left", async () => {
+    const container = await tmpfsContainer();
+    await deliverToContainer(docker, container.id, TARGET, many(1));
+    // A fixed number of switches under a reader that runs until told to stop: no timing in the test.
+    const reader = execIn(docker, container.id, ["sh", "-c", MANY_READER, "reader", TARGET]);
+    for (let n = 2; n <= ROTATIONS + 1; n++) await deliverToContainer(docker, container.id, TARGET, many(n));
+    await execIn(docker, container.id, ["touch", "/tmp/stop"]);
+    const last = (await reader).stdout.trim().split("\n").at(-1) ?? "";
+    const field = (key: string) => Number(new RegExp(`${key}=(\\d+)`).exec(last)?.[1] ?? Number.NaN);
+    expect(field("reads")).toBeGreaterThan(1);
+    expect(field("mixed")).toBe(0);
+    expect(field("missing")).toBe(0);
+    const entries = (await execIn(docker, container.id, ["ls", "-A", TARGET])).stdout.split(/\s+/).filter(Boolean);
+    expect(entries).toHaveLength(COUNT + 2);
+    expect(entries.filter((entry) => entry.startsWith("..dso_"))).toHaveLength(1);
+    expect((await execIn(docker, container.id, ["cat", `${TARGET}/f_99`])).stdout).toBe(`${ROTATIONS + 1}\n`);
+  });
+});
+
 describe("exec mode refusals", () => {
   test("a target reached through a symlink that leaves the tmpfs is refused, and nothing lands on disk", async () => {
     const container = await tmpfsContainer();

@@ -92,7 +92,8 @@ export async function diffUnder(container: Dockerode.Container, dir: string): Pr
   return changes.map((c) => c.Path).filter((path) => path.startsWith(`${dir}/`));
 }
 
-function tmpfsMountPoints(): Set<string> {
+/** Mount points of tmpfs and ramfs mounts in this process's mount namespace, from /proc/self/mountinfo. */
+export function tmpfsMountPoints(): Set<string> {
   const points = new Set<string>();
   for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n") as string[]) {
     const [left, right] = line.split(" - ");
@@ -190,6 +191,33 @@ export async function readWhileRotating(
     rotations += 1;
     await rotate(rotations + 1);
   }
+  const { stdout } = await reader;
+  const last = stdout.trim().split("\n").at(-1) ?? "";
+  const field = (key: string) => Number(new RegExp(`${key}=(\\d+)`).exec(last)?.[1] ?? Number.NaN);
+  return { reads: field("reads"), mixed: field("mixed"), gone: field("gone"), broken: field("broken"), rotations, output: stdout };
+}
+
+/** The reader above for a fixed number of reads instead of a time: for tests that count, never time. */
+const COUNTED_READER_SCRIPT = READER_SCRIPT.replace('end=$(( $(date +%s) + $2 ));', "left=$2;").replace('while [ "$(date +%s)" -lt "$end" ]; do', 'while [ "$left" -gt 0 ]; do\n  left=$((left - 1))');
+
+/** Starts a reader that reads the pair `reads` times, rotates until it is done (at least once), reports both. */
+export async function readCountWhileRotating(
+  docker: Dockerode,
+  containerId: string,
+  dir: string,
+  reads: number,
+  rotate: (n: number) => Promise<unknown>,
+): Promise<ReaderReport & { rotations: number; output: string }> {
+  const reader = execIn(docker, containerId, ["sh", "-c", COUNTED_READER_SCRIPT, "reader", dir, String(reads)]);
+  let finished = false;
+  void reader.finally(() => {
+    finished = true;
+  });
+  let rotations = 0;
+  do {
+    rotations += 1;
+    await rotate(rotations + 1);
+  } while (!finished);
   const { stdout } = await reader;
   const last = stdout.trim().split("\n").at(-1) ?? "";
   const field = (key: string) => Number(new RegExp(`${key}=(\\d+)`).exec(last)?.[1] ?? Number.NaN);

@@ -3,17 +3,18 @@
  * of a fixed script, the tar on its stdin. File names reach the script as positional arguments
  * only, never spliced into the script text.
  *
- * The tar carries only the new version directory; the script then switches `..data` with
- * `mv -T` (rename(2)), so the switch is as atomic as in plugin and procfs modes. The script needs sh,
- * mv, ln, readlink and rm besides tar (any image with a tar has them). It refuses a target whose
+ * The tar carries the new version directory and the links to switch to; the script switches
+ * `..data` with `mv -T` (rename(2)), so the switch is as atomic as in plugin and procfs modes, and
+ * moves all name links with one `mv`. The script needs sh, mv, readlink and rm besides tar (any
+ * image with a tar has them). It refuses a target whose
  * physical path differs from the literal one: a symlink there could lead off the tmpfs to disk.
  */
 import type Dockerode from "dockerode";
 import { DsoError } from "../../errors.ts";
 import { commandMissing, firstLine, runInContainer } from "../container-exec.ts";
 import { assertValidFileSet } from "../file-names.ts";
-import { DATA_LINK, isMarker, newVersionName, VERSION_MARKER } from "../layout.ts";
-import { packTar, versionEntries } from "../tar.ts";
+import { DATA_LINK, isMarker, nameLinkTarget, newVersionName, VERSION_MARKER, VERSION_PREFIX } from "../layout.ts";
+import { dirEntry, packTar, symlinkEntry, type TarEntry, versionEntries } from "../tar.ts";
 import type { DeliveryMode, DeliveryModeImpl, DeliveryPlan, DeliveryResult, SecretFile } from "../types.ts";
 
 /**
@@ -24,8 +25,13 @@ import type { DeliveryMode, DeliveryModeImpl, DeliveryPlan, DeliveryResult, Secr
 export const EXEC_PROBE_CMD = ["tar", "--help"];
 
 /**
- * $1 target dir, $2 new version dir, $3... file names. Extract, switch ..data, make missing name
- * links (each replaced by rename, never removed first), then drop old versions and stale links.
+ * $1 target dir, $2 new version dir, $3 staging dir, $4... file names. The tar holds the version
+ * directory and, in the staging directory, `..data -> <version>` and `<name> -> ..data/<name>` for
+ * every name. After one extraction, one `mv -T` switches `..data` (rename(2)) and one `mv` moves
+ * every name link into place, each a rename(2) over whatever link was there: a reader of
+ * `<dir>/<name>` never finds it missing, and the number of processes does not grow with the
+ * number of names. Then one `rm` drops old versions and the (now empty) staging directory, and
+ * links left dangling by the switch (names no longer in the set) are removed.
  */
 const EXIT_TARGET_ELSEWHERE = 3;
 
@@ -36,43 +42,54 @@ if [ "$(pwd -P)" != "$1" ]; then
   exit ${EXIT_TARGET_ELSEWHERE}
 fi
 version=$2
-shift 2
+stage=$3
+shift 3
 tar -x --numeric-owner -f -
-rm -f -- ..data_tmp
-ln -s -- "$version" ..data_tmp
-mv -Tf -- ..data_tmp ..data
-for name do
-  if [ "$(readlink -- "$name" 2>/dev/null || true)" != "..data/$name" ]; then
-    rm -f -- ..dso_link_tmp
-    ln -s -- "..data/$name" ..dso_link_tmp
-    mv -Tf -- ..dso_link_tmp "$name"
-  fi
-done
+mv -Tf -- "$stage/..data" ..data
+count=$#
+for name do set -- "$@" "$stage/$name"; done
+shift "$count"
+if [ "$#" -gt 0 ]; then mv -f -- "$@" .; fi
+set --
 for entry in ..dso_*; do
-  if [ "$entry" != "$version" ]; then rm -rf -- "$entry"; fi
+  if [ "$entry" != "$version" ]; then set -- "$@" "$entry"; fi
 done
+if [ "$#" -gt 0 ]; then rm -rf -- "$@"; fi
+set --
 for entry in * .[!.]*; do
-  if [ ! -L "$entry" ] || [ "$(readlink -- "$entry")" != "..data/$entry" ]; then continue; fi
-  keep=0
-  for name do
-    if [ "$name" = "$entry" ]; then keep=1; fi
-  done
-  if [ "$keep" = 0 ]; then rm -f -- "$entry"; fi
+  if [ -L "$entry" ] && [ ! -e "$entry" ] && [ "$(readlink -- "$entry")" = "..data/$entry" ]; then set -- "$@" "$entry"; fi
 done
+if [ "$#" -gt 0 ]; then rm -f -- "$@"; fi
 `;
 
 const MODE: DeliveryMode = "exec";
+
+/** A "..dso_" name, so the script's (and the atomic writer's) cleanup of old versions removes it too. */
+function stageName(version: string): string {
+  return `${VERSION_PREFIX}stage_${version.slice(VERSION_PREFIX.length)}`;
+}
+
+/** `<stage>/..data -> <version>` and `<stage>/<name> -> ..data/<name>`: the links the script moves into place. */
+function stageEntries(stage: string, version: string, names: readonly string[], mtime: Date): TarEntry[] {
+  return [
+    dirEntry(stage, mtime),
+    symlinkEntry(`${stage}/${DATA_LINK}`, version, mtime),
+    ...names.map((name) => symlinkEntry(`${stage}/${name}`, nameLinkTarget(name), mtime)),
+  ];
+}
 
 export const execMode: DeliveryModeImpl = {
   async deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal, marker?: string): Promise<DeliveryResult> {
     const started = performance.now();
     const names = assertValidFileSet(files);
     const version = newVersionName();
-    const tar = await packTar(versionEntries(version, files, new Date(), marker));
+    const stage = stageName(version);
+    const mtime = new Date();
+    const tar = await packTar([...versionEntries(version, files, mtime, marker), ...stageEntries(stage, version, names, mtime)]);
     let outcome: Awaited<ReturnType<typeof runInContainer>>;
     try {
       outcome = await runInContainer(docker, plan.containerId, {
-        cmd: ["sh", "-c", SWITCH_SCRIPT, "dso-deliver", plan.targetPath, version, ...names],
+        cmd: ["sh", "-c", SWITCH_SCRIPT, "dso-deliver", plan.targetPath, version, stage, ...names],
         stdin: tar,
         signal,
       });
