@@ -9,6 +9,7 @@ import { describeKind } from "./schema.ts";
 import type { TreePath } from "./env-expand.ts";
 import type { ConfigIssue } from "./issues.ts";
 import type { YamlLineIndex } from "./yaml-lines.ts";
+import { printable } from "../util/printable.ts";
 
 export { describeKind };
 
@@ -78,7 +79,7 @@ export class IssueCollector {
     if (isObject && issue.expected === "never") {
       const key = String(rel.at(-1));
       const suggestion = suggestKey(key, knownKeysAt(schema, rel.slice(0, -1)));
-      return suggestion ? `unknown key "${key}" (did you mean "${suggestion}"?)` : `unknown key "${key}"`;
+      return suggestion ? `unknown key ${printable(key)} (did you mean "${suggestion}"?)` : `unknown key ${printable(key)}`;
     }
     if (isObject && issue.received === "undefined" && rel.length > 0 && issue.input === undefined) return "is required";
     return `must be ${nounFor(issue.expected)}, not ${describeKind(issue.input)}`;
