@@ -32,7 +32,7 @@ export class IssueCollector {
   constructor(readonly file: string) {}
 
   private issue(path: TreePath, message: string, line?: number): ConfigIssue {
-    return { file: this.file, line: line ?? this.index?.lineOf(path) ?? 1, path: path.join("."), message };
+    return { file: this.file, line: line ?? this.index?.lineOf(path) ?? 1, path: printablePath(path), message };
   }
 
   /** `line` overrides the line found for `path` (a duplicate key has the path of the first one). */
@@ -84,6 +84,14 @@ export class IssueCollector {
     if (isObject && issue.received === "undefined" && rel.length > 0 && issue.input === undefined) return "is required";
     return `must be ${nounFor(issue.expected)}, not ${describeKind(issue.input)}`;
   }
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we look for.
+const UNPRINTABLE_KEY = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
+/** The dotted path of an issue; a key that holds control characters or is very long is quoted (util/printable.ts). */
+function printablePath(path: TreePath): string {
+  return path.map((seg) => (typeof seg === "string" && (UNPRINTABLE_KEY.test(seg) || seg.length > MAX_SHOWN_LENGTH) ? printable(seg) : seg)).join(".");
 }
 
 /** Provider settings and auth (tokens, client secrets), the webhook token, notification URLs and headers: never quoted back. */
