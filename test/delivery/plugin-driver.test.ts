@@ -101,6 +101,11 @@ describe("volume driver protocol", () => {
     expect(await get("{nope")).not.toMatch(/[\r\n]/);
   });
 
+  test("a plugin request body past 64 KiB is refused without being read whole", async () => {
+    const res = await driver.handle(new Request("http://localhost/VolumeDriver.Create", { method: "POST", body: JSON.stringify({ Name: "n".repeat(8 * 1024 * 1024) }) }));
+    expect(((await res?.json()) as { Err: string }).Err).toBe("dso: BAD_REQUEST: request body larger than 65536 bytes");
+  });
+
   test("refuses a root that is not on tmpfs", async () => {
     const diskDir = await mkdtemp("/tmp/dso-diskroot-");
     try {

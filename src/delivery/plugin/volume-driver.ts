@@ -19,6 +19,7 @@ import { DEFAULT_VOLUMES_ROOT } from "../../config/defaults.ts";
 import { describeError, DsoError } from "../../errors.ts";
 import { log } from "../../log/logger.ts";
 import { KeyedQueue } from "../../util/keyed-queue.ts";
+import { readCapped } from "../../util/json-body.ts";
 import { printable } from "../../util/printable.ts";
 import { clearAtomicDir, readAtomicMarker, writeAtomicDir } from "../atomic-dir.ts";
 import { isRamBacked, nearestExisting } from "../tmpfs.ts";
@@ -32,6 +33,8 @@ const PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json";
 const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
 const OPTIONS_DIR = ".options";
 const ROOT_MODE = 0o711;
+/** dockerd's plugin calls are a name, an id and a few options; an 8 MB body was read whole before (found by test/fuzz). */
+const MAX_PLUGIN_BODY_BYTES = 64 * 1024;
 const VOLUME_DIR_MODE = 0o755;
 
 /** The files of a volume and the version marker that describes them. */
@@ -248,7 +251,7 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
       if (!route || req.method !== "POST") return undefined;
       let reply: object;
       try {
-        const text = await req.text();
+        const text = await readCapped(req, MAX_PLUGIN_BODY_BYTES);
         reply = await route(text.trim() ? JSON.parse(text) : {});
       } catch (error) {
         reply = { Err: pluginError(error) };
