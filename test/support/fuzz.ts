@@ -42,8 +42,9 @@ export interface FuzzFigures {
   hangs: number;
   violations: number;
   seconds: number;
-  /** Slowest case, ms. */
+  /** Slowest case, ms, and its input. */
   slowestMs: number;
+  slowestInput?: string;
   /** The first failure seen and fast-check's shrunk counterexample, when any. */
   firstFailure?: string;
   counterexample?: string;
@@ -87,7 +88,11 @@ export async function runFuzz<T>(options: FuzzOptions<T>): Promise<FuzzFigures> 
   const timed = async (input: T) => {
     const t0 = performance.now();
     const verdict = await withinBound(options.check(input), options.caseTimeoutMs);
-    figures.slowestMs = Math.max(figures.slowestMs, performance.now() - t0);
+    const ms = performance.now() - t0;
+    if (ms > figures.slowestMs) {
+      figures.slowestMs = ms;
+      figures.slowestInput = show(input).slice(0, 300);
+    }
     return verdict;
   };
   const examples = (options.examples ?? []).map((e) => [e] as [T]);
