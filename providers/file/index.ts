@@ -51,7 +51,7 @@ function checkName(name: string): void {
   if (bad) throw new ProviderError("SECRET_NOT_FOUND", `secret name "${name.replace(/[^\x20-\x7e]/g, "?")}" is not a plain relative name`);
 }
 
-function sha256(text: string): string {
+function sha256(text: string | Uint8Array): string {
   return `sha256:${createHash("sha256").update(text).digest("hex")}`;
 }
 
@@ -62,8 +62,25 @@ function noVersions(ref: SecretRef): void {
 }
 
 interface Source {
-  /** Raw content and parsed keys of one secret. */
-  read(name: string): Promise<{ raw: string; entries: Entries }>;
+  /** Raw content (hashed for the fingerprint), parsed keys and their encoding for one secret. */
+  read(name: string): Promise<{ raw: string | Uint8Array; entries: Entries; encoding?: "utf8" | "base64" }>;
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * A secret file's keys. Text (valid UTF-8) is read as before; any other file is delivered as the
+ * bytes it holds (base64 on the wire): reading it as UTF-8 replaced each invalid byte with
+ * U+FFFD, so a binary secret arrived changed and larger (found by test/fuzz/values).
+ */
+function fileContent(bytes: Uint8Array, what: string): { raw: string | Uint8Array; entries: Entries; encoding: "utf8" | "base64" } {
+  let text: string;
+  try {
+    text = strictUtf8.decode(bytes);
+  } catch {
+    return { raw: bytes, entries: { value: Buffer.from(bytes).toString("base64") }, encoding: "base64" };
+  }
+  return { raw: text, entries: parseSecretContent(text, what), encoding: "utf8" };
 }
 
 function directorySource(base: string): Source {
@@ -83,8 +100,7 @@ function directorySource(base: string): Source {
         const info = await stat(real);
         if (!info.isFile()) continue;
         if (info.size > MAX_SECRET_BYTES) throw new ProviderError("CONFIG_INVALID", `secret "${name}" is larger than 1 MiB`);
-        const raw = await readFile(real, "utf8");
-        return { raw, entries: parseSecretContent(raw, `secret "${name}"`) };
+        return fileContent(await readFile(real), `secret "${name}"`);
       }
       throw new ProviderError("SECRET_NOT_FOUND", `secret "${name}" not found in ${base}`);
     },
@@ -152,10 +168,10 @@ export const fileProvider: ProviderFactory = {
           refs,
           async (ref, s) => {
             noVersions(ref);
-            const { raw, entries } = await s.read(ref.name);
+            const { raw, entries, encoding = "utf8" } = await s.read(ref.name);
             const fingerprint = sha256(raw);
             // No version: the only one a file has would be its hash, and that must not be shown.
-            return { ref, fingerprint, value: { data: entries, encoding: "utf8" } };
+            return { ref, fingerprint, value: { data: entries, encoding } };
           },
           (ref, e) => ({ ref, error: toRpcError(e, params.name) }),
         ),
