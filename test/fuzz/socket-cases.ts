@@ -6,7 +6,11 @@
  * run beside it.
  */
 import fc from "fast-check";
-import { type Verdict, OK, violation } from "../support/fuzz.ts";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startAgent, type AgentProcess } from "../support/agent-process.ts";
+import { type FuzzFigures, type Verdict, OK, runFuzz, violation } from "../support/fuzz.ts";
 
 export const PLUGIN_PATHS = [
   "/Plugin.Activate", "/VolumeDriver.Create", "/VolumeDriver.Mount", "/VolumeDriver.Unmount", "/VolumeDriver.Remove",
@@ -277,5 +281,77 @@ export function startSlowClients(socket: string, count: number): { stop: () => v
       for (const s of sockets) s.end();
     },
     answered: () => answered,
+  };
+}
+
+const CASE_BOUND_MS = 10_000;
+const STATUS_EVERY_MS = 500;
+const SLOW_CLIENTS = 6;
+
+async function statusLatencyMs(agent: AgentProcess): Promise<number | undefined> {
+  const started = performance.now();
+  const { code } = await agent.cli(["status", "--json"]);
+  return code === 0 ? performance.now() - started : undefined;
+}
+
+export interface SocketFuzzResult {
+  figures: FuzzFigures;
+  /** `dso status` latencies sampled during the run, ms. */
+  latencies: number[];
+  unanswered: number;
+  /** `dso status` latency after the run, undefined when it did not answer. */
+  after: number | undefined;
+}
+
+/** The socket property against a running agent, with slow clients open and `dso status` sampled throughout. */
+export async function fuzzSocket(agent: AgentProcess, runs: number): Promise<SocketFuzzResult> {
+  const slow = startSlowClients(agent.socket, SLOW_CLIENTS);
+  const latencies: number[] = [];
+  let unanswered = 0;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      const ms = await statusLatencyMs(agent);
+      if (ms === undefined) unanswered++;
+      else latencies.push(ms);
+      await Bun.sleep(STATUS_EVERY_MS);
+    }
+  })();
+  const figures = await runFuzz({
+    target: "socket",
+    arbitrary: requestCase,
+    runs,
+    caseTimeoutMs: CASE_BOUND_MS,
+    check: async (c) => {
+      if (agent.proc.exitCode !== null) return { ok: false, kind: "crash", detail: `agent exited with ${agent.proc.exitCode}` };
+      return judgeResponse(c, await sendRaw(agent.socket, c, CASE_BOUND_MS - 1_000));
+    },
+  });
+  sampling = false;
+  await sampler;
+  slow.stop();
+  return { figures, latencies, unanswered, after: await statusLatencyMs(agent) };
+}
+
+export const SOCKET_PLANTED_VALUE = "fuzz-socket-value-7Qm2";
+
+/** The compiled agent with the file provider (one secret, db) and a DSO volume root, for the socket property. */
+export async function startSocketAgent(dockerHost: string): Promise<{ agent: AgentProcess; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), "dso-fuzz-socket-"));
+  const volumesRoot = join(dir, "volumes");
+  await mkdir(join(dir, "secrets"));
+  await writeFile(join(dir, "secrets", "db"), SOCKET_PLANTED_VALUE);
+  await writeFile(
+    join(dir, "dso.yaml"),
+    `providers:\n  local:\n    type: file\n    config:\n      path: ${join(dir, "secrets")}\nagent:\n  volumes_root: ${volumesRoot}\n  watch:\n    polling_interval: 1s\n`,
+  );
+  const agent = await startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost, name: "fuzz-socket" });
+  return {
+    agent,
+    cleanup: async () => {
+      await agent.stop("SIGTERM");
+      Bun.spawnSync(["umount", "-l", volumesRoot]);
+      await rm(dir, { recursive: true, force: true });
+    },
   };
 }

@@ -5,74 +5,25 @@
  * throughout and after (its worst latency is printed: a figure, not a threshold).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { startAgent, type AgentProcess } from "../support/agent-process.ts";
+import type { AgentProcess } from "../support/agent-process.ts";
 import { ensureDocker } from "../support/docker-daemon.ts";
-import { failureReport, formatFigures, fuzzRuns, runFuzz } from "../support/fuzz.ts";
-import { judgeResponse, requestCase, sendRaw, startSlowClients } from "./socket-cases.ts";
+import { failureReport, formatFigures, fuzzRuns } from "../support/fuzz.ts";
+import { SOCKET_PLANTED_VALUE, fuzzSocket, startSocketAgent } from "./socket-cases.ts";
 
-const CASE_BOUND_MS = 10_000;
-const STATUS_EVERY_MS = 500;
-
-let dir: string;
-let volumesRoot: string;
 let agent: AgentProcess;
+let cleanup: () => Promise<void>;
 
 beforeAll(async () => {
-  const d = await ensureDocker();
-  dir = await mkdtemp(join(tmpdir(), "dso-fuzz-socket-"));
-  volumesRoot = join(dir, "volumes");
-  await mkdir(join(dir, "secrets"));
-  await writeFile(join(dir, "secrets", "db"), "fuzz-socket-value");
-  await writeFile(
-    join(dir, "dso.yaml"),
-    `providers:\n  local:\n    type: file\n    config:\n      path: ${join(dir, "secrets")}\nagent:\n  volumes_root: ${volumesRoot}\n  watch:\n    polling_interval: 1s\n`,
-  );
-  agent = await startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost: d.host, name: "fuzz-socket" });
+  ({ agent, cleanup } = await startSocketAgent((await ensureDocker()).host));
 }, 60_000);
 
 afterAll(async () => {
-  await agent?.stop("SIGTERM");
-  Bun.spawnSync(["umount", "-l", volumesRoot]);
-  await rm(dir, { recursive: true, force: true });
+  await cleanup?.();
 });
-
-async function statusLatencyMs(): Promise<number | undefined> {
-  const started = performance.now();
-  const { code } = await agent.cli(["status", "--json"]);
-  return code === 0 ? performance.now() - started : undefined;
-}
 
 describe("hostile requests on the agent socket", () => {
   test("every answer is a JSON error with a code or a valid reply; the agent stays up and `dso status` answers", async () => {
-    const slow = startSlowClients(agent.socket, 6);
-    const latencies: number[] = [];
-    let unanswered = 0;
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        const ms = await statusLatencyMs();
-        if (ms === undefined) unanswered++;
-        else latencies.push(ms);
-        await Bun.sleep(STATUS_EVERY_MS);
-      }
-    })();
-    const figures = await runFuzz({
-      target: "socket",
-      arbitrary: requestCase,
-      runs: fuzzRuns(300),
-      caseTimeoutMs: CASE_BOUND_MS,
-      check: async (c) => {
-        if (agent.proc.exitCode !== null) return { ok: false, kind: "crash", detail: `agent exited with ${agent.proc.exitCode}` };
-        return judgeResponse(c, await sendRaw(agent.socket, c, CASE_BOUND_MS - 1_000));
-      },
-    });
-    sampling = false;
-    await sampler;
-    slow.stop();
-    const after = await statusLatencyMs();
+    const { figures, latencies, unanswered, after } = await fuzzSocket(agent, fuzzRuns(300));
     console.log(formatFigures(figures));
     console.log(`fuzz socket: slowest case ${figures.slowestInput}`);
     console.log(
@@ -83,6 +34,6 @@ describe("hostile requests on the agent socket", () => {
     expect(unanswered).toBe(0);
     expect(latencies.length).toBeGreaterThan(0);
     expect(after).toBeDefined();
-    expect(agent.logs()).not.toContain("fuzz-socket-value");
+    expect(agent.logs()).not.toContain(SOCKET_PLANTED_VALUE);
   }, 180_000);
 });
