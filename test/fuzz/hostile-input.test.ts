@@ -18,22 +18,22 @@ function expectClean(figures: FuzzFigures): void {
 
 describe("hostile input", () => {
   test("a mutated dso.yaml gives a config or one-line errors with their line, never a crash or a hang", async () => {
-    expectClean(await fuzzConfig(fuzzRuns(150)));
+    expectClean(await fuzzConfig(fuzzRuns(100)));
   }, 120_000);
 
   test("a valid dso.yaml keeps its meaning under comments, CRLF, re-indenting, key order, BOM and JSON form", async () => {
-    expectClean(await fuzzConfigRewrites(fuzzRuns(150)));
+    expectClean(await fuzzConfigRewrites(fuzzRuns(100)));
   }, 60_000);
 
   test("any container label map gives a selection or warnings naming the label, never a throw", async () => {
-    expectClean(await fuzzLabels(fuzzRuns(1000)));
+    expectClean(await fuzzLabels(fuzzRuns(500)));
   }, 60_000);
 
   test("any DSO volume option map is accepted or refused with one line naming the option", async () => {
-    expectClean(await fuzzVolumeOptions(fuzzRuns(1000)));
+    expectClean(await fuzzVolumeOptions(fuzzRuns(500)));
   }, 60_000);
 
   test("every accepted file name stays inside its target directory and is no layout name", async () => {
-    expectClean(await fuzzNames(fuzzRuns(2000)));
+    expectClean(await fuzzNames(fuzzRuns(1000)));
   }, 60_000);
 });
