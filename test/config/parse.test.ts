@@ -559,3 +559,11 @@ describe("YAML aliases (found by test/fuzz)", () => {
     expect(Object.keys(config.providers)).toEqual(["a", "b"]);
   });
 });
+
+describe("provider names in messages (found by test/fuzz)", () => {
+  test("an invalid provider name is reported once and never listed raw in another message", () => {
+    const errors = errorsOf(yaml("providers:", '  "aws-p\tod": {type: aws}', "  vault: {type: vault, config: {address: 'http://127.0.0.1:8200'}}", "secrets:", "  - name: x", "    provider: aws-prod"));
+    expect(errors.join("\n")).not.toContain("\t");
+    expect(errors.some((e) => e.includes("(configured: vault)"))).toBe(true);
+  });
+});
