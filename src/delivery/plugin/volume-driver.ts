@@ -34,7 +34,7 @@ const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
 const OPTIONS_DIR = ".options";
 const ROOT_MODE = 0o711;
 /** dockerd's plugin calls are a name, an id and a few options; an 8 MB body was read whole before (found by test/fuzz). */
-const MAX_PLUGIN_BODY_BYTES = 64 * 1024;
+export const MAX_PLUGIN_BODY_BYTES = 64 * 1024;
 const VOLUME_DIR_MODE = 0o755;
 
 /** The files of a volume and the version marker that describes them. */
@@ -335,7 +335,7 @@ function dropMount(state: VolumeState, id: string): void {
 }
 
 /** dockerd shows Err verbatim to the user: one line, prefixed so it is clearly ours, no control characters. */
-function pluginError(error: unknown): string {
+export function pluginError(error: unknown): string {
   const code = error instanceof DsoError ? `${error.code}: ` : "";
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we replace.
   return `dso: ${code}${describeError(error).split("\n")[0]}`.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
