@@ -26,6 +26,13 @@ export const CONFIG_REGRESSIONS: ConfigCase[] = [
   { seed: 0, tree: [], text: [{ op: "prepend", snippet: "a: &a {x: *a}\n" }], bytes: [] },
   // Seven levels of nine aliases: 17 s and 270 MB to refuse.
   { seed: 0, tree: [], text: [{ op: "aliasBomb", levels: 7, width: 9, under: "agent" }], bytes: [] },
+  // A tab in a provider name was listed raw in "(configured: ...)" (bench/fuzz.ts, 3,000 cases).
+  {
+    seed: 8,
+    tree: [{ op: "rename", pick: 0, key: "\u0800\u{10000}" }, { op: "rename", pick: 1114593905, key: "stage" }],
+    text: [{ op: "swapLines", a: 23365619, b: 1468866791 }],
+    bytes: [{ op: "setByte", at: 1487804187, byte: 9 }],
+  },
 ];
 
 export const fuzzConfig = (runs: number) => inWorker("config", configCase, runs, CONFIG_REGRESSIONS);

@@ -284,6 +284,17 @@ export function startSlowClients(socket: string, count: number): { stop: () => v
   };
 }
 
+/** Counterexamples found by this fuzzer, run first every time. */
+export const SOCKET_REGRESSIONS: RequestCase[] = [
+  // The JSON body "\r": a carriage return in Err (valibot echoed the value).
+  { method: "POST", path: "/VolumeDriver.Get", headers: [], body: { kind: "json", value: "\r" }, shortBy: 0 },
+  // The body null: a TypeError in the Mount/Unmount observer ("null is not an object").
+  { method: "POST", path: "/VolumeDriver.Unmount", headers: [], body: { kind: "text", text: "null" }, shortBy: 0 },
+  { method: "POST", path: "/VolumeDriver.Mount", headers: [], body: { kind: "text", text: "[]" }, shortBy: 0 },
+  // 8 MB to a plugin route: read whole before the cap.
+  { method: "POST", path: "/VolumeDriver.Create", headers: [], body: { kind: "huge", size: 8 * 1024 * 1024, json: true }, shortBy: 0 },
+];
+
 const CASE_BOUND_MS = 10_000;
 const STATUS_EVERY_MS = 500;
 const SLOW_CLIENTS = 6;
@@ -322,6 +333,7 @@ export async function fuzzSocket(agent: AgentProcess, runs: number): Promise<Soc
     arbitrary: requestCase,
     runs,
     caseTimeoutMs: CASE_BOUND_MS,
+    examples: SOCKET_REGRESSIONS,
     check: async (c) => {
       if (agent.proc.exitCode !== null) return { ok: false, kind: "crash", detail: `agent exited with ${agent.proc.exitCode}` };
       return judgeResponse(c, await sendRaw(agent.socket, c, CASE_BOUND_MS - 1_000));
