@@ -142,7 +142,25 @@ interface Source {
   /** A secret's fingerprint; its content is read only when its file's stamp changed. */
   fingerprint(name: string): Promise<string>;
   /** A secret's keys and fingerprint, read now. */
-  read(name: string): Promise<{ fingerprint: string; entries: Entries }>;
+  read(name: string): Promise<{ fingerprint: string; entries: Record<string, string | Uint8Array> }>;
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * A secret file's keys. Text (valid UTF-8) is parsed as before (and its bytes zeroed); any other
+ * file is delivered as the bytes it holds: reading it as UTF-8 replaced each invalid byte with
+ * U+FFFD, so a binary secret arrived changed and larger (found by test/fuzz/values).
+ */
+function fileContent(bytes: Uint8Array, what: string): Record<string, string | Uint8Array> {
+  let text: string;
+  try {
+    text = strictUtf8.decode(bytes);
+  } catch {
+    return { value: bytes };
+  }
+  bytes.fill(0);
+  return parseSecretContent(text, what);
 }
 
 interface Tools {
@@ -210,7 +228,7 @@ function directorySource(base: string, { fs, mac, seen, lookedAtNs }: Tools): So
         const bytes = await readBytes(name, real);
         const fingerprint = mac(bytes);
         seen.remember(name, real, info, lookedAtNs, fingerprint);
-        return { fingerprint, entries: parseSecretContent(takeText(bytes), `secret "${name}"`) };
+        return { fingerprint, entries: fileContent(bytes, `secret "${name}"`) };
       }),
   };
 }

@@ -9,6 +9,7 @@ import { describeKind } from "./schema.ts";
 import type { TreePath } from "./env-expand.ts";
 import type { ConfigIssue } from "./issues.ts";
 import type { YamlLineIndex } from "./yaml-lines.ts";
+import { printable } from "../util/printable.ts";
 
 export { describeKind };
 
@@ -31,7 +32,7 @@ export class IssueCollector {
   constructor(readonly file: string) {}
 
   private issue(path: TreePath, message: string, line?: number): ConfigIssue {
-    return { file: this.file, line: line ?? this.index?.lineOf(path) ?? 1, path: path.join("."), message };
+    return { file: this.file, line: line ?? this.index?.lineOf(path) ?? 1, path: printablePath(path), message };
   }
 
   /** `line` overrides the line found for `path` (a duplicate key has the path of the first one). */
@@ -78,11 +79,19 @@ export class IssueCollector {
     if (isObject && issue.expected === "never") {
       const key = String(rel.at(-1));
       const suggestion = suggestKey(key, knownKeysAt(schema, rel.slice(0, -1)));
-      return suggestion ? `unknown key "${key}" (did you mean "${suggestion}"?)` : `unknown key "${key}"`;
+      return suggestion ? `unknown key ${printable(key)} (did you mean "${suggestion}"?)` : `unknown key ${printable(key)}`;
     }
     if (isObject && issue.received === "undefined" && rel.length > 0 && issue.input === undefined) return "is required";
     return `must be ${nounFor(issue.expected)}, not ${describeKind(issue.input)}`;
   }
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we look for.
+const UNPRINTABLE_KEY = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
+/** The dotted path of an issue; a key that holds control characters or is very long is quoted (util/printable.ts). */
+function printablePath(path: TreePath): string {
+  return path.map((seg) => (typeof seg === "string" && (UNPRINTABLE_KEY.test(seg) || seg.length > MAX_SHOWN_LENGTH) ? printable(seg) : seg)).join(".");
 }
 
 /** Provider settings and auth (tokens, client secrets), the webhook token, notification URLs and headers: never quoted back. */

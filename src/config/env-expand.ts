@@ -3,6 +3,7 @@
  * variable's content is always one string and can never add YAML structure. `$${` writes a
  * literal `${`. Messages name the variable, never its value.
  */
+import { printable } from "../util/printable.ts";
 
 export type Env = Record<string, string | undefined>;
 export type TreePath = (string | number)[];
@@ -51,7 +52,7 @@ function expandString(text: string, env: Env): { text: string; changed: boolean;
     changed = true;
     i = close + 1;
     if (!NAME_PATTERN.test(name)) {
-      problems.push(`invalid variable reference "\${${name}}": names are letters, digits and _`);
+      problems.push(`invalid variable reference ${printable(`\${${name}}`)}: names are letters, digits and _`);
       continue;
     }
     const value = env[name];

@@ -28,6 +28,7 @@ import {
 import type { DsoConfig } from "./types.ts";
 import { indexYamlLines } from "./yaml-lines.ts";
 import { locateYamlSyntaxError } from "./yaml-syntax.ts";
+import { aliasProblem } from "./yaml-aliases.ts";
 import { isMapping } from "../util/is-mapping.ts";
 
 const PARSE_OPTIONS = { abortEarly: false, message: FALLBACK_MESSAGE } as const;
@@ -134,6 +135,12 @@ export function parseConfig(
   if (doc === null || doc === undefined) doc = {};
   if (!isMapping(doc)) {
     issues.error([], `the file must hold one mapping (providers:, secrets:, ...), not ${describeKind(doc)} or several documents`);
+    throw new ConfigError(issues.errors);
+  }
+  // Before anything walks the document: a cyclic or alias-bombed one would never finish.
+  const aliases = aliasProblem(doc);
+  if (aliases) {
+    issues.error(aliases.path, aliases.message);
     throw new ConfigError(issues.errors);
   }
   for (const dup of issues.index.duplicates) {

@@ -27,7 +27,8 @@ import type {
   StrategyName,
   LegacyV1Input,
 } from "./schema.ts";
-import { AUDIT_STDERR, NOTIFICATION_EVENTS, PROVIDER_TYPES, STRATEGY_INPUTS } from "./schema.ts";
+import * as v from "valibot";
+import { AUDIT_STDERR, NOTIFICATION_EVENTS, PROVIDER_TYPES, STRATEGY_INPUTS, providerNameField } from "./schema.ts";
 import type {
   AgentConfig,
   DefaultsConfig,
@@ -354,8 +355,11 @@ function resolveRotation(secret: SecretInput, index: number, defaults: DefaultsC
   };
 }
 
-function pickProvider(secret: { provider?: string | undefined }, index: number, names: Set<string>, issues: IssueCollector): string | undefined {
+function pickProvider(secret: { provider?: string | undefined }, index: number, allNames: Set<string>, issues: IssueCollector): string | undefined {
   const path = ["secrets", index, "provider"];
+  // Invalid provider names have their own error; listing them raw put a tab into this one (found by test/fuzz).
+  const names = new Set([...allNames].filter((name) => v.is(providerNameField, name)));
+  if (names.size === 0 || (secret.provider !== undefined && allNames.has(secret.provider) && !names.has(secret.provider))) return undefined;
   if (secret.provider !== undefined) {
     if (names.has(secret.provider)) return secret.provider;
     const shown = issues.show(secret.provider, path);

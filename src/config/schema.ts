@@ -8,7 +8,7 @@
  */
 import * as v from "valibot";
 import { providerTypes } from "../../providers/registry.ts";
-import { FILE_MODE_RULE, MAX_ID, parseFileMode } from "../util/file-rules.ts";
+import { FILE_MODE_RULE, MAX_ID, parseFileMode, targetPathProblem } from "../util/file-rules.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 
 /** The provider types of the registry (providers/registry.ts: one line per provider). */
@@ -135,6 +135,12 @@ export const absolutePathField = v.pipe(
   v.check((p) => !/[\u0000-\u001f\u007f]/.test(p), "must not contain control characters"),
 );
 
+/** Where secrets go inside a container: the one rule delivery applies (util/file-rules.ts). */
+export const targetPathField = v.pipe(
+  v.string("must be an absolute path"),
+  v.check((p) => targetPathProblem(p) === undefined, (issue) => targetPathProblem(issue.input as string) ?? "is not a target path"),
+);
+
 export const versionField = v.pipe(
   v.unknown(),
   v.rawTransform(({ dataset, addIssue, NEVER }) => {
@@ -174,7 +180,7 @@ export const ProviderSchema = v.strictObject({
 
 export const InjectSchema = v.strictObject({
   type: v.optional(injectTypeField),
-  path: v.optional(absolutePathField),
+  path: v.optional(targetPathField),
   uid: v.optional(integerField(0, MAX_ID)),
   gid: v.optional(integerField(0, MAX_ID)),
   mode: v.optional(modeField),
@@ -267,7 +273,7 @@ export const SecretSchema = v.strictObject({
   stage: v.optional(v.pipe(scalarString, v.minLength(1, "must not be empty"))),
   inject: v.optional(InjectSchema),
   /** v1: the file path, next to `inject: file`. */
-  path: v.optional(absolutePathField),
+  path: v.optional(targetPathField),
   targets: v.optional(
     v.strictObject({
       containers: v.optional(v.array(nonEmptyString("a container name or id"))),

@@ -223,6 +223,12 @@ export function indexYamlLines(text: string): YamlLineIndex {
 }
 
 const MAX_LINES_TO_BISECT = 5000;
+/**
+ * Text re-parsed in all while bisecting. Each step parses a whole prefix, so the scan is
+ * quadratic: a 400-line, 250 KB broken file took 49 s (found by test/fuzz). Past the budget the
+ * caller falls back to the `yaml` package's position.
+ */
+const MAX_BISECT_BYTES = 2 * 1024 * 1024;
 
 /**
  * Bun's YAML errors carry no position. Find the line where the text stops being parseable: the
@@ -232,17 +238,21 @@ const MAX_LINES_TO_BISECT = 5000;
 export function findSyntaxErrorLine(text: string): number | undefined {
   const lines = text.split(/\r?\n/);
   if (lines.length > MAX_LINES_TO_BISECT) return undefined;
-  const parses = (count: number) => {
+  const parses = (prefix: string) => {
     try {
-      Bun.YAML.parse(lines.slice(0, count).join("\n"));
+      Bun.YAML.parse(prefix);
       return true;
     } catch {
       return false;
     }
   };
   let line: number | undefined;
+  let budget = MAX_BISECT_BYTES;
   for (let count = lines.length; count >= 1; count--) {
-    if (parses(count)) break;
+    const prefix = lines.slice(0, count).join("\n");
+    budget -= prefix.length;
+    if (budget < 0) return undefined;
+    if (parses(prefix)) break;
     line = count;
   }
   // Trailing blank or comment lines cannot be the cause; report the last meaningful one.

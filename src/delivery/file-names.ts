@@ -1,17 +1,12 @@
 import { DsoError } from "../errors.ts";
-import { fileNameProblem, isFileMode, isOwnerId } from "../util/file-rules.ts";
+import { fileNameProblem, isFileMode, isOwnerId, targetPathProblem } from "../util/file-rules.ts";
+import { printable } from "../util/printable.ts";
 
 export { MAX_NAME_BYTES } from "../util/file-rules.ts";
 import type { SecretFile } from "./types.ts";
 
-/** Printed names are cut here so a hostile name cannot flood a log line. */
-const MAX_PRINTED_CHARS = 64;
-
-/** A quoted, escaped, shortened form of a name that is safe on one log line. */
-export function printableName(name: string): string {
-  const shortened = name.length > MAX_PRINTED_CHARS ? `${name.slice(0, MAX_PRINTED_CHARS)}…` : name;
-  return JSON.stringify(shortened);
-}
+/** A quoted, escaped, shortened form of a name that is safe on one log line (util/printable.ts). */
+export const printableName = (name: string): string => printable(name);
 
 /** Why `name` cannot be a delivered file name (the one rule, util/file-rules.ts). */
 export const nameProblem = fileNameProblem;
@@ -40,14 +35,12 @@ function assertValidOwnership(file: SecretFile): void {
   if (!isFileMode(file.mode)) throw bad("mode (0000–0777; no setuid, setgid or sticky bits)");
 }
 
-/** A normalised absolute container path, or a refusal: no "..", no relative paths, no control characters. */
+/** A normalised absolute container path, or a refusal (util/file-rules.ts targetPathProblem). */
 export function normaliseTargetPath(path: string): string {
-  const refuse = (problem: string) => new DsoError("DELIVERY_REFUSED", `target path ${printableName(path)} ${problem}`);
-  if (!path.startsWith("/")) throw refuse("is not absolute");
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we refuse.
-  if (/[\u0000-\u001f\u007f]/.test(path)) throw refuse("contains a control character");
-  const parts = path.split("/").filter((part) => part !== "" && part !== ".");
-  if (parts.includes("..")) throw refuse('contains ".."');
-  if (parts.length === 0) throw refuse("is the container's root directory");
-  return `/${parts.join("/")}`;
+  const problem = targetPathProblem(path);
+  if (problem) throw new DsoError("DELIVERY_REFUSED", `target path ${printableName(path)} ${problem}`);
+  return `/${path
+    .split("/")
+    .filter((part) => part !== "" && part !== ".")
+    .join("/")}`;
 }

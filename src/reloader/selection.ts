@@ -7,7 +7,8 @@
 import * as v from "valibot";
 import { SIGNAL_NAMES, STRATEGY_NAMES } from "../config/schema.ts";
 import type { DsoConfig, SecretSpec, SignalName, StrategyName } from "../config/types.ts";
-import { FILE_MODE_RULE, MAX_ID, parseFileMode, parseOwnerId } from "../util/file-rules.ts";
+import { FILE_MODE_RULE, MAX_ID, parseFileMode, parseOwnerId, targetPathProblem } from "../util/file-rules.ts";
+import { printable } from "../util/printable.ts";
 
 export const LABEL = {
   reloader: "dso.reloader",
@@ -61,9 +62,7 @@ const signalLabel = v.pipe(
 );
 const pathLabel = v.pipe(
   v.string(),
-  v.startsWith("/", "must be an absolute path"),
-  v.check((p) => !p.split("/").includes(".."), "must not contain .."),
-  v.check((p) => !/[\0-\x1f]/.test(p), "must not contain control characters"),
+  v.check((p) => targetPathProblem(p) === undefined, (issue) => targetPathProblem(issue.input as string) ?? "is not a target path"),
 );
 const modeLabel = v.pipe(
   v.string(),
@@ -86,7 +85,7 @@ function parseLabel<T>(
   if (raw === undefined) return undefined;
   const parsed = v.safeParse(schema, raw);
   if (parsed.success) return parsed.output;
-  errors.push(`label ${key}=${JSON.stringify(raw.slice(0, 64))} ${parsed.issues[0]?.message ?? "is invalid"}`);
+  errors.push(`label ${key}=${printable(raw)} ${parsed.issues[0]?.message ?? "is invalid"}`);
   return undefined;
 }
 
@@ -140,7 +139,7 @@ export function selectContainer(container: ContainerInfo, config: DsoConfig): Se
     if (spec) wanted.set(name, spec);
     else
       warnings.push(
-        `${who}: label ${LABEL.secrets} names "${name.slice(0, 128)}", which is not in secrets[] of dso.yaml (needed when several providers are configured)`,
+        `${who}: label ${LABEL.secrets} names ${printable(name, 128)}, which is not in secrets[] of dso.yaml (needed when several providers are configured)`,
       );
   }
   for (const spec of config.secrets) if (matchesTargets(spec, container)) wanted.set(spec.name, spec);

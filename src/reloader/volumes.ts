@@ -7,13 +7,15 @@
  */
 import type { DsoConfig } from "../config/types.ts";
 import { parseDriverOptions, secretNamesOf } from "../delivery/plugin/driver-options.ts";
-import { createVolumeDriver, type VolumeDriver, type VolumeFiles, type VolumeObservation } from "../delivery/plugin/volume-driver.ts";
+import { createVolumeDriver, MAX_PLUGIN_BODY_BYTES, pluginError, type VolumeDriver, type VolumeFiles, type VolumeObservation } from "../delivery/plugin/volume-driver.ts";
 import { describeError, DsoError, type ErrorCode } from "../errors.ts";
 import type { FieldLogger } from "../log/logger.ts";
 import { fetchErrorCode, releaseFetch, type SecretSource } from "../secrets/source.ts";
 import type { SecretStore } from "../secrets/store.ts";
 import type { FetchResult } from "../secrets/types.ts";
 import type { VersionMarkers } from "../secrets/version-marker.ts";
+import { isMapping } from "../util/is-mapping.ts";
+import { readCapped } from "../util/json-body.ts";
 import type { KeyedQueue } from "../util/keyed-queue.ts";
 import { volumeSecretSpec } from "./desired.ts";
 import { buildDeliveries } from "./files.ts";
@@ -55,25 +57,27 @@ export class DsoVolumes {
       try {
         const route = path === "/VolumeDriver.Mount" ? "Mount" : path === "/VolumeDriver.Unmount" ? "Unmount" : undefined;
         if (!route || !this.deps.onMountCall) return await (await this.ensureDriver()).handle(req);
-        const text = await req.text();
+        const text = await readCapped(req, MAX_PLUGIN_BODY_BYTES);
         const response = (await (await this.ensureDriver()).handle(new Request(new URL(req.url, "http://dso").href, { method: req.method, body: text, headers: req.headers })))!;
         this.reportMountCall(route, text, (await response.clone().json().catch(() => ({}))) as { Err?: string });
         return response;
       } catch (error) {
         // dockerd shows Err to the user: the container does not start (fail closed).
-        return Response.json({ Err: describeError(error) });
+        return Response.json({ Err: pluginError(error) });
       }
     };
   }
 
   private reportMountCall(route: "Mount" | "Unmount", body: string, reply: { Err?: string }): void {
-    let request: { Name?: unknown; ID?: unknown } = {};
+    let parsed: unknown;
     try {
-      request = JSON.parse(body) as typeof request;
+      parsed = JSON.parse(body);
     } catch {
       return;
     }
-    if (typeof request.Name !== "string") return;
+    // A body of null or a list is no mount call (it threw a TypeError here; found by test/fuzz).
+    if (!isMapping(parsed) || typeof parsed.Name !== "string") return;
+    const request = parsed as { Name: string; ID?: unknown };
     const opts = this.optionsOf(request.Name);
     this.deps.onMountCall?.({
       route,

@@ -41,6 +41,8 @@ export function isOwnerId(id: number): boolean {
 /** Why `name` cannot be a delivered file name, or undefined when it can. */
 export function fileNameProblem(name: string): string | undefined {
   if (name.length === 0) return "must not be empty";
+  // A lone surrogate is written to disk as U+FFFD: two different names would be one file.
+  if (!name.isWellFormed()) return "must be valid Unicode (it holds a lone surrogate)";
   if (name === "." || name === "..") return 'must not be "." or ".." (a directory reference)';
   if (name.includes("/")) return 'is a file name and must not contain "/"';
   // "..data", "..data_tmp" and the version directories belong to the atomic writer.
@@ -48,5 +50,21 @@ export function fileNameProblem(name: string): string | undefined {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we refuse.
   if (/[\u0000-\u001f\u007f]/.test(name)) return "must not contain control characters";
   if (Buffer.byteLength(name, "utf8") > MAX_NAME_BYTES) return `must be at most ${MAX_NAME_BYTES} bytes`;
+  return undefined;
+}
+
+/**
+ * Why `path` cannot be the directory secrets are delivered to inside a container, or undefined
+ * when it can: dso.yaml's inject paths, the dso.inject.path label and the delivery engine all ask
+ * this, so what one accepts the others never refuse.
+ */
+export function targetPathProblem(path: string): string | undefined {
+  if (!path.startsWith("/")) return "must be an absolute path";
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we refuse.
+  if (/[\u0000-\u001f\u007f]/.test(path)) return "must not contain control characters";
+  if (!path.isWellFormed()) return "must be valid Unicode (it holds a lone surrogate)";
+  const parts = path.split("/").filter((part) => part !== "" && part !== ".");
+  if (parts.includes("..")) return 'must not contain ".."';
+  if (parts.length === 0) return "must not be the container's root directory";
   return undefined;
 }

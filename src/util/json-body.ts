@@ -16,7 +16,8 @@ export class BodyError extends DsoError {
   }
 }
 
-async function readCapped(req: Request, maxBytes: number): Promise<string> {
+/** The body as text, refused (413) past `maxBytes` without buffering the rest. */
+export async function readCapped(req: Request, maxBytes: number): Promise<string> {
   const declared = Number(req.headers.get("content-length") ?? "0");
   if (declared > maxBytes) throw new BodyError(413, `request body larger than ${maxBytes} bytes`);
   if (!req.body) return "";

@@ -539,3 +539,37 @@ describe("metrics, audit and notifications settings", () => {
     ]);
   });
 });
+
+describe("YAML aliases (found by test/fuzz)", () => {
+  test("a self-referencing anchor is refused at its line instead of hanging the parser", () => {
+    // fuzz counterexample: {"seed":0,"text":[{"op":"prepend","snippet":"a: &a {x: *a}\n"}]} hung `dso config validate`.
+    expect(errorsOf(yaml("a: &a {x: *a}"))).toEqual([
+      "dso.yaml:1: a.x: a YAML alias here refers to a value that contains it (a cycle); write the value out instead",
+    ]);
+    expect(errorsOf(yaml("secrets:", "  - &s {name: x, targets: {containers: [*s]}}"))[0]).toStartWith(
+      "dso.yaml:2: secrets.0.targets.containers.0: a YAML alias here refers to a value that contains it",
+    );
+  });
+
+  test("an alias bomb is refused without being expanded", () => {
+    // Seven levels of nine aliases: 300 bytes that took 17 s and 270 MB to refuse before.
+    const rows = ["  l0: &b0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"];
+    for (let i = 1; i < 7; i++) rows.push(`  l${i}: &b${i} [${Array(9).fill(`*b${i - 1}`).join(", ")}]`);
+    expect(errorsOf(yaml("agent:", ...rows, "  top: *b6"))).toEqual([
+      "dso.yaml:1: agent: YAML aliases expand this to more than 100000 values; write the values out instead",
+    ]);
+  });
+
+  test("ordinary aliases still work", () => {
+    const { config } = parseConfig(yaml("providers:", "  a: &p {type: file}", "  b: *p"), "dso.yaml", {});
+    expect(Object.keys(config.providers)).toEqual(["a", "b"]);
+  });
+});
+
+describe("provider names in messages (found by test/fuzz)", () => {
+  test("an invalid provider name is reported once and never listed raw in another message", () => {
+    const errors = errorsOf(yaml("providers:", '  "aws-p\tod": {type: aws}', "  vault: {type: vault, config: {address: 'http://127.0.0.1:8200'}}", "secrets:", "  - name: x", "    provider: aws-prod"));
+    expect(errors.join("\n")).not.toContain("\t");
+    expect(errors.some((e) => e.includes("(configured: vault)"))).toBe(true);
+  });
+});

@@ -104,3 +104,12 @@ describe("the YAML syntax error line finder", () => {
     expect(findSyntaxErrorLine("a: 1\n")).toBeUndefined();
   });
 });
+
+describe("bisecting a large broken file (found by test/fuzz)", () => {
+  test("stops after a bounded amount of re-parsing and leaves the position to the yaml package", () => {
+    // An unclosed flow list on line 1, then 400 lines of 600 bytes: every prefix fails, so bisecting would re-parse 48 MB.
+    const lines = Array.from({ length: 400 }, (_, i) => `k${i}: ${"v".repeat(600)}`);
+    expect(findSyntaxErrorLine(`bad: [\n${lines.join("\n")}\n`)).toBeUndefined();
+    expect(findSyntaxErrorLine(`bad: [\n${lines.slice(0, 3).join("\n")}\n`)).toBe(1);
+  });
+});

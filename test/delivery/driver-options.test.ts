@@ -43,3 +43,11 @@ describe("DSO volume options are checked at Create, naming the option", () => {
     expect(refusal({ secrets: "db", mode: "rw" }).message).toContain("mode");
   });
 });
+
+describe("refusals stay one short line (counterexamples found by test/fuzz)", () => {
+  test("an unknown option key is quoted escaped and cut short", () => {
+    expect(refusal({ ["k".repeat(3000)]: "x" }).message.length).toBeLessThan(200);
+    expect(refusal({ "\u0004\u0012": "x" }).message).toStartWith('unknown volume option "\\u0004\\u0012";');
+    expect(refusal({ secrets: "db", uid: "1\n2" }).message).toBe('volume option uid="1\\n2" is not a numeric id');
+  });
+});

@@ -94,6 +94,18 @@ describe("volume driver protocol", () => {
     expect(((await (await create({ Name: "ok", Opts: { mode: "rwx" } }))?.json()) as { Err: string }).Err).toContain("octal file mode");
   });
 
+  test("a bad request's Err names the field and never echoes the value (a \\r reached dockerd's output; found by test/fuzz)", async () => {
+    const get = async (body: string) => ((await (await driver.handle(new Request("http://localhost/VolumeDriver.Get", { method: "POST", body })))?.json()) as { Err: string }).Err;
+    expect(await get(JSON.stringify("\r"))).toBe("dso: BAD_REQUEST: bad plugin request: \"body\": Expected Object");
+    expect(await get(JSON.stringify({ Name: 7 }))).toBe("dso: BAD_REQUEST: bad plugin request: \"Name\": Expected string");
+    expect(await get("{nope")).not.toMatch(/[\r\n]/);
+  });
+
+  test("a plugin request body past 64 KiB is refused without being read whole", async () => {
+    const res = await driver.handle(new Request("http://localhost/VolumeDriver.Create", { method: "POST", body: JSON.stringify({ Name: "n".repeat(8 * 1024 * 1024) }) }));
+    expect(((await res?.json()) as { Err: string }).Err).toBe("dso: BAD_REQUEST: request body larger than 65536 bytes");
+  });
+
   test("refuses a root that is not on tmpfs", async () => {
     const diskDir = await mkdtemp("/tmp/dso-diskroot-");
     try {

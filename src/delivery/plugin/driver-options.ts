@@ -7,6 +7,7 @@ import { SIGNAL_NAMES, STRATEGY_NAMES } from "../../config/schema.ts";
 import type { SignalName, StrategyName } from "../../config/types.ts";
 import { DsoError } from "../../errors.ts";
 import { FILE_MODE_RULE, parseFileMode, parseOwnerId } from "../../util/file-rules.ts";
+import { printable } from "../../util/printable.ts";
 import { DEFAULT_SECRET_MODE } from "../types.ts";
 
 export interface VolumeFileOptions {
@@ -51,20 +52,20 @@ function normaliseSignal(raw: string): string {
 
 function parseChoice<T extends string>(raw: string, key: string, choices: readonly T[]): T {
   if ((choices as readonly string[]).includes(raw)) return raw as T;
-  throw new DsoError("BAD_REQUEST", `volume option ${key}=${JSON.stringify(raw.slice(0, 64))} must be one of ${choices.join(", ")}`);
+  throw new DsoError("BAD_REQUEST", `volume option ${key}=${printable(raw)} must be one of ${choices.join(", ")}`);
 }
 
 function parseId(raw: string | undefined, key: string): number {
   if (raw === undefined || raw === "") return 0;
   const value = parseOwnerId(raw);
-  if (value === undefined) throw new DsoError("BAD_REQUEST", `volume option ${key}=${JSON.stringify(raw.slice(0, 64))} is not a numeric id`);
+  if (value === undefined) throw new DsoError("BAD_REQUEST", `volume option ${key}=${printable(raw)} is not a numeric id`);
   return value;
 }
 
 function parseMode(raw: string | undefined): number {
   if (raw === undefined || raw === "") return DEFAULT_SECRET_MODE;
   const mode = parseFileMode(raw);
-  if (mode === undefined) throw new DsoError("BAD_REQUEST", `volume option mode=${JSON.stringify(raw.slice(0, 64))} is not ${FILE_MODE_RULE}`);
+  if (mode === undefined) throw new DsoError("BAD_REQUEST", `volume option mode=${printable(raw)} is not ${FILE_MODE_RULE}`);
   return mode;
 }
 
@@ -82,7 +83,7 @@ export function validateDriverOptions(opts: Readonly<Record<string, string>>): V
     if ((DRIVER_OPTION_NAMES as readonly string[]).includes(key)) continue;
     const near = DRIVER_OPTION_NAMES.find((name) => name.startsWith(key.toLowerCase().slice(0, 3)) || key.toLowerCase() === name);
     const hint = near ? ` (did you mean "${near}"?)` : "";
-    throw new DsoError("BAD_REQUEST", `unknown volume option "${key}"${hint}; a DSO volume takes ${DRIVER_OPTION_NAMES.join(", ")}`);
+    throw new DsoError("BAD_REQUEST", `unknown volume option ${printable(key)}${hint}; a DSO volume takes ${DRIVER_OPTION_NAMES.join(", ")}`);
   }
   const parsed = parseDriverOptions(opts);
   if (parsed.secrets.length === 0) {
@@ -91,6 +92,6 @@ export function validateDriverOptions(opts: Readonly<Record<string, string>>): V
     });
   }
   const twice = parsed.secrets.find((name, i) => parsed.secrets.indexOf(name) !== i);
-  if (twice !== undefined) throw new DsoError("BAD_REQUEST", `volume option secrets names ${JSON.stringify(twice)} twice`);
+  if (twice !== undefined) throw new DsoError("BAD_REQUEST", `volume option secrets names ${printable(twice)} twice`);
   return parsed;
 }

@@ -19,6 +19,8 @@ import { DEFAULT_VOLUMES_ROOT } from "../../config/defaults.ts";
 import { describeError, DsoError } from "../../errors.ts";
 import { log } from "../../log/logger.ts";
 import { KeyedQueue } from "../../util/keyed-queue.ts";
+import { readCapped } from "../../util/json-body.ts";
+import { printable } from "../../util/printable.ts";
 import { clearAtomicDir, readAtomicMarker, writeAtomicDir } from "../atomic-dir.ts";
 import { isRamBacked, nearestExisting } from "../tmpfs.ts";
 import type { DeliveryResult, SecretFile } from "../types.ts";
@@ -31,6 +33,8 @@ const PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json";
 const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
 const OPTIONS_DIR = ".options";
 const ROOT_MODE = 0o711;
+/** dockerd's plugin calls are a name, an id and a few options; an 8 MB body was read whole before (found by test/fuzz). */
+export const MAX_PLUGIN_BODY_BYTES = 64 * 1024;
 const VOLUME_DIR_MODE = 0o755;
 
 /** The files of a volume and the version marker that describes them. */
@@ -247,7 +251,7 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
       if (!route || req.method !== "POST") return undefined;
       let reply: object;
       try {
-        const text = await req.text();
+        const text = await readCapped(req, MAX_PLUGIN_BODY_BYTES);
         reply = await route(text.trim() ? JSON.parse(text) : {});
       } catch (error) {
         reply = { Err: pluginError(error) };
@@ -330,16 +334,21 @@ function dropMount(state: VolumeState, id: string): void {
   if (state.users.size === 0) state.seen.clear();
 }
 
-/** dockerd shows Err verbatim to the user: one line, prefixed so it is clearly ours. */
-function pluginError(error: unknown): string {
+/** dockerd shows Err verbatim to the user: one line, prefixed so it is clearly ours, no control characters. */
+export function pluginError(error: unknown): string {
   const code = error instanceof DsoError ? `${error.code}: ` : "";
-  return `dso: ${code}${describeError(error).split("\n")[0]}`;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we replace.
+  return `dso: ${code}${describeError(error).split("\n")[0]}`.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
 }
 
+/** Names the field and what it must be; never echoes the value (valibot's "but received ..." would). */
 function parse<T extends v.GenericSchema>(schema: T, body: unknown): v.InferOutput<T> {
   const result = v.safeParse(schema, body);
-  if (!result.success) throw new DsoError("BAD_REQUEST", `bad plugin request: ${v.summarize(result.issues).split("\n")[0]}`);
-  return result.output;
+  if (result.success) return result.output;
+  const issue = result.issues[0];
+  const field = issue.path?.map((item) => String(item.key)).join(".") || "body";
+  const problem = issue.message.replace(/^Invalid type: /, "").replace(/ but received .*$/s, "");
+  throw new DsoError("BAD_REQUEST", `bad plugin request: ${printable(field, 32)}: ${problem}`);
 }
 
 async function prepareRoot(root: string): Promise<void> {
