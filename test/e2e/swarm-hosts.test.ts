@@ -4,6 +4,10 @@
  * the service's tasks run only on the worker. A change at the file provider must reach every task
  * on the worker (checked through the worker's own socket), and the old DSO-made Swarm secret must
  * go once no task runs with it. Prints the figure: change → every task running the new secret.
+ *
+ * A long run, not part of `bun run test` (it takes 60–90 s of the suite's 15-minute budget on a
+ * 2-core machine): `DSO_SWARM_HOSTS=1 bun test --timeout 120000 test/e2e/swarm-hosts.test.ts`
+ * (root, iproute2). docs/reliability.md has its figures.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type Dockerode from "dockerode";
@@ -111,7 +115,10 @@ async function createService(): Promise<void> {
   } as never);
 }
 
+const ENABLED = process.env.DSO_SWARM_HOSTS === "1";
+
 beforeAll(async () => {
+  if (!ENABLED) return;
   pair = createNetnsPair();
   [manager, worker] = await Promise.all([
     startExtraDocker({ netns: pair.a.netns, args: ["--default-address-pool", LOCAL_POOL] }),
@@ -134,6 +141,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  if (!ENABLED) return;
   try {
     await agent?.stop();
     await manager?.docker.getService(SERVICE).remove().catch(() => {});
@@ -146,7 +154,7 @@ afterAll(async () => {
   }
 });
 
-describe("swarm across hosts (two daemons in their own network namespaces)", () => {
+describe.skipIf(!ENABLED)("swarm across hosts (two daemons in their own network namespaces)", () => {
   test("the manager's agent rotates a secret into every task on the worker and removes the old version", async () => {
     await agent!.waitForLog(/connected to Docker/, CONVERGE_TIMEOUT_MS);
     // Created while the agent runs: the service-create event brings its first secret version.
