@@ -50,12 +50,8 @@ export function valuesFromWire(items: readonly WireFetchItem[], raw: Uint8Array 
     if (!value) return rest;
     const bytes: SecretBytes = new Map();
     for (const { key, bytes: length } of value.keys) {
-      if (!raw || offset + length > total) {
-        if (length === 0) bytes.set(key, new Uint8Array(0));
-        if (length === 0) continue;
-        break;
-      }
-      bytes.set(key, raw.subarray(offset, offset + length));
+      if (offset + length > total) break;
+      bytes.set(key, raw ? raw.subarray(offset, offset + length) : new Uint8Array(0));
       offset += length;
     }
     return { ...rest, value: bytes };

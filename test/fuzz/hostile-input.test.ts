@@ -5,16 +5,9 @@
  * properties with many more cases.
  */
 import { describe, expect, test } from "bun:test";
-import { type FuzzFigures, failureReport, formatFigures, fuzzRuns } from "../support/fuzz.ts";
+import { expectClean, fuzzRuns } from "../support/fuzz.ts";
 import { fuzzConfig, fuzzConfigRewrites, fuzzLabels, fuzzNames, fuzzVolumeOptions } from "./properties.ts";
 
-function expectClean(figures: FuzzFigures): void {
-  console.log(formatFigures(figures));
-  expect(failureReport(figures)).toBe("");
-  expect(figures.crashes).toBe(0);
-  expect(figures.hangs).toBe(0);
-  expect(figures.cases).toBeGreaterThan(0);
-}
 
 describe("hostile input", () => {
   test("a mutated dso.yaml gives a config or one-line errors with their line, never a crash or a hang", async () => {

@@ -8,6 +8,7 @@
  * and keeps serving. Seeded and bounded like the other targets.
  */
 import { describe, expect, test } from "bun:test";
+import { frameHeader as header, streamOf } from "../support/byte-stream.ts";
 import fc from "fast-check";
 import { serveProvider } from "../../providers/host.ts";
 import type { ProviderFactory } from "../../providers/types.ts";
@@ -15,33 +16,10 @@ import { DsoError } from "../../src/errors.ts";
 import { encodeFrame, FRAME_HEADER_BYTES, LINE_PEER, readFrames, type Frame } from "../../src/rpc/framing.ts";
 import { FRAME_LIMITS, PROTOCOL_VERSION, type WireFetchItem } from "../../src/rpc/protocol.ts";
 import { valuesFromWire } from "../../src/rpc/wire-values.ts";
-import { crash, failureReport, formatFigures, fuzzRuns, OK, runFuzz, violation, type FuzzFigures, type Verdict } from "../support/fuzz.ts";
+import { crash, expectClean, fuzzRuns, OK, runFuzz, violation, type Verdict } from "../support/fuzz.ts";
 
 const SMALL = { maxJsonBytes: 256, maxRawBytes: 256 };
 
-function expectClean(figures: FuzzFigures): void {
-  console.log(formatFigures(figures));
-  expect(failureReport(figures)).toBe("");
-  expect(figures.crashes).toBe(0);
-  expect(figures.hangs).toBe(0);
-  expect(figures.cases).toBeGreaterThan(0);
-}
-
-function streamOf(chunks: Uint8Array[]): ReadableStream<Uint8Array> {
-  return new ReadableStream({
-    start(controller) {
-      for (const c of chunks) controller.enqueue(c);
-      controller.close();
-    },
-  });
-}
-
-function header(jsonBytes: number, rawBytes: number): Uint8Array {
-  const h = new Uint8Array(FRAME_HEADER_BYTES);
-  new DataView(h.buffer).setUint32(0, jsonBytes >>> 0);
-  new DataView(h.buffer).setUint32(4, rawBytes >>> 0);
-  return h;
-}
 
 const json = fc.jsonValue({ maxDepth: 3 });
 
@@ -74,7 +52,7 @@ const chunkedStream = fc.tuple(fc.array(piece, { maxLength: 8 }), fc.array(fc.in
 async function frameReaderCase(chunks: Uint8Array[]): Promise<Verdict> {
   try {
     const frames: Frame[] = [];
-    for await (const f of readFrames(streamOf(chunks), SMALL)) frames.push(f);
+    for await (const f of readFrames(streamOf(...chunks), SMALL)) frames.push(f);
     for (const f of frames) {
       if (f.ok && f.raw && f.raw.length > SMALL.maxRawBytes) return violation(`a raw part of ${f.raw.length} bytes passed a cap of ${SMALL.maxRawBytes}`);
       if (!f.ok && (typeof f.reason !== "string" || f.reason.includes("\n"))) return violation(`a bad frame's reason is not one line: ${JSON.stringify(f.reason)}`);
@@ -154,14 +132,14 @@ async function hostCase(pieces: Array<{ bytes: Uint8Array; whole: boolean; shutd
   try {
     const exit = await serveProvider(factory, {
       // Configure first, the hostile frames, then a health call that must still be answered.
-      input: streamOf([configure, ...frames, health]),
+      input: streamOf(configure, ...frames, health),
       write: (bytes) => void written.push(bytes.slice()),
       logLine: () => {},
       env: {},
     });
     if (exit !== 0) return violation(`the host exited ${exit}`);
     const replies: Frame[] = [];
-    for await (const f of readFrames(streamOf(written), FRAME_LIMITS)) replies.push(f);
+    for await (const f of readFrames(streamOf(...written), FRAME_LIMITS)) replies.push(f);
     const bad = replies.find((f) => !f.ok);
     if (bad) return violation(`the host wrote a frame the agent cannot read: ${JSON.stringify(bad)}`);
     const hello = replies[0] as { ok: true; value: { type?: string; protocol?: number } } | undefined;

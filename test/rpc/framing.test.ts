@@ -1,24 +1,9 @@
 import { describe, expect, test } from "bun:test";
+import { frameHeader as header, streamOf } from "../support/byte-stream.ts";
 import { readFileSync } from "node:fs";
 import { encodeFrame, FRAME_HEADER_BYTES, LINE_PEER, readFrames, secretBuffer, wipeBuffer, type Frame } from "../../src/rpc/framing.ts";
 
 const enc = new TextEncoder();
-
-function streamOf(...chunks: Uint8Array[]): ReadableStream<Uint8Array> {
-  return new ReadableStream({
-    start(controller) {
-      for (const c of chunks) controller.enqueue(c);
-      controller.close();
-    },
-  });
-}
-
-function header(jsonBytes: number, rawBytes: number): Uint8Array {
-  const h = new Uint8Array(FRAME_HEADER_BYTES);
-  new DataView(h.buffer).setUint32(0, jsonBytes);
-  new DataView(h.buffer).setUint32(4, rawBytes);
-  return h;
-}
 
 function concat(...parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));

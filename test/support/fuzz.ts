@@ -8,6 +8,7 @@
  * Synchronous targets (the config parser, the name rules) run in a worker thread, so a case
  * that never returns is a counted hang that the worker's termination ends, not a frozen test.
  */
+import { expect } from "bun:test";
 import fc from "fast-check";
 
 export const DEFAULT_FUZZ_SEED = 1313;
@@ -186,4 +187,13 @@ export function workerCheck<T>(target: string, boundMs: number): { check: (input
       worker = undefined;
     },
   };
+}
+
+/** Prints a target's figures and asserts it ran clean: no failure, no crash, no hang, cases run. */
+export function expectClean(figures: FuzzFigures): void {
+  console.log(formatFigures(figures));
+  expect(failureReport(figures)).toBe("");
+  expect(figures.crashes).toBe(0);
+  expect(figures.hangs).toBe(0);
+  expect(figures.cases).toBeGreaterThan(0);
 }
