@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { startAgent, type AgentProcess } from "../support/agent-process.ts";
 import { AWS_TEST_ACCESS_KEY_ID, startAwsServer } from "../support/aws-server.ts";
 import { eventually, execIn } from "../support/container-exec.ts";
-import { ensureDocker } from "../support/docker-daemon.ts";
+import { ensureDocker, privateDaemonStarted, restartDocker } from "../support/docker-daemon.ts";
 import { REPO_ROOT } from "../support/dso-binary.ts";
 import { BUSYBOX_IMAGE, ensureTestImages } from "../support/test-images.ts";
 import { startVaultServer } from "../support/vault-server.ts";
@@ -72,9 +72,18 @@ async function up(example: string, project: string, env: Record<string, string> 
  * project is left (a DSO volume whose driver is gone costs dockerd ~15 s per lookup).
  */
 async function downIfLeft(example: string, project: string, env: Record<string, string> = {}): Promise<void> {
-  const volumes = (await docker.listVolumes({ filters: { label: [`com.docker.compose.project=${project}`] } })).Volumes ?? [];
+  const volumes = await projectVolumes(project, env.DSO_VOLUME_DRIVER ?? "local");
   if ((await projectContainers(project)).length === 0 && volumes.length === 0) return;
   await compose(example, project, ["down", "-v", "--timeout", "1"], env);
+}
+
+/**
+ * The project's volumes of one driver. dockerd keeps every legacy volume driver it has talked to
+ * and asks each of them on an unfiltered volume list, retrying one that is gone for ~15 s, so the
+ * list names the driver (an earlier example's agent has stopped by then).
+ */
+async function projectVolumes(project: string, driver: string): Promise<unknown[]> {
+  return (await docker.listVolumes({ filters: { label: [`com.docker.compose.project=${project}`], driver: [driver] } })).Volumes ?? [];
 }
 
 /** Every container compose created for `project`, running or not. */
@@ -141,6 +150,10 @@ function removeDanglingExampleDrivers(): void {
 beforeAll(async () => {
   removeDanglingExampleDrivers();
   const d = await ensureDocker();
+  // compose looks a named volume up by name, and dockerd then asks every legacy volume driver it
+  // has ever talked to, each gone one for ~15 s of retries: earlier test files stopped theirs.
+  // A restart makes the daemon forget them (nothing of those files runs any more).
+  if (privateDaemonStarted()) await restartDocker();
   docker = d.docker;
   dockerHost = d.host;
   await ensureTestImages(docker);
@@ -207,8 +220,7 @@ describe("examples/ brought up with docker-compose", () => {
       const down = await compose("dso-volume", "exvol", ["down", "-v", "--timeout", "1"], env);
       expect(down.code).toBe(0);
       expect(await projectContainers("exvol")).toEqual([]);
-      const left = await docker.listVolumes({ filters: { label: ["com.docker.compose.project=exvol"] } });
-      expect(left.Volumes ?? []).toEqual([]);
+      expect(await projectVolumes("exvol", driver)).toEqual([]);
       expectNoPlantedValues(agent);
     } finally {
       await downIfLeft("dso-volume", "exvol", env);
