@@ -4,8 +4,10 @@
  * the container), the mode, the strategy and its last run. A cache of observations, refreshed by
  * every pass; decisions never read it.
  */
-import type { ContainerView } from "../api/contract.ts";
+import type { ContainerView, SecretView } from "../api/contract.ts";
 import type { StrategyName } from "../config/types.ts";
+import type { SecretStore } from "../secrets/store.ts";
+import type { VersionMarkers } from "../secrets/version-marker.ts";
 
 export type { ContainerView, SecretView, StrategyRun } from "../api/contract.ts";
 
@@ -54,4 +56,30 @@ export class ContainerStatusBook {
   retain(running: ReadonlySet<string>): void {
     for (const id of this.views.keys()) if (!running.has(id)) this.views.delete(id);
   }
+}
+
+/** What a secret's line in `dso ls` is built from. */
+export interface SecretViewSource {
+  store: SecretStore;
+  markers: VersionMarkers;
+  /** Why a secret has no fingerprint yet, in words (e.g. "first poll in 4m"). */
+  pendingReason?: (secret: string) => string;
+}
+
+/** One secret at one path: wanted and actual version (keyed tokens), and its state in words. */
+export function secretView(src: SecretViewSource, name: string, path: string, extra: Partial<SecretView>, actualMarker?: string): SecretView {
+  const state = src.store.get(name);
+  const fp = state?.fingerprint;
+  const wanted = fp ? src.markers.token(name, fp) : undefined;
+  const actual = src.markers.read(actualMarker, [name])?.get(name);
+  let status: string;
+  if (state?.stale) status = `stale: provider ${state.spec.provider} unavailable since ${shortTime(state.staleSince)}`;
+  else if (!wanted) status = `pending: ${src.pendingReason?.(name) ?? "first poll"}`;
+  else if (actual === wanted) status = "current";
+  else status = "pending: delivery";
+  return { name, path, wanted, actual, ...(state?.version ? { version: state.version } : {}), state: status, ...extra };
+}
+
+function shortTime(iso: string | undefined): string {
+  return iso ? iso.slice(11, 16) : "?";
 }
