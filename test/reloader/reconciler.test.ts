@@ -144,6 +144,22 @@ describe("the reconciler's decisions", () => {
     expect(second.kills).toEqual([]);
   });
 
+  test("a target with more than 150 secrets (one marker token for the set) shows current, and a change runs the strategy once", async () => {
+    const names = Array.from({ length: 151 }, (_, i) => `s${i}`);
+    const { reconciler, provider, kills } = setup({ ...SIGNAL, "dso.secrets": names.join(",") });
+    await reconciler.reconcileAll();
+    const states = reconciler.list()[0]!.status;
+    expect(states.length).toBe(names.length);
+    expect(new Set(states.map((s) => s.state))).toEqual(new Set(["current"]));
+    expect(states[0]!.actual).toBe(states[0]!.wanted);
+    expect(kills).toEqual([]);
+    provider.value = "v2";
+    await reconciler.reconcileAll({ only: new Set(["s0"]), refresh: true });
+    expect(kills).toEqual(["c1:SIGHUP"]);
+    await reconciler.reconcileAll();
+    expect(kills).toEqual(["c1:SIGHUP"]);
+  });
+
   test("a container whose labels ask for nothing is left alone", async () => {
     const { reconciler, targets } = setup({ "dso.reloader": "false" });
     expect(await reconciler.reconcileAll()).toEqual([]);
