@@ -9,7 +9,7 @@ import type { ActionReport } from "../api/contract.ts";
 import type { DeliveryResult } from "../delivery/types.ts";
 import { describeError } from "../errors.ts";
 import type { FetchBatch } from "../secrets/source.ts";
-import { secretView, type ContainerStatusBook } from "./container-status.ts";
+import { secretViews, type ContainerStatusBook } from "./container-status.ts";
 import { ENV_VERSION_LABEL, selectionOf, type Desired, type TargetUnit } from "./desired.ts";
 import { convergeEnv } from "./env-convergence.ts";
 import { buildDeliveries } from "./files.ts";
@@ -66,7 +66,7 @@ export class ContainerConverger {
         const observed = await volumes.observe(unit.volume);
         const seen = observed?.seen.get(d.id);
         view.deliveries = [...view.deliveries.filter((x) => x.path !== unit.destination), { path: unit.destination, mode: "plugin", files: [], at: view.observedAt }];
-        for (const name of unit.secrets) view.status.push(secretView(this.deps, name, unit.destination, { volume: unit.volume, mode: "plugin" }, seen ?? filesMarker));
+        view.status.push(...secretViews(this.deps, unit.secrets, unit.destination, { volume: unit.volume, mode: "plugin" }, seen ?? filesMarker));
         if (!filesMarker) continue;
         if (seen === undefined) await volumes.markSeen(unit.volume, d.id, filesMarker);
         else if (seen !== filesMarker) {
@@ -117,7 +117,7 @@ export class ContainerConverger {
   private async convergeTarget(d: Desired, unit: TargetUnit, batch: FetchBatch, opts: ConvergeOptions) {
     const names = unit.specs.map((s) => s.name);
     const observed = await this.deps.planner.readMarker(d.id, unit.path, opts.signal);
-    const views = (marker?: string) => names.map((n) => secretView(this.deps, n, unit.path, { mode: observed.mode }, marker));
+    const views = (marker?: string) => secretViews(this.deps, names, unit.path, { mode: observed.mode }, marker);
     const known = this.versions.fingerprintsOf(names);
     if (!opts.force && known && this.deps.markers.matches(observed.marker, known)) return { views: views(observed.marker), changed: [] as string[], errors: [] };
     const { values, errors } = await batch.values(names);
