@@ -32,11 +32,14 @@ describe("one agent per socket", () => {
     }
   });
 
-  test("a holder that has the lock but has not written its pid yet is still named by pid", async () => {
+  test("a holder that has the lock but has not written its pid yet (over a killed agent's) is still named by pid", async () => {
     const dir = await mkdtemp(join(tmpdir(), "dso-lock-"));
     const script = join(dir, "holder.ts");
     await Bun.write(script, SLOW_HOLDER);
     const socket = join(dir, "dso.sock");
+    const killed = Bun.spawn(["true"]);
+    await killed.exited;
+    await Bun.write(lockPathFor(socket), `${killed.pid}\n`);
     const child = Bun.spawn([process.execPath, script, lockPathFor(socket)], { stdout: "pipe", stderr: "inherit" });
     try {
       const reader = child.stdout.getReader();
