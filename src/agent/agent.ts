@@ -31,9 +31,6 @@ import { acquireSocketLock, type SocketLock } from "./socket-lock.ts";
 import { ensureTmpfsRoot } from "./volumes-root.ts";
 import { hardenProcess, type ProcessHardening } from "../os/libc.ts";
 
-export { DOCKER_RETRY_MS } from "./docker-side.ts";
-export type { ProviderRuntime } from "../watcher/poll-scheduler.ts";
-
 /** Events can be dropped (the daemon keeps 256); reconcile all containers this often anyway. */
 export const RECONCILE_INTERVAL_MS = 60_000;
 /** How long an API call that needs Docker waits for the agent's first connection to it. */

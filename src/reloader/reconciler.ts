@@ -29,7 +29,6 @@ import { SecretVersions } from "./secret-versions.ts";
 import { NEXT_SUFFIX } from "./strategies/rolling.ts";
 import { WaveScheduler } from "./wave-scheduler.ts";
 
-export { DEBOUNCE_MAX_MS, DEBOUNCE_MS, START_BATCH_MS } from "./wave-scheduler.ts";
 export type { ConvergeOptions, ReconcileObserver, ReconcilerDeps } from "./reconcile-deps.ts";
 export type { ActionReport, InjectReport };
 
