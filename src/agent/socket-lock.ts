@@ -8,6 +8,10 @@ import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from "nod
 import { DsoError } from "../errors.ts";
 import { tryLockExclusive } from "../os/libc.ts";
 
+/** How long a refused agent waits for the holder to write its PID (it does so right after flock). */
+export const HOLDER_PID_WAIT_MS = 1_000;
+const HOLDER_PID_POLL_MS = 20;
+
 export interface SocketLock {
   path: string;
   release(): void;
@@ -23,7 +27,7 @@ export function acquireSocketLock(socketPath: string): SocketLock {
   const fd = openSync(path, "a+", 0o600);
   if (!tryLockExclusive(fd)) {
     closeSync(fd);
-    const holder = readFileSync(path, "utf8").trim();
+    const holder = readHolder(path);
     throw new DsoError("USAGE", `another dso agent${/^\d+$/.test(holder) ? ` (pid ${holder})` : ""} is serving ${socketPath}; stop it first or use another --socket`);
   }
   ftruncateSync(fd, 0);
@@ -32,4 +36,27 @@ export function acquireSocketLock(socketPath: string): SocketLock {
     path,
     release: () => closeSync(fd),
   };
+}
+
+/**
+ * The holder's PID from the lock file; re-read briefly while it is empty or names a process that
+ * is gone (the lock just taken, the new PID not written yet over a killed agent's).
+ */
+function readHolder(path: string): string {
+  const deadline = Date.now() + HOLDER_PID_WAIT_MS;
+  for (;;) {
+    const holder = readFileSync(path, "utf8").trim();
+    if ((/^\d+$/.test(holder) && isAlive(Number(holder))) || Date.now() >= deadline) return holder;
+    Bun.sleepSync(HOLDER_PID_POLL_MS);
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, as another user.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
 }

@@ -4,8 +4,10 @@
  * the container), the mode, the strategy and its last run. A cache of observations, refreshed by
  * every pass; decisions never read it.
  */
-import type { ContainerView } from "../api/contract.ts";
+import type { ContainerView, SecretView } from "../api/contract.ts";
 import type { StrategyName } from "../config/types.ts";
+import type { SecretStore } from "../secrets/store.ts";
+import type { VersionMarkers } from "../secrets/version-marker.ts";
 
 export type { ContainerView, SecretView, StrategyRun } from "../api/contract.ts";
 
@@ -54,4 +56,50 @@ export class ContainerStatusBook {
   retain(running: ReadonlySet<string>): void {
     for (const id of this.views.keys()) if (!running.has(id)) this.views.delete(id);
   }
+}
+
+/** What a secret's line in `dso ls` is built from. */
+export interface SecretViewSource {
+  store: SecretStore;
+  markers: VersionMarkers;
+  /** Why a secret has no fingerprint yet, in words (e.g. "first poll in 4m"). */
+  pendingReason?: (secret: string) => string;
+}
+
+/**
+ * The secrets of one file set at one path: wanted and actual version (keyed tokens), and the state
+ * in words. Wanted is read from the marker the set should carry, so a set with one token for all
+ * its secrets (more than 150) compares like any other.
+ */
+export function secretViews(src: SecretViewSource, names: readonly string[], path: string, extra: Partial<SecretView>, actualMarker?: string): SecretView[] {
+  const wantedMarker = wantedMarkerOf(src, names);
+  const wantedTokens = wantedMarker ? src.markers.read(wantedMarker, names) : undefined;
+  const actualTokens = src.markers.read(actualMarker, names);
+  return names.map((name) => {
+    const state = src.store.get(name);
+    const fp = state?.fingerprint;
+    const wanted = fp ? (wantedTokens?.get(name) ?? src.markers.token(name, fp)) : undefined;
+    const actual = actualTokens?.get(name);
+    let status: string;
+    if (state?.stale) status = `stale: provider ${state.spec.provider} unavailable since ${shortTime(state.staleSince)}`;
+    else if (!wanted) status = `pending: ${src.pendingReason?.(name) ?? "first poll"}`;
+    else if (actual === wanted) status = "current";
+    else status = "pending: delivery";
+    return { name, path, wanted, actual, ...(state?.version ? { version: state.version } : {}), state: status, ...extra };
+  });
+}
+
+/** The marker the set carries once current; undefined while a fingerprint is not known. */
+function wantedMarkerOf(src: SecretViewSource, names: readonly string[]): string | undefined {
+  const fingerprints: Record<string, string> = {};
+  for (const name of names) {
+    const fp = src.store.get(name)?.fingerprint;
+    if (!fp) return undefined;
+    fingerprints[name] = fp;
+  }
+  return names.length ? src.markers.marker(fingerprints) : undefined;
+}
+
+function shortTime(iso: string | undefined): string {
+  return iso ? iso.slice(11, 16) : "?";
 }

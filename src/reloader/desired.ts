@@ -132,3 +132,8 @@ export function desiredFor(facts: ContainerFacts, opts: DesiredOptions): { desir
 export function volumeSecretSpec(name: string, config: DsoConfig): SecretSpec | undefined {
   return config.secrets.find((s) => s.name === name) ?? implicitSecretSpec(name, config);
 }
+
+/** The container's selection; an empty one for a container served only through DSO volumes. */
+export function selectionOf(d: Desired): Selection {
+  return d.selection ?? { containerId: d.id, containerName: d.name, secrets: [], strategy: d.strategy, signal: d.signal, files: {}, healthCheckTimeoutMs: d.healthCheckTimeoutMs };
+}

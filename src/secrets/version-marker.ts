@@ -14,6 +14,7 @@ const NAME_ID_HEX = 8;
 const TOKEN_HEX = 12;
 /** A symlink target holds at most PATH_MAX bytes; beyond this many secrets one token covers all. */
 const MAX_ENTRIES = 150;
+/** The entry name of that one token starts with this, followed by a keyed id (another key reads nothing). */
 const ALL_SECRETS = "*";
 const MARKER = /^dso1:([0-9a-f*]+=[0-9a-f]+)(,[0-9a-f*]+=[0-9a-f]+)*$/;
 
@@ -44,11 +45,16 @@ export class VersionMarkers {
     return this.mac("name", secret).slice(0, NAME_ID_HEX);
   }
 
+  /** The entry name of a marker with one token for the whole set (more than MAX_ENTRIES secrets). */
+  private allId(): string {
+    return `${ALL_SECRETS}${this.mac("all-secrets").slice(0, NAME_ID_HEX)}`;
+  }
+
   /** The marker for a file set holding these secrets at these fingerprints. */
   marker(fingerprints: Readonly<Record<string, string>>): string {
     const names = Object.keys(fingerprints).sort();
     if (names.length > MAX_ENTRIES) {
-      return `${MARKER_PREFIX}${ALL_SECRETS}=${this.mac("all", ...names.flatMap((n) => [n, fingerprints[n]!])).slice(0, TOKEN_HEX)}`;
+      return `${MARKER_PREFIX}${this.allId()}=${this.mac("all", ...names.flatMap((n) => [n, fingerprints[n]!])).slice(0, TOKEN_HEX)}`;
     }
     const entries = names.map((n) => `${this.nameId(n)}=${this.token(n, fingerprints[n]!)}`).sort();
     return `${MARKER_PREFIX}${entries.join(",")}`;
@@ -56,7 +62,8 @@ export class VersionMarkers {
 
   /**
    * The token a marker records for each of `secrets`; a secret the marker does not name is absent.
-   * Undefined when there is no marker or it is not one of ours.
+   * A marker with one token for the whole set gives that token for every secret: any change in the
+   * set then reads as a change of each. Undefined when there is no marker or it is not one of ours.
    */
   read(marker: string | undefined, secrets: readonly string[]): VersionMap | undefined {
     if (!marker || !MARKER.test(marker)) return undefined;
@@ -67,6 +74,11 @@ export class VersionMarkers {
         .map((e) => e.split("=") as [string, string]),
     );
     const tokens = new Map<string, string>();
+    const all = entries.get(this.allId());
+    if (all) {
+      for (const secret of secrets) tokens.set(secret, all);
+      return tokens;
+    }
     for (const secret of secrets) {
       const token = entries.get(this.nameId(secret));
       if (token) tokens.set(secret, token);

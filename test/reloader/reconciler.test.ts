@@ -8,7 +8,9 @@ import type Dockerode from "dockerode";
 import { randomBytes } from "node:crypto";
 import { parseConfig } from "../../src/config/index.ts";
 import type { DeliveryMode } from "../../src/delivery/types.ts";
-import { Reconciler } from "../../src/reloader/reconciler.ts";
+import { Reconciler, type ReconcilerDeps } from "../../src/reloader/reconciler.ts";
+import type { ProviderProcess } from "../../src/rpc/supervisor.ts";
+import { PollScheduler } from "../../src/watcher/poll-scheduler.ts";
 import { implicitSecretSpec } from "../../src/reloader/selection.ts";
 import { SecretSource } from "../../src/secrets/source.ts";
 import { SecretStore } from "../../src/secrets/store.ts";
@@ -59,11 +61,13 @@ class FakeTargets {
   forget() {}
 }
 
-function fakeDocker(containers: Array<{ id: string; labels: Record<string, string> }>) {
+type FakeMount = { Type: string; Name: string; Destination: string; Driver: string };
+
+function fakeDocker(containers: Array<{ id: string; labels: Record<string, string>; mounts?: FakeMount[] }>) {
   const kills: string[] = [];
   const docker = {
     listContainers: async () =>
-      containers.map((c) => ({ Id: c.id, Names: [`/${c.id}`], ImageID: "img", Labels: c.labels, State: "running", Mounts: [] })),
+      containers.map((c) => ({ Id: c.id, Names: [`/${c.id}`], ImageID: "img", Labels: c.labels, State: "running", Mounts: c.mounts ?? [] })),
     getContainer: (id: string) => ({
       kill: async ({ signal }: { signal: string }) => void kills.push(`${id}:${signal}`),
       inspect: async () => ({ Id: id, Config: { Labels: {}, Env: [] }, State: { Running: true } }),
@@ -144,6 +148,22 @@ describe("the reconciler's decisions", () => {
     expect(second.kills).toEqual([]);
   });
 
+  test("a target with more than 150 secrets (one marker token for the set) shows current, and a change runs the strategy once", async () => {
+    const names = Array.from({ length: 151 }, (_, i) => `s${i}`);
+    const { reconciler, provider, kills } = setup({ ...SIGNAL, "dso.secrets": names.join(",") });
+    await reconciler.reconcileAll();
+    const states = reconciler.list()[0]!.status;
+    expect(states.length).toBe(names.length);
+    expect(new Set(states.map((s) => s.state))).toEqual(new Set(["current"]));
+    expect(states[0]!.actual).toBe(states[0]!.wanted);
+    expect(kills).toEqual([]);
+    provider.value = "v2";
+    await reconciler.reconcileAll({ only: new Set(["s0"]), refresh: true });
+    expect(kills).toEqual(["c1:SIGHUP"]);
+    await reconciler.reconcileAll();
+    expect(kills).toEqual(["c1:SIGHUP"]);
+  });
+
   test("a container whose labels ask for nothing is left alone", async () => {
     const { reconciler, targets } = setup({ "dso.reloader": "false" });
     expect(await reconciler.reconcileAll()).toEqual([]);
@@ -207,5 +227,99 @@ describe("what the agent keeps track of", () => {
     await reconciler.reconcileAll({ full: true });
     expect(store.get("only-a-failed-mount")).toBeUndefined();
     expect(store.get("token")).toBeDefined();
+  });
+});
+
+/** A DSO volume as the reconciler sees it through the driver: its options, files marker, and what each container was told. */
+class FakeVolume {
+  filesMarker?: string;
+  readonly seen = new Map<string, string>();
+  constructor(
+    private readonly markers: VersionMarkers,
+    private readonly opts: Record<string, string>,
+    private readonly mounted = true,
+  ) {}
+  optionsOf = (volume: string) => (volume === "vol" ? this.opts : undefined);
+  refresh = async (_volume: string, fetch: (names: string[]) => Promise<{ values: ReadonlyMap<string, { fingerprint: string }> }>) => {
+    if (!this.mounted) return undefined;
+    const names = this.opts.secrets!.split(",");
+    const { values } = await fetch(names);
+    if (values.size === names.length) this.filesMarker = this.markers.marker(Object.fromEntries(names.map((n) => [n, values.get(n)!.fingerprint])));
+    return this.filesMarker;
+  };
+  observe = async () => ({ mounted: this.mounted, opts: this.opts, filesMarker: this.filesMarker, seen: this.seen });
+  markSeen = async (_volume: string, id: string, marker: string) => void this.seen.set(id, marker);
+  syncUsers = async () => {};
+}
+
+const VOLUME_MOUNT = [{ Type: "volume", Name: "vol", Destination: "/run/secrets", Driver: "dso" }];
+
+function setupVolumeOnly(yaml: string, opts: Record<string, string>, extra: { mounted?: boolean; pendingReason?: (secret: string) => string; store?: SecretStore } = {}) {
+  const { config: cfg } = parseConfig(yaml, "dso.yaml", {});
+  const store = extra.store ?? new SecretStore(false);
+  store.setSpecs(cfg.secrets);
+  const provider = new FakeProvider();
+  const source = new SecretSource({ store, provider: () => provider, log: quietLog });
+  const markers = new VersionMarkers(randomBytes(32));
+  const volume = new FakeVolume(markers, opts, extra.mounted ?? true);
+  const { docker, kills } = fakeDocker([{ id: "c1", labels: {}, mounts: VOLUME_MOUNT }]);
+  const reconciler = new Reconciler({
+    docker,
+    store,
+    source,
+    planner: new FakeTargets(),
+    markers,
+    volumes: volume as unknown as ReconcilerDeps["volumes"],
+    queue: new KeyedQueue(),
+    log: quietLog,
+    config: () => cfg,
+    ...(extra.pendingReason ? { pendingReason: extra.pendingReason } : {}),
+  });
+  return { reconciler, provider, kills, volume, store };
+}
+
+describe("containers served only through a DSO volume", () => {
+  test("with no strategy= option, the strategy dso.yaml names for the secret runs on a change, once", async () => {
+    const yaml = "providers:\n  p:\n    type: file\nsecrets:\n  - name: token\n    provider: p\n    rotation:\n      enabled: true\n      strategy: signal\n      signal: SIGUSR1\n";
+    const { reconciler, provider, kills, volume } = setupVolumeOnly(yaml, { secrets: "token" });
+    await reconciler.reconcileAll();
+    const [view] = reconciler.list();
+    expect(view?.strategy).toBe("signal");
+    expect(view?.status.map((s) => [s.name, s.mode, s.state])).toEqual([["token", "plugin", "current"]]);
+    expect(volume.seen.get("c1")).toBe(volume.filesMarker!);
+    expect(kills).toEqual([]);
+    provider.value = "v2";
+    await reconciler.reconcileAll({ only: new Set(["token"]), refresh: true });
+    expect(kills).toEqual(["c1:SIGUSR1"]);
+    await reconciler.reconcileAll();
+    expect(kills).toEqual(["c1:SIGUSR1"]);
+  });
+
+  test("without one in dso.yaml either, files are updated with strategy none", async () => {
+    const { reconciler, provider, kills } = setupVolumeOnly("providers:\n  p:\n    type: file\n", { secrets: "token" });
+    await reconciler.reconcileAll();
+    expect(reconciler.list()[0]?.strategy).toBe("none");
+    provider.value = "v2";
+    const [report] = await reconciler.reconcileAll({ only: new Set(["token"]), refresh: true });
+    expect(report?.delivered).toEqual(["token"]);
+    expect(kills).toEqual([]);
+  });
+
+  test("a secret its provider has not polled yet shows `pending: first poll in 4m` in dso ls", async () => {
+    const yaml = "providers:\n  p:\n    type: file\n";
+    const { config: cfg } = parseConfig(yaml, "dso.yaml", {});
+    const store = new SecretStore(false);
+    const providerProcess = { fingerprint: async () => [], stop: async () => {}, getStatus: () => ({}) } as unknown as ProviderProcess;
+    const polls = new PollScheduler({ store, log: quietLog, intervalMs: () => 240_000, startProcess: () => providerProcess, pollFinished: () => {}, onChanged: () => {} });
+    try {
+      // The provider's first poll ran before any container named the secret: the next is ~4m away.
+      polls.sync(cfg.providers);
+      while (!polls.providers.get("p")?.lastPoll) await Bun.sleep(5);
+      const { reconciler } = setupVolumeOnly(yaml, { secrets: "later" }, { mounted: false, store, pendingReason: (s) => polls.pendingReason(s) });
+      await reconciler.reconcileAll();
+      expect(reconciler.list()[0]?.status.map((s) => [s.name, s.state])).toEqual([["later", "pending: first poll in 4m"]]);
+    } finally {
+      polls.halt();
+    }
   });
 });

@@ -38,4 +38,19 @@ describe("version markers", () => {
     expect(leaks(marker)).toBe(false);
     expect(leaks(markers.token("db", fingerprint))).toBe(false);
   });
+
+  test("beyond 150 secrets one token covers the set: every secret reads back as it, and it changes when any one does", () => {
+    const names = Array.from({ length: 151 }, (_, i) => `s${i}`);
+    const fps = Object.fromEntries(names.map((n) => [n, `fp-${n}`]));
+    const m1 = markers.marker(fps);
+    const m2 = markers.marker({ ...fps, s7: "fp-new" });
+    const before = markers.read(m1, names)!;
+    const after = markers.read(m2, names)!;
+    expect(before.size).toBe(names.length);
+    expect(new Set(before.values()).size).toBe(1);
+    expect(before.get("s0")).not.toBe(after.get("s0"));
+    expect(markers.read(markers.marker(fps), ["s3"])?.get("s3")).toBe(before.get("s3"));
+    // Keyed like the per-secret tokens: after a reboot (a new key) the old set reads as nothing.
+    expect(new VersionMarkers(randomBytes(32)).read(m1, names)?.size).toBe(0);
+  });
 });

@@ -15,7 +15,9 @@ export default defineCommand({
     log.info("starting agent", { config: configPath ?? "built-in default (file provider on /etc/dso/secrets)" });
     const agent = new Agent(config, {
       configPath,
-      socketPath: args.socket,
+      // The same order as every other command's (--socket, $DSO_SOCKET, agent.socket), so a direct
+      // `dso inject` names the DSO volume driver as this agent does.
+      socketPath: args.socket || process.env.DSO_SOCKET || undefined,
       env: process.env,
     });
     const stopped = new Promise<void>((resolve) => {

@@ -9,8 +9,12 @@ import type { InjectReport } from "../../api/contract.ts";
 import { callRoute, resolveSocketPath } from "../agent-client.ts";
 import { agentClientArgs, formatTable } from "../_shared.ts";
 
-/** Without a running agent: the same runtime as the agent's, built by this process for one delivery. */
-async function injectDirectly(configFlag: string | undefined, container: string, secrets: string[]): Promise<InjectReport> {
+/**
+ * Without a running agent: the same runtime as the agent's, built by this process for one delivery.
+ * `socket` is the one the agent would serve (--socket, $DSO_SOCKET, agent.socket): the DSO volume
+ * driver's name comes from it, so both pick the same mode for a container on a DSO volume.
+ */
+async function injectDirectly(configFlag: string | undefined, socket: string, container: string, secrets: string[]): Promise<InjectReport> {
   const path = findConfigPath({ flag: configFlag, env: process.env });
   const { config } = await loadConfig(path, process.env);
   const { docker } = await connectDocker({ env: process.env });
@@ -20,7 +24,7 @@ async function injectDirectly(configFlag: string | undefined, container: string,
   if (!keyPath) log.info("no agent host key readable: this run keys fingerprints and version markers with a one-off key", { root: config.agent.volumesRoot });
   const providers = new Map(Object.entries(config.providers).map(([name, spec]) => [name, providerProcess(name, spec, process.env, key)]));
   const secretsRuntime = buildSecretsRuntime({ config, key, provider: (name) => providers.get(name), log: log.withTag("inject") });
-  const { reconciler } = await buildReconciler({ docker, secrets: secretsRuntime, config: () => config, socketPath: config.agent.socket, log: log.withTag("inject") });
+  const { reconciler } = await buildReconciler({ docker, secrets: secretsRuntime, config: () => config, socketPath: socket, log: log.withTag("inject") });
   try {
     return await reconciler.inject(container, secrets);
   } finally {
@@ -39,13 +43,13 @@ export default defineCommand({
     const secrets = rawArgs.flatMap((a, i) => (a === "--secret" ? [rawArgs[i + 1] ?? ""] : a.startsWith("--secret=") ? [a.slice(9)] : []));
     let report: InjectReport;
     let via = "agent";
+    const socket = await resolveSocketPath(args);
     try {
-      const socket = await resolveSocketPath(args);
       report = await callRoute(socket, "inject", { container: args.container, ...(secrets.length ? { secrets } : {}) });
     } catch (error) {
       if (!(error instanceof DsoError) || error.code !== "AGENT_UNREACHABLE") throw error;
       via = "direct";
-      report = await injectDirectly(args.config, args.container, secrets);
+      report = await injectDirectly(args.config, socket, args.container, secrets);
     }
     if (args.json) return void process.stdout.write(`${JSON.stringify({ via, ...report })}\n`);
     const rows = report.secrets.map((s) => [s.name, s.version ?? "-", s.delivered ? "yes" : "no"]);

@@ -1,0 +1,117 @@
+/**
+ * The control API's handlers (`dso status`, `ls`, `sync`, `rotate`, `plan`, `inject`): each one
+ * asks the agent's parts and answers with names, versions and modes, never a value. The routes
+ * that call them are api-routes.ts.
+ */
+import type { ActionReport, InjectReport, PlanReply, StatusReply } from "../api/contract.ts";
+import type { DsoConfig } from "../config/types.ts";
+import { DsoError } from "../errors.ts";
+import type { ProcessHardening } from "../os/libc.ts";
+import { versionInfo } from "../version.ts";
+import type { PollScheduler } from "../watcher/poll-scheduler.ts";
+import type { ControlApi } from "./api-routes.ts";
+import type { DockerSide } from "./docker-side.ts";
+import type { SecretsRuntime } from "./runtime.ts";
+
+export interface ControlDeps {
+  /** The Docker side, waiting a while for the agent's first connection to dockerd. */
+  docker(): Promise<DockerSide>;
+  /** The Docker side if connected already (status never waits). */
+  side(): DockerSide | undefined;
+  secrets: SecretsRuntime;
+  polls: PollScheduler;
+  config(): DsoConfig;
+  socketPath: string;
+  startedAt: Date;
+  hardening(): ProcessHardening;
+}
+
+export class AgentControl implements ControlApi {
+  constructor(private readonly deps: ControlDeps) {}
+
+  async sync(container?: string): Promise<ActionReport[]> {
+    const { docker, reconciler } = await this.deps.docker();
+    if (!container) return reconciler.reconcileAll({ full: true, trigger: "sync" });
+    const inspect = await docker
+      .getContainer(container)
+      .inspect()
+      .catch(() => {
+        throw new DsoError("BAD_REQUEST", `no such container: ${container}`);
+      });
+    const [report] = await reconciler.reconcileIds([inspect.Id]);
+    if (!report) throw new DsoError("BAD_REQUEST", `container ${container} is not running or has no DSO secrets`);
+    return [report];
+  }
+
+  async rotate(secret: string): Promise<ActionReport[]> {
+    if (!this.deps.secrets.store.get(secret)) throw new DsoError("SECRET_NOT_FOUND", `secret "${secret}" is not known to the agent`);
+    const { reconciler } = await this.deps.docker();
+    return reconciler.reconcileAll({ only: new Set([secret]), refresh: true, trigger: "rotate" });
+  }
+
+  async plan(secret: string): Promise<PlanReply> {
+    const state = this.deps.secrets.store.get(secret);
+    if (!state) throw new DsoError("SECRET_NOT_FOUND", `secret "${secret}" is not known to the agent`);
+    const { reconciler } = await this.deps.docker();
+    return {
+      secret,
+      provider: state.spec.provider,
+      containers: reconciler
+        .list()
+        .filter((c) => c.secrets.includes(secret))
+        .map((c) => ({
+          id: c.id,
+          name: c.name,
+          strategy: c.strategy,
+          paths: [...new Map(c.status.filter((s) => s.name === secret).map((s) => [s.path, { path: s.path, mode: s.mode ?? "?" }])).values()],
+          action: c.strategy === "none" ? "update files" : `update files, then ${c.strategy}`,
+        })),
+    };
+  }
+
+  async inject(container: string, secrets: string[]): Promise<InjectReport> {
+    const { reconciler } = await this.deps.docker();
+    return reconciler.inject(container, secrets);
+  }
+
+  async containers() {
+    const { reconciler } = await this.deps.docker();
+    return reconciler.list();
+  }
+
+  status(): StatusReply {
+    const side = this.deps.side();
+    const connection = side?.connection;
+    const config = this.deps.config();
+    const { store, markers } = this.deps.secrets;
+    return {
+      agent: {
+        version: versionInfo().version,
+        pid: process.pid,
+        startedAt: this.deps.startedAt.toISOString(),
+        socket: this.deps.socketPath,
+        docker: connection ? { host: connection.host, api: connection.negotiatedApiVersion, connected: side?.events.connected ?? false } : undefined,
+        cache: config.agent.cache,
+        pollingIntervalMs: config.agent.watch.pollingIntervalMs,
+        hardening: this.deps.hardening(),
+      },
+      providers: this.deps.polls.statuses(),
+      secrets: store.all().map((s) => ({
+        name: s.spec.name,
+        provider: s.spec.provider,
+        version: s.version,
+        // A keyed token, never the provider's fingerprint itself (which may be a hash of the value).
+        fingerprint: s.fingerprint ? markers.token(s.spec.name, s.fingerprint) : undefined,
+        lastPollAt: s.lastPollAt,
+        lastChangeAt: s.lastChangeAt,
+        stale: s.stale,
+        state: s.stale
+          ? `stale: provider ${s.spec.provider} unavailable since ${s.staleSince?.slice(11, 16) ?? "?"}`
+          : s.fingerprint
+            ? "current"
+            : `pending: ${this.deps.polls.pendingReason(s.spec.name)}`,
+        error: s.error,
+      })),
+    };
+  }
+}

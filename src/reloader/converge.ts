@@ -1,0 +1,159 @@
+/**
+ * One container brought to the wanted versions: each file target delivered when its marker is
+ * not the wanted one, each DSO volume's record of what this container was told compared with the
+ * volume's files, the environment checked — then the container's strategy run once, and only if
+ * some secret really went from one version to another there. Called inside the container's key
+ * of the work queue (reconciler.ts, inject.ts), so one container sees one pass at a time.
+ */
+import type { ActionReport } from "../api/contract.ts";
+import type { DeliveryResult } from "../delivery/types.ts";
+import { describeError } from "../errors.ts";
+import type { FetchBatch } from "../secrets/source.ts";
+import { secretViews, type ContainerStatusBook } from "./container-status.ts";
+import { ENV_VERSION_LABEL, selectionOf, type Desired, type TargetUnit } from "./desired.ts";
+import { convergeEnv } from "./env-convergence.ts";
+import { buildDeliveries } from "./files.ts";
+import type { ConvergeOptions, ReconcilerDeps } from "./reconcile-deps.ts";
+import type { SecretVersions } from "./secret-versions.ts";
+import type { Selection } from "./selection.ts";
+import { StrategyRunner, type BuiltTarget } from "./strategy-runner.ts";
+
+export class ContainerConverger {
+  private readonly strategies: StrategyRunner;
+
+  constructor(
+    private readonly deps: ReconcilerDeps,
+    private readonly book: ContainerStatusBook,
+    private readonly versions: SecretVersions,
+  ) {
+    this.strategies = new StrategyRunner(deps, book, versions);
+  }
+
+  /** Brings one container to the wanted versions; runs its strategy once if a version changed. */
+  async converge(d: Desired, batch: FetchBatch, opts: ConvergeOptions = {}): Promise<ActionReport> {
+    const view = this.book.begin(d.id, d.name, d.strategy, d.secrets);
+    const errors: string[] = [];
+    const delivered: string[] = [];
+    const built: BuiltTarget[] = [];
+    const changed = new Set<string>();
+
+    for (const unit of d.targets) {
+      const outcome = await this.convergeTarget(d, unit, batch, opts).catch((error) => {
+        errors.push(`${unit.path}: ${describeError(error)}`);
+        return undefined;
+      });
+      if (!outcome) continue;
+      view.status.push(...outcome.views);
+      if (outcome.built) {
+        built.push(outcome.built);
+        delivered.push(...unit.specs.map((s) => s.name));
+        view.deliveries = [...view.deliveries.filter((x) => x.path !== unit.path), outcome.delivery!];
+        for (const spec of unit.specs) {
+          const version = this.deps.store.get(spec.name)?.version;
+          if (version) view.versions[spec.name] = version;
+        }
+      }
+      errors.push(...outcome.errors);
+      for (const name of outcome.changed) changed.add(name);
+    }
+
+    const seenUpdates: Array<[string, string]> = [];
+    for (const unit of d.volumes) {
+      const volumes = this.deps.volumes;
+      if (!volumes) continue;
+      try {
+        const filesMarker = await volumes.refresh(unit.volume, (names) => batch.values(names));
+        const observed = await volumes.observe(unit.volume);
+        const seen = observed?.seen.get(d.id);
+        view.deliveries = [...view.deliveries.filter((x) => x.path !== unit.destination), { path: unit.destination, mode: "plugin", files: [], at: view.observedAt }];
+        view.status.push(...secretViews(this.deps, unit.secrets, unit.destination, { volume: unit.volume, mode: "plugin" }, seen ?? filesMarker));
+        if (!filesMarker) continue;
+        if (seen === undefined) await volumes.markSeen(unit.volume, d.id, filesMarker);
+        else if (seen !== filesMarker) {
+          seenUpdates.push([unit.volume, filesMarker]);
+          for (const name of this.versions.changedSecrets(seen, filesMarker, unit.secrets)) changed.add(name);
+          delivered.push(...unit.secrets);
+          this.deps.observer?.deliveryFinished({
+            container: { id: d.id, name: d.name },
+            secrets: this.versions.versionsOf(unit.secrets),
+            mode: "plugin",
+            path: unit.destination,
+            trigger: opts.trigger,
+            seconds: 0,
+            changedAt: this.versions.changedAt(unit.secrets),
+          });
+        }
+      } catch (error) {
+        errors.push(`volume ${unit.volume}: ${describeError(error)}`);
+      }
+    }
+
+    const env = await convergeEnv(this.deps, this.versions, d, batch).catch((error) => {
+      errors.push(`environment: ${describeError(error)}`);
+      return undefined;
+    });
+
+    view.error = errors.length ? errors.join("; ") : undefined;
+    if (errors.length) this.deps.log.error("delivery incomplete", { container: d.name, problems: view.error });
+    if (delivered.length) this.deps.log.info("delivered secrets to container", { container: d.name, secrets: [...new Set(delivered)].join(",") });
+
+    const report: ActionReport = { container: d.id, name: d.name, delivered: [...new Set(delivered)], ...(view.error ? { error: view.error } : {}) };
+    if (env?.recreate) {
+      this.deps.log.info("re-creating container to set its secret environment variables", { container: d.name });
+      const envNames = d.envSpecs.map((s) => s.name);
+      const run = { strategy: "rolling" as const, built, env: env.values, labels: { [ENV_VERSION_LABEL]: env.marker }, secrets: envNames };
+      return { ...report, ...(await this.strategies.apply(d, view, run, opts)) };
+    }
+    if (changed.size === 0) {
+      for (const [volume, marker] of seenUpdates) await this.deps.volumes?.markSeen(volume, d.id, marker);
+      return report;
+    }
+    const outcome = await this.strategies.apply(d, view, { strategy: d.strategy, built, env: {}, labels: {}, secrets: [...changed] }, opts);
+    // Told, whatever the outcome: a failed strategy is reported, not repeated every pass.
+    for (const [volume, marker] of seenUpdates) await this.deps.volumes?.markSeen(volume, outcome.container ?? d.id, marker);
+    return { ...report, ...outcome };
+  }
+
+  private async convergeTarget(d: Desired, unit: TargetUnit, batch: FetchBatch, opts: ConvergeOptions) {
+    const names = unit.specs.map((s) => s.name);
+    const observed = await this.deps.planner.readMarker(d.id, unit.path, opts.signal);
+    const views = (marker?: string) => secretViews(this.deps, names, unit.path, { mode: observed.mode }, marker);
+    const known = this.versions.fingerprintsOf(names);
+    if (!opts.force && known && this.deps.markers.matches(observed.marker, known)) return { views: views(observed.marker), changed: [] as string[], errors: [] };
+    const { values, errors } = await batch.values(names);
+    const selection: Selection = { ...selectionOf(d), secrets: unit.specs };
+    const files = buildDeliveries(selection, values);
+    const group = files.groups.find((g) => g.path === unit.path);
+    const problems = [...errors, ...files.errors];
+    if (!group || problems.length) return { views: views(observed.marker), changed: [] as string[], errors: problems.length ? problems : ["no value"] };
+    const marker = this.deps.markers.marker(group.fingerprints);
+    if (!opts.force && marker === observed.marker) return { views: views(marker), changed: [] as string[], errors: [] };
+    const started = performance.now();
+    const report = (mode: string, error?: unknown) =>
+      this.deps.observer?.deliveryFinished({
+        container: { id: d.id, name: d.name },
+        secrets: this.versions.versionsOf(names),
+        mode,
+        path: unit.path,
+        trigger: opts.trigger,
+        seconds: (performance.now() - started) / 1000,
+        changedAt: this.versions.changedAt(names),
+        ...(error === undefined ? {} : { error }),
+      });
+    let result: DeliveryResult;
+    try {
+      result = await this.deps.planner.deliver(d.id, unit.path, group.files, { signal: opts.signal, marker });
+    } catch (error) {
+      report(observed.mode, error);
+      throw error;
+    }
+    report(result.mode);
+    return {
+      views: views(marker),
+      changed: this.versions.changedSecrets(observed.marker, marker, names),
+      errors: [],
+      built: { path: unit.path, files: group.files, marker },
+      delivery: { path: unit.path, mode: result.mode, files: result.files, at: new Date().toISOString() },
+    };
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * When each provider is polled: its process kept or replaced to match the config, a first poll
+ * right away, then one every `agent.watch.polling_interval` (jittered), failed polls retried
+ * after `retry.backoff` (doubling) up to `retry.attempts`, and a webhook notification polls now.
+ * What a poll found goes to `onChanged`; the poll itself is provider-poller.ts.
+ */
+import type { ProviderConfig } from "../config/types.ts";
+import { describeError, DsoError } from "../errors.ts";
+import type { FieldLogger } from "../log/logger.ts";
+import type { ProviderProcess, ProviderStatus } from "../rpc/supervisor.ts";
+import type { SecretStore } from "../secrets/store.ts";
+import { jittered, nextPollDelay, pollProvider } from "./provider-poller.ts";
+import type { Notification } from "./webhook.ts";
+
+export interface ProviderRuntime {
+  spec: ProviderConfig;
+  process: ProviderProcess;
+  lastPoll?: { at: string; changed: number; errors: number };
+  nextPollAt?: number;
+  /** Failed polls in a row; the next one comes after `retry.backoff` (doubling) up to `retry.attempts`. */
+  failedPolls: number;
+  /** The next poll was asked for by a webhook notification (for the audit trail). */
+  webhookPending?: boolean;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
+export interface PollSchedulerDeps {
+  store: SecretStore;
+  log: FieldLogger;
+  /** `agent.watch.polling_interval`, read at every poll (a config reload changes it). */
+  intervalMs: () => number;
+  /** Starts the process of a provider instance. */
+  startProcess: (name: string, spec: ProviderConfig) => ProviderProcess;
+  /** A poll ended: the secrets it answered for, or what went wrong (metrics). */
+  pollFinished: (p: { provider: string; secrets?: readonly string[]; error?: unknown }) => void;
+  /** Secrets whose containers must be looked at (changed, seeded or recovered). */
+  onChanged: (names: string[], trigger: "poll" | "webhook") => void;
+}
+
+function sameProvider(a: ProviderConfig, b: ProviderConfig): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+export class PollScheduler {
+  readonly providers = new Map<string, ProviderRuntime>();
+  private halted = false;
+
+  constructor(private readonly deps: PollSchedulerDeps) {}
+
+  process(name: string): ProviderProcess | undefined {
+    return this.providers.get(name)?.process;
+  }
+
+  /** Start, keep or replace provider processes to match the config. */
+  sync(providers: Record<string, ProviderConfig>): void {
+    for (const [name, runtime] of this.providers) {
+      const spec = providers[name];
+      if (spec && sameProvider(spec, runtime.spec)) continue;
+      clearTimeout(runtime.timer);
+      void runtime.process.stop();
+      this.providers.delete(name);
+    }
+    for (const [name, spec] of Object.entries(providers)) {
+      if (this.providers.has(name)) continue;
+      const runtime: ProviderRuntime = { spec, process: this.deps.startProcess(name, spec), failedPolls: 0 };
+      this.providers.set(name, runtime);
+      this.schedule(runtime, 0);
+    }
+  }
+
+  /** A webhook notification: poll the named secret's provider (or the named one, or all) now. */
+  pollNow(notification: Notification): boolean {
+    const providerName = notification.secret_name ? this.deps.store.get(notification.secret_name)?.spec.provider : notification.provider;
+    const named = notification.secret_name !== undefined || notification.provider !== undefined;
+    const targets = named ? [this.providers.get(providerName ?? "")].filter((r) => r !== undefined) : [...this.providers.values()];
+    for (const runtime of targets) {
+      runtime.webhookPending = true;
+      this.schedule(runtime, 0);
+    }
+    this.deps.log.info("webhook notification: polling now", { providers: targets.map((r) => r.spec.name).join(",") || "none" });
+    return targets.length > 0;
+  }
+
+  /** Why a secret has no fingerprint yet: its provider's first poll, and when it comes. */
+  pendingReason(secret: string): string {
+    const provider = this.deps.store.get(secret)?.spec.provider;
+    const next = provider ? this.providers.get(provider)?.nextPollAt : undefined;
+    if (next === undefined) return "first poll";
+    const seconds = Math.max(0, Math.round((next - Date.now()) / 1000));
+    return `first poll in ${seconds >= 120 ? `${Math.round(seconds / 60)}m` : `${seconds}s`}`;
+  }
+
+  /** Each provider's process status and its last poll (`dso status`). */
+  statuses(): Array<ProviderStatus & { lastPoll?: ProviderRuntime["lastPoll"] }> {
+    return [...this.providers.values()].map((rt) => ({ ...rt.process.getStatus(), lastPoll: rt.lastPoll }));
+  }
+
+  /** No more polls (SIGTERM); the processes keep serving fetches until stopProcesses(). */
+  halt(): void {
+    this.halted = true;
+    for (const rt of this.providers.values()) clearTimeout(rt.timer);
+  }
+
+  async stopProcesses(): Promise<void> {
+    await Promise.all([...this.providers.values()].map((rt) => rt.process.stop()));
+  }
+
+  private schedule(runtime: ProviderRuntime, delayMs: number): void {
+    clearTimeout(runtime.timer);
+    runtime.nextPollAt = Date.now() + delayMs;
+    runtime.timer = setTimeout(() => void this.pollOnce(runtime), delayMs);
+  }
+
+  private async pollOnce(runtime: ProviderRuntime): Promise<void> {
+    if (this.halted || this.providers.get(runtime.spec.name) !== runtime) return;
+    const { store, log } = this.deps;
+    let failed = false;
+    try {
+      const outcome = await pollProvider(runtime.spec.name, runtime.process, store);
+      failed = outcome.failed;
+      const answered = store.forProvider(runtime.spec.name).map((s) => s.spec.name).filter((n) => !outcome.errors.some((e) => e.secret === n));
+      this.deps.pollFinished({ provider: runtime.spec.name, secrets: answered, ...(outcome.failed ? { error: new DsoError("PROVIDER_UNAVAILABLE", outcome.errors[0]?.message ?? "poll failed") } : {}) });
+      runtime.lastPoll = { at: new Date().toISOString(), changed: outcome.changed.length, errors: outcome.errors.length };
+      if (outcome.errors.length) {
+        log.warn("poll found stale secrets", { provider: runtime.spec.name, stale: outcome.errors.map((e) => e.secret).join(",") });
+      }
+      if (outcome.changed.length) log.info("secrets changed at the provider", { provider: runtime.spec.name, secrets: outcome.changed.join(",") });
+      // Seeded too: containers may hold another version than the one seen first (changed while we were down).
+      // Recovered too: a fetch that failed (provider crashed, timed out) left containers behind.
+      const touched = [...outcome.changed, ...outcome.seeded, ...outcome.recovered];
+      const trigger = runtime.webhookPending ? "webhook" : "poll";
+      runtime.webhookPending = false;
+      if (touched.length) this.deps.onChanged(touched, trigger);
+    } catch (error) {
+      failed = true;
+      this.deps.pollFinished({ provider: runtime.spec.name, error });
+      log.error("poll failed", { provider: runtime.spec.name, error: describeError(error) });
+    } finally {
+      if (!this.halted) this.schedule(runtime, this.nextDelay(runtime, failed));
+    }
+  }
+
+  private nextDelay(runtime: ProviderRuntime, failed: boolean): number {
+    runtime.failedPolls = failed ? runtime.failedPolls + 1 : 0;
+    const next = nextPollDelay(runtime.failedPolls, runtime.spec.retry, jittered(this.deps.intervalMs()));
+    if (runtime.failedPolls >= runtime.spec.retry.attempts) runtime.failedPolls = 0;
+    return next;
+  }
+}
