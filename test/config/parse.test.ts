@@ -145,6 +145,19 @@ describe("errors", () => {
     ]);
   });
 
+  test("every unknown key in one mapping is reported, each at its own line (valibot stops at the first)", () => {
+    expect(errorsOf(yaml("secrets:", "  - name: app/db", "    bogus: 1", "    other: 2", "    inject:", "      type: file", "      paht: /run/x", "      moed: 0400"))).toEqual([
+      'dso.yaml:3: secrets.0.bogus: unknown key "bogus"',
+      'dso.yaml:4: secrets.0.other: unknown key "other"',
+      'dso.yaml:7: secrets.0.inject.paht: unknown key "paht" (did you mean "path"?)',
+      'dso.yaml:8: secrets.0.inject.moed: unknown key "moed" (did you mean "mode"?)',
+    ]);
+    expect(errorsOf(yaml("providers: {}", "secretz: []", "agnet: {}"))).toEqual([
+      'dso.yaml:2: secretz: unknown key "secretz" (did you mean "secrets"?)',
+      'dso.yaml:3: agnet: unknown key "agnet" (did you mean "agent"?)',
+    ]);
+  });
+
   test("the error message lists every issue and carries code CONFIG_INVALID", () => {
     const text = yaml("secrets:", "  - provider: x", "  - name: b", "    colour: red");
     try {
