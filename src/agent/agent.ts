@@ -26,7 +26,7 @@ import { startWebhook, type Notification } from "../watcher/webhook.ts";
 import { LeakSentinel } from "../watcher/leak-sentinel.ts";
 import { versionInfo } from "../version.ts";
 import { apiRoutes, type ControlApi } from "./api-routes.ts";
-import { startControlServer } from "./control-server.ts";
+import { type ControlServer, startControlServer } from "./control-server.ts";
 import { Observer } from "../observe/observer.ts";
 import { loadHostKey } from "./host-key.ts";
 import { buildReconciler, buildSecretsRuntime, providerProcess, type SecretsRuntime } from "./runtime.ts";
@@ -85,7 +85,7 @@ export class Agent implements ControlApi {
   observer!: Observer;
   private config: DsoConfig;
   private lock?: SocketLock;
-  private server?: Server<undefined>;
+  private server?: ControlServer;
   private webhook?: Server<undefined>;
   private side?: DockerSide;
   private sideReady: Promise<DockerSide>;
@@ -166,7 +166,7 @@ export class Agent implements ControlApi {
       routes: apiRoutes(this),
       plugin: this.volumes.handler(),
       rawRoutes: this.observer.rawRoutes(),
-      onRequest: (info) => this.observer.apiRequest(info),
+      onRequest: (info, callerUid) => this.observer.apiRequest(info, callerUid),
       log: this.log,
     });
     this.log.info("agent listening", { socket: this.socketPath });
