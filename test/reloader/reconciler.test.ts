@@ -73,7 +73,7 @@ function fakeDocker(containers: Array<{ id: string; labels: Record<string, strin
   return { docker, kills };
 }
 
-type Log = typeof quietLog;
+type Log = ConstructorParameters<typeof Reconciler>[0]["log"];
 
 function setup(labels: Record<string, string>, key = randomBytes(32), targets = new FakeTargets(), cache = false, log: Log = quietLog) {
   const store = new SecretStore(cache);
