@@ -104,7 +104,15 @@ export function startPeerFront(options: PeerFrontOptions): UnixSocketListener<Pi
       open(client) {
         // `data` starts as the listener's shared object: give each connection its own.
         client.data = { toUpstream: [], toClient: [], clientGone: false, upstreamGone: false };
-        connectUpstream(client, options.upstreamFor(uidOf(client)), options.log);
+        let upstreamPath: string;
+        try {
+          upstreamPath = options.upstreamFor(uidOf(client));
+        } catch (error) {
+          options.log.debug("control socket: no internal server for this caller", { error: (error as Error).message });
+          client.end();
+          return;
+        }
+        connectUpstream(client, upstreamPath, options.log);
       },
       data(client, chunk) {
         send(client.data.upstream, client.data.toUpstream, chunk);
