@@ -22,7 +22,7 @@ import { startWebhook } from "../watcher/webhook.ts";
 import { versionInfo } from "../version.ts";
 import { apiRoutes } from "./api-routes.ts";
 import { AgentControl } from "./control.ts";
-import { startControlServer } from "./control-server.ts";
+import { type ControlServer, startControlServer } from "./control-server.ts";
 import { buildDockerSide, type DockerSide } from "./docker-side.ts";
 import { Observer } from "../observe/observer.ts";
 import { loadHostKey } from "./host-key.ts";
@@ -52,7 +52,7 @@ export class Agent {
   observer!: Observer;
   private config: DsoConfig;
   private lock?: SocketLock;
-  private server?: Server<undefined>;
+  private server?: ControlServer;
   private webhook?: Server<undefined>;
   private side?: DockerSide;
   private sideReady: Promise<DockerSide>;
@@ -131,7 +131,7 @@ export class Agent {
       routes: apiRoutes(control),
       plugin: this.volumes.handler(),
       rawRoutes: this.observer.rawRoutes(),
-      onRequest: (info) => this.observer.apiRequest(info),
+      onRequest: (info, callerUid) => this.observer.apiRequest(info, callerUid),
       log: this.log,
     });
     this.log.info("agent listening", { socket: this.socketPath });

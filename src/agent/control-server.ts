@@ -3,11 +3,17 @@
  * (/Plugin.Activate, /VolumeDriver.*) on the same socket. The socket is created with mode 0600
  * (0660 and the configured group when agent.socket_group is set) inside a directory that is
  * not world-writable; file permissions are the access control.
+ *
+ * So that each request knows its caller's uid (the audit trail), the public socket is a front
+ * (peer-front.ts) that reads the peer's uid from the kernel and pipes the connection to an
+ * HTTP server of its own for that uid, on a private socket in a 0700 directory next to the
+ * public one; the handler of that server knows the uid because it was made for it.
  */
 import type { FieldLogger } from "../log/logger.ts";
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, statSync, unlinkSync } from "node:fs";
-import { dirname } from "node:path";
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, rmSync, statSync, unlinkSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import type { Server } from "bun";
+import { startPeerFront } from "./peer-front.ts";
 import * as v from "valibot";
 import { STATUS_BY_CODE, type ApiRequestInfo } from "../api/contract.ts";
 
@@ -33,13 +39,23 @@ export interface ControlServerOptions {
   plugin?: (req: Request) => Promise<Response | undefined>;
   /** Paths answered by a handler that builds its own Response (not JSON): `/metrics`. */
   rawRoutes?: Record<string, (req: Request) => Promise<Response>>;
-  /** Called after every /v1 request with its outcome (for the audit trail of changing calls). */
-  onRequest?: (info: ApiRequestInfo) => void;
+  /**
+   * Called after every /v1 request with its outcome (for the audit trail of changing calls) and
+   * the caller's uid from the socket peer (SO_PEERCRED); undefined when it could not be read.
+   */
+  onRequest?: (info: ApiRequestInfo, callerUid: number | undefined) => void;
   log: Pick<FieldLogger, "warn" | "debug">;
 }
 
 
 const MAX_BODY_BYTES = 64 * 1024;
+/** Distinct caller uids that get a server of their own; callers beyond share one without a uid. */
+const MAX_CALLER_SERVERS = 32;
+
+export interface ControlServer {
+  /** Stops accepting, closes every connection (when `closeActive`) and removes the private sockets. */
+  stop(closeActive?: boolean): Promise<void>;
+}
 
 
 export function jsonError(status: number, code: string, message: string): Response {
@@ -67,64 +83,88 @@ function prepareDirectory(socketPath: string): void {
   }
 }
 
+/** The private sockets' directory: next to the public socket, 0700, only ever DSO's own. */
+function preparePrivateDirectory(socketPath: string): string {
+  const dir = join(dirname(socketPath), `.${basename(socketPath)}.callers`);
+  if (existsSync(dir)) {
+    if (!lstatSync(dir).isDirectory()) throw new DsoError("USAGE", `${dir} exists and is not a directory; refusing to replace it`);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  mkdirSync(dir, { mode: 0o700 });
+  chmodSync(dir, 0o700);
+  return dir;
+}
 
-export function startControlServer(options: ControlServerOptions): Server<undefined> {
+export function startControlServer(options: ControlServerOptions): ControlServer {
   prepareDirectory(options.socketPath);
   const routes = new Map(options.routes.map((r) => [`${r.method} ${r.path}`, r]));
   const paths = new Set(options.routes.map((r) => r.path));
-  // umask so the socket is never reachable by others, not even between bind and chmod.
   const failure = (error: unknown, url: URL): Response => {
     const code = error instanceof DsoError ? error.code : "INTERNAL";
     const status = error instanceof BodyError ? error.status : (STATUS_BY_CODE[code] ?? 500);
     if (status >= 500) options.log.warn("API request failed", { path: url.pathname, error: describeError(error) });
     return jsonError(status, code, describeError(error));
   };
-  const report = (info: ApiRequestInfo) => {
+  const report = (info: ApiRequestInfo, callerUid: number | undefined) => {
     try {
-      options.onRequest?.(info);
+      options.onRequest?.(info, callerUid);
     } catch (error) {
       options.log.warn("API request hook failed", { path: info.path, error: describeError(error) });
     }
   };
-  const previousUmask = process.umask(0o177);
-  let server: Server<undefined>;
-  try {
-    server = Bun.serve({
-      unix: options.socketPath,
+  const handle = async (req: Request, callerUid: number | undefined): Promise<Response> => {
+    // On a unix socket req.url may be a bare path.
+    const url = new URL(req.url, "http://dso");
+    try {
+      const pluginResponse = options.plugin ? await options.plugin(req) : undefined;
+      if (pluginResponse) return pluginResponse;
+      const raw = options.rawRoutes?.[url.pathname];
+      if (raw) return await raw(req);
+    } catch (error) {
+      return failure(error, url);
+    }
+    let body: unknown;
+    try {
+      const route = routes.get(`${req.method} ${url.pathname}`);
+      if (!route) {
+        if (paths.has(url.pathname)) return jsonError(405, "BAD_REQUEST", `${req.method} is not allowed on ${url.pathname}`);
+        return jsonError(404, "BAD_REQUEST", `no such endpoint: ${req.method} ${url.pathname}`);
+      }
+      body = route.body ? await readJsonBody(req, route.body, MAX_BODY_BYTES) : undefined;
+      const response = Response.json(await route.handle(body, url));
+      report({ method: req.method, path: url.pathname, status: response.status, ...(body === undefined ? {} : { body }) }, callerUid);
+      return response;
+    } catch (error) {
+      const response = failure(error, url);
+      const code = error instanceof DsoError ? error.code : "INTERNAL";
+      report({ method: req.method, path: url.pathname, status: response.status, code, ...(body === undefined ? {} : { body }) }, callerUid);
+      return response;
+    }
+  };
+  const privateDir = preparePrivateDirectory(options.socketPath);
+  const servers = new Map<number | undefined, { path: string; server: Server<undefined> }>();
+  /** The internal server for one caller uid, started on first use. */
+  const upstreamFor = (uid: number | undefined): string => {
+    const key = uid !== undefined && (servers.has(uid) || servers.size < MAX_CALLER_SERVERS) ? uid : undefined;
+    const known = servers.get(key);
+    if (known) return known.path;
+    const path = join(privateDir, key === undefined ? "unknown.sock" : `uid-${key}.sock`);
+    const server = Bun.serve({
+      unix: path,
       development: false,
-      async fetch(req) {
-        // On a unix socket req.url may be a bare path.
-        const url = new URL(req.url, "http://dso");
-        try {
-          const pluginResponse = options.plugin ? await options.plugin(req) : undefined;
-          if (pluginResponse) return pluginResponse;
-          const raw = options.rawRoutes?.[url.pathname];
-          if (raw) return await raw(req);
-        } catch (error) {
-          return failure(error, url);
-        }
-        let body: unknown;
-        try {
-          const route = routes.get(`${req.method} ${url.pathname}`);
-          if (!route) {
-            if (paths.has(url.pathname)) return jsonError(405, "BAD_REQUEST", `${req.method} is not allowed on ${url.pathname}`);
-            return jsonError(404, "BAD_REQUEST", `no such endpoint: ${req.method} ${url.pathname}`);
-          }
-          body = route.body ? await readJsonBody(req, route.body, MAX_BODY_BYTES) : undefined;
-          const response = Response.json(await route.handle(body, url));
-          report({ method: req.method, path: url.pathname, status: response.status, ...(body === undefined ? {} : { body }) });
-          return response;
-        } catch (error) {
-          const response = failure(error, url);
-          const code = error instanceof DsoError ? error.code : "INTERNAL";
-          report({ method: req.method, path: url.pathname, status: response.status, code, ...(body === undefined ? {} : { body }) });
-          return response;
-        }
-      },
+      fetch: (req) => handle(req, key),
       error(error) {
         return jsonError(500, "INTERNAL", describeError(error));
       },
     });
+    servers.set(key, { path, server });
+    return path;
+  };
+  // umask so the socket is never reachable by others, not even between bind and chmod.
+  const previousUmask = process.umask(0o177);
+  let front: ReturnType<typeof startPeerFront>;
+  try {
+    front = startPeerFront({ socketPath: options.socketPath, upstreamFor, log: options.log });
   } finally {
     process.umask(previousUmask);
   }
@@ -134,5 +174,12 @@ export function startControlServer(options: ControlServerOptions): Server<undefi
   } else {
     chmodSync(options.socketPath, 0o600);
   }
-  return server;
+  return {
+    async stop(closeActive = false) {
+      front.stop(closeActive);
+      await Promise.all([...servers.values()].map(({ server }) => server.stop(closeActive)));
+      servers.clear();
+      rmSync(privateDir, { recursive: true, force: true });
+    },
+  };
 }

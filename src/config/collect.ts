@@ -70,20 +70,43 @@ export class IssueCollector {
         this.error(path, issue.message + suffix);
         continue;
       }
-      this.error(path, this.describe(issue, schema, rel));
+      if (isUnknownKey(issue)) {
+        this.addUnknownKeys(prefix, schema, issue, rel);
+        continue;
+      }
+      this.error(path, this.describe(issue, rel));
     }
   }
 
-  private describe(issue: v.BaseIssue<unknown>, schema: v.GenericSchema, rel: (string | number)[]): string {
-    const isObject = issue.type === "strict_object" || issue.type === "object";
-    if (isObject && issue.expected === "never") {
-      const key = String(rel.at(-1));
-      const suggestion = suggestKey(key, knownKeysAt(schema, rel.slice(0, -1)));
-      return suggestion ? `unknown key ${printable(key)} (did you mean "${suggestion}"?)` : `unknown key ${printable(key)}`;
+  /**
+   * valibot's strictObject stops at the first unknown key of a mapping; the mapping itself is on
+   * the issue, so every other unknown key in it is reported here too, each at its own line.
+   */
+  private addUnknownKeys(prefix: TreePath, schema: v.GenericSchema, issue: v.BaseIssue<unknown>, rel: (string | number)[]): void {
+    const parent = rel.slice(0, -1);
+    const known = knownKeysAt(schema, parent);
+    const first = String(rel.at(-1));
+    const mapping = issue.path?.at(-1)?.input;
+    const others = known.length > 0 && isPlainMapping(mapping) ? Object.keys(mapping).filter((key) => key !== first && !known.includes(key)) : [];
+    for (const key of [first, ...others]) {
+      const suggestion = suggestKey(key, known);
+      this.error([...prefix, ...parent, key], suggestion ? `unknown key ${printable(key)} (did you mean "${suggestion}"?)` : `unknown key ${printable(key)}`);
     }
+  }
+
+  private describe(issue: v.BaseIssue<unknown>, rel: (string | number)[]): string {
+    const isObject = issue.type === "strict_object" || issue.type === "object";
     if (isObject && issue.received === "undefined" && rel.length > 0 && issue.input === undefined) return "is required";
     return `must be ${nounFor(issue.expected)}, not ${describeKind(issue.input)}`;
   }
+}
+
+function isUnknownKey(issue: v.BaseIssue<unknown>): boolean {
+  return (issue.type === "strict_object" || issue.type === "object") && issue.expected === "never";
+}
+
+function isPlainMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we look for.

@@ -35,8 +35,6 @@ export function defaultNotifications(): NotificationsConfig {
   return {
     enabled: false,
     webhooks: [],
-    timeoutMs: DEFAULT_NOTIFICATION_TIMEOUT_MS,
-    maxRetries: DEFAULT_NOTIFICATION_RETRIES,
     queueSize: DEFAULT_NOTIFICATION_QUEUE,
   };
 }

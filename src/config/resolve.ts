@@ -11,6 +11,8 @@ import type { IssueCollector } from "./collect.ts";
 import type { TreePath } from "./env-expand.ts";
 import {
   BUILTIN_PROVIDER_NAME,
+  DEFAULT_NOTIFICATION_RETRIES,
+  DEFAULT_NOTIFICATION_TIMEOUT_MS,
   DEFAULT_RETRY,
   builtinFileProvider,
   defaultAgentConfig,
@@ -40,6 +42,7 @@ import type {
   ProviderType,
   RotationSpec,
   SecretSpec,
+  WebhookTarget,
 } from "./types.ts";
 
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -223,7 +226,8 @@ function isLoopback(host: string): boolean {
 
 /** The Go DSO's recovery_* events: DSO never rolls a container back, so there is nothing to send. */
 function knownEvents(events: readonly string[] | undefined, path: TreePath, issues: IssueCollector): NotificationEvent[] | undefined {
-  if (events === undefined) return undefined;
+  // The Go DSO: "empty = all events".
+  if (events === undefined || events.length === 0) return undefined;
   const dropped = events.filter((e) => !(NOTIFICATION_EVENTS as readonly string[]).includes(e));
   if (dropped.length > 0) issues.warn(path, `${dropped.join(", ")}: never sent (DSO does not roll containers back); events DSO sends: ${NOTIFICATION_EVENTS.join(", ")}`);
   return events.filter((e): e is NotificationEvent => (NOTIFICATION_EVENTS as readonly string[]).includes(e));
@@ -243,30 +247,35 @@ export function webhookUrlProblem(url: string, allowInsecureHttp: boolean): stri
   return "is plain http to a non-loopback host: use https, or set notifications.allow_insecure_http: true";
 }
 
+type WebhookInput = NonNullable<NotificationsInput["webhooks"]>[number];
+
+/** A webhook's own `events`, `timeout`, `max_retries`, `allow_insecure_http` win over the top-level ones (the Go DSO sets them per webhook). */
+function resolveWebhook(hook: WebhookInput, index: number, input: NotificationsInput, allEvents: NotificationEvent[], issues: IssueCollector): WebhookTarget | undefined {
+  const path = ["notifications", "webhooks", index];
+  const problem = webhookUrlProblem(hook.url, hook.allow_insecure_http ?? input.allow_insecure_http ?? false);
+  if (problem) {
+    issues.error([...path, "url"], problem);
+    return undefined;
+  }
+  return {
+    url: hook.url,
+    events: knownEvents(hook.events, [...path, "events"], issues) ?? allEvents,
+    headers: hook.headers ?? {},
+    timeoutMs: hook.timeout ?? input.timeout ?? DEFAULT_NOTIFICATION_TIMEOUT_MS,
+    maxRetries: Math.max(0, hook.max_retries ?? input.max_retries ?? DEFAULT_NOTIFICATION_RETRIES),
+  };
+}
+
 export function resolveNotifications(input: NotificationsInput | undefined, issues: IssueCollector): NotificationsConfig {
   const notifications = defaultNotifications();
   if (!input) return notifications;
   const allEvents = knownEvents(input.events, ["notifications", "events"], issues) ?? [...NOTIFICATION_EVENTS];
-  const webhooks = (input.webhooks ?? []).flatMap((hook, index) => {
-    const path = ["notifications", "webhooks", index];
-    const problem = webhookUrlProblem(hook.url, input.allow_insecure_http ?? false);
-    if (problem) {
-      issues.error([...path, "url"], problem);
-      return [];
-    }
-    return [{ url: hook.url, events: knownEvents(hook.events, [...path, "events"], issues) ?? allEvents, headers: hook.headers ?? {} }];
-  });
+  const webhooks = (input.webhooks ?? []).flatMap((hook, index) => resolveWebhook(hook, index, input, allEvents, issues) ?? []);
   const enabled = input.enabled ?? false;
   if (!enabled && webhooks.length > 0) {
     issues.warn(["notifications"], "webhooks are configured but notifications.enabled is not true: nothing is sent");
   }
-  return {
-    enabled,
-    webhooks,
-    timeoutMs: input.timeout ?? notifications.timeoutMs,
-    maxRetries: Math.max(0, input.max_retries ?? notifications.maxRetries),
-    queueSize: input.queue_size ?? notifications.queueSize,
-  };
+  return { enabled, webhooks, queueSize: input.queue_size ?? notifications.queueSize };
 }
 
 export function resolveDefaults(input: DefaultsInput | undefined, issues: IssueCollector): DefaultsConfig {

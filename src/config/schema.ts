@@ -309,30 +309,39 @@ const notificationEventField = v.picklist(NOTIFICATION_EVENT_INPUTS, `must be on
 const MAX_NOTIFICATION_RETRIES = 10;
 const MAX_NOTIFICATION_QUEUE = 10_000;
 
-/** The Go DSO's `notifications` key, plus `headers` per webhook and `queue_size`. */
+/** −1 = no retries, as in the Go DSO. */
+const notificationRetriesField = v.pipe(
+  v.unknown(),
+  v.check((x) => (typeof x === "number" && Number.isInteger(x)) || (typeof x === "string" && /^-?\d+$/.test(x)), `must be a whole number from -1 to ${MAX_NOTIFICATION_RETRIES}`),
+  v.transform((x) => Number(x)),
+  v.check((n) => n >= -1 && n <= MAX_NOTIFICATION_RETRIES, `must be a whole number from -1 to ${MAX_NOTIFICATION_RETRIES}`),
+);
+
+/** What a webhook may set for itself (the Go DSO sets these per webhook) or inherit from the top level. */
+const webhookDeliveryKeys = {
+  events: v.optional(v.array(notificationEventField)),
+  timeout: v.optional(durationField(1)),
+  max_retries: v.optional(notificationRetriesField),
+  allow_insecure_http: v.optional(booleanField),
+};
+
+/**
+ * The Go DSO's `notifications` key (its per-webhook `url`, `timeout`, `max_retries`, `events`,
+ * `allow_insecure_http`), plus `headers` per webhook, top-level defaults for the per-webhook keys,
+ * and `queue_size`.
+ */
 export const NotificationsSchema = v.strictObject({
   enabled: v.optional(booleanField),
   webhooks: v.optional(
     v.array(
       v.strictObject({
         url: v.pipe(v.string("must be an http(s) URL"), v.minLength(1, "must be an http(s) URL")),
-        events: v.optional(v.array(notificationEventField)),
         headers: v.optional(stringMap),
+        ...webhookDeliveryKeys,
       }),
     ),
   ),
-  events: v.optional(v.array(notificationEventField)),
-  timeout: v.optional(durationField(1)),
-  /** −1 = no retries, as in the Go DSO. */
-  max_retries: v.optional(
-    v.pipe(
-      v.unknown(),
-      v.check((x) => (typeof x === "number" && Number.isInteger(x)) || (typeof x === "string" && /^-?\d+$/.test(x)), `must be a whole number from -1 to ${MAX_NOTIFICATION_RETRIES}`),
-      v.transform((x) => Number(x)),
-      v.check((n) => n >= -1 && n <= MAX_NOTIFICATION_RETRIES, `must be a whole number from -1 to ${MAX_NOTIFICATION_RETRIES}`),
-    ),
-  ),
-  allow_insecure_http: v.optional(booleanField),
+  ...webhookDeliveryKeys,
   queue_size: v.optional(integerField(1, MAX_NOTIFICATION_QUEUE)),
 });
 

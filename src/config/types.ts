@@ -107,15 +107,16 @@ export interface WebhookTarget {
   events: NotificationEvent[];
   /** Sent with every request (e.g. Authorization); may hold credentials: never logged. */
   headers: Record<string, string>;
+  /** Per attempt: the webhook's own `timeout`, else notifications.timeout, else 10 s. */
+  timeoutMs: number;
+  /** Retries after the first attempt; 0 = none (the Go DSO's −1). The webhook's own, else the top level's. */
+  maxRetries: number;
 }
 
 /** Outbound notifications (the Go DSO's `notifications` key); docs/notifications.md. */
 export interface NotificationsConfig {
   enabled: boolean;
   webhooks: WebhookTarget[];
-  timeoutMs: number;
-  /** Retries after the first attempt; 0 = none (the Go DSO's −1). */
-  maxRetries: number;
   /** Events waiting to be sent; when full, new events are dropped (and counted), never waited for. */
   queueSize: number;
 }

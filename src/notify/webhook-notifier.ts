@@ -113,7 +113,7 @@ class WebhookQueue {
 
   private async send(body: string): Promise<boolean> {
     const doFetch = this.deps.fetch ?? fetch;
-    const attempts = 1 + this.config.maxRetries;
+    const attempts = 1 + this.target.maxRetries;
     let wait = this.deps.retryBaseMs ?? RETRY_BASE_MS;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       let problem: string;
@@ -123,7 +123,7 @@ class WebhookQueue {
           headers: { "content-type": "application/json", "user-agent": `dso/${this.deps.version}`, ...this.target.headers },
           body,
           redirect: "manual",
-          signal: AbortSignal.any([AbortSignal.timeout(this.config.timeoutMs), this.stopping]),
+          signal: AbortSignal.any([AbortSignal.timeout(this.target.timeoutMs), this.stopping]),
         });
         await response.body?.cancel().catch(() => {});
         if (response.status >= 200 && response.status < 300) return true;
@@ -134,7 +134,7 @@ class WebhookQueue {
         }
       } catch (error) {
         if (this.stopping.aborted) return false;
-        problem = (error as Error).name === "TimeoutError" ? `no answer within ${this.config.timeoutMs} ms` : "connection failed";
+        problem = (error as Error).name === "TimeoutError" ? `no answer within ${this.target.timeoutMs} ms` : "connection failed";
       }
       if (attempt === attempts) {
         this.deps.log.warn("notification not delivered", { webhook: this.label, attempts, problem });
@@ -216,12 +216,12 @@ export async function sendTestNotifications(config: NotificationsConfig, deps: P
           headers: { "content-type": "application/json", "user-agent": `dso/${deps.version}`, ...target.headers },
           body,
           redirect: "manual",
-          signal: AbortSignal.timeout(config.timeoutMs),
+          signal: AbortSignal.timeout(target.timeoutMs),
         });
         await response.body?.cancel().catch(() => {});
         return { webhook, events: target.events, ok: response.status >= 200 && response.status < 300, result: `HTTP ${response.status}` };
       } catch (error) {
-        const result = (error as Error).name === "TimeoutError" ? `no answer within ${config.timeoutMs} ms` : "connection failed";
+        const result = (error as Error).name === "TimeoutError" ? `no answer within ${target.timeoutMs} ms` : "connection failed";
         return { webhook, events: target.events, ok: false, result };
       }
     }),

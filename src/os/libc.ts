@@ -22,6 +22,7 @@ const LIBC_SYMBOLS = {
   flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   pipe2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
   fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  getsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   __errno_location: { args: [], returns: FFIType.ptr },
   strerror: { args: [FFIType.i32], returns: FFIType.cstring },
 } as const;
@@ -225,4 +226,26 @@ export function openPipe(): { read: number; write: number } {
   const flags = libc.fcntl(fds[0]!, F_GETFL, 0);
   if (flags < 0 || libc.fcntl(fds[0]!, F_SETFL, flags | O_NONBLOCK) !== 0) fail(libc, "fcntl");
   return { read: fds[0]!, write: fds[1]! };
+}
+
+/** getsockopt(2) level and option for a unix socket's peer (asm-generic/socket.h; x64 and arm64). */
+const SOL_SOCKET = 1;
+const SO_PEERCRED = 17;
+
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+/**
+ * The process on the other end of a connected unix socket, as the kernel recorded it at
+ * connect(2) (SO_PEERCRED: struct ucred {pid, uid, gid}); the peer cannot forge it.
+ */
+export function peerCredentials(fd: number): PeerCredentials {
+  const libc = load();
+  const ucred = new Int32Array(3);
+  const length = new Uint32Array([ucred.byteLength]);
+  if (libc.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, ucred, length) !== 0) fail(libc, "getsockopt(SO_PEERCRED)");
+  return { pid: ucred[0]!, uid: ucred[1]!, gid: ucred[2]! };
 }

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { ConfigError, formatIssue, parseConfig } from "../../src/config/index.ts";
+import { NOTIFICATION_EVENTS } from "../../src/config/schema.ts";
 
 const FIXTURES = `${import.meta.dir}/fixtures`;
 const fixture = (name: string) => Bun.file(`${FIXTURES}/${name}`).text();
@@ -141,6 +142,19 @@ describe("errors", () => {
       'dso.yaml:21: secrets.0.mappings.password: must be a variable name: letters, digits and _, not starting with a digit (got "9PASSWORD")',
       "dso.yaml:22: secrets.1.provider: is required when more than one provider is configured (aws-prod, vault)",
       'dso.yaml:27: secrets.1.mappings.cert: is a file name and must not contain "/" (got "../../etc/shadow")',
+    ]);
+  });
+
+  test("every unknown key in one mapping is reported, each at its own line (valibot stops at the first)", () => {
+    expect(errorsOf(yaml("secrets:", "  - name: app/db", "    bogus: 1", "    other: 2", "    inject:", "      type: file", "      paht: /run/x", "      moed: 0400"))).toEqual([
+      'dso.yaml:3: secrets.0.bogus: unknown key "bogus"',
+      'dso.yaml:4: secrets.0.other: unknown key "other"',
+      'dso.yaml:7: secrets.0.inject.paht: unknown key "paht" (did you mean "path"?)',
+      'dso.yaml:8: secrets.0.inject.moed: unknown key "moed" (did you mean "mode"?)',
+    ]);
+    expect(errorsOf(yaml("providers: {}", "secretz: []", "agnet: {}"))).toEqual([
+      'dso.yaml:2: secretz: unknown key "secretz" (did you mean "secrets"?)',
+      'dso.yaml:3: agnet: unknown key "agnet" (did you mean "agent"?)',
     ]);
   });
 
@@ -478,7 +492,7 @@ describe("metrics, audit and notifications settings", () => {
     const { config } = parseConfig("", "dso.yaml", {});
     expect(config.agent.metrics).toEqual({ enabled: false });
     expect(config.agent.audit).toEqual({ enabled: false, output: "stderr" });
-    expect(config.notifications).toEqual({ enabled: false, webhooks: [], timeoutMs: 10_000, maxRetries: 2, queueSize: 100 });
+    expect(config.notifications).toEqual({ enabled: false, webhooks: [], queueSize: 100 });
   });
 
   test("a metrics listener or an audit file turns the feature on; a non-loopback listener is warned about", () => {
@@ -506,17 +520,63 @@ describe("metrics, audit and notifications settings", () => {
     const { config, warnings } = parseConfig(text, "dso.yaml", { HOOK_TOKEN: "planted-hook-token" });
     expect(config.notifications).toEqual({
       enabled: true,
-      timeoutMs: 5000,
-      maxRetries: 0,
       queueSize: 100,
       webhooks: [
-        { url: "https://hooks.example.com/dso?token=planted-hook-token", events: ["rotation_succeeded", "rotation_failed"], headers: {} },
-        { url: "http://127.0.0.1:9000/hook", events: ["delivery_failed"], headers: { Authorization: "Bearer planted-hook-token" } },
+        { url: "https://hooks.example.com/dso?token=planted-hook-token", events: ["rotation_succeeded", "rotation_failed"], headers: {}, timeoutMs: 5000, maxRetries: 0 },
+        { url: "http://127.0.0.1:9000/hook", events: ["delivery_failed"], headers: { Authorization: "Bearer planted-hook-token" }, timeoutMs: 5000, maxRetries: 0 },
       ],
     });
     expect(warnings.map(formatIssue)).toEqual([
       "dso.yaml:5: notifications.events: recovery_failed: never sent (DSO does not roll containers back); events DSO sends: rotation_succeeded, rotation_failed, delivery_failed, provider_unavailable, provider_recovered",
     ]);
+  });
+
+  test("the Go DSO's documented example (docs/notifications.md) loads verbatim: timeout, max_retries, allow_insecure_http per webhook", () => {
+    const goExample = [
+      "notifications:",
+      "  enabled: true",
+      "  webhooks:",
+      "    - url: https://hooks.example.com/dso",
+      "      timeout: 10s          # per delivery attempt (default 10s)",
+      "      max_retries: 2        # transient failures only (default 2; -1 = none)",
+      "      events: [rotation_failed, recovery_failed]   # empty = all events",
+      "    # Plain HTTP requires an explicit opt-in:",
+      "    - url: http://monitoring.internal:9090/hook",
+      "      allow_insecure_http: true",
+    ].join("\n");
+    const { config } = parseConfig(goExample, "dso.yaml", {});
+    expect(config.notifications.webhooks).toEqual([
+      { url: "https://hooks.example.com/dso", events: ["rotation_failed"], headers: {}, timeoutMs: 10_000, maxRetries: 2 },
+      { url: "http://monitoring.internal:9090/hook", events: [...NOTIFICATION_EVENTS], headers: {}, timeoutMs: 10_000, maxRetries: 2 },
+    ]);
+  });
+
+  test("a webhook's own timeout, max_retries and allow_insecure_http win over the top-level ones", () => {
+    const text = yaml(
+      "notifications:",
+      "  enabled: true",
+      "  timeout: 5s",
+      "  max_retries: 3",
+      "  webhooks:",
+      "    - url: http://hooks.example.com/a",
+      "      timeout: 2s",
+      "      max_retries: -1",
+      "      allow_insecure_http: true",
+      "      events: []",
+      "    - url: https://hooks.example.com/b",
+    );
+    const { config } = parseConfig(text, "dso.yaml", {});
+    expect(config.notifications.webhooks).toEqual([
+      { url: "http://hooks.example.com/a", events: [...NOTIFICATION_EVENTS], headers: {}, timeoutMs: 2000, maxRetries: 0 },
+      { url: "https://hooks.example.com/b", events: [...NOTIFICATION_EVENTS], headers: {}, timeoutMs: 5000, maxRetries: 3 },
+    ]);
+    expect(errorsOf(yaml("notifications:", "  allow_insecure_http: true", "  webhooks:", "    - url: http://hooks.example.com/a", "      allow_insecure_http: false"))).toEqual([
+      "dso.yaml:4: notifications.webhooks.0.url: is plain http to a non-loopback host: use https, or set notifications.allow_insecure_http: true",
+    ]);
+    const errors = errorsOf(yaml("notifications:", "  webhooks:", "    - url: https://x", "      max_retries: 11", "      timeout: soon"));
+    expect(errors).toHaveLength(2);
+    expect(errors[0]).toStartWith("dso.yaml:4: notifications.webhooks.0.max_retries: must be a whole number from -1 to 10");
+    expect(errors[1]).toStartWith("dso.yaml:5: notifications.webhooks.0.timeout: ");
   });
 
   test("plain http to another host needs allow_insecure_http; URLs and headers are never quoted in errors", () => {

@@ -120,7 +120,16 @@ describe("metrics, audit and notifications from the running agent", () => {
     const mine = audit.filter((l) => l.container?.name === `e2e-observe-${process.pid}`);
     expect(mine.map((l) => l.event)).toEqual(expect.arrayContaining(["delivery", "strategy", "rotation"]));
     expect(mine.find((l) => l.event === "rotation")).toMatchObject({ strategy: "signal", trigger: "rotate", secrets: [expect.objectContaining({ name: "token" })] });
-    expect(audit.some((l) => l.event === "api")).toBe(true);
+    // The `dso rotate` above ran as root: its audit line carries the socket peer's uid.
+    const apiLines = audit.filter((l) => l.event === "api") as Array<{ request?: { path: string }; caller_uid?: number; secrets?: Array<{ name: string }> }>;
+    expect(apiLines.find((l) => l.request?.path === "/v1/rotate")).toMatchObject({ caller_uid: 0, secrets: [{ name: "token" }] });
+    // A non-root caller is refused by the socket's mode (0600 root) before any request is read.
+    if (Bun.which("setpriv") && Bun.which("curl")) {
+      const refused = Bun.spawn(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "curl", "-sS", "--unix-socket", agent.socket, "-X", "POST", "-d", '{"secret":"token"}', "http://dso/v1/rotate"], { stdout: "pipe", stderr: "pipe" });
+      expect(await refused.exited).toBe(7);
+      const lines = (await readFile(join(dir, "audit.log"), "utf8")).split("\n").filter(Boolean).map((l) => JSON.parse(l) as { event: string; caller_uid?: number });
+      expect(lines.filter((l) => l.event === "api" && l.caller_uid !== 0)).toEqual([]);
+    }
 
     const note = await eventually("rotation_succeeded posted", async () => received.find((r) => r.event === "rotation_succeeded"));
     expect(note.body).toContain("token");

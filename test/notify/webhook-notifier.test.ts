@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import type { Server } from "bun";
-import type { NotificationsConfig } from "../../src/config/types.ts";
+import type { NotificationsConfig, WebhookTarget } from "../../src/config/types.ts";
 import { DsoError } from "../../src/errors.ts";
 import { forgetSecretValue, registerSecretValue } from "../../src/log/redact.ts";
 import { WebhookNotifier } from "../../src/notify/webhook-notifier.ts";
@@ -33,8 +33,12 @@ const quiet = { warn: () => {}, debug: () => {} };
 const warnings: string[] = [];
 const recording = { warn: (m: string) => void warnings.push(m), debug: () => {} };
 
-function config(overrides: Partial<NotificationsConfig> & { webhooks: NotificationsConfig["webhooks"] }): NotificationsConfig {
-  return { enabled: true, timeoutMs: 2000, maxRetries: 2, queueSize: 100, ...overrides };
+type HookSpec = Omit<WebhookTarget, "timeoutMs" | "maxRetries"> & Partial<Pick<WebhookTarget, "timeoutMs" | "maxRetries">>;
+
+/** `timeoutMs` / `maxRetries` here are what every webhook gets unless it sets its own. */
+function config(overrides: { enabled?: boolean; queueSize?: number; timeoutMs?: number; maxRetries?: number; webhooks: HookSpec[] }): NotificationsConfig {
+  const { timeoutMs = 2000, maxRetries = 2, webhooks, ...rest } = overrides;
+  return { enabled: true, queueSize: 100, ...rest, webhooks: webhooks.map((hook) => ({ timeoutMs, maxRetries, ...hook })) };
 }
 
 const ALL = ["rotation_succeeded", "rotation_failed", "delivery_failed", "provider_unavailable", "provider_recovered"] as const;
@@ -98,6 +102,40 @@ describe("webhook notifications", () => {
     await once.idle();
     expect(failing.calls()).toBe(2);
     expect(outcomes).toEqual(["sent", "failed"]);
+    expect(warnings).toContain("notification not delivered");
+  });
+
+  test("each webhook uses its own max_retries and timeout (the Go DSO sets them per webhook)", async () => {
+    const noRetries = receiver([503, 503, 503]);
+    const twoRetries = receiver([503, 503, 503]);
+    stops.push(noRetries.stop, twoRetries.stop);
+    const notifier = new WebhookNotifier(
+      config({
+        maxRetries: 1,
+        webhooks: [
+          { url: noRetries.url, events: [...ALL], headers: {}, maxRetries: 0 },
+          { url: twoRetries.url, events: [...ALL], headers: {}, maxRetries: 2 },
+        ],
+      }),
+      { log: quiet, version: "1", retryBaseMs: 10 },
+    );
+    notifier.notify("rotation_failed", {});
+    await notifier.idle();
+    expect(noRetries.calls()).toBe(1);
+    expect(twoRetries.calls()).toBe(3);
+
+    let release!: () => void;
+    const hang = new Promise<void>((resolve) => (release = resolve));
+    const slow = receiver([], hang);
+    stops.push(async () => {
+      release();
+      await slow.stop();
+    });
+    const started = Date.now();
+    const short = new WebhookNotifier(config({ timeoutMs: 60_000, maxRetries: 0, webhooks: [{ url: slow.url, events: [...ALL], headers: {}, timeoutMs: 100 }] }), { log: recording, version: "1" });
+    short.notify("rotation_failed", {});
+    await short.idle();
+    expect(Date.now() - started).toBeLessThan(5_000);
     expect(warnings).toContain("notification not delivered");
   });
 

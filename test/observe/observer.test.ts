@@ -138,7 +138,7 @@ describe("the observer: one call per event feeds metrics, audit and notification
         },
       ],
       rawRoutes: observer.rawRoutes(),
-      onRequest: (info) => observer.apiRequest(info),
+      onRequest: (info, callerUid) => observer.apiRequest(info, callerUid),
       log: quiet,
     });
     try {
@@ -156,7 +156,7 @@ describe("the observer: one call per event feeds metrics, audit and notification
         expect.objectContaining({ event: "api", outcome: "DELIVERY_REFUSED", request: { method: "POST", path: "/v1/sync", status: 409 }, target: "web" }),
       ]);
     } finally {
-      server.stop(true);
+      await server.stop(true);
       await observer.stop();
     }
   });

@@ -77,7 +77,9 @@ function fakeDocker(containers: Array<{ id: string; labels: Record<string, strin
   return { docker, kills };
 }
 
-function setup(labels: Record<string, string>, key = randomBytes(32), targets = new FakeTargets(), cache = false) {
+type Log = ConstructorParameters<typeof Reconciler>[0]["log"];
+
+function setup(labels: Record<string, string>, key = randomBytes(32), targets = new FakeTargets(), cache = false, log: Log = quietLog) {
   const store = new SecretStore(cache);
   store.setSpecs(config.secrets);
   const provider = new FakeProvider();
@@ -90,7 +92,7 @@ function setup(labels: Record<string, string>, key = randomBytes(32), targets = 
     planner: targets,
     markers: new VersionMarkers(key),
     queue: new KeyedQueue(),
-    log: quietLog,
+    log,
     config: () => config,
   });
   return { reconciler, store, provider, targets, kills, key, source };
@@ -190,6 +192,33 @@ describe("a value's window ends in zeros", () => {
       expect(zeroed(provider.handed)).toBe(true);
     });
   }
+
+  test("after `delivery incomplete` the agent does not also log `delivered secrets to container` (issue 11)", async () => {
+    const lines: Array<{ level: string; message: string; fields?: Record<string, unknown> }> = [];
+    const record = (level: string) => (message: string, fields?: Record<string, unknown>) => void lines.push({ level, message, ...(fields ? { fields } : {}) });
+    const log: Log = { debug: record("debug"), info: record("info"), warn: record("warn"), error: record("error") };
+    const { reconciler, provider, targets } = setup(SIGNAL, randomBytes(32), new FakeTargets(), false, log);
+    const delivered = () => lines.filter((l) => l.message === "delivered secrets to container");
+    const incomplete = () => lines.filter((l) => l.message === "delivery incomplete");
+
+    targets.failWith = "the target refused the write (ENOSPC)";
+    const [first] = await reconciler.reconcileAll();
+    expect(first?.error).toContain("ENOSPC");
+    expect(incomplete()).toHaveLength(1);
+    expect(delivered()).toEqual([]);
+
+    // Positive control: once the target takes the files, the success line is there, naming the secret.
+    targets.failWith = undefined;
+    await reconciler.reconcileAll();
+    expect(delivered()).toEqual([expect.objectContaining({ level: "info", fields: { container: "c1", secrets: "token" } })]);
+
+    // A rotation whose delivery fails: incomplete again, and still no success line for it.
+    provider.value = "v2";
+    targets.failWith = "no such container: c1 (gone mid-write)";
+    await reconciler.reconcileAll({ only: new Set(["token"]), refresh: true });
+    expect(incomplete()).toHaveLength(2);
+    expect(delivered()).toHaveLength(1);
+  });
 
   test("a fetch that lands after its wave ended (timeout, abort) is zeroed when it lands", async () => {
     const { reconciler, provider, source } = setup(SIGNAL);
