@@ -10,12 +10,12 @@
 import type { BigIntStats } from "node:fs";
 import { readFile, realpath, stat } from "node:fs/promises";
 import { isAbsolute, join, sep } from "node:path";
-import { assertProviderBlock } from "../block-check.ts";
+import { assertProviderBlock, parseBlock } from "../block-check.ts";
 import { ProviderError } from "../errors.ts";
 import type { ConfigureParams, FetchItem, FingerprintItem, ProviderClient, ProviderFactory, SecretRef } from "../types.ts";
 import { toRpcError } from "../errors.ts";
 import { valueFingerprinter, type ValueFingerprint } from "../value-fingerprint.ts";
-import { fileDescriptor } from "./descriptor.ts";
+import { fileConfigSchema, fileDescriptor } from "./descriptor.ts";
 
 export const DEFAULT_FILE_PROVIDER_PATH = "/etc/dso/secrets";
 /** Same cap as AWS Secrets Manager: a secret file larger than this is a mistake, not a secret. */
@@ -305,10 +305,7 @@ export function createFileProvider(fs: FileSystemCalls = nodeFileSystem): Provid
     type: "file",
     async create(params: ConfigureParams): Promise<ProviderClient> {
       assertProviderBlock(fileDescriptor, params.name, params);
-      const path = params.config.path ?? DEFAULT_FILE_PROVIDER_PATH;
-      if (!isAbsolute(path)) {
-        throw new ProviderError("CONFIG_INVALID", `providers.${params.name}.config.path: must be an absolute path`);
-      }
+      const path = parseBlock(fileConfigSchema, `providers.${params.name}.config`, params.config).path ?? DEFAULT_FILE_PROVIDER_PATH;
       const tools = { fs, mac: valueFingerprinter(params), seen: new SeenFiles() };
 
       async function each<T>(refs: SecretRef[], one: (ref: SecretRef, s: Source) => Promise<T>, fail: (ref: SecretRef, e: unknown) => T) {
