@@ -9,7 +9,7 @@ import { readFile } from "node:fs/promises";
 import { hardenProcess, lockMemory, memlockLimit, unlockMemory } from "../os/libc.ts";
 import type { CheckResult } from "./checks.ts";
 
-/** What `GET /v1/status` says about the agent process (read loosely: it may be another version). */
+/** What `GET /v1/status` (read through the contract's client) says about the agent process. */
 export interface AgentProcessReport {
   pid?: number;
   hardening?: { dumpable: boolean; coreDumps: boolean };
