@@ -16,6 +16,7 @@ import type { ConfigureParams, FetchItem, FingerprintItem, ProviderClient, Provi
 import { toRpcError } from "../errors.ts";
 import { valueFingerprinter, type ValueFingerprint } from "../value-fingerprint.ts";
 import { fileConfigSchema, fileDescriptor } from "./descriptor.ts";
+import { isMapping } from "../../src/util/is-mapping.ts";
 
 export const DEFAULT_FILE_PROVIDER_PATH = "/etc/dso/secrets";
 /** Same cap as AWS Secrets Manager: a secret file larger than this is a mistake, not a secret. */
@@ -39,10 +40,10 @@ export function parseSecretContent(content: string, what: string): Entries {
 }
 
 function objectEntries(parsed: unknown, what: string): Entries {
-  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+  if (!isMapping(parsed)) {
     throw new ProviderError("CONFIG_INVALID", `${what}: expected a string or an object of keys`);
   }
-  const entries = Object.entries(parsed as Record<string, unknown>);
+  const entries = Object.entries(parsed);
   if (entries.length === 0) throw new ProviderError("CONFIG_INVALID", `${what}: empty object has no keys to deliver`);
   return Object.fromEntries(entries.map(([k, val]) => [k, typeof val === "string" ? val : JSON.stringify(val)]));
 }
@@ -285,10 +286,10 @@ async function loadDocument(file: string, fs: FileSystemCalls): Promise<Record<s
   } catch {
     throw new ProviderError("CONFIG_INVALID", `secrets file ${file} is not valid ${file.endsWith(".json") ? "JSON" : "YAML"}`);
   }
-  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
+  if (!isMapping(doc)) {
     throw new ProviderError("CONFIG_INVALID", `secrets file ${file} must map secret names to values`);
   }
-  return doc as Record<string, unknown>;
+  return doc;
 }
 
 async function openSource(path: string, tools: Omit<Tools, "lookedAtNs">): Promise<Source> {
