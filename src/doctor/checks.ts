@@ -1,41 +1,23 @@
 import { access, constants, mkdtemp, readFile, realpath, rmdir, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
-import { ConfigError, DEFAULT_SOCKET_PATH, DEFAULT_VOLUMES_ROOT, findConfigPath, formatIssue, loadConfig, type DsoConfig } from "../config/index.ts";
+import { ConfigError, DEFAULT_SOCKET_PATH, DEFAULT_VOLUMES_ROOT, findConfigPath, formatIssue, loadConfig } from "../config/index.ts";
 import { isRamBacked, nearestExisting } from "../delivery/tmpfs.ts";
-import { connectDocker, type DockerConnection } from "../docker/client.ts";
+import { connectDocker } from "../docker/client.ts";
 import { callRoute } from "../api/client.ts";
 import type { StatusReply } from "../api/contract.ts";
 import { describeError, DsoError } from "../errors.ts";
 import { MNT_DETACH, mountTmpfs, unmount } from "../os/libc.ts";
 import { checkDeliveryModes } from "./delivery-modes.ts";
 import { checkFileProviderPermissions } from "./file-permissions.ts";
-import { checkHardening, checkMemoryLocking, type AgentProcessReport } from "./hardening.ts";
+import { checkHardening, checkMemoryLocking } from "./hardening.ts";
+import type { AgentProcessReport, CheckResult, DoctorContext } from "./types.ts";
 
-export type CheckStatus = "ok" | "warn" | "fail";
-
-export interface CheckResult {
-  check: string;
-  status: CheckStatus;
-  detail: string;
-}
+export type { AgentProcessReport, CheckResult, CheckStatus, DoctorContext } from "./types.ts";
 
 const DOCKER_CHECK_TIMEOUT_MS = 5_000;
 const AGENT_CHECK_TIMEOUT_MS = 3_000;
 const CAP_SYS_ADMIN_BIT = 21n;
-
-export interface DoctorContext {
-  env: Record<string, string | undefined>;
-  configFlag?: string;
-  /** --socket; else $DSO_SOCKET, agent.socket from the config, the default. */
-  socketFlag?: string;
-  /** Loaded by the config check; later checks read socket and paths from it. */
-  config?: DsoConfig;
-  /** Set by the Docker check when the daemon answered. */
-  docker?: DockerConnection;
-  /** Set by the agent check when an agent answered: its pid, hardening and provider pids. */
-  agent?: AgentProcessReport;
-}
 
 export async function checkConfig(ctx: DoctorContext): Promise<CheckResult> {
   try {
