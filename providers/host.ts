@@ -2,10 +2,12 @@
  * The provider host: the child side of the protocol, inside `dso provider <type>`. Reads requests
  * from stdin, answers on stdout, logs JSON lines on stderr. A bad frame gets an error reply and
  * the process keeps serving; stdin closing (the agent went away) ends the process. Stdout is the
- * RPC channel, so once the host starts, every other write to it (console.*, a library's print)
- * goes to stderr instead, where the agent re-logs it (go-plugin does the same).
+ * RPC channel, so once the host starts, every other write to it (console.*, a library's print,
+ * a write to fd 1) goes to stderr instead, where the agent re-logs it (go-plugin does the same).
  */
+import { writeSync } from "node:fs";
 import * as v from "valibot";
+import { divertStdoutToStderr } from "../src/os/libc.ts";
 import { LOG_LEVEL_NAMES, levelEnabled, type LogLevelName } from "../src/log/logger.ts";
 import { redact, registerSecretBytes, registerSecretValue } from "../src/log/redact.ts";
 import { encodeFrame, readFrames } from "../src/rpc/framing.ts";
@@ -49,13 +51,15 @@ function rememberValues(items: FetchItem[]): void {
 }
 
 /**
- * This process's stdout becomes the protocol's alone: returns the one writer for frames, and
- * sends console.* and every other stdout write to stderr.
+ * This process's stdout becomes the protocol's alone: returns the one writer for frames. At the
+ * descriptor level, fd 1 becomes a copy of stderr and frames go to a private copy of the old fd 1,
+ * so no write to stdout of any kind can reach the channel. Without the C library (no bun:ffi)
+ * the JavaScript writers are redirected instead, which leaves direct fd 1 writes unguarded.
  */
 export function claimStdout(): (bytes: Uint8Array) => void {
+  const toStderr = process.stderr.write.bind(process.stderr);
   const out = process.stdout;
   const frameWrite = out.write.bind(out);
-  const toStderr = process.stderr.write.bind(process.stderr);
   out.write = ((chunk: unknown, ...rest: unknown[]) => toStderr(chunk as string, ...(rest as []))) as typeof out.write;
   const print = (...args: unknown[]) => void toStderr(`${args.map((a) => (typeof a === "string" ? a : Bun.inspect(a))).join(" ")}\n`);
   console.log = print;
@@ -64,7 +68,19 @@ export function claimStdout(): (bytes: Uint8Array) => void {
   console.warn = print;
   console.error = print;
   console.trace = print;
-  return (bytes) => void frameWrite(bytes);
+  let channel: number;
+  try {
+    channel = divertStdoutToStderr();
+  } catch (error) {
+    toStderr(`${JSON.stringify({ time: new Date().toISOString(), level: "warn", msg: "stdout not diverted at fd level; only console.* and process.stdout.write are", error: (error as Error).message })}\n`);
+    return (bytes) => void frameWrite(bytes);
+  }
+  return (bytes) => writeAll(channel, bytes);
+}
+
+/** write(2) until every byte is out: a pipe may take a large frame in parts. */
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let offset = 0; offset < bytes.byteLength; ) offset += writeSync(fd, bytes, offset, bytes.byteLength - offset);
 }
 
 export async function serveProvider(factory: ProviderFactory, io: ProviderIo): Promise<number> {

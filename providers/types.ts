@@ -11,6 +11,7 @@ import type {
   SecretRef,
 } from "../src/rpc/protocol.ts";
 import type { FieldLogger } from "../src/log/logger.ts";
+import type * as v from "valibot";
 
 export type { ConfigureParams, FetchItem, FingerprintItem, HealthResult, SecretRef };
 
@@ -35,16 +36,24 @@ export interface ProviderClient {
 }
 
 /**
- * What the agent side knows of a provider type without loading it: its name, the keys its
- * `config` and `auth.params` take and the auth methods it accepts (checked by `dso config
- * validate` and again inside the provider), the environment variables its process may inherit,
- * and those that hold credentials (read by the agent and sent in `configure`, never inherited).
- * A descriptor loads no SDK: `load` imports the implementation only when a process needs it.
+ * The valibot schema of a `config` or `auth.params` block: one entry per key it takes, each
+ * checking a string value (see config-values.ts). Unknown keys are reported apart, with a
+ * suggestion, so this is a plain (not strict) object.
+ */
+export type BlockSchema = v.ObjectSchema<v.ObjectEntries, v.ErrorMessage<v.ObjectIssue> | undefined>;
+
+/**
+ * What the agent side knows of a provider type without loading it: its name, the schemas of its
+ * `config` and `auth.params` (keys and values) and the auth methods it accepts (checked by `dso
+ * config validate` and `dso doctor`, and again inside the provider, which parses its settings
+ * with the same schemas), the environment variables its process may inherit, and those that
+ * hold credentials (read by the agent and sent in `configure`, never inherited). A descriptor
+ * loads no SDK: `load` imports the implementation only when a process needs it.
  */
 export interface ProviderDescriptor {
   type: string;
-  configKeys: readonly string[];
-  authParamKeys: readonly string[];
+  config: BlockSchema;
+  authParams: BlockSchema;
   /** Accepted `auth.method` values; empty = the provider takes no auth block. */
   authMethods: readonly string[];
   env: readonly string[];

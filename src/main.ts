@@ -6,7 +6,7 @@ import { hiddenCommands, rootCommand } from "./cli/root.ts";
 import { colorEnabled, outputWidth } from "./cli/terminal.ts";
 import { renderHelp } from "./cli/usage.ts";
 import { formatVersionLine, versionInfo } from "./version.ts";
-import { describeError, DsoError, exitCodeFor } from "./errors.ts";
+import { cliErrorLine, DsoError, exitCodeFor } from "./errors.ts";
 import { configureLogger, LOG_LEVEL_NAMES, type LogFormat, type LogLevelName } from "./log/logger.ts";
 
 /** Commands whose logs are read by machines when no one watches a terminal. */
@@ -76,7 +76,7 @@ async function main(rawArgv: string[]): Promise<number> {
     await runCommand(resolved.command, { rawArgs: resolved.args });
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (error) {
-    process.stderr.write(`dso: ${describeError(error)}\n`);
+    process.stderr.write(`${cliErrorLine(error)}\n`);
     return exitCodeFor(error);
   }
 }

@@ -2,9 +2,9 @@
  * Turns `providers.<name>` (Go DSO compatible: `region`, `auth.method`, `auth.params`, `config.*`)
  * into the settings of one Secrets Manager client. Every unknown key is refused by its full path.
  */
-import { assertProviderBlock } from "../block-check.ts";
+import { assertProviderBlock, parseBlock } from "../block-check.ts";
 import { ProviderError } from "../errors.ts";
-import { awsDescriptor } from "./descriptor.ts";
+import { awsConfigSchema, awsDescriptor } from "./descriptor.ts";
 import type { ConfigureParams } from "../types.ts";
 
 export interface StaticCredentials {
@@ -22,33 +22,12 @@ export interface AwsSettings {
   maxAttempts: number;
 }
 
-export const AUTH_METHODS = ["iam_role", "env", "access_key"] as const;
 /** Enough retries to ride out a throttling burst (about 1 s, 2 s, 4 s of jittered backoff), bounded. */
 export const DEFAULT_MAX_ATTEMPTS = 4;
-const MAX_MAX_ATTEMPTS = 10;
 const REGION_PATTERN = /^[a-z]{2}(-[a-z0-9]+){2,3}$/;
 
 function invalid(message: string): ProviderError {
   return new ProviderError("CONFIG_INVALID", message);
-}
-
-function parseEndpoint(raw: string, field: string): string {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw invalid(`${field}: not a URL`);
-  }
-  if (url.protocol !== "https:" && url.protocol !== "http:") throw invalid(`${field}: must be an http(s) URL`);
-  if (url.username || url.password) throw invalid(`${field}: must not carry credentials`);
-  return raw;
-}
-
-function parseMaxAttempts(raw: string | undefined, field: string): number {
-  if (raw === undefined) return DEFAULT_MAX_ATTEMPTS;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1 || n > MAX_MAX_ATTEMPTS) throw invalid(`${field}: must be an integer from 1 to ${MAX_MAX_ATTEMPTS}`);
-  return n;
 }
 
 /** Keys from auth.params win over the agent's AWS_* variables; either must be complete. */
@@ -74,10 +53,8 @@ export function resolveAwsSettings(params: ConfigureParams, env: Record<string, 
       `${at}.auth.params.role_arn: assuming a role is not supported by the aws provider; use a profile with role_arn (AWS_PROFILE, AWS_CONFIG_FILE) or web identity (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE)`,
     );
   }
+  // auth.method is one of the descriptor's (assertProviderBlock).
   const method = params.auth?.method;
-  if (method !== undefined && !(AUTH_METHODS as readonly string[]).includes(method)) {
-    throw invalid(`${at}.auth.method: "${method}" is not one of ${AUTH_METHODS.join(", ")}`);
-  }
   const region = params.region || env.AWS_REGION || env.AWS_DEFAULT_REGION;
   if (!region) throw invalid(`${at}.region: required (or set AWS_REGION for the agent)`);
   if (!REGION_PATTERN.test(region)) throw invalid(`${at}.region: "${region.slice(0, 40)}" is not an AWS region name`);
@@ -85,11 +62,11 @@ export function resolveAwsSettings(params: ConfigureParams, env: Record<string, 
   if (method === "access_key" && !credentials) {
     throw invalid(`${at}.auth.params.access_key_id: auth.method access_key needs an access key (auth.params or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the agent)`);
   }
-  const endpoint = params.config.endpoint === undefined ? undefined : parseEndpoint(params.config.endpoint, `${at}.config.endpoint`);
+  const { endpoint, max_attempts } = parseBlock(awsConfigSchema, `${at}.config`, params.config);
   return {
     region,
     ...(endpoint ? { endpoint } : {}),
     ...(credentials ? { credentials } : {}),
-    maxAttempts: parseMaxAttempts(params.config.max_attempts, `${at}.config.max_attempts`),
+    maxAttempts: max_attempts ?? DEFAULT_MAX_ATTEMPTS,
   };
 }

@@ -12,6 +12,7 @@ import type { FetchItem, ProviderLogger, SecretRef } from "../types.ts";
 import type { SecretValue } from "../../src/rpc/protocol.ts";
 import { isAccessDenied, isCredentialError, toProviderError } from "./errors.ts";
 import { mapLimit } from "../../src/util/map-limit.ts";
+import { isMapping } from "../../src/util/is-mapping.ts";
 
 /** AWS limit for SecretIdList. */
 export const BATCH_GET_LIMIT = 20;
@@ -41,7 +42,7 @@ export function decodeSecretValue(raw: RawValue): SecretValue | undefined {
   } catch {
     return { data: { value: text }, encoding: "utf8" };
   }
-  const entries = parsed && typeof parsed === "object" && !Array.isArray(parsed) ? Object.entries(parsed) : [];
+  const entries = isMapping(parsed) ? Object.entries(parsed) : [];
   if (entries.length === 0) return { data: { value: text }, encoding: "utf8" };
   return { data: Object.fromEntries(entries.map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)])), encoding: "utf8" };
 }

@@ -3,9 +3,9 @@
  * the Go DSO: `config.vault_url` is required; everything else is optional. Every problem is a
  * CONFIG_INVALID naming the dso.yaml field.
  */
-import { assertProviderBlock } from "../block-check.ts";
+import { assertProviderBlock, parseBlock } from "../block-check.ts";
 import { ProviderError } from "../errors.ts";
-import { azureDescriptor } from "./descriptor.ts";
+import { azureConfigSchema, azureDescriptor } from "./descriptor.ts";
 import type { ConfigureParams } from "../types.ts";
 
 export type AzureAuth =
@@ -39,25 +39,6 @@ function invalid(field: string, problem: string): ProviderError {
   return new ProviderError("CONFIG_INVALID", `${field}: ${problem}`);
 }
 
-/** An absolute https URL; plain http would send the bearer token in clear. */
-function httpsUrl(value: string, field: string): string {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw invalid(field, "must be an https:// URL");
-  }
-  if (url.protocol !== "https:") throw invalid(field, "must be an https:// URL (Azure refuses tokens over plain http)");
-  if (url.username || url.password) throw invalid(field, "must not hold a user or password");
-  return url.toString().replace(/\/+$/, "");
-}
-
-function parseBoolean(value: string, field: string): boolean {
-  if (value === "true") return true;
-  if (value === "false") return false;
-  throw invalid(field, 'must be "true" or "false"');
-}
-
 function parseAuth(params: ConfigureParams, env: Record<string, string | undefined>): AzureAuth {
   const prefix = `providers.${params.name}.auth`;
   const rawMethod = params.auth?.method ?? "default";
@@ -81,18 +62,13 @@ function parseAuth(params: ConfigureParams, env: Record<string, string | undefin
 }
 
 export function parseAzureSettings(params: ConfigureParams, env: Record<string, string | undefined>): AzureSettings {
-  const prefix = `providers.${params.name}.config`;
   assertProviderBlock(azureDescriptor, params.name, { config: params.config });
-  const { vault_url, authority_host, disable_challenge_resource_verification } = params.config;
-  if (!vault_url) throw invalid(`${prefix}.vault_url`, "required (e.g. https://myvault.vault.azure.net)");
+  const config = parseBlock(azureConfigSchema, `providers.${params.name}.config`, params.config);
   return {
     name: params.name,
-    vaultUrl: httpsUrl(vault_url, `${prefix}.vault_url`),
-    authorityHost: authority_host === undefined ? undefined : httpsUrl(authority_host, `${prefix}.authority_host`),
-    disableChallengeResourceVerification:
-      disable_challenge_resource_verification === undefined
-        ? false
-        : parseBoolean(disable_challenge_resource_verification, `${prefix}.disable_challenge_resource_verification`),
+    vaultUrl: config.vault_url,
+    authorityHost: config.authority_host,
+    disableChallengeResourceVerification: config.disable_challenge_resource_verification ?? false,
     auth: parseAuth(params, env),
   };
 }

@@ -4,6 +4,7 @@
  * is the single key `value`.
  */
 import type { SecretValue } from "../../src/rpc/protocol.ts";
+import { isMapping } from "../../src/util/is-mapping.ts";
 
 const KEY_VAULT_NAME = /^[0-9A-Za-z-]{1,127}$/;
 /** Version ids are 32 hex characters; accept any alphanumeric id so the service decides. */
@@ -33,8 +34,8 @@ function objectKeys(text: string): Record<string, string> | undefined {
   } catch {
     return undefined;
   }
-  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) return undefined;
-  const entries = Object.entries(parsed as Record<string, unknown>);
+  if (!isMapping(parsed)) return undefined;
+  const entries = Object.entries(parsed);
   if (entries.length === 0) return undefined;
   return Object.fromEntries(entries.map(([key, val]) => [key, typeof val === "string" ? val : JSON.stringify(val)]));
 }

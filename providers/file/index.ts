@@ -10,12 +10,13 @@
 import type { BigIntStats } from "node:fs";
 import { readFile, realpath, stat } from "node:fs/promises";
 import { isAbsolute, join, sep } from "node:path";
-import { assertProviderBlock } from "../block-check.ts";
+import { assertProviderBlock, parseBlock } from "../block-check.ts";
 import { ProviderError } from "../errors.ts";
 import type { ConfigureParams, FetchItem, FingerprintItem, ProviderClient, ProviderFactory, SecretRef } from "../types.ts";
 import { toRpcError } from "../errors.ts";
 import { valueFingerprinter, type ValueFingerprint } from "../value-fingerprint.ts";
-import { fileDescriptor } from "./descriptor.ts";
+import { fileConfigSchema, fileDescriptor } from "./descriptor.ts";
+import { isMapping } from "../../src/util/is-mapping.ts";
 
 export const DEFAULT_FILE_PROVIDER_PATH = "/etc/dso/secrets";
 /** Same cap as AWS Secrets Manager: a secret file larger than this is a mistake, not a secret. */
@@ -39,10 +40,10 @@ export function parseSecretContent(content: string, what: string): Entries {
 }
 
 function objectEntries(parsed: unknown, what: string): Entries {
-  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+  if (!isMapping(parsed)) {
     throw new ProviderError("CONFIG_INVALID", `${what}: expected a string or an object of keys`);
   }
-  const entries = Object.entries(parsed as Record<string, unknown>);
+  const entries = Object.entries(parsed);
   if (entries.length === 0) throw new ProviderError("CONFIG_INVALID", `${what}: empty object has no keys to deliver`);
   return Object.fromEntries(entries.map(([k, val]) => [k, typeof val === "string" ? val : JSON.stringify(val)]));
 }
@@ -285,10 +286,10 @@ async function loadDocument(file: string, fs: FileSystemCalls): Promise<Record<s
   } catch {
     throw new ProviderError("CONFIG_INVALID", `secrets file ${file} is not valid ${file.endsWith(".json") ? "JSON" : "YAML"}`);
   }
-  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
+  if (!isMapping(doc)) {
     throw new ProviderError("CONFIG_INVALID", `secrets file ${file} must map secret names to values`);
   }
-  return doc as Record<string, unknown>;
+  return doc;
 }
 
 async function openSource(path: string, tools: Omit<Tools, "lookedAtNs">): Promise<Source> {
@@ -305,10 +306,7 @@ export function createFileProvider(fs: FileSystemCalls = nodeFileSystem): Provid
     type: "file",
     async create(params: ConfigureParams): Promise<ProviderClient> {
       assertProviderBlock(fileDescriptor, params.name, params);
-      const path = params.config.path ?? DEFAULT_FILE_PROVIDER_PATH;
-      if (!isAbsolute(path)) {
-        throw new ProviderError("CONFIG_INVALID", `providers.${params.name}.config.path: must be an absolute path`);
-      }
+      const path = parseBlock(fileConfigSchema, `providers.${params.name}.config`, params.config).path ?? DEFAULT_FILE_PROVIDER_PATH;
       const tools = { fs, mac: valueFingerprinter(params), seen: new SeenFiles() };
 
       async function each<T>(refs: SecretRef[], one: (ref: SecretRef, s: Source) => Promise<T>, fail: (ref: SecretRef, e: unknown) => T) {

@@ -1,10 +1,63 @@
-/** The vault provider as the agent side knows it (see ProviderDescriptor). */
+/**
+ * The vault provider as the agent side knows it (see ProviderDescriptor), with the rules of its
+ * config values, which `dso config validate` and the provider (config.ts) share.
+ */
+import { isIP } from "node:net";
+import * as v from "valibot";
+import { booleanValue, configValue, oneOfValue, urlValue } from "../config-values.ts";
 import type { ProviderDescriptor } from "../types.ts";
+
+function isLoopback(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, "");
+  if (host === "localhost") return true;
+  if (isIP(host) === 4) return host.startsWith("127.");
+  if (isIP(host) === 6) return host === "::1";
+  return false;
+}
+
+/** The server's address, normalised to origin and path without a trailing slash (also VAULT_ADDR). */
+export const vaultAddress = v.pipe(
+  urlValue("is not a URL (expected https://host:8200)", (url) => {
+    if (url.username || url.password) return "must not carry credentials in the URL";
+    if (url.protocol !== "https:" && url.protocol !== "http:") return `unsupported scheme ${url.protocol}`;
+    // Plain http would send the token in clear; allow it only where it never leaves the host.
+    if (url.protocol === "http:" && !isLoopback(url.hostname)) return "plain http is allowed only for loopback addresses; use https";
+    if (url.search || url.hash) return "must not have a query or fragment";
+    return undefined;
+  }),
+  v.transform((url) => `${url.origin}${url.pathname.replace(/\/+$/, "")}`),
+);
+
+/** A mount path such as `secret` or `team/kv`, without leading or trailing slashes. */
+export const vaultMount = configValue<string>((raw) => {
+  const mount = raw.replace(/^\/+|\/+$/g, "");
+  if (!mount || mount.split("/").some((seg) => seg === "" || seg === "." || seg === "..")) return { problem: "must be a mount path such as secret or team/kv" };
+  return { value: mount };
+});
+
+/** "true"/"false", "1"/"0", any case (also VAULT_SKIP_VERIFY, as the Vault CLI reads it). */
+export const vaultBoolean = booleanValue(true);
+
+export const vaultConfigSchema = v.object({
+  address: v.optional(vaultAddress),
+  token: v.optional(v.string()),
+  mount: v.optional(vaultMount),
+  kv_version: v.optional(v.pipe(oneOfValue(["1", "2"]), v.transform((raw) => (raw === "1" ? 1 : 2) as 1 | 2))),
+  namespace: v.optional(v.string()),
+  ca_cert: v.optional(v.string()),
+  tls_skip_verify: v.optional(vaultBoolean),
+});
+
+export const vaultAuthParamsSchema = v.object({
+  role_id: v.optional(v.string()),
+  secret_id: v.optional(v.string()),
+  mount: v.optional(vaultMount),
+});
 
 export const vaultDescriptor: ProviderDescriptor = {
   type: "vault",
-  configKeys: ["address", "token", "mount", "kv_version", "namespace", "ca_cert", "tls_skip_verify"],
-  authParamKeys: ["role_id", "secret_id", "mount"],
+  config: vaultConfigSchema,
+  authParams: vaultAuthParamsSchema,
   authMethods: ["token", "approle"],
   env: ["VAULT_ADDR", "VAULT_NAMESPACE", "VAULT_CACERT", "VAULT_SKIP_VERIFY"],
   credentials: ["VAULT_TOKEN", "VAULT_ROLE_ID", "VAULT_SECRET_ID"],

@@ -10,6 +10,7 @@ import type { SecretValue } from "../../src/rpc/protocol.ts";
 import type { SecretRef } from "../types.ts";
 import type { VaultSettings } from "./config.ts";
 import { toVaultError } from "./errors.ts";
+import { isMapping } from "../../src/util/is-mapping.ts";
 
 export interface SecretPath {
   /** Path under the mount, each segment URL-encoded. */
@@ -52,10 +53,10 @@ export function parseSecretPath(ref: SecretRef, kvVersion: 1 | 2): SecretPath {
 
 /** Vault KV values are JSON: strings stay as they are, anything else is JSON-encoded. */
 export function toSecretValue(data: unknown, what: string): SecretValue {
-  if (data === null || typeof data !== "object" || Array.isArray(data)) {
+  if (!isMapping(data)) {
     throw new ProviderError("PROVIDER_UNAVAILABLE", `${what}: Vault returned no key/value map`);
   }
-  const entries = Object.entries(data as Record<string, unknown>);
+  const entries = Object.entries(data);
   if (entries.length === 0) throw new ProviderError("CONFIG_INVALID", `${what}: the secret has no keys to deliver`);
   return {
     data: Object.fromEntries(entries.map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)])),

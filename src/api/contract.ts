@@ -1,11 +1,11 @@
 /**
  * The control API: every route of the agent's socket, its request body and its reply, as valibot
  * schemas with inferred types, and the error codes with their HTTP status. The server
- * (agent/control-server.ts, agent/api-routes.ts), the CLI client (cli/agent-client.ts) and the
+ * (agent/control-server.ts, agent/api-routes.ts), the client (api/client.ts, used by the CLI and doctor) and the
  * route table in docs/architecture.md follow this file; nothing in a reply is a secret value.
  */
 import * as v from "valibot";
-import type { ErrorCode } from "../errors.ts";
+import { ERROR_CODES, type ErrorCode } from "../errors.ts";
 
 const Name = v.pipe(v.string("must be a string"), v.minLength(1, "must not be empty"), v.maxLength(2048, "is too long"));
 
@@ -158,7 +158,7 @@ export interface ApiRequestInfo {
 }
 
 /** The error body of every non-2xx reply. */
-export const ErrorReplySchema = v.object({ error: v.object({ code: v.string(), message: v.string() }) });
+export const ErrorReplySchema = v.object({ error: v.object({ code: v.picklist(ERROR_CODES), message: v.string() }) });
 
 /** HTTP status per error code; anything else is 500. */
 export const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {

@@ -97,15 +97,17 @@ function resolveProviderType(type: string, path: TreePath, issues: IssueCollecto
   return undefined;
 }
 
-/** The provider's own descriptor checks its config and auth keys, each problem at its line. */
+/** The provider's own descriptor checks its config and auth keys and values, each problem at its line. */
 function checkProviderBlock(type: ProviderType, at: TreePath, block: { config: Record<string, string>; auth: { method?: string; params: Record<string, string> } }, issues: IssueCollector): void {
   const descriptor = descriptorOf(type);
   if (!descriptor) return;
   for (const problem of providerBlockProblems(descriptor, block)) {
     const path = problem.path.split(".");
-    const known = path[0] === "config" ? descriptor.configKeys : path[1] === "params" ? descriptor.authParamKeys : descriptor.authMethods;
+    // A value that already failed (an unset ${VAR}) is not judged again.
+    const dotted = [...at, ...path].join(".");
+    if (issues.errors.some((issue) => issue.path === dotted)) continue;
     const typed = path[0] === "auth" && path[1] === "method" ? (block.auth.method ?? "") : path.at(-1)!;
-    const suggestion = suggestKey(typed, known);
+    const suggestion = problem.known ? suggestKey(typed, problem.known) : undefined;
     issues.error([...at, ...path], suggestion ? `${problem.message}; did you mean "${suggestion}"?` : problem.message);
   }
 }

@@ -1,39 +1,23 @@
 import { access, constants, mkdtemp, readFile, realpath, rmdir, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
-import { ConfigError, DEFAULT_SOCKET_PATH, DEFAULT_VOLUMES_ROOT, findConfigPath, formatIssue, loadConfig, type DsoConfig } from "../config/index.ts";
+import { ConfigError, DEFAULT_SOCKET_PATH, DEFAULT_VOLUMES_ROOT, findConfigPath, formatIssue, loadConfig } from "../config/index.ts";
 import { isRamBacked, nearestExisting } from "../delivery/tmpfs.ts";
-import { connectDocker, type DockerConnection } from "../docker/client.ts";
-import { describeError } from "../errors.ts";
+import { connectDocker } from "../docker/client.ts";
+import { callRoute } from "../api/client.ts";
+import type { StatusReply } from "../api/contract.ts";
+import { describeError, DsoError } from "../errors.ts";
 import { MNT_DETACH, mountTmpfs, unmount } from "../os/libc.ts";
 import { checkDeliveryModes } from "./delivery-modes.ts";
 import { checkFileProviderPermissions } from "./file-permissions.ts";
-import { checkHardening, checkMemoryLocking, type AgentProcessReport } from "./hardening.ts";
+import { checkHardening, checkMemoryLocking } from "./hardening.ts";
+import type { AgentProcessReport, CheckResult, DoctorContext } from "./types.ts";
 
-export type CheckStatus = "ok" | "warn" | "fail";
-
-export interface CheckResult {
-  check: string;
-  status: CheckStatus;
-  detail: string;
-}
+export type { AgentProcessReport, CheckResult, CheckStatus, DoctorContext } from "./types.ts";
 
 const DOCKER_CHECK_TIMEOUT_MS = 5_000;
 const AGENT_CHECK_TIMEOUT_MS = 3_000;
 const CAP_SYS_ADMIN_BIT = 21n;
-
-export interface DoctorContext {
-  env: Record<string, string | undefined>;
-  configFlag?: string;
-  /** --socket; else $DSO_SOCKET, agent.socket from the config, the default. */
-  socketFlag?: string;
-  /** Loaded by the config check; later checks read socket and paths from it. */
-  config?: DsoConfig;
-  /** Set by the Docker check when the daemon answered. */
-  docker?: DockerConnection;
-  /** Set by the agent check when an agent answered: its pid, hardening and provider pids. */
-  agent?: AgentProcessReport;
-}
 
 export async function checkConfig(ctx: DoctorContext): Promise<CheckResult> {
   try {
@@ -203,31 +187,25 @@ export async function checkAgent(ctx: DoctorContext): Promise<CheckResult> {
   }
   if (!isSocket) return { check: "agent", status: "fail", detail: `${socket} exists but is not a socket` };
   try {
-    const response = await fetch("http://dso/v1/status", { unix: socket, signal: AbortSignal.timeout(AGENT_CHECK_TIMEOUT_MS) } as RequestInit);
-    const body = (await response.json().catch(() => undefined)) as AgentStatusBody | undefined;
-    ctx.agent = agentProcessReport(body);
-    const version = typeof body?.agent?.version === "string" ? ` ${body.agent.version}` : "";
-    const pid = typeof body?.agent?.pid === "number" ? `, pid ${body.agent.pid}` : "";
-    return { check: "agent", status: "ok", detail: `agent${version} answers on ${socket}${pid}` };
+    const status = await callRoute(socket, "status", undefined, { timeoutMs: AGENT_CHECK_TIMEOUT_MS });
+    ctx.agent = agentProcessReport(status);
+    return { check: "agent", status: "ok", detail: `agent ${status.agent.version} answers on ${socket}, pid ${status.agent.pid}` };
   } catch (error) {
-    const why = (error as Error).name === "TimeoutError" ? `did not answer within ${AGENT_CHECK_TIMEOUT_MS / 1000} s` : "nothing answers on it (a stale socket from an agent that stopped?)";
+    const code = error instanceof DsoError ? error.code : undefined;
+    // It answered, in a shape this dso does not read: another version of DSO.
+    if (code === "INTERNAL") return { check: "agent", status: "warn", detail: `an agent answers on ${socket}, but ${describeError(error)}` };
+    const timedOut = ((error as Error).cause as Error | undefined)?.name === "TimeoutError";
+    const why = timedOut ? `did not answer within ${AGENT_CHECK_TIMEOUT_MS / 1000} s` : "nothing answers on it (a stale socket from an agent that stopped?)";
     return { check: "agent", status: "fail", detail: `${socket}: ${why}` };
   }
 }
 
-/** `GET /v1/status` as doctor reads it: loosely, since the agent may be another version. */
-interface AgentStatusBody {
-  agent?: { version?: unknown; pid?: unknown; hardening?: { dumpable?: unknown; coreDumps?: unknown } };
-  providers?: Array<{ pid?: unknown }>;
-}
-
-function agentProcessReport(body: AgentStatusBody | undefined): AgentProcessReport {
-  const h = body?.agent?.hardening;
-  const hardening = typeof h?.dumpable === "boolean" && typeof h.coreDumps === "boolean" ? { dumpable: h.dumpable, coreDumps: h.coreDumps } : undefined;
+function agentProcessReport(status: StatusReply): AgentProcessReport {
+  const { pid, hardening } = status.agent;
   return {
-    ...(typeof body?.agent?.pid === "number" ? { pid: body.agent.pid } : {}),
+    pid,
     ...(hardening ? { hardening } : {}),
-    providerPids: (Array.isArray(body?.providers) ? body.providers : []).map((p) => p?.pid).filter((pid): pid is number => typeof pid === "number"),
+    providerPids: status.providers.map((p) => p.pid).filter((p): p is number => p !== undefined),
   };
 }
 

@@ -11,7 +11,7 @@ import { dirname } from "node:path";
 import { DEFAULT_SOCKET_PATH, DEFAULT_VOLUMES_ROOT } from "../config/index.ts";
 import { nearestExisting } from "../delivery/tmpfs.ts";
 import { describeError } from "../errors.ts";
-import type { CheckResult, DoctorContext } from "./checks.ts";
+import type { CheckResult, DoctorContext } from "./types.ts";
 import { mountOf, readMountinfo, type MountEntry } from "./mountinfo.ts";
 
 /** Docker creates it in every container it starts; a managed plugin's rootfs has none. */

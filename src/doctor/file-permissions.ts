@@ -7,7 +7,7 @@ import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { DsoConfig } from "../config/types.ts";
 import { BUILTIN_FILE_PROVIDER_PATH } from "../config/index.ts";
-import type { CheckResult } from "./checks.ts";
+import type { CheckResult } from "./types.ts";
 
 /** Enough for any real secrets directory; a bigger tree is reported as partly checked. */
 const MAX_ENTRIES_CHECKED = 10_000;

@@ -7,15 +7,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { hardenProcess, lockMemory, memlockLimit, unlockMemory } from "../os/libc.ts";
-import type { CheckResult } from "./checks.ts";
-
-/** What `GET /v1/status` says about the agent process (read loosely: it may be another version). */
-export interface AgentProcessReport {
-  pid?: number;
-  hardening?: { dumpable: boolean; coreDumps: boolean };
-  /** Pids of its running provider processes. */
-  providerPids: number[];
-}
+import type { AgentProcessReport, CheckResult } from "./types.ts";
 
 const CAP_IPC_LOCK_BIT = 14n;
 /** One secret may be 1 MiB (the file provider's cap): less lockable memory than that is a warning. */

@@ -23,6 +23,7 @@ const LIBC_SYMBOLS = {
   pipe2: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
   fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   getsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  dup2: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   __errno_location: { args: [], returns: FFIType.ptr },
   strerror: { args: [FFIType.i32], returns: FFIType.cstring },
 } as const;
@@ -211,6 +212,7 @@ export function tryLockExclusive(fd: number): boolean {
 /** fcntl(2) commands and open(2) flags (the same on x64 and arm64). */
 const F_GETFL = 3;
 const F_SETFL = 4;
+const F_DUPFD_CLOEXEC = 1030;
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
 
@@ -248,4 +250,21 @@ export function peerCredentials(fd: number): PeerCredentials {
   const length = new Uint32Array([ucred.byteLength]);
   if (libc.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, ucred, length) !== 0) fail(libc, "getsockopt(SO_PEERCRED)");
   return { pid: ucred[0]!, uid: ucred[1]!, gid: ucred[2]! };
+}
+
+/**
+ * Moves this process's stdout aside, the way go-plugin does: a new descriptor (close-on-exec,
+ * blocking) on what fd 1 was, then fd 2 copied onto fd 1, so anything later written to fd 1 by
+ * any means (console.*, Bun.write(Bun.stdout), writeSync(1)) lands on stderr. Returns the new
+ * descriptor, the only way left to the original stdout.
+ */
+export function divertStdoutToStderr(): number {
+  const libc = load();
+  const channel = libc.fcntl(1, F_DUPFD_CLOEXEC, 3);
+  if (channel < 0) fail(libc, "fcntl(F_DUPFD_CLOEXEC)");
+  // Writes of frames wait for the reader instead of failing with EAGAIN.
+  const flags = libc.fcntl(channel, F_GETFL, 0);
+  if (flags < 0 || libc.fcntl(channel, F_SETFL, flags & ~O_NONBLOCK) !== 0) fail(libc, "fcntl(F_SETFL)");
+  if (libc.dup2(2, 1) !== 1) fail(libc, "dup2(2, 1)");
+  return channel;
 }

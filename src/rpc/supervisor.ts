@@ -38,6 +38,7 @@ import { openPipe } from "../os/libc.ts";
 import { ownedPipeStream } from "./owned-pipe.ts";
 import { selfCommand } from "./self-command.ts";
 import { valuesFromWire, type FetchedItem } from "./wire-values.ts";
+import { isMapping } from "../util/is-mapping.ts";
 
 export const START_TIMEOUT_MS = 10_000;
 export const CALL_TIMEOUT_MS = 30_000;
@@ -474,7 +475,7 @@ export class ProviderProcess {
       } catch {
         entry = undefined;
       }
-      if (!entry || typeof entry !== "object" || Array.isArray(entry)) {
+      if (!isMapping(entry)) {
         this.log.warn("provider wrote to stderr", { line: line.slice(0, STDERR_TEXT_CHARS) });
         continue;
       }

@@ -3,7 +3,9 @@
  * delivery) → (docker, rpc, api, config, os) → base (errors, log, version, util). A provider knows
  * only the provider contract; only the CLI's `dso provider` command loads the provider host. This
  * test reads every import (type-only ones too) of src/ and providers/ and fails on any import
- * that runs up or sideways, and on any cycle between rooms.
+ * that runs up or sideways, and on any cycle of static imports, between files of one room or
+ * between rooms. A lazy `import()` (a descriptor's `load`, the CLI's command map) runs after
+ * both modules have loaded, so it is not counted in cycles.
  */
 import { describe, expect, test } from "bun:test";
 import { Glob } from "bun";
@@ -45,7 +47,7 @@ export function roomOf(path: string): string {
   if (path === "package.json") return "base";
   if (path === "src/errors.ts" || path === "src/version.ts" || path.startsWith("src/log/") || path.startsWith("src/util/")) return "base";
   if (path === "src/rpc/protocol.ts") return "rpc-protocol";
-  if (path === "providers/types.ts" || path === "providers/errors.ts" || path === "providers/block-check.ts" || path === "providers/value-fingerprint.ts") return "provider-contract";
+  if (path === "providers/types.ts" || path === "providers/errors.ts" || path === "providers/block-check.ts" || path === "providers/config-values.ts" || path === "providers/value-fingerprint.ts") return "provider-contract";
   if (path === "providers/host.ts") return "provider-host";
   if (path === "providers/registry.ts") return "provider-registry";
   if (/^providers\/[^/]+\/descriptor\.ts$/.test(path)) return "provider-descriptor";
@@ -57,14 +59,64 @@ export function roomOf(path: string): string {
 
 const IMPORT = /(?:^|[\s;])(?:import|export)\s(?:[^"';]*?\sfrom\s)?["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
 
-function importsOf(file: string): string[] {
+function importsOf(file: string, { lazy = true } = {}): string[] {
   const text = readFileSync(join(ROOT, file), "utf8");
   const out: string[] = [];
   for (const m of text.matchAll(IMPORT)) {
+    if (!lazy && m[1] === undefined) continue;
     const spec = m[1] ?? m[2]!;
     if (spec.startsWith(".")) out.push(relative(ROOT, resolve(dirname(join(ROOT, file)), spec)));
   }
   return out;
+}
+
+/** Every cycle of a directed graph, one per strongly connected component (Tarjan), each as a path. */
+export function cyclesOf(graph: ReadonlyMap<string, readonly string[]>): string[][] {
+  let next = 0;
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const cycles: string[][] = [];
+  const visit = (node: string) => {
+    index.set(node, next);
+    low.set(node, next++);
+    stack.push(node);
+    onStack.add(node);
+    for (const to of graph.get(node) ?? []) {
+      if (!graph.has(to)) continue;
+      if (!index.has(to)) {
+        visit(to);
+        low.set(node, Math.min(low.get(node)!, low.get(to)!));
+      } else if (onStack.has(to)) low.set(node, Math.min(low.get(node)!, index.get(to)!));
+    }
+    if (low.get(node) !== index.get(node)) return;
+    const component: string[] = [];
+    let member: string;
+    do {
+      member = stack.pop()!;
+      onStack.delete(member);
+      component.push(member);
+    } while (member !== node);
+    if (component.length > 1 || graph.get(node)!.includes(node)) cycles.push(component.reverse());
+  };
+  for (const node of graph.keys()) if (!index.has(node)) visit(node);
+  return cycles;
+}
+
+/** Static imports between files, and between rooms (a room's imports of itself left out). */
+function importGraphs(files: string[]): { files: Map<string, string[]>; rooms: Map<string, string[]> } {
+  const fileGraph = new Map<string, string[]>();
+  const roomGraph = new Map<string, string[]>();
+  for (const file of files) {
+    const targets = importsOf(file, { lazy: false });
+    fileGraph.set(file, targets);
+    const from = roomOf(file);
+    const rooms = roomGraph.get(from) ?? [];
+    for (const target of targets) if (roomOf(target) !== from && !rooms.includes(roomOf(target))) rooms.push(roomOf(target));
+    roomGraph.set(from, rooms);
+  }
+  return { files: fileGraph, rooms: roomGraph };
 }
 
 /** Why `from` may not import `to`, or undefined when it may. */
@@ -105,6 +157,29 @@ describe("imports run one way", () => {
       }
     }
     expect(problems).toEqual([]);
+  });
+
+  test("no cycle of static imports, between files or between rooms (type-only imports count)", () => {
+    const graphs = importGraphs(allFiles());
+    expect(cyclesOf(graphs.files).map((c) => c.join(" → "))).toEqual([]);
+    expect(cyclesOf(graphs.rooms).map((c) => c.join(" → "))).toEqual([]);
+  });
+
+  test("the cycle check finds a cycle (positive control)", () => {
+    const graph = new Map([
+      ["src/doctor/checks.ts", ["src/doctor/hardening.ts", "src/doctor/types.ts"]],
+      ["src/doctor/hardening.ts", ["src/doctor/checks.ts"]],
+      ["src/doctor/types.ts", []],
+      ["src/a/x.ts", ["src/b/y.ts"]],
+      ["src/b/y.ts", ["src/c/z.ts"]],
+      ["src/c/z.ts", ["src/a/x.ts"]],
+    ]);
+    expect(cyclesOf(graph)).toEqual([
+      ["src/doctor/checks.ts", "src/doctor/hardening.ts"],
+      ["src/a/x.ts", "src/b/y.ts", "src/c/z.ts"],
+    ]);
+    expect(cyclesOf(new Map([["a", ["a"]]]))).toEqual([["a"]]);
+    expect(cyclesOf(new Map([["a", ["b"]], ["b", []]]))).toEqual([]);
   });
 
   test("descriptors, the registry and the provider contract load no SDK", () => {

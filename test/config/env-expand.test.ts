@@ -16,6 +16,10 @@ function rejection(text: string, env: Record<string, string | undefined>): Confi
 const vaultWith = (value: string) => yaml("providers:", "  v:", "    type: vault", "    config:", `      address: ${value}`);
 const addressOf = (text: string, env: Record<string, string | undefined>) =>
   parseConfig(text, "dso.yaml", env).config.providers.v?.config.address;
+/** A value with no format of its own (the vault namespace), for text that is not a URL. */
+const namespaceWith = (value: string) => yaml("providers:", "  v:", "    type: vault", "    config:", `      namespace: ${value}`);
+const namespaceOf = (text: string, env: Record<string, string | undefined>) =>
+  parseConfig(text, "dso.yaml", env).config.providers.v?.config.namespace;
 
 describe("${VAR} expansion", () => {
   test("replaces ${VAR} inside a string", () => {
@@ -29,11 +33,11 @@ describe("${VAR} expansion", () => {
   });
 
   test("$${ writes a literal ${", () => {
-    expect(addressOf(vaultWith("'$${NOT_A_VAR}'"), {})).toBe("${NOT_A_VAR}");
+    expect(namespaceOf(namespaceWith("'$${NOT_A_VAR}'"), {})).toBe("${NOT_A_VAR}");
   });
 
   test("a lone $ is left alone", () => {
-    expect(addressOf(vaultWith("'cost$5'"), {})).toBe("cost$5");
+    expect(namespaceOf(namespaceWith("'cost$5'"), {})).toBe("cost$5");
   });
 
   test("an unset variable without default is an error naming the field and the variable", () => {
@@ -55,8 +59,8 @@ describe("${VAR} expansion", () => {
 
   test("a value cannot inject YAML structure", () => {
     const env = { INJECTED: "x\nsecrets:\n  - name: evil\n" };
-    const { config } = parseConfig(vaultWith("${INJECTED}"), "dso.yaml", env);
-    expect(config.providers.v?.config.address).toBe(env.INJECTED);
+    const { config } = parseConfig(namespaceWith("${INJECTED}"), "dso.yaml", env);
+    expect(config.providers.v?.config.namespace).toBe(env.INJECTED);
     expect(config.secrets).toEqual([]);
   });
 

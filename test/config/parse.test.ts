@@ -120,15 +120,25 @@ describe("Go DSO example files", () => {
     ]);
   });
 
-  test("provider type `local` is read as `file` with a warning", async () => {
-    const { config, warnings } = parseConfig(await fixture("local-dev.yaml"), "dso.yaml", {});
-
-    expect(config.providers.local?.type).toBe("file");
-    expect(config.providers.local?.config).toEqual({ path: "./.secrets" });
-    expect(warnings.map(formatIssue)).toEqual([
+  test("provider type `local` is read as `file` with a warning; its relative path is refused as the provider would", async () => {
+    const text = await fixture("local-dev.yaml");
+    const warned = [
       'dso.yaml:4: providers.local.type: provider type "local" is the old name of "file"; reading it as file',
       "dso.yaml:8: logging: ignored: DSO does not use this key (set the log level with --log-level or DSO_LOG_LEVEL)",
-    ]);
+    ];
+    let refused: ConfigError | undefined;
+    try {
+      parseConfig(text, "dso.yaml", {});
+    } catch (error) {
+      refused = error as ConfigError;
+    }
+    expect(refused?.issues.map(formatIssue)).toEqual(["dso.yaml:6: providers.local.config.path: must be an absolute path"]);
+    expect(refused?.warnings.map(formatIssue)).toEqual(warned);
+
+    const { config, warnings } = parseConfig(text.replace("./.secrets", "/srv/dso/secrets"), "dso.yaml", {});
+    expect(config.providers.local?.type).toBe("file");
+    expect(config.providers.local?.config).toEqual({ path: "/srv/dso/secrets" });
+    expect(warnings.map(formatIssue)).toEqual(warned);
   });
 });
 

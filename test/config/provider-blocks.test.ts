@@ -37,6 +37,53 @@ describe("provider blocks are validated before anything runs", () => {
     ]);
   });
 
+  test("bad config values are reported at their line, by the descriptor's schema", () => {
+    const text = [
+      "providers:",
+      "  hv:",
+      "    type: vault",
+      "    config:",
+      "      address: not-a-url",
+      '      kv_version: "3"',
+      "      tls_skip_verify: maybe",
+      "  cloud:",
+      "    type: aws",
+      "    region: eu-west-1",
+      "    config:",
+      "      max_attempts: lots",
+      "  f: { type: file, config: { path: relative/dir } }",
+      "  z: { type: azure, config: { vault_url: 'http://x.vault.azure.net' } }",
+      "",
+    ].join("\n");
+    expect(problems(text)).toEqual([
+      "dso.yaml:5: providers.hv.config.address: is not a URL (expected https://host:8200)",
+      'dso.yaml:6: providers.hv.config.kv_version: must be "1" or "2"',
+      'dso.yaml:7: providers.hv.config.tls_skip_verify: must be "true" or "false"',
+      "dso.yaml:12: providers.cloud.config.max_attempts: must be an integer from 1 to 10",
+      "dso.yaml:13: providers.f.config.path: must be an absolute path",
+      "dso.yaml:14: providers.z.config.vault_url: must be an https:// URL (Azure refuses tokens over plain http)",
+    ]);
+  });
+
+  test("values from ${VAR} are checked after expansion, and the message does not echo them", () => {
+    const text = ["providers:", "  hv:", "    type: vault", "    config:", "      address: ${VAULT_URL}", ""].join("\n");
+    try {
+      parseConfig(text, "dso.yaml", { VAULT_URL: "planted-Secret-4711" });
+      throw new Error("expected a ConfigError");
+    } catch (error) {
+      const lines = (error as ConfigError).issues.map(formatIssue);
+      expect(lines).toEqual(["dso.yaml:5: providers.hv.config.address: is not a URL (expected https://host:8200)"]);
+      expect(lines.join("\n")).not.toContain("planted");
+    }
+    expect(() => parseConfig(text, "dso.yaml", { VAULT_URL: "https://vault.internal:8200" })).not.toThrow();
+  });
+
+  test("an azure block without vault_url is refused before anything runs", () => {
+    expect(problems(["providers:", "  z:", "    type: azure", "    config: {}", ""].join("\n"))).toEqual([
+      expect.stringMatching(/^dso\.yaml:\d+: providers\.z\.config\.vault_url: required/),
+    ]);
+  });
+
   test("valid blocks of every provider type pass", () => {
     const text = [
       "providers:",

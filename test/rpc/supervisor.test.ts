@@ -162,6 +162,12 @@ describe("the provider's pipes", () => {
       const stderr = lines.filter((l) => l.msg === "provider wrote to stderr").map((l) => String(l.fields?.line));
       expect(stderr).toContain("stray console.log from a library");
       expect(stderr).toContain("stray stdout write");
+      expect(stderr.some((l) => l.includes("console.dir"))).toBe(true);
+      expect(stderr.some((l) => l.includes("console.table"))).toBe(true);
+      expect(stderr.some((l) => l.includes("stray console.count"))).toBe(true);
+      expect(stderr).toContain("stray console.group");
+      expect(stderr).toContain("stray Bun.write to Bun.stdout");
+      expect(stderr).toContain("stray writeSync to fd 1");
       expect(stderr).toContain("Error: something broke");
       // The fingerprint key is redacted even where provider code logs its configure params.
       expect(lines.some((l) => l.msg.startsWith("careless: configured with"))).toBe(true);
