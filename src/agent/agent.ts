@@ -31,6 +31,7 @@ import { Observer } from "../observe/observer.ts";
 import { loadHostKey } from "./host-key.ts";
 import { buildReconciler, buildSecretsRuntime, providerProcess, type SecretsRuntime } from "./runtime.ts";
 import { acquireSocketLock, type SocketLock } from "./socket-lock.ts";
+import { reviveStrandedContainers } from "./revive.ts";
 import { ensureTmpfsRoot } from "./volumes-root.ts";
 import { hardenProcess, type ProcessHardening } from "../os/libc.ts";
 
@@ -214,6 +215,7 @@ export class Agent implements ControlApi {
       onConnected: async () => {
         if (connectedOnce) this.observer.dockerEventsReconnected();
         connectedOnce = true;
+        await reviveStrandedContainers({ docker, drivers: [pluginDriverName(this.socketPath)], log: this.log });
         // Start and die events may have been missed: every plan is suspect, every container is looked at.
         planner.invalidateAll();
         await this.reconcileAll();
