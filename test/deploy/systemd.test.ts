@@ -22,6 +22,7 @@ import { dockerdLogTail, ensureDocker, restartDocker, type TestDocker } from "..
 import { DSO_BINARY, dsoBinary, REPO_ROOT } from "../support/dso-binary.ts";
 import { unmountTree } from "../support/dso-image.ts";
 import { capabilityMask, unitSettings, unitValue } from "../support/systemd-unit.ts";
+import { limitOf, MEMLOCK_WANTED_BYTES } from "../../src/doctor/hardening.ts";
 import { BUSYBOX_IMAGE, ensureTestImages } from "../support/test-images.ts";
 
 const SERVICE = join(REPO_ROOT, "deploy/dso.service");
@@ -54,6 +55,8 @@ let d: TestDocker;
 let docker: Dockerode;
 let work: string;
 let volumesRoot: string;
+/** Stands for /var/lib/dso (StateDirectory=dso): on disk, it outlives a reboot. */
+let stateDir: string;
 let agent: AgentProcess | undefined;
 /** The volume-mode container, removed by its own test (the restart tests count on containers[0..1]). */
 let localVolumeApp: string | undefined;
@@ -61,10 +64,24 @@ const containers: string[] = [];
 const volumes: string[] = [];
 export const measured: Record<string, string> = {};
 
-/** The unit's two writable paths, as this test maps them: the same plugins dir, a test volume root. */
+/** The unit's writable paths, as this test maps them: the same plugins dir, a test volume root, a test state dir. */
 function writablePaths(): string[] {
   expect(service.get("ReadWritePaths")).toEqual([PLUGIN_DIR, "/run/dso/volumes"]);
-  return [PLUGIN_DIR, volumesRoot];
+  expect(service.get("StateDirectory")).toEqual(["dso"]);
+  return [PLUGIN_DIR, volumesRoot, stateDir];
+}
+
+/** The unit's Environment=, with /var/lib/dso (StateDirectory=dso) mapped to the test's state dir. */
+function unitEnvironment(): Record<string, string> {
+  const pairs = (service.get("Environment") ?? []).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1).replace(/^\/var\/lib\/dso(?=\/|$)/, stateDir)]);
+  return Object.fromEntries(pairs);
+}
+
+/** "16M" and the like (systemd's Limit*= suffixes, base 1024) in bytes. */
+function limitBytes(value: string): bigint {
+  const m = /^(\d+)([KMG]?)$/.exec(value);
+  if (!m) throw new Error(`unsupported limit ${value}`);
+  return BigInt(m[1]!) * 1024n ** BigInt(" KMG".indexOf(m[2] || " "));
 }
 
 /** argv → the same argv inside the sandbox that reproduces the unit's restrictions. */
@@ -88,7 +105,7 @@ function sandboxed(argv: string[]): string[] {
     // ProtectHome=yes: /home, /root and /run/user empty and inaccessible.
     'for home in /home /root /run/user; do if [ -d "$home" ]; then mount -t tmpfs -o ro,mode=0000 tmpfs "$home"; fi; done',
     `umask ${unitValue(service, "UMask")}`,
-    `exec prlimit --core=${unitValue(service, "LimitCORE")} setpriv --no-new-privs --inh-caps=-all --bounding-set=-all,${caps} -- "$@"`,
+    `exec prlimit --core=${unitValue(service, "LimitCORE")} --memlock=${limitBytes(unitValue(service, "LimitMEMLOCK"))} setpriv --no-new-privs --inh-caps=-all --bounding-set=-all,${caps} -- "$@"`,
   ].join("\n");
   // Slave, as systemd downgrades a namespaced unit's propagation: dockerd's later mounts reach it.
   return ["unshare", "--mount", "--propagation", "slave", "--", "sh", "-c", script, "sandbox", ...argv];
@@ -110,6 +127,7 @@ async function startSandboxedAgent(): Promise<AgentProcess> {
     name: DRIVER,
     socket: SOCKET,
     wrap: sandboxed,
+    env: unitEnvironment(),
     readyTimeoutMs: COME_BACK_TIMEOUT_MS,
   });
   measured["sandboxed agent start → 'agent listening'"] = `${Math.round(performance.now() - started)} ms`;
@@ -141,7 +159,9 @@ beforeAll(async () => {
   await Promise.all([ensureTestImages(docker), dsoBinary()]);
   work = await mkdtemp("/tmp/dso-sd-");
   volumesRoot = join(work, "volumes");
+  stateDir = join(work, "state");
   await mkdir(volumesRoot);
+  await mkdir(stateDir, { mode: 0o700 });
   await remountVolumeRoot();
   await mkdir(join(work, "secrets"), { mode: 0o700 });
   await writeFile(join(work, "secrets", "db_password"), VALUE_ONE, { mode: 0o600 });
@@ -200,7 +220,12 @@ describe("the agent under the unit's restrictions", () => {
     expect(BigInt(`0x${/CapBnd:\s*([0-9a-f]+)/.exec(status)?.[1]}`)).toBe(mask);
     expect(BigInt(`0x${/CapEff:\s*([0-9a-f]+)/.exec(status)?.[1]}`)).toBe(mask);
     expect(status).toMatch(/NoNewPrivs:\s*1/);
-    expect(readFileSync(`/proc/${pid}/limits`, "utf8")).toMatch(/Max core file size\s+0\s+0/);
+    const limits = readFileSync(`/proc/${pid}/limits`, "utf8");
+    expect(limits).toMatch(/Max core file size\s+0\s+0/);
+    // LimitMEMLOCK= is what dso doctor asks for (at least MEMLOCK_WANTED_BYTES), and the agent has it.
+    const memlock = limitBytes(unitValue(service, "LimitMEMLOCK"));
+    expect(memlock).toBeGreaterThanOrEqual(MEMLOCK_WANTED_BYTES);
+    expect(limitOf(limits, "Max locked memory")).toEqual({ soft: memlock, hard: memlock });
     // Every mount outside the writable paths and the API filesystems is read-only, / and the test dockerd's data root included.
     const mounts = readFileSync(`/proc/${pid}/mountinfo`, "utf8").split("\n").filter(Boolean).map((l) => ({ point: l.split(" ")[4]!, flags: l.split(" ")[5]! }));
     const under = (point: string, dirs: string[]) => dirs.some((dir) => point === dir || point.startsWith(`${dir}/`));
@@ -208,7 +233,8 @@ describe("the agent under the unit's restrictions", () => {
     const mustBeReadOnly = mounts.filter((m) => !under(m.point, [...writable, ...API_FILESYSTEMS]));
     expect(mustBeReadOnly.map((m) => m.point)).toContain("/");
     expect(mustBeReadOnly.filter((m) => !/^ro\b/.test(m.flags))).toEqual([]);
-    expect(mounts.filter((m) => writable.includes(m.point)).map((m) => m.flags.split(",")[0])).toEqual(writable.map(() => "rw"));
+    for (const dir of writable) expect({ dir, flags: mounts.filter((m) => m.point === dir).map((m) => m.flags.split(",")[0]) }).toEqual({ dir, flags: expect.arrayContaining(["rw"]) });
+    expect(mounts.filter((m) => writable.includes(m.point) && !m.flags.startsWith("rw"))).toEqual([]);
     // The mount that holds the test dockerd's data root (volume mountpoints live there) is one of them.
     const dataRootMount = mounts.filter((m) => under(d.dataRoot, [m.point])).sort((a, b) => b.point.length - a.point.length)[0];
     expect(dataRootMount?.flags).toMatch(/^ro\b/);
