@@ -283,7 +283,7 @@ describe("the agent image, run as docs/deploy.md says", () => {
     measured["State.Error of the dead app"] = dead.Error;
     // Each start printed the secret as its first line: the files were there before the entrypoint.
     expect(await runsPrinted(3)).toEqual([expect.stringContaining(VALUE), expect.stringContaining(VALUE), expect.stringContaining(VALUE)]);
-    expect(await logsOf(agent)).toContain("left dead because the DSO volume driver was missing");
+    await eventually("the agent logged the start", async () => ((await logsOf(agent)).includes("left dead because the DSO volume driver was missing") ? true : undefined));
   }, 2 * RESTART_TEST_TIMEOUT_MS);
 
   test("no planted value in the agent container's log", async () => {
