@@ -4,7 +4,9 @@
  * daemon exactly as docs/deploy.md says: --read-only, --pid host, --cap-add SYS_ADMIN, the Docker
  * socket, the plugins directory and the volume root with rshared propagation. Delivery works in
  * plugin mode (secret there before the entrypoint) and procfs mode (image without tar), and
- * `dso doctor` inside says which modes are available and why.
+ * `dso doctor` inside says which modes are available and why. After a dockerd restart a
+ * --restart always DSO-volume app comes back with its secret, also when the agent's container
+ * starts only after dockerd gave up on the app (the agent starts it: src/agent/revive.ts).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type Dockerode from "dockerode";

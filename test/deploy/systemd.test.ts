@@ -1,13 +1,15 @@
 /**
  * Deployment 1, the host service: deploy/dso.service and deploy/run-dso-volumes.mount pass
  * `systemd-analyze verify`, and the compiled agent works under the restrictions the unit sets,
- * reproduced without systemd: a private mount namespace whose root is read-only except the
- * socket directory and the volume root (ProtectSystem=strict + ReadWritePaths=), /home and /root
+ * reproduced without systemd: a mount namespace (slave propagation, as systemd gives it) where
+ * every mount is read-only except the API filesystems, the socket directory, the volume root and
+ * the state directory (ProtectSystem=strict + ReadWritePaths= + StateDirectory=), /home and /root
  * hidden (ProtectHome=), the unit's CapabilityBoundingSet= and NoNewPrivileges= through setpriv,
  * LimitCORE= through prlimit, UMask=. The volume root is a tmpfs mounted with the .mount unit's
- * options before the agent starts, as systemd would. Then: plugin and procfs delivery with a
- * non-root owner, a dockerd restart under the running agent (what Before=docker.service gives),
- * and an agent restart under running containers.
+ * options before the agent starts, as systemd would. Then: plugin, procfs and volume delivery
+ * with a non-root owner, a dockerd restart under the running agent (what Before=docker.service
+ * gives), the boot order after a simulated reboot (volume root emptied), and an agent restart
+ * under running containers.
  * Not reproduced here: PrivateTmp= (the test daemon's socket lives in /tmp), PrivateDevices=,
  * the Protect{Kernel*,Clock,Hostname,ControlGroups}= and Restrict*= settings (no systemd).
  */
