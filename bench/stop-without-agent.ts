@@ -33,12 +33,33 @@ const agent = async () => {
   return a;
 };
 
-async function docker(args: string[]): Promise<{ ms: number; code: number }> {
+async function docker(args: string[], tool = "docker"): Promise<{ ms: number; code: number; stderr: string }> {
   const t0 = performance.now();
-  const proc = Bun.spawn(["docker", ...args], { env: { PATH: process.env.PATH!, DOCKER_HOST: d.host }, stdout: "ignore", stderr: "pipe" });
+  const proc = Bun.spawn([tool, ...args], { env: { PATH: process.env.PATH!, DOCKER_HOST: d.host }, stdout: "ignore", stderr: "pipe" });
   const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
-  if (code !== 0 && args[0] !== "stop") throw new Error(`docker ${args.join(" ")}: ${stderr.trim()}`);
-  return { ms: Math.round(performance.now() - t0), code };
+  if (code !== 0 && !args.includes("stop")) throw new Error(`${tool} ${args.join(" ")}: ${stderr.trim()}`);
+  return { ms: Math.round(performance.now() - t0), code, stderr };
+}
+
+/** The same with docker-compose (v1, when installed): `up -d` a service on an external DSO volume, then `stop`. */
+async function composeScenario(): Promise<void> {
+  if (Bun.spawnSync(["which", "docker-compose"]).exitCode !== 0) return console.log("docker-compose not installed: compose scenario skipped");
+  const name = `s${++count}`;
+  const first = await agent();
+  await docker(["volume", "create", "-d", driver, "-o", "secrets=s", `v-${name}`]);
+  const file = join(dir, "compose.yaml");
+  const command = JSON.stringify(["sh", "-c", TRAPS_TERM]);
+  await writeFile(file, `version: "2.4"\nservices:\n  app:\n    image: ${BUSYBOX_IMAGE}\n    command: ${command}\n    network_mode: none\n    volumes: ["secrets:/run/secrets"]\nvolumes:\n  secrets:\n    external: true\n    name: v-${name}\n`);
+  const compose = ["-p", `dsobench${process.pid}`, "-f", file];
+  await docker([...compose, "up", "-d"], "docker-compose");
+  await first.stop("SIGKILL");
+  const { ms, code, stderr } = await docker([...compose, "stop"], "docker-compose");
+  const why = code === 0 ? "" : `: ${stderr.trim().split("\n").at(-1)}`;
+  console.log(`${"agent killed, docker-compose stop".padEnd(36)} ${(ms / 1000).toFixed(1)} s (exit ${code}${why})`);
+  const cleaner = await agent();
+  await docker([...compose, "down"], "docker-compose");
+  await docker(["volume", "rm", `v-${name}`]);
+  await cleaner.stop("SIGTERM");
 }
 
 let count = 0;
@@ -70,6 +91,7 @@ try {
     await Bun.sleep(AGENT_BACK_AFTER_MS);
     return agent();
   });
+  await composeScenario();
 } finally {
   for (const a of started) await a.stop("SIGKILL");
   for (const path of [socket, `${socket}.lock`]) await rm(path, { force: true });

@@ -10,7 +10,7 @@
  * public one; the handler of that server knows the uid because it was made for it.
  */
 import type { FieldLogger } from "../log/logger.ts";
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, rmSync, statSync, unlinkSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, unlinkSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { Server } from "bun";
 import { startPeerFront } from "./peer-front.ts";
@@ -62,12 +62,16 @@ export function jsonError(status: number, code: string, message: string): Respon
   return Response.json({ error: { code, message } }, { status });
 }
 
-function groupId(group: string): number {
+/**
+ * agent.socket_group as a gid: a number as is, a name looked up in /etc/group itself (the
+ * distroless image and the plugin rootfs have no getent; groups only in NSS, e.g. LDAP, need the gid).
+ */
+export function groupId(group: string, groupFile = "/etc/group"): number {
   if (/^\d+$/.test(group)) return Number(group);
-  const line = Bun.spawnSync(["getent", "group", group]).stdout.toString().trim();
-  const gid = Number(line.split(":")[2]);
-  if (!line || Number.isNaN(gid)) throw new DsoError("CONFIG_INVALID", `agent.socket_group: group "${group}" does not exist`);
-  return gid;
+  const lines = existsSync(groupFile) ? readFileSync(groupFile, "utf8").split("\n") : [];
+  const gid = lines.map((line) => line.split(":")).find((fields) => fields[0] === group)?.[2];
+  if (gid === undefined || !/^\d+$/.test(gid)) throw new DsoError("CONFIG_INVALID", `agent.socket_group: group "${group}" does not exist in ${groupFile} (give its numeric gid)`);
+  return Number(gid);
 }
 
 function prepareDirectory(socketPath: string): void {

@@ -18,6 +18,7 @@ import { DockerEventWatcher, type DockerEvent } from "../watcher/docker-events.t
 import { LeakSentinel } from "../watcher/leak-sentinel.ts";
 import type { DsoConfig } from "../config/types.ts";
 import { buildReconciler, type SecretsRuntime } from "./runtime.ts";
+import { reviveStrandedContainers } from "./revive.ts";
 
 export const DOCKER_RETRY_MS = 2_000;
 /** How often the leak sentinel picks up containers DSO started serving (and drops gone ones). */
@@ -86,6 +87,8 @@ export async function buildDockerSide(deps: DockerSideDeps): Promise<DockerSide 
     onConnected: async () => {
       if (connectedOnce) deps.observer.dockerEventsReconnected();
       connectedOnce = true;
+      // Containers dockerd could not start while this driver was away (it does not retry them).
+      await reviveStrandedContainers({ docker, drivers: [pluginDriverName(deps.socketPath)], log: deps.log });
       // Start and die events may have been missed: every plan is suspect, every container is looked at.
       planner.invalidateAll();
       await deps.reconcileAll();

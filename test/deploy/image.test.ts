@@ -4,7 +4,9 @@
  * daemon exactly as docs/deploy.md says: --read-only, --pid host, --cap-add SYS_ADMIN, the Docker
  * socket, the plugins directory and the volume root with rshared propagation. Delivery works in
  * plugin mode (secret there before the entrypoint) and procfs mode (image without tar), and
- * `dso doctor` inside says which modes are available and why.
+ * `dso doctor` inside says which modes are available and why. After a dockerd restart a
+ * --restart always DSO-volume app comes back with its secret, also when the agent's container
+ * starts only after dockerd gave up on the app (the agent starts it: src/agent/revive.ts).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type Dockerode from "dockerode";
@@ -12,7 +14,7 @@ import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { eventually, execIn } from "../support/container-exec.ts";
-import { ensureDocker, restartDocker, type TestDocker } from "../support/docker-daemon.ts";
+import { dockerdLogTail, ensureDocker, restartDocker, type TestDocker } from "../support/docker-daemon.ts";
 import { DOCKERFILE, importAgentImage, makeSharedMount, rssBytes, treeRssBytes, unmountTree } from "../support/dso-image.ts";
 import { BUSYBOX_IMAGE, ensureTestImages, NOTAR_IMAGE } from "../support/test-images.ts";
 
@@ -24,6 +26,8 @@ const SOCKET = join(PLUGIN_DIR, `${DRIVER}.sock`);
 const READY_TIMEOUT_MS = 20_000;
 const RESTART_TIMEOUT_MS = 60_000;
 const ACTIVATE_TIMEOUT_MS = 1_000;
+/** dockerd stalls on the missing driver during its restore (observed ~60 s) before its API answers. */
+const REVIVE_TIMEOUT_MS = 120_000;
 /** A dockerd restart (stop, start, restore) plus the waits above, on a slow machine. */
 const RESTART_TEST_TIMEOUT_MS = 180_000;
 /** Short: the test dir is under /tmp and unix socket paths are capped at 108 bytes. */
@@ -234,6 +238,55 @@ describe("the agent image, run as docs/deploy.md says", () => {
     expect(await eventually("secret delivered again after the restart", secret, RESTART_TIMEOUT_MS)).toBe(VALUE);
     measured["dockerd start → restarted --tmpfs app has its secret again"] = `${Math.round(performance.now() - spawnedAt)} ms`;
   }, RESTART_TEST_TIMEOUT_MS);
+
+  test("a dockerd restart brings a --restart always app with a DSO volume back, its secret there before its entrypoint, also when the agent comes up too late", async () => {
+    const vol = `img-rvol-${process.pid}`;
+    await docker.createVolume({ Name: vol, Driver: DRIVER, DriverOpts: { secrets: "db_password" } });
+    volumes.push(vol);
+    const app = await docker.createContainer({
+      Image: BUSYBOX_IMAGE,
+      Cmd: ["sh", "-c", "cat /run/secrets/db_password; echo; exec sleep 3600"],
+      HostConfig: { NetworkMode: "none", Mounts: [{ Type: "volume", Source: vol, Target: "/run/secrets" }], RestartPolicy: { Name: "always" } },
+    });
+    containers.push(app.id);
+    await app.start();
+    const runsPrinted = (n: number) =>
+      eventually(`run ${n} printed its secret`, async () => {
+        const out = (await logsOf(app)).split("\n").filter((l) => l.trim() !== "");
+        return out.length >= n ? out : undefined;
+      });
+    await runsPrinted(1);
+    const runningAgain = async (since: string) =>
+      eventually("DSO-volume app running again", async () => {
+        const state = (await app.inspect()).State;
+        return state.Running && state.StartedAt !== since ? performance.now() : undefined;
+      }, REVIVE_TIMEOUT_MS).catch(async (error: Error) => {
+        throw new Error(`${error.message}; app state: ${JSON.stringify((await app.inspect()).State)}\n${dockerdLogTail()}`);
+      });
+
+    // The documented order: both containers --restart always, dockerd restores them together.
+    const firstStart = (await app.inspect()).State.StartedAt;
+    const { spawnedAt } = await restartDocker();
+    measured["dockerd start → DSO-volume app running again"] = `${Math.round((await runningAgain(firstStart)) - spawnedAt)} ms`;
+
+    // The agent's container starts after dockerd gave up on the app ("plugin not found"; dockerd
+    // never retries a failed start): the agent starts it when it connects (src/agent/revive.ts).
+    await agent.update({ RestartPolicy: { Name: "no" } });
+    // dockerd answers only after its restore: ~15 s per lookup of the missing driver (volume, container, start).
+    await restartDocker({ startTimeoutMs: REVIVE_TIMEOUT_MS });
+    const dead = await eventually("app dead on the missing driver", async () => {
+      const state = (await app.inspect()).State;
+      return !state.Running && state.Error.includes(DRIVER) ? state : undefined;
+    }, REVIVE_TIMEOUT_MS);
+    await agent.update({ RestartPolicy: { Name: "always" } });
+    const agentStarted = performance.now();
+    await agent.start();
+    measured["late agent start → DSO-volume app running again"] = `${Math.round((await runningAgain(dead.StartedAt)) - agentStarted)} ms`;
+    measured["State.Error of the dead app"] = dead.Error;
+    // Each start printed the secret as its first line: the files were there before the entrypoint.
+    expect(await runsPrinted(3)).toEqual([expect.stringContaining(VALUE), expect.stringContaining(VALUE), expect.stringContaining(VALUE)]);
+    await eventually("the agent logged the start", async () => ((await logsOf(agent)).includes("left dead because the DSO volume driver was missing") ? true : undefined));
+  }, 2 * RESTART_TEST_TIMEOUT_MS);
 
   test("no planted value in the agent container's log", async () => {
     expect(await logsOf(agent)).not.toContain(VALUE);

@@ -214,7 +214,7 @@ function spawnDockerd(rootDir: string, placement: DaemonPlacement = {}): Subproc
  * docker` would: running containers stop, those with a restart policy come back. For tests of
  * what survives a daemon restart.
  */
-export async function restartDocker(options: { whileStopped?: () => Promise<void> } = {}): Promise<{ spawnedAt: number }> {
+export async function restartDocker(options: { whileStopped?: () => Promise<void>; startTimeoutMs?: number } = {}): Promise<{ spawnedAt: number }> {
   const current = daemon;
   if (!current) throw new Error("restartDocker needs the private test daemon");
   current.proc.kill("SIGTERM");
@@ -225,7 +225,7 @@ export async function restartDocker(options: { whileStopped?: () => Promise<void
   const spawnedAt = performance.now();
   const proc = spawnDockerd(current.rootDir);
   daemon = { ...current, proc };
-  await waitForPing(join(current.rootDir, "docker.sock"), proc, current.logPath);
+  await waitForPing(join(current.rootDir, "docker.sock"), proc, current.logPath, options.startTimeoutMs);
   return { spawnedAt };
 }
 
@@ -243,8 +243,8 @@ export function dockerdLogTail(): string {
   return daemon ? logTail(daemon.logPath) : "(no private dockerd)";
 }
 
-async function waitForPing(socketPath: string, proc: Subprocess, logPath: string): Promise<void> {
-  const deadline = Date.now() + DAEMON_START_TIMEOUT_MS;
+async function waitForPing(socketPath: string, proc: Subprocess, logPath: string, timeoutMs = DAEMON_START_TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (proc.exitCode !== null || proc.signalCode !== null) {
       throw new Error(`dockerd exited (${proc.exitCode ?? proc.signalCode}) before answering:\n${logTail(logPath)}`);
@@ -252,7 +252,7 @@ async function waitForPing(socketPath: string, proc: Subprocess, logPath: string
     if (existsSync(socketPath) && (await pings(socketPath))) return;
     await Bun.sleep(PING_INTERVAL_MS);
   }
-  throw new Error(`dockerd did not answer /_ping within ${DAEMON_START_TIMEOUT_MS / 1000} s:\n${logTail(logPath)}`);
+  throw new Error(`dockerd did not answer /_ping within ${timeoutMs / 1000} s:\n${logTail(logPath)}`);
 }
 
 async function pings(socketPath: string): Promise<boolean> {
