@@ -28,6 +28,18 @@ export const vaultAddress = v.pipe(
   v.transform((url) => `${url.origin}${url.pathname.replace(/\/+$/, "")}`),
 );
 
+/** Empty (e.g. `address: ${VAULT_ADDR:-}`) means unset: VAULT_ADDR or the default, as the Go DSO reads it. */
+const vaultAddressOrEmpty = v.pipe(
+  v.string(),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    if (dataset.value === "") return undefined;
+    const parsed = v.safeParse(vaultAddress, dataset.value);
+    if (parsed.success) return parsed.output;
+    addIssue({ message: parsed.issues[0].message });
+    return NEVER;
+  }),
+);
+
 /** A mount path such as `secret` or `team/kv`, without leading or trailing slashes. */
 export const vaultMount = configValue<string>((raw) => {
   const mount = raw.replace(/^\/+|\/+$/g, "");
@@ -39,7 +51,7 @@ export const vaultMount = configValue<string>((raw) => {
 export const vaultBoolean = booleanValue(true);
 
 export const vaultConfigSchema = v.object({
-  address: v.optional(vaultAddress),
+  address: v.optional(vaultAddressOrEmpty),
   token: v.optional(v.string()),
   mount: v.optional(vaultMount),
   kv_version: v.optional(v.pipe(oneOfValue(["1", "2"]), v.transform((raw) => (raw === "1" ? 1 : 2) as 1 | 2))),

@@ -2,9 +2,10 @@
  * `dso agent`: the lifecycle. It takes the socket's lock, opens the socket at once (the volume
  * driver answers dockerd before Docker itself answers: dockerd starts plugins before it restores
  * containers), starts the provider processes and their polls, and when dockerd answers — retrying
- * without limit — the Docker side: reconciler, events, timer. Nothing is kept on disk; records
- * needed across restarts (DSO volumes, the marker key) are on tmpfs, and everything else is read
- * back from Docker and the containers.
+ * without limit — the Docker side: reconciler, events, timer. No value is kept on disk; records
+ * needed across restarts (DSO volumes, the marker key) are on tmpfs (volume records on disk where
+ * DSO_VOLUME_RECORDS says, for a reboot), and everything else is read back from Docker and the
+ * containers.
  *
  * The parts: watcher/poll-scheduler.ts (polls), docker-side.ts (what needs dockerd), control.ts
  * (the control API's handlers), runtime.ts (the runtime shared with a direct `dso inject`).

@@ -10,7 +10,7 @@
  * public one; the handler of that server knows the uid because it was made for it.
  */
 import type { FieldLogger } from "../log/logger.ts";
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, unlinkSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { Server } from "bun";
 import { startPeerFront } from "./peer-front.ts";
@@ -64,14 +64,23 @@ export function jsonError(status: number, code: string, message: string): Respon
 
 /**
  * agent.socket_group as a gid: a number as is, a name looked up in /etc/group itself (the
- * distroless image and the plugin rootfs have no getent; groups only in NSS, e.g. LDAP, need the gid).
+ * distroless image and the plugin rootfs have no getent), then through getent where the host has
+ * it (groups only NSS knows, e.g. LDAP).
  */
 export function groupId(group: string, groupFile = "/etc/group"): number {
   if (/^\d+$/.test(group)) return Number(group);
   const lines = existsSync(groupFile) ? readFileSync(groupFile, "utf8").split("\n") : [];
-  const gid = lines.map((line) => line.split(":")).find((fields) => fields[0] === group)?.[2];
-  if (gid === undefined || !/^\d+$/.test(gid)) throw new DsoError("CONFIG_INVALID", `agent.socket_group: group "${group}" does not exist in ${groupFile} (give its numeric gid)`);
+  const gid = lines.map((line) => line.split(":")).find((fields) => fields[0] === group)?.[2] ?? nssGroupId(group);
+  if (gid === undefined || !/^\d+$/.test(gid)) throw new DsoError("CONFIG_INVALID", `agent.socket_group: group "${group}" is not in ${groupFile} nor known to getent (give its numeric gid)`);
   return Number(gid);
+}
+
+/** A group only NSS knows (LDAP, sssd): `getent group`, where the host has it. */
+function nssGroupId(group: string): string | undefined {
+  const getent = Bun.which("getent");
+  if (!getent) return undefined;
+  const run = Bun.spawnSync([getent, "group", group], { stdout: "pipe", stderr: "ignore", stdin: "ignore" });
+  return run.exitCode === 0 ? run.stdout.toString().split(":")[2]?.trim() : undefined;
 }
 
 function prepareDirectory(socketPath: string): void {
@@ -87,15 +96,24 @@ function prepareDirectory(socketPath: string): void {
   }
 }
 
-/** The private sockets' directory: next to the public socket, 0700, only ever DSO's own. */
+/**
+ * The private sockets' directory: next to the public socket, a new random name each start
+ * (mkdtemp: 0700, created atomically, so nobody can plant it first), checked to be this
+ * process's own. Directories a killed agent left are removed first when they are ours too.
+ */
 function preparePrivateDirectory(socketPath: string): string {
-  const dir = join(dirname(socketPath), `.${basename(socketPath)}.callers`);
-  if (existsSync(dir)) {
-    if (!lstatSync(dir).isDirectory()) throw new DsoError("USAGE", `${dir} exists and is not a directory; refusing to replace it`);
-    rmSync(dir, { recursive: true, force: true });
+  const parent = dirname(socketPath);
+  const prefix = `.${basename(socketPath)}.callers`;
+  const uid = process.getuid?.() ?? 0;
+  for (const name of readdirSync(parent)) {
+    if (!name.startsWith(prefix)) continue;
+    const stale = join(parent, name);
+    const st = lstatSync(stale);
+    if (st.isDirectory() && st.uid === uid) rmSync(stale, { recursive: true, force: true });
   }
-  mkdirSync(dir, { mode: 0o700 });
-  chmodSync(dir, 0o700);
+  const dir = mkdtempSync(join(parent, `${prefix}-`));
+  const st = lstatSync(dir);
+  if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0) throw new DsoError("INTERNAL", `${dir} is not a private directory of this agent`);
   return dir;
 }
 

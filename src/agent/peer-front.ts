@@ -13,7 +13,7 @@ export interface PeerFrontOptions {
   socketPath: string;
   /** The private socket serving a peer with this uid; undefined when its uid could not be read. */
   upstreamFor: (uid: number | undefined) => string;
-  log: { debug: (message: string, fields?: Record<string, unknown>) => void };
+  log: { warn: (message: string, fields?: Record<string, unknown>) => void };
 }
 
 /** One client connection and the upstream connection that carries its bytes. */
@@ -86,7 +86,7 @@ function connectUpstream(client: Socket<Pipe>, path: string, log: PeerFrontOptio
         if (pipe.toClient.length === 0) client.end();
       },
       connectError(_upstream, error) {
-        log.debug("control socket: internal server not reachable", { error: error.message });
+        log.warn("control socket: internal server not reachable", { error: error.message });
         pipe.upstreamGone = true;
         client.end();
       },
@@ -108,7 +108,7 @@ export function startPeerFront(options: PeerFrontOptions): UnixSocketListener<Pi
         try {
           upstreamPath = options.upstreamFor(uidOf(client));
         } catch (error) {
-          options.log.debug("control socket: no internal server for this caller", { error: (error as Error).message });
+          options.log.warn("control socket: no internal server for this caller", { error: (error as Error).message });
           client.end();
           return;
         }

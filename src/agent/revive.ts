@@ -13,15 +13,28 @@ import { describeError } from "../errors.ts";
 import type { FieldLogger } from "../log/logger.ts";
 import type { ContainerRef } from "../observe/observer.ts";
 
-/** What dockerd says when a volume driver is absent, not yet listening, or a disabled plugin. */
-const DRIVER_MISSING = /not found|no such file or directory|connection refused|found but disabled|could not be reached|i\/o timeout/i;
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/**
+ * What dockerd says when the volume driver `name` is absent, not yet listening, or a disabled
+ * managed plugin: its lookup ("error looking up volume plugin dso", 'plugin "dso" not found',
+ * 'plugin "dso:latest" found but disabled') or a dial of its socket that failed. Nothing looser:
+ * a network, an entrypoint or a path that merely contains the name is not our driver.
+ */
+function driverMissing(name: string): RegExp {
+  const n = escape(name);
+  return new RegExp(
+    `error looking up volume plugin ${n}(?![\\w.-])|plugin "?${n}(:[\\w.-]+)?"? (not found|found but disabled)|/${n}\\.sock: connect: (connection refused|no such file or directory)`,
+    "i",
+  );
+}
 
 export interface ReviveDeps {
   docker: Dockerode;
   /** This agent's volume driver names (a managed plugin's also appears as `<name>:<tag>`). */
   drivers: readonly string[];
   log: Pick<FieldLogger, "info" | "warn">;
-  /** Told of each start (the audit trail); never throws. */
+  /** Told of each start; never throws. */
   onRevived?: (p: { container: ContainerRef; seconds: number; error?: unknown }) => void;
 }
 
@@ -43,8 +56,8 @@ export function isOurDriver(driver: string, drivers: readonly string[]): boolean
 
 /** State.Error of a failed start that names one of our drivers as missing or unreachable. */
 export function failedOnOurDriver(error: string, drivers: readonly string[]): boolean {
-  if (!error || !DRIVER_MISSING.test(error)) return false;
-  return drivers.some((name) => error.includes(name));
+  if (!error) return false;
+  return drivers.some((name) => driverMissing(name).test(error));
 }
 
 /** Starts every stranded DSO-volume container once; returns the names started. */

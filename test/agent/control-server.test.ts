@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmod, mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -71,9 +71,15 @@ describe("control socket: caller uid from the socket peer", () => {
     }
   });
 
-  test("the public socket keeps mode 0600; the private sockets sit in a 0700 directory that stop removes", async () => {
+  test("the public socket keeps mode 0600; the private sockets sit in a new 0700 directory that stop removes", async () => {
+    // One a killed agent left (ours: removed), and one planted under the old fixed name.
+    await mkdir(join(dir, ".b.sock.callers-stale"), { mode: 0o700 });
     const { server, socketPath } = serve("b.sock");
-    const privateDir = join(dir, ".b.sock.callers");
+    const created = (await readdir(dir)).filter((name) => name.startsWith(".b.sock.callers"));
+    expect(created).toHaveLength(1);
+    expect(created[0]).toMatch(/^\.b\.sock\.callers-\w{6}$/);
+    expect(created[0]).not.toBe(".b.sock.callers-stale");
+    const privateDir = join(dir, created[0]!);
     try {
       expect((await stat(socketPath)).mode & 0o777).toBe(0o600);
       expect((await call(socketPath, "/v1/status")).status).toBe(200);

@@ -30,6 +30,13 @@ describe("revive decisions", () => {
     expect(failedOnOurDriver('plugin "other" not found', ["dso"])).toBe(false);
     expect(failedOnOurDriver("OCI runtime create failed: exec: \"app\": executable file not found in $PATH", ["nope"])).toBe(false);
     expect(failedOnOurDriver("", ["dso"])).toBe(false);
+    expect(failedOnOurDriver("plugin dsox:1 found but disabled", ["dsox"])).toBe(true);
+    expect(failedOnOurDriver("plugin dso not found", ["dso"])).toBe(true);
+    // Errors that merely contain the name and "not found" / "no such file" are not ours.
+    expect(failedOnOurDriver("network dsonet not found", ["dso"])).toBe(false);
+    expect(failedOnOurDriver('exec: "/usr/local/bin/dso-worker": stat /usr/local/bin/dso-worker: no such file or directory', ["dso"])).toBe(false);
+    expect(failedOnOurDriver("error mounting \"/run/dso/volumes/cv3\" to rootfs: stat /run/dso/volumes/cv3: no such file or directory", ["dso"])).toBe(false);
+    expect(failedOnOurDriver('plugin "dsox" not found', ["dso"])).toBe(false);
   });
 });
 

@@ -23,11 +23,15 @@ describe("groupId", () => {
 
   test("an unknown name, a prefix of a name or a malformed gid is a config error naming the field", () => {
     for (const name of ["nosuch", "dock", "broken"]) {
-      expect(() => groupId(name, file)).toThrow(`agent.socket_group: group "${name}" does not exist`);
+      expect(() => groupId(name, file)).toThrow(`agent.socket_group: group "${name}" is not in ${file}`);
     }
   });
 
   test("no group file at all is the same config error", () => {
-    expect(() => groupId("docker", join(dir, "absent"))).toThrow("agent.socket_group");
+    expect(() => groupId("dso-no-such-group-4711", join(dir, "absent"))).toThrow("agent.socket_group");
+  });
+
+  test.skipIf(!Bun.which("getent"))("a name only NSS knows is found through getent where the host has it", () => {
+    expect(groupId("root", join(dir, "absent"))).toBe(0);
   });
 });

@@ -78,6 +78,15 @@ describe("provider blocks are validated before anything runs", () => {
     expect(() => parseConfig(text, "dso.yaml", { VAULT_URL: "https://vault.internal:8200" })).not.toThrow();
   });
 
+  test("an empty vault address is unset (VAULT_ADDR or the default), as before; a bad one keeps its own reason", () => {
+    const text = ["providers:", "  hv:", "    type: vault", "    config:", "      address: ${VAULT_URL:-}", ""].join("\n");
+    expect(() => parseConfig(text, "dso.yaml", {})).not.toThrow();
+    expect(problems(text.replace("${VAULT_URL:-}", "''"))).toEqual([]);
+    expect(problems(text.replace("${VAULT_URL:-}", "http://10.1.2.3:8200"))).toEqual([
+      "dso.yaml:5: providers.hv.config.address: plain http is allowed only for loopback addresses; use https",
+    ]);
+  });
+
   test("an azure block without vault_url is refused before anything runs", () => {
     expect(problems(["providers:", "  z:", "    type: azure", "    config: {}", ""].join("\n"))).toEqual([
       expect.stringMatching(/^dso\.yaml:\d+: providers\.z\.config\.vault_url: required/),
