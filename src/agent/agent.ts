@@ -14,7 +14,7 @@ import type { Server } from "bun";
 import { loadConfig } from "../config/index.ts";
 import type { DsoConfig } from "../config/types.ts";
 import { secretNamesOf } from "../delivery/plugin/driver-options.ts";
-import { describeError, DsoError } from "../errors.ts";
+import { describeError, DsoError, isErrorCode } from "../errors.ts";
 import { log as rootLog } from "../log/logger.ts";
 import { DsoVolumes } from "../reloader/volumes.ts";
 import type { DockerEvent } from "../watcher/docker-events.ts";
@@ -158,9 +158,9 @@ export class Agent {
         if ((await ensureTmpfsRoot(dir)) === "mounted") this.log.info("mounted a tmpfs for DSO volumes", { root: dir });
       },
       onMountCall: (call) => {
-        const error = call.error ? new DsoError("DELIVERY_FAILED", call.error) : undefined;
+        const error = call.error ? mountCallError(call.error) : undefined;
         const secrets = call.secrets.map((name) => ({ name }));
-        if (call.route === "Mount") this.observer.volumeMounted({ volume: call.volume, mountId: call.mountId, secrets, ...(error ? { error } : {}) });
+        if (call.route === "Mount") this.observer.volumeMounted({ volume: call.volume, mountId: call.mountId, secrets, seconds: call.seconds, ...(error ? { error } : {}) });
         else this.observer.volumeUnmounted({ volume: call.volume, mountId: call.mountId, ...(error ? { error } : {}) });
       },
       onFilesChanged: (volume) => {
@@ -268,4 +268,11 @@ export class Agent {
     await this.observer?.stop();
     this.lock?.release();
   }
+}
+
+/** The driver's Err ("dso: CODE: message") as an error with its own code, for audit and notifications. */
+function mountCallError(err: string): DsoError {
+  const match = /^dso: ([A-Z_]+): (.*)$/s.exec(err);
+  if (match && isErrorCode(match[1]!)) return new DsoError(match[1], match[2]!);
+  return new DsoError("DELIVERY_FAILED", err);
 }

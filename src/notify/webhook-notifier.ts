@@ -24,6 +24,8 @@ export interface NotificationDetails {
   provider?: string;
   version?: string;
   container?: { id: string; name?: string };
+  /** The DSO volume of a refused Mount (no container exists yet then). */
+  volume?: string;
   strategy?: string;
   error?: unknown;
 }
@@ -37,6 +39,7 @@ export interface NotificationPayload {
   provider?: string;
   version?: string;
   container?: { id: string; name?: string };
+  volume?: string;
   strategy?: string;
   error?: { code: string; message: string };
 }
@@ -56,6 +59,7 @@ export function notificationPayload(event: NotificationEvent, details: Notificat
   if (details.secret !== undefined) payload.secret = details.secret;
   if (details.provider !== undefined) payload.provider = details.provider;
   if (details.version !== undefined) payload.version = shortVersion(details.version);
+  if (details.volume) payload.volume = details.volume;
   if (details.container) payload.container = { id: details.container.id, ...(details.container.name ? { name: details.container.name } : {}) };
   if (details.strategy !== undefined) payload.strategy = details.strategy;
   if (details.error !== undefined && details.error !== null) {

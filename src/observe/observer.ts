@@ -227,9 +227,19 @@ export class Observer {
     });
   }
 
-  /** VolumeDriver.Mount answered (files written, or refused). */
-  volumeMounted(p: { volume: string; mountId?: string; secrets: SecretVersion[]; error?: unknown }): void {
-    this.safely(() => this.volumeEvent("mount", p));
+  /**
+   * VolumeDriver.Mount answered (files written, or refused): a delivery in plugin mode for the
+   * metrics (dso_deliveries_total, the latency histogram) and `delivery_failed` when refused.
+   */
+  volumeMounted(p: { volume: string; mountId?: string; secrets: SecretVersion[]; seconds: number; error?: unknown }): void {
+    this.safely(() => {
+      const outcome = outcomeOf(p.error);
+      this.metrics?.delivered({ mode: "plugin", outcome, seconds: p.seconds });
+      this.volumeEvent("mount", p);
+      if (outcome !== "ok") {
+        for (const s of p.secrets) this.notifier?.notify("delivery_failed", { secret: s.name, ...(s.version ? { version: s.version } : {}), volume: p.volume, error: p.error });
+      }
+    });
   }
 
   /** VolumeDriver.Unmount answered. */

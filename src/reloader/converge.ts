@@ -7,7 +7,7 @@
  */
 import type { ActionReport } from "../api/contract.ts";
 import type { DeliveryResult } from "../delivery/types.ts";
-import { describeError } from "../errors.ts";
+import { describeError, DsoError } from "../errors.ts";
 import type { FetchBatch } from "../secrets/source.ts";
 import { secretViews, type ContainerStatusBook } from "./container-status.ts";
 import { ENV_VERSION_LABEL, selectionOf, type Desired, type TargetUnit } from "./desired.ts";
@@ -62,7 +62,9 @@ export class ContainerConverger {
       const volumes = this.deps.volumes;
       if (!volumes) continue;
       try {
+        const refreshStarted = performance.now();
         const filesMarker = await volumes.refresh(unit.volume, (names) => batch.values(names));
+        const refreshSeconds = (performance.now() - refreshStarted) / 1000;
         const observed = await volumes.observe(unit.volume);
         const seen = observed?.seen.get(d.id);
         view.deliveries = [...view.deliveries.filter((x) => x.path !== unit.destination), { path: unit.destination, mode: "plugin", files: [], at: view.observedAt }];
@@ -79,7 +81,7 @@ export class ContainerConverger {
             mode: "plugin",
             path: unit.destination,
             trigger: opts.trigger,
-            seconds: 0,
+            seconds: refreshSeconds,
             changedAt: this.versions.changedAt(unit.secrets),
           });
         }
@@ -102,7 +104,19 @@ export class ContainerConverger {
       this.deps.log.info("re-creating container to set its secret environment variables", { container: d.name });
       const envNames = d.envSpecs.map((s) => s.name);
       const run = { strategy: "rolling" as const, built, env: env.values, labels: { [ENV_VERSION_LABEL]: env.marker }, secrets: envNames };
-      return { ...report, ...(await this.strategies.apply(d, view, run, opts)) };
+      const started = performance.now();
+      const outcome = await this.strategies.apply(d, view, run, opts);
+      // The re-creation is env mode's delivery (metrics, audit, delivery_failed).
+      this.deps.observer?.deliveryFinished({
+        container: { id: outcome.container ?? d.id, name: d.name },
+        secrets: this.versions.versionsOf(envNames),
+        mode: "env",
+        trigger: opts.trigger,
+        seconds: (performance.now() - started) / 1000,
+        changedAt: this.versions.changedAt(envNames),
+        ...(outcome.error ? { error: new DsoError("DELIVERY_FAILED", outcome.error) } : {}),
+      });
+      return { ...report, ...outcome };
     }
     if (changed.size === 0) {
       for (const [volume, marker] of seenUpdates) await this.deps.volumes?.markSeen(volume, d.id, marker);

@@ -35,7 +35,7 @@ export interface DsoVolumesDeps {
   /** A Mount changed the files of a volume that other containers use. */
   onFilesChanged(volume: string): void;
   /** Mount or Unmount answered (for the audit trail and metrics); `error` is dockerd's Err. */
-  onMountCall?(call: { route: "Mount" | "Unmount"; volume: string; mountId?: string; secrets: string[]; error?: string }): void;
+  onMountCall?(call: { route: "Mount" | "Unmount"; volume: string; mountId?: string; secrets: string[]; seconds: number; error?: string }): void;
 }
 
 export class DsoVolumes {
@@ -58,8 +58,10 @@ export class DsoVolumes {
         const route = path === "/VolumeDriver.Mount" ? "Mount" : path === "/VolumeDriver.Unmount" ? "Unmount" : undefined;
         if (!route || !this.deps.onMountCall) return await (await this.ensureDriver()).handle(req);
         const text = await readCapped(req, MAX_PLUGIN_BODY_BYTES);
+        const started = performance.now();
         const response = (await (await this.ensureDriver()).handle(new Request(new URL(req.url, "http://dso").href, { method: req.method, body: text, headers: req.headers })))!;
-        this.reportMountCall(route, text, (await response.clone().json().catch(() => ({}))) as { Err?: string });
+        const seconds = (performance.now() - started) / 1000;
+        this.reportMountCall(route, text, (await response.clone().json().catch(() => ({}))) as { Err?: string }, seconds);
         return response;
       } catch (error) {
         // dockerd shows Err to the user: the container does not start (fail closed).
@@ -68,7 +70,7 @@ export class DsoVolumes {
     };
   }
 
-  private reportMountCall(route: "Mount" | "Unmount", body: string, reply: { Err?: string }): void {
+  private reportMountCall(route: "Mount" | "Unmount", body: string, reply: { Err?: string }, seconds: number): void {
     let parsed: unknown;
     try {
       parsed = JSON.parse(body);
@@ -84,6 +86,7 @@ export class DsoVolumes {
       volume: request.Name,
       ...(typeof request.ID === "string" && request.ID ? { mountId: request.ID } : {}),
       secrets: opts ? secretNamesOf(opts) : [],
+      seconds,
       ...(reply.Err ? { error: reply.Err } : {}),
     });
   }

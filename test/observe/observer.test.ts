@@ -109,6 +109,29 @@ describe("the observer: one call per event feeds metrics, audit and notification
     }
   });
 
+  test("a DSO volume's Mount is a plugin-mode delivery: counted with its time, and a refused one notifies delivery_failed with its own code", async () => {
+    const auditPath = join(dir, "mounts.log");
+    const observer = observerFor(auditPath);
+    observer.start();
+    try {
+      const before = hooks.length;
+      observer.volumeMounted({ volume: "app-secrets", mountId: "m1", secrets: [{ name: "db" }], seconds: 0.02 });
+      observer.volumeMounted({ volume: "bad-secrets", mountId: "m2", secrets: [{ name: "nope" }], seconds: 0.01, error: new DsoError("SECRET_NOT_FOUND", 'secret "nope" not found') });
+      await observer.notifier!.idle();
+      const scrape = await (await fetch(observer.metricsUrl!)).text();
+      expect(scrape).toContain('dso_deliveries_total{mode="plugin",outcome="ok"} 1');
+      expect(scrape).toContain('dso_deliveries_total{mode="plugin",outcome="SECRET_NOT_FOUND"} 1');
+      expect(scrape).toMatch(/dso_delivery_duration_seconds_count\{mode="plugin"\} 2/);
+      expect((await auditLines(auditPath)).map((l) => [l.event, l.outcome, l.volume])).toEqual([
+        ["mount", "ok", "app-secrets"],
+        ["mount", "SECRET_NOT_FOUND", "bad-secrets"],
+      ]);
+      expect(hooks.slice(before)).toEqual([expect.objectContaining({ event: "delivery_failed", secret: "nope", volume: "bad-secrets", error: { code: "SECRET_NOT_FOUND", message: 'secret "nope" not found' } })]);
+    } finally {
+      await observer.stop();
+    }
+  });
+
   test("with nothing configured every call is a no-op", () => {
     const observer = new Observer(parseConfig("", "dso.yaml", {}).config, { log: quiet, version: "x" });
     expect(observer.metrics).toBeUndefined();
