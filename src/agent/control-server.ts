@@ -118,6 +118,8 @@ function preparePrivateDirectory(socketPath: string): string {
 }
 
 export function startControlServer(options: ControlServerOptions): ControlServer {
+  // Resolved before anything listens: a bad group leaves no socket behind.
+  const gid = options.group ? groupId(options.group) : undefined;
   prepareDirectory(options.socketPath);
   const routes = new Map(options.routes.map((r) => [`${r.method} ${r.path}`, r]));
   const paths = new Set(options.routes.map((r) => r.path));
@@ -190,8 +192,8 @@ export function startControlServer(options: ControlServerOptions): ControlServer
   } finally {
     process.umask(previousUmask);
   }
-  if (options.group) {
-    chownSync(options.socketPath, process.getuid?.() ?? 0, groupId(options.group));
+  if (gid !== undefined) {
+    chownSync(options.socketPath, process.getuid?.() ?? 0, gid);
     chmodSync(options.socketPath, 0o660);
   } else {
     chmodSync(options.socketPath, 0o600);
