@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
@@ -55,7 +55,11 @@ describe("dso doctor (compiled binary, real daemon)", () => {
       await chmod(open, 0o755);
       const config = join(open, "dso.yaml");
       await writeFile(config, `agent:\n  socket: ${join(open, "dso.sock")}\n`, { mode: 0o644 });
-      const run = Bun.spawnSync(["sh", "-c", 'ulimit -l 64 && exec "$0" doctor --json --config "$1"', await dsoBinary(), config], {
+      // A copy nobody can reach: the checkout itself may sit under a 0700 directory (mktemp -d).
+      const binary = join(open, "dso");
+      await copyFile(await dsoBinary(), binary);
+      await chmod(binary, 0o755);
+      const run = Bun.spawnSync(["sh", "-c", 'ulimit -l 64 && exec "$0" doctor --json --config "$1"', binary, config], {
         uid: 65534,
         gid: 65534,
         cwd: open,

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type Dockerode from "dockerode";
 import { readFileSync } from "node:fs";
-import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startAgent, type AgentProcess } from "../support/agent-process.ts";
@@ -248,10 +248,19 @@ describe("dso agent end to end (file provider, compiled binary)", () => {
   test("the socket is 0600 and another user cannot talk to the agent", async () => {
     const mode = (await stat(agent.socket)).mode & 0o777;
     expect(mode).toBe(0o600);
-    const binary = join(import.meta.dir, "../../dist/dso");
-    const asNobody = Bun.spawnSync([binary, "status", "--socket", agent.socket], { uid: 65534, gid: 65534, env: { PATH: process.env.PATH! } });
-    expect(asNobody.exitCode).toBe(1);
-    expect(asNobody.stderr.toString()).toContain("cannot reach the DSO agent");
+    // A copy nobody can execute: the checkout itself may sit under a 0700 directory (mktemp -d).
+    const open = await mkdtemp(join(tmpdir(), "dso-e2e-nobody-"));
+    try {
+      const binary = join(open, "dso");
+      await copyFile(join(import.meta.dir, "../../dist/dso"), binary);
+      await chmod(open, 0o755);
+      await chmod(binary, 0o755);
+      const asNobody = Bun.spawnSync([binary, "status", "--socket", agent.socket], { uid: 65534, gid: 65534, env: { PATH: process.env.PATH! } });
+      expect(asNobody.exitCode).toBe(1);
+      expect(asNobody.stderr.toString()).toContain("cannot reach the DSO agent");
+    } finally {
+      await rm(open, { recursive: true, force: true });
+    }
   });
 
   test("agent killed and restarted: no spurious restarts, files stay", async () => {

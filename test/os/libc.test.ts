@@ -85,9 +85,12 @@ describe("mlock through bun:ffi", () => {
     copyFileSync(join(import.meta.dir, "../../src/os/libc.ts"), copy);
     const script = join(dir, "lock.ts");
     writeFileSync(script, `import { lockMemory } from "./libc.ts";\nconsole.log(JSON.stringify(lockMemory(new Uint8Array(64 * 1024))));\n`);
-    Bun.spawnSync(["chmod", "755", dir]);
+    // And a copy of bun: the checkout's own (node_modules/bun) may sit under a 0700 directory.
+    const bun = join(dir, "bun");
+    copyFileSync(process.execPath, bun);
+    Bun.spawnSync(["chmod", "755", dir, bun]);
     const run = (limitKiB: number) =>
-      Bun.spawnSync(["sh", "-c", `ulimit -l ${limitKiB} && exec "$0" "$1"`, process.execPath, script], { uid: 65534, gid: 65534, cwd: dir, env: { PATH: process.env.PATH ?? "" } });
+      Bun.spawnSync(["sh", "-c", `ulimit -l ${limitKiB} && exec "$0" "$1"`, bun, script], { uid: 65534, gid: 65534, cwd: dir, env: { PATH: process.env.PATH ?? "" } });
     const refused = run(0);
     expect(refused.stderr.toString()).toBe("");
     expect(refused.stdout.toString().trim()).toBe("false");
