@@ -36,6 +36,7 @@ await writeFile(
   `providers:\n  local:\n    type: file\n    config: { path: ${join(dir, "secrets")} }\nagent:\n  metrics: { enabled: true }\n  watch: { polling_interval: 1s }\n`,
 );
 const proxy = countingProxy(host.replace(/^unix:\/\//, ""), join(dir, "counted-docker.sock"));
+await proxy.ready;
 const agent = await startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost: proxy.host });
 let fleet: FleetMember[] = [];
 try {

@@ -5,6 +5,7 @@
  * a counting proxy in front of its Docker socket.
  */
 import { readdirSync, readFileSync } from "node:fs";
+import { connect, createServer, type Socket } from "node:net";
 import type { AgentProcess } from "./agent-process.ts";
 
 const CLOCK_TICKS_PER_S = 100;
@@ -81,44 +82,49 @@ export function percentile(xs: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
-/** A unix-socket proxy in front of dockerd that counts the HTTP requests passing through it. */
+/**
+ * A unix-socket proxy in front of dockerd that counts the HTTP requests passing through it.
+ * Streams are piped (backpressure honoured): a busy agent reading a megabyte container list
+ * slowly gets every byte.
+ */
 export function countingProxy(target: string, path: string) {
   const counts = new Map<string, number>();
   let total = 0;
-  const server = Bun.listen<{ upstream?: Awaited<ReturnType<typeof Bun.connect>>; queue: Uint8Array[] }>({
-    unix: path,
-    socket: {
-      async open(client) {
-        client.data = { queue: [] };
-        client.data.upstream = await Bun.connect({
-          unix: target,
-          socket: {
-            data: (_s, chunk) => void client.write(chunk),
-            close: () => void client.end(),
-          },
-        });
-        for (const chunk of client.data.queue) client.data.upstream.write(chunk);
-      },
-      data(client, chunk) {
-        for (const m of Buffer.from(chunk).toString("latin1").matchAll(/(?:^|\r\n)(GET|POST|PUT|DELETE|HEAD) (\/[^ ?]*)[^ ]* HTTP\/1\.1/g)) {
-          const key = `${m[1]} ${m[2]!.replace(/\/v1\.\d+/, "").replace(/[0-9a-f]{64}/g, "{id}")}`;
-          counts.set(key, (counts.get(key) ?? 0) + 1);
-          total++;
-        }
-        if (client.data.upstream) client.data.upstream.write(chunk);
-        else client.data.queue.push(new Uint8Array(chunk));
-      },
-      close: (client) => void client.data.upstream?.end(),
-    },
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(target);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on("close", () => sockets.delete(s));
+      s.on("error", () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.on("data", (chunk: Buffer) => {
+      for (const m of chunk.toString("latin1").matchAll(/(?:^|\r\n)(GET|POST|PUT|DELETE|HEAD) (\/[^ ?]*)[^ ]* HTTP\/1\.1/g)) {
+        const key = `${m[1]} ${m[2]!.replace(/\/v1\.\d+/, "").replace(/[0-9a-f]{64}/g, "{id}")}`;
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+        total++;
+      }
+    });
+    client.pipe(upstream);
+    upstream.pipe(client);
   });
+  const ready = new Promise<void>((resolve) => server.listen(path, resolve));
   return {
     host: `unix://${path}`,
+    /** Resolves once the proxy listens. */
+    ready,
     reset: () => {
       counts.clear();
       total = 0;
     },
     total: () => total,
     counts: () => new Map(counts),
-    stop: () => server.stop(true),
+    stop: () => {
+      server.close();
+      for (const s of sockets) s.destroy();
+    },
   };
 }
