@@ -41,7 +41,7 @@ const agent = await startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost:
 let fleet: FleetMember[] = [];
 try {
   const t0 = performance.now();
-  const existing = (await docker.listContainers({ filters: { name: ["bscale-"], status: ["running"] } })).map((c) => ({ id: c.Id }));
+  const existing = (await docker.listContainers({ filters: { name: ["bscale-"], label: ["dso.secrets=shared"], status: ["running"] } })).map((c) => ({ id: c.Id }));
   const kept: FleetMember[] = [];
   for (const c of existing.slice(0, FLEET)) kept.push({ id: c.id, pid: (await docker.getContainer(c.id).inspect()).State.Pid });
   fleet = [...kept, ...(await startFleet(docker, FLEET - kept.length, { prefix: `bscale-${Date.now()}`, labels: LABELS, concurrency: 4 }))];

@@ -13,29 +13,53 @@ export interface FleetMember {
   pid: number;
 }
 
-const IDLE = 'trap "exit 0" TERM; while true; do sleep 10; done';
+/** Idle without waking: `wait` returns on TERM at once, and 1,000 members cost no forks a second. */
+const IDLE = 'trap "exit 0" TERM; while true; do sleep 3600 & wait; done';
+/** The anchor whose network namespace each member joins, by member id (removed with the last). */
+const anchorOf = new Map<string, string>();
 
+/**
+ * `count` members, started `concurrency` at a time. They join one anchor container's empty
+ * network namespace (`container:<anchor>`, the anchor itself `none`): dockerd then skips its
+ * libnetwork-setkey hook, which costs ~0.5 s of each start here (0.27 s a start instead of
+ * 0.7–0.8 s, measured with `docker start`). Delivery never touches the network.
+ */
 export async function startFleet(
   docker: Dockerode,
   count: number,
   options: { prefix: string; labels: Record<string, string>; concurrency?: number; tmpfs?: string },
 ): Promise<FleetMember[]> {
+  const anchor = await docker.createContainer({
+    name: `${options.prefix}-netns-${process.pid}`,
+    Image: BUSYBOX_IMAGE,
+    Cmd: ["sh", "-c", IDLE],
+    HostConfig: { NetworkMode: "none" },
+  });
+  await anchor.start();
   const indexes = Array.from({ length: count }, (_, i) => i);
-  return mapLimit(indexes, options.concurrency ?? 6, async (i) => {
+  const members = await mapLimit(indexes, options.concurrency ?? 6, async (i) => {
     const c = await docker.createContainer({
       name: `${options.prefix}-${i}-${process.pid}`,
       Image: BUSYBOX_IMAGE,
       Cmd: ["sh", "-c", IDLE],
       Labels: options.labels,
-      HostConfig: { NetworkMode: "none", Tmpfs: { "/run/secrets": options.tmpfs ?? "rw,mode=0755,size=64k" } },
+      HostConfig: { NetworkMode: `container:${anchor.id}`, Tmpfs: { "/run/secrets": options.tmpfs ?? "rw,mode=0755,size=64k" } },
     });
+    anchorOf.set(c.id, anchor.id);
     await c.start();
     return { id: c.id, pid: (await c.inspect()).State.Pid };
   });
+  if (count === 0) await anchor.remove({ force: true });
+  return members;
 }
 
+/** Removes the members, then each anchor none of the remaining members still uses. */
 export async function removeFleet(docker: Dockerode, fleet: FleetMember[], concurrency = 8): Promise<void> {
   await mapLimit(fleet, concurrency, (m) => docker.getContainer(m.id).remove({ force: true }).catch(() => {}));
+  const freed = new Set(fleet.map((m) => anchorOf.get(m.id)).filter((a): a is string => a !== undefined));
+  for (const m of fleet) anchorOf.delete(m.id);
+  for (const a of anchorOf.values()) freed.delete(a);
+  await mapLimit([...freed], concurrency, (a) => docker.getContainer(a).remove({ force: true }).catch(() => {}));
 }
 
 /**
