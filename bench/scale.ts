@@ -55,7 +55,7 @@ try {
   const idleRss = rssKiB(agent.proc.pid);
 
   console.log(`Rotation waves of the one shared secret (1 s polling), ${FLEET} containers:\n`);
-  console.log("| wave | p50 ms | p95 ms | max ms | agent RSS max MiB | agent CPU s | provider fetch calls | Docker API calls |\n|---|---|---|---|---|---|---|---|");
+  console.log("| wave | p50 ms | p95 ms | max ms | agent RSS max MiB | agent JS heap after MiB | agent CPU s | provider fetch calls | Docker API calls |\n|---|---|---|---|---|---|---|---|---|");
   const all: number[] = [];
   let rssPeak = idleRss;
   for (let w = 1; w <= WAVES; w++) {
@@ -79,11 +79,11 @@ try {
     all.push(...wave.latencies);
     rssPeak = Math.max(rssPeak, rssMax);
     console.log(
-      `| ${w} | ${percentile(wave.latencies, 50).toFixed(0)} | ${percentile(wave.latencies, 95).toFixed(0)} | ${Math.max(...wave.latencies).toFixed(0)} | ${mib(rssMax)} | ${cpu.toFixed(2)} | ${fetches} | ${proxy.total()} |`,
+      `| ${w} | ${percentile(wave.latencies, 50).toFixed(0)} | ${percentile(wave.latencies, 95).toFixed(0)} | ${Math.max(...wave.latencies).toFixed(0)} | ${mib(rssMax)} | ${(metricSum(after, "nodejs_heap_size_used_bytes") / 1048576).toFixed(1)} | ${cpu.toFixed(2)} | ${fetches} | ${proxy.total()} |`,
     );
     await Bun.sleep(1000);
   }
-  console.log(`| all ${WAVES} | ${percentile(all, 50).toFixed(0)} | ${percentile(all, 95).toFixed(0)} | ${Math.max(...all).toFixed(0)} | ${mib(rssPeak)} | | | |`);
+  console.log(`| all ${WAVES} | ${percentile(all, 50).toFixed(0)} | ${percentile(all, 95).toFixed(0)} | ${Math.max(...all).toFixed(0)} | ${mib(rssPeak)} | | | | |`);
 
   const passes: Array<{ ms: number; calls: number; counts: Map<string, number> }> = [];
   for (let i = 0; i < 3; i++) {

@@ -9,9 +9,10 @@ import { access } from "node:fs/promises";
 import { posix } from "node:path";
 import { DsoError } from "../errors.ts";
 import { commandMissing, runInContainer } from "./container-exec.ts";
+import { containerProcessStart } from "./container-process.ts";
 import { normaliseTargetPath } from "./file-names.ts";
 import { EXEC_PROBE_CMD } from "./modes/exec.ts";
-import { containerRootPath } from "./modes/procfs.ts";
+import { containerRootPath, PROC_ROOT } from "./modes/procfs.ts";
 import { openRamMountRoot } from "./tmpfs.ts";
 import type { DeliveryPlan } from "./types.ts";
 
@@ -108,16 +109,16 @@ export async function pickDeliveryMode(docker: Dockerode, containerId: string, t
     if (volume.mountpoint && (await isVisibleRamMount(volume.mountpoint))) {
       return { ...base, mode: "volume", reason: `${reason}, written at its host mountpoint`, hostPath: volume.mountpoint };
     }
-    if (await canSeeRoot(facts.pid)) return { ...base, mode: "volume", reason: `${reason}, written via /proc/<pid>/root`, pid: facts.pid };
+    if (await canSeeRoot(facts.pid)) return { ...base, mode: "volume", reason: `${reason}, written via /proc/<pid>/root`, ...(await pidOf(facts)) };
     return { ...base, mode: "volume", reason: `${reason}, by the archive API (its mountpoint is not visible here)` };
   }
   if (backing.kind === "tmpfs") {
     if (!facts.running) throw notRunning(target, facts.name, "a --tmpfs mount exists only while the container runs");
     if (opts.preferProcfs && (await canSeeRoot(facts.pid))) {
-      return { ...base, mode: "procfs", reason: "--tmpfs mount, written via /proc/<pid>/root", pid: facts.pid };
+      return { ...base, mode: "procfs", reason: "--tmpfs mount, written via /proc/<pid>/root", ...(await pidOf(facts)) };
     }
     if (await hasTar(docker, facts.id, opts)) return { ...base, mode: "exec", reason: "--tmpfs mount; the image has tar" };
-    if (await canSeeRoot(facts.pid)) return { ...base, mode: "procfs", reason: "--tmpfs mount; no tar in the image, writing via /proc/<pid>/root", pid: facts.pid };
+    if (await canSeeRoot(facts.pid)) return { ...base, mode: "procfs", reason: "--tmpfs mount; no tar in the image, writing via /proc/<pid>/root", ...(await pidOf(facts)) };
     throw new DsoError(
       "DELIVERY_REFUSED",
       `${target} in container ${facts.name} is a --tmpfs mount, but the image has no tar and the agent cannot see the container's processes; mount a dso volume at ${target} instead`,
@@ -213,6 +214,12 @@ async function isVisibleRamMount(path: string): Promise<boolean> {
   const handle = await openRamMountRoot(path);
   await handle?.close();
   return handle !== undefined;
+}
+
+/** The plan's PID, with its start time when /proc shows it is the container's process. */
+async function pidOf(facts: ContainerFacts): Promise<{ pid: number; pidStart?: string }> {
+  const pidStart = await containerProcessStart(PROC_ROOT, facts.pid, facts.id);
+  return pidStart === undefined ? { pid: facts.pid } : { pid: facts.pid, pidStart };
 }
 
 async function canSeeRoot(pid: number): Promise<boolean> {

@@ -29,6 +29,11 @@ export interface DeliveryPlan {
   hostPath?: string;
   /** The container's main PID as the daemon reports it (procfs mode). */
   pid?: number;
+  /**
+   * That process's start time when the plan was made (container-process.ts): a delivery compares
+   * it instead of asking Docker again. Absent: the delivery re-checks the PID with an inspect.
+   */
+  pidStart?: string;
 }
 
 export interface DeliveryResult {

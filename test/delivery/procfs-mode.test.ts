@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type Dockerode from "dockerode";
 import { mkdir, mkdtemp, readdir, rm, symlink } from "node:fs/promises";
 import { deliverToContainer, deliverWithPlan } from "../../src/delivery/deliver.ts";
+import { pickDeliveryMode } from "../../src/delivery/mode-picker.ts";
 import type { DeliveryPlan } from "../../src/delivery/types.ts";
 import type { TestDocker } from "../support/docker-daemon.ts";
 import { NOTAR_IMAGE } from "../support/test-images.ts";
@@ -12,6 +13,11 @@ let daemon: TestDocker;
 let docker: Dockerode;
 let hostDir: string;
 const containers: Dockerode.Container[] = [];
+const noDocker = new Proxy({} as Dockerode, {
+  get(_target, property) {
+    throw new Error(`unexpected Docker call: ${String(property)}`);
+  },
+});
 
 async function tmpfsContainer(image = NOTAR_IMAGE): Promise<{ container: Dockerode.Container; pid: number }> {
   const container = await startContainer(docker, { image, tmpfs: { [TARGET]: "size=4m,mode=0755" } });
@@ -77,5 +83,32 @@ describe("procfs mode (/proc/<pid>/root, image without tar)", () => {
     expect(report.mixed).toBe(0);
     expect(report.broken).toBe(0);
     expect(await statIn(docker, container.id, `${TARGET}/a`)).toMatch(/^400 65534 65534 /);
+  });
+
+  // A wave over 1,000 containers made 1,000 inspects just to re-check each PID. The check now reads
+  // the process's start time from /proc (recorded when the plan was made): no Docker call.
+  test("a delivery on a plan makes no Docker call; a plan whose PID is now another process, or gone, is refused", async () => {
+    const { container } = await tmpfsContainer();
+    const plan = await pickDeliveryMode(docker, container.id, TARGET, { preferProcfs: true });
+    // A copy: bun's toMatchObject writes its asymmetric matchers into the object (oven-sh/bun#3521).
+    expect({ ...plan }).toMatchObject({ mode: "procfs", pid: expect.any(Number), pidStart: expect.stringMatching(/^\d+$/) });
+    const value = plantedValue("no-docker");
+    await deliverWithPlan(noDocker, plan, [secretFile("token", value)], undefined, "v:1");
+    expect((await execIn(docker, container.id, ["cat", `${TARGET}/token`])).stdout).toBe(value);
+
+    // What a reused PID looks like: the same number, another process (another start time).
+    const reused = { ...plan, pidStart: String(Number(plan.pidStart) + 1) };
+    await expect(deliverWithPlan(noDocker, reused, [secretFile("token", "other")], undefined, "v:2")).rejects.toThrow("restarted");
+    expect((await execIn(docker, container.id, ["cat", `${TARGET}/token`])).stdout).toBe(value);
+
+    await container.stop({ t: 0 });
+    await expect(deliverWithPlan(noDocker, plan, [secretFile("token", "late")], undefined, "v:3")).rejects.toMatchObject({ code: "DELIVERY_FAILED" });
+  });
+
+  test("a plan without a recorded start time (made elsewhere) still re-checks the PID with Docker", async () => {
+    const { container, pid } = await tmpfsContainer();
+    const plan: DeliveryPlan = { containerId: container.id, targetPath: TARGET, mode: "procfs", reason: "test", pid };
+    await expect(deliverWithPlan(noDocker, plan, [secretFile("token", "v")])).rejects.toThrow("unexpected Docker call");
+    await deliverWithPlan(docker, plan, [secretFile("token", "v")]);
   });
 });

@@ -7,6 +7,7 @@
 import type Dockerode from "dockerode";
 import { DsoError } from "../../errors.ts";
 import { readAtomicMarker, writeAtomicDir } from "../atomic-dir.ts";
+import { processStartTime } from "../container-process.ts";
 import { openDirInRoot } from "../container-root.ts";
 import { isRamBacked } from "../tmpfs.ts";
 import type { DeliveryModeImpl, DeliveryPlan, DeliveryResult, SecretFile } from "../types.ts";
@@ -18,19 +19,32 @@ export function containerRootPath(pid: number): string {
   return `${PROC_ROOT}/${pid}/root`;
 }
 
+const RESTARTED = "the container restarted while secrets were being delivered; deliver again";
+
+/** By the start time the plan recorded (no Docker call), else by an inspect as before. */
+async function confirmPlannedProcess(docker: Dockerode, plan: DeliveryPlan): Promise<void> {
+  if (plan.pidStart !== undefined) {
+    if ((await processStartTime(PROC_ROOT, plan.pid!)) !== plan.pidStart) throw new DsoError("DELIVERY_FAILED", RESTARTED);
+    return;
+  }
+  const state = (await docker.getContainer(plan.containerId).inspect()).State;
+  if (!state.Running || state.Pid !== plan.pid) throw new DsoError("DELIVERY_FAILED", RESTARTED);
+}
+
 export const procfsMode: DeliveryModeImpl = {
   async deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal, marker?: string): Promise<DeliveryResult> {
     const started = performance.now();
     signal?.throwIfAborted();
     if (!plan.pid) throw new DsoError("DELIVERY_FAILED", "procfs delivery needs the container's PID; is it running?");
-    const dir = await openDirInRoot(containerRootPath(plan.pid), plan.targetPath);
+    const dir = await openDirInRoot(containerRootPath(plan.pid), plan.targetPath).catch(async (error: unknown) => {
+      // A root that vanished with its process is a stopped or restarted container, not a refusal.
+      if (plan.pidStart !== undefined && (await processStartTime(PROC_ROOT, plan.pid!)) !== plan.pidStart) throw new DsoError("DELIVERY_FAILED", RESTARTED);
+      throw error;
+    });
     try {
-      // The directory is now held open. If the PID still belongs to this running container,
-      // it was this container's root when we opened it (a reused PID would have failed this).
-      const state = (await docker.getContainer(plan.containerId).inspect()).State;
-      if (!state.Running || state.Pid !== plan.pid) {
-        throw new DsoError("DELIVERY_FAILED", "the container restarted while secrets were being delivered; deliver again");
-      }
+      // The directory is now held open. If the PID still names the planned process, it was this
+      // container's root when we opened it (a reused PID would have failed this).
+      await confirmPlannedProcess(docker, plan);
       if (!(await isRamBacked(dir.path))) {
         throw new DsoError("DELIVERY_REFUSED", `${plan.targetPath} in the container is not on tmpfs`, {
           hint: `add --tmpfs ${plan.targetPath} to the container, or use a dso volume`,
