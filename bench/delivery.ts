@@ -130,7 +130,8 @@ async function main(): Promise<void> {
       return;
     }
     const container = column === "procfs" ? target.notar : target.busybox;
-    const opts = { pluginDrivers: [DRIVER], pluginVolumeDir: driver.mountpointOf, tarProbeCache, writeVolumesDirectly: column !== "volume archive" };
+    // procfs as the agent picks it where it sees the host's PIDs (planner.ts: preferProcfs), no tar probe first.
+    const opts = { pluginDrivers: [DRIVER], pluginVolumeDir: driver.mountpointOf, tarProbeCache, writeVolumesDirectly: column !== "volume archive", preferProcfs: column === "procfs" };
     if (column === "volume /proc") {
       // The full pick (inspect, volume inspect, mountpoint check), then the way in the agent takes
       // where the mountpoint is not visible (the PID is what the pick's inspect reported).
@@ -188,7 +189,7 @@ async function main(): Promise<void> {
         const set = files(FLEET_FILES, 100 + round);
         const src = await sourceDir(set);
         const ms = await time(() => Promise.all(fleet.map((target) => deliverOnce(column, target, set, src, round === 0))), `fleet/${round === 0 ? "cold" : "warm"}/${column}`);
-        if (round === 0) coldCells[column] = ms; // first delivery: the tar probe runs for all 50
+        if (round === 0) coldCells[column] = ms; // first delivery: exec's tar probe runs for all 50
         else samples.push(ms);
       }
       fleetCells[column] = median(samples);

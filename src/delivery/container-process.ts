@@ -7,12 +7,16 @@
  */
 import { readFile } from "node:fs/promises";
 
-/** The start time of `pid` under `procRoot`, or undefined when no such process is visible. */
+/**
+ * The start time of `pid` under `procRoot`, or undefined when no such process is visible or it
+ * has exited (a zombie keeps its stat line, but its root is gone).
+ */
 export async function processStartTime(procRoot: string, pid: number): Promise<string | undefined> {
   const stat = await readFile(`${procRoot}/${pid}/stat`, "latin1").catch(() => undefined);
   if (stat === undefined) return undefined;
   // The command name (field 2) is in parentheses and may hold spaces or ')': fields follow the last ')'.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  if (fields[0] === "Z" || fields[0] === "X") return undefined;
   const start = fields[19];
   return start !== undefined && /^\d+$/.test(start) ? start : undefined;
 }
@@ -28,6 +32,15 @@ export async function containerProcessStart(procRoot: string, pid: number, conta
   const before = await processStartTime(procRoot, pid);
   if (before === undefined) return undefined;
   const cgroup = await readFile(`${procRoot}/${pid}/cgroup`, "latin1").catch(() => "");
-  if (!cgroup.includes(containerId)) return undefined;
+  if (!namesContainer(cgroup, containerId)) return undefined;
   return (await processStartTime(procRoot, pid)) === before ? before : undefined;
+}
+
+/** A line of /proc/<pid>/cgroup whose path ends in the container's own cgroup directory. */
+function namesContainer(cgroup: string, containerId: string): boolean {
+  return cgroup.split("\n").some((line) => {
+    const path = line.slice(line.indexOf(":", line.indexOf(":") + 1) + 1);
+    const last = path.slice(path.lastIndexOf("/") + 1);
+    return last === containerId || last === `docker-${containerId}.scope`;
+  });
 }

@@ -41,6 +41,8 @@ export const ROTATION_CONCURRENCY = 10;
  * live heap stayed at 44 MiB (bench/scale.ts; docs/reliability.md).
  */
 export const COLLECT_AFTER_WAVE_OF = 100;
+/** At most one such collection in this long: back-to-back waves pay it once (~0.5 % of a core). */
+export const COLLECT_MIN_INTERVAL_MS = 10_000;
 
 interface WaveOptions {
   /** Only containers using one of these secrets. */
@@ -62,6 +64,7 @@ export class Reconciler {
   private readonly converger: ContainerConverger;
   /** Label warnings already logged, per container: every wave would repeat them. */
   private readonly warned = new Map<string, Set<string>>();
+  private lastCollect = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.images = new ImageLabels(deps.docker, deps.log);
@@ -173,8 +176,14 @@ export class Reconciler {
       );
     } finally {
       batch.release();
-      if (wanted.length >= COLLECT_AFTER_WAVE_OF) Bun.gc(true);
+      this.collectAfter(wanted.length);
     }
+  }
+
+  private collectAfter(containers: number): void {
+    if (containers < COLLECT_AFTER_WAVE_OF || performance.now() - this.lastCollect < COLLECT_MIN_INTERVAL_MS) return;
+    this.lastCollect = performance.now();
+    Bun.gc(true);
   }
 
   private ensureSpecs(wanted: Desired[]): void {

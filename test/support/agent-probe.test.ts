@@ -2,7 +2,7 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect } from "node:net";
+import { connect, createServer } from "node:net";
 import { countingProxy } from "./agent-probe.ts";
 
 /** A raw HTTP/1.1 GET through `socket` whose reader stalls for `stallMs` first (a busy agent). */
@@ -40,5 +40,30 @@ test("the counting proxy passes a large reply whole and counts the request", asy
   } finally {
     proxy.stop();
     upstream.stop(true);
+  }
+});
+
+// dockerode ends its side after an exec's stdin (the tar) and still reads the exec's output.
+test("the counting proxy keeps a half-closed connection open for the reply", async () => {
+  const upstream = createServer({ allowHalfOpen: true }, (c) => {
+    let got = 0;
+    c.on("data", (d: Buffer) => void (got += d.length));
+    c.on("end", () => c.end(`got ${got}\n`));
+  }).listen(join(dir, "half-up.sock"));
+  await new Promise((resolve) => upstream.once("listening", resolve));
+  const proxy = countingProxy(join(dir, "half-up.sock"), join(dir, "half-proxy.sock"));
+  await proxy.ready;
+  try {
+    const reply = await new Promise<string>((resolve, reject) => {
+      let text = "";
+      const c = connect({ path: join(dir, "half-proxy.sock"), allowHalfOpen: true }, () => c.end("x".repeat(23)));
+      c.on("data", (d: Buffer) => void (text += d.toString()));
+      c.on("end", () => resolve(text));
+      c.on("error", reject);
+    });
+    expect(reply).toBe("got 23\n");
+  } finally {
+    proxy.stop();
+    upstream.close();
   }
 });

@@ -91,8 +91,9 @@ export function countingProxy(target: string, path: string) {
   const counts = new Map<string, number>();
   let total = 0;
   const sockets = new Set<Socket>();
-  const server = createServer((client) => {
-    const upstream = connect(target);
+  // Half-open both ways: dockerode ends its side after an exec's stdin and still reads the reply.
+  const server = createServer({ allowHalfOpen: true }, (client) => {
+    const upstream = connect({ path: target, allowHalfOpen: true });
     for (const s of [client, upstream]) {
       sockets.add(s);
       s.on("close", () => sockets.delete(s));

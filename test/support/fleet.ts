@@ -29,28 +29,36 @@ export async function startFleet(
   count: number,
   options: { prefix: string; labels: Record<string, string>; concurrency?: number; tmpfs?: string },
 ): Promise<FleetMember[]> {
+  if (count === 0) return [];
   const anchor = await docker.createContainer({
     name: `${options.prefix}-netns-${process.pid}`,
     Image: BUSYBOX_IMAGE,
     Cmd: ["sh", "-c", IDLE],
     HostConfig: { NetworkMode: "none" },
   });
-  await anchor.start();
-  const indexes = Array.from({ length: count }, (_, i) => i);
-  const members = await mapLimit(indexes, options.concurrency ?? 6, async (i) => {
-    const c = await docker.createContainer({
-      name: `${options.prefix}-${i}-${process.pid}`,
-      Image: BUSYBOX_IMAGE,
-      Cmd: ["sh", "-c", IDLE],
-      Labels: options.labels,
-      HostConfig: { NetworkMode: `container:${anchor.id}`, Tmpfs: { "/run/secrets": options.tmpfs ?? "rw,mode=0755,size=64k" } },
+  const created: string[] = [];
+  try {
+    await anchor.start();
+    const indexes = Array.from({ length: count }, (_, i) => i);
+    return await mapLimit(indexes, options.concurrency ?? 6, async (i) => {
+      const c = await docker.createContainer({
+        name: `${options.prefix}-${i}-${process.pid}`,
+        Image: BUSYBOX_IMAGE,
+        Cmd: ["sh", "-c", IDLE],
+        Labels: options.labels,
+        HostConfig: { NetworkMode: `container:${anchor.id}`, Tmpfs: { "/run/secrets": options.tmpfs ?? "rw,mode=0755,size=64k" } },
+      });
+      created.push(c.id);
+      anchorOf.set(c.id, anchor.id);
+      await c.start();
+      return { id: c.id, pid: (await c.inspect()).State.Pid };
     });
-    anchorOf.set(c.id, anchor.id);
-    await c.start();
-    return { id: c.id, pid: (await c.inspect()).State.Pid };
-  });
-  if (count === 0) await anchor.remove({ force: true });
-  return members;
+  } catch (error) {
+    // The caller never sees a fleet that failed to start: remove what was made of it.
+    await removeFleet(docker, created.map((id) => ({ id, pid: 0 })));
+    await anchor.remove({ force: true }).catch(() => {});
+    throw error;
+  }
 }
 
 /** Removes the members, then each anchor none of the remaining members still uses. */

@@ -58,13 +58,16 @@ export const procfsMode: DeliveryModeImpl = {
   },
   /**
    * No Docker call: the plan's PID is dropped by the agent when the container starts or dies, and
-   * a reused PID's root would not hold a DSO layout at this path (at worst: one extra delivery).
+   * a PID reused by another process has another start time (a plan without one: at worst one
+   * extra delivery, or a reused PID's root with the same layout read as this container's).
    */
   async readMarker(_docker: Dockerode, plan: DeliveryPlan, signal?: AbortSignal): Promise<string | undefined> {
     signal?.throwIfAborted();
     if (!plan.pid) return undefined;
     const dir = await openDirInRoot(containerRootPath(plan.pid), plan.targetPath);
     try {
+      // Another process at that PID (a container with the same target and version) is not this one.
+      if (plan.pidStart !== undefined && (await processStartTime(PROC_ROOT, plan.pid)) !== plan.pidStart) return undefined;
       return await readAtomicMarker(dir.path);
     } finally {
       await dir.close();
