@@ -21,10 +21,15 @@ export function containerRootPath(pid: number): string {
 
 const RESTARTED = "the container restarted while secrets were being delivered; deliver again";
 
+/** The plan recorded a start time and its PID now names another process, or none. */
+async function processChanged(plan: DeliveryPlan): Promise<boolean> {
+  return plan.pidStart !== undefined && (await processStartTime(PROC_ROOT, plan.pid!)) !== plan.pidStart;
+}
+
 /** By the start time the plan recorded (no Docker call), else by an inspect as before. */
 async function confirmPlannedProcess(docker: Dockerode, plan: DeliveryPlan): Promise<void> {
   if (plan.pidStart !== undefined) {
-    if ((await processStartTime(PROC_ROOT, plan.pid!)) !== plan.pidStart) throw new DsoError("DELIVERY_FAILED", RESTARTED);
+    if (await processChanged(plan)) throw new DsoError("DELIVERY_FAILED", RESTARTED);
     return;
   }
   const state = (await docker.getContainer(plan.containerId).inspect()).State;
@@ -38,7 +43,7 @@ export const procfsMode: DeliveryModeImpl = {
     if (!plan.pid) throw new DsoError("DELIVERY_FAILED", "procfs delivery needs the container's PID; is it running?");
     const dir = await openDirInRoot(containerRootPath(plan.pid), plan.targetPath).catch(async (error: unknown) => {
       // A root that vanished with its process is a stopped or restarted container, not a refusal.
-      if (plan.pidStart !== undefined && (await processStartTime(PROC_ROOT, plan.pid!)) !== plan.pidStart) throw new DsoError("DELIVERY_FAILED", RESTARTED);
+      if (await processChanged(plan)) throw new DsoError("DELIVERY_FAILED", RESTARTED);
       throw error;
     });
     try {
@@ -67,7 +72,7 @@ export const procfsMode: DeliveryModeImpl = {
     const dir = await openDirInRoot(containerRootPath(plan.pid), plan.targetPath);
     try {
       // Another process at that PID (a container with the same target and version) is not this one.
-      if (plan.pidStart !== undefined && (await processStartTime(PROC_ROOT, plan.pid)) !== plan.pidStart) return undefined;
+      if (await processChanged(plan)) return undefined;
       return await readAtomicMarker(dir.path);
     } finally {
       await dir.close();
