@@ -230,7 +230,7 @@ async function scanOwnEntries(target: FileHandle, keep: ReadonlySet<string>): Pr
   });
   if (seen > MAX_TARGET_ENTRIES) {
     throw new DsoError("DELIVERY_REFUSED", `the target directory holds more than ${MAX_TARGET_ENTRIES.toLocaleString("en-US")} entries; DSO reads no further`, {
-      hint: "remove what the container put there, or deliver into a directory of its own (a --tmpfs mount only for the secrets)",
+      hint: "remove what the container put there, or give the secrets a --tmpfs mount of their own",
     });
   }
   return found;
