@@ -4,6 +4,7 @@ import { checkArguments, resolveCommand, type ResolvedCommand } from "./cli/disp
 import { cliPluginArgs, cliPluginMetadata } from "./cli/docker-cli-plugin.ts";
 import { hiddenCommands, rootCommand } from "./cli/root.ts";
 import { colorEnabled, outputWidth } from "./cli/terminal.ts";
+import { drained, trackBacklog } from "./cli/output-drain.ts";
 import { renderHelp } from "./cli/usage.ts";
 import { formatVersionLine, versionInfo } from "./version.ts";
 import { cliErrorLine, DsoError, exitCodeFor } from "./errors.ts";
@@ -82,4 +83,10 @@ async function main(rawArgv: string[]): Promise<number> {
 }
 
 // No top-level await: the bytecode-compiled binary is CommonJS.
-void main(process.argv.slice(2)).then((code) => process.exit(code));
+trackBacklog(process.stdout);
+trackBacklog(process.stderr);
+void main(process.argv.slice(2)).then(async (code) => {
+  // process.exit drops what is still queued for a pipe (a slow `| jq`): wait for it first.
+  await Promise.all([drained(process.stdout), drained(process.stderr)]);
+  process.exit(code);
+});

@@ -9,19 +9,44 @@
  * last component is ever looked up, and that one is never followed: files are created with
  * O_CREAT|O_EXCL|O_NOFOLLOW inside the version directory's own fd, links are replaced with
  * rename(2), removal unlinks entries one by one (never a recursive delete that could follow).
+ *
+ * The container also controls how many entries the directory holds. It is read as a stream, a
+ * batch of entries at a time, keeping only names DSO may own (version directories, symbolic
+ * links); past MAX_TARGET_ENTRIES entries the write is refused before anything is written, with
+ * an error for that container alone (a million entries took the agent to 1.18 GB and blocked
+ * its event loop ~10 s when the whole listing was read and looked at at once).
  */
 import { constants, writeSync } from "node:fs";
-import { lstat, mkdir, open, readdir, readlink, rename, rmdir, symlink, unlink, type FileHandle } from "node:fs/promises";
+import type { Dirent } from "node:fs";
+import { DIRENT_TYPE, forEachDirEntry, libcAvailable } from "../os/libc.ts";
+import { lstat, mkdir, open, opendir, readlink, rename, rmdir, symlink, unlink, type FileHandle } from "node:fs/promises";
 import { DsoError } from "../errors.ts";
 import { fdPath } from "./container-root.ts";
 import { assertValidFileSet, printableName } from "./file-names.ts";
 import { DATA_LINK, DATA_LINK_TMP, isMarker, isVersionName, nameLinkTarget, newVersionName, VERSION_MARKER, VERSION_PREFIX } from "./layout.ts";
 import { VERSION_DIR_MODE, type SecretFile } from "./types.ts";
+import { mapLimit } from "../util/map-limit.ts";
 
 const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 const OPEN_DIR_NOFOLLOW = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 /** Until its owner and mode are set, a new file is readable by nobody but us. */
 const CREATE_MODE = 0o600;
+/**
+ * At most this many entries in a target (or version) directory are looked at. DSO's own are a
+ * link per file, `..data` and a version or two; the rest belongs to the container.
+ */
+export const MAX_TARGET_ENTRIES = 10_000;
+/** Entries per batch in the fallback without the C library (Bun's opendir reads everything first). */
+const SCAN_BATCH = 256;
+/** Stale entries removed at a time. */
+const REMOVE_CONCURRENCY = 16;
+
+/** What a scan of a target directory found that DSO may have made. */
+interface OwnEntries {
+  versions: string[];
+  /** Symbolic links (or entries of unknown type) not among the names being written. */
+  links: string[];
+}
 
 export interface AtomicWriteResult {
   version: string;
@@ -40,6 +65,8 @@ export async function writeAtomicDir(dir: string, files: readonly SecretFile[], 
   const version = newVersionName();
   const target = await openTarget(dir);
   try {
+    // Before anything is written: a directory too full to scan gets nothing.
+    const stale = await scanOwnEntries(target, new Set(names));
     await mkdir(fdPath(target, version), { mode: VERSION_DIR_MODE });
     let bytes = 0;
     try {
@@ -59,7 +86,7 @@ export async function writeAtomicDir(dir: string, files: readonly SecretFile[], 
       throw error;
     }
     await linkNames(target, names, version);
-    await removeStale(target, version, new Set(names));
+    await removeStale(target, stale, true);
     return { version, bytes };
   } finally {
     await target.close();
@@ -93,7 +120,7 @@ export async function readAtomicMarker(dir: string): Promise<string | undefined>
 export async function clearAtomicDir(dir: string): Promise<void> {
   const target = await openTarget(dir);
   try {
-    await removeStale(target, undefined, new Set());
+    await removeStale(target, await scanOwnEntries(target, new Set()), false);
     await unlink(fdPath(target, DATA_LINK)).catch(ignoreMissing);
     await unlink(fdPath(target, DATA_LINK_TMP)).catch(ignoreMissing);
   } finally {
@@ -163,25 +190,67 @@ async function removeVersionDir(target: FileHandle, version: string): Promise<vo
   const dir = await open(path, OPEN_DIR_NOFOLLOW).catch(() => undefined);
   if (!dir) return;
   try {
-    for (const entry of await readdir(fdPath(dir))) await unlink(fdPath(dir, entry)).catch(() => {});
+    // Bounded: a version directory the container filled is left (rmdir then fails).
+    const names: string[] = [];
+    await forEachEntry(fdPath(dir), (name) => names.push(name) < MAX_TARGET_ENTRIES);
+    for (const name of names) await unlink(fdPath(dir, name)).catch(() => {});
   } finally {
     await dir.close();
   }
   await rmdir(path).catch(() => {});
 }
 
-/** Old version directories and name links that point into ..data but are not in `keep`. */
-async function removeStale(target: FileHandle, currentVersion: string | undefined, keep: ReadonlySet<string>): Promise<void> {
-  const removals = (await readdir(fdPath(target))).map(async (entry) => {
-    if (isVersionName(entry)) {
-      if (entry !== currentVersion) await removeVersionDir(target, entry);
-      return;
-    }
-    if (keep.has(entry)) return;
+/** Each entry's name and d_type in turn, until `visit` returns false; memory bounded by `visit`. */
+async function forEachEntry(path: string, visit: (name: string, type: number) => boolean): Promise<void> {
+  if (libcAvailable()) return forEachDirEntry(path, visit);
+  for await (const entry of await opendir(path, { bufferSize: SCAN_BATCH })) if (!visit(entry.name, direntType(entry))) return;
+}
+
+function direntType(entry: Dirent): number {
+  if (entry.isSymbolicLink()) return DIRENT_TYPE.LNK;
+  if (entry.isDirectory()) return DIRENT_TYPE.DIR;
+  if (entry.isFile()) return DIRENT_TYPE.REG;
+  return DIRENT_TYPE.UNKNOWN;
+}
+
+/**
+ * Reads `target` an entry at a time, keeping only entries DSO may have made: version directories,
+ * and links (or entries of unknown type) not in `keep`, candidates for stale name links. Refuses a
+ * directory with more than MAX_TARGET_ENTRIES entries, so memory and time stay bounded whatever
+ * the container put there.
+ */
+async function scanOwnEntries(target: FileHandle, keep: ReadonlySet<string>): Promise<OwnEntries> {
+  const found: OwnEntries = { versions: [], links: [] };
+  let seen = 0;
+  await forEachEntry(fdPath(target), (name, type) => {
+    if (++seen > MAX_TARGET_ENTRIES) return false;
+    if (isVersionName(name)) found.versions.push(name);
+    else if (!keep.has(name) && name !== DATA_LINK && (type === DIRENT_TYPE.LNK || type === DIRENT_TYPE.UNKNOWN)) found.links.push(name);
+    return true;
+  });
+  if (seen > MAX_TARGET_ENTRIES) {
+    throw new DsoError("DELIVERY_REFUSED", `the target directory holds more than ${MAX_TARGET_ENTRIES.toLocaleString("en-US")} entries; DSO reads no further`, {
+      hint: "remove what the container put there, or give the secrets a --tmpfs mount of their own",
+    });
+  }
+  return found;
+}
+
+/**
+ * Removes what a scan found: version directories (but the one `..data` points to now, with
+ * `keepCurrent`), and
+ * links that point into `..data` (names no longer in the set). Entries made after the scan (a
+ * concurrent writer's) are left for the next write.
+ */
+async function removeStale(target: FileHandle, stale: OwnEntries, keepCurrent: boolean): Promise<void> {
+  const current = keepCurrent ? await readLinkOrUndefined(fdPath(target, DATA_LINK)) : undefined;
+  await mapLimit(stale.versions, REMOVE_CONCURRENCY, async (entry) => {
+    if (entry !== current) await removeVersionDir(target, entry);
+  });
+  await mapLimit(stale.links, REMOVE_CONCURRENCY, async (entry) => {
     const path = fdPath(target, entry);
     if ((await readLinkOrUndefined(path)) === nameLinkTarget(entry)) await unlink(path).catch(ignoreMissing);
   });
-  await Promise.all(removals);
 }
 
 async function readLinkOrUndefined(path: string): Promise<string | undefined> {

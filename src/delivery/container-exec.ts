@@ -6,12 +6,15 @@
 import type Dockerode from "dockerode";
 import { PassThrough } from "node:stream";
 import { DsoError } from "../errors.ts";
+import { escapeControls } from "../log/escape.ts";
 
 /** A delivery exec (tar -x of at most a few MB into tmpfs) finishes in well under a second. */
 export const EXEC_TIMEOUT_MS = 30_000;
 export const SAFE_EXEC_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /** Only the start of stderr is kept: enough for a one-line error, bounded against a noisy process. */
 const MAX_STDERR_BYTES = 4096;
+/** A line of a container's output quoted in an error message is cut here. */
+const MAX_QUOTED_CHARS = 300;
 
 export interface ExecOptions {
   cmd: string[];
@@ -97,7 +100,13 @@ export function commandMissing(exitCode: number): boolean {
   return exitCode === 126 || exitCode === 127;
 }
 
-/** The first non-empty line of a process's stderr, for an error message. */
+/**
+ * The first non-empty line of a process's stderr, for an error message. The container wrote it:
+ * terminal escapes and other controls in it are escaped (`\u001b`), so it can neither colour nor
+ * rewrite a terminal showing `dso ls` or the log, and it is cut to MAX_QUOTED_CHARS.
+ */
 export function firstLine(text: string): string {
-  return text.split("\n").map((line) => line.trim()).find((line) => line) ?? "";
+  const line = text.split("\n").map((l) => l.trim()).find((l) => l) ?? "";
+  const escaped = escapeControls(line);
+  return escaped.length > MAX_QUOTED_CHARS ? `${escaped.slice(0, MAX_QUOTED_CHARS)}…` : escaped;
 }

@@ -1,4 +1,5 @@
 import { createConsola, type ConsolaInstance, type LogObject } from "consola";
+import { escapeControls, escapeJsonLine } from "./escape.ts";
 import { redact } from "./redact.ts";
 
 /** What a component needs of a logger: a message and value-free fields, at four levels. */
@@ -33,7 +34,20 @@ function formatArg(arg: unknown): string {
   }
 }
 
-/** One JSON object per line on stderr: time, level, tag, msg and the fields of a trailing object. */
+/** Keys the logger sets itself: a field of that name (a provider child's `"tag":"audit"`) cannot replace them. */
+const AGENT_KEYS = new Set(["time", "level", "tag", "msg"]);
+
+/** The caller's fields, a field named like an agent key renamed `field.<key>` so it stays data. */
+function callerFields(fields: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(fields)) out[AGENT_KEYS.has(key) ? `field.${key}` : key] = value;
+  return out;
+}
+
+/**
+ * One JSON object per line on stderr: time, level, tag, msg and the fields of a trailing object.
+ * Redacted first (values are registered in their plain and JSON forms), then escaped.
+ */
 const jsonReporter = {
   log(entry: LogObject) {
     const args = [...entry.args];
@@ -47,13 +61,13 @@ const jsonReporter = {
       level: levelName(entry.level),
       ...(entry.tag ? { tag: entry.tag } : {}),
       msg: args.map(formatArg).join(" "),
-      ...fields,
+      ...callerFields(fields),
     };
-    process.stderr.write(`${redact(JSON.stringify(line))}\n`);
+    process.stderr.write(`${escapeJsonLine(redact(JSON.stringify(line)))}\n`);
   },
 };
 
-/** Human lines on stderr: `LEVEL [tag] message key=value`. */
+/** Human lines on stderr: `LEVEL [tag] message key=value`, controls in any part escaped (one line each). */
 const prettyReporter = {
   log(entry: LogObject) {
     const args = [...entry.args];
@@ -61,13 +75,13 @@ const prettyReporter = {
     let fields = "";
     if (args.length > 1 && last !== null && typeof last === "object" && !(last instanceof Error)) {
       args.pop();
-      fields = Object.entries(last as Record<string, unknown>)
+      fields = Object.entries(callerFields(last as Record<string, unknown>))
         .map(([k, v]) => ` ${k}=${formatArg(v)}`)
         .join("");
     }
     const tag = entry.tag ? `[${entry.tag}] ` : "";
     const level = levelName(entry.level).toUpperCase().padEnd(5);
-    process.stderr.write(`${redact(`${level} ${tag}${args.map(formatArg).join(" ")}${fields}`)}\n`);
+    process.stderr.write(`${escapeControls(redact(`${level} ${tag}${args.map(formatArg).join(" ")}${fields}`))}\n`);
   },
 };
 

@@ -5,7 +5,7 @@
  * LIBC_SYMBOLS and a small typed wrapper below. Every wrapper reads errno right after the call
  * and throws a LibcError naming the call, the errno name and the kernel's message.
  */
-import { dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
+import { CString, dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
 
 /** glibc's soname first; musl's loader is the C library itself. */
 const LIBC_SONAMES = ["libc.so.6", `libc.musl-${process.arch === "arm64" ? "aarch64" : "x86_64"}.so.1`, "libc.so"];
@@ -24,6 +24,9 @@ const LIBC_SYMBOLS = {
   fcntl: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   getsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   dup2: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  opendir: { args: [FFIType.ptr], returns: FFIType.ptr },
+  readdir: { args: [FFIType.ptr], returns: FFIType.ptr },
+  closedir: { args: [FFIType.ptr], returns: FFIType.i32 },
   __errno_location: { args: [], returns: FFIType.ptr },
   strerror: { args: [FFIType.i32], returns: FFIType.cstring },
 } as const;
@@ -267,4 +270,33 @@ export function divertStdoutToStderr(): number {
   if (flags < 0 || libc.fcntl(channel, F_SETFL, flags & ~O_NONBLOCK) !== 0) fail(libc, "fcntl(F_SETFL)");
   if (libc.dup2(2, 1) !== 1) fail(libc, "dup2(2, 1)");
   return channel;
+}
+
+/** d_type values of a directory entry (dirent.h); UNKNOWN when the filesystem does not say. */
+export const DIRENT_TYPE = { UNKNOWN: 0, FIFO: 1, CHR: 2, DIR: 4, BLK: 6, REG: 8, LNK: 10, SOCK: 12 } as const;
+/** struct dirent on 64-bit glibc and musl: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name. */
+const DIRENT_TYPE_OFFSET = 18;
+const DIRENT_NAME_OFFSET = 19;
+
+/**
+ * Reads the directory at `path` one entry at a time (readdir(3): the kernel hands over a buffer of
+ * entries per getdents64), calling `visit` with each name and d_type until it returns false or
+ * the entries end. Unlike fs.opendir in Bun, which reads the whole directory before the first
+ * entry, memory and time stay bounded by what `visit` accepts. "." and ".." are skipped.
+ */
+export function forEachDirEntry(path: string, visit: (name: string, type: number) => boolean): void {
+  const libc = load();
+  const dir = libc.opendir(cString(path));
+  if (dir === null) fail(libc, `opendir(${path})`);
+  try {
+    for (;;) {
+      const entry = libc.readdir(dir);
+      if (entry === null) return;
+      const name = new CString(entry, DIRENT_NAME_OFFSET).toString();
+      if (name === "." || name === "..") continue;
+      if (!visit(name, read.u8(entry, DIRENT_TYPE_OFFSET))) return;
+    }
+  } finally {
+    libc.closedir(dir);
+  }
 }

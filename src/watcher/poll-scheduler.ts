@@ -3,6 +3,11 @@
  * right away, then one every `agent.watch.polling_interval` (jittered), failed polls retried
  * after `retry.backoff` (doubling) up to `retry.attempts`, and a webhook notification polls now.
  * What a poll found goes to `onChanged`; the poll itself is provider-poller.ts.
+ *
+ * Webhook notifications are coalesced: one poll of a provider runs at a time; a notification
+ * while one runs asks for one more after it (the change may have come after it read), a
+ * notification while one is queued joins it, and webhook polls of a provider start at least
+ * WEBHOOK_POLL_GAP_MS apart. 300 calls in a second make two or three polls, not 300.
  */
 import type { ProviderConfig } from "../config/types.ts";
 import { describeError, DsoError } from "../errors.ts";
@@ -11,6 +16,9 @@ import type { ProviderProcess, ProviderStatus } from "../rpc/supervisor.ts";
 import type { SecretStore } from "../secrets/store.ts";
 import { jittered, nextPollDelay, pollProvider } from "./provider-poller.ts";
 import type { Notification } from "./webhook.ts";
+
+/** Webhook-triggered polls of one provider start at least this far apart. */
+export const WEBHOOK_POLL_GAP_MS = 1000;
 
 export interface ProviderRuntime {
   spec: ProviderConfig;
@@ -21,6 +29,12 @@ export interface ProviderRuntime {
   failedPolls: number;
   /** The next poll was asked for by a webhook notification (for the audit trail). */
   webhookPending?: boolean;
+  /** A poll is running now. */
+  polling?: boolean;
+  /** A webhook asked for a poll that has not started yet (queued, or to follow the running one). */
+  webhookQueued?: boolean;
+  /** When the last webhook-triggered poll started (ms). */
+  lastWebhookPollAt?: number;
   timer?: ReturnType<typeof setTimeout>;
 }
 
@@ -73,12 +87,25 @@ export class PollScheduler {
     const providerName = notification.secret_name ? this.deps.store.get(notification.secret_name)?.spec.provider : notification.provider;
     const named = notification.secret_name !== undefined || notification.provider !== undefined;
     const targets = named ? [this.providers.get(providerName ?? "")].filter((r) => r !== undefined) : [...this.providers.values()];
-    for (const runtime of targets) {
-      runtime.webhookPending = true;
-      this.schedule(runtime, 0);
-    }
-    this.deps.log.info("webhook notification: polling now", { providers: targets.map((r) => r.spec.name).join(",") || "none" });
+    const joined = targets.filter((runtime) => runtime.webhookQueued);
+    for (const runtime of targets) this.queueWebhookPoll(runtime);
+    const providers = targets.map((r) => r.spec.name).join(",") || "none";
+    if (joined.length === targets.length && targets.length > 0) this.deps.log.debug("webhook notification: joins the poll already queued", { providers });
+    else this.deps.log.info("webhook notification: polling now", { providers });
     return targets.length > 0;
+  }
+
+  /** One webhook poll queued per provider: now, after the running one, or WEBHOOK_POLL_GAP_MS after the last. */
+  private queueWebhookPoll(runtime: ProviderRuntime): void {
+    runtime.webhookPending = true;
+    if (runtime.webhookQueued) return;
+    runtime.webhookQueued = true;
+    // A running poll schedules the queued one when it ends.
+    if (!runtime.polling) this.schedule(runtime, this.webhookDelay(runtime));
+  }
+
+  private webhookDelay(runtime: ProviderRuntime): number {
+    return runtime.lastWebhookPollAt === undefined ? 0 : Math.max(0, runtime.lastWebhookPollAt + WEBHOOK_POLL_GAP_MS - Date.now());
   }
 
   /** Why a secret has no fingerprint yet: its provider's first poll, and when it comes. */
@@ -112,9 +139,17 @@ export class PollScheduler {
   }
 
   private async pollOnce(runtime: ProviderRuntime): Promise<void> {
-    if (this.halted || this.providers.get(runtime.spec.name) !== runtime) return;
+    if (this.halted || this.providers.get(runtime.spec.name) !== runtime || runtime.polling) return;
     const { store, log } = this.deps;
     let failed = false;
+    runtime.polling = true;
+    // A webhook during this poll marks the next one.
+    const trigger = runtime.webhookPending ? "webhook" : "poll";
+    runtime.webhookPending = false;
+    if (runtime.webhookQueued) {
+      runtime.webhookQueued = false;
+      runtime.lastWebhookPollAt = Date.now();
+    }
     try {
       const outcome = await pollProvider(runtime.spec.name, runtime.process, store);
       failed = outcome.failed;
@@ -128,15 +163,16 @@ export class PollScheduler {
       // Seeded too: containers may hold another version than the one seen first (changed while we were down).
       // Recovered too: a fetch that failed (provider crashed, timed out) left containers behind.
       const touched = [...outcome.changed, ...outcome.seeded, ...outcome.recovered];
-      const trigger = runtime.webhookPending ? "webhook" : "poll";
-      runtime.webhookPending = false;
       if (touched.length) this.deps.onChanged(touched, trigger);
     } catch (error) {
       failed = true;
       this.deps.pollFinished({ provider: runtime.spec.name, error });
       log.error("poll failed", { provider: runtime.spec.name, error: describeError(error) });
     } finally {
-      if (!this.halted) this.schedule(runtime, this.nextDelay(runtime, failed));
+      runtime.polling = false;
+      const delay = this.nextDelay(runtime, failed);
+      // A webhook that came while this poll ran gets its own poll (no later than the regular one).
+      if (!this.halted) this.schedule(runtime, runtime.webhookQueued ? Math.min(delay, this.webhookDelay(runtime)) : delay);
     }
   }
 
