@@ -114,6 +114,7 @@ afterAll(async () => {
   for (const id of containers) await docker.getContainer(id).remove({ force: true }).catch(() => {});
   for (const v of volumes) await docker.getVolume(v).remove().catch(() => {});
   for (const cleanup of cleanups) await cleanup().catch(() => {});
+  if (process.env.VA_DEBUG) console.log(agent?.logs().split("\n").filter((l) => /warn|error|tmpfs/.test(l)).join("\n"));
   await agent?.stop("SIGTERM");
   await rm(join(PLUGIN_DIR, `${DRIVER}.sock`), { force: true });
   Bun.spawnSync(["umount", "-R", "-l", volumesRoot]);
@@ -235,6 +236,8 @@ describe("finding 6: a pre-mounted volume root open to others is refused", () =>
       await second.stop();
     }
     const doctor = await runDso(["doctor", "--config", config], { env: { PATH: process.env.PATH, DOCKER_HOST: dockerHost } });
-    expect(doctor.stdout + doctor.stderr).toContain(`mount -t tmpfs -o mode=0700`);
+    const advice = `${doctor.stdout}${doctor.stderr}`.replace(/\s+/g, " ");
+    expect(advice).toContain(`plugin tmpfs FAIL ${root} is a tmpfs, but its mode 1777 lets others in`);
+    expect(advice).toContain(`mount -t tmpfs -o mode=0700,size=64m,nosuid,nodev,noexec tmpfs ${root}`);
   });
 });
