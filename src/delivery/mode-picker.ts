@@ -219,8 +219,11 @@ async function canExecTar(docker: Dockerode, containerId: string, signal?: Abort
  * mount of its `device`, a directory on disk or of a tmpfs others share.
  */
 async function notRamBacked(facts: ContainerFacts, target: string, mountpoint: string | undefined): Promise<string | undefined> {
-  const seen = await mountSeenBy(facts.pid, target, PROC_ROOT);
-  if (seen) {
+  // Only the container's own process: a PID seen from another PID namespace may be anyone's.
+  const start = await containerProcessStart(PROC_ROOT, facts.pid, facts.id);
+  const seen = start === undefined ? undefined : await mountSeenBy(facts.pid, target, PROC_ROOT);
+  const same = seen !== undefined && (await containerProcessStart(PROC_ROOT, facts.pid, facts.id)) === start;
+  if (seen && same) {
     if (!RAM_FS_TYPES.includes(seen.fsType)) return `is not RAM-backed (the container's mount table shows ${seen.fsType} at ${seen.mountPoint})`;
     if (seen.root !== "/") return `is not RAM-backed on its own (a bind of ${seen.root} of a ${seen.fsType} others may share)`;
     return undefined;
