@@ -23,7 +23,7 @@ export const BINARY_PATH_IN_ROOTFS = "usr/local/bin/dso";
 const DIRECTORIES: Array<[path: string, mode: number]> = [
   ["etc/dso/secrets", 0o700],
   ["run/docker/plugins", 0o755],
-  ["run/dso/volumes", 0o711],
+  ["run/dso/volumes", 0o700],
   ["tmp", 0o1777],
   ["proc", 0o555],
   ["sys", 0o555],

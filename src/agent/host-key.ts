@@ -10,7 +10,7 @@ import { createHmac, randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { open, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { isRamBacked } from "../delivery/tmpfs.ts";
+import { isRamBacked, privateDirProblem } from "../delivery/tmpfs.ts";
 
 export const HOST_KEY_FILE = ".version-key";
 const KEY_BYTES = 32;
@@ -24,6 +24,8 @@ export interface HostKey {
 export async function loadHostKey(dir: string, create = true): Promise<HostKey> {
   const path = join(dir, HOST_KEY_FILE);
   if (!(await isRamBacked(dir).catch(() => false))) return { key: randomBytes(KEY_BYTES) };
+  // A directory others can write to may hold a key they planted (issue 18, finding 6).
+  if ((await privateDirProblem(dir).catch(() => "unreadable")) !== undefined) return { key: randomBytes(KEY_BYTES) };
   const existing = await readFile(path).catch(() => undefined);
   if (existing?.byteLength === KEY_BYTES) return { key: new Uint8Array(existing), path };
   if (!create) return { key: randomBytes(KEY_BYTES) };

@@ -13,7 +13,7 @@ import { containerProcessStart } from "./container-process.ts";
 import { normaliseTargetPath } from "./file-names.ts";
 import { EXEC_PROBE_CMD } from "./modes/exec.ts";
 import { containerRootPath, PROC_ROOT } from "./modes/procfs.ts";
-import { openRamMountRoot } from "./tmpfs.ts";
+import { mountSeenBy, openRamMountRoot, RAM_FS_TYPES } from "./tmpfs.ts";
 import type { DeliveryPlan } from "./types.ts";
 
 export const DEFAULT_PLUGIN_DRIVERS = ["dso"] as const;
@@ -103,6 +103,9 @@ export async function pickDeliveryMode(docker: Dockerode, containerId: string, t
     const volume = await volumeFacts(docker, backing.name, opts.signal);
     if (!volume.tmpfs) throw refuse(`is on volume ${backing.name ?? "?"}, which is disk-backed`);
     if (!facts.running) throw notRunning(target, facts.name, "a tmpfs volume is mounted only while the container runs");
+    // The options only narrow: `-o type=tmpfs -o o=bind -o device=<dir>` is a bind of <dir>.
+    const notRam = await notRamBacked(facts, target, volume.mountpoint);
+    if (notRam) throw refuse(`is on volume ${backing.name ?? "?"}, which ${notRam}`);
     const reason = `tmpfs-backed local volume ${backing.name ?? ""}`;
     // A sub-path of the volume would be walked through directories the container controls: archive.
     if (opts.writeVolumesDirectly === false || target !== posix.normalize(backing.destination)) return { ...base, mode: "volume", reason: `${reason}, by the archive API` };
@@ -207,6 +210,26 @@ async function canExecTar(docker: Dockerode, containerId: string, signal?: Abort
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Why the target is not a whole RAM-backed filesystem, from the container's own mount table
+ * (/proc/<pid>/mountinfo), else from the volume's host mountpoint; undefined when it is one. The
+ * volume's options are never the proof: a local volume with `type=tmpfs` and `o=bind` is a bind
+ * mount of its `device`, a directory on disk or of a tmpfs others share.
+ */
+async function notRamBacked(facts: ContainerFacts, target: string, mountpoint: string | undefined): Promise<string | undefined> {
+  // Only the container's own process: a PID seen from another PID namespace may be anyone's.
+  const start = await containerProcessStart(PROC_ROOT, facts.pid, facts.id);
+  const seen = start === undefined ? undefined : await mountSeenBy(facts.pid, target, PROC_ROOT);
+  const same = seen !== undefined && (await containerProcessStart(PROC_ROOT, facts.pid, facts.id)) === start;
+  if (seen && same) {
+    if (!RAM_FS_TYPES.includes(seen.fsType)) return `is not RAM-backed (the container's mount table shows ${seen.fsType} at ${seen.mountPoint})`;
+    if (seen.root !== "/") return `is not RAM-backed on its own (a bind of ${seen.root} of a ${seen.fsType} others may share)`;
+    return undefined;
+  }
+  if (mountpoint && (await isVisibleRamMount(mountpoint))) return undefined;
+  return "DSO cannot check is RAM-backed from here: it sees neither the container's mount table (run the agent in the host PID namespace) nor the volume's mountpoint";
 }
 
 /** The volume's host mountpoint is a tmpfs mount root in this process's mount namespace. */

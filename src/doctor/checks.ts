@@ -2,7 +2,9 @@ import { access, constants, mkdtemp, readFile, realpath, rmdir, stat } from "nod
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { ConfigError, DEFAULT_SOCKET_PATH, DEFAULT_VOLUMES_ROOT, findConfigPath, formatIssue, loadConfig } from "../config/index.ts";
-import { isRamBacked, nearestExisting } from "../delivery/tmpfs.ts";
+import { volumeRootMountCommand } from "../delivery/plugin/volume-driver.ts";
+import { mountsReachDockerd } from "../delivery/plugin/volume-mounts.ts";
+import { isRamBacked, nearestExisting, privateDirProblem } from "../delivery/tmpfs.ts";
 import { connectDocker } from "../docker/client.ts";
 import { callRoute } from "../api/client.ts";
 import type { StatusReply } from "../api/contract.ts";
@@ -103,7 +105,17 @@ export async function checkPluginTmpfs(ctx: DoctorContext): Promise<CheckResult>
   const root = ctx.config?.agent.volumesRoot ?? DEFAULT_VOLUMES_ROOT;
   const existing = await nearestExisting(root);
   if (existing === root && (await isRamBacked(root))) {
-    return { check: "plugin tmpfs", status: "ok", detail: `${root} is a tmpfs` };
+    const problem = await privateDirProblem(root).catch((error: unknown) => describeError(error));
+    // The agent closes a root of its own that others cannot write to (chmod 0700); anything else it refuses.
+    const owner = await stat(root).catch(() => undefined);
+    const refused = !owner || owner.uid !== (process.getuid?.() ?? 0) || (owner.mode & 0o022) !== 0;
+    if (problem && refused) {
+      return { check: "plugin tmpfs", status: "fail", detail: `${root} is a tmpfs, but ${problem}: others could plant or read DSO files; unmount it and mount one of root's own: ${volumeRootMountCommand(root)}` };
+    }
+    const bounds = (await mountsReachDockerd(root))
+      ? "each volume gets its own tmpfs"
+      : "volumes share it (the agent's mounts would not reach dockerd here, or it is not root): one container can fill them all";
+    return { check: "plugin tmpfs", status: bounds.startsWith("each") ? "ok" : "warn", detail: `${root} is a tmpfs${problem ? " (the agent will close it to others: mode 0700)" : ""}; ${bounds}` };
   }
   const probe = await tryMountTmpfs();
   if (probe.ok) {
@@ -113,7 +125,7 @@ export async function checkPluginTmpfs(ctx: DoctorContext): Promise<CheckResult>
   return {
     check: "plugin tmpfs",
     status: "fail",
-    detail: `${root} is not a tmpfs and a tmpfs cannot be mounted here (${probe.why}); run as root with CAP_SYS_ADMIN, or mount one: mount -t tmpfs tmpfs ${root}`,
+    detail: `${root} is not a tmpfs and a tmpfs cannot be mounted here (${probe.why}); run as root with CAP_SYS_ADMIN, or mount one: ${volumeRootMountCommand(root)}`,
   };
 }
 

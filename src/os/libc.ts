@@ -43,6 +43,7 @@ export const MNT_DETACH = 2;
 export const MS_NOSUID = 0x2;
 export const MS_NODEV = 0x4;
 export const MS_NOEXEC = 0x8;
+export const MS_REMOUNT = 0x20;
 
 export class LibcError extends Error {
   constructor(
@@ -101,6 +102,13 @@ export function mountTmpfs(target: string, options: string, flags = MS_NOSUID | 
   const libc = load();
   const rc = libc.mount(cString("tmpfs"), cString(target), cString("tmpfs"), flags, cString(options));
   if (rc !== 0) fail(libc, `mount(tmpfs, ${target})`);
+}
+
+/** Changes the options of the tmpfs mounted on `target` (e.g. "size=2m"); its files stay. */
+export function remountTmpfs(target: string, options: string, flags = MS_NOSUID | MS_NODEV | MS_NOEXEC): void {
+  const libc = load();
+  const rc = libc.mount(cString("tmpfs"), cString(target), cString("tmpfs"), MS_REMOUNT | flags, cString(options));
+  if (rc !== 0) fail(libc, `mount(remount tmpfs, ${target})`);
 }
 
 /** umount2(2); MNT_DETACH for a lazy unmount. */

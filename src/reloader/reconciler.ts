@@ -100,10 +100,12 @@ export class Reconciler {
     const started = performance.now();
     try {
       const listedAt = Date.now();
-      const running = await this.deps.docker.listContainers({ filters: { status: ["running"] } });
-      if (opts.full || !opts.only) await this.syncVolumeUsers(running, listedAt);
+      // A paused container still has its volumes mounted: it counts as a volume's user (issue 18, 10a).
+      const listed = await this.deps.docker.listContainers({ filters: { status: ["running", "paused"] } });
+      const running = listed.filter((c) => c.State !== "paused");
+      if (opts.full || !opts.only) await this.syncVolumeUsers(listed, listedAt);
       const reports = await this.wave(running, { trigger: "reconcile", ...opts });
-      if (opts.full || !opts.only) this.book.retain(new Set(running.map((c) => c.Id)));
+      if (opts.full || !opts.only) this.book.retain(new Set(listed.map((c) => c.Id)));
       if (opts.full) this.deps.observer?.reconcilePass({ seconds: (performance.now() - started) / 1000 });
       return reports;
     } catch (error) {

@@ -9,7 +9,7 @@ import { createVolumeDriver, type VolumeDriver } from "../../src/delivery/plugin
 import { DsoError } from "../../src/errors.ts";
 import type { TestDocker } from "../support/docker-daemon.ts";
 import { BUSYBOX_IMAGE } from "../support/test-images.ts";
-import { daemonDirs, diffUnder, execIn, findOnDisk, OWNER_LABEL, pairFiles, plantedValue, readWhileRotating, removeContainers, secretFile, startContainer, testDocker } from "./helpers.ts";
+import { daemonDirs, diffUnder, execIn, findOnDisk, OWNER_LABEL, pairFiles, plantedValue, readWhileRotating, removeContainers, secretFile, startContainer, testDocker, tmpfsMountPoints } from "./helpers.ts";
 
 const TARGET = "/run/secrets";
 const PLUGIN_DIR = "/run/docker/plugins";
@@ -207,6 +207,8 @@ describe("volume records survive the driver (agent restart)", () => {
       expect(await call(first, "Create", { Name: "recvol", Opts: { secrets: "k" } })).toEqual({ Err: "" });
       const mounted = await call(first, "Mount", { Name: "recvol", ID: "mount-1" });
       expect(mounted.Mountpoint).toBe(`${recRoot}/recvol`);
+      // Its own tmpfs (issue 18, finding 5), which outlives the driver.
+      expect(tmpfsMountPoints().has(`${recRoot}/recvol`)).toBe(true);
       await first.markSeen("recvol", "container-1", "dso1:aaaaaaaa=bbbbbbbbbbbb");
 
       const second = await createVolumeDriver({ root: recRoot, resolveFiles });
@@ -216,8 +218,11 @@ describe("volume records survive the driver (agent restart)", () => {
       const seen = await second.observe("recvol");
       expect(seen?.filesMarker).toBe("dso1:aaaaaaaa=bbbbbbbbbbbb");
       expect(seen?.seen.get("container-1")).toBe("dso1:aaaaaaaa=bbbbbbbbbbbb");
+      expect(await second.rotate("recvol", { files: [{ name: "k", content: new TextEncoder().encode("rec-value-2"), uid: 0, gid: 0, mode: 0o400 }] })).toMatchObject({ mode: "plugin" });
+      expect(await Bun.file(`${recRoot}/recvol/k`).text()).toBe("rec-value-2");
       expect(await call(second, "Unmount", { Name: "recvol", ID: "mount-1" })).toEqual({ Err: "" });
       expect(await readdir(recRoot)).not.toContain("recvol");
+      expect(tmpfsMountPoints().has(`${recRoot}/recvol`)).toBe(false);
       expect(await call(second, "Remove", { Name: "recvol" })).toEqual({ Err: "" });
       expect((await call(second, "Get", { Name: "recvol" })).Err).toContain("no such volume");
     } finally {

@@ -11,6 +11,12 @@
  * restart therefore forgets nothing dockerd relies on, and the reconciler can tell which
  * containers sharing a volume still have to be told about new files. The volume's files carry
  * their own marker (layout.ts).
+ *
+ * Who can reach the files: the root is 0700 and must be ours (a root others can write to or walk
+ * into is refused, see prepareRoot), so on the host only root gets to <root>/<volume>; each volume
+ * is its own small tmpfs (volume-mounts.ts), 0755 so the container's app user can walk into it,
+ * and the files keep the uid/gid/mode the volume asks for. Volume names are no secret (they show
+ * in every process's /proc/<pid>/mountinfo); the directory modes are the guard.
  */
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -22,9 +28,10 @@ import { KeyedQueue } from "../../util/keyed-queue.ts";
 import { readCapped } from "../../util/json-body.ts";
 import { printable } from "../../util/printable.ts";
 import { clearAtomicDir, readAtomicMarker, writeAtomicDir } from "../atomic-dir.ts";
-import { isRamBacked, nearestExisting } from "../tmpfs.ts";
+import { isRamBacked, nearestExisting, securePrivateDir } from "../tmpfs.ts";
 import type { DeliveryResult, SecretFile } from "../types.ts";
 import { secretNamesOf, validateDriverOptions } from "./driver-options.ts";
+import { mountsReachDockerd, volumeMounts } from "./volume-mounts.ts";
 
 
 /** The media type dockerd sends and expects for plugin calls. */
@@ -32,10 +39,10 @@ const PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json";
 /** Docker volume names: what `docker volume create` accepts, which also keeps them path-safe. */
 const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
 const OPTIONS_DIR = ".options";
-const ROOT_MODE = 0o711;
+/** The volume root and the records: root's own (finding 4 of issue 18: 0711 let host users reach a file by its name). */
+const ROOT_MODE = 0o700;
 /** dockerd's plugin calls are a name, an id and a few options; an 8 MB body was read whole before (found by test/fuzz). */
 export const MAX_PLUGIN_BODY_BYTES = 64 * 1024;
-const VOLUME_DIR_MODE = 0o755;
 
 /** The files of a volume and the version marker that describes them. */
 export interface VolumeFiles {
@@ -66,6 +73,11 @@ export interface VolumeDriverOptions {
   onFilesChanged?: (volumeName: string) => void;
   /** Shared with the reconciler, so one volume's Mount, rotation and reconcile never interleave. */
   queue?: KeyedQueue;
+  /**
+   * One tmpfs per volume (volume-mounts.ts). Default: when a mount made here is what dockerd sees
+   * (mountsReachDockerd); false keeps every volume on the root's tmpfs.
+   */
+  tmpfsPerVolume?: boolean;
 }
 
 /** What the driver knows of one volume: enough to reconcile the containers that use it. */
@@ -138,8 +150,10 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
   const root = options.root ?? DEFAULT_VOLUMES_ROOT;
   await prepareRoot(root);
   const records = options.recordsDir ?? join(root, OPTIONS_DIR);
-  await mkdir(records, { recursive: true, mode: 0o700 });
+  await mkdir(records, { recursive: true, mode: ROOT_MODE });
+  await securePrivate(records, "volume records directory", `make it root's own: chown 0:0 ${records} && chmod 0700 ${records}`);
   const volumes = await loadRecords(records);
+  const mounts = volumeMounts(options.tmpfsPerVolume ?? (await mountsReachDockerd(root)), log);
   const queue = options.queue ?? new KeyedQueue();
   const dirOf = (name: string) => join(root, name);
   const serialized = <T>(name: string, work: () => Promise<T>) => queue.run(`volume:${name}`, work);
@@ -165,7 +179,7 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
       // stale (an Unmount lost while no agent answered), so `docker volume rm` always works.
       return serialized(Name, async () => {
         volumes.delete(Name);
-        await rm(dirOf(Name), { recursive: true, force: true });
+        await emptyVolume(Name);
         await rm(join(records, `${Name}.json`), { force: true });
         return { Err: "" };
       });
@@ -225,8 +239,8 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
     const { files, marker, release } = await options.resolveFiles(name, state.opts, callerId || undefined);
     try {
       if (state.users.size > 0 && marker !== undefined && marker === current) return;
-      await mkdir(dirOf(name), { recursive: true, mode: VOLUME_DIR_MODE });
       try {
+        await mounts.prepare(dirOf(name), files, true);
         await writeAtomicDir(dirOf(name), files, marker);
       } catch (error) {
         if (state.users.size === 0) await emptyVolume(name);
@@ -241,7 +255,7 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
 
   async function emptyVolume(name: string): Promise<void> {
     await clearAtomicDir(dirOf(name)).catch(() => undefined);
-    await rm(dirOf(name), { recursive: true, force: true });
+    await mounts.remove(dirOf(name));
   }
 
   return {
@@ -263,6 +277,7 @@ export async function createVolumeDriver(options: VolumeDriverOptions): Promise<
         const state = volumes.get(volumeName);
         if (!state || state.users.size === 0) return undefined;
         const started = performance.now();
+        await mounts.prepare(dirOf(volumeName), content.files, false);
         const { bytes } = await writeAtomicDir(dirOf(volumeName), content.files, content.marker);
         return { mode: "plugin" as const, targetPath: dirOf(volumeName), files: content.files.map((f) => f.name), bytes, durationMs: performance.now() - started };
       });
@@ -351,16 +366,27 @@ function parse<T extends v.GenericSchema>(schema: T, body: unknown): v.InferOutp
   throw new DsoError("BAD_REQUEST", `bad plugin request: ${printable(field, 32)}: ${problem}`);
 }
 
+/** How to mount a volume root by hand, for errors and `dso doctor`. */
+export function volumeRootMountCommand(root: string): string {
+  return `mount -t tmpfs -o mode=0700,size=64m,nosuid,nodev,noexec tmpfs ${root}`;
+}
+
 async function prepareRoot(root: string): Promise<void> {
   // Check before creating anything, so a wrong root does not even get empty directories on disk.
   if (!(await isRamBacked(await nearestExisting(root)))) throw notTmpfs(root);
-  await mkdir(join(root, OPTIONS_DIR), { recursive: true, mode: ROOT_MODE });
+  await mkdir(root, { recursive: true, mode: ROOT_MODE });
   if (!(await isRamBacked(root))) throw notTmpfs(root);
+  // Before anything is read from it: a root others can write to may hold a planted key or record.
+  await securePrivate(root, "volume root", `mount a tmpfs of root's own there: ${volumeRootMountCommand(root)}`);
+}
+
+async function securePrivate(dir: string, what: string, hint: string): Promise<void> {
+  if ((await securePrivateDir(dir, what, hint)) === "closed") log.info(`closed the ${what} to other users (mode 0700)`, { dir });
 }
 
 function notTmpfs(root: string): DsoError {
   return new DsoError("DELIVERY_REFUSED", `volume root ${root} is not on tmpfs, so secrets would reach the disk`, {
-    hint: `mount one first: mount -t tmpfs -o mode=0711 tmpfs ${root}`,
+    hint: `mount one first: ${volumeRootMountCommand(root)}`,
   });
 }
 
