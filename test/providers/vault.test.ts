@@ -10,6 +10,8 @@ import { FRAME_LIMITS } from "../../src/rpc/protocol.ts";
 import { ProviderProcess } from "../../src/rpc/supervisor.ts";
 import { createTestCertificate, type TestCertificate } from "../support/tls-cert.ts";
 import { startVaultServer, type VaultServer } from "../support/vault-server.ts";
+import { dsoBinary } from "../support/dso-binary.ts";
+import { scanProcessMemory } from "../support/memory-scan.ts";
 
 const PLANTED_PASSWORD = "planted-Vault-Password-90210";
 const MAIN = new URL("../../src/main.ts", import.meta.url).pathname;
@@ -264,6 +266,46 @@ describe("vault provider: KV v1", () => {
     const v2 = await rawProviderRun({ name: "hv", type: "vault", config: { address: vault.url }, credentials: { VAULT_TOKEN: vault.state.rootToken } }, []);
     expect(JSON.stringify(v2.replies)).toContain('"ok":true');
   });
+
+  test("the long-lived provider process keeps no copy of a KV v1 value it polled (memory scan, compiled binary)", async () => {
+    // Issue 18: KV v1 has no metadata, so a poll reads the value. The long-lived process (the one
+    // that answers `fingerprint`) must hold no copy of it afterwards; its values live only in the
+    // short-lived fetch process. Positive control: the scan finds the secret's path, which that
+    // same process did hold (names are not values).
+    const run = crypto.randomUUID().slice(0, 8);
+    const path = `memscan-${run}/db`;
+    const values = [`kv1mem-v1-${crypto.randomUUID()}`, `kv1mem-v2-${crypto.randomUUID()}`];
+    const p = new ProviderProcess({
+      configure: { name: "hv", type: "vault", config: { mount: "kv", kv_version: "1" } },
+      env: { PATH: process.env.PATH, VAULT_ADDR: vault.url, VAULT_TOKEN: vault.state.rootToken },
+      command: [await dsoBinary(), "provider", "vault"],
+    });
+    await using(p, async () => {
+      const fingerprints: string[] = [];
+      for (const value of values) {
+        // Vault's own escapes (Go escapes <, > and &) and a non-string value, read as bytes too.
+        vault.state.writeSecret(`kv/${path}`, { user: "u<&>", password: value, port: 5432 });
+        for (let poll = 0; poll < 3; poll++) fingerprints.push((await p.fingerprint([{ name: path }]))[0]!.fingerprint!);
+      }
+      expect(new Set(fingerprints).size).toBe(2);
+      // A fetch (its own short-lived process) agrees with the polls.
+      const [item] = await p.fetch([{ name: path }]);
+      expect(item?.fingerprint).toBe(fingerprints.at(-1)!);
+      for (const bytes of item?.value?.values() ?? []) bytes.fill(0);
+      await Bun.sleep(500);
+      const pid = p.getStatus().pid!;
+      const scan = scanProcessMemory(pid, [
+        { label: "v1", value: values[0]! },
+        { label: "v2", value: values[1]! },
+        { label: "name", value: `memscan-${run}` },
+      ]);
+      const count = (label: string) => scan.counts.get(label)!.latin1 + scan.counts.get(label)!.utf16;
+      console.log(`KV v1 long-lived provider (${pid}): ${(scan.bytesScanned / 1e6).toFixed(1)} MB scanned; name ${count("name")}, v1 ${count("v1")}, v2 ${count("v2")}`);
+      expect(scan.bytesScanned).toBeGreaterThan(5 * 1024 * 1024);
+      expect(count("name")).toBeGreaterThan(0);
+      expect({ v1: count("v1"), v2: count("v2") }).toEqual({ v1: 0, v2: 0 });
+    });
+  }, 30_000);
 
   test("canonical JSON sorts keys at every level", () => {
     expect(canonicalJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: "x" } })).toBe('{"a":{"c":"x","d":[1,{"y":2,"z":1}]},"b":1}');
