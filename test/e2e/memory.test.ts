@@ -266,7 +266,7 @@ async function announceByWebhook(): Promise<void> {
 }
 /** A file read within 2 s of its change is read again at the next poll (the racy-stamp rule): a few polls read it a few times. */
 const WEBHOOK_POLLS = 3;
-const WEBHOOK_GAP_MS = 400;
+const WEBHOOK_GAP_MS = 250;
 
 interface Scanned {
   agent: AgentKey;
@@ -427,8 +427,7 @@ describe("secret values live only for the injection window (memory scan)", () =>
     const t0 = performance.now();
     const phase = (what: string) => console.log(`${what}: ${Math.round(performance.now() - t0)} ms`);
     for (const c of CASES) await setValue(c, c.v1);
-    await announceByWebhook();
-    await Promise.all(CASES.map((c) => startContainer(c)));
+    await Promise.all([announceByWebhook(), ...CASES.map((c) => startContainer(c))]);
     phase("containers started");
     await Promise.all(CASES.map((c) => waitForValue(c, c.v1).then(() => phase(`  ${c.key} v1`))));
     phase("v1 delivered");
@@ -437,8 +436,9 @@ describe("secret values live only for the injection window (memory scan)", () =>
     for (const c of CASES) if (c.mode !== "env") expect(`${c.key}: ${modes[c.key]}`).toBe(`${c.key}: ${c.mode}`);
 
     for (const c of CASES) await setValue(c, c.v2);
-    await announceByWebhook();
+    const announced = announceByWebhook();
     const rotations = await Promise.all(CASES.map((c) => agents.get(c.agent)!.cli(["rotate", c.secret]).then((r) => (phase(`  ${c.key} rotate`), r))));
+    await announced;
     for (const [i, r] of rotations.entries()) expect(`${CASES[i]!.key}: ${r.code} ${r.stderr.trim()}`).toBe(`${CASES[i]!.key}: 0 `);
     phase("rotated");
     await Promise.all(CASES.map((c) => waitForValue(c, c.v2)));
