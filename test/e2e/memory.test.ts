@@ -276,11 +276,21 @@ interface Scanned {
   gone?: string;
 }
 
+/**
+ * A value's tail, from this character on. A freed heap cell gets the allocator's links written
+ * over its first bytes: a stale copy of a value that started a buffer (a plain secret file read
+ * whole) then no longer matches the whole value. Measured on the file provider before issue 18's
+ * fix: 0 whole copies of a plain file's value, 2 of its tail. Checked in provider processes.
+ */
+const TAIL_FROM = 16;
+
 function needles(): Needle[] {
   return CASES.flatMap((c) => [
     { label: `${c.key} v1`, value: c.v1 },
     { label: `${c.key} v2`, value: c.v2 },
     { label: `${c.key} name`, value: c.secret },
+    { label: `${c.key} v1 tail`, value: c.v1.slice(TAIL_FROM) },
+    { label: `${c.key} v2 tail`, value: c.v2.slice(TAIL_FROM) },
   ]);
 }
 
@@ -308,19 +318,19 @@ function table(scans: Scanned[]): string {
   const heads = scans.map((s) => `${s.agent}:${s.process.role}(${s.process.pid})`);
   const width = Math.max(14, ...heads.map((h) => h.length + 1));
   const rowsOf = (suffix: string) => CASES.map((c) => `${c.key} ${suffix}`);
-  const lines = [`${pad("value", 22)}${heads.map((h) => pad(h, width)).join("")}`];
-  for (const label of [...rowsOf("v1"), ...rowsOf("v2"), ...rowsOf("name")]) {
-    lines.push(`${pad(label, 22)}${scans.map((s) => pad(s.gone ? "exited" : cell(s.result!.counts.get(label)), width)).join("")}`);
+  const lines = [`${pad("value", 26)}${heads.map((h) => pad(h, width)).join("")}`];
+  for (const label of [...rowsOf("v1"), ...rowsOf("v2"), ...rowsOf("name"), ...rowsOf("v1 tail"), ...rowsOf("v2 tail")]) {
+    lines.push(`${pad(label, 26)}${scans.map((s) => pad(s.gone ? "exited" : cell(s.result!.counts.get(label)), width)).join("")}`);
   }
   lines.push(
-    `${pad("MB scanned", 22)}${scans.map((s) => pad(s.result ? (s.result.bytesScanned / 1e6).toFixed(1) : "-", width)).join("")}`,
-    `${pad("scan ms", 22)}${scans.map((s) => pad(s.result ? String(s.result.ms) : "-", width)).join("")}`,
+    `${pad("MB scanned", 26)}${scans.map((s) => pad(s.result ? (s.result.bytesScanned / 1e6).toFixed(1) : "-", width)).join("")}`,
+    `${pad("scan ms", 26)}${scans.map((s) => pad(s.result ? String(s.result.ms) : "-", width)).join("")}`,
     "",
     "where the copies of values sit (names left out):",
   );
   for (const s of scans) {
     for (const hit of s.result?.hits ?? []) {
-      if (hit.label.endsWith(" name")) continue;
+      if (hit.label.endsWith(" name") || (hit.label.endsWith(" tail") && s.process.role === "agent")) continue;
       const size = hit.sizeBytes >= 1 << 30 ? `${hit.sizeBytes / (1 << 30)} GB` : `${(hit.sizeBytes / (1 << 20)).toFixed(2)} MB`;
       lines.push(`  ${pad(`${s.agent}:${s.process.role}(${s.process.pid})`, 28)} ${pad(hit.label, 20)} ${pad(hit.encoding, 7)} x${pad(String(hit.count), 4)} ${hit.region} ${hit.perms} ${size} @${hit.start}`);
     }
@@ -329,7 +339,7 @@ function table(scans: Scanned[]): string {
   for (const s of scans) {
     const byKind = new Map<string, Sighting[]>();
     for (const sighting of s.result?.sightings ?? []) {
-      if (sighting.label.endsWith(" name")) continue;
+      if (sighting.label.endsWith(" name") || (sighting.label.endsWith(" tail") && s.process.role === "agent")) continue;
       const kind = kindOf(sighting);
       byKind.set(kind, [...(byKind.get(kind) ?? []), sighting]);
     }
@@ -377,8 +387,12 @@ function violations(scans: Scanned[]): string[] {
         }
         const allowed = c.agent === s.agent ? AGENT_CURRENT_COPIES_ALLOWED[c.mode] : 0;
         if (v2 > allowed) found.push(`${where}: ${v2} copies of ${c.key}'s current value (allowed: ${allowed}, agent.cache ${s.agent === "cache" ? "on" : "off"})`);
-      } else if (v2 > PROVIDER_COPIES_ALLOWED) {
-        found.push(`${where}: ${v2} copies of ${c.key}'s current value after its fetch (allowed: ${PROVIDER_COPIES_ALLOWED})`);
+      } else {
+        if (v2 > PROVIDER_COPIES_ALLOWED) found.push(`${where}: ${v2} copies of ${c.key}'s current value after its fetch (allowed: ${PROVIDER_COPIES_ALLOWED})`);
+        for (const which of ["v1", "v2"]) {
+          const tails = total(s.result.counts.get(`${c.key} ${which} tail`));
+          if (tails > PROVIDER_COPIES_ALLOWED) found.push(`${where}: ${tails} copies of the tail of ${c.key}'s ${which} (allowed: ${PROVIDER_COPIES_ALLOWED})`);
+        }
       }
     }
   }
