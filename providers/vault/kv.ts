@@ -15,7 +15,7 @@ import type { SecretRef } from "../types.ts";
 import type { VaultSettings } from "./config.ts";
 import { toVaultError } from "./errors.ts";
 import { isMapping } from "../../src/util/is-mapping.ts";
-import { canonicalBytes, isEmptyObject, JsonBytesError, kindAt, memberOf } from "../json-bytes.ts";
+import { canonicalBytes, isEmptyObject, JsonBytesError, kindAt, memberOf, type ByteRange } from "../json-bytes.ts";
 
 export interface SecretPath {
   /** Path under the mount, each segment URL-encoded. */
@@ -106,6 +106,19 @@ export class KvReader {
     private readonly macOfValue?: ValueFingerprint,
   ) {}
 
+  async fingerprint(ref: SecretRef, signal: AbortSignal): Promise<string> {
+    const target = parseSecretPath(ref, this.settings.kvVersion);
+    if (this.settings.kvVersion === 1) {
+      const body = await this.readV1Body(ref, target, signal);
+      try {
+        return this.fingerprintV1(body, ref);
+      } finally {
+        body.fill(0);
+      }
+    }
+    return this.fingerprintV2(ref, target, signal);
+  }
+
   private async fingerprintV2(ref: SecretRef, target: SecretPath, signal: AbortSignal): Promise<string> {
     const what = this.describe(ref);
     const meta = await this.get(`${this.settings.mount}/metadata/${target.path}`, signal, `metadata of ${what}`);
@@ -136,24 +149,11 @@ export class KvReader {
     };
   }
 
-  async fingerprint(ref: SecretRef, signal: AbortSignal): Promise<string> {
-    const target = parseSecretPath(ref, this.settings.kvVersion);
-    if (this.settings.kvVersion === 1) {
-      const body = await this.readV1Body(ref, target, signal);
-      try {
-        return this.fingerprintV1(body, ref);
-      } finally {
-        body.fill(0);
-      }
-    }
-    return this.fingerprintV2(ref, target, signal);
-  }
-
   /** KV v1 has no versions; its fingerprint is a MAC of the value's canonical JSON and is never shown. */
   private fingerprintV1(body: Uint8Array, ref: SecretRef): string {
     if (!this.macOfValue) throw new ProviderError("INTERNAL", `${this.settings.label}: KV v1 reader without a fingerprint key`);
     const what = `${this.settings.label}: ${this.describe(ref)}`;
-    let data;
+    let data: ByteRange | undefined;
     try {
       data = memberOf(body, "data");
     } catch (error) {

@@ -277,8 +277,10 @@ describe("vault provider: KV v1", () => {
     const run = crypto.randomUUID().slice(0, 8);
     const path = `memscan-${run}/db`;
     const values = [`kv1mem-v1-${crypto.randomUUID()}`, `kv1mem-v2-${crypto.randomUUID()}`];
+    const key = "b2".repeat(32);
+    const secretOf = (value: string) => ({ user: "u<&>", password: value, port: 5432 });
     const p = new ProviderProcess({
-      configure: { name: "hv", type: "vault", config: { mount: "kv", kv_version: "1" } },
+      configure: { name: "hv", type: "vault", config: { mount: "kv", kv_version: "1" }, fingerprintKey: key },
       env: { PATH: process.env.PATH, VAULT_ADDR: vault.url, VAULT_TOKEN: vault.state.rootToken },
       command: [await dsoBinary(), "provider", "vault"],
     });
@@ -286,10 +288,14 @@ describe("vault provider: KV v1", () => {
       const fingerprints: string[] = [];
       for (const value of values) {
         // Characters Vault's Go encoder escapes (<, >, &) and a number: all read as bytes.
-        vault.state.writeSecret(`kv/${path}`, { user: "u<&>", password: value, port: 5432 });
+        vault.state.writeSecret(`kv/${path}`, secretOf(value));
         for (let poll = 0; poll < 3; poll++) fingerprints.push((await p.fingerprint([{ name: path }]))[0]!.fingerprint!);
       }
       expect(new Set(fingerprints).size).toBe(2);
+      // Made from the bytes, the fingerprint is still the keyed MAC of the value's canonical JSON
+      // (as when it was made from the parsed value): an upgrade rotates nothing.
+      const macOf = (value: string) => `hmac-sha256:${new Bun.CryptoHasher("sha256", Buffer.from(key, "hex")).update(canonicalJson(secretOf(value))).digest("hex")}`;
+      expect(fingerprints.at(-1)).toBe(macOf(values[1]!));
       // A fetch (its own short-lived process) agrees with the polls.
       const [item] = await p.fetch([{ name: path }]);
       expect(item?.fingerprint).toBe(fingerprints.at(-1)!);
