@@ -14,9 +14,17 @@
  * target through /proc/<pid>/root (procfs) and never execs tar (src/delivery/mode-picker.ts);
  * "cache" with agent.cache: true.
  *
+ * Issue 18: structured secrets, `{"password": value}` in a `<name>.json` file and as an entry of a
+ * JSON document (config.path a file), each behind its own provider of the main agent, announced
+ * after each write through the agent's webhook: the long-lived provider process fingerprints them
+ * (reads the files) at those polls, and must keep no copy afterwards. Before the fix: 2 copies of
+ * the `.json` file's current value (its raw text), 4 of the document entry's rotated-out value and
+ * 8 of its current one (strings); after: 0.
+ *
  * Positive controls, so a scan that reads nothing cannot pass: each agent must hold the names of
- * its secrets (it read them from its config; names are not values) and each scan must read a
- * plausible number of bytes. test/support/memory-scan.test.ts plants values in a non-dumpable
+ * its secrets (it read them from its config; names are not values), a structured secret's
+ * long-lived provider must hold that secret's name (it was asked for its fingerprint), and each
+ * scan must read a plausible number of bytes. test/support/memory-scan.test.ts plants values in a non-dumpable
  * child and finds exact counts.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
