@@ -4,11 +4,15 @@
  * YAML/JSON file mapping names to a string or an object. Fingerprints are keyed MACs of the content
  * (providers/value-fingerprint.ts) made in this process, so only the MAC crosses to the agent
  * during polling. A poll is metadata-first: it stats each file and reads (and MACs) it only when
- * its size, mtime, ctime, inode or device changed since the last look; the bytes read are zeroed
- * right after. See docs/providers/file.md for what metadata cannot see.
+ * its size, mtime, ctime, inode or device changed since the last look. A poll never makes a string
+ * of a value (issue 18): a file is read with read(2) into an array on its own ArrayBuffer (a
+ * runtime read buffer is copied and left behind unzeroed), MACed as bytes and zeroed; an entry of
+ * a JSON document is found and put in canonical form byte by byte (providers/json-bytes.ts). Only
+ * a fetch (a short-lived process) parses values, and a YAML document, which has no byte reader
+ * here. See docs/providers/file.md for what metadata cannot see.
  */
-import type { BigIntStats } from "node:fs";
-import { readFile, realpath, stat } from "node:fs/promises";
+import { closeSync, fstatSync, openSync, readSync, type BigIntStats } from "node:fs";
+import { realpath, stat } from "node:fs/promises";
 import { isAbsolute, join, sep } from "node:path";
 import { assertProviderBlock, parseBlock } from "../block-check.ts";
 import { ProviderError } from "../errors.ts";
@@ -17,6 +21,7 @@ import { toRpcError } from "../errors.ts";
 import { valueFingerprinter, type ValueFingerprint } from "../value-fingerprint.ts";
 import { fileConfigSchema, fileDescriptor } from "./descriptor.ts";
 import { isMapping } from "../../src/util/is-mapping.ts";
+import { canonicalBytes, isEmptyObject, JsonBytesError, kindAt, memberOf, type ByteRange } from "../json-bytes.ts";
 
 export const DEFAULT_FILE_PROVIDER_PATH = "/etc/dso/secrets";
 /** Same cap as AWS Secrets Manager: a secret file larger than this is a mistake, not a secret. */
@@ -65,10 +70,38 @@ export interface FileSystemCalls {
   now(): number;
 }
 
+/**
+ * A whole file, read with read(2) straight into arrays on their own ArrayBuffers; an array
+ * outgrown (the file grew while read) is zeroed before it is dropped. fs.readFile hands back a
+ * small file's bytes in the garbage collector's storage, which JSC copies out (and leaves behind,
+ * unzeroed) the first time a view of its buffer is taken, as hashing does: measured, one stray
+ * copy of a JSON secret's text per read in the long-lived process.
+ */
+export function readOwnedFile(path: string): Uint8Array {
+  const fd = openSync(path, "r");
+  try {
+    // One byte more than the size: a read that fills it means the file grew (callers check sizes).
+    let bytes = new Uint8Array(new ArrayBuffer(Number(fstatSync(fd).size) + 1));
+    let length = 0;
+    for (;;) {
+      const got = readSync(fd, bytes, length, bytes.length - length, null);
+      if (got === 0) return bytes.subarray(0, length);
+      length += got;
+      if (length < bytes.length) continue;
+      const bigger = new Uint8Array(new ArrayBuffer(bytes.length * 2));
+      bigger.set(bytes);
+      bytes.fill(0);
+      bytes = bigger;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export const nodeFileSystem: FileSystemCalls = {
   realpath: (path) => realpath(path),
   stat: (path) => stat(path, { bigint: true }),
-  readFile: (path) => readFile(path),
+  readFile: async (path) => readOwnedFile(path),
   now: () => Date.now(),
 };
 
@@ -121,15 +154,6 @@ function noVersions(ref: SecretRef): void {
 
 const utf8 = new TextDecoder();
 
-/** Decode, then zero the bytes: the buffer is ours, the string is what the protocol carries today. */
-function takeText(bytes: Uint8Array): string {
-  try {
-    return utf8.decode(bytes);
-  } finally {
-    bytes.fill(0);
-  }
-}
-
 /** MAC, then zero the bytes. */
 function macAndZero(mac: ValueFingerprint, bytes: Uint8Array): string {
   try {
@@ -144,6 +168,8 @@ interface Source {
   fingerprint(name: string): Promise<string>;
   /** A secret's keys and fingerprint, read now. */
   read(name: string): Promise<{ fingerprint: string; entries: Record<string, string | Uint8Array> }>;
+  /** The call is over: zero what it read. */
+  close(): void;
 }
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -231,13 +257,41 @@ function directorySource(base: string, { fs, mac, seen, lookedAtNs }: Tools): So
         seen.remember(name, real, info, lookedAtNs, fingerprint);
         return { fingerprint, entries: fileContent(bytes, `secret "${name}"`) };
       }),
+    close() {},
   };
 }
 
+/** Where secret `name` sits in a JSON document, checked as parseDocument and objectEntries check the parsed one. */
+function jsonEntry(bytes: Uint8Array, file: string, name: string): ByteRange {
+  let range: ByteRange | undefined;
+  try {
+    range = memberOf(bytes, name);
+  } catch (error) {
+    if (!(error instanceof JsonBytesError)) throw error;
+    throw new ProviderError("CONFIG_INVALID", error.notObject ? `secrets file ${file} must map secret names to values` : `secrets file ${file} is not valid JSON`);
+  }
+  if (!range) throw new ProviderError("SECRET_NOT_FOUND", `secret "${name}" not found in ${file}`);
+  const kind = kindAt(bytes, range);
+  if (kind !== "string" && kind !== "object") throw new ProviderError("CONFIG_INVALID", `secret "${name}": expected a string or an object of keys`);
+  if (isEmptyObject(bytes, range)) throw new ProviderError("CONFIG_INVALID", `secret "${name}": empty object has no keys to deliver`);
+  return range;
+}
+
+/**
+ * One YAML or JSON file mapping names to secrets. A JSON document's fingerprints come from its
+ * bytes (the MAC of the entry's canonical JSON), in polls and fetches alike; a YAML document is
+ * parsed (the MAC of the entry's text, or of its keys as JSON).
+ */
 function singleFileSource(file: string, info: BigIntStats, { fs, mac, seen, lookedAtNs }: Tools): Source {
+  const json = file.endsWith(".json");
+  // One read (and at most one parse) per call, however many secrets it asks for; zeroed at close.
+  let bytes: Promise<Uint8Array> | undefined;
   let doc: Promise<Record<string, unknown>> | undefined;
-  // One read and parse per call, however many secrets it asks for.
-  const load = () => (doc ??= loadDocument(file, fs));
+  const loadBytes = () =>
+    (bytes ??= fs.readFile(file).catch(() => {
+      throw new ProviderError("PROVIDER_UNAVAILABLE", `secrets file ${file} cannot be read`);
+    }));
+  const load = () => (doc ??= loadBytes().then((b) => parseDocument(file, b)));
 
   async function entryOf(name: string): Promise<{ raw: string; entries: Entries }> {
     const entry = (await load())[name];
@@ -245,6 +299,17 @@ function singleFileSource(file: string, info: BigIntStats, { fs, mac, seen, look
     if (typeof entry === "string") return { raw: entry, entries: { value: entry } };
     const entries = objectEntries(entry, `secret "${name}"`);
     return { raw: JSON.stringify(entries), entries };
+  }
+
+  async function fingerprintOf(name: string): Promise<string> {
+    if (!json) return mac((await entryOf(name)).raw);
+    const document = await loadBytes();
+    const canonical = canonicalBytes(document, jsonEntry(document, file, name));
+    try {
+      return mac(canonical);
+    } finally {
+      new Uint8Array(canonical.buffer).fill(0);
+    }
   }
 
   async function remembered<T>(name: string, body: () => Promise<T>): Promise<T> {
@@ -261,25 +326,26 @@ function singleFileSource(file: string, info: BigIntStats, { fs, mac, seen, look
       remembered(name, async () => {
         const known = seen.lookup(name, file, info);
         if (known) return known;
-        const fingerprint = mac((await entryOf(name)).raw);
+        const fingerprint = await fingerprintOf(name);
         seen.remember(name, file, info, lookedAtNs, fingerprint);
         return fingerprint;
       }),
     read: (name) =>
       remembered(name, async () => {
-        const { raw, entries } = await entryOf(name);
-        const fingerprint = mac(raw);
+        const fingerprint = await fingerprintOf(name);
+        const { entries } = await entryOf(name);
         seen.remember(name, file, info, lookedAtNs, fingerprint);
         return { fingerprint, entries };
       }),
+    close() {
+      void bytes?.then((b) => b.fill(0)).catch(() => {});
+    },
   };
 }
 
-async function loadDocument(file: string, fs: FileSystemCalls): Promise<Record<string, unknown>> {
-  const bytes = await fs.readFile(file).catch(() => {
-    throw new ProviderError("PROVIDER_UNAVAILABLE", `secrets file ${file} cannot be read`);
-  });
-  const text = takeText(bytes);
+/** Parses a document's bytes (the caller zeroes them); its values become strings, so fetches and YAML only. */
+function parseDocument(file: string, bytes: Uint8Array): Record<string, unknown> {
+  const text = utf8.decode(bytes);
   let doc: unknown;
   try {
     doc = file.endsWith(".json") ? JSON.parse(text) : Bun.YAML.parse(text);
@@ -311,7 +377,11 @@ export function createFileProvider(fs: FileSystemCalls = nodeFileSystem): Provid
 
       async function each<T>(refs: SecretRef[], one: (ref: SecretRef, s: Source) => Promise<T>, fail: (ref: SecretRef, e: unknown) => T) {
         const s = await openSource(path, tools);
-        return Promise.all(refs.map((ref) => one(ref, s).catch((e) => fail(ref, e))));
+        try {
+          return await Promise.all(refs.map((ref) => one(ref, s).catch((e) => fail(ref, e))));
+        } finally {
+          s.close();
+        }
       }
 
       return {

@@ -1,7 +1,11 @@
 /**
  * Reading KV secrets. KV v2 fingerprints come from the metadata endpoint only (a policy with
  * `read` on <mount>/metadata/* suffices, no data access); KV v1 has no metadata, so the value is
- * read here and only a keyed MAC of it (providers/value-fingerprint.ts) leaves the process.
+ * read here and only a keyed MAC of it (providers/value-fingerprint.ts) leaves the process. A
+ * KV v1 poll keeps the response as bytes: the MAC is made over the canonical JSON of its `data`
+ * written byte by byte (providers/json-bytes.ts), and both buffers are zeroed; JSON.parse would
+ * leave each value as a string in the long-lived process (issue 18). Only a fetch (its own
+ * short-lived process) parses the values.
  */
 import type NodeVault from "node-vault";
 import { ProviderError } from "../errors.ts";
@@ -11,6 +15,7 @@ import type { SecretRef } from "../types.ts";
 import type { VaultSettings } from "./config.ts";
 import { toVaultError } from "./errors.ts";
 import { isMapping } from "../../src/util/is-mapping.ts";
+import { canonicalBytes, isEmptyObject, JsonBytesError, kindAt, memberOf, type ByteRange } from "../json-bytes.ts";
 
 export interface SecretPath {
   /** Path under the mount, each segment URL-encoded. */
@@ -25,6 +30,7 @@ export interface ReadResult {
   value: SecretValue;
 }
 
+const utf8 = new TextDecoder();
 const printable = (s: string) => s.replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
 
 /**
@@ -102,7 +108,18 @@ export class KvReader {
 
   async fingerprint(ref: SecretRef, signal: AbortSignal): Promise<string> {
     const target = parseSecretPath(ref, this.settings.kvVersion);
-    if (this.settings.kvVersion === 1) return (await this.readV1(ref, target, signal)).fingerprint;
+    if (this.settings.kvVersion === 1) {
+      const body = await this.readV1Body(ref, target, signal);
+      try {
+        return this.fingerprintV1(body, ref);
+      } finally {
+        body.fill(0);
+      }
+    }
+    return this.fingerprintV2(ref, target, signal);
+  }
+
+  private async fingerprintV2(ref: SecretRef, target: SecretPath, signal: AbortSignal): Promise<string> {
     const what = this.describe(ref);
     const meta = await this.get(`${this.settings.mount}/metadata/${target.path}`, signal, `metadata of ${what}`);
     const versions = (meta?.versions ?? {}) as Record<string, VersionMeta>;
@@ -132,13 +149,49 @@ export class KvReader {
     };
   }
 
-  private async readV1(ref: SecretRef, target: SecretPath, signal: AbortSignal): Promise<ReadResult> {
-    const what = this.describe(ref);
-    const data = await this.get(`${this.settings.mount}/${target.path}`, signal, what);
+  /** KV v1 has no versions; its fingerprint is a MAC of the value's canonical JSON and is never shown. */
+  private fingerprintV1(body: Uint8Array, ref: SecretRef): string {
     if (!this.macOfValue) throw new ProviderError("INTERNAL", `${this.settings.label}: KV v1 reader without a fingerprint key`);
-    const fingerprint = this.macOfValue(canonicalJson(data));
-    // KV v1 has no versions; its fingerprint is a MAC of the value and is never shown as one.
-    return { fingerprint, value: toSecretValue(data, `${this.settings.label}: ${what}`) };
+    const what = `${this.settings.label}: ${this.describe(ref)}`;
+    let data: ByteRange | undefined;
+    try {
+      data = memberOf(body, "data");
+    } catch (error) {
+      if (!(error instanceof JsonBytesError)) throw error;
+    }
+    if (!data || kindAt(body, data) !== "object") throw new ProviderError("PROVIDER_UNAVAILABLE", `${what}: Vault returned no key/value map`);
+    if (isEmptyObject(body, data)) throw new ProviderError("CONFIG_INVALID", `${what}: the secret has no keys to deliver`);
+    const canonical = canonicalBytes(body, data);
+    try {
+      return this.macOfValue(canonical);
+    } finally {
+      new Uint8Array(canonical.buffer).fill(0);
+    }
+  }
+
+  private async readV1(ref: SecretRef, target: SecretPath, signal: AbortSignal): Promise<ReadResult> {
+    const body = await this.readV1Body(ref, target, signal);
+    try {
+      const fingerprint = this.fingerprintV1(body, ref);
+      // This is a fetch (a short-lived process): the values may become strings here.
+      const data = (JSON.parse(utf8.decode(body)) as { data?: unknown }).data;
+      return { fingerprint, value: toSecretValue(data, `${this.settings.label}: ${this.describe(ref)}`) };
+    } finally {
+      body.fill(0);
+    }
+  }
+
+  /** The whole KV v1 response as bytes the caller zeroes. */
+  private async readV1Body(ref: SecretRef, target: SecretPath, signal: AbortSignal): Promise<Uint8Array> {
+    const what = this.describe(ref);
+    let body: unknown;
+    try {
+      body = await this.client.read(`${this.settings.mount}/${target.path}`, { signal, rawBody: true });
+    } catch (error) {
+      throw toVaultError(error, this.settings.label, what);
+    }
+    if (!(body instanceof Uint8Array)) throw new ProviderError("PROVIDER_UNAVAILABLE", `${this.settings.label}: ${what}: Vault returned no key/value map`);
+    return body;
   }
 
   private describe(ref: SecretRef): string {

@@ -22,6 +22,12 @@ export interface TransportRequest {
   headers?: Record<string, string>;
   json?: unknown;
   signal?: AbortSignal;
+  /**
+   * A successful answer's body as the bytes received, never parsed into strings (KV v1 values
+   * polled in the long-lived process): an array on its own ArrayBuffer that the caller zeroes.
+   * Error answers are parsed as always (they carry Vault's messages, not values).
+   */
+  rawBody?: boolean;
 }
 
 export interface TransportResponse {
@@ -61,7 +67,11 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-async function readBody(response: Response): Promise<unknown> {
+async function readBody(response: Response, raw: boolean): Promise<unknown> {
+  if (raw && response.ok) {
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    return bytes.byteLength > 0 ? bytes : undefined;
+  }
   const text = await response.text();
   if (!text) return undefined;
   try {
@@ -120,7 +130,7 @@ export function createVaultTransport(options: TransportOptions) {
       const gate = throttledUntil - Date.now();
       if (gate > 0) await sleep(gate, signal).catch((e) => Promise.reject(networkError(e, options, signal)));
       const response = await send(request, signal);
-      if (response.status !== 429) return { statusCode: response.status, body: await readBody(response), request: { path } };
+      if (response.status !== 429) return { statusCode: response.status, body: await readBody(response, request.rawBody === true), request: { path } };
       await response.body?.cancel();
       const delay = parseRetryAfter(response.headers.get("retry-after")) ?? THROTTLE_BASE_DELAY_MS * 2 ** retry;
       if (retry >= THROTTLE_MAX_RETRIES || waited + delay > THROTTLE_BUDGET_MS) {

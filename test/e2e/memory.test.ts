@@ -14,9 +14,17 @@
  * target through /proc/<pid>/root (procfs) and never execs tar (src/delivery/mode-picker.ts);
  * "cache" with agent.cache: true.
  *
+ * Issue 18: structured secrets, `{"password": value}` in a `<name>.json` file and as an entry of a
+ * JSON document (config.path a file), each behind its own provider of the main agent, announced
+ * after each write through the agent's webhook: the long-lived provider process fingerprints them
+ * (reads the files) at those polls, and must keep no copy afterwards. Before the fix: 2 copies of
+ * the `.json` file's current value (its raw text), 4 of the document entry's rotated-out value and
+ * 8 of its current one (strings); after: 0.
+ *
  * Positive controls, so a scan that reads nothing cannot pass: each agent must hold the names of
- * its secrets (it read them from its config; names are not values) and each scan must read a
- * plausible number of bytes. test/support/memory-scan.test.ts plants values in a non-dumpable
+ * its secrets (it read them from its config; names are not values), a structured secret's
+ * long-lived provider must hold that secret's name (it was asked for its fingerprint), and each
+ * scan must read a plausible number of bytes. test/support/memory-scan.test.ts plants values in a non-dumpable
  * child and finds exact counts.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -81,10 +89,20 @@ const DRIVER = `memscan-${process.pid}`;
 
 const hex = (bytes: number) => Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString("hex");
 
+/**
+ * How a secret sits at the file provider: a file holding the value itself; a `<name>.json` file
+ * holding `{"password": value}` (a structured secret); or an entry `{"password": value}` of one
+ * JSON document that maps names to secrets (the provider's single-file layout, provider `doc`).
+ */
+type Shape = "plain" | "json" | "doc";
+/** The key of a structured secret: its one file in the container. */
+const JSON_KEY = "password";
+
 interface Case {
   key: string;
   agent: AgentKey;
   mode: Mode;
+  shape: Shape;
   /** The secret's name at the provider (its file name): a positive control, never a value. */
   secret: string;
   v1: string;
@@ -95,18 +113,20 @@ interface Case {
 }
 
 const RUN = hex(4);
-function makeCase(agent: AgentKey, mode: Mode): Case {
-  const key = `${agent}/${mode}`;
+function makeCase(agent: AgentKey, mode: Mode, shape: Shape = "plain"): Case {
+  const variant = shape === "plain" ? mode : `${mode}-${shape}`;
+  const key = shape === "plain" ? `${agent}/${mode}` : `${agent}/${mode}+${shape}`;
   // Values never occur inside a name or log text: the agent's log redactor masks substrings.
   return {
     key,
     agent,
     mode,
-    secret: `dsoname-${agent}-${mode}-${RUN}`,
-    v1: `dsomem-${agent}${mode}-v1-${hex(12)}`,
-    v2: `dsomem-${agent}${mode}-v2-${hex(12)}`,
-    container: `memscan-${agent}-${mode}-${process.pid}`,
-    label: `${agent}-${mode}-${process.pid}`,
+    shape,
+    secret: `dsoname-${agent}-${variant}-${RUN}`,
+    v1: `dsomem-${agent}${variant}-v1-${hex(12)}`,
+    v2: `dsomem-${agent}${variant}-v2-${hex(12)}`,
+    container: `memscan-${agent}-${variant}-${process.pid}`,
+    label: `${agent}-${variant}-${process.pid}`,
   };
 }
 
@@ -115,11 +135,18 @@ const CASES: Case[] = [
   makeCase("main", "volume"),
   makeCase("main", "procfs"),
   makeCase("main", "env"),
+  // Issue 18 (finding 10): the long-lived file provider fingerprints structured secrets at every
+  // poll (announced through the webhook); it must keep no copy of a value it read.
+  makeCase("main", "procfs", "json"),
+  makeCase("main", "procfs", "doc"),
   makeCase("exec", "exec"),
   makeCase("cache", "procfs"),
   makeCase("cache", "volume"),
 ];
 const AGENT_KEYS: AgentKey[] = ["main", "exec", "cache"];
+/** The main agent's inbound webhook: each write of a structured secret is announced with a poll. */
+const WEBHOOK_TOKEN = `memscan-webhook-${hex(16)}`;
+let webhookUrl: string;
 
 let docker: Dockerode;
 let daemon: TestDocker;
@@ -130,6 +157,11 @@ const agents = new Map<AgentKey, AgentProcess>();
 const secretDirs = new Map<AgentKey, string>();
 const volumes: string[] = [];
 
+const docFile = (agent: AgentKey) => join(dir, `doc-${agent}.json`);
+const structuredDir = (agent: AgentKey) => join(dir, `structured-${agent}`);
+/** Which provider of an agent serves a case: structured secrets have their own, polled through the webhook alone. */
+const providerOf = (c: Case) => ({ plain: "local", json: "structured", doc: "doc" })[c.shape];
+
 function configFor(agent: AgentKey, secretsDir: string): string {
   const lines = [
     "providers:",
@@ -137,16 +169,26 @@ function configFor(agent: AgentKey, secretsDir: string): string {
     "    type: file",
     "    config:",
     `      path: ${secretsDir}`,
+    "  structured:",
+    "    type: file",
+    "    config:",
+    `      path: ${structuredDir(agent)}`,
+    "  doc:",
+    "    type: file",
+    "    config:",
+    `      path: ${docFile(agent)}`,
     "agent:",
     `  cache: ${agent === "cache"}`,
     `  volumes_root: ${join(dir, `volumes-${agent}`)}`,
     "  watch:",
-    // Rotation is announced with `dso rotate`; no poll reads the files in between.
+    // Rotation is announced with `dso rotate`; no timed poll reads the files in between. The main
+    // agent's webhook asks for polls after each write (structured secrets, issue 18).
     "    polling_interval: 1h",
+    ...(agent === "main" ? ["    webhook:", "      enabled: true", `      auth_token: ${WEBHOOK_TOKEN}`, `      listen: ${new URL(webhookUrl).host}`] : []),
     "secrets:",
   ];
   for (const c of CASES.filter((x) => x.agent === agent)) {
-    lines.push(`  - name: ${c.secret}`, "    provider: local");
+    lines.push(`  - name: ${c.secret}`, `    provider: ${providerOf(c)}`);
     // A DSO volume names its secret itself; every other container is picked by its label.
     if (c.mode !== "plugin") lines.push(`    targets: { labels: { memscan_case: "${c.label}" } }`);
     if (c.mode === "env") lines.push("    inject: env", `    mappings: { value: ${ENV_VAR} }`);
@@ -156,8 +198,9 @@ function configFor(agent: AgentKey, secretsDir: string): string {
 }
 
 async function setValue(c: Case, value: string): Promise<void> {
-  const file = join(secretDirs.get(c.agent)!, c.secret);
-  await writeFile(`${file}.tmp`, value);
+  const file = c.shape === "doc" ? docFile(c.agent) : c.shape === "json" ? join(structuredDir(c.agent), `${c.secret}.json`) : join(secretDirs.get(c.agent)!, c.secret);
+  const content = c.shape === "doc" ? JSON.stringify({ [c.secret]: { [JSON_KEY]: value } }) : c.shape === "json" ? JSON.stringify({ [JSON_KEY]: value }) : value;
+  await writeFile(`${file}.tmp`, content);
   await Bun.$`mv ${`${file}.tmp`} ${file}`.quiet();
 }
 
@@ -166,6 +209,8 @@ async function startCaseAgent(agent: AgentKey): Promise<AgentProcess> {
   await mkdir(secretsDir);
   secretDirs.set(agent, secretsDir);
   const config = join(dir, `dso-${agent}.yaml`);
+  await writeFile(docFile(agent), "{}");
+  await mkdir(structuredDir(agent));
   await writeFile(config, configFor(agent, secretsDir));
   // The exec agent cannot see containers' processes (own PID namespace and /proc), so --tmpfs
   // targets get exec + tar; --kill-child takes the agent down with the wrapper.
@@ -173,6 +218,7 @@ async function startCaseAgent(agent: AgentKey): Promise<AgentProcess> {
   const a = await startAgent({ dir, config, dockerHost, name: agent === "main" ? DRIVER : `memscan-${agent}`, wrap });
   agents.set(agent, a);
   await a.waitForLog(/connected to Docker/);
+  if (agent === "main") await a.waitForLog(/webhook listening/);
   return a;
 }
 
@@ -207,11 +253,28 @@ async function holds(c: Case, value: string): Promise<boolean> {
     const info = await docker.getContainer(c.container).inspect();
     return info.State.Running && (info.Config.Env ?? []).includes(`${ENV_VAR}=${value}`);
   }
-  const r = await execIn(docker, c.container, ["cat", `${TARGET}/${c.secret}`]);
+  const r = await execIn(docker, c.container, ["cat", `${TARGET}/${c.shape === "plain" ? c.secret : JSON_KEY}`]);
   return r.code === 0 && r.stdout === value;
 }
 
 const waitForValue = (c: Case, value: string) => eventually(`${c.key} holds its ${value === c.v1 ? "v1" : "v2"}`, async () => ((await holds(c, value)) ? true : undefined), 30_000);
+
+/**
+ * Polls of the main agent's structured-secret providers, as a change notification asks for: their
+ * long-lived processes read the files. The other providers are left alone (their rotation is `dso rotate`'s).
+ */
+async function announceByWebhook(): Promise<void> {
+  for (let i = 0; i < WEBHOOK_POLLS; i++) {
+    for (const provider of ["structured", "doc"]) {
+      const r = await fetch(`${webhookUrl}/v1/webhook`, { method: "POST", headers: { authorization: `Bearer ${WEBHOOK_TOKEN}`, "content-type": "application/json" }, body: JSON.stringify({ provider }) });
+      expect(r.status).toBe(202);
+    }
+    await Bun.sleep(WEBHOOK_GAP_MS);
+  }
+}
+/** A file read within 2 s of its change is read again at the next poll (the racy-stamp rule): a few polls read it a few times. */
+const WEBHOOK_POLLS = 3;
+const WEBHOOK_GAP_MS = 250;
 
 interface Scanned {
   agent: AgentKey;
@@ -221,11 +284,21 @@ interface Scanned {
   gone?: string;
 }
 
+/**
+ * A value's tail, from this character on. A freed heap cell gets the allocator's links written
+ * over its first bytes: a stale copy of a value that started a buffer (a plain secret file read
+ * whole) then no longer matches the whole value. Measured on the file provider before issue 18's
+ * fix: 0 whole copies of a plain file's value, 2 of its tail. Checked in provider processes.
+ */
+const TAIL_FROM = 16;
+
 function needles(): Needle[] {
   return CASES.flatMap((c) => [
     { label: `${c.key} v1`, value: c.v1 },
     { label: `${c.key} v2`, value: c.v2 },
     { label: `${c.key} name`, value: c.secret },
+    { label: `${c.key} v1 tail`, value: c.v1.slice(TAIL_FROM) },
+    { label: `${c.key} v2 tail`, value: c.v2.slice(TAIL_FROM) },
   ]);
 }
 
@@ -253,19 +326,19 @@ function table(scans: Scanned[]): string {
   const heads = scans.map((s) => `${s.agent}:${s.process.role}(${s.process.pid})`);
   const width = Math.max(14, ...heads.map((h) => h.length + 1));
   const rowsOf = (suffix: string) => CASES.map((c) => `${c.key} ${suffix}`);
-  const lines = [`${pad("value", 22)}${heads.map((h) => pad(h, width)).join("")}`];
-  for (const label of [...rowsOf("v1"), ...rowsOf("v2"), ...rowsOf("name")]) {
-    lines.push(`${pad(label, 22)}${scans.map((s) => pad(s.gone ? "exited" : cell(s.result!.counts.get(label)), width)).join("")}`);
+  const lines = [`${pad("value", 26)}${heads.map((h) => pad(h, width)).join("")}`];
+  for (const label of [...rowsOf("v1"), ...rowsOf("v2"), ...rowsOf("name"), ...rowsOf("v1 tail"), ...rowsOf("v2 tail")]) {
+    lines.push(`${pad(label, 26)}${scans.map((s) => pad(s.gone ? "exited" : cell(s.result!.counts.get(label)), width)).join("")}`);
   }
   lines.push(
-    `${pad("MB scanned", 22)}${scans.map((s) => pad(s.result ? (s.result.bytesScanned / 1e6).toFixed(1) : "-", width)).join("")}`,
-    `${pad("scan ms", 22)}${scans.map((s) => pad(s.result ? String(s.result.ms) : "-", width)).join("")}`,
+    `${pad("MB scanned", 26)}${scans.map((s) => pad(s.result ? (s.result.bytesScanned / 1e6).toFixed(1) : "-", width)).join("")}`,
+    `${pad("scan ms", 26)}${scans.map((s) => pad(s.result ? String(s.result.ms) : "-", width)).join("")}`,
     "",
     "where the copies of values sit (names left out):",
   );
   for (const s of scans) {
     for (const hit of s.result?.hits ?? []) {
-      if (hit.label.endsWith(" name")) continue;
+      if (hit.label.endsWith(" name") || (hit.label.endsWith(" tail") && s.process.role === "agent")) continue;
       const size = hit.sizeBytes >= 1 << 30 ? `${hit.sizeBytes / (1 << 30)} GB` : `${(hit.sizeBytes / (1 << 20)).toFixed(2)} MB`;
       lines.push(`  ${pad(`${s.agent}:${s.process.role}(${s.process.pid})`, 28)} ${pad(hit.label, 20)} ${pad(hit.encoding, 7)} x${pad(String(hit.count), 4)} ${hit.region} ${hit.perms} ${size} @${hit.start}`);
     }
@@ -274,7 +347,7 @@ function table(scans: Scanned[]): string {
   for (const s of scans) {
     const byKind = new Map<string, Sighting[]>();
     for (const sighting of s.result?.sightings ?? []) {
-      if (sighting.label.endsWith(" name")) continue;
+      if (sighting.label.endsWith(" name") || (sighting.label.endsWith(" tail") && s.process.role === "agent")) continue;
       const kind = kindOf(sighting);
       byKind.set(kind, [...(byKind.get(kind) ?? []), sighting]);
     }
@@ -322,8 +395,12 @@ function violations(scans: Scanned[]): string[] {
         }
         const allowed = c.agent === s.agent ? AGENT_CURRENT_COPIES_ALLOWED[c.mode] : 0;
         if (v2 > allowed) found.push(`${where}: ${v2} copies of ${c.key}'s current value (allowed: ${allowed}, agent.cache ${s.agent === "cache" ? "on" : "off"})`);
-      } else if (v2 > PROVIDER_COPIES_ALLOWED) {
-        found.push(`${where}: ${v2} copies of ${c.key}'s current value after its fetch (allowed: ${PROVIDER_COPIES_ALLOWED})`);
+      } else {
+        if (v2 > PROVIDER_COPIES_ALLOWED) found.push(`${where}: ${v2} copies of ${c.key}'s current value after its fetch (allowed: ${PROVIDER_COPIES_ALLOWED})`);
+        for (const which of ["v1", "v2"]) {
+          const tails = total(s.result.counts.get(`${c.key} ${which} tail`));
+          if (tails > PROVIDER_COPIES_ALLOWED) found.push(`${where}: ${tails} copies of the tail of ${c.key}'s ${which} (allowed: ${PROVIDER_COPIES_ALLOWED})`);
+        }
       }
     }
   }
@@ -348,6 +425,9 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "dso-memory-"));
   await chmod(dir, 0o755);
   await mkdir(PLUGIN_DIR, { recursive: true });
+  const probe = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
+  webhookUrl = `http://127.0.0.1:${probe.port}`;
+  await probe.stop(true);
   await Promise.all(AGENT_KEYS.map((k) => startCaseAgent(k)));
   await rm(join(PLUGIN_DIR, `${DRIVER}.sock`), { force: true });
   await Bun.$`ln -s ${agents.get("main")!.socket} ${join(PLUGIN_DIR, `${DRIVER}.sock`)}`.quiet();
@@ -369,7 +449,7 @@ describe("secret values live only for the injection window (memory scan)", () =>
     const t0 = performance.now();
     const phase = (what: string) => console.log(`${what}: ${Math.round(performance.now() - t0)} ms`);
     for (const c of CASES) await setValue(c, c.v1);
-    await Promise.all(CASES.map((c) => startContainer(c)));
+    await Promise.all([announceByWebhook(), ...CASES.map((c) => startContainer(c))]);
     phase("containers started");
     await Promise.all(CASES.map((c) => waitForValue(c, c.v1).then(() => phase(`  ${c.key} v1`))));
     phase("v1 delivered");
@@ -378,7 +458,9 @@ describe("secret values live only for the injection window (memory scan)", () =>
     for (const c of CASES) if (c.mode !== "env") expect(`${c.key}: ${modes[c.key]}`).toBe(`${c.key}: ${c.mode}`);
 
     for (const c of CASES) await setValue(c, c.v2);
+    const announced = announceByWebhook();
     const rotations = await Promise.all(CASES.map((c) => agents.get(c.agent)!.cli(["rotate", c.secret]).then((r) => (phase(`  ${c.key} rotate`), r))));
+    await announced;
     for (const [i, r] of rotations.entries()) expect(`${CASES[i]!.key}: ${r.code} ${r.stderr.trim()}`).toBe(`${CASES[i]!.key}: 0 `);
     phase("rotated");
     await Promise.all(CASES.map((c) => waitForValue(c, c.v2)));
@@ -400,6 +482,13 @@ describe("secret values live only for the injection window (memory scan)", () =>
       for (const c of CASES.filter((x) => x.agent === agent)) expect(`${c.key} name: ${total(scan!.result!.counts.get(`${c.key} name`)) > 0}`).toBe(`${c.key} name: true`);
     }
     for (const s of scans) if (s.result) expect(s.result.bytesScanned).toBeGreaterThan(MIN_PROCESS_SCAN_BYTES);
+    // The long-lived file provider was scanned for real: it holds the name of the JSON secret it
+    // fingerprinted (names are not values), so its 0 copies of that secret's values mean something.
+    for (const c of CASES.filter((x) => x.shape !== "plain")) {
+      const providers = scans.filter((s) => s.agent === c.agent && s.process.role === "provider file" && s.result);
+      const holding = providers.filter((s) => total(s.result!.counts.get(`${c.key} name`)) > 0);
+      expect(`${c.key}: ${holding.length} of ${providers.length} file providers hold its name`).not.toStartWith(`${c.key}: 0 `);
+    }
 
     const found = violations(scans);
     if (found.length > 0) throw new Error(`${found.length} copies found where issue 9 allows none:\n${found.join("\n")}\n\n${report}`);

@@ -103,6 +103,54 @@ describe("file provider", () => {
     expect(items[2]?.error?.code).toBe("SECRET_NOT_FOUND");
   });
 
+  test("one JSON document: each entry's fingerprint comes from its bytes, equal in polls and fetches, blind to key order and to other entries", async () => {
+    const file = join(dir, "all.json");
+    const write = (doc: string) => writeFile(file, doc);
+    await write('{"api_key": "abc123", "db": {"user": "app", "password": "pw\\u00e9", "port": 5432}}');
+    const single = await fileProvider.create({ name: "j", type: "file", config: { path: file }, fingerprintKey: KEY }, { log: noLog, env: {} });
+    const refs = [{ name: "api_key" }, { name: "db" }];
+    const polled = await single.fingerprint(refs, signal);
+    expect(polled.map((i) => i.fingerprint?.startsWith("hmac-sha256:"))).toEqual([true, true]);
+    const fetched = legacyItems(await single.fetch(refs, signal));
+    expect(fetched[0]?.value?.data).toEqual({ value: "abc123" });
+    expect(fetched[1]?.value?.data).toEqual({ user: "app", password: "pwé", port: "5432" });
+    expect(fetched.map((i) => i.fingerprint)).toEqual(polled.map((i) => i.fingerprint));
+    // The keyed MAC of the entry's canonical JSON: the same value however the document spells it.
+    const canonical = '{"password":"pwé","port":5432,"user":"app"}';
+    expect(polled[1]?.fingerprint).toBe(`hmac-sha256:${createHmac("sha256", Buffer.from(KEY, "hex")).update(canonical).digest("hex")}`);
+    await write('{"db": {"port": 5432, "password": "pw\u00e9", "user": "app"},\n "api_key": "rotated"}');
+    const after = await single.fingerprint(refs, signal);
+    expect(after[1]?.fingerprint).toBe(polled[1]!.fingerprint!);
+    expect(after[0]?.fingerprint).not.toBe(polled[0]!.fingerprint!);
+  });
+
+  test("one JSON document: a bad document or entry is a one-line error naming the file or the secret", async () => {
+    const file = join(dir, "bad.json");
+    const single = await fileProvider.create({ name: "j", type: "file", config: { path: file }, fingerprintKey: KEY }, { log: noLog, env: {} });
+    const cases: Array<[string, string, string]> = [
+      ['{"a": "x",}', "a", `CONFIG_INVALID secrets file ${file} is not valid JSON`],
+      ['["a"]', "a", `CONFIG_INVALID secrets file ${file} must map secret names to values`],
+      ['{"a": "x"}', "b", `SECRET_NOT_FOUND secret "b" not found in ${file}`],
+      ['{"a": {}}', "a", 'CONFIG_INVALID secret "a": empty object has no keys to deliver'],
+      ['{"a": 5}', "a", 'CONFIG_INVALID secret "a": expected a string or an object of keys'],
+    ];
+    for (const [doc, name, expected] of cases) {
+      await writeFile(file, doc);
+      for (const items of [await single.fingerprint([{ name }], signal), legacyItems(await single.fetch([{ name }], signal))]) {
+        const [code, ...message] = expected.split(" ");
+        expect(String(items[0]?.error?.code)).toBe(code!);
+        expect(String(items[0]?.error?.message)).toEndWith(message.join(" "));
+      }
+    }
+  });
+
+  test("a file is read into an array on an ArrayBuffer of its own, the size of the file and one byte", async () => {
+    await writeFile(join(dir, "owned"), "s3cr3t-owned\n");
+    const bytes = await nodeFileSystem.readFile(join(dir, "owned"));
+    expect(new TextDecoder().decode(bytes)).toBe("s3cr3t-owned\n");
+    expect(bytes.buffer.byteLength).toBe(bytes.byteLength + 1);
+  });
+
   test("unknown config keys and relative paths are refused with the field named", async () => {
     const create = (config: Record<string, string>) =>
       fileProvider.create({ name: "bad", type: "file", config, fingerprintKey: KEY }, { log: noLog, env: {} });

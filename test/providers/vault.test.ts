@@ -10,8 +10,12 @@ import { FRAME_LIMITS } from "../../src/rpc/protocol.ts";
 import { ProviderProcess } from "../../src/rpc/supervisor.ts";
 import { createTestCertificate, type TestCertificate } from "../support/tls-cert.ts";
 import { startVaultServer, type VaultServer } from "../support/vault-server.ts";
+import { dsoBinary } from "../support/dso-binary.ts";
+import { scanProcessMemory, type Sighting } from "../support/memory-scan.ts";
 
 const PLANTED_PASSWORD = "planted-Vault-Password-90210";
+/** Bytes kept before each copy a memory scan finds: enough to reach an HTTP response's status line. */
+const HTTP_CONTEXT_BYTES = 400;
 const MAIN = new URL("../../src/main.ts", import.meta.url).pathname;
 
 let vault: VaultServer;
@@ -264,6 +268,67 @@ describe("vault provider: KV v1", () => {
     const v2 = await rawProviderRun({ name: "hv", type: "vault", config: { address: vault.url }, credentials: { VAULT_TOKEN: vault.state.rootToken } }, []);
     expect(JSON.stringify(v2.replies)).toContain('"ok":true');
   });
+
+  test("the long-lived provider keeps no KV v1 value it polled, but for the runtime's socket buffer holding the last response (memory scan, compiled binary)", async () => {
+    // Issue 18: KV v1 has no metadata, so a poll reads the value. The long-lived process (the one
+    // that answers `fingerprint`) must hold no copy of it afterwards; its values live only in the
+    // short-lived fetch process. Positive control: the scan finds the secret's path, which that
+    // same process did hold (names are not values).
+    const run = crypto.randomUUID().slice(0, 8);
+    const path = `memscan-${run}/db`;
+    const values = [`kv1mem-v1-${crypto.randomUUID()}`, `kv1mem-v2-${crypto.randomUUID()}`];
+    const key = "b2".repeat(32);
+    const secretOf = (value: string) => ({ user: "u<&>", password: value, port: 5432 });
+    const p = new ProviderProcess({
+      configure: { name: "hv", type: "vault", config: { mount: "kv", kv_version: "1" }, fingerprintKey: key },
+      env: { PATH: process.env.PATH, VAULT_ADDR: vault.url, VAULT_TOKEN: vault.state.rootToken },
+      command: [await dsoBinary(), "provider", "vault"],
+    });
+    await using(p, async () => {
+      const fingerprints: string[] = [];
+      for (const value of values) {
+        // Characters Vault's Go encoder escapes (<, >, &) and a number: all read as bytes.
+        vault.state.writeSecret(`kv/${path}`, secretOf(value));
+        for (let poll = 0; poll < 3; poll++) fingerprints.push((await p.fingerprint([{ name: path }]))[0]!.fingerprint!);
+      }
+      expect(new Set(fingerprints).size).toBe(2);
+      // Made from the bytes, the fingerprint is still the keyed MAC of the value's canonical JSON
+      // (as when it was made from the parsed value): an upgrade rotates nothing.
+      const macOf = (value: string) => `hmac-sha256:${new Bun.CryptoHasher("sha256", Buffer.from(key, "hex")).update(canonicalJson(secretOf(value))).digest("hex")}`;
+      expect(fingerprints.at(-1)).toBe(macOf(values[1]!));
+      // A fetch (its own short-lived process) agrees with the polls.
+      const [item] = await p.fetch([{ name: path }]);
+      expect(item?.fingerprint).toBe(fingerprints.at(-1)!);
+      for (const bytes of item?.value?.values() ?? []) bytes.fill(0);
+      await Bun.sleep(500);
+      const pid = p.getStatus().pid!;
+      const scan = scanProcessMemory(
+        pid,
+        [
+          { label: "v1", value: values[0]! },
+          { label: "v2", value: values[1]! },
+          { label: "name", value: `memscan-${run}` },
+        ],
+        { contextBytes: HTTP_CONTEXT_BYTES },
+      );
+      const count = (label: string) => scan.counts.get(label)!.latin1 + scan.counts.get(label)!.utf16;
+      const copies = scan.sightings.filter((s) => s.label !== "name");
+      // What is left may only be the runtime's socket receive buffer: the raw HTTP response of the
+      // last read, status line and headers right before the body. Not a string; the next response
+      // read overwrites it (which is why no rotated-out value is ever found).
+      const inSocketBuffer = (s: Sighting) => s.before.toString("latin1").includes("HTTP/1.1 200 OK");
+      const shown = (b: Buffer) => [...b].map((c) => (c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : "·")).join("");
+      console.log(
+        `KV v1 long-lived provider (${pid}): ${(scan.bytesScanned / 1e6).toFixed(1)} MB scanned; name ${count("name")}, v1 ${count("v1")}, v2 ${count("v2")}\n` +
+          copies.map((s) => `  ${s.label} ${inSocketBuffer(s) ? "raw HTTP response (socket buffer)" : "OTHER"}: …${shown(s.before.subarray(-120))}⟨V⟩${shown(s.after.subarray(0, 40))}…`).join("\n"),
+      );
+      expect(scan.bytesScanned).toBeGreaterThan(5 * 1024 * 1024);
+      expect(count("name")).toBeGreaterThan(0);
+      expect(count("v1")).toBe(0);
+      expect(count("v2")).toBeLessThanOrEqual(1);
+      expect(copies.filter((s) => !inSocketBuffer(s)).map((s) => `${s.label}: ${shown(s.before.subarray(-60))}⟨V⟩${shown(s.after.subarray(0, 20))}`)).toEqual([]);
+    });
+  }, 30_000);
 
   test("canonical JSON sorts keys at every level", () => {
     expect(canonicalJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: "x" } })).toBe('{"a":{"c":"x","d":[1,{"y":2,"z":1}]},"b":1}');
