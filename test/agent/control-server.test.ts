@@ -34,9 +34,9 @@ function serve(name: string, extra: { group?: string } = {}): { server: ControlS
     socketPath,
     ...extra,
     routes: [
-      { method: "GET", path: "/v1/status", handle: async () => ({ ok: true }) },
-      { method: "POST", path: "/v1/rotate", body: v.object({ secret: v.string() }), handle: async (body) => ({ rotated: (body as { secret: string }).secret }) },
-      { method: "GET", path: "/v1/big", handle: async () => ({ filler: "x".repeat(3 * 1024 * 1024) }) },
+      { method: "GET", path: "/v1/status", access: "read", handle: async () => ({ ok: true }) },
+      { method: "POST", path: "/v1/rotate", access: "trigger", body: v.object({ secret: v.string() }), handle: async (body) => ({ rotated: (body as { secret: string }).secret }) },
+      { method: "GET", path: "/v1/big", access: "read", handle: async () => ({ filler: "x".repeat(3 * 1024 * 1024) }) },
     ],
     onRequest: (info, callerUid) => seen.push({ path: info.path, status: info.status, callerUid }),
     log: quiet,

@@ -149,11 +149,12 @@ describe("the observer: one call per event feeds metrics, audit and notification
     const server = startControlServer({
       socketPath,
       routes: [
-        { method: "GET", path: "/v1/status", handle: async () => ({ ok: true }) },
-        { method: "POST", path: "/v1/rotate", body: v.object({ secret: v.string() }), handle: async () => ({ results: [] }) },
+        { method: "GET", path: "/v1/status", access: "read", handle: async () => ({ ok: true }) },
+        { method: "POST", path: "/v1/rotate", access: "trigger", body: v.object({ secret: v.string() }), handle: async () => ({ results: [] }) },
         {
           method: "POST",
           path: "/v1/sync",
+          access: "trigger",
           body: v.object({ container: v.optional(v.string()) }),
           handle: async () => {
             throw new DsoError("DELIVERY_REFUSED", "no");

@@ -1,0 +1,297 @@
+/**
+ * Who may do what on the agent's sockets (issue 18, finding 1 and the control-socket part of 9),
+ * against the compiled agent and the real daemon. A member of agent.socket_group (uid 4243, in
+ * group 4242, not root) may read (`status`, `ls`) and trigger (`rotate`), but may not speak the
+ * Docker plugin protocol (that is dockerd's: root, or the agent's own uid) nor place a value
+ * (`/v1/inject`); every call, refused or not, is audited with the kernel's caller uid. A member
+ * reaches the agent with the documented default paths although /run/docker is 0700 (the agent
+ * also serves the control API on /run/dso/control/dso.sock). A 300 MB body streamed into the
+ * socket leaves the agent's memory bounded and `/v1/status` answering.
+ *
+ * The main socket sits in an open directory, as an operator who wanted socket_group to work had
+ * to put it before (the issue's `$S`): that is where the old code handed a member every secret.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { existsSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startAgent, type AgentProcess } from "../support/agent-process.ts";
+import { ensureDocker } from "../support/docker-daemon.ts";
+import { dsoBinary } from "../support/dso-binary.ts";
+
+const MEMBER_UID = 4243;
+const SOCKET_GROUP = 4242;
+/** The documented default of agent.group_socket (docs/configuration.md). */
+const GROUP_SOCKET = "/run/dso/control/dso.sock";
+const VALUE = "authz-planted-VALUE-7Qx2";
+const STEAL = `steal-${process.pid}`;
+const CONTROL_VOLUME = `ctl-${process.pid}`;
+const STREAM_BYTES = 300 * 1024 * 1024;
+/** Growth of the agent's peak RSS allowed while 2 x 300 MB stream in (the old front kept them: +370 MB). */
+const MAX_RSS_GROWTH_BYTES = 64 * 1024 * 1024;
+/** /v1/status while the streams run. */
+const MAX_STATUS_LATENCY_MS = 3_000;
+
+const isRoot = process.getuid?.() === 0;
+const hasTools = Bun.which("setpriv") !== null && Bun.which("curl") !== null;
+
+let dir: string;
+let open: string;
+let volumesRoot: string;
+let auditPath: string;
+let agent: AgentProcess;
+let binary: string;
+/** Whether this test created /run/dso (then it removes it again). */
+let createdRunDso = false;
+
+/** argv run as the socket_group member: its own uid and gid, the socket's group as a supplementary group. */
+function asMember(argv: string[]): string[] {
+  return ["setpriv", `--reuid=${MEMBER_UID}`, `--regid=${MEMBER_UID}`, `--groups=${SOCKET_GROUP}`, "--", ...argv];
+}
+
+async function run(argv: string[], env: Record<string, string> = { PATH: process.env.PATH! }): Promise<{ code: number; stdout: string; stderr: string }> {
+  const p = Bun.spawn(argv, { cwd: open, env, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { code, stdout, stderr };
+}
+
+/** One HTTP call with curl on `socket`; status and body. */
+async function curl(argv: (a: string[]) => string[], socket: string, method: "GET" | "POST", path: string, body?: unknown): Promise<{ code: number; status: number; body: string }> {
+  const data = body === undefined ? [] : ["-H", "content-type: application/json", "-d", JSON.stringify(body)];
+  const r = await run(argv(["curl", "-sS", "--unix-socket", socket, "-X", method, ...data, "-w", "\n%{http_code}", `http://dso${path}`]));
+  const lines = r.stdout.split("\n");
+  return { code: r.code, status: Number(lines.at(-1)), body: lines.slice(0, -1).join("\n") };
+}
+
+const member = (socket: string, method: "GET" | "POST", path: string, body?: unknown) => curl(asMember, socket, method, path, body);
+const root = (socket: string, method: "GET" | "POST", path: string, body?: unknown) => curl((a) => a, socket, method, path, body);
+
+interface AuditLine {
+  event: string;
+  outcome: string;
+  request?: { method: string; path: string; status: number };
+  caller_uid?: number;
+  volume?: string;
+  options?: string[];
+  error?: string;
+}
+
+async function auditLines(): Promise<AuditLine[]> {
+  const text = await readFile(auditPath, "utf8").catch(() => "");
+  return text
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as AuditLine);
+}
+
+function rssOf(pid: number, field: "VmRSS" | "VmHWM"): number {
+  const line = readFileSync(`/proc/${pid}/status`, "utf8")
+    .split("\n")
+    .find((l) => l.startsWith(`${field}:`));
+  return Number(/(\d+)/.exec(line ?? "")?.[1] ?? 0) * 1024;
+}
+
+/**
+ * Streams `bytes` of chunked body into `path`, writing as fast as the socket takes them (a
+ * client that does not stop when it gets an early answer), then ends the body and reads the reply.
+ */
+function streamChunked(socket: string, path: string, bytes: number): Promise<{ sent: number; head: string }> {
+  return new Promise((resolve, reject) => {
+    const s = connect(socket);
+    const piece = Buffer.alloc(64 * 1024, 0x61);
+    const framed = Buffer.concat([Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from("\r\n")]);
+    let sent = 0;
+    let reply = "";
+    s.on("data", (d) => {
+      reply += d.toString("latin1");
+    });
+    s.on("error", reject);
+    s.on("close", () => resolve({ sent, head: reply.split("\r\n")[0] ?? "" }));
+    s.on("connect", async () => {
+      s.write(`POST ${path} HTTP/1.1\r\nHost: dso\r\ncontent-type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`);
+      while (sent < bytes && !s.destroyed) {
+        sent += piece.length;
+        if (!s.write(framed)) await new Promise((r) => s.once("drain", r));
+      }
+      s.write("0\r\n\r\n");
+      setTimeout(() => s.end(), 500);
+    });
+  });
+}
+
+beforeAll(async () => {
+  if (!isRoot || !hasTools) return;
+  const d = await ensureDocker();
+  dir = await mkdtemp(join(tmpdir(), "dso-authz-"));
+  open = await mkdtemp(join(tmpdir(), "dso-authz-open-"));
+  await chmod(open, 0o755);
+  binary = join(open, "dso");
+  await copyFile(await dsoBinary(), binary);
+  await chmod(binary, 0o755);
+  volumesRoot = join(dir, "volumes");
+  auditPath = join(dir, "audit.log");
+  await mkdir(join(dir, "secrets"));
+  await writeFile(join(dir, "secrets", "prod_db"), VALUE);
+  await writeFile(
+    join(dir, "dso.yaml"),
+    [
+      "providers:",
+      "  local:",
+      "    type: file",
+      "    config:",
+      `      path: ${join(dir, "secrets")}`,
+      "secrets:",
+      "  - name: prod_db",
+      "    provider: local",
+      "agent:",
+      `  socket_group: "${SOCKET_GROUP}"`,
+      `  volumes_root: ${volumesRoot}`,
+      "  audit:",
+      `    output: ${auditPath}`,
+      "  watch:",
+      "    polling_interval: 1h",
+      "",
+    ].join("\n"),
+  );
+  createdRunDso = !existsSync("/run/dso");
+  agent = await startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost: d.host, name: "authz", socket: join(open, "dso.sock") });
+  await agent.waitForLog(/connected to Docker/);
+});
+
+afterAll(async () => {
+  if (!isRoot || !hasTools) return;
+  // The control volume, while the agent still runs (a leftover if a test failed half way).
+  if (agent) await root(agent.socket, "POST", "/VolumeDriver.Remove", { Name: CONTROL_VOLUME }).catch(() => {});
+  await agent?.stop("SIGTERM");
+  Bun.spawnSync(["umount", "-l", volumesRoot]);
+  await rm(dir, { recursive: true, force: true });
+  await rm(open, { recursive: true, force: true });
+  for (const d of ["/run/dso/control", ...(createdRunDso ? ["/run/dso"] : [])]) {
+    if (existsSync(d) && readdirSync(d).length === 0) rmdirSync(d);
+  }
+});
+
+describe.skipIf(!isRoot || !hasTools)("socket_group member: reads and triggers, never the plugin protocol or a value", () => {
+  test("a member runs dso status and dso ls with the default paths (no --socket; /run/docker is 0700)", async () => {
+    const status = await run(asMember([binary, "status", "--json"]));
+    expect(status.stderr).toBe("");
+    expect(status.code).toBe(0);
+    expect((JSON.parse(status.stdout) as { agent: { pid: number } }).agent.pid).toBe(agent.proc.pid);
+    const ls = await run(asMember([binary, "ls", "--json"]));
+    expect(ls.code).toBe(0);
+    expect(JSON.parse(ls.stdout)).toHaveProperty("containers");
+  });
+
+  test("the Docker plugin routes are refused (403) to a member on both sockets; root (dockerd) is answered", async () => {
+    // Positive control: root (as dockerd) creates and mounts a volume, and the value is there.
+    expect((await root(agent.socket, "POST", "/VolumeDriver.Create", { Name: CONTROL_VOLUME, Opts: { secrets: "prod_db" } })).body).toBe('{"Err":""}');
+    const mounted = await root(agent.socket, "POST", "/VolumeDriver.Mount", { Name: CONTROL_VOLUME, ID: "authz-control" });
+    expect(JSON.parse(mounted.body)).toEqual({ Mountpoint: join(volumesRoot, CONTROL_VOLUME), Err: "" });
+    expect(await readFile(join(volumesRoot, CONTROL_VOLUME, "prod_db"), "utf8")).toBe(VALUE);
+
+    // The attack of the issue: Create + Mount a volume of one's own, Remove someone else's.
+    for (const socket of [agent.socket, GROUP_SOCKET]) {
+      const attempts: [string, unknown][] = [
+        ["/Plugin.Activate", {}],
+        ["/VolumeDriver.Create", { Name: STEAL, Opts: { secrets: "prod_db", uid: String(MEMBER_UID) } }],
+        ["/VolumeDriver.Mount", { Name: STEAL, ID: "x" }],
+        ["/VolumeDriver.Get", { Name: CONTROL_VOLUME }],
+        ["/VolumeDriver.Remove", { Name: CONTROL_VOLUME }],
+      ];
+      for (const [path, body] of attempts) {
+        const r = await member(socket, "POST", path, body);
+        expect({ socket, path, status: r.status }).toEqual({ socket, path, status: 403 });
+        const error = (JSON.parse(r.body) as { error: { code: string; message: string } }).error;
+        expect(error.code).toBe("FORBIDDEN");
+        expect(error.message).toContain(path);
+        expect(error.message).toContain("dockerd");
+      }
+    }
+    expect(existsSync(join(volumesRoot, STEAL))).toBe(false);
+    // The victim volume is still there, with its value, for root.
+    expect(JSON.parse((await root(agent.socket, "POST", "/VolumeDriver.Get", { Name: CONTROL_VOLUME })).body)).toMatchObject({ Err: "" });
+    expect(await readFile(join(volumesRoot, CONTROL_VOLUME, "prod_db"), "utf8")).toBe(VALUE);
+    expect((await root(agent.socket, "POST", "/VolumeDriver.Unmount", { Name: CONTROL_VOLUME, ID: "authz-control" })).body).toBe('{"Err":""}');
+    expect((await root(agent.socket, "POST", "/VolumeDriver.Remove", { Name: CONTROL_VOLUME })).body).toBe('{"Err":""}');
+  });
+
+  test("a member may read and trigger, but not place a value: /v1/inject is refused, dso inject says why", async () => {
+    for (const socket of [agent.socket, GROUP_SOCKET]) {
+      expect((await member(socket, "GET", "/v1/status")).status).toBe(200);
+      expect((await member(socket, "POST", "/v1/rotate", { secret: "prod_db" })).status).toBe(200);
+      const inject = await member(socket, "POST", "/v1/inject", { container: "anything", secrets: ["prod_db"] });
+      expect(inject.status).toBe(403);
+      expect(JSON.parse(inject.body)).toEqual({
+        error: { code: "FORBIDDEN", message: expect.stringMatching(/^POST \/v1\/inject places a value: it needs root or the agent's own uid \(caller uid 4243\)$/) },
+      });
+    }
+    const cli = await run(asMember([binary, "inject", "anything", "--secret", "prod_db"]));
+    expect(cli.code).toBe(1);
+    expect(cli.stderr).toContain("dso: FORBIDDEN: POST /v1/inject places a value");
+    // Root keeps every route: the same call reaches the reconciler (no such container).
+    expect((await root(agent.socket, "POST", "/v1/inject", { container: `no-such-${process.pid}`, secrets: ["prod_db"] })).status).toBe(400);
+  });
+
+  test("every call is audited with the kernel's caller uid: plugin routes, refusals and reads; no value, options by name", async () => {
+    const lines = await auditLines();
+    const api = lines.filter((l) => l.event === "api");
+    const find = (uid: number, path: string, outcome: string) => api.find((l) => l.caller_uid === uid && l.request?.path === path && l.outcome === outcome);
+    expect(find(MEMBER_UID, "/VolumeDriver.Create", "FORBIDDEN")).toMatchObject({ request: { method: "POST", status: 403 }, volume: STEAL, options: ["secrets", "uid"] });
+    expect(find(MEMBER_UID, "/VolumeDriver.Remove", "FORBIDDEN")).toMatchObject({ volume: CONTROL_VOLUME });
+    expect(find(MEMBER_UID, "/Plugin.Activate", "FORBIDDEN")).toBeDefined();
+    expect(find(MEMBER_UID, "/v1/inject", "FORBIDDEN")?.error).toContain("/v1/inject");
+    expect(find(MEMBER_UID, "/v1/status", "ok")).toMatchObject({ request: { method: "GET", status: 200 } });
+    expect(find(0, "/VolumeDriver.Create", "ok")).toMatchObject({ volume: CONTROL_VOLUME, options: ["secrets"] });
+    expect(find(0, "/VolumeDriver.Mount", "ok")).toMatchObject({ volume: CONTROL_VOLUME });
+    // 5 plugin routes x 2 sockets, and /v1/inject x 2 sockets + the CLI's.
+    expect(api.filter((l) => l.caller_uid === MEMBER_UID && l.outcome === "FORBIDDEN")).toHaveLength(13);
+    const text = await readFile(auditPath, "utf8");
+    expect(text).not.toContain(VALUE);
+    expect(text).not.toContain(`"${MEMBER_UID}"`); // the uid= option's value
+  });
+});
+
+describe.skipIf(!isRoot || !hasTools)("bounded buffering on the control socket", () => {
+  test("2 x 300 MB streamed into the socket: the agent's RSS stays bounded and /v1/status keeps answering", async () => {
+    const pid = agent.proc.pid;
+    Bun.gc(true);
+    const baseline = rssOf(pid, "VmRSS");
+    const hwmBefore = rssOf(pid, "VmHWM");
+    let peak = baseline;
+    let slowest = 0;
+    let statusCalls = 0;
+    let streaming = true;
+    const sampler = (async () => {
+      while (streaming) {
+        peak = Math.max(peak, rssOf(pid, "VmRSS"));
+        const started = performance.now();
+        const r = await fetch("http://dso/v1/status", { unix: agent.socket, signal: AbortSignal.timeout(10_000) } as RequestInit);
+        expect(r.status).toBe(200);
+        await r.arrayBuffer();
+        statusCalls++;
+        slowest = Math.max(slowest, performance.now() - started);
+        await Bun.sleep(50);
+      }
+    })();
+    const started = performance.now();
+    const streams = await Promise.all([streamChunked(agent.socket, "/v1/rotate", STREAM_BYTES), streamChunked(agent.socket, "/VolumeDriver.Create", STREAM_BYTES)]);
+    streaming = false;
+    await sampler;
+    const seconds = (performance.now() - started) / 1000;
+    const hwm = rssOf(pid, "VmHWM");
+    console.log(
+      `measured (control socket, 2 x ${STREAM_BYTES / 1048576} MB): ${seconds.toFixed(1)} s, RSS ${Math.round(baseline / 1048576)} -> peak ${Math.round(Math.max(peak, hwm) / 1048576)} MiB (VmHWM before ${Math.round(hwmBefore / 1048576)}), /v1/status ${statusCalls} calls, slowest ${Math.round(slowest)} ms`,
+    );
+    for (const s of streams) {
+      expect(s.sent).toBeGreaterThanOrEqual(STREAM_BYTES);
+      expect(s.head).toStartWith("HTTP/1.1 413");
+    }
+    expect(peak - baseline).toBeLessThan(MAX_RSS_GROWTH_BYTES);
+    expect(hwm - Math.max(baseline, hwmBefore)).toBeLessThan(MAX_RSS_GROWTH_BYTES);
+    expect(statusCalls).toBeGreaterThan(0);
+    expect(slowest).toBeLessThan(MAX_STATUS_LATENCY_MS);
+    expect((await fetch("http://dso/v1/status", { unix: agent.socket } as RequestInit)).status).toBe(200);
+  }, 60_000);
+});
