@@ -76,8 +76,13 @@ export interface ControlServer {
 }
 
 
+/**
+ * An error reply. It closes the connection: the request's body may be unread (refused before
+ * reading, or past MAX_BODY_BYTES), and a client still streaming one is cut off there instead of
+ * the agent reading the rest to keep the connection.
+ */
 export function jsonError(status: number, code: string, message: string): Response {
-  return Response.json({ error: { code, message } }, { status });
+  return Response.json({ error: { code, message } }, { status, headers: { connection: "close" } });
 }
 
 /**
