@@ -218,11 +218,10 @@ afterAll(async () => {
 
 describe.skipIf(!isRoot || !hasTools)("socket_group member: reads and triggers, never the plugin protocol or a value", () => {
   test("a member runs dso status and dso ls with the default paths (no --socket; /run/docker is 0700)", async () => {
-    const status = await run(asMember([binary, "status", "--json"]));
+    const [status, ls] = await Promise.all([run(asMember([binary, "status", "--json"])), run(asMember([binary, "ls", "--json"]))]);
     expect(status.stderr).toBe("");
     expect(status.code).toBe(0);
     expect((JSON.parse(status.stdout) as { agent: { pid: number } }).agent.pid).toBe(agent.proc.pid);
-    const ls = await run(asMember([binary, "ls", "--json"]));
     expect(ls.code).toBe(0);
     expect(JSON.parse(ls.stdout)).toHaveProperty("containers");
   });
@@ -235,22 +234,22 @@ describe.skipIf(!isRoot || !hasTools)("socket_group member: reads and triggers, 
     expect(await readFile(join(volumesRoot, CONTROL_VOLUME, "prod_db"), "utf8")).toBe(VALUE);
 
     // The attack of the issue: Create + Mount a volume of one's own, Remove someone else's.
-    for (const socket of [agent.socket, GROUP_SOCKET]) {
-      const attempts: [string, unknown][] = [
-        ["/Plugin.Activate", {}],
-        ["/VolumeDriver.Create", { Name: STEAL, Opts: { secrets: "prod_db", uid: String(MEMBER_UID) } }],
-        ["/VolumeDriver.Mount", { Name: STEAL, ID: "x" }],
-        ["/VolumeDriver.Get", { Name: CONTROL_VOLUME }],
-        ["/VolumeDriver.Remove", { Name: CONTROL_VOLUME }],
-      ];
-      for (const [path, body] of attempts) {
-        const r = await member(socket, "POST", path, body);
-        expect({ socket, path, status: r.status }).toEqual({ socket, path, status: 403 });
-        const error = (JSON.parse(r.body) as { error: { code: string; message: string } }).error;
-        expect(error.code).toBe("FORBIDDEN");
-        expect(error.message).toContain(path);
-        expect(error.message).toContain("dockerd");
-      }
+    const attempts: [string, unknown][] = [
+      ["/Plugin.Activate", {}],
+      ["/VolumeDriver.Create", { Name: STEAL, Opts: { secrets: "prod_db", uid: String(MEMBER_UID) } }],
+      ["/VolumeDriver.Mount", { Name: STEAL, ID: "x" }],
+      ["/VolumeDriver.Get", { Name: CONTROL_VOLUME }],
+      ["/VolumeDriver.Remove", { Name: CONTROL_VOLUME }],
+    ];
+    const calls = [agent.socket, GROUP_SOCKET].flatMap((socket) => attempts.map(([path, body]) => ({ socket, path, body })));
+    const replies = await Promise.all(calls.map(({ socket, path, body }) => member(socket, "POST", path, body)));
+    for (const [i, { socket, path }] of calls.entries()) {
+      const r = replies[i]!;
+      expect({ socket, path, status: r.status }).toEqual({ socket, path, status: 403 });
+      const error = (JSON.parse(r.body) as { error: { code: string; message: string } }).error;
+      expect(error.code).toBe("FORBIDDEN");
+      expect(error.message).toContain(path);
+      expect(error.message).toContain("dockerd");
     }
     expect(existsSync(join(volumesRoot, STEAL))).toBe(false);
     // The victim volume is still there, with its value, for root.
@@ -261,16 +260,21 @@ describe.skipIf(!isRoot || !hasTools)("socket_group member: reads and triggers, 
   });
 
   test("a member may read and trigger, but not place a value: /v1/inject is refused, dso inject says why", async () => {
-    for (const socket of [agent.socket, GROUP_SOCKET]) {
-      expect((await member(socket, "GET", "/v1/status")).status).toBe(200);
-      expect((await member(socket, "POST", "/v1/rotate", { secret: "prod_db" })).status).toBe(200);
-      const inject = await member(socket, "POST", "/v1/inject", { container: "anything", secrets: ["prod_db"] });
+    const sockets = [agent.socket, GROUP_SOCKET];
+    const [statuses, rotations, injects, cli] = await Promise.all([
+      Promise.all(sockets.map((socket) => member(socket, "GET", "/v1/status"))),
+      Promise.all(sockets.map((socket) => member(socket, "POST", "/v1/rotate", { secret: "prod_db" }))),
+      Promise.all(sockets.map((socket) => member(socket, "POST", "/v1/inject", { container: "anything", secrets: ["prod_db"] }))),
+      run(asMember([binary, "inject", "anything", "--secret", "prod_db"])),
+    ]);
+    expect(statuses.map((r) => r.status)).toEqual([200, 200]);
+    expect(rotations.map((r) => r.status)).toEqual([200, 200]);
+    for (const inject of injects) {
       expect(inject.status).toBe(403);
       expect(JSON.parse(inject.body)).toEqual({
         error: { code: "FORBIDDEN", message: expect.stringMatching(/^POST \/v1\/inject places a value: it needs root or the agent's own uid \(caller uid 4243\)$/) },
       });
     }
-    const cli = await run(asMember([binary, "inject", "anything", "--secret", "prod_db"]));
     expect(cli.code).toBe(1);
     expect(cli.stderr).toContain("dso: FORBIDDEN: POST /v1/inject places a value");
     // Root keeps every route: the same call reaches the reconciler (no such container).
