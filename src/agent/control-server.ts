@@ -169,13 +169,16 @@ export function startControlServer(options: ControlServerOptions): ControlServer
   const gid = options.group ? groupId(options.group) : undefined;
   const ownUid = options.ownUid ?? process.getuid?.() ?? 0;
   prepareDirectory(options.socketPath);
-  const groupSocketPath = gid !== undefined ? options.groupSocketPath : undefined;
+  // The same path as the main socket: that one already has the group's mode.
+  const groupSocketPath = gid !== undefined && options.groupSocketPath !== options.socketPath ? options.groupSocketPath : undefined;
   let groupLock: SocketLock | undefined;
   if (groupSocketPath !== undefined && gid !== undefined) {
     prepareGroupDirectory(groupSocketPath, gid);
     // One agent per group socket, as per main socket (agent.ts): a second one would unlink the first one's.
     groupLock = acquireSocketLock(groupSocketPath);
     removeStaleSocket(groupSocketPath);
+    const above = dirname(dirname(groupSocketPath));
+    if ((statSync(above).mode & 0o001) === 0) options.log.warn("group members cannot traverse the group socket's parent directory (make it 0755)", { directory: above });
   }
   const routes = new Map(options.routes.map((r) => [`${r.method} ${r.path}`, r]));
   const paths = new Set(options.routes.map((r) => r.path));
