@@ -19,6 +19,7 @@ export const ERROR_CODES = [
   "DELIVERY_FAILED",
   "AGENT_UNREACHABLE",
   "BAD_REQUEST",
+  "FORBIDDEN",
   "INTERNAL",
 ] as const;
 

@@ -129,13 +129,14 @@ export class Agent {
     this.server = startControlServer({
       socketPath: this.socketPath,
       group: this.config.agent.socketGroup,
+      groupSocketPath: this.config.agent.groupSocket,
       routes: apiRoutes(control),
       plugin: this.volumes.handler(),
       rawRoutes: this.observer.rawRoutes(),
       onRequest: (info, callerUid) => this.observer.apiRequest(info, callerUid),
       log: this.log,
     });
-    this.log.info("agent listening", { socket: this.socketPath });
+    this.log.info("agent listening", { socket: this.socketPath, ...(this.config.agent.socketGroup ? { groupSocket: this.config.agent.groupSocket } : {}) });
     const hook = this.config.agent.watch.webhook;
     if (hook.enabled && hook.authToken) {
       this.webhook = startWebhook({ listen: hook.listen, token: hook.authToken, onNotify: (n) => this.polls.pollNow(n) });

@@ -2,6 +2,7 @@
  * The client side of the control API (contract.ts): HTTP/JSON over the agent's unix socket, each
  * reply checked against its route's schema. The CLI and `dso doctor` call the agent through this.
  */
+import { accessSync, constants } from "node:fs";
 import * as v from "valibot";
 import { ErrorReplySchema, ROUTES, type RouteBody, type RouteName, type RouteReply } from "./contract.ts";
 import { DsoError } from "../errors.ts";
@@ -10,6 +11,24 @@ export const AGENT_CALL_TIMEOUT_MS = 120_000;
 
 /** An error body from an agent of another version, whose code this dso does not know. */
 const ForeignErrorReplySchema = v.object({ error: v.object({ code: v.string(), message: v.string() }) });
+
+/**
+ * The first of the agent's sockets this process may connect to (search on each directory, write
+ * on the socket: what connect(2) checks), else the first, whose error then names it. A
+ * socket_group member cannot reach the plugin socket under /run/docker (0700 root) and gets the
+ * group socket; root gets the plugin socket.
+ */
+export function reachableSocket(candidates: readonly [string, ...string[]]): string {
+  for (const path of candidates) {
+    try {
+      accessSync(path, constants.W_OK);
+      return path;
+    } catch {
+      // Not there, or not for us: try the next one.
+    }
+  }
+  return candidates[0];
+}
 
 export interface CallOptions {
   timeoutMs?: number;

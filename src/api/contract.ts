@@ -132,15 +132,23 @@ export type StatusReply = v.InferOutput<typeof StatusReplySchema>;
 export const ResultsReplySchema = v.object({ results: v.array(ActionReportSchema) });
 export const ContainersReplySchema = v.object({ containers: v.array(ContainerViewSchema) });
 
-/** Every route: method, path, body schema (POST) and reply schema. */
+/**
+ * Who may call a route (docs/security.md). `read` and `trigger` routes answer any caller the
+ * socket's mode lets in (root, the agent's own uid, members of agent.socket_group); a `place`
+ * route delivers a value to a target the caller chooses, so only root or the agent's own uid may
+ * call it. The Docker plugin protocol (/Plugin.*, /VolumeDriver.*) is dockerd's alone (same uids).
+ */
+export type RouteAccess = "read" | "trigger" | "place";
+
+/** Every route: method, path, who may call it, body schema (POST) and reply schema. */
 export const ROUTES = {
-  status: { method: "GET", path: "/v1/status", reply: StatusReplySchema },
-  containers: { method: "GET", path: "/v1/containers", reply: ContainersReplySchema },
-  sync: { method: "POST", path: "/v1/sync", body: SyncBody, reply: ResultsReplySchema },
-  rotate: { method: "POST", path: "/v1/rotate", body: SecretBody, reply: ResultsReplySchema },
-  inject: { method: "POST", path: "/v1/inject", body: InjectBody, reply: InjectReportSchema },
-  plan: { method: "POST", path: "/v1/plan", body: SecretBody, reply: PlanReplySchema },
-} as const satisfies Record<string, { method: "GET" | "POST"; path: string; body?: v.GenericSchema; reply: v.GenericSchema }>;
+  status: { method: "GET", path: "/v1/status", access: "read", reply: StatusReplySchema },
+  containers: { method: "GET", path: "/v1/containers", access: "read", reply: ContainersReplySchema },
+  sync: { method: "POST", path: "/v1/sync", access: "trigger", body: SyncBody, reply: ResultsReplySchema },
+  rotate: { method: "POST", path: "/v1/rotate", access: "trigger", body: SecretBody, reply: ResultsReplySchema },
+  inject: { method: "POST", path: "/v1/inject", access: "place", body: InjectBody, reply: InjectReportSchema },
+  plan: { method: "POST", path: "/v1/plan", access: "read", body: SecretBody, reply: PlanReplySchema },
+} as const satisfies Record<string, { method: "GET" | "POST"; path: string; access: RouteAccess; body?: v.GenericSchema; reply: v.GenericSchema }>;
 
 export type RouteName = keyof typeof ROUTES;
 export type RouteBody<R extends RouteName> = (typeof ROUTES)[R] extends { body: infer B extends v.GenericSchema } ? v.InferOutput<B> : undefined;
@@ -155,6 +163,12 @@ export interface ApiRequestInfo {
   code?: string;
   /** The validated request body (names only: the control API never carries values). */
   body?: unknown;
+  /** A plugin call's volume name (`Name`), when it has one. */
+  volume?: string;
+  /** The names of a plugin call's volume options (`Opts`), never their values. */
+  options?: string[];
+  /** Why the call was refused or failed, in one line (no value). */
+  error?: string;
 }
 
 /** The error body of every non-2xx reply. */
@@ -164,6 +178,7 @@ export const ErrorReplySchema = v.object({ error: v.object({ code: v.picklist(ER
 export const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   BAD_REQUEST: 400,
   USAGE: 400,
+  FORBIDDEN: 403,
   SECRET_NOT_FOUND: 404,
   DELIVERY_REFUSED: 409,
   PROVIDER_UNAVAILABLE: 503,

@@ -1,7 +1,8 @@
 /**
  * The audit trail: one JSON line per delivery, rotation, strategy run, volume Mount/Unmount and
- * control API call that changes something, written to stderr (tagged `"tag":"audit"`, so it
- * can be told apart from log lines) or appended to a file the user names. Only the fields of
+ * call on the agent's sockets (control API and Docker plugin protocol, refused calls included),
+ * written to stderr (tagged `"tag":"audit"`, so it can be told apart from log lines) or appended
+ * to a file the user names. Only the fields of
  * AuditEvent are written, and they are names, short versions, modes and codes: never a value.
  * Error messages pass through the log redactor as a last line of defence. Schema: docs/audit.md.
  */
@@ -33,6 +34,8 @@ export interface AuditEvent {
   action?: string;
   trigger?: AuditTrigger;
   volume?: string;
+  /** The names of a plugin call's volume options (never their values). */
+  options?: string[];
   /** The container name or id as a control API caller wrote it. */
   target?: string;
   /** dockerd's mount id for Mount/Unmount. */
@@ -87,6 +90,7 @@ export function auditRecord(event: AuditEvent, now: Date = new Date()): Record<s
     ["duration_ms", event.durationMs === undefined ? undefined : Math.round(event.durationMs)],
   ];
   for (const [key, value] of scalars) if (value !== undefined) record[key] = value;
+  if (event.options) record.options = [...event.options];
   if (event.request) record.request = { method: event.request.method, path: event.request.path, status: event.request.status };
   Object.assign(record, errorFields(event.error));
   return record;

@@ -38,7 +38,8 @@ export function formatTable(header: string[], rows: string[][], options: TableOp
 export const socketArg = {
   socket: {
     type: "string",
-    description: "Agent socket (default: $DSO_SOCKET, agent.socket from dso.yaml, /run/docker/plugins/dso.sock)",
+    description:
+      "Agent socket (default: $DSO_SOCKET, else agent.socket from dso.yaml or /run/docker/plugins/dso.sock, else agent.group_socket or /run/dso/control/dso.sock when the first is out of reach)",
     valueHint: "path",
   },
 } as const satisfies ArgsDef;

@@ -1,17 +1,23 @@
 /** The CLI side of the control socket: which socket to call; the calls are the contract's client (src/api/client.ts). */
-import { DEFAULT_SOCKET_PATH, findConfigPath, loadConfig } from "../config/index.ts";
+import { reachableSocket } from "../api/client.ts";
+import { DEFAULT_GROUP_SOCKET_PATH, DEFAULT_SOCKET_PATH, findConfigPath, loadConfig } from "../config/index.ts";
 
 export { AGENT_CALL_TIMEOUT_MS, callAgent, callRoute } from "../api/client.ts";
 
-/** --socket, else $DSO_SOCKET, else agent.socket from dso.yaml, else the default. */
+/**
+ * --socket, else $DSO_SOCKET, else the first this user can reach of agent.socket and
+ * agent.group_socket (from dso.yaml when this user can read it, else their defaults): root gets
+ * the plugin socket, a member of agent.socket_group the group socket.
+ */
 export async function resolveSocketPath(flags: { socket?: string; config?: string }): Promise<string> {
   if (flags.socket) return flags.socket;
   if (process.env.DSO_SOCKET) return process.env.DSO_SOCKET;
+  let agent = { socket: DEFAULT_SOCKET_PATH, groupSocket: DEFAULT_GROUP_SOCKET_PATH };
   try {
     const path = findConfigPath({ flag: flags.config, env: process.env });
-    if (path) return (await loadConfig(path, process.env)).config.agent.socket;
+    if (path) agent = (await loadConfig(path, process.env)).config.agent;
   } catch {
-    // An unreadable config does not stop us from trying the default socket.
+    // An unreadable config (a group member may not read /etc/dso) does not stop us from trying the defaults.
   }
-  return DEFAULT_SOCKET_PATH;
+  return reachableSocket([agent.socket, agent.groupSocket]);
 }

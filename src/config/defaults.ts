@@ -6,6 +6,11 @@ export const LOCAL_CONFIG_NAME = "dso.yaml";
 export const BUILTIN_PROVIDER_NAME = "file";
 export const BUILTIN_FILE_PROVIDER_PATH = "/etc/dso/secrets";
 export const DEFAULT_SOCKET_PATH = "/run/docker/plugins/dso.sock";
+/**
+ * The control API for agent.socket_group members: /run/docker is 0700 root on a standard host, so
+ * they cannot reach DEFAULT_SOCKET_PATH; this directory is 0750 <agent uid>:<group>.
+ */
+export const DEFAULT_GROUP_SOCKET_PATH = "/run/dso/control/dso.sock";
 export const DEFAULT_VOLUMES_ROOT = "/run/dso/volumes";
 /** The Go DSO's REST address, where its webhook lived. */
 export const DEFAULT_WEBHOOK_LISTEN = "127.0.0.1:8471";
@@ -22,6 +27,7 @@ export function defaultAgentConfig(): AgentConfig {
   return {
     cache: false,
     socket: DEFAULT_SOCKET_PATH,
+    groupSocket: DEFAULT_GROUP_SOCKET_PATH,
     volumesRoot: DEFAULT_VOLUMES_ROOT,
     metrics: { enabled: false },
     audit: { enabled: false, output: "stderr" },

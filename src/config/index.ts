@@ -7,6 +7,7 @@ export {
   SYSTEM_CONFIG_PATH,
   BUILTIN_FILE_PROVIDER_PATH,
   DEFAULT_SOCKET_PATH,
+  DEFAULT_GROUP_SOCKET_PATH,
   DEFAULT_VOLUMES_ROOT,
 } from "./defaults.ts";
 export { parseDuration, formatDuration } from "./duration.ts";

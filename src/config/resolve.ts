@@ -202,6 +202,7 @@ export function resolveAgent(input: AgentInput | undefined, issues: IssueCollect
     },
     leakSentinel: { enabled: input.leak_sentinel?.enabled ?? agent.leakSentinel.enabled },
     socket: input.socket ?? agent.socket,
+    groupSocket: input.group_socket ?? agent.groupSocket,
     volumesRoot: input.volumes_root ?? agent.volumesRoot,
     ...(input.socket_group === undefined ? {} : { socketGroup: input.socket_group }),
     watch: {

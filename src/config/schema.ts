@@ -212,6 +212,7 @@ export const AgentSchema = v.strictObject({
   ),
   leak_sentinel: v.optional(v.strictObject({ enabled: v.optional(booleanField) })),
   socket: v.optional(absolutePathField),
+  group_socket: v.optional(absolutePathField),
   socket_group: v.optional(v.pipe(scalarString, v.minLength(1, "must be a group name or id"))),
   volumes_root: v.optional(absolutePathField),
   watch: v.optional(

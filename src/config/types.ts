@@ -74,6 +74,8 @@ export interface AgentConfig {
   /** Keep last-known-good values in memory (never on disk) to ride out provider outages. */
   cache: boolean;
   socket: string;
+  /** With socketGroup: the control API (no plugin protocol) on a socket the group can reach. */
+  groupSocket: string;
   socketGroup?: string;
   /** Plugin mode: the tmpfs under which each DSO volume gets its directory. */
   volumesRoot: string;

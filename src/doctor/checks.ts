@@ -1,12 +1,12 @@
 import { access, constants, mkdtemp, readFile, realpath, rmdir, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
-import { ConfigError, DEFAULT_SOCKET_PATH, DEFAULT_VOLUMES_ROOT, findConfigPath, formatIssue, loadConfig } from "../config/index.ts";
+import { ConfigError, DEFAULT_GROUP_SOCKET_PATH, DEFAULT_SOCKET_PATH, DEFAULT_VOLUMES_ROOT, findConfigPath, formatIssue, loadConfig } from "../config/index.ts";
 import { volumeRootMountCommand } from "../delivery/plugin/volume-driver.ts";
 import { mountsReachDockerd } from "../delivery/plugin/volume-mounts.ts";
 import { isRamBacked, nearestExisting, privateDirProblem } from "../delivery/tmpfs.ts";
 import { connectDocker } from "../docker/client.ts";
-import { callRoute } from "../api/client.ts";
+import { callRoute, reachableSocket } from "../api/client.ts";
 import type { StatusReply } from "../api/contract.ts";
 import { describeError, DsoError } from "../errors.ts";
 import { MNT_DETACH, mountTmpfs, unmount } from "../os/libc.ts";
@@ -180,8 +180,9 @@ export function checkEnvInjection(ctx: DoctorContext): CheckResult {
   };
 }
 
+/** As the CLI finds it (cli/agent-client.ts): flag, $DSO_SOCKET, else the first reachable of agent.socket and agent.group_socket. */
 function agentSocketOf(ctx: DoctorContext): string {
-  return ctx.socketFlag || ctx.env.DSO_SOCKET || ctx.config?.agent.socket || DEFAULT_SOCKET_PATH;
+  return ctx.socketFlag || ctx.env.DSO_SOCKET || reachableSocket([ctx.config?.agent.socket ?? DEFAULT_SOCKET_PATH, ctx.config?.agent.groupSocket ?? DEFAULT_GROUP_SOCKET_PATH]);
 }
 
 /**

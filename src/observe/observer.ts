@@ -8,7 +8,7 @@
 import { AuditLog, openAuditLog, type AuditEvent, type AuditTrigger } from "../audit/audit-log.ts";
 import type { ApiRequestInfo } from "../api/contract.ts";
 import type { DsoConfig } from "../config/types.ts";
-import { DsoError, describeError } from "../errors.ts";
+import { DsoError, describeError, isErrorCode } from "../errors.ts";
 import type { FieldLogger } from "../log/logger.ts";
 import { Metrics, outcomeOf, type ProviderOperation } from "../metrics/registry.ts";
 import { METRICS_PATH, metricsResponse, startMetricsListener, type MetricsListener } from "../metrics/server.ts";
@@ -87,18 +87,21 @@ export class Observer {
     return metrics ? { [METRICS_PATH]: (req) => metricsResponse(metrics, req) } : {};
   }
 
-  /** For startControlServer's onRequest: audits every call that can change something (POST). */
+  /** For startControlServer's onRequest: audits every call on the agent's sockets (plugin routes, reads and refusals included). */
   apiRequest(info: ApiRequestInfo, callerUid?: number): void {
-    if (info.method === "GET" || info.method === "HEAD") return;
-    this.safely(() =>
+    this.safely(() => {
+      const outcome = info.code ?? (info.status < 400 ? "ok" : "BAD_REQUEST");
       this.record({
         event: "api",
-        outcome: info.code ?? (info.status < 400 ? "ok" : "BAD_REQUEST"),
+        outcome,
         request: { method: info.method, path: info.path, status: info.status },
         ...apiSubject(info.body),
+        ...(info.volume === undefined ? {} : { volume: info.volume }),
+        ...(info.options === undefined ? {} : { options: info.options }),
         ...(callerUid === undefined ? {} : { callerUid }),
-      }),
-    );
+        ...(info.error === undefined ? {} : { error: new DsoError(isErrorCode(outcome) ? outcome : "INTERNAL", info.error) }),
+      });
+    });
   }
 
   /** A fingerprint poll of `provider` finished; `secrets` are those it answered for. */

@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as v from "valibot";
-import { type ControlServer, startControlServer } from "../../src/agent/control-server.ts";
+import { type ApiRequestInfo, type ControlServer, MAX_BODY_BYTES, startControlServer } from "../../src/agent/control-server.ts";
 
 const quiet = { debug: () => {}, warn: () => {} };
 const NOBODY = 65534;
@@ -27,21 +27,39 @@ interface Seen {
   callerUid: number | undefined;
 }
 
-function serve(name: string, extra: { group?: string } = {}): { server: ControlServer; socketPath: string; seen: Seen[] } {
+/** The plugin handler's calls (what reached it past the gate), by path. */
+const pluginCalls: string[] = [];
+
+function serve(
+  name: string,
+  extra: { group?: string; groupSocketPath?: string; ownUid?: number } = {},
+): { server: ControlServer; socketPath: string; seen: Seen[]; infos: ApiRequestInfo[] } {
   const socketPath = join(dir, name);
   const seen: Seen[] = [];
+  const infos: ApiRequestInfo[] = [];
   const server = startControlServer({
     socketPath,
     ...extra,
     routes: [
-      { method: "GET", path: "/v1/status", handle: async () => ({ ok: true }) },
-      { method: "POST", path: "/v1/rotate", body: v.object({ secret: v.string() }), handle: async (body) => ({ rotated: (body as { secret: string }).secret }) },
-      { method: "GET", path: "/v1/big", handle: async () => ({ filler: "x".repeat(3 * 1024 * 1024) }) },
+      { method: "GET", path: "/v1/status", access: "read", handle: async () => ({ ok: true }) },
+      { method: "POST", path: "/v1/rotate", access: "trigger", body: v.object({ secret: v.string() }), handle: async (body) => ({ rotated: (body as { secret: string }).secret }) },
+      { method: "POST", path: "/v1/inject", access: "place", body: v.object({ container: v.string() }), handle: async () => ({ injected: true }) },
+      { method: "GET", path: "/v1/big", access: "read", handle: async () => ({ filler: "x".repeat(3 * 1024 * 1024) }) },
     ],
-    onRequest: (info, callerUid) => seen.push({ path: info.path, status: info.status, callerUid }),
+    plugin: async (req) => {
+      const path = new URL(req.url, "http://dso").pathname;
+      if (!path.startsWith("/Plugin.") && !path.startsWith("/VolumeDriver.")) return undefined;
+      pluginCalls.push(path);
+      const body = await req.text();
+      return Response.json(path === "/VolumeDriver.Mount" ? { Err: "dso: SECRET_NOT_FOUND: no such secret" } : { Err: "", bytes: body.length });
+    },
+    onRequest: (info, callerUid) => {
+      seen.push({ path: info.path, status: info.status, callerUid });
+      infos.push(info);
+    },
     log: quiet,
   });
-  return { server, socketPath, seen };
+  return { server, socketPath, seen, infos };
 }
 
 function call(socketPath: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
@@ -128,5 +146,126 @@ describe("control socket: caller uid from the socket peer", () => {
     } finally {
       await strict.stop(true);
     }
+  });
+
+  test("plugin routes reach the handler for root only; the plugin handler's Err is the audit outcome; volume options by name", async () => {
+    const { server, socketPath, infos } = serve("f.sock");
+    try {
+      const before = pluginCalls.length;
+      const create = { Name: "v1", Opts: { secrets: "a,b", uid: "1000" } };
+      const created = await call(socketPath, "/VolumeDriver.Create", create);
+      // The handler got the body whole (read once, capped, by the server).
+      expect(await created.json()).toEqual({ Err: "", bytes: JSON.stringify(create).length });
+      expect((await call(socketPath, "/VolumeDriver.Mount", { Name: "v1", ID: "m" })).status).toBe(200);
+      expect(pluginCalls.slice(before)).toEqual(["/VolumeDriver.Create", "/VolumeDriver.Mount"]);
+      expect(infos).toEqual([
+        { method: "POST", path: "/VolumeDriver.Create", status: 200, volume: "v1", options: ["secrets", "uid"] },
+        { method: "POST", path: "/VolumeDriver.Mount", status: 200, volume: "v1", code: "SECRET_NOT_FOUND", error: "dso: SECRET_NOT_FOUND: no such secret" },
+      ]);
+    } finally {
+      await server.stop(true);
+    }
+  });
+
+  test("every route's body is capped, plugin routes included: past the limit 413, the connection closed, the handler never called", async () => {
+    const { server, socketPath, infos } = serve("g.sock");
+    try {
+      const before = pluginCalls.length;
+      const big = JSON.stringify({ Name: "v", Opts: { pad: "x".repeat(MAX_BODY_BYTES) } });
+      for (const path of ["/VolumeDriver.Create", "/v1/rotate"]) {
+        const reply = await call(socketPath, path, JSON.parse(big));
+        expect(reply.status).toBe(413);
+        expect(reply.headers.get("connection")).toBe("close");
+      }
+      expect(pluginCalls.length).toBe(before);
+      expect(infos.map((i) => [i.path, i.status])).toEqual([
+        ["/VolumeDriver.Create", 413],
+        ["/v1/rotate", 413],
+      ]);
+    } finally {
+      await server.stop(true);
+    }
+  });
+
+  test.skipIf(!isRoot || !hasSetpriv)("another uid in the group: reads and triggers yes; plugin routes and /v1/inject 403 naming the route; with ownUid it is trusted (rootless)", async () => {
+    const { server, socketPath, seen, infos } = serve("i.sock", { group: String(NOBODY) });
+    const asNobody = async (path: string, body?: unknown, socket = socketPath) => {
+      const p = Bun.spawn(
+        ["setpriv", "--reuid", String(NOBODY), "--regid", String(NOBODY), "--clear-groups", "curl", "-sS", "--unix-socket", socket, ...(body === undefined ? [] : ["-d", JSON.stringify(body)]), "-w", "\n%{http_code}", `http://dso${path}`],
+        { stdout: "pipe", stderr: "pipe" },
+      );
+      const [out] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+      const lines = out.split("\n");
+      return { status: Number(lines.at(-1)), body: lines.slice(0, -1).join("\n") };
+    };
+    const before = pluginCalls.length;
+    try {
+      expect((await asNobody("/v1/status")).status).toBe(200);
+      expect((await asNobody("/v1/rotate", { secret: "s" })).status).toBe(200);
+      const inject = await asNobody("/v1/inject", { container: "c" });
+      expect(inject.status).toBe(403);
+      expect(JSON.parse(inject.body).error.message).toBe(`POST /v1/inject places a value: it needs root or the agent's own uid (caller uid ${NOBODY})`);
+      for (const path of ["/Plugin.Activate", "/VolumeDriver.Create", "/VolumeDriver.Remove"]) {
+        const r = await asNobody(path, { Name: "x", Opts: { secrets: "s" } });
+        expect(r.status).toBe(403);
+        expect(JSON.parse(r.body).error).toEqual({ code: "FORBIDDEN", message: expect.stringContaining(`${path} is the Docker plugin protocol: only dockerd may call it`) });
+      }
+      expect(pluginCalls.length).toBe(before);
+      expect(seen.filter((s) => s.status === 403).map((s) => [s.path, s.callerUid])).toEqual([
+        ["/v1/inject", NOBODY],
+        ["/Plugin.Activate", NOBODY],
+        ["/VolumeDriver.Create", NOBODY],
+        ["/VolumeDriver.Remove", NOBODY],
+      ]);
+      expect(infos.find((i) => i.path === "/VolumeDriver.Create")).toMatchObject({ code: "FORBIDDEN", volume: "x", options: ["secrets"] });
+    } finally {
+      await server.stop(true);
+    }
+    // A rootless agent runs as the same uid as its dockerd: that uid is answered.
+    const rootless = serve("j.sock", { group: String(NOBODY), ownUid: NOBODY });
+    try {
+      expect((await asNobody("/VolumeDriver.Create", { Name: "x" }, rootless.socketPath)).status).toBe(200);
+      expect((await asNobody("/v1/inject", { container: "c" }, rootless.socketPath)).status).toBe(200);
+    } finally {
+      await rootless.server.stop(true);
+    }
+  });
+
+  test.skipIf(!isRoot || !hasSetpriv)("the group socket: its directory 0750 <uid>:<group> (created, or taken over from an earlier run), the socket 0660; a group member reaches it, others not", async () => {
+    const groupDir = join(dir, "run-dso", "control");
+    const groupSocketPath = join(groupDir, "dso.sock");
+    const { server, seen } = serve("k.sock", { group: String(NOBODY), groupSocketPath });
+    try {
+      const dirStat = await stat(groupDir);
+      expect([dirStat.mode & 0o777, dirStat.uid, dirStat.gid]).toEqual([0o750, 0, NOBODY]);
+      expect((await stat(join(dir, "run-dso"))).mode & 0o777).toBe(0o755);
+      const sockStat = await stat(groupSocketPath);
+      expect([sockStat.mode & 0o777, sockStat.gid]).toEqual([0o660, NOBODY]);
+      const curlAs = (groups: string[]) =>
+        Bun.spawn(["setpriv", "--reuid", "4243", "--regid", "4243", ...groups, "curl", "-sS", "--unix-socket", groupSocketPath, "http://dso/v1/status"], { stdout: "pipe", stderr: "pipe" });
+      const member = curlAs([`--groups=${NOBODY}`]);
+      expect(await new Response(member.stdout).text()).toBe('{"ok":true}');
+      // Outside the group: the directory stops it (curl 7: could not connect).
+      expect(await curlAs(["--clear-groups"]).exited).toBe(7);
+      expect(seen).toEqual([{ path: "/v1/status", status: 200, callerUid: 4243 }]);
+    } finally {
+      await server.stop(true);
+    }
+    // Started again: the stale socket is replaced, the directory kept as it is.
+    const again = serve("k2.sock", { group: String(NOBODY), groupSocketPath });
+    try {
+      expect((await call(groupSocketPath, "/v1/status")).status).toBe(200);
+    } finally {
+      await again.server.stop(true);
+    }
+  });
+
+  test("a group socket path that is someone else's directory is refused before anything listens", async () => {
+    const planted = join(dir, "planted");
+    await mkdir(planted, { mode: 0o777 });
+    await chmod(planted, 0o777);
+    Bun.spawnSync(["chown", String(NOBODY), planted]);
+    expect(() => serve("l.sock", { group: String(NOBODY), groupSocketPath: join(planted, "dso.sock") })).toThrow(`agent.group_socket: ${planted} is not a directory owned by the agent's uid`);
+    expect(existsSync(join(dir, "l.sock"))).toBe(false);
   });
 });

@@ -47,6 +47,7 @@ describe("Go DSO example files", () => {
     expect(config.agent).toEqual({
       cache: true,
       socket: "/run/docker/plugins/dso.sock",
+      groupSocket: "/run/dso/control/dso.sock",
       socketGroup: "docker",
       volumesRoot: "/run/dso/volumes",
       metrics: { enabled: false },

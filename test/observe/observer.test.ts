@@ -142,18 +142,19 @@ describe("the observer: one call per event feeds metrics, audit and notification
     observer.rotationFinished({ container: { id: "c" }, secret: { name: "s" }, strategy: "none" });
   });
 
-  test("on the agent socket: GET /metrics answers, and each changing API call is audited (GET is not)", async () => {
+  test("on the agent socket: GET /metrics answers, and every call is audited (reads too, and /metrics itself)", async () => {
     const auditPath = join(dir, "api.log");
     const observer = observerFor(auditPath);
     const socketPath = join(dir, "control.sock");
     const server = startControlServer({
       socketPath,
       routes: [
-        { method: "GET", path: "/v1/status", handle: async () => ({ ok: true }) },
-        { method: "POST", path: "/v1/rotate", body: v.object({ secret: v.string() }), handle: async () => ({ results: [] }) },
+        { method: "GET", path: "/v1/status", access: "read", handle: async () => ({ ok: true }) },
+        { method: "POST", path: "/v1/rotate", access: "trigger", body: v.object({ secret: v.string() }), handle: async () => ({ results: [] }) },
         {
           method: "POST",
           path: "/v1/sync",
+          access: "trigger",
           body: v.object({ container: v.optional(v.string()) }),
           handle: async () => {
             throw new DsoError("DELIVERY_REFUSED", "no");
@@ -172,11 +173,13 @@ describe("the observer: one call per event feeds metrics, audit and notification
       expect((await call("/v1/sync", { container: "web" })).status).toBe(409);
       const metrics = await call("/metrics");
       expect(metrics.headers.get("content-type")).toStartWith("text/plain");
-      expect(await metrics.text()).toContain('dso_audit_events_total{event="api"} 2');
+      expect(await metrics.text()).toContain('dso_audit_events_total{event="api"} 3');
       const lines = await auditLines(auditPath);
       expect(lines).toEqual([
+        expect.objectContaining({ event: "api", outcome: "ok", request: { method: "GET", path: "/v1/status", status: 200 }, caller_uid: process.getuid!() }),
         expect.objectContaining({ event: "api", outcome: "ok", request: { method: "POST", path: "/v1/rotate", status: 200 }, secrets: [{ name: "app/db" }] }),
         expect.objectContaining({ event: "api", outcome: "DELIVERY_REFUSED", request: { method: "POST", path: "/v1/sync", status: 409 }, target: "web" }),
+        expect.objectContaining({ event: "api", outcome: "ok", request: { method: "GET", path: "/metrics", status: 200 } }),
       ]);
     } finally {
       await server.stop(true);
