@@ -8,6 +8,7 @@
  */
 import { closeSync, constants, fstatSync, openSync, writeSync } from "node:fs";
 import { DsoError } from "../errors.ts";
+import { escapeJsonLine } from "../log/escape.ts";
 import { redact } from "../log/redact.ts";
 
 export const AUDIT_SCHEMA_VERSION = 1;
@@ -103,7 +104,8 @@ export class AuditLog {
   ) {}
 
   record(event: AuditEvent): void {
-    this.sink.write(`${redact(JSON.stringify(auditRecord(event)))}\n`);
+    // Names come from containers and callers: escaped past what JSON.stringify does (C1, bidi, U+2028).
+    this.sink.write(`${escapeJsonLine(redact(JSON.stringify(auditRecord(event))))}\n`);
     this.onRecord?.(event.event);
   }
 

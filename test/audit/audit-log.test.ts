@@ -15,6 +15,19 @@ afterAll(() => rm(dir, { recursive: true, force: true }));
 const lines = async (path: string) => (await readFile(path, "utf8")).trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
 
 describe("the audit trail", () => {
+  test("text from a container or caller cannot move a terminal or forge a line: C1, DEL, separators and bidi controls escaped", () => {
+    const written: string[] = [];
+    const log = new AuditLog({ write: (line) => void written.push(line), close: () => {} });
+    const hostile = "app\u009b31m\u007f\u2028forged\u202eevil";
+    log.record({ event: "delivery", outcome: "ok", container: { id: "c".repeat(64), name: hostile }, secrets: [{ name: "db" }] });
+    expect(written).toHaveLength(1);
+    const line = written[0]!;
+    expect(line).not.toMatch(/[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/);
+    expect(line.trimEnd().split("\n")).toHaveLength(1);
+    // Still the same JSON value: the name reads back whole.
+    expect((JSON.parse(line) as { container: { name: string } }).container.name).toBe(hostile);
+  });
+
   test("one JSON line per event, appended to the file the user names, created 0600", async () => {
     const path = join(dir, "audit.log");
     await writeFile(path, "", { mode: 0o600 });
