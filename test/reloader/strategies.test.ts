@@ -41,6 +41,7 @@ function context(id: string, name: string, over: Partial<StrategyContext> = {}):
     healthCheckTimeoutMs: 8_000,
     env: {},
     labels: {},
+    secretPaths: [],
     log: quiet,
     abort: new AbortController().signal,
     deliver: async (target) => void delivered.push(target),
