@@ -112,12 +112,12 @@ describe("rotation strategies on a real daemon", () => {
     await expect(c.inspect()).rejects.toThrow();
   });
 
-  test("rolling keeps the old container when the replacement never becomes healthy", async () => {
+  test("rolling rolls back: the old container keeps running when the replacement never becomes healthy", async () => {
     const c = await run("rollfail", `[ -z "$FAIL" ] && touch /tmp/ok; ${IDLE}`, {
       Healthcheck: { Test: ["CMD", "test", "-f", "/tmp/ok"], ...HEALTH },
     });
     const ctx = context(c.id, `rollfail-${process.pid}`, { env: { FAIL: "1" }, healthCheckTimeoutMs: 3_000 });
-    await expect(strategyByName("rolling").apply(ctx)).rejects.toThrow("did not become healthy");
+    await expect(strategyByName("rolling").apply(ctx)).rejects.toThrow("rollback: replacement unhealthy");
     expect((await c.inspect()).State.Running).toBe(true);
     const leftovers = await docker.listContainers({ all: true, filters: { name: [`rollfail-${process.pid}-dso-next`] } });
     expect(leftovers).toEqual([]);
