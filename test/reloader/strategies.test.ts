@@ -123,6 +123,13 @@ describe("rotation strategies on a real daemon", () => {
     expect(leftovers).toEqual([]);
   });
 
+  test("rolling rolls back with the reason when the replacement exits: its exit code, not only (exited)", async () => {
+    const c = await run("rollexit", `[ -n "$FAIL" ] && exit 3; ${IDLE}`);
+    const ctx = context(c.id, `rollexit-${process.pid}`, { env: { FAIL: "1" }, healthCheckTimeoutMs: 3_000 });
+    await expect(strategyByName("rolling").apply(ctx)).rejects.toThrow("rollback: replacement exited with code 3; the old container keeps running on its previous files");
+    expect((await c.inspect()).State.Running).toBe(true);
+  });
+
   test("none leaves the container alone", async () => {
     const c = await run("none", IDLE);
     const before = (await c.inspect()).State.StartedAt;
