@@ -104,13 +104,13 @@ export class ContainerConverger {
 
     const report: ActionReport = { container: d.id, name: d.name, delivered: [...new Set(delivered)], ...(view.error ? { error: view.error } : {}) };
     if (env?.recreate) {
-      this.deps.log.info("re-creating container to set its secret environment variables", { container: d.name });
       const envNames = d.envSpecs.map((s) => s.name);
       const run = { strategy: "rolling" as const, built, env: env.values, labels: { [ENV_VERSION_LABEL]: env.marker }, secrets: envNames };
       const started = performance.now();
-      const outcome = await this.strategies.apply(d, view, run, opts);
-      // The re-creation is env mode's delivery (metrics, audit, delivery_failed).
-      this.deps.observer?.deliveryFinished({
+      const { repeated, ...outcome } = await this.strategies.apply(d, view, run, opts);
+      // The re-creation is env mode's delivery (metrics, audit, delivery_failed); a rollback of
+      // an earlier pass, shown again, is not a new one.
+      if (!repeated) this.deps.observer?.deliveryFinished({
         container: { id: outcome.container ?? d.id, name: d.name },
         secrets: this.versions.versionsOf(envNames),
         mode: "env",
@@ -125,7 +125,7 @@ export class ContainerConverger {
       for (const [volume, marker] of seenUpdates) await this.deps.volumes?.markSeen(volume, d.id, marker);
       return report;
     }
-    const outcome = await this.strategies.apply(d, view, { strategy: d.strategy, built, env: {}, labels: {}, secrets: [...changed] }, opts);
+    const { repeated: _repeated, ...outcome } = await this.strategies.apply(d, view, { strategy: d.strategy, built, env: {}, labels: {}, secrets: [...changed] }, opts);
     // Told, whatever the outcome: a failed strategy is reported, not repeated every pass.
     for (const [volume, marker] of seenUpdates) await this.deps.volumes?.markSeen(volume, outcome.container ?? d.id, marker);
     return { ...report, ...outcome };

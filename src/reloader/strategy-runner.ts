@@ -57,7 +57,7 @@ export class StrategyRunner {
   private readonly rolledBack = new Map<string, RolledBack>();
 
   /** Runs a strategy after the files are in place; records the run on the container's view. */
-  async apply(d: Desired, view: ContainerView, run: StrategyRequest, opts: ConvergeOptions): Promise<Partial<ActionReport>> {
+  async apply(d: Desired, view: ContainerView, run: StrategyRequest, opts: ConvergeOptions): Promise<Partial<ActionReport> & { repeated?: boolean }> {
     const { strategy: strategyName, built, secrets } = run;
     const signal = opts.signal;
     const wanted = wantedKey(run);
@@ -65,8 +65,9 @@ export class StrategyRunner {
     if (earlier?.wanted === wanted && opts.trigger !== "rotate" && opts.trigger !== "inject") {
       // The same versions failed here already: say so, and wait for a change or `dso rotate`.
       this.markRolledBack(view, built, earlier.reason);
-      return { error: view.error };
+      return { error: view.error, repeated: true };
     }
+    if (Object.keys(run.env).length) this.deps.log.info("re-creating container to set its secret environment variables", { container: d.name });
     const at = new Date().toISOString();
     const started = performance.now();
     const container = { id: d.id, name: d.name };

@@ -103,8 +103,13 @@ export function writableSharedStorage(info: Inspect, secretPaths: readonly strin
     }));
 }
 
+/** Docker's name for an anonymous volume (also once it was carried over by name). */
+const GENERATED_NAME = /^[0-9a-f]{64}$/;
+
 export function describeShared(shared: SharedMount[]): string {
-  return shared.map((s) => `${s.kind} ${s.kind === "anonymous volume" ? s.source.slice(0, 12) : s.source} at ${s.destination}`).join(", ");
+  return shared
+    .map((s) => (s.kind === "bind" || !GENERATED_NAME.test(s.source) ? `${s.kind} ${s.source} at ${s.destination}` : `anonymous volume ${s.source.slice(0, 12)} at ${s.destination}`))
+    .join(", ");
 }
 
 export function sharesStorageByChoice(info: Inspect): boolean {
