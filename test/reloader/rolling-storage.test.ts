@@ -9,7 +9,7 @@ import { describeStartError } from "../../src/reloader/strategies/rollback.ts";
 import { replacementSpec, whyNotSideBySide } from "../../src/reloader/strategies/rolling.ts";
 import { hostConfigKeepingVolumes, writableSharedStorage } from "../../src/reloader/strategies/storage.ts";
 
-const ANON = "3f2a9c0d1e4b5a6978877665544332211ffeeddccbbaa99887766554433221100";
+const ANON = "3f2a9c0d1e4b5a697887766554433221ffeeddccbbaa99887766554433221100";
 
 function inspect(over: { binds?: string[]; mounts?: unknown[]; hostMounts?: unknown[]; labels?: Record<string, string>; ports?: unknown }): Dockerode.ContainerInspectInfo {
   return {
