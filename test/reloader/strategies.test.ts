@@ -130,6 +130,20 @@ describe("rotation strategies on a real daemon", () => {
     expect((await c.inspect()).State.Running).toBe(true);
   });
 
+  test("rolling on the host's network: a replacement that cannot bind the old one's port rolls back, and the reason says so", async () => {
+    const port = 20_000 + (process.pid % 20_000);
+    const c = await run("rollport", `httpd -f -p 127.0.0.1:${port} -h /tmp`, { HostConfig: { NetworkMode: "host" } });
+    await Bun.sleep(300);
+    const ctx = context(c.id, `rollport-${process.pid}`, { healthCheckTimeoutMs: 4_000 });
+    const failure = await strategyByName("rolling").apply(ctx).then(
+      () => undefined,
+      (error: Error) => error.message,
+    );
+    expect(failure).toContain("rollback: replacement exited with code 1");
+    expect(failure).toContain("it shares the host's network: does it bind a port the old container holds?");
+    expect((await c.inspect()).State.Running).toBe(true);
+  });
+
   test("none leaves the container alone", async () => {
     const c = await run("none", IDLE);
     const before = (await c.inspect()).State.StartedAt;
