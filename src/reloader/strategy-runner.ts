@@ -108,7 +108,9 @@ export class StrategyRunner {
       if (result.containerId !== d.id) this.book.moved(d.id, result.containerId, view);
       this.deps.log.info("rotated secrets in container", { container: d.name, strategy: result.strategy, action: result.action });
       finished(result.strategy, result.action);
-      return { container: result.containerId, action: result.action };
+      // Every set of this pass is in the container that now serves (deferred ones only there).
+      const delivered = [...new Set(built.flatMap((b) => d.targets.find((t) => t.path === b.path)?.specs.map((s) => s.name) ?? []))];
+      return { container: result.containerId, action: result.action, ...(delivered.length ? { delivered } : {}) };
     } catch (error) {
       const message = describeError(error);
       view.lastStrategy = { at, strategy: strategyName, outcome: "failed", detail: message };
@@ -139,13 +141,16 @@ export class StrategyRunner {
     for (const target of built) {
       const result = delivered.get(target.path);
       if (!result) continue;
-      const wanted = new Map(view.status.filter((l) => l.path === target.path).map((l) => [l.name, l.wanted]));
       for (const line of view.status) {
-        if (line.path !== target.path || !wanted.get(line.name)) continue;
+        if (line.path !== target.path || !line.wanted) continue;
         line.actual = line.wanted;
         if (line.state === "pending: delivery") line.state = "current";
       }
       view.deliveries = [...view.deliveries.filter((x) => x.path !== target.path), { path: target.path, mode: result.mode, files: result.files, at }];
+      for (const spec of d.targets.find((t) => t.path === target.path)?.specs ?? []) {
+        const version = this.deps.store.get(spec.name)?.version;
+        if (version) view.versions[spec.name] = version;
+      }
     }
     this.reportDeferred(d, built, delivered, into, opts, started);
   }
