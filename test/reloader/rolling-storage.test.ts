@@ -60,16 +60,16 @@ describe("which containers rolling replaces in place", () => {
       { kind: "volume", source: "pgdata", destination: "/var/lib/pg" },
       { kind: "bind", source: "/srv/uploads", destination: "/uploads" },
     ]);
-    const why = whyNotSideBySide(info, ["/run/secrets"]);
+    const why = whyNotSideBySide(info, ["/run/secrets"], false);
     expect(why).toContain(`anonymous volume ${ANON.slice(0, 12)} at /data`);
     expect(why).toContain("volume pgdata at /var/lib/pg");
     expect(why).toContain("dso.update.shared-storage=true");
   });
 
   test("the owner's opt-in label runs both side by side; fixed host ports never do; no storage runs side by side", () => {
-    expect(whyNotSideBySide(inspect({ mounts: [imageVolume], labels: { "dso.update.shared-storage": "true" } }), [])).toBeUndefined();
-    expect(whyNotSideBySide(inspect({ mounts: [], labels: { "dso.update.shared-storage": "true" }, ports: { "80/tcp": [{ HostPort: "8080" }] } }), [])).toContain("fixed host ports");
-    expect(whyNotSideBySide(inspect({ mounts: [] }), [])).toBeUndefined();
+    expect(whyNotSideBySide(inspect({ mounts: [imageVolume] }), [], true)).toBeUndefined();
+    expect(whyNotSideBySide(inspect({ mounts: [], ports: { "80/tcp": [{ HostPort: "8080" }] } }), [], true)).toContain("fixed host ports");
+    expect(whyNotSideBySide(inspect({ mounts: [] }), [], false)).toBeUndefined();
   });
 
   test("a start that fails on a taken host port says so", () => {

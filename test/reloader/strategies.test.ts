@@ -144,6 +144,30 @@ describe("rotation strategies on a real daemon", () => {
     expect((await c.inspect()).State.Running).toBe(true);
   });
 
+  test("rolling with a writable volume: restarted in place; the owner's shared-storage label runs both on the same volume, the image's does not", async () => {
+    const image = `dso-test/shared-label:${process.pid}`;
+    const base = await docker.createContainer({ Image: BUSYBOX_IMAGE, Cmd: ["true"], HostConfig: { NetworkMode: "none" } });
+    await base.commit({ repo: image.split(":")[0], tag: image.split(":")[1], changes: ["VOLUME /data", "LABEL dso.update.shared-storage=true"] } as Record<string, unknown>);
+    await base.remove({ force: true });
+    try {
+      const fromImage = await run("rollimg", `echo row > /data/t; ${IDLE}`, { Image: image });
+      const owned = await run("rollown", `test -f /data/t || echo row > /data/t; ${IDLE}`, { Volumes: { "/data": {} }, Labels: { "dso.test": "strategies", "dso.update.shared-storage": "true" } });
+      const inPlace = await strategyByName("rolling").apply(context(fromImage.id, `rollimg-${process.pid}`, { healthCheckTimeoutMs: 1_500 }));
+      expect(inPlace).toMatchObject({ action: "restarted", containerId: fromImage.id });
+      expect(inPlace.detail).toContain("anonymous volume");
+      const volumeOf = async (id: string) => (await docker.getContainer(id).inspect()).Mounts.find((m) => m.Destination === "/data")?.Name;
+      const before = await volumeOf(owned.id);
+      const replaced = await strategyByName("rolling").apply(context(owned.id, `rollown-${process.pid}`, { healthCheckTimeoutMs: 1_500 }));
+      created.push(replaced.containerId);
+      expect(replaced.action).toBe("replaced");
+      expect(replaced.containerId).not.toBe(owned.id);
+      expect(await volumeOf(replaced.containerId)).toBe(before);
+    } finally {
+      for (const name of [`rollimg-${process.pid}`, `rollown-${process.pid}`]) await docker.getContainer(name).remove({ force: true, v: true }).catch(() => {});
+      await docker.getImage(image).remove({ force: true }).catch(() => {});
+    }
+  });
+
   test("none leaves the container alone", async () => {
     const c = await run("none", IDLE);
     const before = (await c.inspect()).State.StartedAt;

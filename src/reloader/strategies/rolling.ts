@@ -67,10 +67,10 @@ export function replacementSpec(info: Inspect, name: string, env: Record<string,
   } as Dockerode.ContainerCreateOptions;
 }
 
-/** Why old and replacement cannot run side by side; undefined when they can. */
-export function whyNotSideBySide(info: Inspect, secretPaths: readonly string[]): string | undefined {
+/** Why old and replacement cannot run side by side; undefined when they can. `optedIn`: see storage.ts. */
+export function whyNotSideBySide(info: Inspect, secretPaths: readonly string[], optedIn: boolean): string | undefined {
   if (publishesFixedHostPorts(info)) return "it publishes fixed host ports and cannot run twice";
-  if (sharesStorageByChoice(info)) return undefined;
+  if (optedIn) return undefined;
   const shared = writableSharedStorage(info, secretPaths);
   if (shared.length === 0) return undefined;
   return `it writes to ${describeShared(shared)}, which two containers must not write at once (label it ${SHARED_STORAGE_LABEL}=true to run both)`;
@@ -168,7 +168,7 @@ export const rollingStrategy: Strategy = {
   name: "rolling",
   async apply(ctx: StrategyContext): Promise<StrategyResult> {
     const info = await ctx.docker.getContainer(ctx.containerId).inspect();
-    const why = whyNotSideBySide(info, ctx.secretPaths);
+    const why = whyNotSideBySide(info, ctx.secretPaths, await sharesStorageByChoice(ctx.docker, info));
     if (!why) return replaceSideBySide(ctx, info);
     ctx.log.warn(`container ${ctx.containerName}: ${why}; replacing it in place (stop, then start), keeping its volumes`, { container: ctx.containerName });
     if (Object.keys(ctx.env).length === 0) return restartInPlace(ctx, why);

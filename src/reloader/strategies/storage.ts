@@ -112,6 +112,12 @@ export function describeShared(shared: SharedMount[]): string {
     .join(", ");
 }
 
-export function sharesStorageByChoice(info: Inspect): boolean {
-  return info.Config.Labels?.[SHARED_STORAGE_LABEL] === "true";
+/**
+ * The container's owner set `dso.update.shared-storage=true`. The same label baked into its image
+ * does not count: an image, which may come from anyone, cannot ask for two writers on a volume.
+ */
+export async function sharesStorageByChoice(docker: Dockerode, info: Inspect): Promise<boolean> {
+  if (info.Config.Labels?.[SHARED_STORAGE_LABEL] !== "true") return false;
+  const image = (await docker.getImage(info.Image).inspect().catch(() => undefined)) as { Config?: { Labels?: Record<string, string> | null } } | undefined;
+  return image?.Config?.Labels?.[SHARED_STORAGE_LABEL] !== "true";
 }
