@@ -152,12 +152,12 @@ describe("rotation strategies on a real daemon", () => {
     try {
       const fromImage = await run("rollimg", `echo row > /data/t; ${IDLE}`, { Image: image });
       const owned = await run("rollown", `test -f /data/t || echo row > /data/t; ${IDLE}`, { Volumes: { "/data": {} }, Labels: { "dso.test": "strategies", "dso.update.shared-storage": "true" } });
-      const inPlace = await strategyByName("rolling").apply(context(fromImage.id, `rollimg-${process.pid}`, { healthCheckTimeoutMs: 1_500 }));
+      const inPlace = await strategyByName("rolling").apply(context(fromImage.id, `rollimg-${process.pid}`));
       expect(inPlace).toMatchObject({ action: "restarted", containerId: fromImage.id });
       expect(inPlace.detail).toContain("anonymous volume");
       const volumeOf = async (id: string) => (await docker.getContainer(id).inspect()).Mounts.find((m) => m.Destination === "/data")?.Name;
       const before = await volumeOf(owned.id);
-      const replaced = await strategyByName("rolling").apply(context(owned.id, `rollown-${process.pid}`, { healthCheckTimeoutMs: 1_500 }));
+      const replaced = await strategyByName("rolling").apply(context(owned.id, `rollown-${process.pid}`));
       created.push(replaced.containerId);
       expect(replaced.action).toBe("replaced");
       expect(replaced.containerId).not.toBe(owned.id);
