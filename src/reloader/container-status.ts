@@ -11,8 +11,13 @@ import type { VersionMarkers } from "../secrets/version-marker.ts";
 
 export type { ContainerView, SecretView, StrategyRun } from "../api/contract.ts";
 
+/** How long a replaced container's id is remembered: longer than any wave that listed it runs. */
+export const REPLACED_KEPT_MS = 10 * 60_000;
+
 export class ContainerStatusBook {
   private readonly views = new Map<string, ContainerView>();
+  /** Old id → the rolling replacement that took over from it, and when (kept REPLACED_KEPT_MS). */
+  private readonly replacedBy = new Map<string, { to: string; at: number }>();
 
   list(): ContainerView[] {
     return [...this.views.values()];
@@ -40,21 +45,36 @@ export class ContainerStatusBook {
     return view;
   }
 
-  /** A rolling replacement took over: its view carries the strategy run. */
-  moved(from: string, to: string): void {
-    const view = this.views.get(from);
-    if (!view) return;
+  /**
+   * A rolling replacement took over: `view` (the old container's, which Docker's destroy event
+   * may have made the book forget already) is now the replacement's and carries the strategy run.
+   */
+  moved(from: string, to: string, view: ContainerView, now = Date.now()): void {
+    for (const [old, entry] of this.replacedBy) if (now - entry.at > REPLACED_KEPT_MS) this.replacedBy.delete(old);
+    this.replacedBy.set(from, { to, at: now });
     this.views.delete(from);
     this.views.set(to, { ...view, id: to });
+  }
+
+  /**
+   * The container that replaced `id`, while a wave listed before the replacement may still come
+   * back to `id` (gone now: nothing to do there, and no error to show).
+   */
+  replacement(id: string): string | undefined {
+    return this.replacedBy.get(id)?.to;
   }
 
   forget(id: string): void {
     this.views.delete(id);
   }
 
-  /** Drops views of containers that are no longer running. */
+  /**
+   * Drops views of containers that are no longer running. A replacement that took over after
+   * the list was made counts as running when the container it replaced was listed.
+   */
   retain(running: ReadonlySet<string>): void {
-    for (const id of this.views.keys()) if (!running.has(id)) this.views.delete(id);
+    const replacements = new Set([...this.replacedBy].filter(([from]) => running.has(from)).map(([, entry]) => entry.to));
+    for (const id of this.views.keys()) if (!running.has(id) && !replacements.has(id)) this.views.delete(id);
   }
 }
 

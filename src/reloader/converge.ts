@@ -31,6 +31,8 @@ export class ContainerConverger {
 
   /** Brings one container to the wanted versions; runs its strategy once if a version changed. */
   async converge(d: Desired, batch: FetchBatch, opts: ConvergeOptions = {}): Promise<ActionReport> {
+    // Replaced by a rolling rotation since the wave listed it: its replacement is served instead.
+    if (this.book.replacement(d.id)) return { container: d.id, name: d.name, delivered: [] };
     const view = this.book.begin(d.id, d.name, d.strategy, d.secrets);
     const errors: string[] = [];
     const delivered: string[] = [];
@@ -44,7 +46,8 @@ export class ContainerConverger {
       });
       if (!outcome) continue;
       view.status.push(...outcome.views);
-      if (outcome.built) {
+      if (outcome.built?.deferred) built.push(outcome.built);
+      else if (outcome.built) {
         built.push(outcome.built);
         delivered.push(...unit.specs.map((s) => s.name));
         view.deliveries = [...view.deliveries.filter((x) => x.path !== unit.path), outcome.delivery!];
@@ -101,13 +104,13 @@ export class ContainerConverger {
 
     const report: ActionReport = { container: d.id, name: d.name, delivered: [...new Set(delivered)], ...(view.error ? { error: view.error } : {}) };
     if (env?.recreate) {
-      this.deps.log.info("re-creating container to set its secret environment variables", { container: d.name });
       const envNames = d.envSpecs.map((s) => s.name);
       const run = { strategy: "rolling" as const, built, env: env.values, labels: { [ENV_VERSION_LABEL]: env.marker }, secrets: envNames };
       const started = performance.now();
-      const outcome = await this.strategies.apply(d, view, run, opts);
-      // The re-creation is env mode's delivery (metrics, audit, delivery_failed).
-      this.deps.observer?.deliveryFinished({
+      const { repeated, ...outcome } = await this.strategies.apply(d, view, run, opts);
+      // The re-creation is env mode's delivery (metrics, audit, delivery_failed); a rollback of
+      // an earlier pass, shown again, is not a new one.
+      if (!repeated) this.deps.observer?.deliveryFinished({
         container: { id: outcome.container ?? d.id, name: d.name },
         secrets: this.versions.versionsOf(envNames),
         mode: "env",
@@ -122,7 +125,7 @@ export class ContainerConverger {
       for (const [volume, marker] of seenUpdates) await this.deps.volumes?.markSeen(volume, d.id, marker);
       return report;
     }
-    const outcome = await this.strategies.apply(d, view, { strategy: d.strategy, built, env: {}, labels: {}, secrets: [...changed] }, opts);
+    const { repeated: _repeated, ...outcome } = await this.strategies.apply(d, view, { strategy: d.strategy, built, env: {}, labels: {}, secrets: [...changed] }, opts);
     // Told, whatever the outcome: a failed strategy is reported, not repeated every pass.
     for (const [volume, marker] of seenUpdates) await this.deps.volumes?.markSeen(volume, outcome.container ?? d.id, marker);
     return { ...report, ...outcome };
@@ -142,6 +145,12 @@ export class ContainerConverger {
     if (!group || problems.length) return { views: views(observed.marker), changed: [] as string[], errors: problems.length ? problems : ["no value"] };
     const marker = this.deps.markers.marker(group.fingerprints);
     if (!opts.force && marker === observed.marker) return { views: views(marker), changed: [] as string[], errors: [] };
+    const changed = this.versions.changedSecrets(observed.marker, marker, names);
+    // rolling: the running container keeps its files until a replacement with the new ones is
+    // healthy (strategy-runner.ts delivers them there), so a failed rotation rolls back.
+    if (!opts.force && d.strategy === "rolling" && changed.length > 0) {
+      return { views: views(observed.marker), changed, errors: [], built: { path: unit.path, files: group.files, marker, deferred: true } };
+    }
     const started = performance.now();
     const report = (mode: string, error?: unknown) =>
       this.deps.observer?.deliveryFinished({
@@ -164,7 +173,7 @@ export class ContainerConverger {
     report(result.mode);
     return {
       views: views(marker),
-      changed: this.versions.changedSecrets(observed.marker, marker, names),
+      changed,
       errors: [],
       built: { path: unit.path, files: group.files, marker },
       delivery: { path: unit.path, mode: result.mode, files: result.files, at: new Date().toISOString() },

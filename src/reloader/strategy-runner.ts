@@ -2,10 +2,13 @@
  * Runs a container's strategy after its files are in place (strategies/ hold the strategies
  * themselves), and records the run: on the container's view for `dso ls`, in the log, and to the
  * observer. A strategy that restarts or replaces the container gets this pass's files (and every
- * other current target) delivered into the new one: a tmpfs starts empty.
+ * other current target) delivered into the new one: a tmpfs starts empty. For `rolling` the files
+ * are not in the old container yet (`deferred`): only the replacement gets them, so a rollback
+ * leaves the old container on its previous files. A rotation rolled back is not tried again for
+ * the same versions until the next version change or `dso rotate`.
  */
 import type { ActionReport } from "../api/contract.ts";
-import type { SecretFile } from "../delivery/types.ts";
+import type { DeliveryResult, SecretFile } from "../delivery/types.ts";
 import { describeError } from "../errors.ts";
 import { FetchBatch } from "../secrets/source.ts";
 import type { ContainerStatusBook, ContainerView } from "./container-status.ts";
@@ -14,12 +17,21 @@ import { buildDeliveries } from "./files.ts";
 import type { ConvergeOptions, ReconcilerDeps } from "./reconcile-deps.ts";
 import type { SecretVersions } from "./secret-versions.ts";
 import { strategyByName } from "./strategies/index.ts";
+import { RollbackError } from "./strategies/rollback.ts";
 
 /** A file set built for delivery in this pass. */
 export interface BuiltTarget {
   path: string;
   files: SecretFile[];
   marker: string;
+  /** Not delivered into the running container: the strategy's replacement gets it (rolling). */
+  deferred?: boolean;
+}
+
+/** A rotation that was rolled back: the versions it wanted, and why. */
+interface RolledBack {
+  wanted: string;
+  reason: string;
 }
 
 /** What to run and with what: the strategy, the files built in this pass, and for a re-creation its env and labels. */
@@ -41,10 +53,21 @@ export class StrategyRunner {
     private readonly versions: SecretVersions,
   ) {}
 
+  /** Rotations rolled back, per container: not tried again for the same wanted versions. */
+  private readonly rolledBack = new Map<string, RolledBack>();
+
   /** Runs a strategy after the files are in place; records the run on the container's view. */
-  async apply(d: Desired, view: ContainerView, run: StrategyRequest, opts: ConvergeOptions): Promise<Partial<ActionReport>> {
+  async apply(d: Desired, view: ContainerView, run: StrategyRequest, opts: ConvergeOptions): Promise<Partial<ActionReport> & { repeated?: boolean }> {
     const { strategy: strategyName, built, secrets } = run;
     const signal = opts.signal;
+    const wanted = wantedKey(run);
+    const earlier = this.rolledBack.get(d.id);
+    if (earlier?.wanted === wanted && opts.trigger !== "rotate" && opts.trigger !== "inject") {
+      // The same versions failed here already: say so, and wait for a change or `dso rotate`.
+      this.markRolledBack(view, built, earlier.reason);
+      return { error: view.error, repeated: true };
+    }
+    if (Object.keys(run.env).length) this.deps.log.info("re-creating container to set its secret environment variables", { container: d.name });
     const at = new Date().toISOString();
     const started = performance.now();
     const container = { id: d.id, name: d.name };
@@ -55,6 +78,7 @@ export class StrategyRunner {
         this.deps.observer?.rotationFinished({ container, secret, provider: this.deps.store.get(secret.name)?.spec.provider, strategy, trigger: opts.trigger, ...extra });
       }
     };
+    const deliveredInto = new Map<string, DeliveryResult>();
     try {
       const result = await strategyByName(strategyName).apply({
         docker: this.deps.docker,
@@ -64,6 +88,7 @@ export class StrategyRunner {
         healthCheckTimeoutMs: d.healthCheckTimeoutMs,
         env: run.env,
         labels: run.labels,
+        secretPaths: [...d.targets.map((t) => t.path), ...d.volumes.map((v) => v.destination)],
         abort: signal ?? new AbortController().signal,
         log: this.deps.log,
         // This pass's files, into the restarted container (its queue is ours already) or its
@@ -71,25 +96,87 @@ export class StrategyRunner {
         // the same time). A tmpfs starts empty.
         deliver: (id) => {
           const work = async () => {
-            for (const target of built) await this.deps.planner.deliver(id, target.path, target.files, { signal, marker: target.marker });
+            for (const target of built) deliveredInto.set(target.path, await this.deps.planner.deliver(id, target.path, target.files, { signal, marker: target.marker }));
             await this.deliverCurrentTargets(d, id, built, signal);
           };
           return id === d.id ? work() : this.deps.queue.run(`container:${id}`, work);
         },
       });
+      this.rolledBack.delete(d.id);
       view.lastStrategy = { at, strategy: result.strategy, action: result.action, outcome: "ok", ...(result.detail ? { detail: result.detail } : {}) };
-      if (result.containerId !== d.id) this.book.moved(d.id, result.containerId);
+      this.markDelivered(d, view, built, deliveredInto, result.containerId, opts, started);
+      if (result.containerId !== d.id) this.book.moved(d.id, result.containerId, view);
       this.deps.log.info("rotated secrets in container", { container: d.name, strategy: result.strategy, action: result.action });
       finished(result.strategy, result.action);
-      return { container: result.containerId, action: result.action };
+      // Every set of this pass is in the container that now serves (deferred ones only there).
+      const delivered = [...new Set(built.flatMap((b) => d.targets.find((t) => t.path === b.path)?.specs.map((s) => s.name) ?? []))];
+      return { container: result.containerId, action: result.action, ...(delivered.length ? { delivered } : {}) };
     } catch (error) {
       const message = describeError(error);
       view.lastStrategy = { at, strategy: strategyName, outcome: "failed", detail: message };
-      view.error = view.error ? `${view.error}; ${message}` : message;
-      this.deps.log.error("rotation strategy failed", { container: d.name, strategy: strategyName, error: message });
+      if (error instanceof RollbackError) {
+        this.remember(d.id, { wanted, reason: error.reason });
+        this.markRolledBack(view, built, error.reason);
+        this.deps.log.warn("rotation rolled back", { container: d.name, strategy: strategyName, reason: message });
+      } else {
+        view.error = view.error ? `${view.error}; ${message}` : message;
+        this.deps.log.error("rotation strategy failed", { container: d.name, strategy: strategyName, error: message });
+      }
       finished(strategyName, undefined, error);
       return { error: view.error };
     }
+  }
+
+  /** `dso ls` after a rollback: the deferred sets show `rollback: <reason>`. */
+  private markRolledBack(view: ContainerView, built: BuiltTarget[], reason: string): void {
+    const paths = new Set(built.filter((b) => b.deferred).map((b) => b.path));
+    for (const line of view.status) if (paths.has(line.path) && line.actual !== line.wanted) line.state = `rollback: ${reason}`;
+    const message = `rollback: ${reason}`;
+    view.error = view.error ? `${view.error}; ${message}` : message;
+  }
+
+  /** The replacement (or restarted container) holds the new files: `dso ls` says current at once. */
+  private markDelivered(d: Desired, view: ContainerView, built: BuiltTarget[], delivered: Map<string, DeliveryResult>, into: string, opts: ConvergeOptions, started: number): void {
+    const at = new Date().toISOString();
+    for (const target of built) {
+      const result = delivered.get(target.path);
+      if (!result) continue;
+      for (const line of view.status) {
+        if (line.path !== target.path || !line.wanted) continue;
+        line.actual = line.wanted;
+        if (line.state === "pending: delivery") line.state = "current";
+      }
+      view.deliveries = [...view.deliveries.filter((x) => x.path !== target.path), { path: target.path, mode: result.mode, files: result.files, at }];
+      for (const spec of d.targets.find((t) => t.path === target.path)?.specs ?? []) {
+        const version = this.deps.store.get(spec.name)?.version;
+        if (version) view.versions[spec.name] = version;
+      }
+    }
+    this.reportDeferred(d, built, delivered, into, opts, started);
+  }
+
+  /** The delivery of the deferred sets, reported once the strategy ran (the converger did not). */
+  private reportDeferred(d: Desired, built: BuiltTarget[], delivered: Map<string, DeliveryResult>, into: string, opts: ConvergeOptions, started: number): void {
+    for (const target of built.filter((b) => b.deferred)) {
+      const result = delivered.get(target.path);
+      if (!result) continue;
+      const names = d.targets.find((t) => t.path === target.path)?.specs.map((s) => s.name) ?? [];
+      this.deps.observer?.deliveryFinished({
+        container: { id: into, name: d.name },
+        secrets: this.versions.versionsOf(names),
+        mode: result.mode,
+        path: target.path,
+        trigger: opts.trigger,
+        seconds: (performance.now() - started) / 1000,
+        changedAt: this.versions.changedAt(names),
+      });
+    }
+  }
+
+  private remember(id: string, entry: RolledBack): void {
+    this.rolledBack.set(id, entry);
+    // Containers gone since: their entries go (the book keeps only running containers).
+    for (const known of this.rolledBack.keys()) if (known !== id && !this.book.get(known)) this.rolledBack.delete(known);
   }
 
   /** Targets that were current in this pass must be in a restarted or new container too. */
@@ -108,4 +195,9 @@ export class StrategyRunner {
       batch.release();
     }
   }
+}
+
+/** What a run wants in the container: the markers of its file sets and labels (env version). */
+function wantedKey(run: StrategyRequest): string {
+  return JSON.stringify([run.built.map((b) => [b.path, b.marker]), run.labels]);
 }

@@ -269,6 +269,10 @@ describe("examples/ brought up with docker-compose", () => {
       expect(again.code).toBe(0);
       expect(`${again.stdout}${again.stderr}`).toContain("exroll_web_1 is up-to-date");
       expect((await projectContainers("exroll")).map((c) => c.Id)).toEqual([after.Id]);
+      // The service exits on SIGTERM: a rotation or `down` does not wait for the 10 s SIGKILL.
+      const stopping = performance.now();
+      await docker.getContainer(after.Id).stop({ t: 10 });
+      expect(performance.now() - stopping).toBeLessThan(3_000);
       expect((await compose("rolling-web", "exroll", ["down", "--timeout", "1"])).code).toBe(0);
       expect(await projectContainers("exroll")).toEqual([]);
       expectNoPlantedValues(agent);

@@ -41,6 +41,7 @@ function context(id: string, name: string, over: Partial<StrategyContext> = {}):
     healthCheckTimeoutMs: 8_000,
     env: {},
     labels: {},
+    secretPaths: [],
     log: quiet,
     abort: new AbortController().signal,
     deliver: async (target) => void delivered.push(target),
@@ -111,15 +112,60 @@ describe("rotation strategies on a real daemon", () => {
     await expect(c.inspect()).rejects.toThrow();
   });
 
-  test("rolling keeps the old container when the replacement never becomes healthy", async () => {
+  test("rolling rolls back: the old container keeps running when the replacement never becomes healthy", async () => {
     const c = await run("rollfail", `[ -z "$FAIL" ] && touch /tmp/ok; ${IDLE}`, {
       Healthcheck: { Test: ["CMD", "test", "-f", "/tmp/ok"], ...HEALTH },
     });
     const ctx = context(c.id, `rollfail-${process.pid}`, { env: { FAIL: "1" }, healthCheckTimeoutMs: 3_000 });
-    await expect(strategyByName("rolling").apply(ctx)).rejects.toThrow("did not become healthy");
+    await expect(strategyByName("rolling").apply(ctx)).rejects.toThrow("rollback: replacement unhealthy");
     expect((await c.inspect()).State.Running).toBe(true);
     const leftovers = await docker.listContainers({ all: true, filters: { name: [`rollfail-${process.pid}-dso-next`] } });
     expect(leftovers).toEqual([]);
+  });
+
+  test("rolling rolls back with the reason when the replacement exits: its exit code, not only (exited)", async () => {
+    const c = await run("rollexit", `[ -n "$FAIL" ] && exit 3; ${IDLE}`);
+    const ctx = context(c.id, `rollexit-${process.pid}`, { env: { FAIL: "1" }, healthCheckTimeoutMs: 3_000 });
+    await expect(strategyByName("rolling").apply(ctx)).rejects.toThrow("rollback: replacement exited with code 3; the old container keeps running on its previous files");
+    expect((await c.inspect()).State.Running).toBe(true);
+  });
+
+  test("rolling on the host's network: a replacement that cannot bind the old one's port rolls back, and the reason says so", async () => {
+    const port = 20_000 + (process.pid % 20_000);
+    const c = await run("rollport", `httpd -f -p 127.0.0.1:${port} -h /tmp`, { HostConfig: { NetworkMode: "host" } });
+    await Bun.sleep(300);
+    const ctx = context(c.id, `rollport-${process.pid}`, { healthCheckTimeoutMs: 4_000 });
+    const failure = await strategyByName("rolling").apply(ctx).then(
+      () => undefined,
+      (error: Error) => error.message,
+    );
+    expect(failure).toContain("rollback: replacement exited with code 1");
+    expect(failure).toContain("it shares the host's network: does it bind a port the old container holds?");
+    expect((await c.inspect()).State.Running).toBe(true);
+  });
+
+  test("rolling with a writable volume: restarted in place; the owner's shared-storage label runs both on the same volume, the image's does not", async () => {
+    const image = `dso-test/shared-label:${process.pid}`;
+    const base = await docker.createContainer({ Image: BUSYBOX_IMAGE, Cmd: ["true"], HostConfig: { NetworkMode: "none" } });
+    await base.commit({ repo: image.split(":")[0], tag: image.split(":")[1], changes: ["VOLUME /data", "LABEL dso.update.shared-storage=true"] } as Record<string, unknown>);
+    await base.remove({ force: true });
+    try {
+      const fromImage = await run("rollimg", `echo row > /data/t; ${IDLE}`, { Image: image });
+      const owned = await run("rollown", `test -f /data/t || echo row > /data/t; ${IDLE}`, { Volumes: { "/data": {} }, Labels: { "dso.test": "strategies", "dso.update.shared-storage": "true" } });
+      const inPlace = await strategyByName("rolling").apply(context(fromImage.id, `rollimg-${process.pid}`));
+      expect(inPlace).toMatchObject({ action: "restarted", containerId: fromImage.id });
+      expect(inPlace.detail).toContain("anonymous volume");
+      const volumeOf = async (id: string) => (await docker.getContainer(id).inspect()).Mounts.find((m) => m.Destination === "/data")?.Name;
+      const before = await volumeOf(owned.id);
+      const replaced = await strategyByName("rolling").apply(context(owned.id, `rollown-${process.pid}`));
+      created.push(replaced.containerId);
+      expect(replaced.action).toBe("replaced");
+      expect(replaced.containerId).not.toBe(owned.id);
+      expect(await volumeOf(replaced.containerId)).toBe(before);
+    } finally {
+      for (const name of [`rollimg-${process.pid}`, `rollown-${process.pid}`]) await docker.getContainer(name).remove({ force: true, v: true }).catch(() => {});
+      await docker.getImage(image).remove({ force: true }).catch(() => {});
+    }
   });
 
   test("none leaves the container alone", async () => {

@@ -16,6 +16,8 @@ export interface StrategyContext {
   env: Record<string, string>;
   /** Labels to set on a replacement (the env injection version marker); empty when none. */
   labels: Record<string, string>;
+  /** Where DSO writes this container's secrets (file targets, DSO volumes): not the app's data. */
+  secretPaths: readonly string[];
   log: StrategyLogger;
   abort: AbortSignal;
 }
