@@ -17,8 +17,16 @@ export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
 /** The values of one fetch result: a 10 MB secret fits, a flood does not. */
 export const MAX_RAW_BYTES = 64 * 1024 * 1024;
 export const MAX_REFS_PER_CALL = 5_000;
+/** A secret name, version or stage; longer is refused at every edge that takes one (labels, dso.yaml). */
+export const MAX_NAME_LENGTH = 2048;
+/**
+ * The refs of one fingerprint or fetch request as JSON, at most: a quarter of the frame, so the
+ * reply (each item echoes its ref, plus a fingerprint of at most 512 characters or an error) fits
+ * too in every ordinary case. Callers split longer lists (watcher/provider-poller.ts).
+ */
+export const MAX_REFS_REQUEST_BYTES = MAX_FRAME_BYTES / 4;
 
-const Name = v.pipe(v.string(), v.minLength(1), v.maxLength(2048));
+const Name = v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_NAME_LENGTH));
 
 export const ErrorCodeSchema = v.picklist([
   "PROVIDER_AUTH",
