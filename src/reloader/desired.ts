@@ -11,7 +11,7 @@ import { parseDriverOptions } from "../delivery/plugin/driver-options.ts";
 import { groupByTarget } from "./files.ts";
 import { DsoError } from "../errors.ts";
 import type { ContainerLabels } from "./labels.ts";
-import { askedNameProblem, grantSecret, implicitSecretSpec, selectContainer, type Refusal, type Selection } from "./selection.ts";
+import { askedNameProblem, grantSecret, implicitSecretSpec, selectContainer, strategyFromLabels, type Refusal, type Selection } from "./selection.ts";
 
 /** The label a container re-created for env injection carries: the marker of its variables. */
 export const ENV_VERSION_LABEL = "dso.env-version";
@@ -117,9 +117,11 @@ export function desiredFor(facts: ContainerFacts, opts: DesiredOptions): { desir
 
   const volumeSecrets = volumes.flatMap((v) => v.secrets);
   const configured = volumeSecrets.map((n) => config.secrets.find((s) => s.name === n)).filter((s) => s !== undefined);
-  // A volume-only container: the volume's strategy= option, else a strategy dso.yaml names.
+  // A volume-only container: its own dso.update.strategy label, the volume's strategy= option, else
+  // a strategy dso.yaml names.
+  const labelStrategy = facts.imageProblem ? undefined : strategyFromLabels(facts.labels);
   const yamlStrategy = config.agent.rotation.strategy ?? configured.find((s) => s.rotation.enabled)?.rotation.strategy;
-  const strategy = selection?.strategy ?? volumeStrategy.strategy ?? yamlStrategy ?? "none";
+  const strategy = selection?.strategy ?? labelStrategy ?? volumeStrategy.strategy ?? yamlStrategy ?? "none";
   return {
     warnings,
     desired: {

@@ -89,6 +89,12 @@ const idLabel = v.pipe(
   v.transform((s) => parseOwnerId(s)!),
 );
 
+/** The container's dso.update.strategy, when present and valid (selectContainer reports a bad one). */
+export function strategyFromLabels(labels: Record<string, string>): StrategyName | undefined {
+  const parsed = v.safeParse(strategyLabel, labels[LABEL.strategy]);
+  return parsed.success ? parsed.output : undefined;
+}
+
 function parseLabel<T>(
   schema: v.GenericSchema<string, T>,
   labels: Record<string, string>,

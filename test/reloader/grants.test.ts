@@ -159,3 +159,22 @@ describe("image labels", () => {
     expect(desiredFor(quiet, { config, volumeOptions: () => undefined }).desired).toBeUndefined();
   });
 });
+
+describe("volume-only containers", () => {
+  test("a container's dso.update.strategy label decides over dso.yaml for a container served only through a DSO volume", () => {
+    const declared = parseConfig("providers:\n  f:\n    type: file\ndefaults:\n  rotation: { enabled: true, strategy: restart }\nsecrets:\n  - name: api_key\n", "dso.yaml", {}).config;
+    const entry = {
+      Id: id,
+      Names: ["/api"],
+      ImageID: "sha256:img",
+      Labels: {},
+      State: "running",
+      Mounts: [{ Type: "volume", Name: "vol", Destination: "/run/secrets", Driver: "dso" }],
+    } as unknown as Dockerode.ContainerInfo;
+    const volumeOptions = () => ({ secrets: "api_key" });
+    const withLabel = desiredFor(factsFromList(entry, { known: true, labels: { "dso.reloader": "true", "dso.update.strategy": "none" } }), { config: declared, volumeOptions });
+    expect(withLabel.desired?.strategy).toBe("none");
+    const without = desiredFor(factsFromList(entry, { known: true, labels: {} }), { config: declared, volumeOptions });
+    expect(without.desired?.strategy).toBe("restart");
+  });
+});
