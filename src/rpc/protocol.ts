@@ -56,6 +56,29 @@ export const SecretRefSchema = v.strictObject({
 });
 export type SecretRef = v.InferOutput<typeof SecretRefSchema>;
 
+/**
+ * Consecutive runs of `items` whose refs fit one fingerprint or fetch request: at most
+ * MAX_REFS_PER_CALL refs and MAX_REFS_REQUEST_BYTES of refs as JSON each (a single larger ref goes
+ * alone, and the provider refuses it alone).
+ */
+export function requestChunks<T>(items: readonly T[], refOf: (item: T) => SecretRef, maxCount = MAX_REFS_PER_CALL, maxBytes = MAX_REFS_REQUEST_BYTES): T[][] {
+  const chunks: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = Buffer.byteLength(JSON.stringify(refOf(item))) + 1;
+    if (current.length > 0 && (current.length >= maxCount || bytes + size > maxBytes)) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += size;
+  }
+  if (current.length) chunks.push(current);
+  return chunks;
+}
+
 export function refKey(ref: SecretRef): string {
   return `${ref.name}@${ref.version ?? ""}#${ref.stage ?? ""}`;
 }

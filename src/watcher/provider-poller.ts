@@ -8,7 +8,7 @@
 import * as v from "valibot";
 import { refFor, type SecretState, type SecretStore } from "../secrets/store.ts";
 import { describeError } from "../errors.ts";
-import { MAX_NAME_LENGTH, MAX_REFS_PER_CALL, MAX_REFS_REQUEST_BYTES, SecretRefSchema, type FingerprintItem, type SecretRef } from "../rpc/protocol.ts";
+import { MAX_NAME_LENGTH, requestChunks, SecretRefSchema, type FingerprintItem, type SecretRef } from "../rpc/protocol.ts";
 
 export interface FingerprintSource {
   fingerprint(refs: SecretRef[], signal?: AbortSignal): Promise<FingerprintItem[]>;
@@ -41,28 +41,6 @@ export function jittered(intervalMs: number, random = Math.random): number {
   return Math.round(intervalMs * (1 - POLL_JITTER + 2 * POLL_JITTER * random()));
 }
 
-/**
- * Consecutive runs of `items` whose refs fit one request: at most `maxCount` refs and
- * `maxBytes` of refs as JSON each (a single ref over `maxBytes` goes alone).
- */
-export function chunkByRequestLimits<T>(items: readonly T[], refOf: (item: T) => SecretRef, maxCount = MAX_REFS_PER_CALL, maxBytes = MAX_REFS_REQUEST_BYTES): T[][] {
-  const chunks: T[][] = [];
-  let current: T[] = [];
-  let bytes = 0;
-  for (const item of items) {
-    const size = Buffer.byteLength(JSON.stringify(refOf(item))) + 1;
-    if (current.length > 0 && (current.length >= maxCount || bytes + size > maxBytes)) {
-      chunks.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(item);
-    bytes += size;
-  }
-  if (current.length) chunks.push(current);
-  return chunks;
-}
-
 export async function pollProvider(
   provider: string,
   source: FingerprintSource,
@@ -82,7 +60,7 @@ export async function pollProvider(
   }
   if (sendable.length === 0) return outcome;
   let answered = 0;
-  for (const chunk of chunkByRequestLimits(sendable, (s) => refFor(s.spec))) {
+  for (const chunk of requestChunks(sendable, (s) => refFor(s.spec))) {
     let items: FingerprintItem[];
     try {
       items = await source.fingerprint(

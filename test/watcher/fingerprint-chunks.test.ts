@@ -6,9 +6,11 @@
 import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
 import type { SecretSpec } from "../../src/config/types.ts";
-import { MAX_FRAME_BYTES, MAX_REFS_PER_CALL, MAX_REFS_REQUEST_BYTES, RequestSchema, type FingerprintItem, type SecretRef } from "../../src/rpc/protocol.ts";
+import { MAX_FRAME_BYTES, MAX_REFS_PER_CALL, MAX_REFS_REQUEST_BYTES, RequestSchema, requestChunks, type FingerprintItem, type SecretRef } from "../../src/rpc/protocol.ts";
+import { SecretSource } from "../../src/secrets/source.ts";
 import { SecretStore } from "../../src/secrets/store.ts";
-import { chunkByRequestLimits, pollProvider } from "../../src/watcher/provider-poller.ts";
+import { secretBytes } from "../support/secret-bytes.ts";
+import { pollProvider } from "../../src/watcher/provider-poller.ts";
 
 function spec(name: string): SecretSpec {
   return {
@@ -47,7 +49,7 @@ describe("fingerprint polls within the protocol's limits", () => {
 
   test("requests are cut by bytes too: long names go in more, smaller calls", () => {
     const refs = Array.from({ length: 3000 }, (_, i) => ({ name: `${i}`.padStart(2000, "n") }));
-    const chunks = chunkByRequestLimits(refs, (r) => r);
+    const chunks = requestChunks(refs, (r) => r);
     expect(chunks.flat()).toEqual(refs);
     for (const chunk of chunks) expect(Buffer.byteLength(JSON.stringify(chunk))).toBeLessThanOrEqual(MAX_REFS_REQUEST_BYTES + chunk.length);
     expect(chunks.length).toBeGreaterThan(5);
@@ -70,5 +72,27 @@ describe("fingerprint polls within the protocol's limits", () => {
     expect(outcome.failed).toBe(false);
     expect(outcome.errors).toHaveLength(MAX_REFS_PER_CALL);
     expect(outcome.seeded).toHaveLength(1000);
+  });
+
+  test("a fetch of 6,000 secrets goes in requests the provider accepts: every value arrives", async () => {
+    const store = new SecretStore(false);
+    for (let i = 0; i < 6000; i++) store.ensure(spec(`n${i}`));
+    const calls: number[] = [];
+    const source = new SecretSource({
+      store,
+      log: { warn: () => {} },
+      provider: () => ({
+        async fetch(refs) {
+          const request = { id: 1, method: "fetch", params: { refs } };
+          if (!v.is(RequestSchema, request)) throw new Error("RPC_PROTOCOL: request refused");
+          calls.push(refs.length);
+          return refs.map((ref) => ({ ref, fingerprint: "f", value: secretBytes({ value: "v" }) }));
+        },
+      }),
+    });
+    const result = await source.fetch(Array.from({ length: 6000 }, (_, i) => `n${i}`));
+    expect(result.errors).toEqual([]);
+    expect(result.values.size).toBe(6000);
+    expect(calls.sort()).toEqual([1000, MAX_REFS_PER_CALL]);
   });
 });
