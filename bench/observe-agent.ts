@@ -49,7 +49,7 @@ try {
   for (const on of [true, false]) {
     const config = join(dir, `dso-${on ? "on" : "off"}.yaml`);
     const observe = on ? `  metrics:\n    enabled: true\n  audit:\n    output: ${join(dir, "audit.log")}\n` : "";
-    await writeFile(config, `providers:\n  local:\n    type: file\n    config:\n      path: ${join(dir, "secrets")}\nagent:\n  watch:\n    polling_interval: 1h\n${observe}`);
+    await writeFile(config, `providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config:\n      path: ${join(dir, "secrets")}\nagent:\n  watch:\n    polling_interval: 1h\n${observe}`);
     const agent = await startAgent({ dir, config, dockerHost: host, name: `obs-${on ? "on" : "off"}` });
     await agent.waitForLog(/connected to Docker/);
     await agent.cli(["sync"]);

@@ -103,7 +103,7 @@ await ensureTestImages(docker);
 const dir = await mkdtemp("/tmp/dso-bench-rotation-");
 await mkdir(join(dir, "secrets"));
 await writeFile(join(dir, "secrets", "token"), "initial");
-await writeFile(join(dir, "dso.yaml"), `providers:\n  local:\n    type: file\n    config:\n      path: ${join(dir, "secrets")}\nagent:\n  watch:\n    polling_interval: ${POLL}\n`);
+await writeFile(join(dir, "dso.yaml"), `providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config:\n      path: ${join(dir, "secrets")}\nagent:\n  watch:\n    polling_interval: ${POLL}\n`);
 const proxy = countingProxy(host.replace(/^unix:\/\//, ""), join(dir, "counted-docker.sock"));
 await proxy.ready;
 const agent = await startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost: proxy.host, env: {} });

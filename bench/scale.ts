@@ -33,7 +33,7 @@ await mkdir(join(dir, "secrets"));
 await writeFile(join(dir, "secrets", "shared"), "scale-v0");
 await writeFile(
   join(dir, "dso.yaml"),
-  `providers:\n  local:\n    type: file\n    config: { path: ${join(dir, "secrets")} }\nagent:\n  metrics: { enabled: true }\n  watch: { polling_interval: 1s }\n`,
+  `providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config: { path: ${join(dir, "secrets")} }\nagent:\n  metrics: { enabled: true }\n  watch: { polling_interval: 1s }\n`,
 );
 const proxy = countingProxy(host.replace(/^unix:\/\//, ""), join(dir, "counted-docker.sock"));
 await proxy.ready;

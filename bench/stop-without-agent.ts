@@ -22,7 +22,7 @@ await ensureTestImages(d.docker);
 const dir = await mkdtemp("/tmp/dso-stopbench-");
 await mkdir(join(dir, "secrets"), { mode: 0o700 });
 await writeFile(join(dir, "secrets", "s"), "bench-value", { mode: 0o600 });
-await writeFile(join(dir, "dso.yaml"), `providers:\n  local:\n    type: file\n    config:\n      path: ${join(dir, "secrets")}\nagent:\n  volumes_root: ${join(dir, "vols")}\n`);
+await writeFile(join(dir, "dso.yaml"), `providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config:\n      path: ${join(dir, "secrets")}\nagent:\n  volumes_root: ${join(dir, "vols")}\n`);
 const driver = `dso-stopbench-${process.pid}`;
 const socket = `/run/docker/plugins/${driver}.sock`;
 await mkdir("/run/docker/plugins", { recursive: true });

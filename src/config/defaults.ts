@@ -52,7 +52,11 @@ export function defaultDefaults(): DefaultsConfig {
   };
 }
 
-/** The provider used when dso.yaml declares none: files under /etc/dso/secrets. */
+/**
+ * The provider used when dso.yaml declares none: files under /etc/dso/secrets. It serves names
+ * dso.yaml does not declare (the zero-config "Try it" of the README asks for secrets by label
+ * only); a secret dso.yaml declares is still bound by its targets.
+ */
 export function builtinFileProvider(): ProviderConfig {
   return {
     name: BUILTIN_PROVIDER_NAME,
@@ -60,6 +64,7 @@ export function builtinFileProvider(): ProviderConfig {
     auth: { params: {} },
     config: { path: BUILTIN_FILE_PROVIDER_PATH },
     retry: { ...DEFAULT_RETRY },
+    allowUndeclared: true,
   };
 }
 

@@ -127,6 +127,7 @@ function providerFrom(name: string, input: ProviderInput, issues: IssueCollector
       backoffMs: input.retry?.backoff ?? DEFAULT_RETRY.backoffMs,
     },
     ...(input.timeout === undefined ? {} : { timeoutMs: input.timeout }),
+    allowUndeclared: input.allow_undeclared ?? false,
   };
 }
 
@@ -151,6 +152,7 @@ function legacyProvider(top: LegacyV1Input, declared: Set<string>, issues: Issue
     auth: { params: {} },
     config: top.config ?? {},
     retry: { ...DEFAULT_RETRY },
+    allowUndeclared: false,
   };
 }
 
@@ -410,7 +412,7 @@ export function resolveSecrets(
       ...(secret.stage === undefined ? {} : { stage: secret.stage }),
       provider,
       inject,
-      targets: { containers: secret.targets?.containers ?? [], labels: secret.targets?.labels ?? {} },
+      targets: { containers: secret.targets?.containers ?? [], labels: secret.targets?.labels ?? {}, volumes: secret.targets?.volumes ?? [] },
       mappings,
       rotation,
     });

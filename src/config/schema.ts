@@ -8,6 +8,7 @@
  */
 import * as v from "valibot";
 import { providerTypes } from "../../providers/registry.ts";
+import { MAX_NAME_LENGTH } from "../rpc/protocol.ts";
 import { FILE_MODE_RULE, MAX_ID, parseFileMode, targetPathProblem } from "../util/file-rules.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 
@@ -175,6 +176,8 @@ export const ProviderSchema = v.strictObject({
     }),
   ),
   timeout: v.optional(durationField(100)),
+  /** Serve names dso.yaml does not declare (labels, DSO volumes, dso inject). */
+  allow_undeclared: v.optional(booleanField),
   config: v.optional(stringMap),
 });
 
@@ -266,7 +269,7 @@ export const RotationSchema = v.strictObject({
 });
 
 export const SecretSchema = v.strictObject({
-  name: nonEmptyString("the secret's name at the provider"),
+  name: v.pipe(nonEmptyString("the secret's name at the provider"), v.maxLength(MAX_NAME_LENGTH, `must be at most ${MAX_NAME_LENGTH} characters (the provider protocol's limit)`)),
   provider: v.optional(nonEmptyString("a provider name")),
   /** Pin a version id (AWS VersionId, Vault KV v2 version, Azure version). */
   version: v.optional(v.pipe(scalarString, v.minLength(1, "must not be empty"))),
@@ -279,6 +282,7 @@ export const SecretSchema = v.strictObject({
     v.strictObject({
       containers: v.optional(v.array(nonEmptyString("a container name or id"))),
       labels: v.optional(stringMap),
+      volumes: v.optional(v.array(nonEmptyString("a DSO volume name"))),
     }),
   ),
   mappings: v.optional(v.record(v.pipe(v.string(), v.minLength(1, "keys must not be empty")), v.string("must be a file or variable name"))),

@@ -25,6 +25,11 @@ export interface ProviderConfig {
   retry: RetrySpec;
   /** `timeout`: how long one call to the provider process may take before it is killed (default 30 s). */
   timeoutMs?: number;
+  /**
+   * `allow_undeclared`: containers, DSO volumes and `dso inject` may ask this provider for names
+   * dso.yaml does not declare. Off unless written (on for the built-in file provider).
+   */
+  allowUndeclared: boolean;
 }
 
 export interface FileInjectSpec {
@@ -51,8 +56,10 @@ export interface RotationSpec {
 
 export interface TargetSpec {
   containers: string[];
-  /** AND-match on container labels. */
+  /** AND-match on container labels (the ones given at docker run, never the image's). */
   labels: Record<string, string>;
+  /** DSO volumes (by name) whose `secrets=` may name this secret. */
+  volumes: string[];
 }
 
 export interface SecretSpec {

@@ -18,8 +18,13 @@ import type { SecretVersions } from "./secret-versions.ts";
 import type { Selection } from "./selection.ts";
 import { StrategyRunner, type BuiltTarget } from "./strategy-runner.ts";
 
+/** Containers whose refusals are remembered (to report each once); past it the oldest go. */
+const MAX_REMEMBERED_REFUSALS = 10_000;
+
 export class ContainerConverger {
   private readonly strategies: StrategyRunner;
+  /** Per container, the refusals last reported: a refusal is logged and audited when it changes. */
+  private readonly refusalsReported = new Map<string, string>();
 
   constructor(
     private readonly deps: ReconcilerDeps,
@@ -34,6 +39,7 @@ export class ContainerConverger {
     // Replaced by a rolling rotation since the wave listed it: its replacement is served instead.
     if (this.book.replacement(d.id)) return { container: d.id, name: d.name, delivered: [] };
     const view = this.book.begin(d.id, d.name, d.strategy, d.secrets);
+    this.reportRefusals(d, opts);
     const errors: string[] = [];
     const delivered: string[] = [];
     const built: BuiltTarget[] = [];
@@ -98,8 +104,9 @@ export class ContainerConverger {
       return undefined;
     });
 
-    view.error = errors.length ? errors.join("; ") : undefined;
-    if (errors.length) this.deps.log.error("delivery incomplete", { container: d.name, problems: view.error });
+    const problems = [...d.refusals.map((r) => r.message), ...errors];
+    view.error = problems.length ? problems.join("; ") : undefined;
+    if (errors.length) this.deps.log.error("delivery incomplete", { container: d.name, problems: errors.join("; ") });
     if (delivered.length) this.deps.log.info("delivered secrets to container", { container: d.name, secrets: [...new Set(delivered)].join(",") });
 
     const report: ActionReport = { container: d.id, name: d.name, delivered: [...new Set(delivered)], ...(view.error ? { error: view.error } : {}) };
@@ -129,6 +136,30 @@ export class ContainerConverger {
     // Told, whatever the outcome: a failed strategy is reported, not repeated every pass.
     for (const [volume, marker] of seenUpdates) await this.deps.volumes?.markSeen(volume, outcome.container ?? d.id, marker);
     return { ...report, ...outcome };
+  }
+
+  /**
+   * Secrets the container asked for and may not have: one error line each and a refused delivery
+   * (audit event, dso_deliveries_total, delivery_failed), when they first appear or change.
+   */
+  private reportRefusals(d: Desired, opts: ConvergeOptions): void {
+    const text = d.refusals.map((r) => r.message).join("\n");
+    if (!text) return void this.refusalsReported.delete(d.id);
+    if (this.refusalsReported.get(d.id) === text) return;
+    this.refusalsReported.delete(d.id);
+    this.refusalsReported.set(d.id, text);
+    if (this.refusalsReported.size > MAX_REMEMBERED_REFUSALS) this.refusalsReported.delete(this.refusalsReported.keys().next().value!);
+    for (const refusal of d.refusals) {
+      this.deps.log.error(refusal.message);
+      this.deps.observer?.deliveryFinished({
+        container: { id: d.id, name: d.name },
+        secrets: refusal.secrets.map((name) => ({ name })),
+        mode: "none",
+        trigger: opts.trigger,
+        seconds: 0,
+        error: new DsoError("DELIVERY_REFUSED", refusal.message),
+      });
+    }
   }
 
   private async convergeTarget(d: Desired, unit: TargetUnit, batch: FetchBatch, opts: ConvergeOptions) {

@@ -9,7 +9,9 @@ import type Dockerode from "dockerode";
 import type { DsoConfig, SecretSpec, SignalName, StrategyName } from "../config/types.ts";
 import { parseDriverOptions } from "../delivery/plugin/driver-options.ts";
 import { groupByTarget } from "./files.ts";
-import { implicitSecretSpec, selectContainer, type Selection } from "./selection.ts";
+import { DsoError } from "../errors.ts";
+import type { ContainerLabels } from "./labels.ts";
+import { askedNameProblem, grantSecret, implicitSecretSpec, selectContainer, strategyFromLabels, type Refusal, type Selection } from "./selection.ts";
 
 /** The label a container re-created for env injection carries: the marker of its variables. */
 export const ENV_VERSION_LABEL = "dso.env-version";
@@ -18,8 +20,10 @@ const SWARM_TASK_LABEL = "com.docker.swarm.task.id";
 export interface ContainerFacts {
   id: string;
   name: string;
-  /** The container's own labels (image labels removed, see labels.ts). */
+  /** The container's own labels (image labels removed, see labels.ts); the merged ones when `imageProblem` is set. */
   labels: Record<string, string>;
+  /** Why the container's own labels are unknown (its image cannot be inspected): it is granted nothing by labels or targets. */
+  imageProblem?: string;
   running: boolean;
   mounts: Array<{ type?: string; name?: string; driver?: string; destination: string }>;
 }
@@ -51,13 +55,17 @@ export interface Desired {
   secrets: string[];
   /** The ENV_VERSION_LABEL the container carries, if any. */
   envMarker?: string;
+  /** The container's own labels; undefined when they are unknown (see ContainerFacts.imageProblem). */
+  labels?: Record<string, string>;
+  /** Secrets it asked for and may not have (logged and audited by converge.ts). */
+  refusals: Refusal[];
 }
 
-export function factsFromList(entry: Dockerode.ContainerInfo, labels: Record<string, string>): ContainerFacts {
+export function factsFromList(entry: Dockerode.ContainerInfo, labels: ContainerLabels): ContainerFacts {
   return {
     id: entry.Id,
     name: (entry.Names?.[0] ?? entry.Id).replace(/^\//, ""),
-    labels,
+    ...(labels.known ? { labels: labels.labels } : { labels: labels.merged, imageProblem: labels.problem }),
     running: entry.State === "running",
     mounts: (entry.Mounts ?? []).map((m) => ({ type: m.Type, name: m.Name, driver: m.Driver, destination: m.Destination })),
   };
@@ -77,8 +85,10 @@ export interface DesiredOptions {
 export function desiredFor(facts: ContainerFacts, opts: DesiredOptions): { desired?: Desired; warnings: string[] } {
   const { config } = opts;
   const outcome = selectContainer({ id: facts.id, name: facts.name, labels: facts.labels }, config);
-  const selection = outcome.selected ? outcome.selection : undefined;
-  const warnings = [...outcome.warnings];
+  // Unknown labels grant nothing: what they would have asked for is refused, in one line.
+  const selection = outcome.selected && !facts.imageProblem ? outcome.selection : undefined;
+  const warnings = facts.imageProblem ? [] : [...outcome.warnings];
+  const refusals = facts.imageProblem ? refuseAll(facts, outcome) : outcome.refused;
 
   const envSpecs = (selection?.secrets ?? []).filter((s) => s.inject.type === "env");
   const byPath = selection ? groupByTarget(selection, selection.secrets) : new Map<string, SecretSpec[]>();
@@ -103,13 +113,15 @@ export function desiredFor(facts: ContainerFacts, opts: DesiredOptions): { desir
       warnings.push(`container ${facts.name}: DSO volume ${mount.name}: ${(error as Error).message}`);
     }
   }
-  if (!selection && volumes.length === 0) return { warnings };
+  if (!selection && volumes.length === 0 && refusals.length === 0) return { warnings };
 
   const volumeSecrets = volumes.flatMap((v) => v.secrets);
   const configured = volumeSecrets.map((n) => config.secrets.find((s) => s.name === n)).filter((s) => s !== undefined);
-  // A volume-only container: the volume's strategy= option, else a strategy dso.yaml names.
+  // A volume-only container: its own dso.update.strategy label, the volume's strategy= option, else
+  // a strategy dso.yaml names.
+  const labelStrategy = facts.imageProblem ? undefined : strategyFromLabels(facts.labels);
   const yamlStrategy = config.agent.rotation.strategy ?? configured.find((s) => s.rotation.enabled)?.rotation.strategy;
-  const strategy = selection?.strategy ?? volumeStrategy.strategy ?? yamlStrategy ?? "none";
+  const strategy = selection?.strategy ?? labelStrategy ?? volumeStrategy.strategy ?? yamlStrategy ?? "none";
   return {
     warnings,
     desired: {
@@ -124,13 +136,38 @@ export function desiredFor(facts: ContainerFacts, opts: DesiredOptions): { desir
       healthCheckTimeoutMs: selection?.healthCheckTimeoutMs ?? config.agent.rotation.healthCheckTimeoutMs,
       secrets: [...new Set([...(selection?.secrets ?? []).map((s) => s.name), ...volumeSecrets])],
       envMarker: facts.labels[ENV_VERSION_LABEL],
+      ...(facts.imageProblem ? {} : { labels: facts.labels }),
+      refusals,
     },
   };
 }
 
-/** The spec of a secret named by a volume: from dso.yaml, or implicit with a single provider. */
+/** A container whose own labels are unknown: everything its merged labels ask for, refused. */
+function refuseAll(facts: ContainerFacts, outcome: ReturnType<typeof selectContainer>): Refusal[] {
+  const asked = new Set([...(outcome.selected ? outcome.selection.secrets.map((s) => s.name) : []), ...outcome.refused.flatMap((r) => r.secrets)]);
+  if (asked.size === 0 && outcome.refused.length === 0) return [];
+  return [{ secrets: [...asked], message: `container ${facts.name}: ${facts.imageProblem}; nothing is delivered to it by labels or targets` }];
+}
+
+/**
+ * The spec a secret named by some volume is tracked with (polled): from dso.yaml, or implicit
+ * through a provider that allows undeclared names. Whether a given volume may have it is
+ * grantVolumeSecret's question.
+ */
 export function volumeSecretSpec(name: string, config: DsoConfig): SecretSpec | undefined {
   return config.secrets.find((s) => s.name === name) ?? implicitSecretSpec(name, config);
+}
+
+/**
+ * The spec of a secret the DSO volume `volume` names in `secrets=`, or DELIVERY_REFUSED naming
+ * the volume and the secret: undeclared (without `allow_undeclared`), or outside its targets.
+ */
+export function grantVolumeSecret(volume: string, name: string, config: DsoConfig): SecretSpec {
+  const problem = askedNameProblem(name);
+  if (problem) throw new DsoError("DELIVERY_REFUSED", `volume ${volume}: option secrets ${problem}`);
+  const grant = grantSecret(name, config, { kind: "volume", name: volume });
+  if ("refused" in grant) throw new DsoError("DELIVERY_REFUSED", `volume ${volume}: ${grant.refused}`);
+  return grant.spec;
 }
 
 /** The container's selection; an empty one for a container served only through DSO volumes. */

@@ -1,6 +1,8 @@
 /**
  * One-off delivery (`dso inject`): the container's own secrets plus any named ones, now, without
- * a strategy, whatever the markers say. Reports names, versions and modes, never values.
+ * a strategy, whatever the markers say. A named secret is granted as a label would be: declared
+ * (or through a provider's `allow_undeclared`) and within its targets. Reports names, versions
+ * and modes, never values.
  */
 import type Dockerode from "dockerode";
 import type { InjectReport } from "../api/contract.ts";
@@ -12,7 +14,7 @@ import type { ContainerConverger } from "./converge.ts";
 import { selectionOf, type Desired } from "./desired.ts";
 import { groupByTarget } from "./files.ts";
 import type { ReconcilerDeps } from "./reconcile-deps.ts";
-import { implicitSecretSpec, type Selection } from "./selection.ts";
+import { askedNameProblem, grantSecret, MAX_LABEL_SECRETS, type Selection } from "./selection.ts";
 
 export interface InjectDeps extends Pick<ReconcilerDeps, "docker" | "store" | "source" | "queue" | "config"> {
   /** What the reconciler wants in a listed container (undefined: not served, e.g. a Swarm task). */
@@ -32,12 +34,10 @@ export async function injectIntoContainer(deps: InjectDeps, container: string, n
   const [entry] = await deps.docker.listContainers({ filters: { id: [inspect.Id] } });
   const config = deps.config();
   const base = (entry ? await deps.desiredOf(entry) : undefined) ?? emptyDesired(inspect, config);
-  const extra = names.map((n) => config.secrets.find((s) => s.name === n) ?? implicitSecretSpec(n, config));
-  const unknown = names.filter((_, i) => !extra[i]);
-  if (unknown.length) throw new DsoError("SECRET_NOT_FOUND", `unknown secret(s): ${unknown.join(", ")}; list them in secrets[] of dso.yaml`);
+  const extra = grantNamed(base, names, config);
   const selection = { ...selectionOf(base) };
   // Files only: variables need a re-created container, which is a strategy, not an injection.
-  const specs = [...(selection.secrets ?? []).filter((s) => !names.includes(s.name)), ...extra.map((s) => s!)].filter((s) => s.inject.type === "file");
+  const specs = [...(selection.secrets ?? []).filter((s) => !names.includes(s.name)), ...extra].filter((s) => s.inject.type === "file");
   const desired = withSpecs(base, selection, specs);
   if (desired.targets.length === 0 && desired.volumes.length === 0 && desired.envSpecs.length === 0) {
     throw new DsoError("BAD_REQUEST", `container ${desired.name} has no DSO secrets; name some with --secret`);
@@ -61,6 +61,27 @@ export async function injectIntoContainer(deps: InjectDeps, container: string, n
   }
 }
 
+/**
+ * The specs of the names `dso inject --secret` asks for, each granted to this container as a label
+ * would be (declared, or through `allow_undeclared`; within the secret's targets), or
+ * DELIVERY_REFUSED naming the container and every refused name. A container whose own labels are
+ * unknown matches no label target.
+ */
+function grantNamed(base: Desired, names: string[], config: DsoConfig): SecretSpec[] {
+  if (names.length > MAX_LABEL_SECRETS) throw new DsoError("BAD_REQUEST", `at most ${MAX_LABEL_SECRETS} secrets per inject`);
+  const specs: SecretSpec[] = [];
+  const refused: string[] = [];
+  for (const name of names) {
+    const problem = askedNameProblem(name);
+    if (problem) throw new DsoError("BAD_REQUEST", `secrets ${problem}`);
+    const grant = grantSecret(name, config, { kind: "container", id: base.id, name: base.name, labels: base.labels ?? {} });
+    if ("spec" in grant) specs.push(grant.spec);
+    else refused.push(grant.refused);
+  }
+  if (refused.length) throw new DsoError("DELIVERY_REFUSED", `container ${base.name}: ${refused.join("; ")}`);
+  return specs;
+}
+
 function emptyDesired(inspect: Dockerode.ContainerInspectInfo, config: DsoConfig): Desired {
   return {
     id: inspect.Id,
@@ -72,6 +93,7 @@ function emptyDesired(inspect: Dockerode.ContainerInspectInfo, config: DsoConfig
     signal: config.agent.rotation.signal,
     healthCheckTimeoutMs: config.agent.rotation.healthCheckTimeoutMs,
     secrets: [],
+    refusals: [],
   };
 }
 

@@ -3,11 +3,15 @@
  * DSO: dso.reloader, dso.secrets, dso.update.strategy) plus ours (dso.update.signal,
  * dso.inject.{path,mode,uid,gid}), and from `secrets[].targets` in dso.yaml. Parsing happens
  * here, at the edge; a bad label value skips the container with a warning naming the label.
+ * Who may have which secret is decided here too (grantSecret), for every way of asking: a name
+ * dso.yaml does not declare only through a provider with `allow_undeclared`, a declared secret
+ * with targets only by those targets.
  */
 import * as v from "valibot";
 import { SIGNAL_NAMES, STRATEGY_NAMES } from "../config/schema.ts";
 import type { DsoConfig, SecretSpec, SignalName, StrategyName } from "../config/types.ts";
 import { FILE_MODE_RULE, MAX_ID, parseFileMode, parseOwnerId, targetPathProblem } from "../util/file-rules.ts";
+import { MAX_NAME_LENGTH } from "../rpc/protocol.ts";
 import { printable } from "../util/printable.ts";
 
 export const LABEL = {
@@ -25,7 +29,10 @@ export interface ContainerInfo {
   id: string;
   /** Without the leading slash. */
   name: string;
+  /** The labels given at docker run (never the image's, labels.ts) or a Swarm service's. */
   labels: Record<string, string>;
+  /** Swarm services are selected like containers (swarm.ts); messages say which. */
+  kind?: "container" | "service";
 }
 
 export interface FileOverrides {
@@ -46,9 +53,16 @@ export interface Selection {
   healthCheckTimeoutMs: number;
 }
 
+/** Names a container asked for and may not have: one line naming it and the label, for log and audit. */
+export interface Refusal {
+  /** The names refused (none when the label as a whole is, e.g. 6,000 names). */
+  secrets: string[];
+  message: string;
+}
+
 export type SelectionOutcome =
-  | { selected: true; selection: Selection; warnings: string[] }
-  | { selected: false; warnings: string[] };
+  | { selected: true; selection: Selection; warnings: string[]; refused: Refusal[] }
+  | { selected: false; warnings: string[]; refused: Refusal[] };
 
 
 const strategyLabel = v.picklist(STRATEGY_NAMES, `must be one of ${STRATEGY_NAMES.join(", ")}`);
@@ -75,6 +89,12 @@ const idLabel = v.pipe(
   v.transform((s) => parseOwnerId(s)!),
 );
 
+/** The container's dso.update.strategy, when present and valid (selectContainer reports a bad one). */
+export function strategyFromLabels(labels: Record<string, string>): StrategyName | undefined {
+  const parsed = v.safeParse(strategyLabel, labels[LABEL.strategy]);
+  return parsed.success ? parsed.output : undefined;
+}
+
 function parseLabel<T>(
   schema: v.GenericSchema<string, T>,
   labels: Record<string, string>,
@@ -89,27 +109,52 @@ function parseLabel<T>(
   return undefined;
 }
 
-function matchesTargets(secret: SecretSpec, container: ContainerInfo): boolean {
-  const { containers, labels } = secret.targets;
-  const byName = containers.some((t) => t === container.name || t === container.id || (t.length >= 12 && container.id.startsWith(t)));
+/** Who asks for a secret: a container (its own labels), a Swarm service, or a DSO volume. */
+export type Requester = { kind: "container" | "service"; id: string; name: string; labels: Record<string, string> } | { kind: "volume"; name: string };
+
+/** A name asked for: the spec to serve it with, or why it is refused (one clause, no subject). */
+export type Grant = { spec: SecretSpec } | { refused: string };
+
+/** Names per container in dso.secrets (finding 8: one label must not stop rotation for others). */
+export const MAX_LABEL_SECRETS = 256;
+/** What a name asked for by a container, a volume or `dso inject` may contain: printable ASCII. */
+const ASKED_NAME = /^[\x20-\x7e]+$/;
+
+/** Why a name asked for at the edge is not one (too long, odd characters); undefined when fine. */
+export function askedNameProblem(name: string): string | undefined {
+  if (name.length > MAX_NAME_LENGTH) return `has a name of ${name.length} characters; at most ${MAX_NAME_LENGTH}`;
+  if (!ASKED_NAME.test(name)) return `has a name with characters other than printable ASCII (${printable(name, 64)})`;
+  return undefined;
+}
+
+function hasTargets(secret: SecretSpec): boolean {
+  const { containers, labels, volumes } = secret.targets;
+  return containers.length > 0 || Object.keys(labels).length > 0 || volumes.length > 0;
+}
+
+function inTargets(secret: SecretSpec, who: Requester): boolean {
+  const { containers, labels, volumes } = secret.targets;
+  if (who.kind === "volume") return volumes.includes(who.name);
+  const byName = containers.some((t) => t === who.name || t === who.id || (t.length >= 12 && who.id.startsWith(t)));
   const labelKeys = Object.keys(labels);
-  const byLabels = labelKeys.length > 0 && labelKeys.every((k) => container.labels[k] === labels[k]);
+  const byLabels = labelKeys.length > 0 && labelKeys.every((k) => who.labels[k] === labels[k]);
   return byName || byLabels;
 }
 
 /**
- * A secret named only by a container label. With a single provider (e.g. the built-in file
- * provider and no dso.yaml) it needs no secrets[] entry: it gets the defaults.
+ * A secret named only by a label, a volume or `dso inject`, served with the defaults by the one
+ * provider that opts in with `allow_undeclared` (the built-in file provider does); undefined when
+ * none or several do.
  */
 export function implicitSecretSpec(name: string, config: DsoConfig): SecretSpec | undefined {
-  const providers = Object.keys(config.providers);
-  if (providers.length !== 1) return undefined;
+  const open = Object.values(config.providers).filter((p) => p.allowUndeclared);
+  if (open.length !== 1) return undefined;
   const { inject, rotation } = config.defaults;
   return {
     name,
-    provider: providers[0]!,
+    provider: open[0]!.name,
     inject: inject.type === "env" ? { type: "env" } : { type: "file", path: inject.path, uid: inject.uid, gid: inject.gid, mode: inject.mode },
-    targets: { containers: [], labels: {} },
+    targets: { containers: [], labels: {}, volumes: [] },
     mappings: {},
     rotation: {
       enabled: rotation.enabled,
@@ -120,34 +165,70 @@ export function implicitSecretSpec(name: string, config: DsoConfig): SecretSpec 
   };
 }
 
-function labelledSecretNames(container: ContainerInfo): string[] {
-  if (container.labels[LABEL.reloader] !== "true") return [];
-  return (container.labels[LABEL.secrets] ?? "")
-    .split(",")
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
+/**
+ * Whether `who` may have the secret `name`: a secret dso.yaml declares, when its targets (if it
+ * has any) include the asker; a name it does not declare only through a provider that opts in.
+ * Every way of asking goes through here: labels, DSO volumes, `dso inject`, Swarm services.
+ */
+export function grantSecret(name: string, config: DsoConfig, who: Requester): Grant {
+  const declared = config.secrets.find((s) => s.name === name);
+  const shown = printable(name, 128);
+  if (declared) {
+    if (!hasTargets(declared) || inTargets(declared, who)) return { spec: declared };
+    const how = who.kind === "volume" ? "secrets[].targets.volumes" : "secrets[].targets";
+    return { refused: `secret ${shown} is limited to its targets in dso.yaml, which leave this ${who.kind} out (add it to ${how})` };
+  }
+  const implicit = implicitSecretSpec(name, config);
+  if (implicit) return { spec: implicit };
+  const open = Object.values(config.providers).filter((p) => p.allowUndeclared);
+  if (open.length > 1) return { refused: `dso.yaml does not declare ${shown} and several providers allow undeclared names (${open.map((p) => p.name).join(", ")}): declare it in secrets[] with its provider` };
+  const example = Object.keys(config.providers)[0] ?? "<name>";
+  return { refused: `dso.yaml does not declare ${shown}: list it in secrets[] (or set providers.${example}.allow_undeclared: true)` };
+}
+
+/** The names in a dso.secrets label, or the one-line reason the label is refused as a whole. */
+function labelledSecretNames(container: ContainerInfo): { names: string[] } | { problem: string } {
+  if (container.labels[LABEL.reloader] !== "true") return { names: [] };
+  const names = [
+    ...new Set(
+      (container.labels[LABEL.secrets] ?? "")
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0),
+    ),
+  ];
+  if (names.length > MAX_LABEL_SECRETS) return { problem: `label ${LABEL.secrets} names ${names.length} secrets; at most ${MAX_LABEL_SECRETS} per container` };
+  for (const name of names) {
+    const problem = askedNameProblem(name);
+    if (problem) return { problem: `label ${LABEL.secrets} ${problem}` };
+  }
+  return { names };
 }
 
 export function selectContainer(container: ContainerInfo, config: DsoConfig): SelectionOutcome {
-  const who = `container ${container.name || container.id.slice(0, 12)}`;
+  const kind = container.kind ?? "container";
+  const who = `${kind} ${container.name || container.id.slice(0, 12)}`;
   const warnings: string[] = [];
+  const refused: Refusal[] = [];
   const wanted = new Map<string, SecretSpec>();
+  const requester: Requester = { kind, id: container.id, name: container.name, labels: container.labels };
 
-  const byName = new Map(config.secrets.map((s) => [s.name, s]));
-  for (const name of labelledSecretNames(container)) {
-    const spec = byName.get(name) ?? implicitSecretSpec(name, config);
-    if (spec) wanted.set(name, spec);
-    else
-      warnings.push(
-        `${who}: label ${LABEL.secrets} names ${printable(name, 128)}, which is not in secrets[] of dso.yaml (needed when several providers are configured)`,
-      );
+  const asked = labelledSecretNames(container);
+  if ("problem" in asked) {
+    // The whole container is skipped: a hostile label is its own problem, never its provider's.
+    return { selected: false, warnings, refused: [{ secrets: [], message: `${who}: ${asked.problem}; ${kind} skipped` }] };
   }
-  for (const spec of config.secrets) if (matchesTargets(spec, container)) wanted.set(spec.name, spec);
+  for (const name of asked.names) {
+    const grant = grantSecret(name, config, requester);
+    if ("spec" in grant) wanted.set(name, grant.spec);
+    else refused.push({ secrets: [name], message: `${who}: label ${LABEL.secrets} names ${printable(name, 128)}, refused: ${grant.refused}` });
+  }
+  for (const spec of config.secrets) if (hasTargets(spec) && inTargets(spec, requester)) wanted.set(spec.name, spec);
 
-  if (container.labels[LABEL.reloader] === "true" && !container.labels[LABEL.secrets]?.trim() && wanted.size === 0) {
+  if (container.labels[LABEL.reloader] === "true" && asked.names.length === 0 && wanted.size === 0) {
     warnings.push(`${who}: has ${LABEL.reloader}=true but no ${LABEL.secrets} label; skipped`);
   }
-  if (wanted.size === 0) return { selected: false, warnings };
+  if (wanted.size === 0) return { selected: false, warnings, refused };
 
   const errors: string[] = [];
   const strategyFromLabel = parseLabel(strategyLabel, container.labels, LABEL.strategy, errors);
@@ -159,7 +240,7 @@ export function selectContainer(container: ContainerInfo, config: DsoConfig): Se
     gid: parseLabel(idLabel, container.labels, LABEL.gid, errors),
   };
   if (errors.length > 0) {
-    return { selected: false, warnings: [...warnings, ...errors.map((e) => `${who}: ${e}; container skipped`)] };
+    return { selected: false, warnings: [...warnings, ...errors.map((e) => `${who}: ${e}; ${kind} skipped`)], refused };
   }
 
   const secrets = [...wanted.values()];
@@ -169,6 +250,7 @@ export function selectContainer(container: ContainerInfo, config: DsoConfig): Se
   return {
     selected: true,
     warnings,
+    refused,
     selection: {
       containerId: container.id,
       containerName: container.name,

@@ -32,7 +32,7 @@ export interface SwarmDeps {
   fetchValues(names: string[]): Promise<FetchResult>;
   /** Keys the version part of secret names (the host key). */
   markers: VersionMarkers;
-  log: Pick<FieldLogger, "info" | "warn">;
+  log: Pick<FieldLogger, "info" | "warn" | "error">;
 }
 
 export interface ServiceReport {
@@ -110,6 +110,8 @@ export class SwarmRotator {
   private sweepsLeft = 0;
   private stopped = false;
   private named = new Set<string>();
+  /** Refusals logged at the last look: each is logged when it first appears, not every pass. */
+  private refusalsLogged = new Set<string>();
   private passes: Promise<void> = Promise.resolve();
 
   constructor(private readonly deps: SwarmDeps) {}
@@ -128,11 +130,18 @@ export class SwarmRotator {
   async services(): Promise<Array<{ service: ServiceInfo; selection: Selection }>> {
     const services = (await this.deps.docker.listServices()) as unknown as ServiceInfo[];
     const selected: Array<{ service: ServiceInfo; selection: Selection }> = [];
+    const refusals = new Set<string>();
     for (const service of services) {
-      const outcome = selectContainer({ id: service.ID, name: service.Spec.Name, labels: serviceLabels(service) }, this.deps.config());
-      for (const w of outcome.warnings) this.deps.log.warn(w.replace(/^container /, "service "));
+      const outcome = selectContainer({ id: service.ID, name: service.Spec.Name, labels: serviceLabels(service), kind: "service" }, this.deps.config());
+      for (const w of outcome.warnings) this.deps.log.warn(w);
+      // A service asking for what it may not have (undeclared, outside the targets) gets the rest.
+      for (const r of outcome.refused) {
+        if (!this.refusalsLogged.has(r.message)) this.deps.log.error(r.message);
+        refusals.add(r.message);
+      }
       if (outcome.selected) selected.push({ service, selection: outcome.selection });
     }
+    this.refusalsLogged = refusals;
     this.named = new Set(selected.flatMap((s) => s.selection.secrets.map((spec) => spec.name)));
     return selected;
   }

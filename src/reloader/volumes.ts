@@ -17,7 +17,7 @@ import type { VersionMarkers } from "../secrets/version-marker.ts";
 import { isMapping } from "../util/is-mapping.ts";
 import { readCapped } from "../util/json-body.ts";
 import type { KeyedQueue } from "../util/keyed-queue.ts";
-import { volumeSecretSpec } from "./desired.ts";
+import { grantVolumeSecret } from "./desired.ts";
 import { buildDeliveries } from "./files.ts";
 import type { Selection } from "./selection.ts";
 
@@ -168,7 +168,7 @@ export class DsoVolumes {
     if (opts.secrets.length === 0) {
       throw new DsoError("BAD_REQUEST", `volume ${volume} names no secrets; create it with -o secrets=name1,name2`);
     }
-    const specs = opts.secrets.map((name) => volumeSecretSpec(name, config));
+    const specs = opts.secrets.map((name) => grantVolumeSecret(volume, name, config));
     const unknown = opts.secrets.filter((_, i) => !specs[i]);
     if (unknown.length) throw new DsoError("SECRET_NOT_FOUND", `volume ${volume}: unknown secret(s) ${unknown.join(", ")}; list them in secrets[] of dso.yaml`);
     const known = specs.filter((s) => s !== undefined);

@@ -17,8 +17,16 @@ export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
 /** The values of one fetch result: a 10 MB secret fits, a flood does not. */
 export const MAX_RAW_BYTES = 64 * 1024 * 1024;
 export const MAX_REFS_PER_CALL = 5_000;
+/** A secret name, version or stage; longer is refused at every edge that takes one (labels, dso.yaml). */
+export const MAX_NAME_LENGTH = 2048;
+/**
+ * The refs of one fingerprint or fetch request as JSON, at most: a quarter of the frame, so the
+ * reply (each item echoes its ref, plus a fingerprint of at most 512 characters or an error) fits
+ * too in every ordinary case. Callers split longer lists (watcher/provider-poller.ts).
+ */
+export const MAX_REFS_REQUEST_BYTES = MAX_FRAME_BYTES / 4;
 
-const Name = v.pipe(v.string(), v.minLength(1), v.maxLength(2048));
+const Name = v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_NAME_LENGTH));
 
 export const ErrorCodeSchema = v.picklist([
   "PROVIDER_AUTH",
@@ -47,6 +55,29 @@ export const SecretRefSchema = v.strictObject({
   stage: v.optional(Name),
 });
 export type SecretRef = v.InferOutput<typeof SecretRefSchema>;
+
+/**
+ * Consecutive runs of `items` whose refs fit one fingerprint or fetch request: at most
+ * MAX_REFS_PER_CALL refs and MAX_REFS_REQUEST_BYTES of refs as JSON each (a single larger ref goes
+ * alone, and the provider refuses it alone).
+ */
+export function requestChunks<T>(items: readonly T[], refOf: (item: T) => SecretRef, maxCount = MAX_REFS_PER_CALL, maxBytes = MAX_REFS_REQUEST_BYTES): T[][] {
+  const chunks: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = Buffer.byteLength(JSON.stringify(refOf(item))) + 1;
+    if (current.length > 0 && (current.length >= maxCount || bytes + size > maxBytes)) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += size;
+  }
+  if (current.length) chunks.push(current);
+  return chunks;
+}
 
 export function refKey(ref: SecretRef): string {
   return `${ref.name}@${ref.version ?? ""}#${ref.stage ?? ""}`;

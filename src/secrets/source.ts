@@ -6,6 +6,7 @@
  */
 import { describeError, DsoError } from "../errors.ts";
 import type { FieldLogger } from "../log/logger.ts";
+import { requestChunks } from "../rpc/protocol.ts";
 import { copySecretBytes, wipeSecretBytes, type FetchedItem } from "../rpc/wire-values.ts";
 import { refFor, type SecretStore } from "./store.ts";
 import type { FetchedSecret, FetchResult, SecretFetcher } from "./types.ts";
@@ -55,19 +56,25 @@ export class SecretSource {
     await Promise.all(
       [...byProvider].map(async ([provider, list]) => {
         const fetcher = this.deps.provider(provider);
-        let items: FetchedItem[] = [];
-        try {
-          if (!fetcher) throw new DsoError("PROVIDER_UNAVAILABLE", `provider ${provider} is not configured`);
-          items = await fetcher.fetch(
-            list.map((name) => refFor(store.get(name)!.spec)),
-            signal,
-          );
-        } catch (error) {
-          // A provider that failed as a whole (its fetch process could not start, say) keeps its code.
-          const code = error instanceof DsoError && OUTAGE_CODES.has(error.code) ? error.code : "PROVIDER_UNAVAILABLE";
-          items = list.map((name) => ({ ref: { name }, error: { code: code as "PROVIDER_UNAVAILABLE", message: describeError(error) } }));
-        }
-        for (const extra of items.slice(list.length)) wipeSecretBytes(extra.value, { whole: false });
+        // Requests within the protocol's limits: a long list fails no name but its own chunk's.
+        const parts = await Promise.all(
+          requestChunks(list, (name) => refFor(store.get(name)!.spec)).map(async (part): Promise<FetchedItem[]> => {
+            try {
+              if (!fetcher) throw new DsoError("PROVIDER_UNAVAILABLE", `provider ${provider} is not configured`);
+              const got = await fetcher.fetch(
+                part.map((name) => refFor(store.get(name)!.spec)),
+                signal,
+              );
+              for (const extra of got.slice(part.length)) wipeSecretBytes(extra.value, { whole: false });
+              return part.map((name, i) => got[i] ?? { ref: { name } });
+            } catch (error) {
+              // A provider that failed as a whole (its fetch process could not start, say) keeps its code.
+              const code = error instanceof DsoError && OUTAGE_CODES.has(error.code) ? error.code : "PROVIDER_UNAVAILABLE";
+              return part.map((name) => ({ ref: { name }, error: { code: code as "PROVIDER_UNAVAILABLE", message: describeError(error) } }));
+            }
+          }),
+        );
+        const items = parts.flat();
         list.forEach((name, i) => {
           const item = items[i];
           // Items beyond the names asked for (a confused provider) hold values nobody takes.

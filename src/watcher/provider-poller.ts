@@ -1,10 +1,14 @@
 /**
  * The provider stream of the Watcher: asks each provider for fingerprints (never values) every
  * polling interval, with jitter, and reports which secrets changed. The first poll only seeds.
+ * The refs go in requests within the protocol's limits (count and bytes), so no secret, however
+ * it was named, can make the call of every other secret of its provider fail; a ref the protocol
+ * would refuse is never sent and is that secret's error alone.
  */
-import { refFor, type SecretStore } from "../secrets/store.ts";
+import * as v from "valibot";
+import { refFor, type SecretState, type SecretStore } from "../secrets/store.ts";
 import { describeError } from "../errors.ts";
-import type { FingerprintItem, SecretRef } from "../rpc/protocol.ts";
+import { MAX_NAME_LENGTH, requestChunks, SecretRefSchema, type FingerprintItem, type SecretRef } from "../rpc/protocol.ts";
 
 export interface FingerprintSource {
   fingerprint(refs: SecretRef[], signal?: AbortSignal): Promise<FingerprintItem[]>;
@@ -43,25 +47,39 @@ export async function pollProvider(
   store: SecretStore,
   signal?: AbortSignal,
 ): Promise<PollOutcome> {
-  const states = store.forProvider(provider);
   const outcome: PollOutcome = { provider, changed: [], seeded: [], recovered: [], errors: [], failed: false };
-  if (states.length === 0) return outcome;
   const now = new Date();
-  let items: FingerprintItem[];
-  try {
-    items = await source.fingerprint(
-      states.map((s) => refFor(s.spec)),
-      signal,
-    );
-  } catch (error) {
-    const message = describeError(error);
-    for (const s of states) {
-      store.recordError(s.spec.name, message, now);
-      outcome.errors.push({ secret: s.spec.name, message });
-    }
-    outcome.failed = true;
-    return outcome;
+  const fail = (name: string, message: string) => {
+    store.recordError(name, message, now);
+    outcome.errors.push({ secret: name, message });
+  };
+  const sendable: SecretState[] = [];
+  for (const state of store.forProvider(provider)) {
+    if (v.is(SecretRefSchema, refFor(state.spec))) sendable.push(state);
+    else fail(state.spec.name, `not asked for: a secret name, version or stage must be 1 to ${MAX_NAME_LENGTH} characters`);
   }
+  if (sendable.length === 0) return outcome;
+  let answered = 0;
+  for (const chunk of requestChunks(sendable, (s) => refFor(s.spec))) {
+    let items: FingerprintItem[];
+    try {
+      items = await source.fingerprint(
+        chunk.map((s) => refFor(s.spec)),
+        signal,
+      );
+      answered++;
+    } catch (error) {
+      const message = describeError(error);
+      for (const s of chunk) fail(s.spec.name, message);
+      continue;
+    }
+    recordItems(chunk, items, store, outcome, now);
+  }
+  outcome.failed = answered === 0;
+  return outcome;
+}
+
+function recordItems(states: SecretState[], items: FingerprintItem[], store: SecretStore, outcome: PollOutcome, now: Date): void {
   states.forEach((state, i) => {
     const item = items[i];
     const name = state.spec.name;
@@ -76,5 +94,4 @@ export async function pollProvider(
     if (result === "seeded") outcome.seeded.push(name);
     if (result === "recovered") outcome.recovered.push(name);
   });
-  return outcome;
 }

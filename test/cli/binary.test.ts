@@ -86,7 +86,7 @@ describe("the binary ignores bunfig.toml and .env in its working directory", () 
     await writeFile(join(dir, "bunfig.toml"), `preload = ["./evil.ts"]\n`);
     // If .env were read, DSO_CONFIG would point at a missing file and validation would fail.
     await writeFile(join(dir, ".env"), "DSO_CONFIG=/nonexistent/hostile.yaml\n");
-    await writeFile(join(dir, "dso.yaml"), "providers:\n  local:\n    type: file\n    config:\n      path: /tmp\n");
+    await writeFile(join(dir, "dso.yaml"), "providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config:\n      path: /tmp\n");
   });
 
   afterAll(async () => {

@@ -77,7 +77,7 @@ describe("loadConfig", () => {
     expect(warnings).toEqual([]);
     expect(config).toEqual(builtinDefaultConfig());
     expect(config.providers).toEqual({
-      file: { name: "file", type: "file", auth: { params: {} }, config: { path: "/etc/dso/secrets" }, retry: { attempts: 3, backoffMs: 2000 } },
+      file: { name: "file", type: "file", auth: { params: {} }, config: { path: "/etc/dso/secrets" }, retry: { attempts: 3, backoffMs: 2000 }, allowUndeclared: true },
     });
     expect(config.secrets).toEqual([]);
   });

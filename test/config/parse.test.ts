@@ -36,6 +36,7 @@ describe("Go DSO example files", () => {
       auth: { method: "iam_role", params: {} },
       config: {},
       retry: { attempts: 5, backoffMs: 5000 },
+      allowUndeclared: false,
     });
     expect(config.providers["dev-vault"]?.config).toEqual({
       address: "https://vault.internal:8200",
@@ -66,7 +67,7 @@ describe("Go DSO example files", () => {
       name: "prod/db/credentials",
       provider: "aws-prod",
       inject: { type: "env" },
-      targets: { containers: ["api-server", "worker-node"], labels: {} },
+      targets: { containers: ["api-server", "worker-node"], labels: {}, volumes: [] },
       mappings: { username: "DB_USER", password: "DB_PASS" },
       rotation: { enabled: true, strategy: "restart", signal: "SIGHUP", healthCheckTimeoutMs: 90_000 },
     });
@@ -92,6 +93,7 @@ describe("Go DSO example files", () => {
         auth: { params: {} },
         config: { address: "http://127.0.0.1:8200", token: "dev-root-token", mount: "kv" },
         retry: { attempts: 3, backoffMs: 2000 },
+        allowUndeclared: false,
       },
     });
     const [database, tls] = config.secrets;

@@ -101,7 +101,7 @@ beforeAll(async () => {
   await writeFile(join(work, "etc-dso", "secrets", "db_password"), VALUE, { mode: 0o600 });
   await writeFile(
     join(work, "etc-dso", "dso.yaml"),
-    `providers:\n  local:\n    type: file\n    config:\n      path: /etc/dso/secrets\nagent:\n  volumes_root: ${join(sharedRoot, "volumes")}\n  watch:\n    polling_interval: 1s\n`,
+    `providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config:\n      path: /etc/dso/secrets\nagent:\n  volumes_root: ${join(sharedRoot, "volumes")}\n  watch:\n    polling_interval: 1s\n`,
   );
   await mkdir(PLUGIN_DIR, { recursive: true });
   const size = await importAgentImage(docker, IMAGE, work);

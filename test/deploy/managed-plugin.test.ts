@@ -106,7 +106,7 @@ beforeAll(async () => {
   await writeFile(join(etc, "secrets", "db_password"), VALUE_ONE, { mode: 0o600 });
   await writeFile(
     join(etc, "dso.yaml"),
-    "providers:\n  local:\n    type: file\n    config:\n      path: /etc/dso/secrets\nagent:\n  watch:\n    polling_interval: 1s\n",
+    "providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config:\n      path: /etc/dso/secrets\nagent:\n  watch:\n    polling_interval: 1s\n",
   );
   const pluginDir = join(work, "plugin");
   await assemblePluginDir(await dsoBinary(), pluginDir);

@@ -170,7 +170,7 @@ beforeAll(async () => {
   await writeFile(join(work, "secrets", "api_key"), API_KEY_ONE, { mode: 0o600 });
   await writeFile(
     join(work, "dso.yaml"),
-    `providers:\n  local:\n    type: file\n    config:\n      path: ${join(work, "secrets")}\nagent:\n  volumes_root: ${volumesRoot}\n  watch:\n    polling_interval: 1s\n`,
+    `providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config:\n      path: ${join(work, "secrets")}\nagent:\n  volumes_root: ${volumesRoot}\n  watch:\n    polling_interval: 1s\n`,
   );
   await mkdir(PLUGIN_DIR, { recursive: true });
   agent = await startSandboxedAgent();

@@ -84,6 +84,7 @@ beforeAll(async () => {
       "providers:",
       "  local:",
       "    type: file",
+      "    allow_undeclared: true",
       "    config:",
       `      path: ${secretsDir}`,
       "agent:",

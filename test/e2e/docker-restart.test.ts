@@ -27,7 +27,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "dso-restart-"));
   await mkdir(join(dir, "secrets"));
   await writeFile(join(dir, "secrets", "token"), VALUE);
-  await writeFile(join(dir, "dso.yaml"), `providers:\n  local:\n    type: file\n    config:\n      path: ${join(dir, "secrets")}\nagent:\n  watch:\n    polling_interval: 1s\n`);
+  await writeFile(join(dir, "dso.yaml"), `providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config:\n      path: ${join(dir, "secrets")}\nagent:\n  watch:\n    polling_interval: 1s\n`);
   agent = await startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost: d.host });
   const c = await docker.createContainer({
     name: `e2e-dockerd-restart-${process.pid}`,

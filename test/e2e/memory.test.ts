@@ -167,6 +167,7 @@ function configFor(agent: AgentKey, secretsDir: string): string {
     "providers:",
     "  local:",
     "    type: file",
+    "    allow_undeclared: true",
     "    config:",
     `      path: ${secretsDir}`,
     "  structured:",

@@ -48,6 +48,7 @@ beforeAll(async () => {
       "providers:",
       "  local:",
       "    type: file",
+      "    allow_undeclared: true",
       "    config:",
       `      path: ${join(dir, "secrets")}`,
       "agent:",

@@ -56,7 +56,7 @@ beforeAll(async () => {
   await writeFile(join(dir, "secrets", "db_password"), VALUE_ONE);
   await writeFile(
     join(dir, "dso.yaml"),
-    `providers:\n  local:\n    type: file\n    config:\n      path: ${join(dir, "secrets")}\nagent:\n  volumes_root: ${volumesRoot}\n  watch:\n    polling_interval: 1s\n`,
+    `providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config:\n      path: ${join(dir, "secrets")}\nagent:\n  volumes_root: ${volumesRoot}\n  watch:\n    polling_interval: 1s\n`,
   );
   await mkdir(PLUGIN_DIR, { recursive: true });
   agent = await startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost: d.host, name: DRIVER });

@@ -109,7 +109,7 @@ beforeAll(async () => {
   // A long polling interval: changes must be noticed by who fetched them, not by a poll.
   await writeFile(
     configPath,
-    `providers:\n  local:\n    type: file\n    config:\n      path: ${secretsDir}\nagent:\n  volumes_root: ${volumesRoot}\n  watch:\n    polling_interval: 1h\n`,
+    `providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config:\n      path: ${secretsDir}\nagent:\n  volumes_root: ${volumesRoot}\n  watch:\n    polling_interval: 1h\n`,
   );
   agent = await startNamedAgent(DRIVER);
   await linkPluginSocket(agent);

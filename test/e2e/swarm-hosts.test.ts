@@ -135,7 +135,7 @@ beforeAll(async () => {
   const configPath = join(dir, "dso.yaml");
   await writeFile(
     configPath,
-    ["providers:", "  local:", "    type: file", "    config:", `      path: ${secretsDir}`, "agent:", "  watch:", "    polling_interval: 1s", ""].join("\n"),
+    ["providers:", "  local:", "    type: file", "    allow_undeclared: true", "    config:", `      path: ${secretsDir}`, "agent:", "  watch:", "    polling_interval: 1s", ""].join("\n"),
   );
   agent = await startAgent({ dir, config: configPath, dockerHost: manager.host });
 });

@@ -37,6 +37,7 @@ beforeAll(async () => {
       "providers:",
       "  local:",
       "    type: file",
+      "    allow_undeclared: true",
       "    config:",
       `      path: ${join(dir, "secrets")}`,
       "agent:",

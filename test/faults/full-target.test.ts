@@ -42,7 +42,7 @@ beforeAll(async () => {
   Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", volumesRoot]);
   await writeFile(
     join(dir, "dso.yaml"),
-    `providers:\n  local:\n    type: file\n    config: { path: ${join(dir, "secrets")} }\nagent:\n  volumes_root: ${volumesRoot}\n  watch: { polling_interval: 1s }\n`,
+    `providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config: { path: ${join(dir, "secrets")} }\nagent:\n  volumes_root: ${volumesRoot}\n  watch: { polling_interval: 1s }\n`,
   );
   await mkdir(PLUGIN_DIR, { recursive: true });
   agent = await startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost: d.host, name: DRIVER });

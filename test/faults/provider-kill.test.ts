@@ -43,6 +43,7 @@ beforeAll(async () => {
       "providers:",
       "  local:",
       "    type: file",
+      "    allow_undeclared: true",
       `    config: { path: ${join(dir, "secrets")} }`,
       `    retry: { attempts: 3, backoff: ${BACKOFF_MS}ms }`,
       "    timeout: 5s",

@@ -52,7 +52,7 @@ beforeAll(async () => {
   const mapped = MAPPED.map((_name, i) => `  - name: mapped-${i}\n    mappings: { password: out-${i} }\n`).join("");
   await writeFile(
     join(dir, "dso.yaml"),
-    `providers:\n  local:\n    type: file\n    config:\n      path: ${join(dir, "secrets")}\nagent:\n  watch:\n    polling_interval: 1s\nsecrets:\n${mapped}`,
+    `providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config:\n      path: ${join(dir, "secrets")}\nagent:\n  watch:\n    polling_interval: 1s\nsecrets:\n${mapped}`,
   );
   agent = await startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost: d.host, name: "fuzz-values" });
 }, 60_000);

@@ -23,7 +23,7 @@ import type { FetchedItem } from "../../src/rpc/wire-values.ts";
 import { secretBytes } from "../support/secret-bytes.ts";
 import { quietLog } from "../support/test-source.ts";
 
-const { config } = parseConfig("providers:\n  p:\n    type: file\n", "dso.yaml", {});
+const { config } = parseConfig("providers:\n  p:\n    type: file\n    allow_undeclared: true\n", "dso.yaml", {});
 
 class FakeProvider implements SecretFetcher {
   value = "v1";
@@ -309,7 +309,7 @@ function setupVolumeOnly(yaml: string, opts: Record<string, string>, extra: { mo
 
 describe("containers served only through a DSO volume", () => {
   test("with no strategy= option, the strategy dso.yaml names for the secret runs on a change, once", async () => {
-    const yaml = "providers:\n  p:\n    type: file\nsecrets:\n  - name: token\n    provider: p\n    rotation:\n      enabled: true\n      strategy: signal\n      signal: SIGUSR1\n";
+    const yaml = "providers:\n  p:\n    type: file\n    allow_undeclared: true\nsecrets:\n  - name: token\n    provider: p\n    rotation:\n      enabled: true\n      strategy: signal\n      signal: SIGUSR1\n";
     const { reconciler, provider, kills, volume } = setupVolumeOnly(yaml, { secrets: "token" });
     await reconciler.reconcileAll();
     const [view] = reconciler.list();
@@ -325,7 +325,7 @@ describe("containers served only through a DSO volume", () => {
   });
 
   test("without one in dso.yaml either, files are updated with strategy none", async () => {
-    const { reconciler, provider, kills } = setupVolumeOnly("providers:\n  p:\n    type: file\n", { secrets: "token" });
+    const { reconciler, provider, kills } = setupVolumeOnly("providers:\n  p:\n    type: file\n    allow_undeclared: true\n", { secrets: "token" });
     await reconciler.reconcileAll();
     expect(reconciler.list()[0]?.strategy).toBe("none");
     provider.value = "v2";
@@ -335,7 +335,7 @@ describe("containers served only through a DSO volume", () => {
   });
 
   test("a secret its provider has not polled yet shows `pending: first poll in 4m` in dso ls", async () => {
-    const yaml = "providers:\n  p:\n    type: file\n";
+    const yaml = "providers:\n  p:\n    type: file\n    allow_undeclared: true\n";
     const { config: cfg } = parseConfig(yaml, "dso.yaml", {});
     const store = new SecretStore(false);
     const providerProcess = { fingerprint: async () => [], stop: async () => {}, getStatus: () => ({}) } as unknown as ProviderProcess;

@@ -38,7 +38,7 @@ const container = (name: string, labels: Record<string, string> = {}): Container
 describe("container selection", () => {
   test("dso.reloader=true with dso.secrets selects those secrets; label strategy wins", () => {
     const out = selectContainer(
-      container("api", { "dso.reloader": "true", "dso.secrets": " app/db , api_key", "dso.update.strategy": "rolling" }),
+      container("web", { "dso.reloader": "true", "dso.secrets": " app/db , api_key", "dso.update.strategy": "rolling" }),
       config,
     );
     expect(out.selected).toBe(true);
@@ -80,14 +80,14 @@ describe("container selection", () => {
     }
   });
 
-  test("a label naming an unknown secret warns (several providers: no implicit secrets)", () => {
+  test("a label naming a secret dso.yaml does not declare is refused, naming container and label", () => {
     const out = selectContainer(container("api", { "dso.reloader": "true", "dso.secrets": "nope" }), config);
     expect(out.selected).toBe(false);
-    expect(out.warnings[0]).toContain('names "nope", which is not in secrets[]');
+    expect(out.refused).toEqual([{ secrets: ["nope"], message: expect.stringContaining('container api: label dso.secrets names "nope", refused: dso.yaml does not declare "nope"') }]);
   });
 
-  test("with a single provider, a label may name a secret that is not in secrets[]", () => {
-    const single = parseConfig("providers:\n  local:\n    type: file\n", "dso.yaml", {}).config;
+  test("with a provider that allows undeclared names, a label may name a secret that is not in secrets[]", () => {
+    const single = parseConfig("providers:\n  local:\n    type: file\n    allow_undeclared: true\n", "dso.yaml", {}).config;
     const out = selectContainer(container("app", { "dso.reloader": "true", "dso.secrets": "db_password" }), single);
     expect(out.selected).toBe(true);
     if (!out.selected) return;
@@ -122,8 +122,8 @@ describe("container selection", () => {
 });
 
 describe("building files from values", () => {
-  const select = (labels: Record<string, string>) => {
-    const out = selectContainer(container("x", { "dso.reloader": "true", ...labels }), config);
+  const select = (labels: Record<string, string>, name = "x") => {
+    const out = selectContainer(container(name, { "dso.reloader": "true", ...labels }), config);
     if (!out.selected) throw new Error(out.warnings.join("; "));
     return out.selection;
   };
@@ -151,7 +151,7 @@ describe("building files from values", () => {
 
   test("a plain secret without mappings becomes one file named after the secret", () => {
     const built = buildDeliveries(
-      select({ "dso.secrets": "api_key" }),
+      select({ "dso.secrets": "api_key" }, "web"),
       new Map([["api_key", { fingerprint: "h", value: secretBytes({ value: "k" }) }]]),
     );
     expect(built.groups[0]!.files.map((f) => f.name)).toEqual(["api_key"]);
@@ -159,7 +159,7 @@ describe("building files from values", () => {
 
   test("binary values are decoded from base64", () => {
     const built = buildDeliveries(
-      select({ "dso.secrets": "api_key" }),
+      select({ "dso.secrets": "api_key" }, "web"),
       new Map([["api_key", { fingerprint: "h", value: secretBytes({ value: new Uint8Array([0, 1, 255]) }) }]]),
     );
     expect([...built.groups[0]!.files[0]!.content]).toEqual([0, 1, 255]);
@@ -180,12 +180,13 @@ describe("building files from values", () => {
 });
 
 describe("labels baked into the image", () => {
-  test("dso.* labels equal to the image's are dropped; the container's own stay", async () => {
+  test("labels equal to the image's are dropped (dso.* ones listed for a warning); the container's own stay", async () => {
     const { ownLabels } = await import("../../src/reloader/labels.ts");
     const image = { "dso.reloader": "true", "dso.secrets": "prod-db", maintainer: "x" };
     const out = ownLabels({ "dso.reloader": "true", "dso.secrets": "prod-db", maintainer: "x", "dso.update.strategy": "none" }, image);
     expect(out.dropped).toEqual(["dso.reloader", "dso.secrets"]);
-    expect(out.labels).toEqual({ maintainer: "x", "dso.update.strategy": "none" });
+    expect(out.labels).toEqual({ "dso.update.strategy": "none" });
+    expect(ownLabels({ maintainer: "y" }, image).labels).toEqual({ maintainer: "y" });
     expect(ownLabels({ "dso.secrets": "other" }, image).labels).toEqual({ "dso.secrets": "other" });
   });
 });

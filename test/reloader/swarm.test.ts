@@ -59,7 +59,7 @@ beforeAll(async () => {
   if (!(await isSwarmManager(docker))) await docker.swarmInit({ ListenAddr: "127.0.0.1:2377", AdvertiseAddr: "127.0.0.1" });
   dir = await mkdtemp(join(tmpdir(), "dso-swarm-"));
   await writeFile(join(dir, "db_password"), "swarm-value-one");
-  const { config } = parseConfig(`providers:\n  local:\n    type: file\n    config:\n      path: ${dir}\n`, "dso.yaml", {});
+  const { config } = parseConfig(`providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config:\n      path: ${dir}\n`, "dso.yaml", {});
   provider = new ProviderProcess({ configure: { name: "local", type: "file", config: { path: dir } } });
   const store = new SecretStore(false);
   const source = testSource({ store, provider });

@@ -34,7 +34,7 @@ beforeAll(async () => {
   await writeFile(join(dir, "secrets", "shared"), "scale-v0");
   await writeFile(
     join(dir, "dso.yaml"),
-    `providers:\n  local:\n    type: file\n    config: { path: ${join(dir, "secrets")} }\nagent:\n  metrics: { enabled: true }\n  watch: { polling_interval: 1s }\n`,
+    `providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config: { path: ${join(dir, "secrets")} }\nagent:\n  metrics: { enabled: true }\n  watch: { polling_interval: 1s }\n`,
   );
   agent = await startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost: d.host });
 }, 60_000);
