@@ -2,7 +2,7 @@
 import { runCommand } from "citty";
 import { checkArguments, resolveCommand, type ResolvedCommand } from "./cli/dispatch.ts";
 import { cliPluginArgs, cliPluginMetadata } from "./cli/docker-cli-plugin.ts";
-import { hiddenCommands, rootCommand } from "./cli/root.ts";
+import { hiddenCommands, passthroughCommands, rootCommand } from "./cli/root.ts";
 import { colorEnabled, outputWidth } from "./cli/terminal.ts";
 import { drained, trackBacklog } from "./cli/output-drain.ts";
 import { renderHelp } from "./cli/usage.ts";
@@ -63,6 +63,11 @@ async function main(rawArgv: string[]): Promise<number> {
     if (argv.length > 0 && VERSION_FLAGS.has(argv[0]!)) {
       process.stdout.write(`${formatVersionLine(versionInfo())}\n`);
       return 0;
+    }
+    const passthrough = argv[0] !== undefined && Object.hasOwn(passthroughCommands, argv[0]) ? passthroughCommands[argv[0]] : undefined;
+    if (passthrough && !argv.includes("--help")) {
+      setUpLogging([], argv[0]);
+      return await passthrough(argv.slice(1));
     }
     const resolved = await resolveCommand(rootCommand, argv, hiddenCommands);
     if (resolved.help || (argv.length === 0 && resolved.path.length === 0)) {
