@@ -71,3 +71,15 @@ export function referencesOf(model: unknown): SecretReference[] {
   }
   return refs;
 }
+
+/** `service.VAR` of values that hold a reference inside a longer string: never substituted. */
+export function embeddedReferencesOf(model: unknown): string[] {
+  const found: string[] = [];
+  for (const [service, def] of Object.entries(servicesOf(model))) {
+    for (const [variable, value] of Object.entries(environmentOf(def))) {
+      if (typeof value !== "string" || PREFIXES.some(([p]) => value.startsWith(p))) continue;
+      if (value.includes("dso://") || value.includes("dsofile://")) found.push(`${service}.${variable}`);
+    }
+  }
+  return found;
+}

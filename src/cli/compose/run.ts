@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { DsoError } from "../../errors.ts";
 import { discoverFiles, splitArguments, type ComposeFlavour } from "./invocation.ts";
 import { buildOverride } from "./override.ts";
-import { referencesOf } from "./references.ts";
+import { embeddedReferencesOf, referencesOf } from "./references.ts";
 
 export const ENV_CAVEAT =
   "dso:// puts the value in the container's environment: anyone who can run `docker inspect` reads it, and Docker stores it on the host's disk (config.v2.json). Prefer dsofile://.";
@@ -60,6 +60,9 @@ export async function runComposeVerb(verb: "up" | "down", args: readonly string[
   if (files.includes("-")) throw new DsoError("USAGE", "dso up reads the compose file itself: give it a path, not -f -");
   const model = await composeConfig(compose, inv.globals, files);
   const refs = referencesOf(model);
+  for (const where of embeddedReferencesOf(model)) {
+    process.stderr.write(`dso: ${where} holds a dso:// or dsofile:// reference inside a longer value: only a whole value is a reference; this one stays literal\n`);
+  }
   const extra: string[] = [];
   let dir: string | undefined;
   if (refs.length > 0) {
