@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 import { runCommand } from "citty";
 import { checkArguments, resolveCommand, type ResolvedCommand } from "./cli/dispatch.ts";
-import { cliPluginArgs, cliPluginMetadata } from "./cli/docker-cli-plugin.ts";
+import { cliPluginArgs, cliPluginMetadata, contextHost } from "./cli/docker-cli-plugin.ts";
 import { hiddenCommands, passthroughCommands, rootCommand } from "./cli/root.ts";
 import { colorEnabled, outputWidth } from "./cli/terminal.ts";
 import { drained, trackBacklog } from "./cli/output-drain.ts";
@@ -36,6 +36,17 @@ function setUpLogging(argv: string[], commandName: string | undefined): void {
   configureLogger({ level: level as LogLevelName, format });
 }
 
+/** `docker --context X dso ...`: the context's daemon becomes DOCKER_HOST for DSO and compose alike. */
+function applyDockerFlags(env: Record<string, string>): void {
+  Object.assign(process.env, env);
+  if (env.DOCKER_HOST || !env.DOCKER_CONTEXT) return;
+  const host = contextHost(env.DOCKER_CONTEXT, process.env);
+  if (env.DOCKER_CONTEXT !== "default" && !host) throw new DsoError("USAGE", `docker context "${env.DOCKER_CONTEXT}" not found or has no Docker endpoint`);
+  if (host) process.env.DOCKER_HOST = host;
+  // The endpoint is resolved: compose and docker must not see a context and a host that disagree.
+  delete process.env.DOCKER_CONTEXT;
+}
+
 const VERSION_FLAGS = new Set(["--version", "-v"]);
 
 async function printHelp(resolved: ResolvedCommand): Promise<void> {
@@ -49,12 +60,14 @@ async function printHelp(resolved: ResolvedCommand): Promise<void> {
 }
 
 async function main(rawArgv: string[]): Promise<number> {
-  const argv = cliPluginArgs(rawArgv);
-  if (argv === "metadata") {
+  const invocation = cliPluginArgs(rawArgv);
+  if (invocation === "metadata") {
     process.stdout.write(`${JSON.stringify(cliPluginMetadata())}\n`);
     return 0;
   }
+  const argv = invocation.args;
   try {
+    applyDockerFlags(invocation.env);
     // `dso help [command...]` is `dso [command...] --help`, as in git, docker and kubectl.
     if (argv[0] === "help") {
       await printHelp(await resolveCommand(rootCommand, argv.slice(1).filter((a) => !a.startsWith("-")), hiddenCommands));
