@@ -18,6 +18,7 @@ export const commands: Record<string, LazyCommand> = {
   agent: () => import("./commands/agent.ts").then((m) => m.default),
   notifications: () => import("./commands/notifications.ts").then((m) => m.default),
   completion: () => import("./commands/completion.ts").then((m) => m.default),
+  secret: () => import("./commands/secret.ts").then((m) => m.default),
   up: () => import("./commands/up.ts").then((m) => m.up),
   down: () => import("./commands/up.ts").then((m) => m.down),
 };
