@@ -100,7 +100,7 @@ beforeAll(async () => {
   const config = join(dir, "dso.yaml");
   await writeFile(
     config,
-    `providers:\n  file:\n    type: file\n    config:\n      path: ${secretsDir}\nagent:\n  volumes_root: ${join(dir, "volumes")}\n  watch:\n    polling_interval: 1s\ndefaults:\n  rotation:\n    enabled: true\n`,
+    `providers:\n  file:\n    type: file\n    config:\n      path: ${secretsDir}\nagent:\n  metrics: { enabled: true }\n  audit: { enabled: true }\n  volumes_root: ${join(dir, "volumes")}\n  watch:\n    polling_interval: 1s\ndefaults:\n  rotation:\n    enabled: true\n`,
   );
   agent = await startAgent({ dir, config, dockerHost, name: "up" });
   driver = `dso-up-${process.pid}`;
@@ -179,4 +179,23 @@ describe("dso up / dso down with docker-compose", () => {
     expect(await appContainers()).toEqual([]);
     expect((await docker.listVolumes({ filters: { driver: [driver] } })).Volumes ?? []).toEqual([]);
   }, 120_000);
+
+  test("a leftover reference is loud: plain docker-compose up with dso:// is logged, audited, counted and shown by dso ls", async () => {
+    // Before issue 22 this ran with DB_PASSWORD=dso://db_password and nothing said anything.
+    const up = await plainCompose(["up", "-d"]);
+    expect(up.code).toBe(0);
+    try {
+      const c = await running();
+      const line = await agent.waitForLog(/literal dso:\/\/ or dsofile:\/\/ reference/, 20_000);
+      expect(line).toContain("DB_PASSWORD=dso://db_password");
+      await agent.waitForLog(/"event":"leftover_reference".*"outcome":"LEFTOVER_REFERENCE"/, 5_000);
+      const ls = await agent.cli(["ls", "--json"]);
+      const row = JSON.parse(ls.stdout).containers.find((x: { id: string }) => x.id === c.Id);
+      expect(row?.error).toContain("not brought up with dso up");
+      const metrics = await (await fetch("http://agent/metrics", { unix: agent.socket } as RequestInit)).text();
+      expect(metrics).toMatch(/^dso_leftover_references 1$/m);
+    } finally {
+      await plainCompose(["down", "-t", "1"]);
+    }
+  }, 60_000);
 });
