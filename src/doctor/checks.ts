@@ -11,6 +11,7 @@ import { MNT_DETACH, mountTmpfs, unmount } from "../os/libc.ts";
 import { checkDeliveryModes } from "./delivery-modes.ts";
 import { checkFileProviderPermissions } from "./file-permissions.ts";
 import { checkHardening, checkMemoryLocking } from "./hardening.ts";
+import { runtimePathProblems } from "./runtime-paths.ts";
 import type { AgentProcessReport, CheckResult, DoctorContext } from "./types.ts";
 
 export type { AgentProcessReport, CheckResult, CheckStatus, DoctorContext } from "./types.ts";
@@ -25,6 +26,8 @@ export async function checkConfig(ctx: DoctorContext): Promise<CheckResult> {
     const { config, warnings } = await loadConfig(path, ctx.env);
     ctx.config = config;
     const where = path ?? "built-in default";
+    const paths = runtimePathProblems(config);
+    if (paths.length) return { check: "config", status: "fail", detail: `${where}: the agent would refuse it here: ${paths.join("; ")}` };
     const note = warnings.length ? `; ${warnings.length} warning(s): ${warnings.map(formatIssue).join("; ")}` : "";
     return { check: "config", status: warnings.length ? "warn" : "ok", detail: `${where} is valid${note}` };
   } catch (error) {
