@@ -11,6 +11,7 @@ import { MNT_DETACH, mountTmpfs, unmount } from "../os/libc.ts";
 import { checkDeliveryModes } from "./delivery-modes.ts";
 import { checkFileProviderPermissions } from "./file-permissions.ts";
 import { checkHardening, checkMemoryLocking } from "./hardening.ts";
+import { checkLegacyDrivers } from "./legacy-drivers.ts";
 import { runtimePathProblems } from "./runtime-paths.ts";
 import type { AgentProcessReport, CheckResult, DoctorContext } from "./types.ts";
 
@@ -214,17 +215,18 @@ function agentProcessReport(status: StatusReply): AgentProcessReport {
 
 export async function runChecks(ctx: DoctorContext): Promise<CheckResult[]> {
   const config = await checkConfig(ctx);
-  const [docker, agent, socket, tmpfs, swap, files] = await Promise.all([
+  const [docker, agent, socket, tmpfs, swap, files, legacy] = await Promise.all([
     checkDocker(ctx),
     checkAgent(ctx),
     checkSocketDirectory(ctx),
     checkPluginTmpfs(ctx),
     checkSwap(),
     checkFileProviderPermissions(ctx.config),
+    checkLegacyDrivers(),
   ]);
   const modes = await checkDeliveryModes(ctx, { tmpfs, socket });
   // Last: without an agent, the hardening check turns core dumps off for this process too.
   const locking = await checkMemoryLocking(ctx.agent);
   const cores = await checkHardening(ctx.agent);
-  return [config, checkEnvInjection(ctx), ...docker, agent, socket, tmpfs, swap, locking, cores, ...files, ...modes];
+  return [config, checkEnvInjection(ctx), ...docker, agent, ...legacy, socket, tmpfs, swap, locking, cores, ...files, ...modes];
 }
