@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { startAgent, type AgentProcess } from "../../support/agent-process.ts";
 import { eventually, execIn } from "../../support/container-exec.ts";
 import { ensureDocker } from "../../support/docker-daemon.ts";
-import { dsoBinary } from "../../support/dso-binary.ts";
+import { DSO_BINARY as DSO, dsoBinary } from "../../support/dso-binary.ts";
 import { BUSYBOX_IMAGE, ensureTestImages } from "../../support/test-images.ts";
 
 const PLUGIN_DIR = "/run/docker/plugins";
@@ -196,6 +196,48 @@ describe("dso up / dso down with docker-compose", () => {
       expect(metrics).toMatch(/^dso_leftover_references 1$/m);
     } finally {
       await plainCompose(["down", "-t", "1"]);
+    }
+  }, 60_000);
+
+  test("the Go DSO's documented mixed example (docs/docker-compose.md), only the image changed, in its own directory", async () => {
+    const mixedDir = join(dir, "mixed");
+    await mkdir(mixedDir);
+    await mkdir(join(secretsDir, "global"), { recursive: true });
+    await writeFile(join(secretsDir, "global", "db_pass"), PLANTED.dbOne);
+    await writeFile(join(secretsDir, "global", "redis_url"), PLANTED.token);
+    await writeFile(
+      join(mixedDir, "docker-compose.yaml"),
+      ["services:", "  mixed_app:", `    image: ${BUSYBOX_IMAGE}`, "    environment:", "      - DATABASE_PASSWORD_FILE=dsofile://global/db_pass", "      - REDIS_URL=dso://global/redis_url", "      - DEBUG=true", ""].join("\n"),
+    );
+    const run = (args: string[]) =>
+      Bun.spawn([DSO, ...args], {
+        cwd: mixedDir,
+        env: { PATH: process.env.PATH!, DOCKER_HOST: dockerHost, DSO_VOLUME_DRIVER: driver, TMPDIR: tmp },
+        stdout: "pipe",
+        stderr: "pipe",
+        stdin: "ignore",
+      });
+    const up = run(["up", "-d"]);
+    const [upErr, upCode] = [await new Response(up.stderr).text(), await up.exited];
+    expect(upCode, upErr).toBe(0);
+    try {
+      const env = await eventually(
+        "REDIS_URL injected",
+        async () => {
+          const [c] = await docker.listContainers({ filters: { label: ["com.docker.compose.service=mixed_app"], status: ["running"] } });
+          const e = c ? ((await docker.getContainer(c.Id).inspect()).Config.Env ?? []) : [];
+          return e.includes(`REDIS_URL=${PLANTED.token}`) ? { id: c!.Id, env: e } : undefined;
+        },
+        30_000,
+      ).catch((error: Error) => {
+        throw new Error(`${error.message}\n${agent.logs().split("\n").filter((l) => /mixed|error|warn/i.test(l)).slice(-15).join("\n")}`);
+      });
+      expect(env.env).toContain("DATABASE_PASSWORD_FILE=/run/secrets/dso/db_pass");
+      expect(env.env).toContain("DEBUG=true");
+      expect((await execIn(docker, env.id, ["cat", "/run/secrets/dso/db_pass"])).stdout).toBe(PLANTED.dbOne);
+    } finally {
+      const down = run(["down", "-v", "-t", "1"]);
+      expect(await down.exited).toBe(0);
     }
   }, 60_000);
 });
