@@ -47,11 +47,12 @@ let tmp: string;
 let agent: AgentProcess;
 let driver: string;
 let link: string;
+let composeLog: string;
 
 async function dso(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const proc = Bun.spawn([await dsoBinary(), ...args], {
     cwd: projectDir,
-    env: { PATH: process.env.PATH!, DOCKER_HOST: dockerHost, DSO_VOLUME_DRIVER: driver, TMPDIR: tmp },
+    env: { PATH: `${join(dir, "bin")}:${process.env.PATH!}`, DOCKER_HOST: dockerHost, DSO_VOLUME_DRIVER: driver, TMPDIR: tmp },
     stdout: "pipe",
     stderr: "pipe",
     stdin: "ignore",
@@ -94,6 +95,16 @@ beforeAll(async () => {
   secretsDir = join(dir, "secrets");
   tmp = join(dir, "tmp");
   for (const p of [projectDir, secretsDir, tmp]) await mkdir(p);
+  // A docker-compose in front of the real one that records what compose is given: argv, its
+  // environment and every -f file, read while it runs (the extra file is gone afterwards).
+  composeLog = join(dir, "compose-seen.log");
+  await mkdir(join(dir, "bin"));
+  const real = Bun.which("docker-compose")!;
+  await writeFile(
+    join(dir, "bin", "docker-compose"),
+    `#!/bin/sh\n{ echo "ARGV: $*"; env; prev=; for a in "$@"; do [ "$prev" = -f ] && cat "$a"; prev=$a; done; } >> ${composeLog}\nexec ${real} "$@"\n`,
+    { mode: 0o755 },
+  );
   await writeFile(join(secretsDir, "db_password"), PLANTED.dbOne);
   await writeFile(join(secretsDir, "api"), JSON.stringify({ token: PLANTED.token, user: "svc" }));
   await writeFile(join(projectDir, "docker-compose.yml"), COMPOSE);
@@ -169,7 +180,14 @@ describe("dso up / dso down with docker-compose", () => {
     expect(await readFile(join(projectDir, "docker-compose.yml"), "utf8")).toBe(before);
     expect(await readdir(tmp)).toEqual([]);
     expect(await readdir(projectDir)).toEqual(["docker-compose.yml"]);
+    // What compose was given (argv, environment, every -f file): the extra file was seen (positive
+    // control: its volume and the plain variable are in the record), no value is.
+    const seen = await readFile(composeLog, "utf8");
+    expect(seen).toContain("dso-references.json");
+    expect(seen).toContain('"secrets": "api,db_password"');
+    expect(seen).toContain("untouched");
     for (const value of Object.values(PLANTED)) {
+      expect(seen).not.toContain(value);
       expect(up.stdout + up.stderr).not.toContain(value);
       expect(agent.logs()).not.toContain(value);
     }
