@@ -33,7 +33,9 @@ function setUpLogging(argv: string[], commandName: string | undefined): void {
   }
   const daemon = commandName !== undefined && DAEMON_COMMANDS.has(commandName);
   const format: LogFormat = (explicit as LogFormat | undefined) ?? (daemon && !process.stderr.isTTY ? "json" : "pretty");
-  configureLogger({ level: level as LogLevelName, format });
+  // The managed plugin sets DSO_LOG_STREAMS=split: dockerd logs a plugin's stderr as level=error.
+  const splitStreams = commandName === "agent" && process.env.DSO_LOG_STREAMS === "split";
+  configureLogger({ level: level as LogLevelName, format, splitStreams });
 }
 
 /** `docker --context X dso ...`: the context's daemon becomes DOCKER_HOST for DSO and compose alike. */
