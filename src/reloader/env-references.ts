@@ -9,6 +9,7 @@
 import type { DsoConfig, SecretSpec } from "../config/types.ts";
 import { printable } from "../util/printable.ts";
 
+/** Written by `dso up` (src/cli/compose/override.ts, which names it too: the CLI may not import the reloader). */
 export const ENV_REFERENCES_LABEL = "dso.env";
 /** The key a plain (not JSON) secret's value has inside DSO (reloader/files.ts). */
 const PLAIN_VALUE_KEY = "value";

@@ -11,6 +11,7 @@ import { DsoError } from "../../errors.ts";
 import { servicesOf, type SecretReference } from "./references.ts";
 
 export const FILE_MOUNT = "/run/secrets/dso";
+/** The label src/reloader/env-references.ts reads (the CLI may not import the reloader: named twice). */
 export const ENV_REFERENCES_LABEL = "dso.env";
 
 export interface OverrideOptions {
