@@ -19,12 +19,19 @@ async function agentOutput(dir: string, env: Record<string, string>): Promise<{ 
     stdout: "pipe",
     stderr: "pipe",
   });
-  const out = Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  await Bun.sleep(1500);
+  let stdout = "";
+  let stderr = "";
+  const drain = async (stream: ReadableStream<Uint8Array>, add: (t: string) => void) => {
+    for await (const chunk of stream) add(new TextDecoder().decode(chunk));
+  };
+  const drained = Promise.all([drain(proc.stdout, (t) => (stdout += t)), drain(proc.stderr, (t) => (stderr += t))]);
+  // Until the agent has logged an info line (listening) and a warning (Docker unreachable).
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline && !(/"level":"info"/.test(stdout + stderr) && /"level":"warn"/.test(stdout + stderr))) await Bun.sleep(50);
   proc.kill("SIGTERM");
   await proc.exited;
+  await drained;
   Bun.spawnSync(["umount", "-l", join(dir, "volumes")]);
-  const [stdout, stderr] = await out;
   return { stdout, stderr };
 }
 
