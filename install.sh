@@ -186,6 +186,8 @@ uninstall() {
         rm -f "$link" || fatal "cannot remove $link"
         info "removed $link"
         removed=1
+        # The install may have created the directory: leave no empty one behind (rmdir keeps a non-empty one).
+        if rmdir "$CLI_PLUGIN_DIR" 2>/dev/null; then info "removed empty $CLI_PLUGIN_DIR"; fi
     fi
     if [ -f "$TARGET" ]; then
         case "$("$TARGET" version 2>/dev/null || true)" in

@@ -58,6 +58,11 @@ export interface ProviderDescriptor {
   authMethods: readonly string[];
   env: readonly string[];
   credentials: readonly string[];
+  /**
+   * Risks in an accepted `config` block (e.g. plain http to a remote server): warnings that
+   * `dso config validate` and `dso doctor` print at the key's line; a user's working file loads.
+   */
+  configWarnings?(config: Readonly<Record<string, string>>): Array<{ key: string; message: string }>;
   load(): Promise<ProviderFactory>;
 }
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bun
 import { runCommand } from "citty";
 import { checkArguments, resolveCommand, type ResolvedCommand } from "./cli/dispatch.ts";
-import { cliPluginArgs, cliPluginMetadata } from "./cli/docker-cli-plugin.ts";
-import { hiddenCommands, rootCommand } from "./cli/root.ts";
+import { cliPluginArgs, cliPluginMetadata, contextHost } from "./cli/docker-cli-plugin.ts";
+import { hiddenCommands, passthroughCommands, rootCommand } from "./cli/root.ts";
 import { colorEnabled, outputWidth } from "./cli/terminal.ts";
 import { drained, trackBacklog } from "./cli/output-drain.ts";
 import { renderHelp } from "./cli/usage.ts";
@@ -33,7 +33,20 @@ function setUpLogging(argv: string[], commandName: string | undefined): void {
   }
   const daemon = commandName !== undefined && DAEMON_COMMANDS.has(commandName);
   const format: LogFormat = (explicit as LogFormat | undefined) ?? (daemon && !process.stderr.isTTY ? "json" : "pretty");
-  configureLogger({ level: level as LogLevelName, format });
+  // The managed plugin sets DSO_LOG_STREAMS=split: dockerd logs a plugin's stderr as level=error.
+  const splitStreams = commandName === "agent" && process.env.DSO_LOG_STREAMS === "split";
+  configureLogger({ level: level as LogLevelName, format, splitStreams });
+}
+
+/** `docker --context X dso ...`: the context's daemon becomes DOCKER_HOST for DSO and compose alike. */
+function applyDockerFlags(env: Record<string, string>): void {
+  Object.assign(process.env, env);
+  if (env.DOCKER_HOST || !env.DOCKER_CONTEXT) return;
+  const host = contextHost(env.DOCKER_CONTEXT, process.env);
+  if (env.DOCKER_CONTEXT !== "default" && !host) throw new DsoError("USAGE", `docker context "${env.DOCKER_CONTEXT}" not found or has no Docker endpoint`);
+  if (host) process.env.DOCKER_HOST = host;
+  // The endpoint is resolved: compose and docker must not see a context and a host that disagree.
+  delete process.env.DOCKER_CONTEXT;
 }
 
 const VERSION_FLAGS = new Set(["--version", "-v"]);
@@ -49,12 +62,14 @@ async function printHelp(resolved: ResolvedCommand): Promise<void> {
 }
 
 async function main(rawArgv: string[]): Promise<number> {
-  const argv = cliPluginArgs(rawArgv);
-  if (argv === "metadata") {
+  const invocation = cliPluginArgs(rawArgv);
+  if (invocation === "metadata") {
     process.stdout.write(`${JSON.stringify(cliPluginMetadata())}\n`);
     return 0;
   }
+  const argv = invocation.args;
   try {
+    applyDockerFlags(invocation.env);
     // `dso help [command...]` is `dso [command...] --help`, as in git, docker and kubectl.
     if (argv[0] === "help") {
       await printHelp(await resolveCommand(rootCommand, argv.slice(1).filter((a) => !a.startsWith("-")), hiddenCommands));
@@ -63,6 +78,11 @@ async function main(rawArgv: string[]): Promise<number> {
     if (argv.length > 0 && VERSION_FLAGS.has(argv[0]!)) {
       process.stdout.write(`${formatVersionLine(versionInfo())}\n`);
       return 0;
+    }
+    const passthrough = argv[0] !== undefined && Object.hasOwn(passthroughCommands, argv[0]) ? passthroughCommands[argv[0]] : undefined;
+    if (passthrough && !argv.includes("--help")) {
+      setUpLogging([], argv[0]);
+      return await passthrough(argv.slice(1));
     }
     const resolved = await resolveCommand(rootCommand, argv, hiddenCommands);
     if (resolved.help || (argv.length === 0 && resolved.path.length === 0)) {

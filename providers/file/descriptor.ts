@@ -3,13 +3,17 @@
  * config values, which `dso config validate` and the provider (index.ts) share. Copy this with
  * the folder.
  */
-import { isAbsolute } from "node:path";
 import * as v from "valibot";
 import { configValue } from "../config-values.ts";
 import type { ProviderDescriptor } from "../types.ts";
 
+/**
+ * A relative `path` (the Go DSO's `./.secrets`) is resolved against the directory of the dso.yaml
+ * that names it when the file is loaded (src/config/parse.ts), so the provider always gets an
+ * absolute one.
+ */
 export const fileConfigSchema = v.object({
-  path: v.optional(configValue<string>((raw) => (isAbsolute(raw) ? { value: raw } : { problem: "must be an absolute path" }))),
+  path: v.optional(configValue<string>((raw) => (raw.trim() !== "" ? { value: raw } : { problem: "must not be empty" }))),
 });
 
 export const fileDescriptor: ProviderDescriptor = {

@@ -373,6 +373,9 @@ export function createFileProvider(fs: FileSystemCalls = nodeFileSystem): Provid
     async create(params: ConfigureParams): Promise<ProviderClient> {
       assertProviderBlock(fileDescriptor, params.name, params);
       const path = parseBlock(fileConfigSchema, `providers.${params.name}.config`, params.config).path ?? DEFAULT_FILE_PROVIDER_PATH;
+      // Loading dso.yaml made a relative path absolute (config/provider-rules.ts); one that still
+      // is relative came from elsewhere and would depend on the agent's working directory.
+      if (!isAbsolute(path)) throw new ProviderError("CONFIG_INVALID", `providers.${params.name}.config.path: must be an absolute path`);
       const tools = { fs, mac: valueFingerprinter(params), seen: new SeenFiles() };
 
       async function each<T>(refs: SecretRef[], one: (ref: SecretRef, s: Source) => Promise<T>, fail: (ref: SecretRef, e: unknown) => T) {

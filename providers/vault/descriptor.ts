@@ -20,8 +20,8 @@ export const vaultAddress = v.pipe(
   urlValue("is not a URL (expected https://host:8200)", (url) => {
     if (url.username || url.password) return "must not carry credentials in the URL";
     if (url.protocol !== "https:" && url.protocol !== "http:") return `unsupported scheme ${url.protocol}`;
-    // Plain http would send the token in clear; allow it only where it never leaves the host.
-    if (url.protocol === "http:" && !isLoopback(url.hostname)) return "plain http is allowed only for loopback addresses; use https";
+    // Plain http to another host sends the token in clear: a warning (vaultConfigWarnings), not a
+    // refusal, so the Go DSO's examples (`http://vault:8200` on a compose network) keep loading.
     if (url.search || url.hash) return "must not have a query or fragment";
     return undefined;
   }),
@@ -66,6 +66,20 @@ export const vaultAuthParamsSchema = v.object({
   mount: v.optional(vaultMount),
 });
 
+/** `config.address` over plain http to a host other than this one: the token travels in clear. */
+export function vaultConfigWarnings(config: Readonly<Record<string, string>>): Array<{ key: string; message: string }> {
+  const raw = config.address;
+  if (!raw) return [];
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return [];
+  }
+  if (url.protocol !== "http:" || isLoopback(url.hostname)) return [];
+  return [{ key: "address", message: "plain http to a non-loopback host sends the Vault token in clear; use https" }];
+}
+
 export const vaultDescriptor: ProviderDescriptor = {
   type: "vault",
   config: vaultConfigSchema,
@@ -73,5 +87,6 @@ export const vaultDescriptor: ProviderDescriptor = {
   authMethods: ["token", "approle"],
   env: ["VAULT_ADDR", "VAULT_NAMESPACE", "VAULT_CACERT", "VAULT_SKIP_VERIFY"],
   credentials: ["VAULT_TOKEN", "VAULT_ROLE_ID", "VAULT_SECRET_ID"],
+  configWarnings: vaultConfigWarnings,
   load: () => import("./index.ts").then((m) => m.vaultProvider),
 };

@@ -258,6 +258,7 @@ export class Agent {
     await this.side?.events.stop();
     if (this.side) {
       clearInterval(this.side.sentinel.timer);
+      clearInterval(this.side.leftovers.timer);
       this.side.sentinel.sentinel.stop();
     }
     this.side?.reconciler.waves.stop();

@@ -3,11 +3,12 @@
  * asks the agent's parts and answers with names, versions and modes, never a value. The routes
  * that call them are api-routes.ts.
  */
-import type { ActionReport, InjectReport, PlanReply, StatusReply } from "../api/contract.ts";
+import type { ActionReport, ContainerView, InjectReport, PlanReply, StatusReply } from "../api/contract.ts";
 import type { DsoConfig } from "../config/types.ts";
 import { DsoError } from "../errors.ts";
 import type { ProcessHardening } from "../os/libc.ts";
 import { versionInfo } from "../version.ts";
+import type { LeftoverReference } from "../watcher/leftover-references.ts";
 import type { PollScheduler } from "../watcher/poll-scheduler.ts";
 import type { ControlApi } from "./api-routes.ts";
 import type { DockerSide } from "./docker-side.ts";
@@ -75,8 +76,8 @@ export class AgentControl implements ControlApi {
   }
 
   async containers() {
-    const { reconciler } = await this.deps.docker();
-    return reconciler.list();
+    const side = await this.deps.docker();
+    return [...side.reconciler.list(), ...side.leftovers.watch.list().map(leftoverView)];
   }
 
   status(): StatusReply {
@@ -114,4 +115,19 @@ export class AgentControl implements ControlApi {
       })),
     };
   }
+}
+
+/** A container with literal references, as a `dso ls` row: no secret of DSO's, an error that says why. */
+function leftoverView(found: LeftoverReference): ContainerView {
+  return {
+    id: found.id,
+    name: found.name,
+    strategy: "none",
+    secrets: [],
+    deliveries: [],
+    versions: {},
+    status: [],
+    observedAt: new Date().toISOString(),
+    error: `literal reference in its environment (${found.variables.join(", ")}): not brought up with dso up, the application sees the reference, not the secret`,
+  };
 }

@@ -16,6 +16,7 @@ import { isSwarmManager, SwarmRotator } from "../reloader/swarm.ts";
 import type { DsoVolumes } from "../reloader/volumes.ts";
 import { DockerEventWatcher, type DockerEvent } from "../watcher/docker-events.ts";
 import { LeakSentinel } from "../watcher/leak-sentinel.ts";
+import { LeftoverReferenceWatch } from "../watcher/leftover-references.ts";
 import type { DsoConfig } from "../config/types.ts";
 import { buildReconciler, type SecretsRuntime } from "./runtime.ts";
 import { reviveStrandedContainers } from "./revive.ts";
@@ -23,6 +24,8 @@ import { reviveStrandedContainers } from "./revive.ts";
 export const DOCKER_RETRY_MS = 2_000;
 /** How often the leak sentinel picks up containers DSO started serving (and drops gone ones). */
 const LEAK_SENTINEL_SYNC_MS = 2_000;
+/** How often running containers are checked for literal dso:// references (one inspect per new container). */
+const LEFTOVER_PASS_MS = 5_000;
 
 export interface DockerSide {
   connection: DockerConnection;
@@ -32,6 +35,7 @@ export interface DockerSide {
   swarm?: SwarmRotator;
   events: DockerEventWatcher;
   sentinel: { sentinel: LeakSentinel; timer: ReturnType<typeof setInterval> };
+  leftovers: { watch: LeftoverReferenceWatch; timer: ReturnType<typeof setInterval> };
 }
 
 export interface DockerSideDeps {
@@ -96,7 +100,34 @@ export async function buildDockerSide(deps: DockerSideDeps): Promise<DockerSide 
     log: rootLog.withTag("events"),
   });
   const sentinel = startLeakSentinel(docker, reconciler, deps);
-  return { connection, docker, planner, reconciler, swarm, events, sentinel };
+  return { connection, docker, planner, reconciler, swarm, events, sentinel, leftovers: startLeftoverWatch(docker, deps) };
+}
+
+/** Containers running with a literal dso:// or dsofile:// reference: warned, audited, counted, in `dso ls`. */
+function startLeftoverWatch(docker: Dockerode, deps: DockerSideDeps): DockerSide["leftovers"] {
+  const log = rootLog.withTag("references");
+  const watch = new LeftoverReferenceWatch({
+    docker,
+    log,
+    onFound: (found) => {
+      log.warn("a container runs with a literal dso:// or dsofile:// reference in its environment: it was not brought up with dso up", {
+        container: found.name,
+        variables: found.variables.join(","),
+      });
+      deps.observer.leftoverReference({ container: { id: found.id, name: found.name }, variables: found.variables });
+    },
+    onCount: (count) => deps.observer.leftoverReferenceCount(count),
+  });
+  let running = false;
+  const tick = () => {
+    if (running || deps.stopping()) return;
+    running = true;
+    void watch.pass().finally(() => (running = false));
+  };
+  const timer = setInterval(tick, LEFTOVER_PASS_MS);
+  timer.unref?.();
+  tick();
+  return { watch, timer };
 }
 
 /**

@@ -17,7 +17,7 @@ export const AUDIT_TAG = "audit";
 export const SHORT_VERSION_LENGTH = 12;
 const MAX_ERROR_LENGTH = 300;
 
-export type AuditEventName = "delivery" | "rotation" | "strategy" | "mount" | "unmount" | "api" | "leak";
+export type AuditEventName = "delivery" | "rotation" | "strategy" | "mount" | "unmount" | "api" | "leak" | "leftover_reference";
 
 /** What caused the action (the same words as in the logs). */
 export type AuditTrigger = "start" | "poll" | "webhook" | "reconcile" | "sync" | "rotate" | "inject" | "mount" | "reload";

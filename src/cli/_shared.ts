@@ -1,7 +1,7 @@
 import type { ArgsDef } from "citty";
 import { LOG_LEVEL_NAMES } from "../log/logger.ts";
 import { formatTable as renderTable, type TableOptions } from "./table.ts";
-import { outputWidth } from "./terminal.ts";
+import { tableWidth } from "./terminal.ts";
 
 /** Flags every command accepts. */
 export const globalArgs = {
@@ -30,9 +30,9 @@ export const jsonArg = {
   json: { type: "boolean", description: "Print JSON instead of a table" },
 } as const satisfies ArgsDef;
 
-/** A table of rows with aligned columns, as wide as stdout allows (80 columns when piped). */
+/** A table of rows with aligned columns, as wide as COLUMNS or the terminal allows; whole when piped. */
 export function formatTable(header: string[], rows: string[][], options: TableOptions = {}): string {
-  return renderTable(header, rows, { width: outputWidth(process.stdout), ...options });
+  return renderTable(header, rows, { width: tableWidth(process.stdout), ...options });
 }
 
 export const socketArg = {

@@ -18,6 +18,15 @@ export const commands: Record<string, LazyCommand> = {
   agent: () => import("./commands/agent.ts").then((m) => m.default),
   notifications: () => import("./commands/notifications.ts").then((m) => m.default),
   completion: () => import("./commands/completion.ts").then((m) => m.default),
+  secret: () => import("./commands/secret.ts").then((m) => m.default),
+  up: () => import("./commands/up.ts").then((m) => m.up),
+  down: () => import("./commands/up.ts").then((m) => m.down),
+};
+
+/** Commands whose arguments all belong to another program (docker compose): never parsed here. */
+export const passthroughCommands: Record<string, (args: string[]) => Promise<number>> = {
+  up: (args) => import("./compose/run.ts").then((m) => m.runComposeVerb("up", args)),
+  down: (args) => import("./compose/run.ts").then((m) => m.runComposeVerb("down", args)),
 };
 
 /** Internal commands: dispatched like the others, never listed in --help. */

@@ -1,7 +1,8 @@
 /**
  * What the CLI may assume about where its output goes: colour only on a terminal and never when
- * NO_COLOR is set (no-color.org) or TERM=dumb; tables as wide as the terminal, 80 columns when
- * piped. One place, so every command behaves the same.
+ * NO_COLOR is set (no-color.org) or TERM=dumb; tables as wide as COLUMNS, else the terminal, and
+ * never cut when piped (a script's `grep` must see whole cells). One place, so every command
+ * behaves the same.
  */
 
 export interface OutputStream {
@@ -24,6 +25,17 @@ export function colorEnabled(stream: OutputStream = process.stdout, env: Env = p
 export function outputWidth(stream: OutputStream = process.stdout): number {
   if (stream.isTTY && stream.columns && stream.columns >= MIN_TERMINAL_WIDTH) return stream.columns;
   return DEFAULT_WIDTH;
+}
+
+/**
+ * How wide a table may be: COLUMNS when set (as `ls` and `ps` read it, terminal or not), else
+ * the terminal's width, else unlimited: output read by a program is never cut.
+ */
+export function tableWidth(stream: OutputStream = process.stdout, env: Env = process.env): number {
+  const columns = Number(env.COLUMNS);
+  if (env.COLUMNS && Number.isInteger(columns) && columns >= MIN_TERMINAL_WIDTH) return columns;
+  if (stream.isTTY) return stream.columns && stream.columns >= MIN_TERMINAL_WIDTH ? stream.columns : DEFAULT_WIDTH;
+  return Number.POSITIVE_INFINITY;
 }
 
 const CODES = { bold: [1, 22], red: [31, 39], green: [32, 39], yellow: [33, 39], dim: [2, 22] } as const;

@@ -26,6 +26,7 @@ import {
   type ProviderInput,
 } from "./schema.ts";
 import type { DsoConfig } from "./types.ts";
+import { applyProviderRules } from "./provider-rules.ts";
 import { indexYamlLines } from "./yaml-lines.ts";
 import { locateYamlSyntaxError } from "./yaml-syntax.ts";
 import { aliasProblem } from "./yaml-aliases.ts";
@@ -121,7 +122,8 @@ function invalidSecretParts(item: unknown): InvalidSecret {
 }
 
 /**
- * Parses and resolves dso.yaml text. `file` is used in messages only. Throws ConfigError with
+ * Parses and resolves dso.yaml text. `file` is used in messages and to resolve a relative file-provider
+ * path against its directory. Throws ConfigError with
  * every problem found; returns warnings (ignored keys, legacy spellings) otherwise.
  */
 export function parseConfig(
@@ -165,6 +167,7 @@ export function parseConfig(
     secrets: parseSecrets(expanded.secrets, issues),
   };
   const config = resolveConfig(sections, issues);
+  applyProviderRules(config, file, issues);
   if (issues.errors.length > 0) throw new ConfigError(issues.errors, issues.warnings);
   return { config, warnings: sortIssues(issues.warnings) };
 }

@@ -13,6 +13,8 @@ import { MNT_DETACH, mountTmpfs, unmount } from "../os/libc.ts";
 import { checkDeliveryModes } from "./delivery-modes.ts";
 import { checkFileProviderPermissions } from "./file-permissions.ts";
 import { checkHardening, checkMemoryLocking } from "./hardening.ts";
+import { checkLegacyDrivers } from "./legacy-drivers.ts";
+import { runtimePathProblems } from "./runtime-paths.ts";
 import type { AgentProcessReport, CheckResult, DoctorContext } from "./types.ts";
 
 export type { AgentProcessReport, CheckResult, CheckStatus, DoctorContext } from "./types.ts";
@@ -27,6 +29,8 @@ export async function checkConfig(ctx: DoctorContext): Promise<CheckResult> {
     const { config, warnings } = await loadConfig(path, ctx.env);
     ctx.config = config;
     const where = path ?? "built-in default";
+    const paths = runtimePathProblems(config);
+    if (paths.length) return { check: "config", status: "fail", detail: `${where}: the agent would refuse it here: ${paths.join("; ")}` };
     const note = warnings.length ? `; ${warnings.length} warning(s): ${warnings.map(formatIssue).join("; ")}` : "";
     return { check: "config", status: warnings.length ? "warn" : "ok", detail: `${where} is valid${note}` };
   } catch (error) {
@@ -224,17 +228,18 @@ function agentProcessReport(status: StatusReply): AgentProcessReport {
 
 export async function runChecks(ctx: DoctorContext): Promise<CheckResult[]> {
   const config = await checkConfig(ctx);
-  const [docker, agent, socket, tmpfs, swap, files] = await Promise.all([
+  const [docker, agent, socket, tmpfs, swap, files, legacy] = await Promise.all([
     checkDocker(ctx),
     checkAgent(ctx),
     checkSocketDirectory(ctx),
     checkPluginTmpfs(ctx),
     checkSwap(),
     checkFileProviderPermissions(ctx.config),
+    checkLegacyDrivers(),
   ]);
   const modes = await checkDeliveryModes(ctx, { tmpfs, socket });
   // Last: without an agent, the hardening check turns core dumps off for this process too.
   const locking = await checkMemoryLocking(ctx.agent);
   const cores = await checkHardening(ctx.agent);
-  return [config, checkEnvInjection(ctx), ...docker, agent, socket, tmpfs, swap, locking, cores, ...files, ...modes];
+  return [config, checkEnvInjection(ctx), ...docker, agent, ...legacy, socket, tmpfs, swap, locking, cores, ...files, ...modes];
 }

@@ -5,7 +5,8 @@
  * API, procfs mode root and the host PID namespace. An unavailable mode is a warning: the others
  * still serve the containers they fit.
  */
-import { access } from "node:fs/promises";
+import type Dockerode from "dockerode";
+import { access, readFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { dirname } from "node:path";
 import { DEFAULT_SOCKET_PATH, DEFAULT_VOLUMES_ROOT } from "../config/index.ts";
@@ -84,13 +85,36 @@ function apiModes(ctx: DoctorContext): CheckResult[] {
   ];
 }
 
+/** The id of the container this process runs in, from its own mounts (/etc/hostname and friends). */
+export function ownContainerId(mountinfo: string): string | undefined {
+  return /\/containers\/([0-9a-f]{64})\//.exec(mountinfo)?.[1];
+}
+
+/**
+ * The container procfs is probed on: one DSO serves (labelled) if any, else any running one, and
+ * never the container doctor itself runs in (issue 22: inside the agent's container the newest
+ * container was the agent itself, and the probe said --pid host was missing when it was not).
+ */
+export async function probeTarget(
+  docker: Pick<Dockerode, "listContainers">,
+  signal: AbortSignal,
+  selfId?: string,
+): Promise<Dockerode.ContainerInfo | undefined> {
+  const self = selfId ?? ownContainerId(await readFile("/proc/self/mountinfo", "utf8").catch(() => ""));
+  const notSelf = (c: Dockerode.ContainerInfo) => !self || c.Id !== self;
+  const served = await docker.listContainers({ limit: 5, filters: { label: ["dso.reloader=true"] }, abortSignal: signal } as Dockerode.ContainerListOptions);
+  const labelled = served.find(notSelf);
+  if (labelled) return labelled;
+  return (await docker.listContainers({ limit: 5, abortSignal: signal } as Dockerode.ContainerListOptions)).find(notSelf);
+}
+
 async function procfsMode(ctx: DoctorContext): Promise<CheckResult> {
   if (process.getuid?.() !== 0) return unavailable("procfs", "needs root to write through /proc/<pid>/root");
   if (!ctx.docker) return unavailable("procfs", "needs the Docker API to find container PIDs");
   try {
     const docker = ctx.docker.docker;
     const signal = AbortSignal.timeout(PROCFS_PROBE_TIMEOUT_MS);
-    const [running] = await docker.listContainers({ limit: 1, abortSignal: signal });
+    const running = await probeTarget(docker, signal);
     if (!running) return { check: "mode procfs", status: "warn", detail: "cannot tell: no running container to look at (needs root and the host PID namespace: --pid host)" };
     const pid = (await docker.getContainer(running.Id).inspect({ abortSignal: signal })).State.Pid;
     try {

@@ -45,6 +45,15 @@ function callerFields(fields: Record<string, unknown>): Record<string, unknown> 
 }
 
 /**
+ * Where a line goes: stderr, or with split streams (the managed plugin: dockerd logs a plugin's
+ * stdout at level info and its stderr at level error) stdout for everything below error.
+ */
+let splitStreams = false;
+function streamFor(level: number): NodeJS.WriteStream {
+  return splitStreams && level > LEVELS.error ? process.stdout : process.stderr;
+}
+
+/**
  * One JSON object per line on stderr: time, level, tag, msg and the fields of a trailing object.
  * Redacted first (values are registered in their plain and JSON forms), then escaped.
  */
@@ -63,7 +72,7 @@ const jsonReporter = {
       msg: args.map(formatArg).join(" "),
       ...callerFields(fields),
     };
-    process.stderr.write(`${escapeJsonLine(redact(JSON.stringify(line)))}\n`);
+    streamFor(entry.level).write(`${escapeJsonLine(redact(JSON.stringify(line)))}\n`);
   },
 };
 
@@ -81,7 +90,7 @@ const prettyReporter = {
     }
     const tag = entry.tag ? `[${entry.tag}] ` : "";
     const level = levelName(entry.level).toUpperCase().padEnd(5);
-    process.stderr.write(`${escapeControls(redact(`${level} ${tag}${args.map(formatArg).join(" ")}${fields}`))}\n`);
+    streamFor(entry.level).write(`${escapeControls(redact(`${level} ${tag}${args.map(formatArg).join(" ")}${fields}`))}\n`);
   },
 };
 
@@ -105,9 +114,11 @@ function build(level: LogLevelName, format: LogFormat): ConsolaInstance {
   });
 }
 
-export function configureLogger(options: { level: LogLevelName; format: LogFormat }): void {
+/** `splitStreams`: lines below error go to stdout (see streamFor); the agent only, never a provider (its stdout is the protocol). */
+export function configureLogger(options: { level: LogLevelName; format: LogFormat; splitStreams?: boolean }): void {
   current = build(options.level, options.format);
   currentLevel = options.level;
+  splitStreams = options.splitStreams === true;
 }
 
 /** The process logger; `log.withTag("aws")` for a component. */

@@ -115,6 +115,11 @@ export class Metrics {
     labelNames: ["secret"],
     registers: [this.registry],
   });
+  private readonly leftovers = new Gauge({
+    name: "dso_leftover_references",
+    help: "Running containers with a literal dso:// or dsofile:// in their environment (brought up without dso up)",
+    registers: [this.registry],
+  });
   private readonly reconcilePasses = new Counter({
     name: "dso_reconcile_passes_total",
     help: "Passes over every labelled container comparing wanted and actual versions, by outcome",
@@ -207,6 +212,10 @@ export class Metrics {
   /** `secret` is a name, never a value; "credential" for a provider credential. */
   leakSeen(secret: string): void {
     this.leaks.inc({ secret });
+  }
+
+  leftoverReferences(count: number): void {
+    this.leftovers.set(count);
   }
 
   dockerEventsReconnected(): void {

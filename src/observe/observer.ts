@@ -258,6 +258,19 @@ export class Observer {
     });
   }
 
+  /** A running container has a literal dso:// or dsofile:// reference in its environment (not brought up with dso up). */
+  leftoverReference(p: { container: ContainerRef; variables: string[] }): void {
+    this.safely(() => {
+      const secrets = [...new Set(p.variables.map((v) => v.slice(v.indexOf("=") + 1).replace(/^dso(file)?:\/\//, "")))].map((name) => ({ name }));
+      this.record({ event: "leftover_reference", outcome: "LEFTOVER_REFERENCE", container: p.container, secrets });
+    });
+  }
+
+  /** How many running containers hold such references now. */
+  leftoverReferenceCount(count: number): void {
+    this.safely(() => this.metrics?.leftoverReferences(count));
+  }
+
   dockerEventsReconnected(): void {
     this.safely(() => this.metrics?.dockerEventsReconnected());
   }

@@ -8,6 +8,7 @@
 import type Dockerode from "dockerode";
 import type { DsoConfig, SecretSpec, SignalName, StrategyName } from "../config/types.ts";
 import { parseDriverOptions } from "../delivery/plugin/driver-options.ts";
+import { envReferenceSpecs } from "./env-references.ts";
 import { groupByTarget } from "./files.ts";
 import { DsoError } from "../errors.ts";
 import type { ContainerLabels } from "./labels.ts";
@@ -90,7 +91,14 @@ export function desiredFor(facts: ContainerFacts, opts: DesiredOptions): { desir
   const warnings = facts.imageProblem ? [] : [...outcome.warnings];
   const refusals = facts.imageProblem ? refuseAll(facts, outcome) : outcome.refused;
 
-  const envSpecs = (selection?.secrets ?? []).filter((s) => s.inject.type === "env");
+  // `dso up`'s dso:// references (env-references.ts): env specs of their own, same dso.yaml rules.
+  // Granted as a dso.secrets label would be: declared (or allow_undeclared), within its targets.
+  const grantForContainer = (name: string): SecretSpec | undefined => {
+    const grant = grantSecret(name, config, { kind: "container", id: facts.id, name: facts.name, labels: facts.labels });
+    return "spec" in grant ? grant.spec : undefined;
+  };
+  const referenced = facts.imageProblem ? [] : envReferenceSpecs(facts.labels, config, grantForContainer, warnings, `container ${facts.name}`);
+  const envSpecs = [...(selection?.secrets ?? []).filter((s) => s.inject.type === "env"), ...referenced];
   const byPath = selection ? groupByTarget(selection, selection.secrets) : new Map<string, SecretSpec[]>();
   const targets = [...byPath].map(([path, specs]) => ({ path, specs }));
 
@@ -113,7 +121,7 @@ export function desiredFor(facts: ContainerFacts, opts: DesiredOptions): { desir
       warnings.push(`container ${facts.name}: DSO volume ${mount.name}: ${(error as Error).message}`);
     }
   }
-  if (!selection && volumes.length === 0 && refusals.length === 0) return { warnings };
+  if (!selection && volumes.length === 0 && refusals.length === 0 && referenced.length === 0) return { warnings };
 
   const volumeSecrets = volumes.flatMap((v) => v.secrets);
   const configured = volumeSecrets.map((n) => config.secrets.find((s) => s.name === n)).filter((s) => s !== undefined);
@@ -134,7 +142,7 @@ export function desiredFor(facts: ContainerFacts, opts: DesiredOptions): { desir
       strategy,
       signal: selection?.signal ?? volumeStrategy.signal ?? configured[0]?.rotation.signal ?? config.agent.rotation.signal,
       healthCheckTimeoutMs: selection?.healthCheckTimeoutMs ?? config.agent.rotation.healthCheckTimeoutMs,
-      secrets: [...new Set([...(selection?.secrets ?? []).map((s) => s.name), ...volumeSecrets])],
+      secrets: [...new Set([...(selection?.secrets ?? []).map((s) => s.name), ...referenced.map((s) => s.name), ...volumeSecrets])],
       envMarker: facts.labels[ENV_VERSION_LABEL],
       ...(facts.imageProblem ? {} : { labels: facts.labels }),
       refusals,

@@ -192,7 +192,8 @@ export class Reconciler {
     const config = this.deps.config();
     for (const d of wanted) {
       for (const spec of d.selection?.secrets ?? []) this.deps.store.ensure(spec);
-      for (const name of d.volumes.flatMap((unit) => unit.secrets)) {
+      // Volumes and `dso up`'s dso:// references (env specs of their own) name secrets too.
+      for (const name of [...d.volumes.flatMap((unit) => unit.secrets), ...d.envSpecs.map((s) => s.name)]) {
         const spec = volumeSecretSpec(name, config);
         if (spec) this.deps.store.ensure(spec);
       }

@@ -74,22 +74,26 @@ describe("colour", () => {
 });
 
 describe("tables", () => {
-  test("dso doctor's table fits 80 columns even with long details, and --json keeps them whole", async () => {
+  test("piped, dso doctor's table keeps every cell whole on one line; COLUMNS makes it fit; --json keeps them whole", async () => {
     const dir = await mkdtemp(join(tmpdir(), "dso-table-"));
     try {
       const config = join(dir, "dso.yaml");
       // Ignored keys make a long warning detail in the config row.
       await writeFile(config, "mode: cloud\nlogging: { level: info }\nproxy: {}\nruntime: { mode: agent }\n");
       const env = { PATH: process.env.PATH, DOCKER_HOST: `unix://${join(dir, "no-docker.sock")}` };
-      const table = await runDso(["doctor", "--config", config, "--socket", join(dir, "dso.sock")], { env });
-      const lines = table.stdout.trimEnd().split("\n");
-      expect(lines[0]).toMatch(/^CHECK\s+STATUS\s+DETAIL$/);
-      for (const line of lines) expect(line.length).toBeLessThanOrEqual(80);
-      expect(lines.length).toBeGreaterThan(10);
-      const json = JSON.parse((await runDso(["doctor", "--json", "--config", config, "--socket", join(dir, "dso.sock")], { env })).stdout);
+      const args = ["doctor", "--config", config, "--socket", join(dir, "dso.sock")];
+      const json = JSON.parse((await runDso([...args, "--json"], { env })).stdout);
       const detail = json.checks.find((c: { check: string }) => c.check === "config").detail as string;
       expect(detail.length).toBeGreaterThan(80);
-      expect(table.stdout.replace(/\s+/g, " ")).toContain(detail.replace(/\s+/g, " "));
+      // Issue 22: `dso ls | grep -c current` printed 0 because piped cells were cut.
+      const piped = (await runDso(args, { env })).stdout.trimEnd().split("\n");
+      expect(piped[0]).toMatch(/^CHECK\s+STATUS\s+DETAIL$/);
+      expect(piped.find((line) => line.startsWith("config"))).toEndWith(detail);
+      const narrow = await runDso(args, { env: { ...env, COLUMNS: "80" } });
+      const lines = narrow.stdout.trimEnd().split("\n");
+      for (const line of lines) expect(line.length).toBeLessThanOrEqual(80);
+      expect(lines.length).toBeGreaterThan(10);
+      expect(narrow.stdout.replace(/\s+/g, " ")).toContain(detail.replace(/\s+/g, " "));
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { withProgress } from "../../src/cli/progress.ts";
 import { formatTable, wrap } from "../../src/cli/table.ts";
-import { colorEnabled, outputWidth, paint } from "../../src/cli/terminal.ts";
+import { colorEnabled, outputWidth, paint, tableWidth } from "../../src/cli/terminal.ts";
 
 describe("formatTable", () => {
   test("a table that fits is aligned and left alone", () => {
@@ -50,6 +50,14 @@ describe("terminal", () => {
   test("80 columns when piped, the terminal's width otherwise", () => {
     expect(outputWidth({ isTTY: false, columns: 200 })).toBe(80);
     expect(outputWidth({ isTTY: true, columns: 132 })).toBe(132);
+  });
+
+  test("tables: COLUMNS first, then the terminal; unlimited when piped", () => {
+    expect(tableWidth({ isTTY: false, columns: 200 }, {})).toBe(Number.POSITIVE_INFINITY);
+    expect(tableWidth({ isTTY: false }, { COLUMNS: "100" })).toBe(100);
+    expect(tableWidth({ isTTY: true, columns: 132 }, { COLUMNS: "90" })).toBe(90);
+    expect(tableWidth({ isTTY: true, columns: 132 }, { COLUMNS: "junk" })).toBe(132);
+    expect(tableWidth({ isTTY: true }, {})).toBe(80);
   });
 });
 

@@ -369,6 +369,8 @@ describe("install.sh: docker CLI plugin and --uninstall", () => {
     expect(removed.stdout).toContain(`removed ${pluginLink()}`);
     expect(readdirSync(installDir)).toEqual([]);
     expect(existsSync(pluginLink())).toBe(false);
+    // Issue 22: the cli-plugins directory the install created is not left behind empty.
+    expect(existsSync(join(home, ".docker", "cli-plugins"))).toBe(false);
     expect(requested).toEqual([]);
     expect((await dockerCli(["dso", "version"])).code).not.toBe(0);
 

@@ -1,5 +1,6 @@
 import { defineCommand } from "citty";
 import { ConfigError, findConfigPath, formatIssue, loadConfig } from "../../config/index.ts";
+import { runtimePathProblems } from "../../doctor/runtime-paths.ts";
 import { configArg, globalArgs, jsonArg } from "../_shared.ts";
 
 const validate = defineCommand({
@@ -9,6 +10,15 @@ const validate = defineCommand({
     const path = findConfigPath({ flag: args.config, env: process.env });
     try {
       const { config, warnings } = await loadConfig(path, process.env);
+      // What the agent checks of the file system at start, so "valid" means it starts (issue 22).
+      const where = path ?? "built-in default configuration";
+      const paths = runtimePathProblems(config);
+      if (paths.length) {
+        if (args.json) process.stdout.write(`${JSON.stringify({ valid: false, path, errors: paths.map((p) => `${where}: ${p}`) })}\n`);
+        else for (const p of paths) process.stderr.write(`${where}: ${p}\n`);
+        process.exitCode = 1;
+        return;
+      }
       const summary = {
         valid: true,
         path,
@@ -18,7 +28,6 @@ const validate = defineCommand({
       };
       if (args.json) return void process.stdout.write(`${JSON.stringify(summary)}\n`);
       for (const w of warnings) process.stderr.write(`warning: ${formatIssue(w)}\n`);
-      const where = path ?? "built-in default configuration";
       process.stdout.write(`${where}: valid (${summary.providers} providers, ${summary.secrets} secrets)\n`);
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;

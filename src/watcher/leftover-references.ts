@@ -1,0 +1,72 @@
+/**
+ * A container running with a literal `dso://` or `dsofile://` in its environment was brought up
+ * without `dso up` (plain `docker compose up`, `docker run -e`): the application got the
+ * reference instead of the secret. The agent looks at each running container once (one inspect
+ * per container life; the list is one call per pass) and reports each such container: variable
+ * names and the references' secret names only (a reference is a name, not a value).
+ */
+import type Dockerode from "dockerode";
+import { describeError } from "../errors.ts";
+import type { FieldLogger } from "../log/logger.ts";
+
+const REFERENCE = /^(dso|dsofile):\/\//;
+/** A pass inspects at most this many new containers; the rest wait for the next pass. */
+const MAX_INSPECTS_PER_PASS = 200;
+
+export interface LeftoverReference {
+  id: string;
+  name: string;
+  /** `VAR=dso://secret` entries as written (references only, never other variables). */
+  variables: string[];
+}
+
+/** The `VAR=dso://…` entries of a container's environment. */
+export function literalReferences(env: readonly string[] | null | undefined): string[] {
+  return (env ?? []).filter((entry) => {
+    const eq = entry.indexOf("=");
+    return eq > 0 && REFERENCE.test(entry.slice(eq + 1));
+  });
+}
+
+export class LeftoverReferenceWatch {
+  /** Running containers looked at: id → their references (empty when clean). */
+  private readonly seen = new Map<string, LeftoverReference | undefined>();
+
+  constructor(
+    private readonly deps: {
+      docker: Pick<Dockerode, "listContainers" | "getContainer">;
+      log: FieldLogger;
+      /** A container newly found with references. */
+      onFound: (found: LeftoverReference) => void;
+      /** The number of running containers with references, after each pass. */
+      onCount: (count: number) => void;
+    },
+  ) {}
+
+  /** The running containers with references, as of the last pass. */
+  list(): LeftoverReference[] {
+    return [...this.seen.values()].filter((f): f is LeftoverReference => f !== undefined);
+  }
+
+  async pass(): Promise<void> {
+    let running: Dockerode.ContainerInfo[];
+    try {
+      running = await this.deps.docker.listContainers({ filters: { status: ["running"] } });
+    } catch (error) {
+      this.deps.log.debug("could not list containers for leftover references", { error: describeError(error) });
+      return;
+    }
+    const ids = new Set(running.map((c) => c.Id));
+    for (const id of [...this.seen.keys()]) if (!ids.has(id)) this.seen.delete(id);
+    const fresh = running.filter((c) => !this.seen.has(c.Id)).slice(0, MAX_INSPECTS_PER_PASS);
+    for (const c of fresh) {
+      const inspect = await this.deps.docker.getContainer(c.Id).inspect().catch(() => undefined);
+      if (!inspect) continue;
+      const variables = literalReferences(inspect.Config?.Env);
+      const found = variables.length ? { id: c.Id, name: (c.Names?.[0] ?? c.Id).replace(/^\//, ""), variables } : undefined;
+      this.seen.set(c.Id, found);
+      if (found) this.deps.onFound(found);
+    }
+    this.deps.onCount(this.list().length);
+  }
+}

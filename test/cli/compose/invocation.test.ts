@@ -1,0 +1,83 @@
+/** `dso up` argument splitting, compose file discovery, references and the value-free extra file. */
+import { describe, expect, test } from "bun:test";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { discoverFiles, splitArguments } from "../../../src/cli/compose/invocation.ts";
+import { buildOverride } from "../../../src/cli/compose/override.ts";
+import { referencesOf } from "../../../src/cli/compose/references.ts";
+
+describe("dso up arguments", () => {
+  test("global options go before the verb, -f files are taken out, the rest stays in order", () => {
+    const inv = splitArguments(["-f", "a.yml", "--file=b.yml", "-fc.yml", "-p", "proj", "-d", "--build", "--project-directory", "/srv", "--verbose", "web", "-v"]);
+    expect(inv.files).toEqual(["a.yml", "b.yml", "c.yml"]);
+    expect(inv.globals).toEqual(["-p", "proj", "--project-directory", "/srv", "--verbose"]);
+    expect(inv.projectDirectory).toBe("/srv");
+    expect(inv.verbArgs).toEqual(["-d", "--build", "web", "-v"]);
+  });
+
+  test("a global option without its value is a usage error", () => {
+    expect(() => splitArguments(["-p"])).toThrow("-p needs a value");
+  });
+});
+
+describe("compose file discovery", () => {
+  test("-f, COMPOSE_FILE, then the nearest directory upwards with its override file", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "dso-discover-"));
+    try {
+      await mkdir(join(dir, "sub/deeper"), { recursive: true });
+      await writeFile(join(dir, "docker-compose.yml"), "services: {}\n");
+      await writeFile(join(dir, "docker-compose.override.yml"), "services: {}\n");
+      const none = splitArguments([]);
+      expect(discoverFiles(none, "v1", {}, join(dir, "sub/deeper"))).toEqual([join(dir, "docker-compose.yml"), join(dir, "docker-compose.override.yml")]);
+      expect(discoverFiles(none, "v1", { COMPOSE_FILE: "x.yml;y.yml", COMPOSE_PATH_SEPARATOR: ";" }, dir)).toEqual([join(dir, "x.yml"), join(dir, "y.yml")]);
+      expect(discoverFiles(splitArguments(["-f", "z.yml"]), "v1", { COMPOSE_FILE: "x.yml" }, join(dir, "sub"))).toEqual([join(dir, "sub/z.yml")]);
+      await rm(join(dir, "docker-compose.yml"));
+      await rm(join(dir, "docker-compose.override.yml"));
+      expect(() => discoverFiles(none, "v1", {}, join(dir, "sub"))).toThrow("no compose file found");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("references and the extra compose file", () => {
+  const model = {
+    version: "3.8",
+    services: {
+      app: { user: "1000:2000", environment: { A_FILE: "dsofile://app/db#password", B: "dso://api$key", C: "plain", D: "postgres://dso://x" } },
+      other: { environment: ["E=dso://e"] },
+    },
+  };
+
+  test("whole values only; list-form environments too", () => {
+    expect(referencesOf(model).map((r) => `${r.service}.${r.variable}=${r.kind}:${r.secret}#${r.key ?? ""}`)).toEqual([
+      "app.A_FILE=file:app/db#password",
+      "app.B=env:api$key#",
+      "other.E=env:e#",
+    ]);
+    expect(() => referencesOf({ services: { s: { environment: { X: "dsofile://#k" } } } })).toThrow("is not dsofile://<secret>[#key]");
+  });
+
+  test("the extra file names volumes, paths and labels, with $ escaped for compose", () => {
+    const { text, envServices } = buildOverride(model, referencesOf(model), { driver: "dso" });
+    const doc = JSON.parse(text);
+    expect(doc.version).toBe("3.8");
+    expect(doc.services.app.environment).toEqual({ A_FILE: "/run/secrets/dso/password", B: "" });
+    expect(doc.services.app.labels).toEqual({ "dso.env": "B=api$$key" });
+    const [volume] = Object.keys(doc.volumes);
+    expect(doc.services.app.volumes).toEqual([`${volume}:/run/secrets/dso:ro`]);
+    expect(doc.volumes[volume!]).toEqual({ driver: "dso", driver_opts: { secrets: "app/db", uid: "1000", gid: "2000" } });
+    expect(envServices).toEqual(["app", "other"]);
+  });
+
+  test("two secrets writing one file name in a service are refused", () => {
+    const clash = { services: { s: { environment: { A: "dsofile://one#k", B: "dsofile://two#k" } } } };
+    expect(() => buildOverride(clash, referencesOf(clash), { driver: "dso" })).toThrow("would both write the file k");
+  });
+});
+
+test("a reference inside a longer value is found, to be warned about", async () => {
+  const { embeddedReferencesOf } = await import("../../../src/cli/compose/references.ts");
+  expect(embeddedReferencesOf({ services: { api: { environment: { URL: "postgresql://dso://u:dso://p@db/x", OK: "dso://a" } } } })).toEqual(["api.URL"]);
+});
