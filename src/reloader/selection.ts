@@ -8,6 +8,7 @@
  * with targets only by those targets.
  */
 import * as v from "valibot";
+import { suggestKey } from "../config/collect.ts";
 import { SIGNAL_NAMES, STRATEGY_NAMES } from "../config/schema.ts";
 import type { DsoConfig, SecretSpec, SignalName, StrategyName } from "../config/types.ts";
 import { FILE_MODE_RULE, MAX_ID, parseFileMode, parseOwnerId, targetPathProblem } from "../util/file-rules.ts";
@@ -170,6 +171,9 @@ export function implicitSecretSpec(name: string, config: DsoConfig): SecretSpec 
  * has any) include the asker; a name it does not declare only through a provider that opts in.
  * Every way of asking goes through here: labels, DSO volumes, `dso inject`, Swarm services.
  */
+/** Longer asked names get no "did you mean" (the edit distance is quadratic in the length). */
+const MAX_SUGGESTED_NAME = 128;
+
 export function grantSecret(name: string, config: DsoConfig, who: Requester): Grant {
   const declared = config.secrets.find((s) => s.name === name);
   const shown = printable(name, 128);
@@ -183,7 +187,10 @@ export function grantSecret(name: string, config: DsoConfig, who: Requester): Gr
   const open = Object.values(config.providers).filter((p) => p.allowUndeclared);
   if (open.length > 1) return { refused: `dso.yaml does not declare ${shown} and several providers allow undeclared names (${open.map((p) => p.name).join(", ")}): declare it in secrets[] with its provider` };
   const example = Object.keys(config.providers)[0] ?? "<name>";
-  return { refused: `dso.yaml does not declare ${shown}: list it in secrets[] (or set providers.${example}.allow_undeclared: true)` };
+  // A typo (db_pasword) is the common case: name the declared secret it is closest to.
+  const near = name.length <= MAX_SUGGESTED_NAME ? suggestKey(name, config.secrets.map((s) => s.name)) : undefined;
+  const hint = near ? ` (did you mean ${printable(near, 128)}?)` : "";
+  return { refused: `dso.yaml does not declare ${shown}${hint}: list it in secrets[] (or set providers.${example}.allow_undeclared: true)` };
 }
 
 /** The names in a dso.secrets label, or the one-line reason the label is refused as a whole. */

@@ -42,6 +42,11 @@ describe("grants", () => {
     expect(grantSecret("payments_key", config, { kind: "volume", name: "app" })).toHaveProperty("refused");
   });
 
+  test("a typo of a declared name is refused with \"did you mean\" the declared one; an unrelated name gets no guess", () => {
+    expect(grantSecret("open_kye", config, asContainer("x"))).toEqual({ refused: expect.stringContaining('does not declare "open_kye" (did you mean "open_key"?)') });
+    expect(grantSecret("prod_db", config, asContainer("x"))).toEqual({ refused: expect.not.stringContaining("did you mean") });
+  });
+
   test("an undeclared name is refused unless one provider allows undeclared names", () => {
     expect(grantSecret("prod_db", config, asContainer("x"))).toEqual({ refused: 'dso.yaml does not declare "prod_db": list it in secrets[] (or set providers.cloud.allow_undeclared: true)' });
     const open = parseConfig(`${yaml.replace("    type: vault", "    type: vault\n    allow_undeclared: true")}`, "dso.yaml", {}).config;
