@@ -5,7 +5,7 @@ import { parseDriverOptions } from "../../src/delivery/plugin/driver-options.ts"
 import { selectContainer } from "../../src/reloader/selection.ts";
 import { fileNameProblem, parseFileMode, parseOwnerId, targetPathProblem } from "../../src/util/file-rules.ts";
 
-const { config } = parseConfig("providers:\n  p:\n    type: file\n", "dso.yaml", {});
+const { config } = parseConfig("providers:\n  p:\n    type: file\n    allow_undeclared: true\n", "dso.yaml", {});
 
 describe("one file-mode rule everywhere: 0000–0777, no setuid, setgid or sticky bits", () => {
   test("the rule", () => {
