@@ -175,7 +175,11 @@ export function grantVolumeSecret(volume: string, name: string, config: DsoConfi
   if (problem) throw new DsoError("DELIVERY_REFUSED", `volume ${volume}: option secrets ${problem}`);
   const grant = grantSecret(name, config, { kind: "volume", name: volume });
   if ("refused" in grant) throw new DsoError("DELIVERY_REFUSED", `volume ${volume}: ${grant.refused}`);
-  return grant.spec;
+  if (grant.spec.inject.type === "file") return grant.spec;
+  // A volume holds files: a secret declared `inject: env` (for labelled containers) is written
+  // into it as files named like any volume secret's, never dropped (its mappings name variables).
+  const { path, uid, gid, mode } = config.defaults.inject;
+  return { ...grant.spec, inject: { type: "file", path, uid, gid, mode }, mappings: {} };
 }
 
 /** The container's selection; an empty one for a container served only through DSO volumes. */

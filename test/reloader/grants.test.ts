@@ -24,6 +24,9 @@ secrets:
     targets: { labels: { app: payments } }
   - name: team_key
     targets: { containers: [team], volumes: [team-vol] }
+  - name: env_key
+    inject: { type: env }
+    mappings: { password: DB_PASSWORD }
 `;
 const { config } = parseConfig(yaml, "dso.yaml", {});
 const id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -66,6 +69,15 @@ describe("grants", () => {
     expect(() => parseConfig("providers:\n  f:\n    type: file\n    allow_undeclared: maybe\n", "dso.yaml", {})).toThrow(
       'dso.yaml:4: providers.f.allow_undeclared: must be true or false (got "maybe")',
     );
+  });
+
+  test("a DSO volume asking for a secret declared inject: env gets it as a file (issue 22: it was silently dropped)", () => {
+    const spec = grantVolumeSecret("app-secrets", "env_key", config);
+    expect(spec.inject).toMatchObject({ type: "file" });
+    // Files are named as for any volume secret, not after the environment variables.
+    expect(spec.mappings).toEqual({});
+    // A labelled container still gets it as a variable.
+    expect(grantSecret("env_key", config, asContainer("app"))).toHaveProperty("spec.inject.type", "env");
   });
 
   test("a DSO volume's secrets= names are granted like labels, else DELIVERY_REFUSED naming the volume", () => {
