@@ -3,11 +3,13 @@
  * without `dso up` (plain `docker compose up`, `docker run -e`): the application got the
  * reference instead of the secret. The agent looks at each running container once (one inspect
  * per container life; the list is one call per pass) and reports each such container: variable
- * names and the references' secret names only (a reference is a name, not a value).
+ * names and the references' secret names only (a reference is a name, not a value). The inspect
+ * is read as bytes (env-reference-scan.ts): no other variable of any container becomes a string.
  */
 import type Dockerode from "dockerode";
 import { describeError } from "../errors.ts";
 import type { FieldLogger } from "../log/logger.ts";
+import { readEnvReferences } from "./env-reference-scan.ts";
 
 const REFERENCE = /^(dso|dsofile):\/\//;
 /** A pass inspects at most this many new containers; the rest wait for the next pass. */
@@ -34,7 +36,9 @@ export class LeftoverReferenceWatch {
 
   constructor(
     private readonly deps: {
-      docker: Pick<Dockerode, "listContainers" | "getContainer">;
+      docker: Pick<Dockerode, "listContainers" | "modem">;
+      /** A container's reference entries (undefined: not inspectable); tests replace it. */
+      references?: (id: string) => Promise<string[] | undefined>;
       log: FieldLogger;
       /** A container newly found with references. */
       onFound: (found: LeftoverReference) => void;
@@ -60,9 +64,10 @@ export class LeftoverReferenceWatch {
     for (const id of [...this.seen.keys()]) if (!ids.has(id)) this.seen.delete(id);
     const fresh = running.filter((c) => !this.seen.has(c.Id)).slice(0, MAX_INSPECTS_PER_PASS);
     for (const c of fresh) {
-      const inspect = await this.deps.docker.getContainer(c.Id).inspect().catch(() => undefined);
-      if (!inspect) continue;
-      const variables = literalReferences(inspect.Config?.Env);
+      const read = this.deps.references ?? ((id: string) => readEnvReferences(this.deps.docker, id));
+      const entries = await read(c.Id).catch(() => undefined);
+      if (!entries) continue;
+      const variables = literalReferences(entries);
       const found = variables.length ? { id: c.Id, name: (c.Names?.[0] ?? c.Id).replace(/^\//, ""), variables } : undefined;
       this.seen.set(c.Id, found);
       if (found) this.deps.onFound(found);

@@ -1,5 +1,6 @@
 /** Which environment entries are literal Go DSO references (issue 22: a leftover reference is loud). */
 import { expect, test } from "bun:test";
+import { referencesInInspectBody } from "../../src/watcher/env-reference-scan.ts";
 import { LeftoverReferenceWatch, literalReferences } from "../../src/watcher/leftover-references.ts";
 
 test("only whole dso:// and dsofile:// values count; other variables are never reported", () => {
@@ -16,8 +17,9 @@ test("each running container is inspected once; gone ones leave the count", asyn
   const watch = new LeftoverReferenceWatch({
     docker: {
       listContainers: (async () => running) as never,
-      getContainer: ((id: string) => ({ inspect: async () => (inspected.push(id), { Config: { Env: env[id] } }) })) as never,
+      modem: {} as never,
     },
+    references: async (id) => (inspected.push(id), literalReferences(env[id])),
     log: { debug() {}, info() {}, warn() {}, error() {} } as never,
     onFound: (f) => found.push(`${f.name}:${f.variables.join(",")}`),
     onCount: (n) => counts.push(n),
@@ -29,4 +31,14 @@ test("each running container is inspected once; gone ones leave the count", asyn
   expect(inspected).toEqual(["a", "b"]);
   expect(found).toEqual(["app:DB=dso://db"]);
   expect(counts).toEqual([1, 1, 0]);
+});
+
+test("an inspect body's Env is read as bytes: only reference entries are decoded", () => {
+  const body = (env: unknown) =>
+    new TextEncoder().encode(JSON.stringify({ Id: "x", Config: { Labels: { Env: "A=dso://label" }, Env: env, Cmd: ["sh", "-c", "B=dso://cmd"] } }));
+  expect(referencesInInspectBody(body(["PATH=/bin", "DB=dso://db", "PW=s3cret", 'Q="]=dso://', "F=dsofile://app/k#key", "X=y dso://z"]))).toEqual(["DB=dso://db", "F=dsofile://app/k#key"]);
+  expect(referencesInInspectBody(body(null))).toEqual([]);
+  expect(referencesInInspectBody(body([]))).toEqual([]);
+  expect(referencesInInspectBody(body(['ESC\\"=1', 'A"B=dso://n']))).toEqual(['A"B=dso://n']);
+  expect(referencesInInspectBody(new TextEncoder().encode('{"Config":{"Env":["A=dso://trunc'))).toEqual([]);
 });

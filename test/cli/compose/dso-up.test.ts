@@ -111,7 +111,7 @@ beforeAll(async () => {
   const config = join(dir, "dso.yaml");
   await writeFile(
     config,
-    `providers:\n  file:\n    type: file\n    config:\n      path: ${secretsDir}\nagent:\n  metrics: { enabled: true }\n  audit: { enabled: true }\n  volumes_root: ${join(dir, "volumes")}\n  watch:\n    polling_interval: 1s\ndefaults:\n  rotation:\n    enabled: true\n`,
+    `providers:\n  file:\n    type: file\n    allow_undeclared: true\n    config:\n      path: ${secretsDir}\nagent:\n  metrics: { enabled: true }\n  audit: { enabled: true }\n  volumes_root: ${join(dir, "volumes")}\n  watch:\n    polling_interval: 1s\ndefaults:\n  rotation:\n    enabled: true\n`,
   );
   agent = await startAgent({ dir, config, dockerHost, name: "up" });
   driver = `dso-up-${process.pid}`;
