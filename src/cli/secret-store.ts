@@ -31,7 +31,9 @@ function privateDir(path: string, create: boolean): boolean {
     info = lstatSync(path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT" || !create) return false;
-    mkdirSync(path, { mode: 0o700 });
+    // The store's root may be several levels down (dso.yaml's path: /srv/dso/secrets): created
+    // with its parents, 0700 each (under the umask).
+    mkdirSync(path, { mode: 0o700, recursive: true });
     info = lstatSync(path);
   }
   if (info.isSymbolicLink() || !info.isDirectory()) throw new DsoError("USAGE", `${path} is not a directory (links are not followed)`);
@@ -61,16 +63,19 @@ export function writeSecret(root: string, name: string, value: Uint8Array): stri
   const path = join(dir, segments.at(-1)!);
   const temp = join(dir, `${TEMP_PREFIX}${randomBytes(6).toString("hex")}`);
   const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  let open = true;
   try {
     for (let off = 0; off < value.length; ) off += writeSync(fd, value, off);
     fsyncSync(fd);
-  } catch (error) {
+    open = false;
     closeSync(fd);
+    renameSync(temp, path);
+  } catch (error) {
+    if (open) closeSync(fd);
+    // Never leave the value behind in a temporary file (rename failed: a directory in the way).
     rmSync(temp, { force: true });
     throw error;
   }
-  closeSync(fd);
-  renameSync(temp, path);
   const dirFd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     fsyncSync(dirFd);

@@ -8,6 +8,7 @@
  */
 import type { DsoConfig, SecretSpec } from "../config/types.ts";
 import { printable } from "../util/printable.ts";
+import { askedNameProblem, MAX_LABEL_SECRETS } from "./selection.ts";
 
 /** Written by `dso up` (src/cli/compose/override.ts, which names it too: the CLI may not import the reloader). */
 export const ENV_REFERENCES_LABEL = "dso.env";
@@ -24,8 +25,13 @@ export interface EnvReference {
 /** `VAR=secret#key,VAR2=secret2`; entries that do not parse are reported, never guessed. */
 export function parseEnvReferences(raw: string | undefined, problems: string[]): EnvReference[] {
   if (raw === undefined) return [];
+  const entries = raw.split(",").map((e) => e.trim()).filter(Boolean);
+  if (entries.length > MAX_LABEL_SECRETS) {
+    problems.push(`label ${ENV_REFERENCES_LABEL} names ${entries.length} references; at most ${MAX_LABEL_SECRETS} per container`);
+    return [];
+  }
   const refs: EnvReference[] = [];
-  for (const entry of raw.split(",").map((e) => e.trim()).filter(Boolean)) {
+  for (const entry of entries) {
     const eq = entry.indexOf("=");
     const variable = eq > 0 ? entry.slice(0, eq) : "";
     const target = eq > 0 ? entry.slice(eq + 1) : "";
@@ -34,6 +40,11 @@ export function parseEnvReferences(raw: string | undefined, problems: string[]):
     const key = hash >= 0 ? target.slice(hash + 1) : undefined;
     if (!VARIABLE.test(variable) || secret === "" || key === "") {
       problems.push(`label ${ENV_REFERENCES_LABEL} entry ${printable(entry, 128)} is not VAR=<secret>[#key]`);
+      continue;
+    }
+    const problem = askedNameProblem(secret);
+    if (problem) {
+      problems.push(`label ${ENV_REFERENCES_LABEL} ${problem}`);
       continue;
     }
     refs.push({ variable, secret, ...(key !== undefined ? { key } : {}) });

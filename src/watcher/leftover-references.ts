@@ -1,10 +1,15 @@
 /**
  * A container running with a literal `dso://` or `dsofile://` in its environment was brought up
- * without `dso up` (plain `docker compose up`, `docker run -e`): the application got the
+ * without `dso up` (plain `docker compose up`): the application got the
  * reference instead of the secret. The agent looks at each running container once (one inspect
  * per container life; the list is one call per pass) and reports each such container: variable
- * names and the references' secret names only (a reference is a name, not a value). The inspect
- * is read as bytes (env-reference-scan.ts): no other variable of any container becomes a string.
+ * names and the references' secret names only (a reference is a name, not a value).
+ *
+ * Only containers docker compose created (label com.docker.compose.project) are looked at: that
+ * is where the Go DSO's references live, and reading the environment of every container on the
+ * host would bring other applications' variables (a database password given with `docker run -e`)
+ * into the agent's memory. The inspect is read as bytes (env-reference-scan.ts) and zeroed: even
+ * a compose container's other variables never become strings.
  */
 import type Dockerode from "dockerode";
 import { describeError } from "../errors.ts";
@@ -12,6 +17,8 @@ import type { FieldLogger } from "../log/logger.ts";
 import { readEnvReferences } from "./env-reference-scan.ts";
 
 const REFERENCE = /^(dso|dsofile):\/\//;
+/** Set by docker compose (v1 and v2) on every container it creates. */
+export const COMPOSE_PROJECT_LABEL = "com.docker.compose.project";
 /** A pass inspects at most this many new containers; the rest wait for the next pass. */
 const MAX_INSPECTS_PER_PASS = 200;
 
@@ -55,7 +62,7 @@ export class LeftoverReferenceWatch {
   async pass(): Promise<void> {
     let running: Dockerode.ContainerInfo[];
     try {
-      running = await this.deps.docker.listContainers({ filters: { status: ["running"] } });
+      running = await this.deps.docker.listContainers({ filters: { status: ["running"], label: [COMPOSE_PROJECT_LABEL] } });
     } catch (error) {
       this.deps.log.debug("could not list containers for leftover references", { error: describeError(error) });
       return;

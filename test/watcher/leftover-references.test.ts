@@ -8,15 +8,16 @@ test("only whole dso:// and dsofile:// values count; other variables are never r
   expect(literalReferences(null)).toEqual([]);
 });
 
-test("each running container is inspected once; gone ones leave the count", async () => {
+test("each running compose container is inspected once; gone ones leave the count", async () => {
   let running = [{ Id: "a", Names: ["/app"] }, { Id: "b", Names: ["/clean"] }];
   const inspected: string[] = [];
+  const asked: string[][] = [];
   const env: Record<string, string[]> = { a: ["DB=dso://db"], b: ["X=1"] };
   const found: string[] = [];
   const counts: number[] = [];
   const watch = new LeftoverReferenceWatch({
     docker: {
-      listContainers: (async () => running) as never,
+      listContainers: (async (opts: { filters: { label: string[] } }) => (asked.push(opts.filters.label), running)) as never,
       modem: {} as never,
     },
     references: async (id) => (inspected.push(id), literalReferences(env[id])),
@@ -31,6 +32,8 @@ test("each running container is inspected once; gone ones leave the count", asyn
   expect(inspected).toEqual(["a", "b"]);
   expect(found).toEqual(["app:DB=dso://db"]);
   expect(counts).toEqual([1, 1, 0]);
+  // Only compose's containers: any other container's environment is none of the agent's business.
+  expect(asked).toEqual([["com.docker.compose.project"], ["com.docker.compose.project"], ["com.docker.compose.project"]]);
 });
 
 test("an inspect body's Env is read as bytes: only reference entries are decoded", () => {

@@ -2,12 +2,13 @@
  * Splits `dso up|down <args>` into compose's global options and the verb's own arguments, and
  * finds the compose files compose itself would read. Passing one more `-f` turns compose's own
  * discovery off, so DSO repeats it: `-f/--file` (relative to `--project-directory`, else the
- * working directory), else `COMPOSE_FILE` (split on `COMPOSE_PATH_SEPARATOR`, default `:`), else
+ * working directory), else `COMPOSE_FILE` (split on `COMPOSE_PATH_SEPARATOR`, default `:`; from the
+ * environment, else the project directory's `.env` or `--env-file`), else
  * the first supported name in the directory or its nearest parent that has one, plus that
  * directory's override file (docker-compose 1.x `get_default_config_files`; Compose v2 the same
  * with its own name order).
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { DsoError } from "../../errors.ts";
 
@@ -26,6 +27,8 @@ export interface ComposeInvocation {
   /** -f/--file values as given. */
   files: string[];
   projectDirectory?: string;
+  /** --env-file as given (compose reads `<project directory>/.env` without it). */
+  envFile?: string;
   /** The verb's own arguments and services, in order. */
   verbArgs: string[];
 }
@@ -56,6 +59,7 @@ export function splitArguments(args: readonly string[]): ComposeInvocation {
     if (option === "-f" || option === "--file") out.files.push(value);
     else {
       if (option === "--project-directory") out.projectDirectory = value;
+      if (option === "--env-file") out.envFile = value;
       out.globals.push(option, value);
     }
   }
@@ -73,6 +77,30 @@ const NAMES: Record<ComposeFlavour, { files: string[]; overrides: string[] }> = 
   },
 };
 
+/**
+ * The COMPOSE_FILE and COMPOSE_PATH_SEPARATOR lines of a compose `.env` file (`KEY=value`,
+ * optionally quoted; `#` comments); empty when the file is absent.
+ */
+export function readDotEnv(path: string): { COMPOSE_FILE?: string; COMPOSE_PATH_SEPARATOR?: string } {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    return {};
+  }
+  const out: Record<string, string> = {};
+  for (const line of text.split(/\r?\n/)) {
+    const m = /^\s*(?:export\s+)?(COMPOSE_FILE|COMPOSE_PATH_SEPARATOR)\s*=\s*(.*?)\s*$/.exec(line);
+    if (!m) continue;
+    let value = m[2]!;
+    const quoted = /^(["'])(.*)\1$/.exec(value);
+    if (quoted) value = quoted[2]!;
+    else value = value.replace(/\s+#.*$/, "");
+    out[m[1]!] = value;
+  }
+  return out;
+}
+
 /** The compose files compose would read, as absolute paths. */
 export function discoverFiles(
   inv: ComposeInvocation,
@@ -82,8 +110,12 @@ export function discoverFiles(
 ): string[] {
   const base = resolve(cwd, inv.projectDirectory ?? ".");
   if (inv.files.length > 0) return inv.files.map((f) => (f === "-" ? f : isAbsolute(f) ? f : resolve(base, f)));
-  if (env.COMPOSE_FILE) {
-    return env.COMPOSE_FILE.split(env.COMPOSE_PATH_SEPARATOR ?? ":").filter(Boolean).map((f) => resolve(base, f));
+  // The environment wins over the project's .env file, as in compose.
+  const dotEnv = readDotEnv(resolve(base, inv.envFile ?? ".env"));
+  const composeFile = env.COMPOSE_FILE ?? dotEnv.COMPOSE_FILE;
+  if (composeFile) {
+    const separator = env.COMPOSE_PATH_SEPARATOR ?? dotEnv.COMPOSE_PATH_SEPARATOR ?? ":";
+    return composeFile.split(separator).filter(Boolean).map((f) => resolve(base, f));
   }
   const names = NAMES[flavour];
   for (let dir = base; ; dir = dirname(dir)) {

@@ -47,8 +47,9 @@ function ownerOf(service: unknown): { uid?: string; gid?: string } {
   return { uid: match[1], gid: match[2] ?? match[1] };
 }
 
-function volumeNameOf(service: string, secrets: string[]): string {
-  const digest = createHash("sha256").update(secrets.join(",")).digest("hex").slice(0, 8);
+/** Named after everything in its options: a changed secret list or owner is a new volume, never a stale one. */
+function volumeNameOf(service: string, secrets: string[], owner: { uid?: string; gid?: string }): string {
+  const digest = createHash("sha256").update(`${secrets.join(",")}\n${owner.uid ?? ""}:${owner.gid ?? ""}`).digest("hex").slice(0, 8);
   return `dso_${service}_${digest}`;
 }
 
@@ -78,8 +79,9 @@ export function buildOverride(model: unknown, refs: readonly SecretReference[], 
         environment[ref.variable] = `${FILE_MOUNT}/${name}`;
       }
       const secrets = [...new Set(files.map((r) => r.secret))].sort();
-      const volume = volumeNameOf(service, secrets);
-      volumes[volume] = { driver: options.driver, driver_opts: { secrets: secrets.join(","), ...ownerOf(defs[service]) } };
+      const owner = ownerOf(defs[service]);
+      const volume = volumeNameOf(service, secrets, owner);
+      volumes[volume] = { driver: options.driver, driver_opts: { secrets: secrets.join(","), ...owner } };
       out.volumes = [`${volume}:${FILE_MOUNT}:ro`];
     }
     const envRefs = list.filter((r) => r.kind === "env");

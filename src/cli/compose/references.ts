@@ -24,6 +24,8 @@ const PREFIXES: ReadonlyArray<[string, ReferenceKind]> = [
 ];
 // Secret names travel in comma-separated labels and volume options: no comma, no controls.
 const BAD_NAME = /[,\u0000-\u001f\u007f]/;
+/** What src/reloader/env-references.ts accepts as the variable of a dso:// reference. */
+const ENV_VARIABLE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** The reference a variable's value holds, undefined for any other value. Throws on a malformed one. */
 export function parseReference(service: string, variable: string, value: unknown): SecretReference | undefined {
@@ -36,6 +38,10 @@ export function parseReference(service: string, variable: string, value: unknown
   const key = hash >= 0 ? body.slice(hash + 1) : undefined;
   if (secret === "" || key === "" || BAD_NAME.test(body)) {
     throw new DsoError("USAGE", `service ${service}: environment ${variable}: ${printable(value, 128)} is not ${prefix[0]}<secret>[#key]`);
+  }
+  if (prefix[1] === "env" && !ENV_VARIABLE.test(variable)) {
+    // The agent sets it from the dso.env label (VAR=<secret>,…): the same rule as there.
+    throw new DsoError("USAGE", `service ${service}: environment ${printable(variable, 128)}: a dso:// variable name must be letters, digits and _ (not starting with a digit)`);
   }
   return { service, variable, kind: prefix[1], secret, ...(key !== undefined ? { key } : {}) };
 }

@@ -32,6 +32,13 @@ describe("compose file discovery", () => {
       expect(discoverFiles(none, "v1", {}, join(dir, "sub/deeper"))).toEqual([join(dir, "docker-compose.yml"), join(dir, "docker-compose.override.yml")]);
       expect(discoverFiles(none, "v1", { COMPOSE_FILE: "x.yml;y.yml", COMPOSE_PATH_SEPARATOR: ";" }, dir)).toEqual([join(dir, "x.yml"), join(dir, "y.yml")]);
       expect(discoverFiles(splitArguments(["-f", "z.yml"]), "v1", { COMPOSE_FILE: "x.yml" }, join(dir, "sub"))).toEqual([join(dir, "sub/z.yml")]);
+      // COMPOSE_FILE from the project's .env (compose reads it too); the environment wins.
+      await writeFile(join(dir, ".env"), "# project settings\nCOMPOSE_FILE='base.yml;prod.yml'\nCOMPOSE_PATH_SEPARATOR=; # ours\nOTHER=1\n");
+      expect(discoverFiles(none, "v1", {}, dir)).toEqual([join(dir, "base.yml"), join(dir, "prod.yml")]);
+      expect(discoverFiles(none, "v1", { COMPOSE_FILE: "env.yml" }, dir)).toEqual([join(dir, "env.yml")]);
+      await writeFile(join(dir, "alt.env"), "COMPOSE_FILE=alt.yml\n");
+      expect(discoverFiles(splitArguments(["--env-file", "alt.env"]), "v1", {}, dir)).toEqual([join(dir, "alt.yml")]);
+      await rm(join(dir, ".env"));
       await rm(join(dir, "docker-compose.yml"));
       await rm(join(dir, "docker-compose.override.yml"));
       expect(() => discoverFiles(none, "v1", {}, join(dir, "sub"))).toThrow("no compose file found");
@@ -57,6 +64,9 @@ describe("references and the extra compose file", () => {
       "other.E=env:e#",
     ]);
     expect(() => referencesOf({ services: { s: { environment: { X: "dsofile://#k" } } } })).toThrow("is not dsofile://<secret>[#key]");
+    // The agent sets a dso:// variable from a VAR=<secret> label: a name it would refuse is refused here.
+    expect(() => referencesOf({ services: { s: { environment: { "my-var": "dso://x" } } } })).toThrow("a dso:// variable name must be letters, digits and _");
+    expect(referencesOf({ services: { s: { environment: { "my-file": "dsofile://x" } } } })).toHaveLength(1);
   });
 
   test("the extra file names volumes, paths and labels, with $ escaped for compose", () => {
@@ -69,6 +79,9 @@ describe("references and the extra compose file", () => {
     expect(doc.services.app.volumes).toEqual([`${volume}:/run/secrets/dso:ro`]);
     expect(doc.volumes[volume!]).toEqual({ driver: "dso", driver_opts: { secrets: "app/db", uid: "1000", gid: "2000" } });
     expect(envServices).toEqual(["app", "other"]);
+    // A changed owner is a new volume (compose keeps an existing volume's old options).
+    const other = { ...model, services: { ...model.services, app: { ...model.services.app, user: "1001" } } };
+    expect(Object.keys(JSON.parse(buildOverride(other, referencesOf(other), { driver: "dso" }).text).volumes)).not.toEqual([volume]);
   });
 
   test("two secrets writing one file name in a service are refused", () => {
