@@ -1,3 +1,4 @@
+// needs root: files are given other owners (chown).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";

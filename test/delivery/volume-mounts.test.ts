@@ -3,6 +3,7 @@
  * tmpfs size, the mount table parser (root field, propagation), and the private-directory rule
  * for the volume root (closed when ours and unwritable by others, refused otherwise).
  */
+// needs root: a directory is given another owner (chown).
 import { afterAll, describe, expect, test } from "bun:test";
 import { chmod, chown, mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
