@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startAgent, type AgentProcess } from "../../support/agent-process.ts";
 import { eventually, execIn } from "../../support/container-exec.ts";
-import { ensureDocker } from "../../support/docker-daemon.ts";
+import { ensureDocker, privateDaemonStarted, restartDocker } from "../../support/docker-daemon.ts";
 import { DSO_BINARY as DSO, dsoBinary } from "../../support/dso-binary.ts";
 import { BUSYBOX_IMAGE, ensureTestImages } from "../../support/test-images.ts";
 
@@ -86,6 +86,10 @@ async function running(): Promise<Dockerode.ContainerInfo> {
 
 beforeAll(async () => {
   const d = await ensureDocker();
+  // compose looks each named volume up by name, and dockerd then asks every legacy volume driver
+  // it has ever talked to, each gone one for ~15 s of retries (earlier test files stopped theirs:
+  // 120 s in the full suite). A restart makes the daemon forget them, as test/examples does.
+  if (privateDaemonStarted()) await restartDocker();
   docker = d.docker;
   dockerHost = d.host;
   await ensureTestImages(docker);
