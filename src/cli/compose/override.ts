@@ -17,6 +17,8 @@ export const ENV_REFERENCES_LABEL = "dso.env";
 export interface OverrideOptions {
   /** The volume driver name dockerd knows DSO by (default `dso`). */
   driver: string;
+  /** A secret's dso.yaml `mappings` (key → file name), when dso.yaml is readable here and has them. */
+  mappingsOf?: (secret: string) => Readonly<Record<string, string>> | undefined;
 }
 
 export interface Override {
@@ -33,8 +35,25 @@ function escapeDollars<T>(value: T): T {
   return value;
 }
 
-/** The file name a reference's secret lands under in the volume (reloader/files.ts rules). */
-export function fileNameOf(ref: SecretReference): string {
+/**
+ * The file name a reference's secret lands under in the volume (reloader/files.ts rules): a key
+ * (or a plain secret's `value`) that dso.yaml's mappings rename is found under its mapped name; one
+ * the mappings leave out is not in the volume at all, which is refused here rather than pointing
+ * the variable at a file that will not exist.
+ */
+export function fileNameOf(ref: SecretReference, mappings?: Readonly<Record<string, string>>): string {
+  if (mappings && Object.keys(mappings).length > 0) {
+    const key = ref.key ?? "value";
+    const mapped = mappings[key];
+    if (mapped === undefined) {
+      throw new DsoError(
+        "USAGE",
+        `service ${ref.service}: environment ${ref.variable}: dso.yaml's mappings for secret ${ref.secret} name the files ${Object.values(mappings).join(", ")} and leave ${ref.key !== undefined ? `key ${ref.key}` : "its value"} out`,
+        { hint: `add ${key}: <file name> to that secret's mappings, or name a mapped key with dsofile://${ref.secret}#<key>` },
+      );
+    }
+    return mapped;
+  }
   if (ref.key !== undefined) return ref.key;
   return ref.secret.split(/[/:]/).filter(Boolean).at(-1) ?? ref.secret;
 }
@@ -70,7 +89,7 @@ export function buildOverride(model: unknown, refs: readonly SecretReference[], 
     if (files.length > 0) {
       const seen = new Map<string, string>();
       for (const ref of files) {
-        const name = fileNameOf(ref);
+        const name = fileNameOf(ref, options.mappingsOf?.(ref.secret));
         const other = seen.get(name);
         if (other !== undefined && other !== ref.secret) {
           throw new DsoError("USAGE", `service ${service}: dsofile://${ref.secret} and dsofile://${other} would both write the file ${name}`);

@@ -8,10 +8,11 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { findConfigPath, loadConfig } from "../../config/index.ts";
 import { DsoError } from "../../errors.ts";
 import { discoverFiles, splitArguments, type ComposeFlavour } from "./invocation.ts";
 import { buildOverride } from "./override.ts";
-import { embeddedReferencesOf, referencesOf } from "./references.ts";
+import { embeddedReferencesOf, referencesOf, type SecretReference } from "./references.ts";
 
 export const ENV_CAVEAT =
   "dso:// puts the value in the container's environment: anyone who can run `docker inspect` reads it, and Docker stores it on the host's disk (config.v2.json). Prefer dsofile://.";
@@ -51,6 +52,20 @@ function volumeDriver(env: Readonly<Record<string, string | undefined>>): string
   return env.DSO_VOLUME_DRIVER || "dso";
 }
 
+/**
+ * The mappings dso.yaml gives the secrets of dsofile:// references, when this user can read the
+ * agent's dso.yaml (they rename the volume's files); undefined when there is none to read.
+ */
+async function readableMappings(refs: readonly SecretReference[]): Promise<((secret: string) => Readonly<Record<string, string>> | undefined) | undefined> {
+  if (!refs.some((r) => r.kind === "file")) return undefined;
+  try {
+    const { config } = await loadConfig(findConfigPath({}), process.env);
+    return (secret) => config.secrets.find((s) => s.name === secret)?.mappings;
+  } catch {
+    return undefined; // not readable here (the agent's own, root-only): the default file names
+  }
+}
+
 /** Runs compose `verb` for `args`; resolves with compose's exit code. */
 export async function runComposeVerb(verb: "up" | "down", args: readonly string[]): Promise<number> {
   const env = process.env;
@@ -66,7 +81,7 @@ export async function runComposeVerb(verb: "up" | "down", args: readonly string[
   const extra: string[] = [];
   let dir: string | undefined;
   if (refs.length > 0) {
-    const override = buildOverride(model, refs, { driver: volumeDriver(env) });
+    const override = buildOverride(model, refs, { driver: volumeDriver(env), mappingsOf: await readableMappings(refs) });
     if (verb === "up" && override.envServices.length > 0) process.stderr.write(`dso: ${ENV_CAVEAT}\n`);
     dir = mkdtempSync(join(tmpdir(), "dso-compose-"));
     const path = join(dir, "dso-references.json");

@@ -84,6 +84,15 @@ describe("references and the extra compose file", () => {
     expect(Object.keys(JSON.parse(buildOverride(other, referencesOf(other), { driver: "dso" }).text).volumes)).not.toEqual([volume]);
   });
 
+  test("dso.yaml's mappings rename a dsofile:// file; a key they leave out is refused", () => {
+    const m = { services: { s: { environment: { A: "dsofile://api#token", B: "dsofile://db" } } } };
+    const mappings: Record<string, Record<string, string>> = { api: { token: "api_token", user: "api_user" }, db: { value: "db.pw" } };
+    const doc = JSON.parse(buildOverride(m, referencesOf(m), { driver: "dso", mappingsOf: (s) => mappings[s] }).text);
+    expect(doc.services.s.environment).toEqual({ A: "/run/secrets/dso/api_token", B: "/run/secrets/dso/db.pw" });
+    const left = { services: { s: { environment: { A: "dsofile://api#password" } } } };
+    expect(() => buildOverride(left, referencesOf(left), { driver: "dso", mappingsOf: (s) => mappings[s] })).toThrow("leave key password out");
+  });
+
   test("two secrets writing one file name in a service are refused", () => {
     const clash = { services: { s: { environment: { A: "dsofile://one#k", B: "dsofile://two#k" } } } };
     expect(() => buildOverride(clash, referencesOf(clash), { driver: "dso" })).toThrow("would both write the file k");
