@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 import { runCommand } from "citty";
 import { checkArguments, resolveCommand, type ResolvedCommand } from "./cli/dispatch.ts";
-import { cliPluginArgs, cliPluginMetadata, contextHost } from "./cli/docker-cli-plugin.ts";
+import { cliPluginArgs, cliPluginMetadata, contextEndpoint } from "./cli/docker-cli-plugin.ts";
 import { hiddenCommands, passthroughCommands, rootCommand } from "./cli/root.ts";
 import { colorEnabled, outputWidth } from "./cli/terminal.ts";
 import { drained, trackBacklog } from "./cli/output-drain.ts";
@@ -42,9 +42,19 @@ function setUpLogging(argv: string[], commandName: string | undefined): void {
 function applyDockerFlags(env: Record<string, string>): void {
   Object.assign(process.env, env);
   if (env.DOCKER_HOST || !env.DOCKER_CONTEXT) return;
-  const host = contextHost(env.DOCKER_CONTEXT, process.env);
-  if (env.DOCKER_CONTEXT !== "default" && !host) throw new DsoError("USAGE", `docker context "${env.DOCKER_CONTEXT}" not found or has no Docker endpoint`);
-  if (host) process.env.DOCKER_HOST = host;
+  const endpoint = contextEndpoint(env.DOCKER_CONTEXT, process.env);
+  if (env.DOCKER_CONTEXT !== "default" && !endpoint) throw new DsoError("USAGE", `docker context "${env.DOCKER_CONTEXT}" not found or has no Docker endpoint`);
+  if (endpoint?.tls) {
+    // Passing on only its address would drop the certificates: refused, as DOCKER_TLS_VERIFY is.
+    throw new DsoError("USAGE", `docker context "${env.DOCKER_CONTEXT}" uses TLS (${endpoint.host}), which DSO does not support yet`, {
+      hint: "run dso on that Docker host, against its unix socket",
+    });
+  }
+  if (endpoint) {
+    process.env.DOCKER_HOST = endpoint.host;
+    // The agent's control socket is on this host: agent commands must not pretend to reach that one.
+    if (!/^(unix:\/\/|tcp:\/\/(localhost|127\.0\.0\.1|\[::1\])(:|$))/.test(endpoint.host)) process.env.DSO_REMOTE_CONTEXT = `${env.DOCKER_CONTEXT} (${endpoint.host})`;
+  }
   // The endpoint is resolved: compose and docker must not see a context and a host that disagree.
   delete process.env.DOCKER_CONTEXT;
 }

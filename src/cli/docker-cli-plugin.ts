@@ -88,20 +88,34 @@ export function dockerGlobalFlags(argv: readonly string[]): { env: Record<string
   return { env, at: -1 };
 }
 
+export interface ContextEndpoint {
+  /** DOCKER_HOST for the context's daemon. */
+  host: string;
+  /** The context carries TLS material (ca/cert/key) for that daemon. */
+  tls: boolean;
+}
+
 /**
  * The endpoint of a Docker context (`docker context inspect`), so DSO's own Docker client, which
  * reads DOCKER_HOST only, talks to that context's daemon. `default` is DOCKER_HOST or the local socket.
  */
-export function contextHost(context: string, env: Readonly<Record<string, string | undefined>>): string | undefined {
-  if (context === "default") return env.DOCKER_HOST;
-  const run = Bun.spawnSync(["docker", "context", "inspect", context, "--format", "{{.Endpoints.docker.Host}}"], {
+export function contextEndpoint(context: string, env: Readonly<Record<string, string | undefined>>): ContextEndpoint | undefined {
+  if (context === "default") return env.DOCKER_HOST ? { host: env.DOCKER_HOST, tls: false } : undefined;
+  const run = Bun.spawnSync(["docker", "context", "inspect", context, "--format", "{{json .}}"], {
     env: Object.fromEntries(Object.entries(env).filter(([k, v]) => v !== undefined && k !== "DOCKER_CONTEXT" && k !== "DOCKER_HOST")) as Record<string, string>,
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
   });
-  const host = run.stdout.toString().trim();
-  return run.exitCode === 0 && host ? host : undefined;
+  if (run.exitCode !== 0) return undefined;
+  try {
+    const inspect = JSON.parse(run.stdout.toString()) as { Endpoints?: { docker?: { Host?: string } }; TLSMaterial?: { docker?: unknown[] } };
+    const host = inspect.Endpoints?.docker?.Host;
+    if (!host) return undefined;
+    return { host, tls: (inspect.TLSMaterial?.docker?.length ?? 0) > 0 };
+  } catch {
+    return undefined;
+  }
 }
 
 /**

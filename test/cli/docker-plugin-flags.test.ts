@@ -40,6 +40,19 @@ describe("docker dso: Docker's global flags", () => {
       expect(docker(["context", "create", "elsewhere", "--docker", `host=unix://${dir}/ctx.sock`]).code).toBe(0);
       expect(docker(["--context", "elsewhere", "dso", "doctor", "--json"]).out).toContain(`unix://${dir}/ctx.sock`);
       expect(docker(["-H", `unix://${dir}/host.sock`, "dso", "doctor", "--json"]).out).toContain(`unix://${dir}/host.sock`);
+      // A TLS context is refused (its certificates would be dropped), not sent plain HTTP.
+      const pem = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1", "-subj", "/CN=dso-test"], { stdout: "ignore", stderr: "ignore" });
+      expect(pem.exitCode).toBe(0);
+      const tlsOpts = `host=tcp://192.0.2.1:2376,ca=${dir}/cert.pem,cert=${dir}/cert.pem,key=${dir}/key.pem`;
+      expect(docker(["context", "create", "withtls", "--docker", tlsOpts]).code).toBe(0);
+      const tls = docker(["--context", "withtls", "dso", "doctor", "--json"]);
+      expect(tls.out).toContain(`docker context "withtls" uses TLS (tcp://192.0.2.1:2376), which DSO does not support yet`);
+      expect(tls.code).toBe(2);
+      // Another host's daemon: agent commands say the agent they reach is this host's.
+      expect(docker(["context", "create", "faraway", "--docker", "host=tcp://192.0.2.1:2375"]).code).toBe(0);
+      const ls = docker(["--context", "faraway", "dso", "ls"]);
+      expect(ls.out).toContain("docker context faraway (tcp://192.0.2.1:2375) is another host's daemon");
+      expect(ls.code).toBe(2);
       const version = docker(["-D", "--log-level", "debug", "dso", "version"]);
       expect(version.out).toContain("dso ");
       expect(version.code).toBe(0);
