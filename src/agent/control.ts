@@ -32,7 +32,10 @@ export class AgentControl implements ControlApi {
 
   async sync(container?: string): Promise<ActionReport[]> {
     const { docker, reconciler } = await this.deps.docker();
-    if (!container) return reconciler.reconcileAll({ full: true, trigger: "sync" });
+    if (!container) {
+      const [containers, services] = await Promise.all([reconciler.reconcileAll({ full: true, trigger: "sync" }), this.swarmPass()]);
+      return [...containers, ...services];
+    }
     const inspect = await docker
       .getContainer(container)
       .inspect()
@@ -47,7 +50,23 @@ export class AgentControl implements ControlApi {
   async rotate(secret: string): Promise<ActionReport[]> {
     if (!this.deps.secrets.store.get(secret)) throw new DsoError("SECRET_NOT_FOUND", `secret "${secret}" is not known to the agent`);
     const { reconciler } = await this.deps.docker();
-    return reconciler.reconcileAll({ only: new Set([secret]), refresh: true, trigger: "rotate" });
+    // Swarm services are rotated by their own pass: without it a secret only services use waited
+    // for the next poll that noticed a change (or the 60 s pass).
+    const [containers, services] = await Promise.all([reconciler.reconcileAll({ only: new Set([secret]), refresh: true, trigger: "rotate" }), this.swarmPass(new Set([secret]))]);
+    return [...containers, ...services];
+  }
+
+  /** The Swarm rotator's pass (on a manager), its services reported like containers. */
+  private async swarmPass(only?: Set<string>): Promise<ActionReport[]> {
+    const swarm = (await this.deps.docker()).swarm;
+    if (!swarm) return [];
+    return (await swarm.reconcile(only)).map((r) => ({
+      container: `service ${r.service}`,
+      name: r.service,
+      delivered: r.action === "updated" ? r.secrets : [],
+      ...(r.action === "updated" ? { action: "replaced" as const } : {}),
+      ...(r.error ? { error: r.error } : {}),
+    }));
   }
 
   async plan(secret: string): Promise<PlanReply> {
