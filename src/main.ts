@@ -38,10 +38,23 @@ function setUpLogging(argv: string[], commandName: string | undefined): void {
   configureLogger({ level: level as LogLevelName, format, splitStreams });
 }
 
-/** `docker --context X dso ...`: the context's daemon becomes DOCKER_HOST for DSO and compose alike. */
+/** A daemon on this host: a unix socket, or TCP to the loopback address. */
+function isLocalDockerHost(host: string): boolean {
+  return /^(unix:\/\/|tcp:\/\/(localhost|127\.0\.0\.1|\[::1\])(:|\/|$))/.test(host);
+}
+
+/**
+ * `docker --context X dso ...` / `docker -H ... dso ...`: that daemon becomes DOCKER_HOST for DSO
+ * and compose alike; one on another host is remembered, so agent commands (which reach this
+ * host's agent socket) refuse instead of answering for the wrong host.
+ */
 function applyDockerFlags(env: Record<string, string>): void {
   Object.assign(process.env, env);
-  if (env.DOCKER_HOST || !env.DOCKER_CONTEXT) return;
+  if (env.DOCKER_HOST) {
+    if (!isLocalDockerHost(env.DOCKER_HOST)) process.env.DSO_REMOTE_CONTEXT = `-H ${env.DOCKER_HOST}`;
+    return;
+  }
+  if (!env.DOCKER_CONTEXT) return;
   const endpoint = contextEndpoint(env.DOCKER_CONTEXT, process.env);
   if (env.DOCKER_CONTEXT !== "default" && !endpoint) throw new DsoError("USAGE", `docker context "${env.DOCKER_CONTEXT}" not found or has no Docker endpoint`);
   if (endpoint?.tls) {
@@ -53,7 +66,7 @@ function applyDockerFlags(env: Record<string, string>): void {
   if (endpoint) {
     process.env.DOCKER_HOST = endpoint.host;
     // The agent's control socket is on this host: agent commands must not pretend to reach that one.
-    if (!/^(unix:\/\/|tcp:\/\/(localhost|127\.0\.0\.1|\[::1\])(:|$))/.test(endpoint.host)) process.env.DSO_REMOTE_CONTEXT = `${env.DOCKER_CONTEXT} (${endpoint.host})`;
+    if (!isLocalDockerHost(endpoint.host)) process.env.DSO_REMOTE_CONTEXT = `context ${env.DOCKER_CONTEXT} (${endpoint.host})`;
   }
   // The endpoint is resolved: compose and docker must not see a context and a host that disagree.
   delete process.env.DOCKER_CONTEXT;

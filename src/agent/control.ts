@@ -5,7 +5,7 @@
  */
 import type { ActionReport, ContainerView, InjectReport, PlanReply, StatusReply } from "../api/contract.ts";
 import type { DsoConfig } from "../config/types.ts";
-import { DsoError } from "../errors.ts";
+import { describeError, DsoError } from "../errors.ts";
 import type { ProcessHardening } from "../os/libc.ts";
 import { versionInfo } from "../version.ts";
 import type { LeftoverReference } from "../watcher/leftover-references.ts";
@@ -60,7 +60,10 @@ export class AgentControl implements ControlApi {
   private async swarmPass(only?: Set<string>): Promise<ActionReport[]> {
     const swarm = (await this.deps.docker()).swarm;
     if (!swarm) return [];
-    return (await swarm.reconcile(only)).map((r) => ({
+    // The container pass has acted already: a failed Swarm pass (node demoted, daemon error) is a
+    // report of its own, never a reason to lose the containers' reports.
+    const reports = await swarm.reconcile(only).catch((error: unknown) => [{ service: "(swarm)", action: "failed" as const, secrets: [...(only ?? [])], error: describeError(error) }]);
+    return reports.map((r) => ({
       container: `service ${r.service}`,
       name: r.service,
       delivered: r.action === "updated" ? r.secrets : [],

@@ -15,7 +15,7 @@ export async function resolveSocketPath(flags: { socket?: string; config?: strin
   if (process.env.DSO_SOCKET) return process.env.DSO_SOCKET;
   const remote = process.env.DSO_REMOTE_CONTEXT;
   if (remote) {
-    throw new DsoError("USAGE", `docker context ${remote} is another host's daemon; this command talks to the DSO agent on the host it runs on`, {
+    throw new DsoError("USAGE", `docker ${remote} is another host's daemon; this command talks to the DSO agent on the host it runs on`, {
       hint: "run it on that host (or give --socket)",
     });
   }

@@ -44,7 +44,7 @@ export function parseEnvReferences(raw: string | undefined, problems: string[]):
     }
     const problem = askedNameProblem(secret);
     if (problem) {
-      problems.push(`label ${ENV_REFERENCES_LABEL} ${problem}`);
+      problems.push(`label ${ENV_REFERENCES_LABEL} entry for ${variable} ${problem}`);
       continue;
     }
     refs.push({ variable, secret, ...(key !== undefined ? { key } : {}) });

@@ -73,7 +73,12 @@ export class LeftoverReferenceWatch {
     for (const c of fresh) {
       const read = this.deps.references ?? ((id: string) => readEnvReferences(this.deps.docker, id));
       const entries = await read(c.Id).catch(() => undefined);
-      if (!entries) continue;
+      if (!entries) {
+        // Gone meanwhile, or an inspect too large to read: looked at once, not every pass.
+        this.deps.log.debug("could not read a container's environment for leftover references", { container: c.Id.slice(0, 12) });
+        this.seen.set(c.Id, undefined);
+        continue;
+      }
       const variables = literalReferences(entries);
       const found = variables.length ? { id: c.Id, name: (c.Names?.[0] ?? c.Id).replace(/^\//, ""), variables } : undefined;
       this.seen.set(c.Id, found);

@@ -49,3 +49,16 @@ test("dso sync runs the Swarm pass for every service; without Swarm only contain
   expect(await plain.api.rotate("db")).toEqual([]);
   expect(plain.calls).toEqual(["containers rotate db"]);
 });
+
+test("a Swarm pass that fails is one report of its own; the containers' reports are kept", async () => {
+  const side = {
+    reconciler: { reconcileAll: async () => [{ container: "abc", name: "web", delivered: ["db"], action: "restarted" as const }] },
+    swarm: { reconcile: async () => Promise.reject(new Error("This node is not a swarm manager.")) },
+  };
+  const deps = { docker: async () => side, side: () => side, secrets: { store: { get: () => ({}) } } } as unknown as ControlDeps;
+  const reports = await new AgentControl(deps).rotate("db");
+  expect(reports).toEqual([
+    { container: "abc", name: "web", delivered: ["db"], action: "restarted" },
+    { container: "service (swarm)", name: "(swarm)", delivered: [], error: "This node is not a swarm manager." },
+  ]);
+});

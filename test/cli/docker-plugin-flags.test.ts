@@ -53,6 +53,9 @@ describe("docker dso: Docker's global flags", () => {
       const ls = docker(["--context", "faraway", "dso", "ls"]);
       expect(ls.out).toContain("docker context faraway (tcp://192.0.2.1:2375) is another host's daemon");
       expect(ls.code).toBe(2);
+      const viaHost = docker(["-H", "tcp://192.0.2.1:2375", "dso", "status"]);
+      expect(viaHost.out).toContain("docker -H tcp://192.0.2.1:2375 is another host's daemon");
+      expect(viaHost.code).toBe(2);
       const version = docker(["-D", "--log-level", "debug", "dso", "version"]);
       expect(version.out).toContain("dso ");
       expect(version.code).toBe(0);

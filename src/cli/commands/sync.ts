@@ -7,7 +7,7 @@ import { agentClientArgs, formatTable } from "../_shared.ts";
 export function printReports(results: ActionReport[], json: boolean | undefined): void {
   if (json) return void process.stdout.write(`${JSON.stringify({ results })}\n`);
   if (results.length === 0) return void process.stdout.write("nothing to do\n");
-  const rows = results.map((r) => [r.name, r.container.slice(0, 12), r.delivered.join(",") || "-", r.action ?? "-", r.error ?? "ok"]);
+  const rows = results.map((r) => [r.name, r.container.startsWith("service ") ? r.container : r.container.slice(0, 12), r.delivered.join(",") || "-", r.action ?? "-", r.error ?? "ok"]);
   process.stdout.write(`${formatTable(["CONTAINER", "ID", "DELIVERED", "ACTION", "RESULT"], rows)}\n`);
   if (results.some((r) => r.error)) process.exitCode = 1;
 }

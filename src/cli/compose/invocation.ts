@@ -90,15 +90,30 @@ export function readDotEnv(path: string): { COMPOSE_FILE?: string; COMPOSE_PATH_
   }
   const out: Record<string, string> = {};
   for (const line of text.split(/\r?\n/)) {
-    const m = /^\s*(?:export\s+)?(COMPOSE_FILE|COMPOSE_PATH_SEPARATOR)\s*=\s*(.*?)\s*$/.exec(line);
+    const m = /^\s*(?:export\s+)?(COMPOSE_FILE|COMPOSE_PATH_SEPARATOR)\s*[=:]\s*(.*?)\s*$/.exec(line);
     if (!m) continue;
-    let value = m[2]!;
-    const quoted = /^(["'])(.*)\1$/.exec(value);
-    if (quoted) value = quoted[2]!;
-    else value = value.replace(/\s+#.*$/, "");
-    out[m[1]!] = value;
+    const raw = m[2]!;
+    // A quoted value ends at its closing quote (a comment may follow); an unquoted one at " #".
+    const quoted = /^(["'])(.*?)\1(\s+#.*)?$/.exec(raw);
+    out[m[1]!] = quoted ? quoted[2]! : raw.replace(/\s+#.*$/, "");
   }
   return out;
+}
+
+export interface Discovered {
+  files: string[];
+  /**
+   * The dotenv file whose COMPOSE_FILE chose the files, when compose would no longer read it
+   * itself once `dso up` passes them with -f (v2 then reads the first file's directory's .env):
+   * passed on with --env-file so its other variables (COMPOSE_PROJECT_NAME, TAG…) still apply.
+   */
+  envFile?: string;
+}
+
+/** The dotenv file compose reads: --env-file (v2: from the working directory; v1: the project directory), else <project directory>/.env. */
+function dotEnvPath(inv: ComposeInvocation, flavour: ComposeFlavour, cwd: string, base: string): string {
+  if (inv.envFile !== undefined) return resolve(flavour === "v2" ? cwd : base, inv.envFile);
+  return resolve(base, ".env");
 }
 
 /** The compose files compose would read, as absolute paths. */
@@ -108,19 +123,35 @@ export function discoverFiles(
   env: Readonly<Record<string, string | undefined>>,
   cwd: string,
 ): string[] {
+  return discover(inv, flavour, env, cwd).files;
+}
+
+/** The compose files compose would read, and the dotenv file to pass on (see Discovered). */
+export function discover(
+  inv: ComposeInvocation,
+  flavour: ComposeFlavour,
+  env: Readonly<Record<string, string | undefined>>,
+  cwd: string,
+): Discovered {
   const base = resolve(cwd, inv.projectDirectory ?? ".");
-  if (inv.files.length > 0) return inv.files.map((f) => (f === "-" ? f : isAbsolute(f) ? f : resolve(base, f)));
+  if (inv.files.length > 0) return { files: inv.files.map((f) => (f === "-" ? f : isAbsolute(f) ? f : resolve(base, f))) };
   // The environment wins over the project's .env file, as in compose.
-  const dotEnv = readDotEnv(resolve(base, inv.envFile ?? ".env"));
+  const envPath = dotEnvPath(inv, flavour, cwd, base);
+  const dotEnv = readDotEnv(envPath);
   const composeFile = env.COMPOSE_FILE ?? dotEnv.COMPOSE_FILE;
   if (composeFile) {
     const separator = env.COMPOSE_PATH_SEPARATOR ?? dotEnv.COMPOSE_PATH_SEPARATOR ?? ":";
-    return composeFile.split(separator).filter(Boolean).map((f) => resolve(base, f));
+    const files = composeFile.split(separator).filter(Boolean).map((f) => resolve(base, f));
+    return inv.envFile === undefined && existsSync(envPath) ? { files, envFile: envPath } : { files };
   }
   const names = NAMES[flavour];
   for (let dir = base; ; dir = dirname(dir)) {
     const found = names.files.find((n) => existsSync(join(dir, n)));
-    if (found) return [join(dir, found), ...names.overrides.filter((n) => existsSync(join(dir, n))).map((n) => join(dir, n))];
+    if (found) {
+      const files = [join(dir, found), ...names.overrides.filter((n) => existsSync(join(dir, n))).map((n) => join(dir, n))];
+      // Found in a parent: compose reads the .env of the project directory, which is where the file is.
+      return { files };
+    }
     if (dirname(dir) === dir) break;
   }
   throw new DsoError("USAGE", `no compose file found in ${base} or its parents (${names.files.join(", ")})`, {

@@ -9,8 +9,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findConfigPath, loadConfig } from "../../config/index.ts";
+import type { DsoConfig } from "../../config/types.ts";
 import { DsoError } from "../../errors.ts";
-import { discoverFiles, splitArguments, type ComposeFlavour } from "./invocation.ts";
+import { discover, splitArguments, type ComposeFlavour } from "./invocation.ts";
 import { buildOverride } from "./override.ts";
 import { embeddedReferencesOf, referencesOf, type SecretReference } from "./references.ts";
 
@@ -52,6 +53,14 @@ function volumeDriver(env: Readonly<Record<string, string | undefined>>): string
   return env.DSO_VOLUME_DRIVER || "dso";
 }
 
+/** A secret's mappings as a DSO volume applies them: an `inject: env` secret's name variables, so its files keep the default names. */
+export function fileMappingsOf(config: Pick<DsoConfig, "secrets">): (secret: string) => Readonly<Record<string, string>> | undefined {
+  return (secret) => {
+    const spec = config.secrets.find((s) => s.name === secret);
+    return spec?.inject.type === "file" ? spec.mappings : undefined;
+  };
+}
+
 /**
  * The mappings dso.yaml gives the secrets of dsofile:// references, when this user can read the
  * agent's dso.yaml (they rename the volume's files); undefined when there is none to read.
@@ -60,7 +69,7 @@ async function readableMappings(refs: readonly SecretReference[]): Promise<((sec
   if (!refs.some((r) => r.kind === "file")) return undefined;
   try {
     const { config } = await loadConfig(findConfigPath({}), process.env);
-    return (secret) => config.secrets.find((s) => s.name === secret)?.mappings;
+    return fileMappingsOf(config);
   } catch {
     return undefined; // not readable here (the agent's own, root-only): the default file names
   }
@@ -71,7 +80,10 @@ export async function runComposeVerb(verb: "up" | "down", args: readonly string[
   const env = process.env;
   const compose = findCompose(env);
   const inv = splitArguments(args);
-  const files = discoverFiles(inv, compose.flavour, env, process.cwd());
+  const discovered = discover(inv, compose.flavour, env, process.cwd());
+  const files = discovered.files;
+  // COMPOSE_FILE came from a .env compose stops reading once it is given -f: pass it on.
+  if (discovered.envFile) inv.globals.push("--env-file", discovered.envFile);
   if (files.includes("-")) throw new DsoError("USAGE", "dso up reads the compose file itself: give it a path, not -f -");
   const model = await composeConfig(compose, inv.globals, files);
   const refs = referencesOf(model);

@@ -3,7 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { discoverFiles, splitArguments } from "../../../src/cli/compose/invocation.ts";
+import { discover, discoverFiles, splitArguments } from "../../../src/cli/compose/invocation.ts";
 import { buildOverride } from "../../../src/cli/compose/override.ts";
 import { referencesOf } from "../../../src/cli/compose/references.ts";
 
@@ -36,8 +36,16 @@ describe("compose file discovery", () => {
       await writeFile(join(dir, ".env"), "# project settings\nCOMPOSE_FILE='base.yml;prod.yml'\nCOMPOSE_PATH_SEPARATOR=; # ours\nOTHER=1\n");
       expect(discoverFiles(none, "v1", {}, dir)).toEqual([join(dir, "base.yml"), join(dir, "prod.yml")]);
       expect(discoverFiles(none, "v1", { COMPOSE_FILE: "env.yml" }, dir)).toEqual([join(dir, "env.yml")]);
-      await writeFile(join(dir, "alt.env"), "COMPOSE_FILE=alt.yml\n");
-      expect(discoverFiles(splitArguments(["--env-file", "alt.env"]), "v1", {}, dir)).toEqual([join(dir, "alt.yml")]);
+      // compose stops reading that .env once given -f: it is passed on with --env-file.
+      expect(discover(none, "v1", {}, dir).envFile).toBe(join(dir, ".env"));
+      expect(discover(none, "v1", { COMPOSE_FILE: "env.yml" }, dir).envFile).toBe(join(dir, ".env"));
+      await writeFile(join(dir, "alt.env"), 'COMPOSE_FILE="alt.yml:more.yml" # a comment after the quote\n');
+      expect(discoverFiles(splitArguments(["--env-file", "alt.env"]), "v1", {}, dir)).toEqual([join(dir, "alt.yml"), join(dir, "more.yml")]);
+      // v2 reads --env-file from the working directory, v1 from the project directory.
+      await mkdir(join(dir, "proj"));
+      const inProj = splitArguments(["--project-directory", "proj", "--env-file", "alt.env"]);
+      expect(discoverFiles(inProj, "v2", {}, dir)).toEqual([join(dir, "proj/alt.yml"), join(dir, "proj/more.yml")]);
+      expect(discover(inProj, "v2", {}, dir).envFile).toBeUndefined();
       await rm(join(dir, ".env"));
       await rm(join(dir, "docker-compose.yml"));
       await rm(join(dir, "docker-compose.override.yml"));
@@ -91,6 +99,19 @@ describe("references and the extra compose file", () => {
     expect(doc.services.s.environment).toEqual({ A: "/run/secrets/dso/api_token", B: "/run/secrets/dso/db.pw" });
     const left = { services: { s: { environment: { A: "dsofile://api#password" } } } };
     expect(() => buildOverride(left, referencesOf(left), { driver: "dso", mappingsOf: (s) => mappings[s] })).toThrow("leave key password out");
+  });
+
+  test("an inject: env secret's mappings name variables: its volume files keep their default names", async () => {
+    const { fileMappingsOf } = await import("../../../src/cli/compose/run.ts");
+    const config = {
+      secrets: [
+        { name: "app/db", inject: { type: "env" }, mappings: { password: "DB_PASSWORD" } },
+        { name: "api", inject: { type: "file" }, mappings: { token: "api_token" } },
+      ],
+    } as never;
+    const m = { services: { s: { environment: { A: "dsofile://app/db#password", B: "dsofile://app/db#user", C: "dsofile://api#token" } } } };
+    const doc = JSON.parse(buildOverride(m, referencesOf(m), { driver: "dso", mappingsOf: fileMappingsOf(config) }).text);
+    expect(doc.services.s.environment).toEqual({ A: "/run/secrets/dso/password", B: "/run/secrets/dso/user", C: "/run/secrets/dso/api_token" });
   });
 
   test("two secrets writing one file name in a service are refused", () => {
