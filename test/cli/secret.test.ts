@@ -84,10 +84,23 @@ describe("dso secret", () => {
   test("on a terminal the value is typed at a prompt without echo", async () => {
     const command = `${await dsoBinary()} secret set typed --config ${config}`;
     const proc = Bun.spawn(["script", "-qec", command, "/dev/null"], { stdin: "pipe", stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH! } });
-    await Bun.sleep(500);
+    // Typed only once the prompt is shown: echo is off by then (typing earlier, the terminal
+    // itself echoes it, as it would for a user typing ahead).
+    const reader = proc.stdout.getReader();
+    let out = "";
+    for (const deadline = Date.now() + 20_000; !out.includes("not echoed") && Date.now() < deadline; ) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += new TextDecoder().decode(value);
+    }
     proc.stdin.write(`${VALUE}\r`);
     await proc.stdin.flush();
-    const [out, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += new TextDecoder().decode(value);
+    }
+    const code = await proc.exited;
     expect(code).toBe(0);
     expect(out).toContain("not echoed");
     expect(out).not.toContain(VALUE);

@@ -290,7 +290,8 @@ describe("install.sh", () => {
     "removes its temp dir when interrupted by %s mid-download",
     async (signal, expectedCode) => {
       // A server that accepts and never answers keeps the installer inside its download.
-      const stalled = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+      let connected = false;
+      const stalled = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open() { connected = true; }, data() {} } });
       try {
         // setsid: the installer leads its own process group, so the signal reaches it and
         // curl together, as a Ctrl-C in a terminal would.
@@ -308,7 +309,8 @@ describe("install.sh", () => {
           timeout: INSTALL_TIMEOUT_MS,
         });
         const deadline = Date.now() + INSTALL_TIMEOUT_MS;
-        while (readdirSync(scratchTmp).length === 0 && Date.now() < deadline) await Bun.sleep(20);
+        // Signalled once the download is under way (not while mktemp still runs): "mid-download".
+        while (!connected && Date.now() < deadline) await Bun.sleep(20);
         expect(readdirSync(scratchTmp)).toHaveLength(1);
         process.kill(-proc.pid, signal);
         expect(await proc.exited).toBe(expectedCode);

@@ -31,9 +31,11 @@ async function storeDir(args: { config?: string; provider?: string }): Promise<s
 
 /** One line typed without echo. */
 async function prompt(question: string): Promise<Uint8Array> {
-  process.stderr.write(question);
   const stdin = process.stdin;
+  // Echo goes off before the prompt shows: a value typed (or pasted) as soon as the prompt
+  // appears was echoed when the prompt came first.
   stdin.setRawMode(true);
+  process.stderr.write(question);
   const bytes: number[] = [];
   try {
     for await (const chunk of stdin as AsyncIterable<Buffer>) {
