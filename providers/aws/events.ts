@@ -67,7 +67,8 @@ export function secretsOfEventBridge(body: string): Pick<EventMessage, "secrets"
 export function createSqsEventQueue(settings: AwsSettings, queueUrl: string, provider: string): EventQueue & { destroy(): void } {
   const sqs = new SQSClient({
     region: settings.region,
-    ...(settings.endpoint ? { endpoint: settings.endpoint } : {}),
+    // The queue URL names the endpoint (the SDK would warn on every call if it differed).
+    endpoint: new URL(queueUrl).origin,
     ...(settings.credentials ? { credentials: settings.credentials } : {}),
     maxAttempts: settings.maxAttempts,
     // The long poll itself lasts up to 20 s: the request timeout must outlast it.
@@ -97,11 +98,14 @@ export function createSqsEventQueue(settings: AwsSettings, queueUrl: string, pro
       });
     },
     async done(receipts, signal) {
-      for (const receipt of receipts) {
-        await sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: receipt }), { abortSignal: signal }).catch((error) => {
-          throw failed(error);
-        });
-      }
+      // At most MAX_EVENT_MESSAGES at a time (the protocol's cap), side by side.
+      await Promise.all(
+        receipts.map((receipt) =>
+          sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: receipt }), { abortSignal: signal }).catch((error) => {
+            throw failed(error);
+          }),
+        ),
+      );
     },
     async status(signal) {
       const out = await sqs

@@ -6,7 +6,7 @@
  * as the safety net.
  *
  * - Coalescing: after a message arrives the queue is drained (no wait) for up to DRAIN_MAX_MS or
- *   DRAIN_MAX_MESSAGES, then each named secret is checked once: 1,000 duplicates make one check.
+ *   DRAIN_MAX_MESSAGES (an empty read ends it at once), then each named secret is checked once: 1,000 duplicates make one check.
  * - A message is deleted only after it was handled (its check answered); if the check failed it
  *   stays and comes back after the queue's visibility timeout.
  * - Poison (malformed, too large, not a secret change) and names dso.yaml does not declare are
@@ -17,13 +17,16 @@
 import type { ProviderConfig } from "../config/types.ts";
 import { describeError } from "../errors.ts";
 import type { FieldLogger } from "../log/logger.ts";
-import { MAX_EVENT_WAIT_SECONDS, type EventMessage } from "../rpc/protocol.ts";
+import { MAX_EVENT_MESSAGES, MAX_EVENT_WAIT_SECONDS, type EventMessage } from "../rpc/protocol.ts";
+import { mapLimit } from "../util/map-limit.ts";
 import type { ProviderProcess } from "../rpc/supervisor.ts";
 import type { SecretStore } from "../secrets/store.ts";
 import { pollProvider, type FingerprintSource } from "./provider-poller.ts";
 
-export const DRAIN_MAX_MS = 1000;
+export const DRAIN_MAX_MS = 3000;
 export const DRAIN_MAX_MESSAGES = 2000;
+/** `events_done` calls in flight at once when a burst is deleted. */
+const DELETE_CONCURRENCY = 4;
 export const OUTAGE_FIRST_BACKOFF_MS = 1000;
 export const OUTAGE_MAX_BACKOFF_MS = 60_000;
 /** Seconds kept free between the long poll and the provider call timeout (which kills the process). */
@@ -155,9 +158,9 @@ export class ChangeEventConsumer {
   }
 
   private async deleteMessages(source: ChangeEventSource, receipts: string[], signal: AbortSignal): Promise<void> {
-    for (let i = 0; i < receipts.length; i += 10) {
-      await source.call("events_done", { receipts: receipts.slice(i, i + 10) }, signal);
-    }
+    const batches: string[][] = [];
+    for (let i = 0; i < receipts.length; i += MAX_EVENT_MESSAGES) batches.push(receipts.slice(i, i + MAX_EVENT_MESSAGES));
+    await mapLimit(batches, DELETE_CONCURRENCY, (batch) => source.call("events_done", { receipts: batch }, signal));
   }
 
   private queueAnswered(): void {
