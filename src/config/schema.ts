@@ -182,7 +182,7 @@ export const ProviderSchema = v.strictObject({
   /** Change detection by push (docs/configuration.md): the queue the cloud's change events land in. */
   events: v.optional(
     v.strictObject({
-      queue: v.pipe(v.string("must be the queue's https URL"), v.url("must be the queue's https URL"), v.regex(/^https?:\/\//, "must be the queue's https URL"), v.maxLength(2048)),
+      queue: v.pipe(v.string("must be the queue's https URL"), v.regex(/^https?:\/\/[^\s/]+\/\S*$/, "must be the queue's https URL"), v.maxLength(2048)),
       max_age: v.optional(durationField(1000)),
     }),
   ),
