@@ -25,6 +25,7 @@ let url: string;
 let containerId: string;
 let cloudContainerId: string;
 let aws: AwsServer;
+let metricsUrl: string;
 let sqs: SqsServer;
 const CLOUD_VALUES = ["push-planted-ONE-q8Zr", "push-planted-TWO-m4Kd"];
 
@@ -37,7 +38,10 @@ beforeAll(async () => {
   await writeFile(join(dir, "secrets", "token"), VALUES[0]!);
   const probe = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
   const port = probe.port;
+  const probe2 = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
+  metricsUrl = `http://127.0.0.1:${probe2.port}/metrics`;
   await probe.stop(true);
+  await probe2.stop(true);
   url = `http://127.0.0.1:${port}`;
   aws = await startAwsServer();
   sqs = await startSqsServer();
@@ -62,6 +66,8 @@ beforeAll(async () => {
       "  - name: app-db",
       "    provider: cloud",
       "agent:",
+      "  audit: { enabled: true }",
+      `  metrics: { enabled: true, listen: "${new URL(metricsUrl).host}" }`,
       "  watch:",
       "    polling_interval: 1h",
       "    webhook:",
@@ -169,6 +175,14 @@ describe("inbound webhook", () => {
     expect((aws.state.calls.ListSecrets ?? 0) + (aws.state.calls.DescribeSecret ?? 0) - listBefore).toBeLessThanOrEqual(2);
     await eventually("queue emptied (poison and undeclared deleted too)", async () => (sqs.messages("dso-events").length === 0 ? true : undefined));
     expect(agent.logs()).toContain("secrets changed at the provider (change event)");
+    // The same change path as every trigger, with cause `event`: audit and metrics.
+    const audit = agent.logs().split("\n").filter((l) => l.includes('"tag":"audit"') && l.includes('"event":"delivery"') && l.includes("app-db"));
+    expect(audit.at(-1)).toContain('"trigger":"event"');
+    const metrics = await (await fetch(metricsUrl)).text();
+    expect(metrics).toMatch(/dso_change_detected_total\{cause="event"\} [1-9]/);
+    expect(metrics).toMatch(/dso_change_events_total\{provider="cloud",outcome="malformed"\} 1/);
+    expect(metrics).toMatch(/dso_change_events_total\{provider="cloud",outcome="undeclared"\} 1/);
+    expect(metrics).toContain('dso_change_event_queue_up{provider="cloud"} 1');
   });
 
   test("Event Grid handshakes: SubscriptionValidationEvent gets validationResponse; CloudEvents OPTIONS gets WebHook-Allowed-Origin", async () => {
