@@ -15,7 +15,7 @@ export type Outcome = "ok" | ErrorCode;
 
 export const DELIVERY_MODES = ["plugin", "volume", "exec", "procfs", "env"] as const;
 export type DeliveryModeLabel = (typeof DELIVERY_MODES)[number];
-export const PROVIDER_OPERATIONS = ["configure", "fingerprint", "fetch", "health"] as const;
+export const PROVIDER_OPERATIONS = ["configure", "fingerprint", "fetch", "health", "events", "events_done", "events_status"] as const;
 export type ProviderOperation = (typeof PROVIDER_OPERATIONS)[number];
 export const NOTIFICATION_OUTCOMES = ["sent", "failed", "dropped"] as const;
 export type NotificationOutcome = (typeof NOTIFICATION_OUTCOMES)[number];
