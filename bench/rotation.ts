@@ -13,17 +13,30 @@
  * calls the agent made, counted by a proxy on its Docker socket. Baseline in the same run: a
  * `docker cp` loop (what a hand-rolled script does) of the same file into one container every
  * second, measured the same way.
+ *
+ * Change detection by push (issue 23), in the same run after the first agent stopped (or alone
+ * with `--events-only`): the aws provider against test/support/aws-server.ts, with an SQS queue
+ * (test/support/sqs-server.ts) that gets an EventBridge event at each change: change → new file
+ * inside, p50/p95, with events and 1 h polling, beside the same provider at 30 s polling (fewer
+ * changes: each waits half an interval on average). Then the provider API calls a poll of 1,000
+ * declared secrets makes (counted at the server), turned into calls per hour for events + 1 h
+ * polling against 30 s polling.
  */
 import type Dockerode from "dockerode";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { startAgent } from "../test/support/agent-process.ts";
+import { AWS_TEST_ACCESS_KEY_ID, startAwsServer } from "../test/support/aws-server.ts";
+import { startSqsServer } from "../test/support/sqs-server.ts";
 import { countingProxy } from "../test/support/agent-probe.ts";
 import { ensureDocker, stopDocker } from "../test/support/docker-daemon.ts";
 import { BUSYBOX_IMAGE, ensureTestImages } from "../test/support/test-images.ts";
 
-const CHANGES = Number(process.argv[2] ?? 50);
+const EVENTS_ONLY = process.argv.includes("--events-only");
+const CHANGES = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 50);
+const SLOW_POLL_CHANGES = Math.max(3, Math.round(CHANGES / 10));
+const SECRETS_FOR_COST = 1000;
 const FLEET = 50;
 const SIGNAL_FLEET = 10;
 const IDLE_FLEET = 100;
@@ -66,12 +79,16 @@ async function startWatchers(docker: Dockerode, count: number, labels: Record<st
 }
 
 async function measure(docker: Dockerode, ids: string[], write: (v: string) => Promise<void>, label: string, path?: string) {
+  return measureN(ids, write, label, path, CHANGES);
+}
+
+async function measureN(ids: string[], write: (v: string) => Promise<void>, label: string, path: string | undefined, changes: number) {
   const latencies: number[] = [];
-  for (let n = 0; n < CHANGES; n++) {
+  for (let n = 0; n < changes; n++) {
     const value = `${label}-v${n}-${crypto.randomUUID()}`;
     const t0 = Date.now();
     await write(value);
-    const deadline = t0 + 15_000;
+    const deadline = t0 + 60_000;
     const pending = new Set(ids);
     while (pending.size && Date.now() < deadline) {
       await Bun.sleep(10);
@@ -98,7 +115,85 @@ function childPids(pid: number): number[] {
   return out ? out.split("\n").map(Number) : [];
 }
 
+/** One agent on the aws provider: `events` or not, `poll` interval; `app-db` into `containers` watchers. */
+async function awsAgentRun(docker: Dockerode, host: string, dir: string, opts: { events: boolean; poll: string; changes: number; declared?: number }) {
+  const aws = await startAwsServer();
+  const sqs = await startSqsServer();
+  aws.state.putSecret("app-db", "initial");
+  const extra = Array.from({ length: (opts.declared ?? 1) - 1 }, (_, i) => `bulk-${i}`);
+  for (const name of extra) aws.state.putSecret(name, "x");
+  const queue = sqs.queueUrl("dso-events");
+  const yaml = [
+    "providers:",
+    "  cloud:",
+    "    type: aws",
+    "    region: us-east-1",
+    `    config: { endpoint: "${aws.url}" }`,
+    ...(opts.events ? ["    events:", `      queue: ${queue}`] : []),
+    "secrets:",
+    ...["app-db", ...extra].map((n) => `  - { name: ${n}, provider: cloud }`),
+    "agent:",
+    "  watch:",
+    `    polling_interval: ${opts.poll}`,
+    "",
+  ].join("\n");
+  const name = `aws-${opts.events ? "events" : "poll"}-${opts.poll}`;
+  await writeFile(join(dir, `${name}.yaml`), yaml);
+  const agent = await startAgent({ dir, name, config: join(dir, `${name}.yaml`), dockerHost: host, env: { AWS_ACCESS_KEY_ID: AWS_TEST_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: "bench-key", AWS_EC2_METADATA_DISABLED: "true" } });
+  try {
+    const ids = await startWatchers(docker, 1, { "dso.reloader": "true", "dso.secrets": "app-db", "dso.update.strategy": "none" }, name);
+    await Bun.sleep(3000);
+    const arn = aws.state.secrets.get("app-db")!.arn;
+    const write = async (value: string) => {
+      aws.state.putSecret("app-db", value);
+      if (opts.events) sqs.send("dso-events", JSON.stringify({ source: "aws.secretsmanager", "detail-type": "Secret Label Updated", resources: [arn], detail: { labelUpdated: "AWSCURRENT" } }));
+    };
+    const latencies = opts.changes > 0 ? await measureN(ids, write, name, "/run/secrets/app-db", opts.changes) : [];
+    const listPerPoll = aws.state.calls.ListSecrets ?? 0;
+    return { latencies, calls: { ...aws.state.calls }, sqs: { ...sqs.calls }, listPerPoll };
+  } finally {
+    await agent.stop("SIGTERM");
+    for (const c of await docker.listContainers({ all: true })) if (c.Names.some((n) => n.includes(`${name}-`))) await docker.getContainer(c.Id).remove({ force: true }).catch(() => {});
+    await aws.stop();
+    await sqs.stop();
+  }
+}
+
+async function pushSection(docker: Dockerode, host: string, dir: string): Promise<void> {
+  const rows: string[][] = [];
+  const events = await awsAgentRun(docker, host, dir, { events: true, poll: "1h", changes: CHANGES });
+  rows.push(["aws, change events (SQS) + 1 h polling", String(events.latencies.length), pct(events.latencies, 50).toFixed(0), pct(events.latencies, 95).toFixed(0)]);
+  const slow = await awsAgentRun(docker, host, dir, { events: false, poll: "30s", changes: SLOW_POLL_CHANGES });
+  rows.push(["aws, 30 s polling, no events", String(slow.latencies.length), pct(slow.latencies, 50).toFixed(0), pct(slow.latencies, 95).toFixed(0)]);
+  const fast = await awsAgentRun(docker, host, dir, { events: false, poll: "1s", changes: SLOW_POLL_CHANGES });
+  rows.push(["aws, 1 s polling, no events", String(fast.latencies.length), pct(fast.latencies, 50).toFixed(0), pct(fast.latencies, 95).toFixed(0)]);
+  console.log(`\nChange detection by push (provider change → new content seen inside), ms:\n`);
+  console.log("| setup | changes | p50 ms | p95 ms |\n|---|---|---|---|");
+  for (const r of rows) console.log(`| ${r.join(" | ")} |`);
+  // The cost of one poll of 1,000 declared secrets, counted at the server (its first poll).
+  const cost = await awsAgentRun(docker, host, dir, { events: false, poll: "1h", changes: 0, declared: SECRETS_FOR_COST });
+  const perPoll = cost.calls.ListSecrets ?? 0;
+  const receivesPerHour = 3600 / 20;
+  // Measured in the events run: metadata calls per event beyond that run's first poll (1 secret).
+  const perEvent = ((events.calls.ListSecrets ?? 0) + (events.calls.DescribeSecret ?? 0) - 1) / Math.max(1, events.latencies.length);
+  console.log(`\nProvider API calls per hour for ${SECRETS_FOR_COST} secrets (one poll = ${perPoll} ListSecrets calls, measured):`);
+  console.log("| setup | Secrets Manager calls/h | SQS calls/h (idle) |\n|---|---|---|");
+  console.log(`| events + 1 h polling | ${perPoll} + ${perEvent.toFixed(1)} per change event (measured) | ${receivesPerHour} ReceiveMessage (20 s long polls) + 1 DeleteMessage per event |`);
+  console.log(`| 30 s polling | ${perPoll * 120} | 0 |`);
+}
+
 const { docker, host } = await ensureDocker();
+if (EVENTS_ONLY) {
+  await ensureTestImages(docker);
+  const dir = await mkdtemp("/tmp/dso-bench-push-");
+  try {
+    await pushSection(docker, host, dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+    await stopDocker();
+  }
+  process.exit(0);
+}
 await ensureTestImages(docker);
 const dir = await mkdtemp("/tmp/dso-bench-rotation-");
 await mkdir(join(dir, "secrets"));
@@ -179,6 +274,8 @@ try {
   const best = passes.sort((a, b) => a.ms - b.ms)[0]!;
   console.log(`Reconcile pass (dso sync) over ${PASS_FLEET} up-to-date containers, best of 3: ${best.ms.toFixed(0)} ms wall, ${best.calls} Docker API calls:`);
   for (const [k, n] of [...best.counts].sort()) console.log(`  ${n} × ${k}`);
+  await agent.stop("SIGTERM");
+  await pushSection(docker, host, dir);
 } finally {
   await agent.stop("SIGTERM");
   const all = await docker.listContainers({ all: true });

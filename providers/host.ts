@@ -12,7 +12,7 @@ import { LOG_LEVEL_NAMES, levelEnabled, type LogLevelName } from "../src/log/log
 import { redact, registerSecretBytes, registerSecretValue } from "../src/log/redact.ts";
 import { encodeFrame, readFrames } from "../src/rpc/framing.ts";
 import { valuesToWire } from "../src/rpc/wire-values.ts";
-import { toRpcError } from "./errors.ts";
+import { ProviderError, toRpcError } from "./errors.ts";
 import type { ProviderClient, ProviderFactory, ProviderLogger } from "./types.ts";
 import {
   describeIssues,
@@ -83,6 +83,15 @@ function writeAll(fd: number, bytes: Uint8Array): void {
   for (let offset = 0; offset < bytes.byteLength; ) offset += writeSync(fd, bytes, offset, bytes.byteLength - offset);
 }
 
+/** The `events*` calls, answered by the client's event queue (CONFIG_INVALID when it has none). */
+async function answerEvents(client: ProviderClient, request: Extract<Request, { method: "events" | "events_done" | "events_status" }>, signal: AbortSignal): Promise<unknown> {
+  const queue = client.events;
+  if (!queue) throw new ProviderError("CONFIG_INVALID", "no change-event queue configured (providers.<name>.events)");
+  if (request.method === "events") return { messages: await queue.receive(request.params.waitSeconds, signal) };
+  if (request.method === "events_done") return (await queue.done(request.params.receipts, signal), {});
+  return queue.status(signal);
+}
+
 export async function serveProvider(factory: ProviderFactory, io: ProviderIo): Promise<number> {
   const wanted = io.env.DSO_LOG_LEVEL as LogLevelName | undefined;
   const log = jsonLogger(io, wanted && LOG_LEVEL_NAMES.includes(wanted) ? wanted : "info");
@@ -131,8 +140,10 @@ export async function serveProvider(factory: ProviderFactory, io: ProviderIo): P
         // Values go in the frame's raw section, never in its JSON.
         const wire = valuesToWire(items);
         io.write(encodeFrame({ id: request.id, result: { items: wire.items } }, wire.raw));
-      } else {
+      } else if (request.method === "health") {
         reply(request.id, { result: await client.health(controller.signal) });
+      } else {
+        reply(request.id, { result: await answerEvents(client, request, controller.signal) });
       }
       return "continue";
     } catch (error) {

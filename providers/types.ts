@@ -5,6 +5,7 @@
  */
 import type {
   ConfigureParams,
+  EventMessage,
   FetchItem,
   FingerprintItem,
   HealthResult,
@@ -13,7 +14,7 @@ import type {
 import type { FieldLogger } from "../src/log/logger.ts";
 import type * as v from "valibot";
 
-export type { ConfigureParams, FetchItem, FingerprintItem, HealthResult, SecretRef };
+export type { ConfigureParams, EventMessage, FetchItem, FingerprintItem, HealthResult, SecretRef };
 
 export type ProviderLogger = FieldLogger;
 
@@ -33,6 +34,19 @@ export interface ProviderClient {
   fetch(refs: SecretRef[], signal: AbortSignal): Promise<FetchItem[]>;
   health(signal: AbortSignal): Promise<HealthResult>;
   close(): Promise<void>;
+  /** The change-event queue (`providers.<name>.events`), when configured and the provider reads one. */
+  events?: EventQueue;
+}
+
+/**
+ * A queue the cloud puts change events in, read with this provider's credentials. A message is
+ * only a hint naming secrets; it is deleted (`done`) only after the agent handled it.
+ */
+export interface EventQueue {
+  /** Long-polls up to `waitSeconds`; an unusable message comes back with its `problem`, never thrown. */
+  receive(waitSeconds: number, signal: AbortSignal): Promise<EventMessage[]>;
+  done(receipts: string[], signal: AbortSignal): Promise<void>;
+  status(signal: AbortSignal): Promise<{ waiting: number; oldestAgeSeconds?: number }>;
 }
 
 /**

@@ -9,6 +9,7 @@ import { registerSecretValue } from "../../src/log/redact.ts";
 import type { ConfigureParams, ProviderClient, ProviderContext, ProviderFactory } from "../types.ts";
 import { createSecretsManagerClient } from "./client.ts";
 import { isAccessDenied, toProviderError } from "./errors.ts";
+import { createSqsEventQueue } from "./events.ts";
 import { MetadataReader } from "./metadata.ts";
 import { resolveAwsSettings } from "./settings.ts";
 import { ValueReader } from "./values.ts";
@@ -25,6 +26,7 @@ export const awsProvider: ProviderFactory = {
     const sdk = createSecretsManagerClient(settings);
     const metadata = new MetadataReader(sdk, params.name, ctx.log);
     const values = new ValueReader(sdk, params.name, ctx.log);
+    const events = params.events ? createSqsEventQueue(settings, params.events.queue, params.name) : undefined;
 
     return {
       async fingerprint(refs, signal) {
@@ -48,8 +50,10 @@ export const awsProvider: ProviderFactory = {
           return { ok: false, message: toProviderError(error, params.name).message };
         }
       },
+      ...(events ? { events } : {}),
       async close() {
         sdk.destroy();
+        events?.destroy();
       },
     };
   },

@@ -7,7 +7,9 @@ import type { TokenCredential } from "@azure/identity";
 import { SecretClient, type SecretClientOptions } from "@azure/keyvault-secrets";
 import type { ConfigureParams, FetchItem, ProviderClient, ProviderContext, ProviderFactory, SecretRef } from "../types.ts";
 import { parseAzureSettings, type AzureSettings } from "./config.ts";
+import { QueueClient } from "@azure/storage-queue";
 import { buildCredential } from "./credential.ts";
+import { createStorageQueueEvents } from "./events.ts";
 import { isPerSecretError, toAzureError } from "./errors.ts";
 import {
   changeFingerprint,
@@ -136,6 +138,10 @@ export const azureProvider: ProviderFactory = {
   type: "azure",
   async create(params: ConfigureParams, ctx: ProviderContext): Promise<ProviderClient> {
     const settings = parseAzureSettings(params, ctx.env);
-    return createAzureClient(settings, ctx, buildCredential(settings, params.credentials));
+    const credential = buildCredential(settings, params.credentials);
+    const client = createAzureClient(settings, ctx, credential);
+    if (!params.events) return client;
+    // The change-event queue is read with the same credential (docs/providers/azure.md).
+    return { ...client, events: createStorageQueueEvents(new QueueClient(params.events.queue, credential), params.name) };
   },
 };

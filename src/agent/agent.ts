@@ -12,12 +12,14 @@
  */
 import type { Server } from "bun";
 import { loadConfig } from "../config/index.ts";
-import type { DsoConfig } from "../config/types.ts";
+import type { DsoConfig, ProviderConfig } from "../config/types.ts";
+import { CALL_TIMEOUT_MS } from "../rpc/supervisor.ts";
 import { secretNamesOf } from "../delivery/plugin/driver-options.ts";
 import { describeError, DsoError, isErrorCode } from "../errors.ts";
 import { log as rootLog } from "../log/logger.ts";
 import { DsoVolumes } from "../reloader/volumes.ts";
 import type { DockerEvent } from "../watcher/docker-events.ts";
+import { ChangeEventConsumer, ChangeEventConsumers } from "../watcher/event-queue.ts";
 import { PollScheduler } from "../watcher/poll-scheduler.ts";
 import { startWebhook } from "../watcher/webhook.ts";
 import { versionInfo } from "../version.ts";
@@ -55,6 +57,7 @@ export class Agent {
   private lock?: SocketLock;
   private server?: ControlServer;
   private webhook?: Server<undefined>;
+  private changeEvents!: ChangeEventConsumers;
   private side?: DockerSide;
   private sideReady: Promise<DockerSide>;
   private resolveSide!: (side: DockerSide) => void;
@@ -108,14 +111,13 @@ export class Agent {
       intervalMs: () => this.config.agent.watch.pollingIntervalMs,
       startProcess: (name, spec) => providerProcess(name, spec, this.options.env, hostKey.key, this.observer.forProvider(name)),
       pollFinished: (p) => this.observer.pollFinished(p),
-      onChanged: (names, trigger) => {
-        this.side?.reconciler.waves.secretsChanged(names, trigger);
-        if (this.side?.swarm) void this.side.swarm.reconcile(new Set(names));
-      },
+      onChanged: (names, trigger) => this.secretsChanged(names, trigger),
     });
+    this.changeEvents = new ChangeEventConsumers((spec) => this.changeEventConsumer(spec));
     this.volumes = this.buildVolumes();
     await this.volumes.start();
     this.polls.sync(this.config.providers);
+    this.changeEvents.sync(this.config.providers);
     const control = new AgentControl({
       docker: () => this.docker(),
       side: () => this.side,
@@ -143,6 +145,27 @@ export class Agent {
       this.log.info("webhook listening", { listen: hook.listen });
     }
     void this.startDockerSide().catch((error) => this.log.error("the Docker side did not start", { error: describeError(error) }));
+  }
+
+  /** Every detected change goes this one way, whatever noticed it (`dso_change_detected_total{cause}`). */
+  private secretsChanged(names: string[], cause: "poll" | "webhook" | "event"): void {
+    this.observer.changeDetected(cause, names.length);
+    this.side?.reconciler.waves.secretsChanged(names, cause);
+    if (this.side?.swarm) void this.side.swarm.reconcile(new Set(names));
+  }
+
+  /** Change detection by push for one provider (watcher/event-queue.ts); polling goes on beside it. */
+  private changeEventConsumer(spec: ProviderConfig): ChangeEventConsumer {
+    return new ChangeEventConsumer({
+      provider: spec.name,
+      source: () => this.polls.process(spec.name),
+      store: this.secrets.store,
+      log: this.log,
+      callTimeoutMs: spec.timeoutMs ?? CALL_TIMEOUT_MS,
+      onChanged: (names) => this.secretsChanged(names, "event"),
+      counted: (outcome, count) => this.observer.changeEvent(spec.name, outcome, count),
+      queueUp: (up) => this.observer.changeQueueUp(spec.name, up),
+    });
   }
 
   /** The DSO volume driver; a Mount that fetched a new value starts a wave like a poll would. */
@@ -239,6 +262,7 @@ export class Agent {
       this.config = config;
       this.secrets.store.setSpecs(config.secrets);
       this.polls.sync(config.providers);
+      this.changeEvents.sync(config.providers);
       this.log.info("configuration reloaded", { providers: Object.keys(config.providers).length, secrets: config.secrets.length });
       void this.reconcileAll();
       return true;
@@ -255,6 +279,7 @@ export class Agent {
     this.log.info("agent stopping");
     clearInterval(this.reconcileTimer);
     this.polls?.halt();
+    await this.changeEvents?.stop();
     await this.side?.events.stop();
     if (this.side) {
       clearInterval(this.side.sentinel.timer);

@@ -34,6 +34,7 @@ export function providerProcess(
       auth: { ...(spec.auth.method ? { method: spec.auth.method } : {}), params: spec.auth.params },
       config: spec.config,
       fingerprintKey: fingerprintKeyFor(hostKey, name),
+      ...(spec.events ? { events: { queue: spec.events.queue } } : {}),
     },
     env,
     backoffBaseMs: spec.retry.backoffMs,

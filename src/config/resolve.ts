@@ -116,6 +116,7 @@ function providerFrom(name: string, input: ProviderInput, issues: IssueCollector
   const type = resolveProviderType(input.type, ["providers", name, "type"], issues);
   if (!type) return undefined;
   checkProviderBlock(type, ["providers", name], { config: input.config ?? {}, auth: { method: input.auth?.method, params: input.auth?.params ?? {} } }, issues);
+  if (input.events && type !== "aws" && type !== "azure") issues.error(["providers", name, "events"], `change events are read for aws (SQS) and azure (Storage queue) providers, not ${type}`);
   return {
     name,
     type,
@@ -128,8 +129,12 @@ function providerFrom(name: string, input: ProviderInput, issues: IssueCollector
     },
     ...(input.timeout === undefined ? {} : { timeoutMs: input.timeout }),
     allowUndeclared: input.allow_undeclared ?? false,
+    ...(input.events ? { events: { queue: input.events.queue, maxAgeMs: input.events.max_age ?? DEFAULT_EVENTS_MAX_AGE_MS } } : {}),
   };
 }
+
+/** `providers.*.events.max_age`: how old the oldest queued event may be before `dso doctor` warns. */
+export const DEFAULT_EVENTS_MAX_AGE_MS = 5 * 60_000;
 
 /** v1: `provider: vault` plus `config:` and `region:` at the top level become providers.vault. */
 function legacyProvider(top: LegacyV1Input, declared: Set<string>, issues: IssueCollector): ProviderConfig | undefined {

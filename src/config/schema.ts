@@ -179,6 +179,13 @@ export const ProviderSchema = v.strictObject({
   /** Serve names dso.yaml does not declare (labels, DSO volumes, dso inject). */
   allow_undeclared: v.optional(booleanField),
   config: v.optional(stringMap),
+  /** Change detection by push (docs/configuration.md): the queue the cloud's change events land in. */
+  events: v.optional(
+    v.strictObject({
+      queue: v.pipe(v.string("must be the queue's https URL"), v.regex(/^https?:\/\/[^\s/]+\/\S*$/, "must be the queue's https URL"), v.maxLength(2048)),
+      max_age: v.optional(durationField(1000)),
+    }),
+  ),
 });
 
 export const InjectSchema = v.strictObject({

@@ -30,6 +30,15 @@ export interface ProviderConfig {
    * dso.yaml does not declare. Off unless written (on for the built-in file provider).
    */
   allowUndeclared: boolean;
+  /** `events`: the queue of change events read by the provider process (docs/configuration.md). */
+  events?: ProviderEventsConfig;
+}
+
+export interface ProviderEventsConfig {
+  /** aws: an SQS queue URL; azure: a storage queue URL (https://<account>.queue.core.windows.net/<queue>). */
+  queue: string;
+  /** `dso doctor`: a message older than this means the consumer is behind (default 5 min). */
+  maxAgeMs: number;
 }
 
 export interface FileInjectSpec {

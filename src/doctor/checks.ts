@@ -10,6 +10,7 @@ import { callRoute, reachableSocket } from "../api/client.ts";
 import type { StatusReply } from "../api/contract.ts";
 import { describeError, DsoError } from "../errors.ts";
 import { MNT_DETACH, mountTmpfs, unmount } from "../os/libc.ts";
+import { checkChangeEvents } from "./change-events.ts";
 import { checkDeliveryModes } from "./delivery-modes.ts";
 import { checkFileProviderPermissions } from "./file-permissions.ts";
 import { checkHardening, checkMemoryLocking } from "./hardening.ts";
@@ -238,8 +239,9 @@ export async function runChecks(ctx: DoctorContext): Promise<CheckResult[]> {
     checkLegacyDrivers(),
   ]);
   const modes = await checkDeliveryModes(ctx, { tmpfs, socket });
+  const events = await checkChangeEvents(ctx.config, ctx.env);
   // Last: without an agent, the hardening check turns core dumps off for this process too.
   const locking = await checkMemoryLocking(ctx.agent);
   const cores = await checkHardening(ctx.agent);
-  return [config, checkEnvInjection(ctx), ...docker, agent, ...legacy, socket, tmpfs, swap, locking, cores, ...files, ...modes];
+  return [config, checkEnvInjection(ctx), ...docker, agent, ...legacy, socket, tmpfs, swap, locking, cores, ...files, ...modes, ...events];
 }

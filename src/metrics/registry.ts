@@ -15,10 +15,13 @@ export type Outcome = "ok" | ErrorCode;
 
 export const DELIVERY_MODES = ["plugin", "volume", "exec", "procfs", "env"] as const;
 export type DeliveryModeLabel = (typeof DELIVERY_MODES)[number];
-export const PROVIDER_OPERATIONS = ["configure", "fingerprint", "fetch", "health"] as const;
+export const PROVIDER_OPERATIONS = ["configure", "fingerprint", "fetch", "health", "events", "events_done", "events_status"] as const;
 export type ProviderOperation = (typeof PROVIDER_OPERATIONS)[number];
 export const NOTIFICATION_OUTCOMES = ["sent", "failed", "dropped"] as const;
 export type NotificationOutcome = (typeof NOTIFICATION_OUTCOMES)[number];
+
+export const CHANGE_CAUSES = ["poll", "webhook", "event", "mount"] as const;
+export const CHANGE_EVENT_OUTCOMES = ["checked", "undeclared", "malformed", "too_large", "not_a_secret_change", "queue_error"] as const;
 
 /** Where a latency lands: from a few ms (a tar into a volume) to minutes (a rolling replacement). */
 const LATENCY_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
@@ -65,6 +68,24 @@ export class Metrics {
     help: "Duration of RPC calls to provider processes",
     labelNames: ["provider", "operation"],
     buckets: LATENCY_BUCKETS_S,
+    registers: [this.registry],
+  });
+  private readonly changesDetected = new Counter({
+    name: "dso_change_detected_total",
+    help: "Secrets found changed (or seen first, or recovered) and handed to delivery, by what noticed it",
+    labelNames: ["cause"],
+    registers: [this.registry],
+  });
+  private readonly changeEvents = new Counter({
+    name: "dso_change_events_total",
+    help: "Messages read from a provider's change-event queue, by what became of them",
+    labelNames: ["provider", "outcome"],
+    registers: [this.registry],
+  });
+  private readonly changeQueueGauge = new Gauge({
+    name: "dso_change_event_queue_up",
+    help: "1 while a provider's change-event queue answers, 0 during an outage (polling continues)",
+    labelNames: ["provider"],
     registers: [this.registry],
   });
   private readonly valueFetches = new Counter({
@@ -216,6 +237,18 @@ export class Metrics {
 
   leftoverReferences(count: number): void {
     this.leftovers.set(count);
+  }
+
+  changeDetected(cause: string, count: number): void {
+    this.changesDetected.inc({ cause: oneOf(cause, CHANGE_CAUSES) }, count);
+  }
+
+  changeEvent(provider: string, outcome: string, count = 1): void {
+    this.changeEvents.inc({ provider, outcome: oneOf(outcome, CHANGE_EVENT_OUTCOMES) }, count);
+  }
+
+  changeQueueUp(provider: string, up: boolean): void {
+    this.changeQueueGauge.set({ provider }, up ? 1 : 0);
   }
 
   dockerEventsReconnected(): void {

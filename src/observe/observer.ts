@@ -271,6 +271,19 @@ export class Observer {
     this.safely(() => this.metrics?.leftoverReferences(count));
   }
 
+  /** Change detection (`dso_change_detected_total{cause}`) and the change-event queues. */
+  changeDetected(cause: string, count: number): void {
+    this.safely(() => this.metrics?.changeDetected(cause, count));
+  }
+
+  changeEvent(provider: string, outcome: string, count?: number): void {
+    this.safely(() => this.metrics?.changeEvent(provider, outcome, count));
+  }
+
+  changeQueueUp(provider: string, up: boolean): void {
+    this.safely(() => this.metrics?.changeQueueUp(provider, up));
+  }
+
   dockerEventsReconnected(): void {
     this.safely(() => this.metrics?.dockerEventsReconnected());
   }

@@ -105,6 +105,8 @@ export const ConfigureParamsSchema = v.strictObject({
    * refuses to configure without it.
    */
   fingerprintKey: v.optional(v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex characters"))),
+  /** `providers.<name>.events`: the queue of change events this provider reads (`events` calls). */
+  events: v.optional(v.strictObject({ queue: v.pipe(v.string(), v.minLength(1), v.maxLength(2048)) })),
 });
 export type ConfigureParams = v.InferOutput<typeof ConfigureParamsSchema>;
 
@@ -112,11 +114,40 @@ const RefsParams = v.strictObject({ refs: v.pipe(v.array(SecretRefSchema), v.max
 
 const RequestId = v.pipe(v.number(), v.integer(), v.minValue(1));
 
+/** The longest an `events` call waits for a message (SQS's own maximum), well inside the call timeout. */
+export const MAX_EVENT_WAIT_SECONDS = 20;
+/** Messages per `events` call (SQS's maximum per ReceiveMessage; Azure's is 32). */
+export const MAX_EVENT_MESSAGES = 10;
+/** Secrets one event message may name; more is a poison message. */
+export const MAX_SECRETS_PER_EVENT = 100;
+const Receipt = v.pipe(v.string(), v.minLength(1), v.maxLength(8192));
+
+/**
+ * One message of the change-event queue as the provider read it: only the names of secrets it
+ * says changed (never a value), or why it is unusable (`problem`: malformed, too large, not a
+ * secret change). `receipt` deletes it (`events_done`) once the agent has handled it.
+ */
+export const EventMessageSchema = v.strictObject({
+  receipt: Receipt,
+  secrets: v.pipe(v.array(Name), v.maxLength(MAX_SECRETS_PER_EVENT)),
+  problem: v.optional(v.picklist(["malformed", "too_large", "not_a_secret_change"])),
+  /** When the cloud queued it (ms since the epoch), for the age shown by `dso doctor` and metrics. */
+  sentAt: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
+});
+export type EventMessage = v.InferOutput<typeof EventMessageSchema>;
+
 export const RequestSchema = v.variant("method", [
   v.strictObject({ id: RequestId, method: v.literal("configure"), params: ConfigureParamsSchema }),
   v.strictObject({ id: RequestId, method: v.literal("fingerprint"), params: RefsParams }),
   v.strictObject({ id: RequestId, method: v.literal("fetch"), params: RefsParams }),
   v.strictObject({ id: RequestId, method: v.literal("health"), params: v.optional(v.strictObject({})) }),
+  v.strictObject({
+    id: RequestId,
+    method: v.literal("events"),
+    params: v.strictObject({ waitSeconds: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_EVENT_WAIT_SECONDS)) }),
+  }),
+  v.strictObject({ id: RequestId, method: v.literal("events_done"), params: v.strictObject({ receipts: v.pipe(v.array(Receipt), v.maxLength(MAX_EVENT_MESSAGES)) }) }),
+  v.strictObject({ id: RequestId, method: v.literal("events_status"), params: v.optional(v.strictObject({})) }),
   v.strictObject({ id: RequestId, method: v.literal("shutdown"), params: v.optional(v.strictObject({})) }),
 ]);
 export type Request = v.InferOutput<typeof RequestSchema>;
@@ -189,6 +220,10 @@ export const ResultSchemas = {
   fingerprint: v.strictObject({ items: v.array(FingerprintItemSchema) }),
   fetch: v.strictObject({ items: v.array(WireFetchItemSchema) }),
   health: HealthResultSchema,
+  events: v.strictObject({ messages: v.pipe(v.array(EventMessageSchema), v.maxLength(MAX_EVENT_MESSAGES)) }),
+  events_done: v.strictObject({}),
+  /** The queue answered: messages waiting and the age of the oldest one where the service tells it. */
+  events_status: v.strictObject({ waiting: v.pipe(v.number(), v.integer(), v.minValue(0)), oldestAgeSeconds: v.optional(v.pipe(v.number(), v.minValue(0))) }),
   shutdown: v.strictObject({}),
 } as const;
 

@@ -48,7 +48,7 @@ export interface PollSchedulerDeps {
   /** A poll ended: the secrets it answered for, or what went wrong (metrics). */
   pollFinished: (p: { provider: string; secrets?: readonly string[]; error?: unknown }) => void;
   /** Secrets whose containers must be looked at (changed, seeded or recovered). */
-  onChanged: (names: string[], trigger: "poll" | "webhook") => void;
+  onChanged: (names: string[], trigger: "poll" | "webhook" | "event") => void;
 }
 
 function sameProvider(a: ProviderConfig, b: ProviderConfig): boolean {

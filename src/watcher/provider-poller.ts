@@ -46,6 +46,8 @@ export async function pollProvider(
   source: FingerprintSource,
   store: SecretStore,
   signal?: AbortSignal,
+  /** Only these secrets (a change event named them); all of the provider's otherwise. */
+  only?: ReadonlySet<string>,
 ): Promise<PollOutcome> {
   const outcome: PollOutcome = { provider, changed: [], seeded: [], recovered: [], errors: [], failed: false };
   const now = new Date();
@@ -55,6 +57,7 @@ export async function pollProvider(
   };
   const sendable: SecretState[] = [];
   for (const state of store.forProvider(provider)) {
+    if (only && !only.has(state.spec.name)) continue;
     if (v.is(SecretRefSchema, refFor(state.spec))) sendable.push(state);
     else fail(state.spec.name, `not asked for: a secret name, version or stage must be 1 to ${MAX_NAME_LENGTH} characters`);
   }

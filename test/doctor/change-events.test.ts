@@ -1,0 +1,37 @@
+// `dso doctor`'s change-event check: the queue is read by the real aws provider process (with the
+// credentials the agent would pass) against test/support/sqs-server.ts.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { DsoConfig, ProviderConfig } from "../../src/config/types.ts";
+import { checkChangeEvents } from "../../src/doctor/change-events.ts";
+import { AWS_TEST_ACCESS_KEY_ID } from "../support/aws-server.ts";
+import { startSqsServer, type SqsServer } from "../support/sqs-server.ts";
+
+let sqs: SqsServer;
+beforeAll(async () => {
+  sqs = await startSqsServer();
+});
+afterAll(() => sqs.stop());
+
+const env = { PATH: process.env.PATH, AWS_EC2_METADATA_DISABLED: "true", AWS_ACCESS_KEY_ID: AWS_TEST_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: "doctor-test-key" };
+function config(queue: string): DsoConfig {
+  const provider: ProviderConfig = { name: "cloud", type: "aws", region: "us-east-1", auth: { params: {} }, config: {}, retry: { attempts: 1, backoffMs: 100 }, allowUndeclared: false, events: { queue, maxAgeMs: 300_000 } };
+  return { providers: { cloud: provider } } as unknown as DsoConfig;
+}
+
+describe("dso doctor: change events", () => {
+  test("a readable queue is ok with its waiting count; an unknown queue fails naming the cause", async () => {
+    sqs.send("doctor-q", "x");
+    const [ok] = await checkChangeEvents(config(sqs.queueUrl("doctor-q")), env);
+    expect(ok).toEqual({ check: "change events (cloud)", status: "ok", detail: "queue readable with the provider's credentials, 1 waiting" });
+    const [bad] = await checkChangeEvents(config(`${sqs.url}/123456789012/no-such-queue`), env);
+    expect(bad!.status).toBe("fail");
+    expect(bad!.detail).toContain("queue not readable");
+    expect(bad!.detail).not.toContain("doctor-test-key");
+  });
+
+  test("a message older than events.max_age warns that nothing consumes the queue", async () => {
+    const [old] = await checkChangeEvents(config("https://q"), env, async () => ({ waiting: 3, oldestAgeSeconds: 900 }));
+    expect(old!.status).toBe("warn");
+    expect(old!.detail).toContain("15m old");
+  });
+});
