@@ -19,7 +19,7 @@ const HEAVY = [
   /["'`](mount|umount|setpriv|unshare|nsenter|dockerd|docker|docker-compose|systemd-analyze|ip)["'`]/,
   /\bBun\.\$`(mount|umount|ln|setpriv|docker)\b/,
   /\/run\/docker\b/,
-  /needs root:/, // a file that chowns says so in a comment
+  /needs root:|full tier:/, // a file that chowns, or spawns through src/, says so in a comment
 ];
 
 function testFiles(dir: string): string[] {

@@ -1,5 +1,6 @@
 // `dso doctor`'s change-event check: the queue is read by the real aws provider process (with the
 // credentials the agent would pass) against test/support/sqs-server.ts.
+// full tier: checkChangeEvents spawns the aws provider process.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { DsoConfig, ProviderConfig } from "../../src/config/types.ts";
 import { checkChangeEvents } from "../../src/doctor/change-events.ts";
