@@ -132,7 +132,7 @@ beforeAll(async () => {
       "  - { name: db_token, provider: local }",
       "  - { name: health_token, provider: local }",
       "  - { name: web_token, provider: local }",
-      "  - { name: sig_token, provider: local }",
+      "  - { name: sig_token, provider: local, rotation: { health_check_timeout: 3s } }",
       "  - name: env_token",
       "    provider: local",
       "    inject: env",
@@ -297,8 +297,9 @@ describe("rolling rotation keeps data and rolls back (compiled agent, real daemo
       .split("\n")
       .find((l) => l.includes('"tag":"audit"') && l.includes('"event":"rotation"') && l.includes(old.Id) && !l.includes('"outcome":"ok"'));
     expect(rotation).toContain("rollback: unhealthy after SIGHUP");
+    expect(rotation).toContain("previous files restored, signalled again, healthy again");
     // Not delivered again every pass (polls every 1 s) for the same value.
-    await Bun.sleep(1500);
+    await Bun.sleep(1200);
     expect(await fileIn(old.Id, "/run/secrets/sig_token")).toBe("good-1");
     expect(await hups()).toBe(2);
     await setSecret("sig_token", "good-3");
