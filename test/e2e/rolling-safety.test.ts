@@ -132,7 +132,7 @@ beforeAll(async () => {
       "  - { name: db_token, provider: local }",
       "  - { name: health_token, provider: local }",
       "  - { name: web_token, provider: local }",
-      "  - { name: sig_token, provider: local, rotation: { health_check_timeout: 3s } }",
+      "  - { name: sig_token, provider: local }",
       "  - name: env_token",
       "    provider: local",
       "    inject: env",
@@ -284,7 +284,7 @@ describe("rolling rotation keeps data and rolls back (compiled agent, real daemo
       const out = await agent.cli(["ls", "--json"]);
       const view = (JSON.parse(out.stdout).containers as Array<{ id: string; name: string; status: Array<{ state: string }>; error?: string }>).find((c) => c.name === name);
       return view?.status.some((s) => s.state.startsWith("rollback: ")) ? view : undefined;
-    });
+    }, 30_000);
     expect(ls.status[0]!.state).toContain("unhealthy after SIGHUP");
     // The previous files, the bad version gone from the tmpfs, signalled a second time, healthy again.
     expect(await fileIn(old.Id, "/run/secrets/sig_token")).toBe("good-1");
@@ -306,7 +306,7 @@ describe("rolling rotation keeps data and rolls back (compiled agent, real daemo
     await settled(name, "signalled with good-3", async () => (await fileIn(old.Id, "/dev/shm/seen")) === "good-3");
     expect(await hups()).toBe(3);
     // Proven healthy for the window: the kept previous version is pruned.
-    await eventually("the kept version pruned", async () => ((await versionDirs()).length === 1 ? true : undefined), 10_000);
+    await eventually("the kept version pruned", async () => ((await versionDirs()).length === 1 ? true : undefined), 20_000);
     expect(await fileIn(old.Id, "/run/secrets/sig_token")).toBe("good-3");
   }, 60_000);
 });
