@@ -4,7 +4,7 @@ import { deliverToContainer } from "../../src/delivery/deliver.ts";
 import { pickDeliveryMode } from "../../src/delivery/mode-picker.ts";
 import { execMode } from "../../src/delivery/modes/exec.ts";
 import type { TestDocker } from "../support/docker-daemon.ts";
-import { daemonDirs, diffUnder, execIn, findOnDisk, pairFiles, plantedValue, readWhileRotating, removeContainers, secretFile, startContainer, statIn, testDocker } from "./helpers.ts";
+import { daemonDirs, diffUnder, execIn, findAllOnDisk, findOnDisk, pairFiles, plantedValue, readWhileRotating, removeContainers, secretFile, startContainer, statIn, testDocker } from "./helpers.ts";
 
 const TARGET = "/run/secrets";
 let daemon: TestDocker;
@@ -66,12 +66,16 @@ describe("exec mode (tar -x inside a --tmpfs target)", () => {
     expect(plan.mode).toBe("exec");
     const versions = async () => (await execIn(docker, container.id, ["ls", "-A", TARGET])).stdout.split(/\s+/).filter((e) => e.startsWith("..dso_"));
     const bad = plantedValue("bad");
-    await execMode.deliver(docker, plan, [secretFile("k", "old"), secretFile("only1", "x")], undefined, "m1");
+    const previous = plantedValue("kept");
+    await execMode.deliver(docker, plan, [secretFile("k", previous), secretFile("only1", "x")], undefined, "m1");
     const second = await execMode.deliver(docker, plan, [secretFile("k", bad), secretFile("only2", "y")], undefined, "m2", { keepPrevious: true });
     expect(second.kept).toMatch(/^\.\.dso_/);
     expect(await versions()).toHaveLength(2);
+    // Kept on the tmpfs only: neither version is on disk, nor in docker diff.
+    expect(await findAllOnDisk(daemonDirs(daemon), [previous, bad])).toEqual(new Map([[previous, []], [bad, []]]));
+    expect(await diffUnder(container, TARGET)).toEqual([]);
     await execMode.restore!(docker, plan, second.kept!);
-    expect((await execIn(docker, container.id, ["cat", `${TARGET}/k`, `${TARGET}/only1`])).stdout).toBe("oldx");
+    expect((await execIn(docker, container.id, ["cat", `${TARGET}/k`, `${TARGET}/only1`])).stdout).toBe(`${previous}x`);
     expect((await execIn(docker, container.id, ["ls", "-A", TARGET])).stdout).not.toContain("only2");
     expect(await versions()).toEqual([second.kept!]);
     expect((await execIn(docker, container.id, ["grep", "-rl", bad, TARGET])).stdout).toBe("");
