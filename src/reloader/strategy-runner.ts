@@ -115,7 +115,14 @@ export class StrategyRunner {
         secretPaths: [...d.targets.map((t) => t.path), ...d.volumes.map((v) => v.destination)],
         abort: signal ?? new AbortController().signal,
         log: this.deps.log,
-        restorePrevious: () => restorePreviousFiles(this.deps.planner, d.id, built, signal),
+        restorePrevious: async () => {
+          const report = await restorePreviousFiles(this.deps.planner, d.id, built, signal);
+          // DSO volumes' own file sets changed in this pass: shared, rewritten by the volume engine.
+          for (const unit of d.volumes) {
+            if (unit.secrets.some((name) => secrets.includes(name))) report.notRestored.push(`DSO volume ${unit.volume} at ${unit.destination}: its files are shared by the containers using it and are not switched back`);
+          }
+          return report;
+        },
         // This pass's files, into the restarted container (its queue is ours already) or its
         // replacement (through the replacement's own queue, so no other delivery into it runs at
         // the same time). A tmpfs starts empty.

@@ -8,6 +8,8 @@
  * moves all name links with one `mv`. The script needs sh, mv, readlink and rm besides tar (any
  * image with a tar has them). It refuses a target whose
  * physical path differs from the literal one: a symlink there could lead off the tmpfs to disk.
+ * For a `signal` rollback the switch can keep the previous version, and two more fixed scripts
+ * switch back to it or prune it (RESTORE_SCRIPT, PRUNE_SCRIPT).
  */
 import type Dockerode from "dockerode";
 import { DsoError } from "../../errors.ts";

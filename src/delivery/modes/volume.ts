@@ -19,7 +19,9 @@
  *   can be missing (ENOENT). A reader still never sees a mix of two versions through `..data`;
  * - finally the previous version (a slot, or a directory the atomic writer made) is replaced by an
  *   empty file, so its values leave the volume;
- * - a name dropped from the set stays as a dangling link (the API cannot delete).
+ * - a name dropped from the set stays as a dangling link (the API cannot delete);
+ * - no previous version can be kept for a `signal` rollback (`notKept` says so); the direct ways
+ *   keep and restore it as the atomic writer does.
  */
 import type Dockerode from "dockerode";
 import { posix } from "node:path";

@@ -56,7 +56,7 @@ export const signalStrategy: Strategy = {
     if (outcome === "exited") return escalate(ctx, unhealthy, "the container stopped, and its tmpfs with it");
     const report = await ctx.restorePrevious();
     if (report.restored.length === 0 || report.notRestored.length > 0) {
-      return escalate(ctx, unhealthy, report.notRestored.join("; ") || "only DSO volumes changed, and their files are shared, not switched back");
+      return escalate(ctx, unhealthy, report.notRestored.join("; ") || "no file target changed");
     }
     await container.kill({ signal: ctx.signal });
     const after = (await healthyAgain(ctx)) ? "healthy again" : `not healthy again within ${Math.round(ctx.healthCheckTimeoutMs / 1000)}s`;
