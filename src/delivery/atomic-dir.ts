@@ -10,6 +10,13 @@
  * O_CREAT|O_EXCL|O_NOFOLLOW inside the version directory's own fd, links are replaced with
  * rename(2), removal unlinks entries one by one (never a recursive delete that could follow).
  *
+ * For a strategy that must be able to undo a rotation (`signal` with a HEALTHCHECK), a write can
+ * keep the version `..data` pointed to before (`keepPrevious`); `restoreAtomicVersion` switches
+ * `..data` back to it (opened O_NOFOLLOW through the target's fd, so a link the container put in
+ * its place is refused, never followed) and drops the failed version; `pruneAtomicDir` drops
+ * every version but the current one once the new one is proven. A kept version lives on the
+ * same tmpfs as the current one, for the health window only.
+ *
  * The container also controls how many entries the directory holds. It is read as a stream, a
  * batch of entries at a time, keeping only names DSO may own (version directories, symbolic
  * links); past MAX_TARGET_ENTRIES entries the write is refused before anything is written, with
@@ -22,7 +29,7 @@ import { DIRENT_TYPE, forEachDirEntry, libcAvailable } from "../os/libc.ts";
 import { lstat, mkdir, open, opendir, readlink, rename, rmdir, symlink, unlink, type FileHandle } from "node:fs/promises";
 import { DsoError } from "../errors.ts";
 import { fdPath } from "./container-root.ts";
-import { assertValidFileSet, printableName } from "./file-names.ts";
+import { assertValidFileSet, nameProblem, printableName } from "./file-names.ts";
 import { DATA_LINK, DATA_LINK_TMP, isMarker, isVersionName, nameLinkTarget, newVersionName, VERSION_MARKER, VERSION_PREFIX } from "./layout.ts";
 import { VERSION_DIR_MODE, type SecretFile } from "./types.ts";
 import { mapLimit } from "../util/map-limit.ts";
@@ -51,6 +58,19 @@ interface OwnEntries {
 export interface AtomicWriteResult {
   version: string;
   bytes: number;
+  /** The version kept beside the new one (`keepPrevious`), if there was one. */
+  kept?: string;
+}
+
+export interface AtomicWriteOptions {
+  /** Keep the version `..data` pointed to before, to switch back to (restoreAtomicVersion). */
+  keepPrevious?: boolean;
+}
+
+/** A delivery result's `kept` / `notKept` for a write with `opts` (modes built on this writer). */
+export function keptOrWhy(opts: AtomicWriteOptions | undefined, kept: string | undefined): { kept?: string; notKept?: string } {
+  if (!opts?.keepPrevious) return {};
+  return kept ? { kept } : { notKept: "the target held no earlier version" };
 }
 
 /** The directory itself is trusted (ours, or an fd path from container-root.ts); its contents are not. */
@@ -59,7 +79,7 @@ async function openTarget(dir: string): Promise<FileHandle> {
 }
 
 /** Writes `files` (and the version marker) as a new version in `dir` and switches to it atomically. */
-export async function writeAtomicDir(dir: string, files: readonly SecretFile[], marker?: string): Promise<AtomicWriteResult> {
+export async function writeAtomicDir(dir: string, files: readonly SecretFile[], marker?: string, opts: AtomicWriteOptions = {}): Promise<AtomicWriteResult> {
   const names = assertValidFileSet(files);
   if (marker !== undefined && !isMarker(marker)) throw new DsoError("INTERNAL", "invalid version marker");
   const version = newVersionName();
@@ -67,6 +87,7 @@ export async function writeAtomicDir(dir: string, files: readonly SecretFile[], 
   try {
     // Before anything is written: a directory too full to scan gets nothing.
     const stale = await scanOwnEntries(target, new Set(names));
+    const kept = opts.keepPrevious ? await currentVersionDir(target) : undefined;
     await mkdir(fdPath(target, version), { mode: VERSION_DIR_MODE });
     let bytes = 0;
     try {
@@ -86,8 +107,8 @@ export async function writeAtomicDir(dir: string, files: readonly SecretFile[], 
       throw error;
     }
     await linkNames(target, names, version);
-    await removeStale(target, stale, true);
-    return { version, bytes };
+    await removeStale(target, kept ? { ...stale, versions: stale.versions.filter((v) => v !== kept) } : stale, true);
+    return { version, bytes, ...(kept ? { kept } : {}) };
   } finally {
     await target.close();
   }
@@ -114,6 +135,61 @@ export async function readAtomicMarker(dir: string): Promise<string | undefined>
   } finally {
     await target.close();
   }
+}
+
+/**
+ * Switches `..data` back to `version` (kept by a write with `keepPrevious`), links its names, and
+ * removes every other version (the failed one: its values leave the tmpfs) and the name links only
+ * it had. Refused when `version` is not a real directory of `dir` (a link in its place is never
+ * followed); `..data` is then left as it was.
+ */
+export async function restoreAtomicVersion(dir: string, version: string): Promise<void> {
+  if (!isVersionName(version) || version.includes("/")) throw new DsoError("INTERNAL", "invalid version name");
+  const target = await openTarget(dir);
+  try {
+    const versionDir = await open(fdPath(target, version), OPEN_DIR_NOFOLLOW).catch(() => undefined);
+    if (!versionDir) throw new DsoError("DELIVERY_FAILED", "the kept previous version is gone or is no longer a directory; it cannot be restored");
+    let names: string[];
+    try {
+      names = await fileNamesIn(versionDir);
+    } finally {
+      await versionDir.close();
+    }
+    const stale = await scanOwnEntries(target, new Set(names));
+    await switchDataLink(target, version);
+    await linkNames(target, names, version);
+    await removeStale(target, stale, true);
+  } finally {
+    await target.close();
+  }
+}
+
+/** Removes every version but the one `..data` points to (a kept previous one, once the new one is proven). */
+export async function pruneAtomicDir(dir: string): Promise<void> {
+  const target = await openTarget(dir);
+  try {
+    const { versions } = await scanOwnEntries(target, new Set());
+    await removeStale(target, { versions, links: [] }, true);
+  } finally {
+    await target.close();
+  }
+}
+
+/** The version directory `..data` names, when it is one (not checked to be a directory: removal never follows). */
+async function currentVersionDir(target: FileHandle): Promise<string | undefined> {
+  const version = await readLinkOrUndefined(fdPath(target, DATA_LINK));
+  return version && isVersionName(version) && !version.includes("/") ? version : undefined;
+}
+
+/** The secret files of a version directory (plain files with valid names), read through its fd; bounded. */
+async function fileNamesIn(versionDir: FileHandle): Promise<string[]> {
+  const names: string[] = [];
+  let seen = 0;
+  await forEachEntry(fdPath(versionDir), (name, type) => {
+    if (type === DIRENT_TYPE.REG && name !== VERSION_MARKER && !nameProblem(name)) names.push(name);
+    return ++seen < MAX_TARGET_ENTRIES;
+  });
+  return names;
 }
 
 /** Removes everything the atomic writer put in `dir` (versions, ..data, name links); leaves the rest. */

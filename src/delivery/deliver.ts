@@ -10,7 +10,7 @@ import { execMode } from "./modes/exec.ts";
 import { pluginMode } from "./modes/plugin.ts";
 import { procfsMode } from "./modes/procfs.ts";
 import { volumeMode } from "./modes/volume.ts";
-import type { DeliveryMode, DeliveryModeImpl, DeliveryPlan, DeliveryResult, SecretFile } from "./types.ts";
+import type { DeliverModeOptions, DeliveryMode, DeliveryModeImpl, DeliveryPlan, DeliveryResult, SecretFile } from "./types.ts";
 
 export const MODES: Readonly<Record<DeliveryMode, DeliveryModeImpl>> = {
   plugin: pluginMode,
@@ -39,6 +39,6 @@ export async function deliverToContainer(
 }
 
 /** Delivers with an already picked plan (rotation into a container whose mounts are known). */
-export function deliverWithPlan(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal, marker?: string): Promise<DeliveryResult> {
-  return MODES[plan.mode].deliver(docker, plan, files, signal, marker);
+export function deliverWithPlan(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal, marker?: string, opts?: DeliverModeOptions): Promise<DeliveryResult> {
+  return MODES[plan.mode].deliver(docker, plan, files, signal, marker, opts);
 }

@@ -8,6 +8,10 @@
  *
  * A reader that resolves `..data` once (cd into it, or open the files under it) sees one whole
  * version; a reader of `<target>/<name>` always sees a complete file of some version.
+ *
+ * Normally one version directory exists. A `signal` rotation keeps the previous one beside the new
+ * one for its health window (switched back to, or removed after it); which one is current is
+ * always what `..data` says, read from the container.
  */
 export const DATA_LINK = "..data";
 export const DATA_LINK_TMP = "..data_tmp";

@@ -8,6 +8,7 @@
 import type Dockerode from "dockerode";
 import { basename } from "node:path";
 import { DEFAULT_SOCKET_PATH } from "../config/defaults.ts";
+import { DsoError } from "../errors.ts";
 import { deliverWithPlan, MODES } from "./deliver.ts";
 import { assertValidFileSet } from "./file-names.ts";
 import { pickDeliveryMode } from "./mode-picker.ts";
@@ -38,6 +39,8 @@ export interface DeliverOptions {
   signal?: AbortSignal;
   /** The version marker written beside the files (secrets/version-marker.ts). */
   marker?: string;
+  /** Keep the version the target held before, until `prune` or `restore` (DeliveryModeImpl). */
+  keepPrevious?: boolean;
 }
 
 /** The planner's options for a daemon: the same for the agent and for a direct `dso inject`. */
@@ -87,12 +90,29 @@ export class DeliveryPlanner {
     const known = this.plans.get(key);
     if (known) {
       try {
-        return await deliverWithPlan(this.docker, known, files, opts.signal, opts.marker);
+        return await deliverWithPlan(this.docker, known, files, opts.signal, opts.marker, opts);
       } catch {
         this.plans.delete(key);
       }
     }
-    return deliverWithPlan(this.docker, await this.plan(containerId, targetPath, opts.signal), files, opts.signal, opts.marker);
+    return deliverWithPlan(this.docker, await this.plan(containerId, targetPath, opts.signal), files, opts.signal, opts.marker, opts);
+  }
+
+  /**
+   * Switches a target back to the version a `keepPrevious` delivery kept. Throws with the reason
+   * when the target's mode cannot (the caller reports that the previous files were not restored).
+   */
+  async restore(containerId: string, targetPath: string, version: string, signal?: AbortSignal): Promise<void> {
+    const plan = await this.plan(containerId, targetPath, signal);
+    const mode = MODES[plan.mode];
+    if (!mode.restore) throw new DsoError("DELIVERY_FAILED", `${plan.mode} mode cannot switch back to a previous version`);
+    await mode.restore(this.docker, plan, version, signal);
+  }
+
+  /** Drops every version of a target but the current one; nothing for a mode that keeps none. */
+  async prune(containerId: string, targetPath: string, signal?: AbortSignal): Promise<void> {
+    const plan = await this.plan(containerId, targetPath, signal);
+    await MODES[plan.mode].prune?.(this.docker, plan, signal);
   }
 
   /** The marker of what the target holds now, and the mode it is reached by. */

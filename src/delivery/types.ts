@@ -43,11 +43,24 @@ export interface DeliveryResult {
   files: string[];
   bytes: number;
   durationMs: number;
+  /** With `keepPrevious`: the version kept beside the new one, to switch back to (layout.ts). */
+  kept?: string;
+  /** With `keepPrevious`: why no previous version could be kept (the mode cannot, or there was none). */
+  notKept?: string;
+}
+
+export interface DeliverModeOptions {
+  /** Keep the version the target held before until `prune` (or `restore` to it). */
+  keepPrevious?: boolean;
 }
 
 export interface DeliveryModeImpl {
   /** Writes the file set, with `marker` (an opaque version marker, layout.ts) beside it when given. */
-  deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal, marker?: string): Promise<DeliveryResult>;
+  deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal, marker?: string, opts?: DeliverModeOptions): Promise<DeliveryResult>;
+  /** Switches the target back to a version kept by `deliver` with `keepPrevious`; drops the others. */
+  restore?(docker: Dockerode, plan: DeliveryPlan, version: string, signal?: AbortSignal): Promise<void>;
+  /** Drops every version but the current one (a kept one, once the new one is proven). */
+  prune?(docker: Dockerode, plan: DeliveryPlan, signal?: AbortSignal): Promise<void>;
   /** The marker of the version the target holds now, read from the container; undefined = none. */
   readMarker(docker: Dockerode, plan: DeliveryPlan, signal?: AbortSignal): Promise<string | undefined>;
 }

@@ -18,13 +18,15 @@ import type { SecretVersions } from "./secret-versions.ts";
 import type { Selection } from "./selection.ts";
 import { StrategyRunner, type BuiltTarget } from "./strategy-runner.ts";
 
-/** Containers whose refusals are remembered (to report each once); past it the oldest go. */
+/** Containers whose refusals (and leftover checks) are remembered; past it the oldest go. */
 const MAX_REMEMBERED_REFUSALS = 10_000;
 
 export class ContainerConverger {
   private readonly strategies: StrategyRunner;
   /** Per container, the refusals last reported: a refusal is logged and audited when it changes. */
   private readonly refusalsReported = new Map<string, string>();
+  /** `<container>\0<path>` of signal targets checked once for a leftover kept version. */
+  private readonly leftoversChecked = new Set<string>();
 
   constructor(
     private readonly deps: ReconcilerDeps,
@@ -139,6 +141,22 @@ export class ContainerConverger {
   }
 
   /**
+   * A `signal` container's target found current for the first time in this agent's life: a
+   * previous version kept for a rollback by an agent that died in the health window is dropped
+   * (the container's `..data` says which version it runs; that one stays).
+   */
+  private async pruneLeftoverOnce(d: Desired, path: string, signal?: AbortSignal): Promise<void> {
+    if (d.strategy !== "signal" || !this.deps.planner.prune) return;
+    const key = `${d.id}\0${path}`;
+    if (this.leftoversChecked.has(key)) return;
+    this.leftoversChecked.add(key);
+    if (this.leftoversChecked.size > MAX_REMEMBERED_REFUSALS) this.leftoversChecked.delete(this.leftoversChecked.values().next().value!);
+    await this.deps.planner.prune(d.id, path, signal).catch((error: unknown) => {
+      this.deps.log.warn("could not remove an earlier version left in a container", { container: d.name, path, error: describeError(error) });
+    });
+  }
+
+  /**
    * Secrets the container asked for and may not have: one error line each and a refused delivery
    * (audit event, dso_deliveries_total, delivery_failed), when they first appear or change.
    */
@@ -167,7 +185,10 @@ export class ContainerConverger {
     const observed = await this.deps.planner.readMarker(d.id, unit.path, opts.signal);
     const views = (marker?: string) => secretViews(this.deps, names, unit.path, { mode: observed.mode }, marker);
     const known = this.versions.fingerprintsOf(names);
-    if (!opts.force && known && this.deps.markers.matches(observed.marker, known)) return { views: views(observed.marker), changed: [] as string[], errors: [] };
+    if (!opts.force && known && this.deps.markers.matches(observed.marker, known)) {
+      await this.pruneLeftoverOnce(d, unit.path, opts.signal);
+      return { views: views(observed.marker), changed: [] as string[], errors: [] };
+    }
     const { values, errors } = await batch.values(names);
     const selection: Selection = { ...selectionOf(d), secrets: unit.specs };
     const files = buildDeliveries(selection, values);
@@ -175,13 +196,23 @@ export class ContainerConverger {
     const problems = [...errors, ...files.errors];
     if (!group || problems.length) return { views: views(observed.marker), changed: [] as string[], errors: problems.length ? problems : ["no value"] };
     const marker = this.deps.markers.marker(group.fingerprints);
-    if (!opts.force && marker === observed.marker) return { views: views(marker), changed: [] as string[], errors: [] };
+    if (!opts.force && marker === observed.marker) {
+      await this.pruneLeftoverOnce(d, unit.path, opts.signal);
+      return { views: views(marker), changed: [] as string[], errors: [] };
+    }
     const changed = this.versions.changedSecrets(observed.marker, marker, names);
+    // signal: these versions were rolled back here (unhealthy after the signal); not delivered
+    // again every pass, only on the next change or `dso rotate` (strategy-runner.ts says so).
+    const retry = opts.trigger === "rotate" || opts.trigger === "inject";
+    if (!opts.force && !retry && d.strategy === "signal" && this.strategies.isRolledBack(d.id, unit.path, marker)) {
+      return { views: views(observed.marker), changed, errors: [], built: { path: unit.path, files: group.files, marker, deferred: true } };
+    }
     // rolling: the running container keeps its files until a replacement with the new ones is
     // healthy (strategy-runner.ts delivers them there), so a failed rotation rolls back.
     if (!opts.force && d.strategy === "rolling" && changed.length > 0) {
       return { views: views(observed.marker), changed, errors: [], built: { path: unit.path, files: group.files, marker, deferred: true } };
     }
+    const keepPrevious = d.strategy === "signal" && changed.length > 0;
     const started = performance.now();
     const report = (mode: string, error?: unknown) =>
       this.deps.observer?.deliveryFinished({
@@ -196,7 +227,8 @@ export class ContainerConverger {
       });
     let result: DeliveryResult;
     try {
-      result = await this.deps.planner.deliver(d.id, unit.path, group.files, { signal: opts.signal, marker });
+      // signal: the previous version stays until the strategy proved the new one (previous-files.ts).
+      result = await this.deps.planner.deliver(d.id, unit.path, group.files, { signal: opts.signal, marker, keepPrevious });
     } catch (error) {
       report(observed.mode, error);
       throw error;
@@ -206,7 +238,7 @@ export class ContainerConverger {
       views: views(marker),
       changed,
       errors: [],
-      built: { path: unit.path, files: group.files, marker },
+      built: { path: unit.path, files: group.files, marker, previousMarker: observed.marker, ...(result.kept ? { kept: result.kept } : {}), ...(result.notKept ? { notKept: result.notKept } : {}) },
       delivery: { path: unit.path, mode: result.mode, files: result.files, at: new Date().toISOString() },
     };
   }

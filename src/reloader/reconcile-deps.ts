@@ -30,8 +30,11 @@ export interface ReconcilerDeps {
   docker: Dockerode;
   store: SecretStore;
   source: SecretSource;
-  /** Reads and writes containers' file sets (the delivery planner; a fake in unit tests). */
-  planner: Pick<DeliveryPlanner, "readMarker" | "deliver" | "forget">;
+  /**
+   * Reads and writes containers' file sets (the delivery planner; a fake in unit tests). Without
+   * `restore`, no previous files can be switched back to (signal rollback reports so).
+   */
+  planner: Pick<DeliveryPlanner, "readMarker" | "deliver" | "forget"> & Partial<Pick<DeliveryPlanner, "restore" | "prune">>;
   markers: VersionMarkers;
   volumes?: Pick<DsoVolumes, "optionsOf" | "refresh" | "observe" | "markSeen" | "syncUsers">;
   queue: KeyedQueue;

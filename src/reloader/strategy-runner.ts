@@ -18,20 +18,28 @@ import type { ConvergeOptions, ReconcilerDeps } from "./reconcile-deps.ts";
 import type { SecretVersions } from "./secret-versions.ts";
 import { strategyByName } from "./strategies/index.ts";
 import { RollbackError } from "./strategies/rollback.ts";
+import { pruneKeptFiles, restorePreviousFiles, type KeptTarget } from "./previous-files.ts";
 
 /** A file set built for delivery in this pass. */
-export interface BuiltTarget {
+export interface BuiltTarget extends KeptTarget {
   path: string;
   files: SecretFile[];
   marker: string;
-  /** Not delivered into the running container: the strategy's replacement gets it (rolling). */
+  /**
+   * Not delivered into the running container: the strategy's replacement gets it (rolling), or
+   * these versions were rolled back here already (signal).
+   */
   deferred?: boolean;
+  /** The marker the target held before this pass (what a restore switches back to). */
+  previousMarker?: string;
 }
 
 /** A rotation that was rolled back: the versions it wanted, and why. */
 interface RolledBack {
   wanted: string;
   reason: string;
+  /** `<path>\0<marker>` of each file set it wanted. */
+  targets: Set<string>;
 }
 
 /** What to run and with what: the strategy, the files built in this pass, and for a re-creation its env and labels. */
@@ -56,8 +64,24 @@ export class StrategyRunner {
   /** Rotations rolled back, per container: not tried again for the same wanted versions. */
   private readonly rolledBack = new Map<string, RolledBack>();
 
-  /** Runs a strategy after the files are in place; records the run on the container's view. */
+  /** These versions of a file set were rolled back in this container: not delivered again until a change or `dso rotate`. */
+  isRolledBack(id: string, path: string, marker: string): boolean {
+    return this.rolledBack.get(id)?.targets.has(`${path}\0${marker}`) ?? false;
+  }
+
+  /**
+   * Runs a strategy after the files are in place; records the run on the container's view. Kept
+   * previous versions (signal) are pruned once it is over, whatever the outcome.
+   */
   async apply(d: Desired, view: ContainerView, run: StrategyRequest, opts: ConvergeOptions): Promise<Partial<ActionReport> & { repeated?: boolean }> {
+    try {
+      return await this.applyOnce(d, view, run, opts);
+    } finally {
+      await pruneKeptFiles(this.deps.planner, d.id, run.built, this.deps.log, opts.signal);
+    }
+  }
+
+  private async applyOnce(d: Desired, view: ContainerView, run: StrategyRequest, opts: ConvergeOptions): Promise<Partial<ActionReport> & { repeated?: boolean }> {
     const { strategy: strategyName, built, secrets } = run;
     const signal = opts.signal;
     const wanted = wantedKey(run);
@@ -91,6 +115,14 @@ export class StrategyRunner {
         secretPaths: [...d.targets.map((t) => t.path), ...d.volumes.map((v) => v.destination)],
         abort: signal ?? new AbortController().signal,
         log: this.deps.log,
+        restorePrevious: async () => {
+          const report = await restorePreviousFiles(this.deps.planner, d.id, built, signal);
+          // DSO volumes' own file sets changed in this pass: shared, rewritten by the volume engine.
+          for (const unit of d.volumes) {
+            if (unit.secrets.some((name) => secrets.includes(name))) report.notRestored.push(`DSO volume ${unit.volume} at ${unit.destination}: its files are shared by the containers using it and are not switched back`);
+          }
+          return report;
+        },
         // This pass's files, into the restarted container (its queue is ours already) or its
         // replacement (through the replacement's own queue, so no other delivery into it runs at
         // the same time). A tmpfs starts empty.
@@ -115,7 +147,7 @@ export class StrategyRunner {
       const message = describeError(error);
       view.lastStrategy = { at, strategy: strategyName, outcome: "failed", detail: message };
       if (error instanceof RollbackError) {
-        this.remember(d.id, { wanted, reason: error.reason });
+        this.remember(d.id, { wanted, reason: error.reason, targets: new Set(built.map((b) => `${b.path}\0${b.marker}`)) });
         this.markRolledBack(view, built, error.reason);
         this.deps.log.warn("rotation rolled back", { container: d.name, strategy: strategyName, reason: message });
       } else {
@@ -127,9 +159,14 @@ export class StrategyRunner {
     }
   }
 
-  /** `dso ls` after a rollback: the deferred sets show `rollback: <reason>`. */
+  /** `dso ls` after a rollback: the deferred sets, and those switched back to their previous files, show `rollback: <reason>`. */
   private markRolledBack(view: ContainerView, built: BuiltTarget[], reason: string): void {
-    const paths = new Set(built.filter((b) => b.deferred).map((b) => b.path));
+    const paths = new Set(built.filter((b) => b.deferred || b.restored).map((b) => b.path));
+    for (const target of built.filter((b) => b.restored)) {
+      // The container holds the previous versions again.
+      const previous = this.deps.markers.read(target.previousMarker, view.status.filter((l) => l.path === target.path).map((l) => l.name));
+      for (const line of view.status) if (line.path === target.path) line.actual = previous?.get(line.name);
+    }
     for (const line of view.status) if (paths.has(line.path) && line.actual !== line.wanted) line.state = `rollback: ${reason}`;
     const message = `rollback: ${reason}`;
     view.error = view.error ? `${view.error}; ${message}` : message;

@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type Dockerode from "dockerode";
 import { deliverToContainer } from "../../src/delivery/deliver.ts";
+import { pickDeliveryMode } from "../../src/delivery/mode-picker.ts";
+import { execMode } from "../../src/delivery/modes/exec.ts";
 import type { TestDocker } from "../support/docker-daemon.ts";
-import { daemonDirs, diffUnder, execIn, findOnDisk, pairFiles, plantedValue, readWhileRotating, removeContainers, secretFile, startContainer, statIn, testDocker } from "./helpers.ts";
+import { daemonDirs, diffUnder, execIn, findAllOnDisk, findOnDisk, pairFiles, plantedValue, readWhileRotating, removeContainers, secretFile, startContainer, statIn, testDocker } from "./helpers.ts";
 
 const TARGET = "/run/secrets";
 let daemon: TestDocker;
@@ -56,6 +58,39 @@ describe("exec mode (tar -x inside a --tmpfs target)", () => {
     expect(listing).toContain("k");
     expect(listing).toContain("..data");
     expect(listing).not.toContain("dropped");
+  });
+
+  test("keep previous, switch back, prune (signal rollback): the old files and names return, the failed version leaves; a kept version swapped for a link is refused", async () => {
+    const container = await tmpfsContainer();
+    const plan = await pickDeliveryMode(docker, container.id, TARGET);
+    expect(plan.mode).toBe("exec");
+    const versions = async () => (await execIn(docker, container.id, ["ls", "-A", TARGET])).stdout.split(/\s+/).filter((e) => e.startsWith("..dso_"));
+    const bad = plantedValue("bad");
+    const previous = plantedValue("kept");
+    await execMode.deliver(docker, plan, [secretFile("k", previous), secretFile("only1", "x")], undefined, "m1");
+    const second = await execMode.deliver(docker, plan, [secretFile("k", bad), secretFile("only2", "y")], undefined, "m2", { keepPrevious: true });
+    expect(second.kept).toMatch(/^\.\.dso_/);
+    expect(await versions()).toHaveLength(2);
+    // Kept on the tmpfs only: neither version is on disk, nor in docker diff.
+    expect(await findAllOnDisk(daemonDirs(daemon), [previous, bad])).toEqual(new Map([[previous, []], [bad, []]]));
+    expect(await diffUnder(container, TARGET)).toEqual([]);
+    await execMode.restore!(docker, plan, second.kept!);
+    expect((await execIn(docker, container.id, ["cat", `${TARGET}/k`, `${TARGET}/only1`])).stdout).toBe(`${previous}x`);
+    expect((await execIn(docker, container.id, ["ls", "-A", TARGET])).stdout).not.toContain("only2");
+    expect(await versions()).toEqual([second.kept!]);
+    expect((await execIn(docker, container.id, ["grep", "-rl", bad, TARGET])).stdout).toBe("");
+    expect(await execMode.readMarker(docker, plan)).toBe("m1");
+    // Proven: prune leaves only the current version.
+    const third = await execMode.deliver(docker, plan, [secretFile("k", "new")], undefined, "m3", { keepPrevious: true });
+    await execMode.prune!(docker, plan);
+    expect(await versions()).toHaveLength(1);
+    // The container swaps the kept version for a link: refused, ..data unchanged.
+    const fourth = await execMode.deliver(docker, plan, [secretFile("k", "newer")], undefined, "m4", { keepPrevious: true });
+    expect(fourth.kept).toMatch(/^\.\.dso_/);
+    await execIn(docker, container.id, ["sh", "-c", `rm -rf "${TARGET}/${fourth.kept}" && ln -s /etc "${TARGET}/${fourth.kept}"`]);
+    await expect(execMode.restore!(docker, plan, fourth.kept!)).rejects.toThrow("cannot be restored");
+    expect((await execIn(docker, container.id, ["cat", `${TARGET}/k`])).stdout).toBe("newer");
+    expect(third.kept).toBeDefined();
   });
 
   test("a reader looping over two files never sees a mixed pair or a missing file", async () => {

@@ -2,7 +2,8 @@
  * Rolling rotation and env re-creation on the real daemon with the compiled agent (issue 19):
  * no rotation loses container data (an image's VOLUME, `-v /path`, named volumes), two
  * containers never write one volume at once, a bad value with a HEALTHCHECK rolls back files and
- * container, and a successful rolling rotation reports nothing but success.
+ * container, and a successful rolling rotation reports nothing but success. The same for `signal`:
+ * unhealthy after the signal → the previous files back, signalled again, reported.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type Dockerode from "dockerode";
@@ -111,6 +112,7 @@ beforeAll(async () => {
   await mkdir(secretsDir);
   for (const s of ["db_token", "env_token", "health_token", "web_token"]) await setSecret(s, PLANTED[0]!);
   await setSecret("health_token", "good-1");
+  await setSecret("sig_token", "good-1");
   const config = join(dir, "dso.yaml");
   await writeFile(
     config,
@@ -130,6 +132,7 @@ beforeAll(async () => {
       "  - { name: db_token, provider: local }",
       "  - { name: health_token, provider: local }",
       "  - { name: web_token, provider: local }",
+      "  - { name: sig_token, provider: local }",
       "  - name: env_token",
       "    provider: local",
       "    inject: env",
@@ -260,5 +263,51 @@ describe("rolling rotation keeps data and rolls back (compiled agent, real daemo
       .filter((l) => l.includes(name) && /delivery incomplete|no such container|rotation strategy failed/.test(l));
     expect(problems).toEqual([]);
     for (const value of PLANTED) expect(agent.logs()).not.toContain(value);
+  }, 60_000);
+  test("signal with a HEALTHCHECK: unhealthy after the signal → previous files back, signalled again, reported; the next good value goes through", async () => {
+    // The app reads its secret once, then again on each SIGHUP (counted); healthy while what it read is good.
+    const app = [
+      'trap \'cat /run/secrets/sig_token > /dev/shm/seen; echo hup >> /dev/shm/hups\' HUP',
+      "while true; do [ -s /dev/shm/seen ] || cat /run/secrets/sig_token > /dev/shm/seen 2>/dev/null; sleep 0.1; done",
+    ].join("; ");
+    const name = await run(
+      "rs-signal",
+      "sig_token",
+      // One failed check is unhealthy: on a loaded machine three may not fit in the 4 s window.
+      { Cmd: ["sh", "-c", app], Healthcheck: { Test: ["CMD", "grep", "-q", "good", "/dev/shm/seen"], ...FAST_HEALTH, Retries: 1 } },
+      { "dso.update.strategy": "signal" },
+    );
+    const old = await settled(name, "healthy on good-1", async (info) => info.State.Health?.Status === "healthy");
+    const hups = async () => ((await fileIn(old.Id, "/dev/shm/hups")) ?? "").split("\n").filter(Boolean).length;
+    const versionDirs = async () => ((await execIn(docker, old.Id, ["ls", "-a", "/run/secrets"])).stdout.split("\n").filter((e) => e.startsWith("..dso_")));
+    await setSecret("sig_token", "bad-2");
+    const ls = await eventually("dso ls says rollback", async () => {
+      const out = await agent.cli(["ls", "--json"]);
+      const view = (JSON.parse(out.stdout).containers as Array<{ id: string; name: string; status: Array<{ state: string }>; error?: string }>).find((c) => c.name === name);
+      return view?.status.some((s) => s.state.startsWith("rollback: ")) ? view : undefined;
+    }, 30_000);
+    expect(ls.status[0]!.state).toContain("unhealthy after SIGHUP");
+    // The previous files, the bad version gone from the tmpfs, signalled a second time, healthy again.
+    expect(await fileIn(old.Id, "/run/secrets/sig_token")).toBe("good-1");
+    expect(await versionDirs()).toHaveLength(1);
+    expect(await hups()).toBe(2);
+    await settled(name, "healthy again", async (info) => info.State.Health?.Status === "healthy");
+    expect((await docker.getContainer(name).inspect()).Id).toBe(old.Id);
+    const rotation = agent
+      .logs()
+      .split("\n")
+      .find((l) => l.includes('"tag":"audit"') && l.includes('"event":"rotation"') && l.includes(old.Id) && !l.includes('"outcome":"ok"'));
+    expect(rotation).toContain("rollback: unhealthy after SIGHUP");
+    expect(rotation).toContain("previous files restored, signalled again");
+    // Not delivered again every pass (polls every 1 s) for the same value.
+    await Bun.sleep(1200);
+    expect(await fileIn(old.Id, "/run/secrets/sig_token")).toBe("good-1");
+    expect(await hups()).toBe(2);
+    await setSecret("sig_token", "good-3");
+    await settled(name, "signalled with good-3", async () => (await fileIn(old.Id, "/dev/shm/seen")) === "good-3");
+    expect(await hups()).toBe(3);
+    // Proven healthy for the window: the kept previous version is pruned.
+    await eventually("the kept version pruned", async () => ((await versionDirs()).length === 1 ? true : undefined), 20_000);
+    expect(await fileIn(old.Id, "/run/secrets/sig_token")).toBe("good-3");
   }, 60_000);
 });

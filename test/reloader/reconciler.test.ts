@@ -120,6 +120,36 @@ describe("the reconciler's decisions", () => {
     expect(kills).toEqual(["c1:SIGHUP"]);
   });
 
+  test("a signal container found current by a new agent has any leftover kept version pruned, once", async () => {
+    const targets = new (class extends FakeTargets {
+      prunes = 0;
+      async prune() {
+        this.prunes++;
+      }
+    })();
+    const first = setup(SIGNAL, randomBytes(32), targets);
+    await first.reconciler.reconcileAll();
+    expect(targets.prunes).toBe(0);
+    // The agent that wrote it died in the health window: a new one (same key, same container) starts.
+    const second = setup(SIGNAL, first.key, targets);
+    await second.reconciler.reconcileAll();
+    await second.reconciler.reconcileAll();
+    // Once per agent life per target: the new agent's first pass that finds it current.
+    expect(targets.prunes).toBe(1);
+    expect(second.kills).toEqual([]);
+    // Not for containers whose strategy keeps nothing.
+    const none = new (class extends FakeTargets {
+      prunes = 0;
+      async prune() {
+        this.prunes++;
+      }
+    })();
+    const other = setup({ ...SIGNAL, "dso.update.strategy": "none" }, randomBytes(32), none);
+    await other.reconciler.reconcileAll();
+    await other.reconciler.reconcileAll();
+    expect(none.prunes).toBe(0);
+  });
+
   test("whoever fetched the new value first, the container's strategy still runs", async () => {
     const { reconciler, store, provider, kills } = setup(SIGNAL);
     await reconciler.reconcileAll();

@@ -45,6 +45,7 @@ function context(id: string, name: string, over: Partial<StrategyContext> = {}):
     log: quiet,
     abort: new AbortController().signal,
     deliver: async (target) => void delivered.push(target),
+    restorePrevious: async () => ({ restored: [], notRestored: ["/run/secrets: nothing kept in this test"] }),
     delivered,
     ...over,
   };

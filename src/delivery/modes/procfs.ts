@@ -6,11 +6,11 @@
  */
 import type Dockerode from "dockerode";
 import { DsoError } from "../../errors.ts";
-import { readAtomicMarker, writeAtomicDir } from "../atomic-dir.ts";
+import { keptOrWhy, pruneAtomicDir, readAtomicMarker, restoreAtomicVersion, writeAtomicDir } from "../atomic-dir.ts";
 import { processStartTime } from "../container-process.ts";
 import { openDirInRoot } from "../container-root.ts";
 import { isRamBacked } from "../tmpfs.ts";
-import type { DeliveryModeImpl, DeliveryPlan, DeliveryResult, SecretFile } from "../types.ts";
+import type { DeliverModeOptions, DeliveryModeImpl, DeliveryPlan, DeliveryResult, SecretFile } from "../types.ts";
 
 /** Where the host's /proc is; tests and odd setups (agent in a container with /host/proc) can differ. */
 export const PROC_ROOT = "/proc";
@@ -36,30 +36,44 @@ async function confirmPlannedProcess(docker: Dockerode, plan: DeliveryPlan): Pro
   if (!state.Running || state.Pid !== plan.pid) throw new DsoError("DELIVERY_FAILED", RESTARTED);
 }
 
-export const procfsMode: DeliveryModeImpl = {
-  async deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal, marker?: string): Promise<DeliveryResult> {
-    const started = performance.now();
-    signal?.throwIfAborted();
-    if (!plan.pid) throw new DsoError("DELIVERY_FAILED", "procfs delivery needs the container's PID; is it running?");
-    const dir = await openDirInRoot(containerRootPath(plan.pid), plan.targetPath).catch(async (error: unknown) => {
-      // A root that vanished with its process is a stopped or restarted container, not a refusal.
-      if (await processChanged(plan)) throw new DsoError("DELIVERY_FAILED", RESTARTED);
-      throw error;
-    });
-    try {
-      // The directory is now held open. If the PID still names the planned process, it was this
-      // container's root when we opened it (a reused PID would have failed this).
-      await confirmPlannedProcess(docker, plan);
-      if (!(await isRamBacked(dir.path))) {
-        throw new DsoError("DELIVERY_REFUSED", `${plan.targetPath} in the container is not on tmpfs`, {
-          hint: `add --tmpfs ${plan.targetPath} to the container, or use a dso volume`,
-        });
-      }
-      const { bytes } = await writeAtomicDir(dir.path, files, marker);
-      return { mode: "procfs", targetPath: plan.targetPath, files: files.map((f) => f.name), bytes, durationMs: performance.now() - started };
-    } finally {
-      await dir.close();
+/**
+ * Runs `use` on the target directory, opened inside the container's root, once the PID is known
+ * to still be the planned process and the directory is RAM-backed.
+ */
+async function withTargetDir<T>(docker: Dockerode, plan: DeliveryPlan, use: (path: string) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  signal?.throwIfAborted();
+  if (!plan.pid) throw new DsoError("DELIVERY_FAILED", "procfs delivery needs the container's PID; is it running?");
+  const dir = await openDirInRoot(containerRootPath(plan.pid), plan.targetPath).catch(async (error: unknown) => {
+    // A root that vanished with its process is a stopped or restarted container, not a refusal.
+    if (await processChanged(plan)) throw new DsoError("DELIVERY_FAILED", RESTARTED);
+    throw error;
+  });
+  try {
+    // The directory is now held open. If the PID still names the planned process, it was this
+    // container's root when we opened it (a reused PID would have failed this).
+    await confirmPlannedProcess(docker, plan);
+    if (!(await isRamBacked(dir.path))) {
+      throw new DsoError("DELIVERY_REFUSED", `${plan.targetPath} in the container is not on tmpfs`, {
+        hint: `add --tmpfs ${plan.targetPath} to the container, or use a dso volume`,
+      });
     }
+    return await use(dir.path);
+  } finally {
+    await dir.close();
+  }
+}
+
+export const procfsMode: DeliveryModeImpl = {
+  async deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal, marker?: string, opts?: DeliverModeOptions): Promise<DeliveryResult> {
+    const started = performance.now();
+    const { bytes, kept } = await withTargetDir(docker, plan, (path) => writeAtomicDir(path, files, marker, opts), signal);
+    return { mode: "procfs", targetPath: plan.targetPath, files: files.map((f) => f.name), bytes, durationMs: performance.now() - started, ...keptOrWhy(opts, kept) };
+  },
+  restore(docker: Dockerode, plan: DeliveryPlan, version: string, signal?: AbortSignal): Promise<void> {
+    return withTargetDir(docker, plan, (path) => restoreAtomicVersion(path, version), signal);
+  },
+  prune(docker: Dockerode, plan: DeliveryPlan, signal?: AbortSignal): Promise<void> {
+    return withTargetDir(docker, plan, (path) => pruneAtomicDir(path), signal);
   },
   /**
    * No Docker call: the plan's PID is dropped by the agent when the container starts or dies, and

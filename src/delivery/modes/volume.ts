@@ -19,33 +19,61 @@
  *   can be missing (ENOENT). A reader still never sees a mix of two versions through `..data`;
  * - finally the previous version (a slot, or a directory the atomic writer made) is replaced by an
  *   empty file, so its values leave the volume;
- * - a name dropped from the set stays as a dangling link (the API cannot delete).
+ * - a name dropped from the set stays as a dangling link (the API cannot delete);
+ * - no previous version can be kept for a `signal` rollback (`notKept` says so); the direct ways
+ *   keep and restore it as the atomic writer does.
  */
 import type Dockerode from "dockerode";
 import { posix } from "node:path";
 import { DsoError } from "../../errors.ts";
-import { readAtomicMarker, writeAtomicDir } from "../atomic-dir.ts";
+import { keptOrWhy, pruneAtomicDir, readAtomicMarker, restoreAtomicVersion, writeAtomicDir } from "../atomic-dir.ts";
 import { fdPath } from "../container-root.ts";
 import { assertValidFileSet } from "../file-names.ts";
 import { DATA_LINK, isMarker, isVersionName, VERSION_MARKER } from "../layout.ts";
 import { emptyFileEntry, nameLinkEntries, packTar, symlinkEntry, versionEntries } from "../tar.ts";
 import { openRamMountRoot } from "../tmpfs.ts";
-import type { DeliveryModeImpl, DeliveryPlan, DeliveryResult, SecretFile } from "../types.ts";
+import type { DeliverModeOptions, DeliveryModeImpl, DeliveryPlan, DeliveryResult, SecretFile } from "../types.ts";
 import { procfsMode } from "./procfs.ts";
 
 export const VOLUME_SLOTS = ["..dso_slot_a", "..dso_slot_b"] as const;
 /** A putArchive of a few MB into a local tmpfs volume takes milliseconds. */
 export const PUT_ARCHIVE_TIMEOUT_MS = 30_000;
+/** Why the archive fallback cannot roll files back. */
+const ARCHIVE_KEEPS_NOTHING = "volume mode through the Docker archive API (no direct way to the volume) keeps no previous version";
 
 interface PathStat {
   linkTarget?: string;
 }
 
 export const volumeMode: DeliveryModeImpl = {
-  async deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal, marker?: string): Promise<DeliveryResult> {
-    if (plan.hostPath) return deliverAtMountpoint(plan, plan.hostPath, files, signal, marker);
-    if (plan.pid) return { ...(await procfsMode.deliver(docker, plan, files, signal, marker)), mode: "volume" };
-    return deliverByArchive(docker, plan, files, signal, marker);
+  async deliver(docker: Dockerode, plan: DeliveryPlan, files: readonly SecretFile[], signal?: AbortSignal, marker?: string, opts?: DeliverModeOptions): Promise<DeliveryResult> {
+    if (plan.hostPath) return deliverAtMountpoint(plan, plan.hostPath, files, signal, marker, opts);
+    if (plan.pid) return { ...(await procfsMode.deliver(docker, plan, files, signal, marker, opts)), mode: "volume" };
+    const result = await deliverByArchive(docker, plan, files, signal, marker);
+    return opts?.keepPrevious ? { ...result, notKept: ARCHIVE_KEEPS_NOTHING } : result;
+  },
+  async restore(docker: Dockerode, plan: DeliveryPlan, version: string, signal?: AbortSignal): Promise<void> {
+    if (plan.pid && !plan.hostPath) return procfsMode.restore!(docker, plan, version, signal);
+    if (!plan.hostPath) throw new DsoError("DELIVERY_FAILED", ARCHIVE_KEEPS_NOTHING);
+    signal?.throwIfAborted();
+    const handle = await openMountpoint(plan, plan.hostPath);
+    try {
+      await restoreAtomicVersion(fdPath(handle), version);
+    } finally {
+      await handle.close();
+    }
+  },
+  async prune(docker: Dockerode, plan: DeliveryPlan, signal?: AbortSignal): Promise<void> {
+    if (plan.pid && !plan.hostPath) return procfsMode.prune!(docker, plan, signal);
+    // Through the archive API nothing is kept: the previous slot is wiped by each delivery.
+    if (!plan.hostPath) return;
+    const handle = await openRamMountRoot(plan.hostPath);
+    if (!handle) return;
+    try {
+      await pruneAtomicDir(fdPath(handle));
+    } finally {
+      await handle.close();
+    }
   },
   /**
    * Direct: read back as the atomic writer wrote it, no Docker call. Archive: one HEAD of the
@@ -72,14 +100,14 @@ async function openMountpoint(plan: DeliveryPlan, hostPath: string) {
   return handle;
 }
 
-async function deliverAtMountpoint(plan: DeliveryPlan, hostPath: string, files: readonly SecretFile[], signal?: AbortSignal, marker?: string): Promise<DeliveryResult> {
+async function deliverAtMountpoint(plan: DeliveryPlan, hostPath: string, files: readonly SecretFile[], signal?: AbortSignal, marker?: string, opts?: DeliverModeOptions): Promise<DeliveryResult> {
   const started = performance.now();
   const names = assertValidFileSet(files);
   signal?.throwIfAborted();
   const handle = await openMountpoint(plan, hostPath);
   try {
-    const { bytes } = await writeAtomicDir(fdPath(handle), files, marker);
-    return { mode: "volume", targetPath: plan.targetPath, files: names, bytes, durationMs: performance.now() - started };
+    const { bytes, kept } = await writeAtomicDir(fdPath(handle), files, marker, opts);
+    return { mode: "volume", targetPath: plan.targetPath, files: names, bytes, durationMs: performance.now() - started, ...keptOrWhy(opts, kept) };
   } finally {
     await handle.close();
   }

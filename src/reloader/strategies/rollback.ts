@@ -7,8 +7,11 @@ import type Dockerode from "dockerode";
 import { DsoError } from "../../errors.ts";
 import type { HealthOutcome } from "./health.ts";
 
-/** What the old container runs on after a failed rotation. */
-export type RestoredState = "old-files" | "new-files";
+/**
+ * What the old container runs on after a failed rotation; `signalled-back`: the same container
+ * (strategy `signal`) has its previous files back and was signalled again.
+ */
+export type RestoredState = "old-files" | "new-files" | "signalled-back";
 
 /**
  * A rotation that did not take: the replacement is gone and the old container runs. `reason` is
@@ -25,6 +28,7 @@ export class RollbackError extends DsoError {
 }
 
 function restoredWords(restored: RestoredState): string {
+  if (restored === "signalled-back") return "the container runs on its previous files";
   return restored === "old-files"
     ? "the old container keeps running on its previous files"
     : "the old container runs again (its tmpfs was emptied by the stop, so it has the new files: DSO keeps no copy of old values)";

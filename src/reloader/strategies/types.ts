@@ -20,6 +20,17 @@ export interface StrategyContext {
   secretPaths: readonly string[];
   log: StrategyLogger;
   abort: AbortSignal;
+  /**
+   * Switches the file targets this pass changed back to the versions kept before it (the
+   * delivery kept them for `signal`), dropping the new ones. Never re-fetches: DSO keeps no values.
+   */
+  restorePrevious(): Promise<RestoreReport>;
+}
+
+/** What `restorePrevious` did, per target path; `notRestored` entries say why (no values). */
+export interface RestoreReport {
+  restored: string[];
+  notRestored: string[];
 }
 
 export type StrategyAction = "files-only" | "signalled" | "restarted" | "replaced" | "escalated-to-restart";
