@@ -53,7 +53,7 @@ export class QuotaBucket {
   private last: number;
   readonly perMinute: number;
 
-  constructor(quotaPerMinute: number, private readonly now = Date.now) {
+  constructor(quotaPerMinute: number, readonly now: () => number = Date.now) {
     this.perMinute = Math.max(1, Math.floor(quotaPerMinute * QUOTA_SHARE));
     this.tokens = this.perMinute;
     this.last = now();
@@ -77,7 +77,7 @@ export class QuotaBucket {
     this.tokens -= 1;
   }
 
-  /** Takes a token, waiting until `deadline` (epoch ms) at most; false when none came in time. */
+  /** Takes a token, waiting until `deadline` (on this bucket's clock, `now()`) at most; false when none came in time. */
   async take(deadline: number, signal: AbortSignal): Promise<boolean> {
     for (;;) {
       const wait = this.waitMs();

@@ -88,10 +88,14 @@ export function tokenSource(auth: GcpAuth, who: string): TokenSource {
     }
   }
 
+  /** One token request at a time: parallel calls of a batch share it. */
+  let pending: Promise<{ token: string; expiresAt: number }> | undefined;
   return {
     async token(signal, fresh = false) {
       if (!fresh && cached && cached.expiresAt - EXPIRY_MARGIN_MS > Date.now()) return cached.token;
-      cached = await readToken(await request(signal), who, step);
+      if (fresh) cached = undefined;
+      pending ??= (async () => readToken(await request(signal), who, step))().finally(() => (pending = undefined));
+      cached = await pending;
       return cached.token;
     },
   };

@@ -33,10 +33,18 @@ export interface GcpClient extends ProviderClient {
   readonly quota: QuotaBucket;
 }
 
-export function createGcpClient(settings: GcpSettings, ctx: ProviderContext, tokens: TokenSource = tokenSource(settings.auth, `provider ${settings.name} (gcp)`)): GcpClient {
+export interface GcpClientOptions {
+  tokens?: TokenSource;
+  quota?: QuotaBucket;
+  /** How long a poll waits for quota (FINGERPRINT_QUOTA_WAIT_MS). */
+  quotaWaitMs?: number;
+}
+
+export function createGcpClient(settings: GcpSettings, ctx: ProviderContext, options: GcpClientOptions = {}): GcpClient {
   const who = `provider ${settings.name} (gcp)`;
-  const api = new SecretManagerApi({ endpoint: settings.endpoint, who, tokens });
-  const quota = new QuotaBucket(settings.quotaPerMinute);
+  const api = new SecretManagerApi({ endpoint: settings.endpoint, who, tokens: options.tokens ?? tokenSource(settings.auth, who) });
+  const quota = options.quota ?? new QuotaBucket(settings.quotaPerMinute);
+  const quotaWaitMs = options.quotaWaitMs ?? FINGERPRINT_QUOTA_WAIT_MS;
   /** Per ref: the fingerprint last seen and when it was checked. */
   const seen = new Map<string, { fingerprint: string; checkedAt: number }>();
   const describe = (ref: SecretRef) => `secret "${printable(ref.name)}"`;
@@ -96,7 +104,7 @@ export function createGcpClient(settings: GcpSettings, ctx: ProviderContext, tok
     api,
     quota,
     async fingerprint(refs, signal) {
-      const deadline = Date.now() + FINGERPRINT_QUOTA_WAIT_MS;
+      const deadline = quota.now() + quotaWaitMs;
       // Least recently checked first, so a poll cut short by the quota starts there next time.
       const order = refs.map((ref, index) => ({ ref, index, checkedAt: seen.get(refKey(ref))?.checkedAt ?? 0 })).sort((a, b) => a.checkedAt - b.checkedAt);
       const answers = await eachRef<FingerprintItem>(order.map((o) => o.ref), signal, async (ref, s) => {
