@@ -8,6 +8,7 @@
 import { ProviderError } from "../errors.ts";
 import type { TokenSource } from "./auth.ts";
 import { CallLevelError } from "./errors.ts";
+import { GCP_QUOTA_SHARE } from "./descriptor.ts";
 
 /** One request may take this long before it counts as a timeout. */
 export const REQUEST_TIMEOUT_MS = 10_000;
@@ -16,8 +17,6 @@ export const THROTTLE_BUDGET_MS = 8_000;
 export const THROTTLE_MAX_RETRIES = 3;
 /** A 429 without Retry-After: wait this long, doubling. */
 export const THROTTLE_BASE_DELAY_MS = 1_000;
-/** Of the project's metadata quota, DSO uses this share, leaving room for people and other tools. */
-export const QUOTA_SHARE = 0.9;
 
 
 /** Milliseconds from a Retry-After header (delta seconds or an HTTP date), if it has one. */
@@ -45,7 +44,7 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /**
- * The metadata-read quota as a token bucket: QUOTA_SHARE of the quota per minute, refilled
+ * The metadata-read quota as a token bucket: GCP_QUOTA_SHARE of the quota per minute, refilled
  * evenly, at most a minute's worth saved up. `take` waits for a token up to `deadline`.
  */
 export class QuotaBucket {
@@ -54,7 +53,7 @@ export class QuotaBucket {
   readonly perMinute: number;
 
   constructor(quotaPerMinute: number, readonly now: () => number = Date.now) {
-    this.perMinute = Math.max(1, Math.floor(quotaPerMinute * QUOTA_SHARE));
+    this.perMinute = Math.max(1, Math.floor(quotaPerMinute * GCP_QUOTA_SHARE));
     this.tokens = this.perMinute;
     this.last = now();
   }

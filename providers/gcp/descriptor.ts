@@ -10,6 +10,8 @@ import type { ProviderDescriptor } from "../types.ts";
 
 /** Secret Manager's default quota for reads other than access (versions/latest, list): per project. */
 export const GCP_METADATA_READS_PER_MINUTE = 600;
+/** Of the project's metadata quota, DSO uses this share, leaving room for people and other tools. */
+export const GCP_QUOTA_SHARE = 0.9;
 export const GCP_DEFAULT_ENDPOINT = "https://secretmanager.googleapis.com";
 
 /** A project id (`my-project`, `example.com:my-project`) or a project number. */
