@@ -11,6 +11,7 @@ import { providerBlockProblems } from "../../providers/block-check.ts";
 import { encodeFrame, readFrames } from "../../src/rpc/framing.ts";
 import { FRAME_LIMITS } from "../../src/rpc/protocol.ts";
 import { ProviderProcess } from "../../src/rpc/supervisor.ts";
+import { runDso } from "../support/dso-binary.ts";
 import { legacyItems } from "../support/secret-bytes.ts";
 import { startGcpServer, type GcpServer } from "../support/gcp-server.ts";
 
@@ -336,5 +337,17 @@ describe("gcp provider: no secret in the child's logs", () => {
     } finally {
       child.kill();
     }
+  });
+});
+
+describe("gcp provider: the compiled binary's config checks", () => {
+  test("dso config validate names a bad gcp value with its dso.yaml line (the doctor quota check: test/doctor/poll-quota.test.ts)", async () => {
+    const env = { PATH: process.env.PATH, DOCKER_HOST: `unix://${dir}/none.sock` };
+    const bad = join(dir, "bad.yaml");
+    await writeFile(bad, "version: 2\nproviders:\n  g:\n    type: gcp\n    config:\n      project: Not_A_Project\n      endpoint: http://sm.example.com\nsecrets: []\n");
+    const validate = await runDso(["config", "validate", "--config", bad], { env });
+    expect(validate.code).toBe(1);
+    expect(validate.stderr).toContain("bad.yaml:6: providers.g.config.project");
+    expect(validate.stderr).toContain("providers.g.config.project: must be a Google Cloud project id");
   });
 });
