@@ -12,6 +12,7 @@ import { encodeFrame, readFrames } from "../../src/rpc/framing.ts";
 import { FRAME_LIMITS } from "../../src/rpc/protocol.ts";
 import { ProviderProcess } from "../../src/rpc/supervisor.ts";
 import { runDso } from "../support/dso-binary.ts";
+import { scanProcessMemory } from "../support/memory-scan.ts";
 import { legacyItems } from "../support/secret-bytes.ts";
 import { startGcpServer, type GcpServer } from "../support/gcp-server.ts";
 
@@ -191,6 +192,20 @@ describe("gcp provider: the real `dso provider gcp` child against the local Secr
     const items = legacyItems(await p.fetch([{ name: "plain" }, { name: "db" }]));
     expect(items[0]?.error?.code).toBe("PROVIDER_AUTH");
     expect(items[1]?.value).toBeDefined();
+  });
+
+  test("after polls and a fetch, the long-lived process holds no copy of the value (memory scan; positive control: the secret's id)", async () => {
+    const id = "memscan-planted-id-7c1e";
+    const value = "memscan-planted-value-93fd0a";
+    server.state.addVersion(id, value);
+    await p.fingerprint([{ name: id }]);
+    expect(legacyItems(await p.fetch([{ name: id }]))[0]?.value?.data.value).toBe(value);
+    server.state.addVersion(id, `${value}-2`);
+    await p.fingerprint([{ name: id }]);
+    const scan = scanProcessMemory(p.getStatus().pid!, [{ label: "id", value: id }, { label: "value", value }]);
+    const total = (label: string) => (scan.counts.get(label)?.latin1 ?? 0) + (scan.counts.get(label)?.utf16 ?? 0);
+    expect(total("id")).toBeGreaterThan(0);
+    expect(total("value")).toBe(0);
   });
 
   test("health lists one secret", async () => {
