@@ -110,7 +110,10 @@ export function createGcpClient(settings: GcpSettings, ctx: ProviderContext, opt
       const answers = await eachRef<FingerprintItem>(order.map((o) => o.ref), signal, async (ref, s) => {
         const key = refKey(ref);
         const target = secretTarget(ref, settings.project, who);
-        if (!(await quota.take(deadline, s))) {
+        const granted = await quota.take(deadline, s).catch(() => {
+          throw new CallLevelError("PROVIDER_TIMEOUT", `${who}: poll cancelled while waiting for quota`);
+        });
+        if (!granted) {
           const last = seen.get(key);
           if (last) return { ref, fingerprint: last.fingerprint };
           const wait = quota.waitMs();

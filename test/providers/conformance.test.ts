@@ -70,6 +70,7 @@ const json = (status: number, body: unknown, headers: Record<string, string> = {
     allowedNames: ["ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz", "0123456789", "path/to+the=secret.name@x_y-z"],
     maxValueBytes: 64 * 1024,
     binary: true,
+    throttleRetryAfterSeconds: 1,
     async start() {
       server = await startAwsServer();
       proxy = faultProxy(server.url, {

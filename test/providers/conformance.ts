@@ -27,6 +27,8 @@ export interface ConformanceTarget {
   allowedNames: string[];
   /** The largest value the service stores. */
   maxValueBytes: number;
+  /** The Retry-After the throttling fault sends (default 30 s: beyond every provider's own retry budget). */
+  throttleRetryAfterSeconds?: number;
   /** How far apart two writes must be for the service's change marker to tell them apart. */
   changeResolutionMs?: number;
   /** Whether the service stores bytes that are not UTF-8. */
@@ -160,7 +162,7 @@ export function providerConformance(t: ConformanceTarget): void {
     test.skipIf(!t.faults.throttle)("sustained throttling is PROVIDER_THROTTLED with the wait the service asked for", async () => {
       const c = await fresh();
       try {
-        t.faults.throttle!(30);
+        t.faults.throttle!(t.throttleRetryAfterSeconds ?? 30);
         const started = Date.now();
         const polled = await outcomeOf(c.fingerprint([{ name: "conf-rotating" }], signal()));
         expect(polled.code).toBe("PROVIDER_THROTTLED");
