@@ -174,18 +174,24 @@ export function providerConformance(t: ConformanceTarget): void {
     }, 20_000);
 
     test.skipIf(!t.faults.malformed)("a malformed reply is an error, never a value, and the next call works", async () => {
-      const c = await fresh();
-      try {
-        t.faults.malformed!();
-        // Typed as the service's fault: not a crash (INTERNAL), not "not found" (the secret may be fine).
-        const polled = await outcomeOf(c.fingerprint([{ name: "conf-rotating" }], signal()));
-        expect(polled.code).toBe("PROVIDER_UNAVAILABLE");
-        const fetched = await outcomeOf(c.fetch([{ name: "conf-rotating" }], signal()));
-        expect(fetched.code).toBe("PROVIDER_UNAVAILABLE");
-        expect(fetched.items?.[0]?.value).toBeUndefined();
-      } finally {
-        t.faults.clear();
+      // Typed as the service's fault: not a crash (INTERNAL), not "not found" (the secret may be fine).
+      // Once on a fresh client (its sign-in or token lookup gets the bad reply), once on a client
+      // that has signed in (the secret's own reads get it).
+      for (const warm of [false, true]) {
+        const c = await fresh();
+        if (warm) await c.fingerprint([{ name: "conf-rotating" }], signal());
+        try {
+          t.faults.malformed!();
+          const polled = await outcomeOf(c.fingerprint([{ name: "conf-rotating" }], signal()));
+          expect([warm, polled.code]).toEqual([warm, "PROVIDER_UNAVAILABLE"]);
+          const fetched = await outcomeOf(c.fetch([{ name: "conf-rotating" }], signal()));
+          expect([warm, fetched.code]).toEqual([warm, "PROVIDER_UNAVAILABLE"]);
+          expect(fetched.items?.[0]?.value).toBeUndefined();
+        } finally {
+          t.faults.clear();
+        }
       }
+      const c = await fresh();
       expect((await c.fingerprint([{ name: "conf-rotating" }], signal()))[0]?.fingerprint).toBeString();
     }, 20_000);
 
