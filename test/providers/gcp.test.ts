@@ -10,6 +10,7 @@ import { crc32c } from "../../providers/gcp/secrets.ts";
 import { providerBlockProblems } from "../../providers/block-check.ts";
 import { encodeFrame, readFrames } from "../../src/rpc/framing.ts";
 import { FRAME_LIMITS } from "../../src/rpc/protocol.ts";
+import { providerChildEnv, providerCredentials } from "../../src/rpc/provider-env.ts";
 import { ProviderProcess } from "../../src/rpc/supervisor.ts";
 import { runDso } from "../support/dso-binary.ts";
 import { scanProcessMemory } from "../support/memory-scan.ts";
@@ -106,6 +107,12 @@ describe("gcp provider: configuration", () => {
   test("the metadata server is the default without a key; GCE_METADATA_HOST overrides it", () => {
     expect(parseGcpSettings({ name: "g", type: "gcp", config: { project: "my-project" } }, {}).auth).toEqual({ method: "metadata", metadataHost: "metadata.google.internal" });
     expect(parseGcpSettings({ name: "g", type: "gcp", config: { project: "my-project" }, auth: { method: "metadata" } }, { GCE_METADATA_HOST: "127.0.0.1:8080" }).auth).toEqual({ method: "metadata", metadataHost: "127.0.0.1:8080" });
+  });
+
+  test("the child inherits only the key's path and the metadata host; no credential travels through env", () => {
+    const agentEnv = { PATH: "/bin", GOOGLE_APPLICATION_CREDENTIALS: "/etc/dso/key.json", GCE_METADATA_HOST: "169.254.169.254", GOOGLE_API_KEY: "planted-api-key", CLOUDSDK_AUTH_ACCESS_TOKEN: "ya29.planted", AWS_SECRET_ACCESS_KEY: "planted" };
+    expect(providerChildEnv("gcp", agentEnv)).toEqual({ PATH: "/bin", GOOGLE_APPLICATION_CREDENTIALS: "/etc/dso/key.json", GCE_METADATA_HOST: "169.254.169.254" });
+    expect(providerCredentials("gcp", agentEnv)).toEqual({});
   });
 
   test("poll budget: 1,000 secrets every 5 min are 200 reads a minute, 300 every 30 s are 600", () => {
