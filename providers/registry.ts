@@ -6,6 +6,7 @@
 import { awsDescriptor } from "./aws/descriptor.ts";
 import { azureDescriptor } from "./azure/descriptor.ts";
 import { fileDescriptor } from "./file/descriptor.ts";
+import { gcpDescriptor } from "./gcp/descriptor.ts";
 import type { ProviderDescriptor, ProviderFactory } from "./types.ts";
 import { vaultDescriptor } from "./vault/descriptor.ts";
 
@@ -20,6 +21,7 @@ registerProvider(awsDescriptor);
 registerProvider(azureDescriptor);
 registerProvider(vaultDescriptor);
 registerProvider(fileDescriptor);
+registerProvider(gcpDescriptor);
 
 export function providerTypes(): string[] {
   return [...descriptors.keys()];

@@ -202,7 +202,9 @@ export class KvReader {
   private async get(path: string, signal: AbortSignal, what: string): Promise<Record<string, any> | undefined> {
     try {
       const response = await this.client.read(path, { signal });
-      return response?.data ?? undefined;
+      // Vault answers not-found with 404; a 200 that is not its JSON must not read as "deleted".
+      if (!response || typeof response !== "object") throw new ProviderError("PROVIDER_UNAVAILABLE", `${this.settings.label}: ${what}: the reply is not Vault's JSON`);
+      return response.data ?? undefined;
     } catch (error) {
       throw toVaultError(error, this.settings.label, what);
     }

@@ -62,6 +62,8 @@ export class VaultSession {
       }
       throw toVaultError(error, this.settings.label, "token lookup");
     }
+    // A 200 that is not Vault's JSON (a proxy's page) arrives as undefined: the service's fault, typed.
+    if (!response || typeof response !== "object") throw new ProviderError("PROVIDER_UNAVAILABLE", `${this.settings.label}: token lookup: the reply is not Vault's JSON`);
     return { ttlSeconds: Number(response.data?.ttl ?? 0), renewable: response.data?.renewable === true };
   }
 

@@ -15,6 +15,7 @@ import { checkDeliveryModes } from "./delivery-modes.ts";
 import { checkFileProviderPermissions } from "./file-permissions.ts";
 import { checkHardening, checkMemoryLocking } from "./hardening.ts";
 import { checkLegacyDrivers } from "./legacy-drivers.ts";
+import { checkPollQuota } from "./poll-quota.ts";
 import { runtimePathProblems } from "./runtime-paths.ts";
 import type { AgentProcessReport, CheckResult, DoctorContext } from "./types.ts";
 
@@ -243,5 +244,5 @@ export async function runChecks(ctx: DoctorContext): Promise<CheckResult[]> {
   // Last: without an agent, the hardening check turns core dumps off for this process too.
   const locking = await checkMemoryLocking(ctx.agent);
   const cores = await checkHardening(ctx.agent);
-  return [config, checkEnvInjection(ctx), ...docker, agent, ...legacy, socket, tmpfs, swap, locking, cores, ...files, ...modes, ...events];
+  return [config, checkEnvInjection(ctx), ...checkPollQuota(ctx.config), ...docker, agent, ...legacy, socket, tmpfs, swap, locking, cores, ...files, ...modes, ...events];
 }

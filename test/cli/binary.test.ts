@@ -66,9 +66,9 @@ describe("compiled dso binary", () => {
   });
 
   test("dso provider with an unknown type exits non-zero and names the known types", async () => {
-    const run = await runDso(["provider", "gcp"]);
+    const run = await runDso(["provider", "ibm"]);
     expect(run.code).not.toBe(0);
-    expect(run.stderr).toContain('unknown provider type "gcp"');
+    expect(run.stderr).toContain('unknown provider type "ibm"');
     for (const type of providerTypes()) expect(run.stderr).toContain(type);
   });
 });

@@ -203,12 +203,12 @@ describe("errors", () => {
     [
       "huawei provider",
       yaml("providers:", "  hw:", "    type: huawei"),
-      ['dso.yaml:3: providers.hw.type: provider type "huawei" is not supported by this DSO (supported: aws, azure, vault, file)'],
+      ['dso.yaml:3: providers.hw.type: provider type "huawei" is not supported by this DSO (supported: aws, azure, vault, file, gcp)'],
     ],
     [
       "unknown provider type",
-      yaml("providers:", "  g:", "    type: gcp"),
-      ['dso.yaml:3: providers.g.type: must be one of aws, azure, vault, file (got "gcp")'],
+      yaml("providers:", "  g:", "    type: ibm"),
+      ['dso.yaml:3: providers.g.type: must be one of aws, azure, vault, file, gcp (got "ibm")'],
     ],
     ["provider without type", yaml("providers:", "  g:", "    region: x"), ["dso.yaml:2: providers.g.type: is required"]],
     [

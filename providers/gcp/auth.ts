@@ -1,0 +1,102 @@
+/**
+ * OAuth2 access tokens for Secret Manager, without an SDK: the JWT-bearer grant (RFC 7523) with a
+ * service-account key, signed RS256 with node:crypto, or the Compute Engine metadata server. A
+ * token is cached until a minute before it expires. Errors say which step failed, never the key,
+ * the assertion or the token (the service's reply is not echoed).
+ */
+import { createPrivateKey, createSign } from "node:crypto";
+import { ProviderError } from "../errors.ts";
+import type { GcpAuth, ServiceAccountKey } from "./config.ts";
+import { CallLevelError } from "./errors.ts";
+
+export const CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform";
+export const TOKEN_REQUEST_TIMEOUT_MS = 10_000;
+/** Refresh this long before the token's expiry. */
+const EXPIRY_MARGIN_MS = 60_000;
+const ASSERTION_LIFETIME_S = 3600;
+
+export interface TokenSource {
+  /** A valid access token; `fresh` skips the cache (after a 401). */
+  token(signal: AbortSignal, fresh?: boolean): Promise<string>;
+}
+
+const base64url = (data: string | Buffer) => Buffer.from(data).toString("base64url");
+
+/** The signed JWT a service account presents to the token endpoint. */
+export function serviceAccountAssertion(key: ServiceAccountKey, nowMs = Date.now()): string {
+  const iat = Math.floor(nowMs / 1000);
+  const header = { alg: "RS256", typ: "JWT", ...(key.privateKeyId ? { kid: key.privateKeyId } : {}) };
+  const claims = { iss: key.clientEmail, sub: key.clientEmail, scope: CLOUD_PLATFORM_SCOPE, aud: key.tokenUri, iat, exp: iat + ASSERTION_LIFETIME_S };
+  const unsigned = `${base64url(JSON.stringify(header))}.${base64url(JSON.stringify(claims))}`;
+  let signature: Buffer;
+  try {
+    signature = createSign("RSA-SHA256").update(unsigned).sign(createPrivateKey(key.privateKey));
+  } catch {
+    throw new CallLevelError("CONFIG_INVALID", "the service-account key's private_key cannot sign (not an RSA private key)");
+  }
+  return `${unsigned}.${base64url(signature)}`;
+}
+
+interface TokenReply {
+  access_token?: unknown;
+  expires_in?: unknown;
+}
+
+async function readToken(response: Response, who: string, step: string): Promise<{ token: string; expiresAt: number }> {
+  if (!response.ok) {
+    await response.body?.cancel();
+    const code = response.status === 400 || response.status === 401 || response.status === 403 ? "PROVIDER_AUTH" : "PROVIDER_UNAVAILABLE";
+    throw new CallLevelError(code, `${who}: ${step} refused (HTTP ${response.status}); check the key or the instance's service account`);
+  }
+  let reply: TokenReply;
+  try {
+    reply = (await response.json()) as TokenReply;
+  } catch {
+    throw new CallLevelError("PROVIDER_UNAVAILABLE", `${who}: ${step} answered with something that is not JSON`);
+  }
+  if (typeof reply?.access_token !== "string" || !reply.access_token) throw new CallLevelError("PROVIDER_UNAVAILABLE", `${who}: ${step} answered without an access_token`);
+  const seconds = typeof reply.expires_in === "number" && reply.expires_in > 0 ? reply.expires_in : 300;
+  return { token: reply.access_token, expiresAt: Date.now() + seconds * 1000 };
+}
+
+function networkError(error: unknown, who: string, step: string, signal: AbortSignal): ProviderError {
+  const name = (error as { name?: string })?.name;
+  if (name === "TimeoutError" || name === "AbortError" || signal.aborted) return new CallLevelError("PROVIDER_TIMEOUT", `${who}: ${step} timed out or was cancelled`);
+  const code = (error as { code?: string })?.code;
+  return new CallLevelError("PROVIDER_UNAVAILABLE", `${who}: cannot reach ${step}${code ? ` (${code})` : ""}`);
+}
+
+export function tokenSource(auth: GcpAuth, who: string): TokenSource {
+  let cached: { token: string; expiresAt: number } | undefined;
+  const step = auth.method === "metadata" ? `the metadata server (${auth.metadataHost})` : "the OAuth token endpoint";
+
+  async function request(signal: AbortSignal): Promise<Response> {
+    const timed = AbortSignal.any([signal, AbortSignal.timeout(TOKEN_REQUEST_TIMEOUT_MS)]);
+    try {
+      if (auth.method === "metadata") {
+        return await fetch(`http://${auth.metadataHost}/computeMetadata/v1/instance/service-accounts/default/token`, {
+          headers: { "Metadata-Flavor": "Google" },
+          signal: timed,
+          redirect: "manual",
+        });
+      }
+      const body = new URLSearchParams({ grant_type: "urn:ietf:params:oauth:grant-type:jwt-bearer", assertion: serviceAccountAssertion(auth.key) });
+      return await fetch(auth.key.tokenUri, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body, signal: timed, redirect: "manual" });
+    } catch (error) {
+      if (error instanceof ProviderError) throw error;
+      throw networkError(error, who, step, signal);
+    }
+  }
+
+  /** One token request at a time: parallel calls of a batch share it. */
+  let pending: Promise<{ token: string; expiresAt: number }> | undefined;
+  return {
+    async token(signal, fresh = false) {
+      if (!fresh && cached && cached.expiresAt - EXPIRY_MARGIN_MS > Date.now()) return cached.token;
+      if (fresh) cached = undefined;
+      pending ??= (async () => readToken(await request(signal), who, step))().finally(() => (pending = undefined));
+      cached = await pending;
+      return cached.token;
+    },
+  };
+}

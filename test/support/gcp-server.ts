@@ -1,0 +1,272 @@
+// Local Google Cloud Secret Manager (REST v1, the calls DSO makes) plus Google's OAuth token
+// endpoint and the Compute Engine metadata server's token route, on one http origin.
+//
+// Secret Manager, as the public reference describes it:
+//   GET /v1/projects/{p}/secrets?pageSize=                       list secrets (no values)
+//   GET /v1/projects/{p}/secrets/{id}/versions/{N|latest}        a version's metadata: name
+//       (projects/<number>/secrets/<id>/versions/<N>), createTime, state ENABLED|DISABLED|DESTROYED,
+//       etag; `latest` is the newest *created* version, whatever its state
+//   GET /v1/projects/{p}/secrets/{id}/versions?filter=state:ENABLED&pageSize=   newest first
+//   GET /v1/projects/{p}/secrets/{id}/versions/{N|latest}:access  {name, payload: {data (base64),
+//       dataCrc32c (int64 as a string)}}; a disabled or destroyed version is 400 FAILED_PRECONDITION
+// Errors in Google's JSON shape {"error": {"code", "message", "status"}}: 401 UNAUTHENTICATED
+// without a token this server issued, 403 PERMISSION_DENIED, 404 NOT_FOUND, 429
+// RESOURCE_EXHAUSTED with Retry-After. Paths take the project id or its number.
+//
+// OAuth: POST /token (grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer, assertion=<JWT>)
+// verifies the RS256 signature with the public half of the key it handed out (serviceAccountKey),
+// and iss, aud (= this token_uri), iat/exp and the scope. Metadata server: GET
+// /computeMetadata/v1/instance/service-accounts/default/token needs `Metadata-Flavor: Google`.
+import { createPublicKey, createVerify, generateKeyPairSync, randomBytes } from "node:crypto";
+
+export type GcpVersionState = "ENABLED" | "DISABLED" | "DESTROYED";
+
+export interface GcpVersion {
+  number: number;
+  state: GcpVersionState;
+  data?: Uint8Array;
+  createTime: string;
+}
+
+export interface GcpServerState {
+  /** `<project id>/<secret id>` → versions, oldest first. */
+  secrets: Map<string, GcpVersion[]>;
+  /** get (version metadata), list (enabled versions), listSecrets, access, token, metadataToken, unauthenticated, throttled. */
+  calls: Record<string, number>;
+  acceptedTokens: Set<string>;
+  /** Every Secret Manager request's path (and query), in order. */
+  requests: string[];
+  /** Adds a version (ENABLED) and returns its number. */
+  addVersion(secret: string, value: string | Uint8Array, project?: string): number;
+  setState(secret: string, version: number, state: GcpVersionState, project?: string): void;
+  deleteSecret(secret: string, project?: string): void;
+  /** Secret ids whose every call gets 403 PERMISSION_DENIED; `accessDenied`: only :access (a viewer, not an accessor). */
+  denied: Set<string>;
+  accessDenied: Set<string>;
+  /** The next `count` Secret Manager requests get 429 (with Retry-After when given, in seconds). */
+  throttleNext(count: number, retryAfterSeconds?: number): void;
+  /** The next `count` Secret Manager requests (whose path ends with `suffix`, if given) get 200 with `body` (default: not JSON). */
+  malformedNext(count: number, body?: string, suffix?: string): void;
+  /** Every Secret Manager request waits this long first. */
+  delayMs: number;
+  /** The token endpoint refuses every assertion (a deleted or disabled key). */
+  revokeKey: boolean;
+}
+
+export interface GcpServer {
+  url: string;
+  project: string;
+  projectNumber: string;
+  /** host:port, for GCE_METADATA_HOST. */
+  metadataHost: string;
+  /** A service-account JSON key whose token_uri is this server. */
+  serviceAccountKey(): string;
+  state: GcpServerState;
+  stop(): Promise<void>;
+}
+
+export const GCP_TEST_PROJECT = "dso-test-project";
+const PROJECT_NUMBER = "123456789012";
+const SERVICE_ACCOUNT = "dso-reader@dso-test-project.iam.gserviceaccount.com";
+const SCOPE = "https://www.googleapis.com/auth/cloud-platform";
+const MAX_PAYLOAD_BYTES = 64 * 1024;
+
+const CRC32C_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+
+function crc32c(bytes: Uint8Array): number {
+  let crc = 0xffffffff;
+  for (const b of bytes) crc = CRC32C_TABLE[(crc ^ b) & 0xff]! ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+const STATUS: Record<number, string> = { 400: "FAILED_PRECONDITION", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED" };
+
+function googleError(code: number, message: string, status = STATUS[code] ?? "UNKNOWN", headers: Record<string, string> = {}): Response {
+  return Response.json({ error: { code, message, status } }, { status: code, headers });
+}
+
+function verifyAssertion(assertion: string, publicPem: string, tokenUri: string): string | undefined {
+  const parts = assertion.split(".");
+  if (parts.length !== 3) return "not a JWT";
+  const [h, c, sig] = parts as [string, string, string];
+  let header: { alg?: string };
+  let claims: { iss?: string; aud?: string; scope?: string; iat?: number; exp?: number };
+  try {
+    header = JSON.parse(Buffer.from(h, "base64url").toString());
+    claims = JSON.parse(Buffer.from(c, "base64url").toString());
+  } catch {
+    return "undecodable JWT";
+  }
+  if (header.alg !== "RS256") return "alg must be RS256";
+  if (!createVerify("RSA-SHA256").update(`${h}.${c}`).verify(createPublicKey(publicPem), Buffer.from(sig, "base64url"))) return "bad signature";
+  const now = Math.floor(Date.now() / 1000);
+  if (claims.iss !== SERVICE_ACCOUNT) return "unknown issuer";
+  if (claims.aud !== tokenUri) return "wrong audience";
+  if (typeof claims.iat !== "number" || typeof claims.exp !== "number" || claims.exp <= now || claims.iat > now + 60 || claims.exp - claims.iat > 3600) return "bad iat/exp";
+  if (!claims.scope?.split(" ").includes(SCOPE)) return "missing scope";
+  return undefined;
+}
+
+export async function startGcpServer(): Promise<GcpServer> {
+  const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const privatePem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+  const publicPem = publicKey.export({ type: "spki", format: "pem" }).toString();
+  let throttle = { count: 0, retryAfter: undefined as number | undefined };
+  let malformed = { count: 0, body: "<html>not json</html>", suffix: "" };
+  const key = (secret: string, project = GCP_TEST_PROJECT) => `${project === PROJECT_NUMBER ? GCP_TEST_PROJECT : project}/${secret}`;
+  const bump = (name: string) => void (state.calls[name] = (state.calls[name] ?? 0) + 1);
+
+  const state: GcpServerState = {
+    secrets: new Map(),
+    calls: {},
+    acceptedTokens: new Set(),
+    requests: [],
+    denied: new Set(),
+    accessDenied: new Set(),
+    delayMs: 0,
+    revokeKey: false,
+    addVersion(secret, value, project) {
+      const data = typeof value === "string" ? new TextEncoder().encode(value) : new Uint8Array(value);
+      if (data.length > MAX_PAYLOAD_BYTES) throw new Error("payload larger than 64 KiB");
+      const versions = state.secrets.get(key(secret, project)) ?? [];
+      const number = versions.length + 1;
+      versions.push({ number, state: "ENABLED", data, createTime: new Date(Date.now() + number).toISOString() });
+      state.secrets.set(key(secret, project), versions);
+      return number;
+    },
+    setState(secret, version, next, project) {
+      const v = state.secrets.get(key(secret, project))?.[version - 1];
+      if (!v) throw new Error(`no version ${version} of ${secret}`);
+      if (v.state === "DESTROYED") throw new Error("a destroyed version stays destroyed");
+      v.state = next;
+      if (next === "DESTROYED") v.data = undefined;
+    },
+    deleteSecret(secret, project) {
+      state.secrets.delete(key(secret, project));
+    },
+    throttleNext(count, retryAfterSeconds) {
+      throttle = { count, retryAfter: retryAfterSeconds };
+    },
+    malformedNext(count, body = "<html>not json</html>", suffix = "") {
+      malformed = { count, body, suffix };
+    },
+  };
+
+  const versionJson = (project: string, secret: string, v: GcpVersion) => ({
+    name: `projects/${PROJECT_NUMBER}/secrets/${secret}/versions/${v.number}`,
+    createTime: v.createTime,
+    state: v.state,
+    ...(v.state === "DESTROYED" ? { destroyTime: v.createTime } : {}),
+    replicationStatus: { automatic: {} },
+    etag: `"${v.number}${v.state[0]}"`,
+  });
+
+  async function secretManager(req: Request, url: URL): Promise<Response> {
+    state.requests.push(decodeURIComponent(url.pathname + url.search));
+    if (state.delayMs) await Bun.sleep(state.delayMs);
+    const token = /^Bearer (.+)$/.exec(req.headers.get("authorization") ?? "")?.[1];
+    if (!token || !state.acceptedTokens.has(token)) {
+      bump("unauthenticated");
+      return googleError(401, "Request had invalid authentication credentials.");
+    }
+    if (throttle.count > 0) {
+      throttle.count--;
+      bump("throttled");
+      return googleError(429, "Quota exceeded for quota metric 'Read requests'.", "RESOURCE_EXHAUSTED", throttle.retryAfter !== undefined ? { "retry-after": String(throttle.retryAfter) } : {});
+    }
+    if (malformed.count > 0 && url.pathname.endsWith(malformed.suffix)) {
+      malformed.count--;
+      return new Response(malformed.body, { status: 200, headers: { "content-type": "application/json" } });
+    }
+    const path = decodeURIComponent(url.pathname);
+    const list = /^\/v1\/projects\/([^/]+)\/secrets$/.exec(path);
+    if (list) {
+      bump("listSecrets");
+      const size = Math.min(Number(url.searchParams.get("pageSize") ?? 25) || 25, 25000);
+      const secrets = [...state.secrets.keys()].filter((k) => k.startsWith(`${key("", list[1])}`)).slice(0, size);
+      return Response.json({ secrets: secrets.map((k) => ({ name: `projects/${PROJECT_NUMBER}/secrets/${k.split("/")[1]}` })), totalSize: secrets.length });
+    }
+    const m = /^\/v1\/projects\/([^/]+)\/secrets\/([^/]+)\/versions(?:\/([^/:]+)(:access)?)?$/.exec(path);
+    if (!m || req.method !== "GET") return googleError(404, "Method not found.", "NOT_FOUND");
+    const [, project, secret, which, access] = m as unknown as [string, string, string, string | undefined, string | undefined];
+    bump(access ? "access" : which ? "get" : "list");
+    if (state.denied.has(secret) || (access && state.accessDenied.has(secret))) {
+      return googleError(403, `Permission 'secretmanager.versions.${access ? "access" : "get"}' denied for resource 'projects/${project}/secrets/${secret}' (or it may not exist).`);
+    }
+    const versions = state.secrets.get(key(secret, project));
+    if (!versions?.length) return googleError(404, `Secret [projects/${PROJECT_NUMBER}/secrets/${secret}] not found or has no versions.`);
+    if (which === undefined) {
+      const filter = url.searchParams.get("filter");
+      const wanted = filter?.startsWith("state:") ? filter.slice(6) : undefined;
+      const size = Math.min(Number(url.searchParams.get("pageSize") ?? 25) || 25, 25000);
+      const newestFirst = [...versions].reverse().filter((v) => !wanted || v.state === wanted).slice(0, size);
+      return Response.json({ versions: newestFirst.map((v) => versionJson(project, secret, v)), totalSize: newestFirst.length });
+    }
+    const v = which === "latest" ? versions.at(-1) : /^[1-9]\d*$/.test(which) ? versions[Number(which) - 1] : undefined;
+    if (!v) return googleError(404, `Secret Version [projects/${PROJECT_NUMBER}/secrets/${secret}/versions/${which}] not found.`);
+    if (!access) return Response.json(versionJson(project, secret, v));
+    if (v.state !== "ENABLED" || !v.data) return googleError(400, `Secret Version [projects/${PROJECT_NUMBER}/secrets/${secret}/versions/${v.number}] is in ${v.state} state.`, "FAILED_PRECONDITION");
+    return Response.json({
+      name: `projects/${PROJECT_NUMBER}/secrets/${secret}/versions/${v.number}`,
+      payload: { data: Buffer.from(v.data).toString("base64"), dataCrc32c: String(crc32c(v.data)) },
+    });
+  }
+
+  function issue(): Response {
+    const token = `ya29.test-${randomBytes(24).toString("base64url")}`;
+    state.acceptedTokens.add(token);
+    return Response.json({ access_token: token, expires_in: 3599, token_type: "Bearer" });
+  }
+
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    development: false,
+    async fetch(req): Promise<Response> {
+      const url = new URL(req.url);
+      if (url.pathname === "/token" && req.method === "POST") {
+        bump("token");
+        const form = new URLSearchParams(await req.text());
+        if (form.get("grant_type") !== "urn:ietf:params:oauth:grant-type:jwt-bearer") return Response.json({ error: "unsupported_grant_type" }, { status: 400 });
+        const problem: string | undefined = state.revokeKey ? "key revoked" : verifyAssertion(form.get("assertion") ?? "", publicPem, `${origin}/token`);
+        if (problem) return Response.json({ error: "invalid_grant", error_description: `Invalid JWT: ${problem}` }, { status: 400 });
+        return issue();
+      }
+      if (url.pathname === "/computeMetadata/v1/instance/service-accounts/default/token") {
+        bump("metadataToken");
+        if (req.headers.get("metadata-flavor") !== "Google") return new Response("Missing Metadata-Flavor:Google header.", { status: 403 });
+        return issue();
+      }
+      if (url.pathname.startsWith("/v1/")) return secretManager(req, url);
+      return new Response("not found", { status: 404 });
+    },
+  });
+  const origin: string = `http://127.0.0.1:${server.port}`;
+  return {
+    url: origin,
+    project: GCP_TEST_PROJECT,
+    projectNumber: PROJECT_NUMBER,
+    metadataHost: `127.0.0.1:${server.port}`,
+    serviceAccountKey: () =>
+      JSON.stringify({
+        type: "service_account",
+        project_id: GCP_TEST_PROJECT,
+        private_key_id: "0123456789abcdef",
+        private_key: privatePem,
+        client_email: SERVICE_ACCOUNT,
+        client_id: "100000000000000000000",
+        auth_uri: "https://accounts.google.com/o/oauth2/auth",
+        token_uri: `${origin}/token`,
+      }),
+    state,
+    stop: async () => void server.stop(true),
+  };
+}
