@@ -1,0 +1,67 @@
+/**
+ * The short-lived child that serves values (made of the same parts as the long-lived provider
+ * process: a ProviderConnection whose stdout is read into buffers the agent owns). Calls that
+ * arrive while one works join it; it is shut down as soon as no fetch is in flight, so no
+ * provider process keeps a value past its fetch. A dead one is replaced by the next fetch.
+ */
+import type { ConnectionOptions } from "./provider-connection.ts";
+import { ProviderConnection } from "./provider-connection.ts";
+import type { SecretRef } from "./protocol.ts";
+import type { FetchedItem } from "./wire-values.ts";
+
+interface Serving {
+  connection: ProviderConnection;
+  ready: Promise<void>;
+  calls: number;
+}
+
+export class FetchChild {
+  private serving?: Serving;
+
+  /** `connection`: the long-lived process's options, minus its output reader and owner hooks. */
+  constructor(
+    private readonly connection: Omit<ConnectionOptions, "ownedOutput" | "onAnswer" | "onFailed" | "onLost">,
+    private readonly onLost: () => void,
+  ) {}
+
+  /** The pid of the child serving fetches now, if any. */
+  get pid(): number | undefined {
+    return this.serving?.connection.open ? this.serving.connection.child.pid : undefined;
+  }
+
+  /** Values for `refs`: views into one buffer the caller owns and wipes. */
+  async fetch(refs: SecretRef[], signal?: AbortSignal): Promise<FetchedItem[]> {
+    const serving = this.join();
+    serving.calls++;
+    try {
+      await serving.ready;
+      return ((await serving.connection.call("fetch", { refs }, signal)) as unknown as { items: FetchedItem[] }).items;
+    } finally {
+      if (--serving.calls === 0) {
+        if (this.serving === serving) this.serving = undefined;
+        void serving.connection.shutdown();
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    const serving = this.serving;
+    this.serving = undefined;
+    await serving?.connection.shutdown();
+  }
+
+  private join(): Serving {
+    if (this.serving?.connection.open) return this.serving;
+    const connection = ProviderConnection.open({
+      ...this.connection,
+      ownedOutput: true,
+      onAnswer: () => {},
+      onFailed: () => {},
+      onLost: () => this.onLost(),
+    });
+    const serving: Serving = { connection, ready: connection.ready(), calls: 0 };
+    serving.ready.catch(() => {});
+    this.serving = serving;
+    return serving;
+  }
+}
