@@ -1,12 +1,12 @@
 /**
- * The short-lived child that serves values (made of the same parts as the long-lived provider
+ * The short-lived child that serves values (fetches, and dynamic credentials' issues) (made of the same parts as the long-lived provider
  * process: a ProviderConnection whose stdout is read into buffers the agent owns). Calls that
  * arrive while one works join it; it is shut down as soon as no fetch is in flight, so no
  * provider process keeps a value past its fetch. A dead one is replaced by the next fetch.
  */
 import type { ConnectionOptions } from "./provider-connection.ts";
 import { ProviderConnection } from "./provider-connection.ts";
-import type { SecretRef } from "./protocol.ts";
+import type { IssueParams, LeaseInfo, ParamsOf, ResultOf, SecretRef } from "./protocol.ts";
 import type { FetchedItem } from "./wire-values.ts";
 
 interface Serving {
@@ -31,11 +31,20 @@ export class FetchChild {
 
   /** Values for `refs`: views into one buffer the caller owns and wipes. */
   async fetch(refs: SecretRef[], signal?: AbortSignal): Promise<FetchedItem[]> {
+    return ((await this.serve("fetch", { refs }, signal)) as unknown as { items: FetchedItem[] }).items;
+  }
+
+  /** A new dynamic credential (its value as one fetched item the caller wipes) and its lease. */
+  async issue(params: IssueParams, signal?: AbortSignal): Promise<{ item: FetchedItem; lease: LeaseInfo }> {
+    return (await this.serve("issue", params, signal)) as unknown as { item: FetchedItem; lease: LeaseInfo };
+  }
+
+  private async serve<M extends "fetch" | "issue">(method: M, params: ParamsOf<M>, signal?: AbortSignal): Promise<ResultOf<M>> {
     const serving = this.join();
     serving.calls++;
     try {
       await serving.ready;
-      return ((await serving.connection.call("fetch", { refs }, signal)) as unknown as { items: FetchedItem[] }).items;
+      return await serving.connection.call(method, params, signal);
     } finally {
       if (--serving.calls === 0) {
         if (this.serving === serving) this.serving = undefined;

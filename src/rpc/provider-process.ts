@@ -17,7 +17,18 @@ import { registerSecretBytes } from "../log/redact.ts";
 import { backoffDelay } from "./child-lifecycle.ts";
 import { FetchChild } from "./fetch-child.ts";
 import { ProviderConnection, type ConnectionOptions } from "./provider-connection.ts";
-import { refKey, type ConfigureParams, type Method, type ParamsOf, type ResultOf, type SecretRef } from "./protocol.ts";
+import {
+  refKey,
+  type ConfigureParams,
+  type IssueParams,
+  type LeaseInfo,
+  type LeaseParams,
+  type LeaseResult,
+  type Method,
+  type ParamsOf,
+  type ResultOf,
+  type SecretRef,
+} from "./protocol.ts";
 import { ProviderCallError } from "./rpc-channel.ts";
 import type { FetchedItem } from "./wire-values.ts";
 
@@ -134,6 +145,24 @@ export class ProviderProcess {
       }
       throw error;
     }
+  }
+
+  /**
+   * A dynamic credential, from the short-lived fetch child (it carries a value): its bytes are
+   * the caller's to wipe. The lease metadata comes with it.
+   */
+  async issue(params: IssueParams, signal?: AbortSignal): Promise<{ item: FetchedItem; lease: LeaseInfo }> {
+    if (this.stopped) throw new DsoError("PROVIDER_UNAVAILABLE", `provider ${this.name} is stopped`);
+    const issued = await this.fetchChild.issue(params, signal);
+    for (const bytes of issued.item.value?.values() ?? []) registerSecretBytes(bytes, { owner: `${this.name}/lease/${issued.lease.leaseId ?? issued.lease.serial ?? refKey(params.ref)}` });
+    if (issued.item.error) throw new ProviderCallError(issued.item.error, this.name);
+    this.recordSuccess();
+    return issued;
+  }
+
+  /** Renew or revoke a lease, or describe the token: metadata, answered by the long-lived child. */
+  async lease(params: LeaseParams, signal?: AbortSignal): Promise<LeaseResult> {
+    return this.call("lease", params, signal);
   }
 
   /** Ask the children to exit; kill them if they have not after the grace period. */

@@ -19,6 +19,7 @@ import {
   type ParamsOf,
   type ResultOf,
   type RpcError,
+  VALUE_METHODS,
 } from "./protocol.ts";
 import { valuesFromWire } from "./wire-values.ts";
 
@@ -132,8 +133,12 @@ export class RpcChannel {
         timer,
         resolve: (result, raw) => {
           signal?.removeEventListener("abort", onAbort);
-          if (method !== "fetch") return resolve(result as ResultOf<M>);
+          if (!VALUE_METHODS.has(method)) return resolve(result as ResultOf<M>);
           try {
+            if (method === "issue") {
+              const issued = result as ResultOf<"issue">;
+              return resolve({ ...issued, item: valuesFromWire([issued.item], raw, name)[0] } as unknown as ResultOf<M>);
+            }
             resolve({ items: valuesFromWire((result as ResultOf<"fetch">).items, raw, name) } as unknown as ResultOf<M>);
           } catch (error) {
             reject(error as Error);
@@ -188,7 +193,7 @@ export class RpcChannel {
       return "ignored";
     }
     const result = v.safeParse(ResultSchemas[entry.method], response.result);
-    if (!result.success || (raw && entry.method !== "fetch")) {
+    if (!result.success || (raw && !VALUE_METHODS.has(entry.method))) {
       entry.reject(new DsoError("RPC_PROTOCOL", `provider ${this.peer.name}: bad ${entry.method} result`));
       this.peer.onBroken(`sent an invalid ${entry.method} result (${result.success ? "a raw section it may not carry" : describeIssues(result.issues)})`, "RPC_PROTOCOL");
       return "fail";
