@@ -142,6 +142,7 @@ export class Agent {
       socketPath: this.socketPath,
       startedAt: this.startedAt,
       hardening: () => this.hardening,
+      leases: () => this.leases,
     });
     this.server = startControlServer({
       socketPath: this.socketPath,

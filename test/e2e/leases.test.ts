@@ -3,7 +3,8 @@
  * wire server (database engine, 6 s leases, 8 s max_ttl). Two containers get two distinct
  * credentials; an agent restart renews and issues nothing; the 6 s lease is renewed, then replaced
  * before max_ttl with the container's strategy (SIGHUP) run once; container removal revokes its
- * lease within the grace period. One agent for the file (restarted once).
+ * lease within the grace period; a memory scan finds no password in the agent after its window.
+ * One agent for the file (restarted once).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type Dockerode from "dockerode";
@@ -11,7 +12,9 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readInside } from "../support/agent-probe.ts";
+import { dsoProcesses, scanProcessMemory } from "../support/memory-scan.ts";
 import { startAgent, type AgentProcess } from "../support/agent-process.ts";
+import { dsoBinary } from "../support/dso-binary.ts";
 import { eventually } from "../support/container-exec.ts";
 import { ensureDocker } from "../support/docker-daemon.ts";
 import { BUSYBOX_IMAGE, ensureTestImages } from "../support/test-images.ts";
@@ -71,7 +74,7 @@ beforeAll(async () => {
       "secrets:",
       "  - name: db",
       "    provider: vault",
-      "    dynamic: { path: database/creds/app, revoke_grace: 500ms }",
+      "    dynamic: { path: database/creds/app, revoke_grace: 500ms, reissue_margin: 30% }",
       "agent:",
       `  volumes_root: ${volumesRoot}`,
       "  metrics: { enabled: true }",
@@ -103,12 +106,25 @@ describe("dynamic Vault credentials, per container", () => {
     const leaseOf = (user: string) => [...vault.state.dynamic.leases.values()].find((l) => l.identity === user)!;
     expect(leaseOf(userA).tokenId).toBe(agentToken);
 
+    // The value lives only in its window: after delivery no copy of a's password is in the agent
+    // or its provider processes; the lease id (metadata the agent keeps) is found: positive control.
+    await Bun.sleep(300);
+    const needles = [{ label: "password", value: passwordA! }, { label: "lease id", value: leaseOf(userA).id }];
+    const found = { password: 0, lease: 0 };
+    const processes = dsoProcesses(agent.proc.pid, await dsoBinary());
+    expect(processes.length).toBeGreaterThanOrEqual(1);
+    for (const p of processes) {
+      const counts = scanProcessMemory(p.pid, needles).counts;
+      found.password += counts.get("password")!.latin1 + counts.get("password")!.utf16;
+      found.lease += counts.get("lease id")!.latin1 + counts.get("lease id")!.utf16;
+    }
+    expect(found.lease).toBeGreaterThan(0);
+    expect(found.password).toBe(0);
+
     // Agent restart: the records on the tmpfs say who has what; a reconcile issues nothing.
     await agent.stop("SIGTERM");
     agent = await start();
     await agent.waitForLog(/connected to Docker/);
-    const status = await agent.cli(["ls", "--json"]);
-    expect(status.code).toBe(0);
     await Bun.sleep(500);
     expect(issued()).toBe(2);
     expect(usernameIn(a)).toBe(userA);
@@ -123,7 +139,17 @@ describe("dynamic Vault credentials, per container", () => {
     expect(replaced).not.toBe(userB);
     await eventually("SIGHUP", async () => (hupsIn(a) >= 1 ? true : undefined));
     expect(hupsIn(a)).toBe(1);
+    // Seen: `dso ls` per consumer (expiry, last renewal), `dso status` every lease.
+    const ls = (await agent.cli(["ls", "--json"])) as { code: number; stdout: string };
+    const rowOfA = (JSON.parse(ls.stdout) as { containers: Array<{ id: string; status: Array<{ name: string; state: string; lease?: { expiresAt: string; lastRenewalAt?: string } }> }> }).containers.find((c) => c.id === a.id)!.status[0]!;
+    expect(rowOfA.state).toBe("leased");
+    expect(Date.parse(rowOfA.lease!.expiresAt)).toBeGreaterThan(Date.now());
+    const status = JSON.parse((await agent.cli(["status", "--json"])).stdout) as { leases: Array<{ secret: string; consumer: string; state: string }> };
+    expect(status.leases.filter((l) => l.secret === "db" && l.consumer === a.id && l.state === "active")).toHaveLength(1);
     expect(Date.now() - issuedAt).toBeLessThan(8_000);
+    // The replaced lease is revoked by the agent after the grace period, before Vault would expire it.
+    await eventually("old lease revoked", async () => (leaseOf(userA).revokedMs !== undefined ? true : undefined), 2_000);
+    expect(leaseOf(userA).revokedMs!).toBeLessThan(leaseOf(userA).maxExpiresMs);
 
     // Removal: b's lease is revoked after the 0.5 s grace, well before it would expire.
     const bLease = leaseOf((usernameIn(b) ?? userB)!);

@@ -1,6 +1,7 @@
 // The lease keeper with real `dso provider vault` processes against the Vault wire server: the
 // value comes from the short-lived fetch child, renewals and revocations from the long-lived one,
-// every lease owned by the agent's periodic orphan token. Short TTLs (3-4 s), real clock.
+// every lease owned by the agent's periodic orphan token. Short TTLs (3-4 s), real clock. The
+// renewal and replacement over time is in test/e2e/leases.test.ts (and, clocked, lease-keeper.test.ts).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -75,28 +76,6 @@ describe("lease keeper with the vault provider processes", () => {
       expect(book).toContain(leases[0]!.id);
       expect(book).not.toContain(text(one.value.get("password")));
       expect(statSync(join(dir, "two.json")).mode & 0o777).toBe(0o600);
-    } finally {
-      await a.stop();
-    }
-  });
-
-  test("a 3 s lease is renewed, then replaced before its 4 s max_ttl; the old lease is revoked after the grace period", async () => {
-    // A wide re-issue margin (40 %): the replacement's fetch process must start within it on a loaded machine.
-    const a = agent(fileLeaseBook(join(dir, "renew.json")), [dynamicSpec("app", { reissueMargin: 0.4, renewAt: 0.5 })]);
-    try {
-      await a.keeper.credential("db-app", "c1");
-      const [first] = vault.state.dynamic.activeLeases().filter((l) => l.path === "database/creds/app");
-      a.keeper.run();
-      await until(() => a.announced.length > 0, 4_000);
-      expect(a.events.filter(([e]) => e === "renewed").length).toBeGreaterThanOrEqual(1);
-      expect(a.announced).toEqual(["db-app"]);
-      expect(Date.now()).toBeLessThan(first!.maxExpiresMs); // before max_ttl
-      await a.keeper.credential("db-app", "c1"); // the reconciler's delivery of the replacement
-      expect(vault.state.dynamic.leases.get(first!.id)!.revokedMs).toBeUndefined();
-      await until(() => vault.state.dynamic.calls.revoke !== undefined, 1_000);
-      const revokedAt = vault.state.dynamic.leases.get(first!.id)!.revokedMs!;
-      expect(revokedAt).toBeLessThan(first!.maxExpiresMs); // revoked by us, before Vault would have
-      expect(a.events.filter(([e]) => e === "issued").map(([, , replacement]) => replacement)).toEqual([false, true]);
     } finally {
       await a.stop();
     }
