@@ -34,6 +34,7 @@ export function resolveLease(
   index: number,
   providerType: string | undefined,
   issues: IssueCollector,
+  authMethod?: string,
 ): LeaseSpec | undefined {
   const input = secret.dynamic;
   if (!input) return undefined;
@@ -44,6 +45,10 @@ export function resolveLease(
   if (providerType !== undefined && providerType !== "vault") {
     issues.error(at, `needs a vault provider (this secret's provider is of type ${providerType})`);
     return undefined;
+  }
+  // Leases die with the token that created them: each fetch process would log in anew with AppRole.
+  if (authMethod !== undefined && authMethod !== "token" && authMethod !== "env") {
+    issues.error(at, `needs the vault provider's token auth (auth.method ${authMethod} logs in per process, and leases die with the token that created them); use a periodic or orphan token`);
   }
   const [, engine, kind, role] = DYNAMIC_PATH.exec(input.path)! as unknown as [string, string, "creds" | "issue", string];
   const params = input.params ?? {};

@@ -14,6 +14,7 @@ import { checkDeliveryModes } from "./delivery-modes.ts";
 import { checkFileProviderPermissions } from "./file-permissions.ts";
 import { checkHardening, checkMemoryLocking } from "./hardening.ts";
 import { checkLegacyDrivers } from "./legacy-drivers.ts";
+import { checkLeaseTokens } from "./lease-token.ts";
 import { runtimePathProblems } from "./runtime-paths.ts";
 import type { AgentProcessReport, CheckResult, DoctorContext } from "./types.ts";
 
@@ -228,7 +229,7 @@ function agentProcessReport(status: StatusReply): AgentProcessReport {
 
 export async function runChecks(ctx: DoctorContext): Promise<CheckResult[]> {
   const config = await checkConfig(ctx);
-  const [docker, agent, socket, tmpfs, swap, files, legacy] = await Promise.all([
+  const [docker, agent, socket, tmpfs, swap, files, legacy, tokens] = await Promise.all([
     checkDocker(ctx),
     checkAgent(ctx),
     checkSocketDirectory(ctx),
@@ -236,10 +237,11 @@ export async function runChecks(ctx: DoctorContext): Promise<CheckResult[]> {
     checkSwap(),
     checkFileProviderPermissions(ctx.config),
     checkLegacyDrivers(),
+    checkLeaseTokens(ctx.config, ctx.env),
   ]);
   const modes = await checkDeliveryModes(ctx, { tmpfs, socket });
   // Last: without an agent, the hardening check turns core dumps off for this process too.
   const locking = await checkMemoryLocking(ctx.agent);
   const cores = await checkHardening(ctx.agent);
-  return [config, checkEnvInjection(ctx), ...docker, agent, ...legacy, socket, tmpfs, swap, locking, cores, ...files, ...modes];
+  return [config, checkEnvInjection(ctx), ...docker, agent, ...legacy, socket, tmpfs, swap, locking, cores, ...files, ...tokens, ...modes];
 }

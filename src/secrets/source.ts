@@ -58,7 +58,7 @@ export class SecretSource {
       if (!state) continue;
       // Issued per container (lease keeper), never by a fetch that names no container.
       if (dynamic?.isDynamic(name)) {
-        failedEarly.set(name, { code: "DELIVERY_REFUSED", message: `secret "${name}" is dynamic: it is issued per container, and this delivery path serves no single container` });
+        failedEarly.set(name, { code: "DELIVERY_REFUSED", message: `secret "${name}" is dynamic (a leased credential, issued per container): file targets of labelled containers receive it; DSO volumes, Swarm services and env injection do not serve it yet` });
         continue;
       }
       byProvider.set(state.spec.provider, [...(byProvider.get(state.spec.provider) ?? []), name]);

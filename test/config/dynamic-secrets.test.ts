@@ -84,6 +84,11 @@ describe("secrets[].dynamic (Vault leases)", () => {
     expect(errors).toContain("dso.yaml:24: secrets.4.dynamic.renew_at: must come before the re-issue point (1 - reissue_margin = 85 %)");
   });
 
+  test("dynamic needs the vault provider's token auth: an AppRole login per process would take its leases down with it", () => {
+    const text = "providers:\n  vault:\n    type: vault\n    auth: { method: approle, params: { role_id: r, secret_id: s } }\nsecrets:\n  - name: db\n    dynamic: { path: database/creds/app }\n";
+    expect(errorsOf(text)[0]).toStartWith("dso.yaml:7: secrets.0.dynamic: needs the vault provider's token auth");
+  });
+
   test("version cannot be combined with dynamic", () => {
     const errors = errorsOf(`${PROVIDERS}secrets:\n  - name: d\n    provider: vault\n    version: "3"\n    dynamic: { path: aws/creds/deploy }\n`);
     expect(errors).toEqual(["dso.yaml:11: secrets.0.version: cannot be combined with dynamic (each issue is a new credential)"]);
