@@ -246,6 +246,12 @@ export class Agent {
     if (!side || this.stopping) return;
     try {
       await side.reconciler.reconcileAll({ full: true });
+      if (this.leases?.views().length) {
+        // Leases of containers removed while the agent was away would otherwise live to their TTL.
+        const listedAt = Date.now();
+        const all = await side.docker.listContainers({ all: true });
+        this.leases.retainConsumers(new Set(all.map((c) => c.Id)), listedAt);
+      }
       if (side.swarm) await side.swarm.reconcile();
     } catch (error) {
       this.log.warn("reconcile failed", { error: describeError(error) });

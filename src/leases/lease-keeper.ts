@@ -156,9 +156,14 @@ export class LeaseKeeper {
     if (changed) this.changed();
   }
 
-  /** After a reconcile: consumers that are gone (removed while the agent was down) are released. */
-  retainConsumers(live: ReadonlySet<string>): void {
-    for (const record of this.records) if (record.consumer !== SHARED_CONSUMER && record.state === "active" && !live.has(record.consumer)) this.consumerRemoved(record.consumer);
+  /**
+   * Consumers that are gone (removed while the agent was down, or a `destroy` event missed) are
+   * released: `live` is every container Docker listed at `listedAtMs`, running or not; a lease
+   * issued after that list is not judged by it.
+   */
+  retainConsumers(live: ReadonlySet<string>, listedAtMs: number): void {
+    const gone = this.records.filter((r) => r.consumer !== SHARED_CONSUMER && r.state === "active" && r.issuedAtMs < listedAtMs && !live.has(r.consumer));
+    for (const consumer of new Set(gone.map((r) => r.consumer))) this.consumerRemoved(consumer);
   }
 
   views(): LeaseView[] {

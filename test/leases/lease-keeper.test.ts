@@ -152,6 +152,19 @@ describe("lease keeper", () => {
     vault.state.down = false;
   });
 
+  test("a consumer removed while the agent was away is released by the next full pass; one issued after the list is not", async () => {
+    const { keeper, vault, runFor, clock } = setup({ specOver: { revokeGraceMs: 0 } });
+    await keeper.credential("db", "gone");
+    clock.t += 10;
+    const listedAt = clock.t;
+    clock.t += 10;
+    await keeper.credential("db", "new");
+    keeper.retainConsumers(new Set(["other"]), listedAt);
+    await runFor(100);
+    expect(vault.state.revoked).toEqual(["database/creds/app/1"]);
+    expect(keeper.views().map((v) => v.consumer)).toEqual(["new"]);
+  });
+
   test("an agent restart loads the records, renews and issues nothing", async () => {
     const saved: LeaseRecord[][] = [];
     const book: LeaseBook = { load: async () => structuredClone(saved.at(-1) ?? []), save: async (r) => void saved.push(structuredClone([...r])) };
