@@ -7,6 +7,7 @@ import { createHmac } from "node:crypto";
 import type { Registry } from "prom-client";
 import type { LeaseSpec } from "../config/lease-spec.ts";
 import type { DsoConfig, SecretSpec } from "../config/types.ts";
+import { describeError } from "../errors.ts";
 import type { FieldLogger } from "../log/logger.ts";
 import { openLeaseBook } from "./lease-book.ts";
 import { LeaseKeeper, type LeaseEvents, type LeaseOperation } from "./lease-keeper.ts";
@@ -48,7 +49,7 @@ export async function startAgentLeases(options: AgentLeaseOptions): Promise<Leas
       counted.revoked?.(r, reason);
     },
     failed: (r, operation, error) => {
-      log.warn(`lease ${operation} failed`, { secret: r.secret, consumer: r.consumer.slice(0, 12), error: LeaseKeeper.describe(error) });
+      log.warn(`lease ${operation} failed`, { secret: r.secret, consumer: r.consumer.slice(0, 12), error: describeError(error) });
       counted.failed?.(r, operation, error);
     },
     alarm: (r, operation, error, secondsLeft) => {

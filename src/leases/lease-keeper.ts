@@ -13,7 +13,6 @@
  */
 import type { LeaseSpec } from "../config/lease-spec.ts";
 import type { SecretSpec } from "../config/types.ts";
-import { describeError } from "../errors.ts";
 import { copySecretBytes, wipeSecretBytes, type SecretBytes } from "../rpc/wire-values.ts";
 import type { FetchedSecret } from "../secrets/types.ts";
 import type { LeaseBook } from "./lease-book.ts";
@@ -71,6 +70,7 @@ export interface LeaseView {
 }
 
 const CALL_TIMEOUT_MS = 10_000;
+const NO_EVENTS: LeaseEvents = { issued() {}, renewed() {}, revoked() {}, failed() {}, alarm() {} };
 const NO_LEASE = "lease:none";
 
 export class LeaseKeeper {
@@ -361,16 +361,11 @@ export class LeaseKeeper {
     if (this.running && !this.ticking) this.schedule(0);
   }
 
-  private tell(report: (events: Partial<LeaseEvents> & LeaseEvents) => void): void {
+  private tell(report: (events: LeaseEvents) => void): void {
     try {
-      report(new Proxy(this.options.events ?? {}, { get: (target, key) => (target as Record<string | symbol, unknown>)[key] ?? (() => {}) }) as LeaseEvents);
+      report({ ...NO_EVENTS, ...this.options.events });
     } catch {
       // observing never breaks the keeper
     }
-  }
-
-  /** For messages: why a call failed, value-free (providers' errors carry no value). */
-  static describe(error: unknown): string {
-    return describeError(error);
   }
 }
