@@ -10,7 +10,7 @@ import type NodeVault from "node-vault";
 import { ProviderError } from "../errors.ts";
 import type { SecretValue } from "../../src/rpc/protocol.ts";
 import { isMapping } from "../../src/util/is-mapping.ts";
-import { toVaultError } from "./errors.ts";
+import { toVaultError, vaultStatus } from "./errors.ts";
 import { toSecretValue } from "./kv.ts";
 
 export interface DynamicRequest {
@@ -110,15 +110,18 @@ export class DynamicEngine {
     }
   }
 
-  async lookup(leaseId: string, signal: AbortSignal): Promise<{ expiresAtMs: number; renewable: boolean; lastRenewalAtMs?: number }> {
+  /** The lease as Vault knows it; `valid: false` when Vault answers "invalid lease" (revoked, expired). */
+  async lookup(leaseId: string, signal: AbortSignal): Promise<{ valid: boolean; expiresAtMs: number; renewable: boolean; lastRenewalAtMs?: number }> {
     let response: Envelope;
     try {
       response = (await this.client.write("sys/leases/lookup", { lease_id: leaseId }, { signal })) as Envelope;
     } catch (error) {
+      if (vaultStatus(error) === 400) return { valid: false, expiresAtMs: this.now(), renewable: false };
       throw toVaultError(error, this.label, "lease lookup");
     }
     const data = (isMapping(response.data) ? response.data : {}) as { expire_time?: string; renewable?: boolean; last_renewal?: string | null };
     return {
+      valid: true,
       expiresAtMs: Date.parse(String(data.expire_time ?? "")) || this.now(),
       renewable: data.renewable === true,
       ...(data.last_renewal ? { lastRenewalAtMs: Date.parse(data.last_renewal) } : {}),

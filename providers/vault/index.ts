@@ -103,6 +103,10 @@ export function createVaultClient(params: ConfigureParams, ctx: ProviderContext)
     async lease(params, signal) {
       await session.ready(signal);
       if (params.op === "renew") return dynamic.renew(params.leaseId, params.incrementSeconds, signal);
+      if (params.op === "lookup") {
+        const found = await dynamic.lookup(params.leaseId, signal);
+        return { valid: found.valid, expiresAtMs: Math.round(found.expiresAtMs) };
+      }
       if (params.op === "revoke") {
         await dynamic.revoke(params, signal);
         return {};

@@ -29,6 +29,8 @@ export interface LeaseBackend {
   issue(spec: SecretSpec & { lease: LeaseSpec }, signal: AbortSignal): Promise<IssuedCredential>;
   renew(record: LeaseRecord, incrementSeconds: number, signal: AbortSignal): Promise<{ expiresAtMs: number; capped: boolean }>;
   revoke(record: LeaseRecord, signal: AbortSignal): Promise<void>;
+  /** Whether Vault still knows the lease, and its expiry there (after an agent restart). */
+  lookup?(record: LeaseRecord, signal: AbortSignal): Promise<{ valid: boolean; expiresAtMs: number }>;
 }
 
 export type LeaseOperation = "issue" | "renew" | "replace" | "revoke";
@@ -89,6 +91,8 @@ export class LeaseKeeper {
   /** Loads the records an earlier agent left (they are renewed, not issued again). */
   async load(): Promise<void> {
     this.records = await this.options.book.load();
+    // Vault may have revoked some while no agent ran (token revoked, lease expired): look first.
+    for (const record of this.records) if (record.state === "active" && record.leaseId) record.lookupWanted = true;
   }
 
   /** The consumer a container counts as for `secret`: itself, or everyone for a shared lease. */
@@ -190,6 +194,7 @@ export class LeaseKeeper {
     const now = this.now();
     for (const record of [...this.records]) {
       const spec = this.options.spec(record.secret);
+      if (record.lookupWanted && spec) await this.lookup(record, spec);
       if (!spec && record.state === "active") this.retire(record, 0, "secret removed");
       const action = plan(record, spec?.lease ?? { renewAt: 2 / 3, reissueMargin: 0.15 });
       if (action.atMs > now) continue;
@@ -303,6 +308,25 @@ export class LeaseKeeper {
     } catch (error) {
       this.tell((e) => e.failed(record, "renew", error));
       this.noteFailure(record, "renew", error);
+    }
+  }
+
+  private async lookup(record: LeaseRecord, spec: SecretSpec & { lease: LeaseSpec }): Promise<void> {
+    const backend = this.options.backend(spec.provider);
+    if (!backend?.lookup) return void (record.lookupWanted = false);
+    try {
+      const found = await backend.lookup(record, this.signal());
+      record.lookupWanted = false;
+      if (found.valid) record.expiresAtMs = found.expiresAtMs;
+      else {
+        // Gone at Vault: the consumer's credential no longer works; a replacement is due now (plan).
+        record.expiresAtMs = Math.min(record.expiresAtMs, this.now());
+        record.renewable = false;
+      }
+      this.changed();
+    } catch {
+      // Vault unreachable: keep the records' own times; renewal will tell.
+      record.lookupWanted = false;
     }
   }
 

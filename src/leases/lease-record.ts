@@ -33,6 +33,8 @@ export interface LeaseRecord {
   /** Failed attempts in a row (renew, revoke); the next one waits until `retryAtMs`. */
   failures: number;
   retryAtMs?: number;
+  /** Loaded from the book: ask Vault whether the lease still exists before trusting it. */
+  lookupWanted?: boolean;
   /** The alarm (metric, audit, notification) was raised for the current trouble. */
   alarmed?: boolean;
 }

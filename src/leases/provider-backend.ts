@@ -25,6 +25,10 @@ export function providerLeaseBackend(provider: LeaseCapableProvider): LeaseBacke
       const result = await provider.lease({ op: "renew", leaseId: record.leaseId!, incrementSeconds }, signal);
       return { expiresAtMs: result.expiresAtMs ?? record.expiresAtMs, capped: result.capped === true };
     },
+    async lookup(record, signal) {
+      const result = await provider.lease({ op: "lookup", leaseId: record.leaseId! }, signal);
+      return { valid: result.valid !== false, expiresAtMs: result.expiresAtMs ?? record.expiresAtMs };
+    },
     async revoke(record, signal) {
       await provider.lease({ op: "revoke", engine: record.engine, ...(record.leaseId ? { leaseId: record.leaseId } : {}), ...(record.serial ? { serial: record.serial } : {}) }, signal);
     },

@@ -135,6 +135,7 @@ export type LeaseInfo = v.InferOutput<typeof LeaseInfoSchema>;
 export const LeaseParamsSchema = v.variant("op", [
   v.strictObject({ op: v.literal("renew"), leaseId: Name, incrementSeconds: v.pipe(v.number(), v.integer(), v.minValue(1)) }),
   v.strictObject({ op: v.literal("revoke"), engine: Name, leaseId: v.optional(Name), serial: v.optional(Name) }),
+  v.strictObject({ op: v.literal("lookup"), leaseId: Name }),
   v.strictObject({ op: v.literal("token") }),
 ]);
 export type LeaseParams = v.InferOutput<typeof LeaseParamsSchema>;
@@ -142,6 +143,8 @@ export type LeaseParams = v.InferOutput<typeof LeaseParamsSchema>;
 export const LeaseResultSchema = v.strictObject({
   expiresAtMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
   capped: v.optional(v.boolean()),
+  /** op lookup: false when Vault no longer knows the lease (revoked, expired). */
+  valid: v.optional(v.boolean()),
   /** op token: what `dso doctor` checks (periodic or orphan, TTL). */
   token: v.optional(v.strictObject({ ttlSeconds: v.number(), renewable: v.boolean(), orphan: v.boolean(), periodSeconds: v.optional(v.number()) })),
 });

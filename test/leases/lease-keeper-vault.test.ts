@@ -112,6 +112,26 @@ describe("lease keeper with the vault provider processes", () => {
     }
   });
 
+  test("after a restart a lease Vault no longer knows (revoked with its token meanwhile) is replaced, not renewed", async () => {
+    const bookPath = join(dir, "gone.json");
+    const spec = dynamicSpec("long");
+    const before = agent(fileLeaseBook(bookPath), [spec]);
+    await before.keeper.credential("db-long", "c9");
+    await before.stop();
+    const lease = vault.state.dynamic.leases.get([...vault.state.dynamic.leases.keys()].at(-1)!)!;
+    lease.revokedMs = Date.now(); // an operator revoked it while no agent ran
+    const after = agent(fileLeaseBook(bookPath), [spec]);
+    try {
+      await after.keeper.load();
+      await after.keeper.tick();
+      expect(after.announced).toEqual(["db-long"]);
+      expect(after.events.filter(([e]) => e === "alarm")).toEqual([]);
+      expect(after.keeper.fingerprintFor("db-long", "c9")).toEndWith(":replace");
+    } finally {
+      await after.stop();
+    }
+  });
+
   test("a Vault outage longer than the lease raises the alarm before expiry", async () => {
     const a = agent(fileLeaseBook(join(dir, "outage.json")), [dynamicSpec("app")]);
     try {
