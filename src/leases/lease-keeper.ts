@@ -79,6 +79,12 @@ export class LeaseKeeper {
   private records: LeaseRecord[] = [];
   /** Issues under way per consumer; joiners each take a copy, the last one out wipes the original. */
   private readonly inFlight = new Map<string, { issued: Promise<IssuedCredential>; waiters: number }>();
+  /**
+   * `scope: shared` only: the one credential every consumer gets, kept (mlocked, never on disk)
+   * for as long as its lease is active, since consumers arrive at different times; wiped when it
+   * is replaced or retired. A per-container credential is never kept.
+   */
+  private readonly sharedValues = new Map<string, SecretBytes>();
   private readonly now: () => number;
   private timer?: ReturnType<typeof setTimeout>;
   private running = false;
@@ -125,6 +131,9 @@ export class LeaseKeeper {
     const spec = this.options.spec(secret);
     if (!spec) throw new Error(`secret "${secret}" is not dynamic`);
     const consumer = this.consumerOf(secret, container);
+    const shared = consumer === SHARED_CONSUMER ? this.active(secret, consumer) : undefined;
+    const kept = shared && !shared.replaceWanted ? this.sharedValues.get(secret) : undefined;
+    if (shared && kept) return { value: copySecretBytes(kept), fingerprint: this.fingerprintOf(shared) };
     const key = `${secret}\0${consumer}`;
     let pending = this.inFlight.get(key);
     if (!pending) {
@@ -215,6 +224,8 @@ export class LeaseKeeper {
     this.running = false;
     clearTimeout(this.timer);
     await this.ticking;
+    for (const value of this.sharedValues.values()) wipeSecretBytes(value);
+    this.sharedValues.clear();
     await this.options.book.save(this.records);
   }
 
@@ -277,6 +288,10 @@ export class LeaseKeeper {
       // The old credential stays valid through the grace period: the container switches to the new one first.
       if (before) this.retire(before, spec.lease.revokeGraceMs, "replaced");
       this.records.push(record);
+      if (consumer === SHARED_CONSUMER) {
+        wipeSecretBytes(this.sharedValues.get(spec.name));
+        this.sharedValues.set(spec.name, copySecretBytes(issued.value));
+      }
       this.changed();
       this.tell((e) => e.issued(record, before !== undefined));
       return issued;
@@ -360,6 +375,10 @@ export class LeaseKeeper {
   }
 
   private retire(record: LeaseRecord, graceMs: number | undefined, because: NonNullable<LeaseRecord["retiredBecause"]>): void {
+    if (record.consumer === SHARED_CONSUMER && because !== "replaced") {
+      wipeSecretBytes(this.sharedValues.get(record.secret));
+      this.sharedValues.delete(record.secret);
+    }
     record.state = "retiring";
     record.retiredBecause = because;
     record.replaceWanted = false;

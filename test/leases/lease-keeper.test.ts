@@ -87,11 +87,15 @@ describe("lease keeper", () => {
     expect(b.fingerprint).not.toBe(a1.fingerprint);
   });
 
-  test("shared scope: one credential for every consumer", async () => {
+  test("shared scope: one credential for every consumer, also one that comes later; a replacement is one for all", async () => {
     const { keeper, vault } = setup({ specOver: { scope: "shared" } });
-    await keeper.credential("db", "a");
+    const a = await keeper.credential("db", "a");
+    const b = await keeper.credential("db", "b"); // a later wave: served the same credential, not a new one
     expect(keeper.fingerprintFor("db", "b")).toBe(keeper.fingerprintFor("db", "a"));
+    expect(text(b.value.get("username"))).toBe(text(a.value.get("username")));
     expect(vault.state.issued).toBe(1);
+    keeper.consumerRemoved("a"); // a shared lease is not one container's to revoke
+    expect(keeper.views().map((v) => v.state)).toEqual(["active"]);
   });
 
   test("renewed at 2/3 of the lease, then replaced before max_ttl: announced once, the old lease revoked after the grace period", async () => {
