@@ -15,6 +15,7 @@ import type { LeaseSpec } from "../config/lease-spec.ts";
 import type { SecretSpec } from "../config/types.ts";
 import { copySecretBytes, wipeSecretBytes, type SecretBytes } from "../rpc/wire-values.ts";
 import type { FetchedSecret } from "../secrets/types.ts";
+import { mapLimit } from "../util/map-limit.ts";
 import type { LeaseBook } from "./lease-book.ts";
 import { plan, retryDelay, SHARED_CONSUMER, type LeaseRecord } from "./lease-record.ts";
 
@@ -72,6 +73,8 @@ export interface LeaseView {
 }
 
 const CALL_TIMEOUT_MS = 10_000;
+/** Vault calls in flight at once in one tick (renewals of many leases due together). */
+const PARALLEL_CALLS = 16;
 const NO_EVENTS: LeaseEvents = { issued() {}, renewed() {}, revoked() {}, failed() {}, alarm() {} };
 const NO_LEASE = "lease:none";
 
@@ -89,6 +92,8 @@ export class LeaseKeeper {
   private timer?: ReturnType<typeof setTimeout>;
   private running = false;
   private ticking?: Promise<void>;
+  private saving?: Promise<void>;
+  private dirty = false;
 
   constructor(private readonly options: LeaseKeeperOptions) {
     this.now = options.now ?? Date.now;
@@ -201,16 +206,19 @@ export class LeaseKeeper {
   /** Does everything due now; returns when the next thing is due (ms since the epoch), if anything. */
   async tick(): Promise<number | undefined> {
     const now = this.now();
-    for (const record of [...this.records]) {
+    const replace = new Set<string>();
+    // Calls to Vault for different leases run side by side, a bounded number at a time.
+    await mapLimit([...this.records], PARALLEL_CALLS, async (record) => {
       const spec = this.options.spec(record.secret);
       if (record.lookupWanted && spec) await this.lookup(record, spec);
       if (!spec && record.state === "active") this.retire(record, 0, "secret removed");
       const action = plan(record, spec?.lease ?? { renewAt: 2 / 3, reissueMargin: 0.15 });
-      if (action.atMs > now) continue;
+      if (action.atMs > now) return;
       if (action.kind === "revoke") await this.revoke(record);
       else if (action.kind === "renew") await this.renew(record, spec!);
-      else this.wantReplacement(record);
-    }
+      else if (this.wantReplacement(record)) replace.add(record.secret);
+    });
+    if (replace.size) this.options.onReplaceWanted([...replace]);
     return this.nextDue();
   }
 
@@ -224,6 +232,7 @@ export class LeaseKeeper {
     this.running = false;
     clearTimeout(this.timer);
     await this.ticking;
+    await this.saving;
     for (const value of this.sharedValues.values()) wipeSecretBytes(value);
     this.sharedValues.clear();
     await this.options.book.save(this.records);
@@ -345,7 +354,8 @@ export class LeaseKeeper {
     }
   }
 
-  private wantReplacement(record: LeaseRecord): void {
+  /** Marks the credential for replacement; true when it is to be announced (now, or again after backoff). */
+  private wantReplacement(record: LeaseRecord): boolean {
     const first = !record.replaceWanted;
     record.replaceWanted = true;
     if (!first) {
@@ -353,7 +363,7 @@ export class LeaseKeeper {
       this.noteFailure(record, "replace", new Error("the replacement has not been delivered yet"));
     }
     this.changed();
-    this.options.onReplaceWanted([record.secret]);
+    return true;
   }
 
   private async revoke(record: LeaseRecord): Promise<void> {
@@ -400,8 +410,21 @@ export class LeaseKeeper {
   }
 
   private changed(): void {
-    void this.options.book.save(this.records);
+    this.persist();
     if (this.running && !this.ticking) this.schedule(0);
+  }
+
+  /** Saves the records, coalescing changes that come while a save is under way. */
+  private persist(): void {
+    this.dirty = true;
+    this.saving ??= (async () => {
+      while (this.dirty) {
+        this.dirty = false;
+        await this.options.book.save(this.records);
+      }
+    })().finally(() => {
+      this.saving = undefined;
+    });
   }
 
   private tell(report: (events: LeaseEvents) => void): void {
