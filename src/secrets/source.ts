@@ -57,8 +57,9 @@ export class SecretSource {
       const state = store.get(name);
       if (!state) continue;
       // Issued per container (lease keeper), never by a fetch that names no container.
-      if (dynamic?.isDynamic(name)) {
-        failedEarly.set(name, { code: "DELIVERY_REFUSED", message: `secret "${name}" is dynamic (a leased credential, issued per container): file targets of labelled containers receive it; DSO volumes, Swarm services and env injection do not serve it yet` });
+      if (state.spec.lease || dynamic?.isDynamic(name)) {
+        const why = dynamic ? "file targets of labelled containers receive it; DSO volumes, Swarm services and env injection do not serve it yet" : "only a running agent issues it (its lease keeper)";
+        failedEarly.set(name, { code: "DELIVERY_REFUSED", message: `secret "${name}" is dynamic (a leased credential, issued per container): ${why}` });
         continue;
       }
       byProvider.set(state.spec.provider, [...(byProvider.get(state.spec.provider) ?? []), name]);

@@ -43,6 +43,16 @@ describe("dynamic secrets in a fetch batch", () => {
     expect(bytes.every((x) => x === 0)).toBe(true);
   });
 
+  test("without a lease keeper (dso inject with no agent) a dynamic secret is refused, never read as a KV secret", async () => {
+    const store = new SecretStore(false);
+    store.setSpecs([{ ...spec("db"), lease: { engine: "database", kind: "creds", role: "app", params: {}, scope: "container", renewAt: 2 / 3, reissueMargin: 0.15, revokeOnRemove: true, revokeGraceMs: 0 } }]);
+    let asked = 0;
+    const source = new SecretSource({ store, provider: () => ({ fetch: async () => (asked++, []) }), log: { warn: () => {} } });
+    const result = await new FetchBatch(source, new Set(["db"])).values(["db"], "container");
+    expect(asked).toBe(0);
+    expect(result.errors[0]).toContain("only a running agent issues it");
+  });
+
   test("a fetch that serves no single container refuses a dynamic secret, naming it and why", async () => {
     const { source, asked } = setup();
     const result = await new FetchBatch(source, new Set(["db"])).values(["db"]);
