@@ -126,7 +126,10 @@ export class Agent {
       log: rootLog.withTag("leases"),
       ...(this.observer.metrics ? { registry: this.observer.metrics.registry } : {}),
       // A replacement is announced like a polled change: the reconciler delivers it and runs the strategy once.
-      onReplaceWanted: (names) => this.side?.reconciler.waves.secretsChanged(names, "poll"),
+      onReplaceWanted: (names) => {
+        this.side?.reconciler.waves.secretsChanged(names, "poll");
+        if (this.side?.swarm) void this.side.swarm.reconcile(new Set(names));
+      },
       alarm: (p) => this.observer.leaseAtRisk(p),
     });
     this.volumes = this.buildVolumes();

@@ -53,12 +53,18 @@ export class SecretSource {
     const byProvider = new Map<string, string[]>();
     const dynamic = this.dynamic();
     const failedEarly = new Map<string, { code: string; message: string }>();
+    const shared: string[] = [];
     for (const name of new Set(names)) {
       const state = store.get(name);
       if (!state) continue;
-      // Issued per container (lease keeper), never by a fetch that names no container.
+      // A shared lease serves any consumer (DSO volumes, Swarm services); a per-container one
+      // only a delivery that names its container (FetchBatch.values with a consumer).
+      if (dynamic?.isDynamic(name) && dynamic.consumerOf(name, "") !== "") {
+        shared.push(name);
+        continue;
+      }
       if (state.spec.lease || dynamic?.isDynamic(name)) {
-        const why = dynamic ? "file targets of labelled containers receive it; DSO volumes, Swarm services and env injection do not serve it yet" : "only a running agent issues it (its lease keeper)";
+        const why = dynamic ? "file targets of labelled containers receive it; DSO volumes, Swarm services and env injection need `scope: shared`" : "only a running agent issues it (its lease keeper)";
         failedEarly.set(name, { code: "DELIVERY_REFUSED", message: `secret "${name}" is dynamic (a leased credential, issued per container): ${why}` });
         continue;
       }
@@ -67,6 +73,15 @@ export class SecretSource {
     const values = new Map<string, FetchedSecret>();
     const failed = new Map<string, { code: string; message: string }>(failedEarly);
     const changed: string[] = [];
+    await Promise.all(
+      shared.map(async (name) => {
+        try {
+          values.set(name, await dynamic!.credential(name, "", signal));
+        } catch (error) {
+          failed.set(name, { code: error instanceof DsoError ? error.code : "PROVIDER_UNAVAILABLE", message: describeError(error) });
+        }
+      }),
+    );
     await Promise.all(
       [...byProvider].map(async ([provider, list]) => {
         const fetcher = this.deps.provider(provider);

@@ -12,17 +12,18 @@ const spec = (name: string): SecretSpec => ({
   rotation: { enabled: true, strategy: "none", signal: "SIGHUP", healthCheckTimeoutMs: 1000 },
 });
 
-function setup() {
+function setup(scope: "container" | "shared" = "container") {
   const store = new SecretStore(false);
   store.setSpecs([spec("db")]);
   const asked: string[] = [];
   const dynamic: DynamicCredentials = {
     isDynamic: (name) => name === "db",
-    consumerOf: (_name, container) => container,
+    consumerOf: (_name, container) => (scope === "shared" ? "shared" : container),
     fingerprintFor: (_name, container) => `lease:${container}`,
     credential: async (_name, container) => {
       asked.push(container);
-      return { value: new Map([["password", new TextEncoder().encode(`pw-${container}`)]]), fingerprint: `lease:${container}` };
+      const who = scope === "shared" ? "shared" : container;
+      return { value: new Map([["password", new TextEncoder().encode(`pw-${who}`)]]), fingerprint: `lease:${who}` };
     },
   };
   const source = new SecretSource({ store, provider: () => undefined, log: { warn: () => {} }, dynamic: () => dynamic });
@@ -51,6 +52,13 @@ describe("dynamic secrets in a fetch batch", () => {
     const result = await new FetchBatch(source, new Set(["db"])).values(["db"], "container");
     expect(asked).toBe(0);
     expect(result.errors[0]).toContain("only a running agent issues it");
+  });
+
+  test("a shared lease serves a fetch that names no container (a DSO volume, a Swarm service)", async () => {
+    const { source, asked } = setup("shared");
+    const result = await new FetchBatch(source, new Set(["db"])).values(["db"]);
+    expect(asked).toEqual([""]);
+    expect(new TextDecoder().decode(result.values.get("db")!.value.get("password"))).toBe("pw-shared");
   });
 
   test("a fetch that serves no single container refuses a dynamic secret, naming it and why", async () => {
