@@ -140,6 +140,16 @@ export async function serveProvider(factory: ProviderFactory, io: ProviderIo): P
         // Values go in the frame's raw section, never in its JSON.
         const wire = valuesToWire(items);
         io.write(encodeFrame({ id: request.id, result: { items: wire.items } }, wire.raw));
+      } else if (request.method === "issue") {
+        if (!client.issue) throw new ProviderError("CONFIG_INVALID", `provider ${configuredName} has no dynamic secrets`);
+        const issued = await client.issue(request.params, controller.signal);
+        const items = [{ ref: request.params.ref, value: issued.value }];
+        rememberValues(items);
+        const wire = valuesToWire(items);
+        io.write(encodeFrame({ id: request.id, result: { item: wire.items[0], lease: issued.lease } }, wire.raw));
+      } else if (request.method === "lease") {
+        if (!client.lease) throw new ProviderError("CONFIG_INVALID", `provider ${configuredName} has no dynamic secrets`);
+        reply(request.id, { result: await client.lease(request.params, controller.signal) });
       } else if (request.method === "health") {
         reply(request.id, { result: await client.health(controller.signal) });
       } else {

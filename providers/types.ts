@@ -4,6 +4,11 @@
  * writes files. Copy providers/file/ for a working skeleton.
  */
 import type {
+  IssueParams,
+  LeaseInfo,
+  LeaseParams,
+  LeaseResult,
+  SecretValue,
   ConfigureParams,
   EventMessage,
   FetchItem,
@@ -33,6 +38,10 @@ export interface ProviderClient {
   /** One item per ref, in order, with the value or an error. */
   fetch(refs: SecretRef[], signal: AbortSignal): Promise<FetchItem[]>;
   health(signal: AbortSignal): Promise<HealthResult>;
+  /** Dynamic secrets (vault): a new credential with its lease; answered by a fetch process only. */
+  issue?(params: IssueParams, signal: AbortSignal): Promise<{ value: SecretValue; lease: LeaseInfo }>;
+  /** Renew or revoke a lease, or describe the token leases belong to: metadata only. */
+  lease?(params: LeaseParams, signal: AbortSignal): Promise<LeaseResult>;
   close(): Promise<void>;
   /** The change-event queue (`providers.<name>.events`), when configured and the provider reads one. */
   events?: EventQueue;

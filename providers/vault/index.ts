@@ -10,6 +10,7 @@ import type { ConfigureParams } from "../types.ts";
 import { parseVaultSettings, type VaultSettings } from "./config.ts";
 import { valueFingerprinter } from "../value-fingerprint.ts";
 import { KvReader } from "./kv.ts";
+import { DynamicEngine } from "./dynamic.ts";
 import { VaultSession } from "./session.ts";
 import { createVaultTransport } from "./transport.ts";
 
@@ -83,6 +84,7 @@ export function createVaultClient(params: ConfigureParams, ctx: ProviderContext)
   const client = createClient(settings);
   const session = new VaultSession(client, settings, ctx.log);
   const kv = new KvReader(client, settings, macOfValue);
+  const dynamic = new DynamicEngine(client, settings.label);
   const inBand = (ref: SecretRef, error: unknown) => ({ ref, error: toRpcError(error, params.name) });
 
   return {
@@ -93,6 +95,23 @@ export function createVaultClient(params: ConfigureParams, ctx: ProviderContext)
     async fetch(refs, signal) {
       await session.ready(signal);
       return forEachRef<FetchItem>(refs, signal, async (ref, s) => ({ ref, ...(await kv.read(ref, s)) }), inBand);
+    },
+    async issue(params, signal) {
+      await session.ready(signal);
+      return dynamic.issue(params, signal);
+    },
+    async lease(params, signal) {
+      await session.ready(signal);
+      if (params.op === "renew") return dynamic.renew(params.leaseId, params.incrementSeconds, signal);
+      if (params.op === "lookup") {
+        const found = await dynamic.lookup(params.leaseId, signal);
+        return { valid: found.valid, expiresAtMs: Math.round(found.expiresAtMs) };
+      }
+      if (params.op === "revoke") {
+        await dynamic.revoke(params, signal);
+        return {};
+      }
+      return { token: await dynamic.agentToken(signal) };
     },
     async health(signal) {
       try {

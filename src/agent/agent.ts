@@ -33,6 +33,8 @@ import { buildSecretsRuntime, providerProcess, type SecretsRuntime } from "./run
 import { acquireSocketLock, type SocketLock } from "./socket-lock.ts";
 import { ensureTmpfsRoot } from "./volumes-root.ts";
 import { hardenProcess, type ProcessHardening } from "../os/libc.ts";
+import { startAgentLeases } from "../leases/agent-leases.ts";
+import type { LeaseKeeper } from "../leases/lease-keeper.ts";
 
 /** Events can be dropped (the daemon keeps 256); reconcile all containers this often anyway. */
 export const RECONCILE_INTERVAL_MS = 60_000;
@@ -53,6 +55,8 @@ export class Agent {
   volumes!: DsoVolumes;
   /** Metrics, the audit trail and notifications: told what happened, never a value. */
   observer!: Observer;
+  /** Dynamic (leased) credentials, issued per consumer (src/leases/). */
+  leases?: LeaseKeeper;
   private config: DsoConfig;
   private lock?: SocketLock;
   private server?: ControlServer;
@@ -104,6 +108,7 @@ export class Agent {
       provider: (name) => this.polls.process(name),
       log: rootLog.withTag("secrets"),
       onChanged: (names) => this.side?.reconciler.waves.secretsChanged(names, "mount"),
+      dynamic: () => this.leases,
     });
     this.polls = new PollScheduler({
       store: this.secrets.store,
@@ -114,10 +119,25 @@ export class Agent {
       onChanged: (names, trigger) => this.secretsChanged(names, trigger),
     });
     this.changeEvents = new ChangeEventConsumers((spec) => this.changeEventConsumer(spec));
+    this.leases = await startAgentLeases({
+      config: () => this.config,
+      provider: (name) => this.polls.process(name),
+      dir: root,
+      hostKey: hostKey.key,
+      log: rootLog.withTag("leases"),
+      ...(this.observer.metrics ? { registry: this.observer.metrics.registry } : {}),
+      // A replacement is announced like a polled change: the reconciler delivers it and runs the strategy once.
+      onReplaceWanted: (names) => {
+        this.side?.reconciler.waves.secretsChanged(names, "poll");
+        if (this.side?.swarm) void this.side.swarm.reconcile(new Set(names));
+      },
+      alarm: (p) => this.observer.leaseAtRisk(p),
+    });
     this.volumes = this.buildVolumes();
     await this.volumes.start();
     this.polls.sync(this.config.providers);
     this.changeEvents.sync(this.config.providers);
+    this.leases.run();
     const control = new AgentControl({
       docker: () => this.docker(),
       side: () => this.side,
@@ -127,6 +147,7 @@ export class Agent {
       socketPath: this.socketPath,
       startedAt: this.startedAt,
       hardening: () => this.hardening,
+      leases: () => this.leases,
     });
     this.server = startControlServer({
       socketPath: this.socketPath,
@@ -240,7 +261,10 @@ export class Agent {
     const id = event.Actor.ID;
     if (event.Action === "start" || event.Action === "die") side.planner.invalidate(id);
     if (event.Action === "start") side.reconciler.waves.containersChanged([id]);
-    else if (event.Action === "destroy") side.reconciler.forget(id);
+    else if (event.Action === "destroy") {
+      side.reconciler.forget(id);
+      this.leases?.consumerRemoved(id);
+    }
   }
 
   private async reconcileAll(): Promise<void> {
@@ -248,6 +272,12 @@ export class Agent {
     if (!side || this.stopping) return;
     try {
       await side.reconciler.reconcileAll({ full: true });
+      if (this.leases?.views().length) {
+        // Leases of containers removed while the agent was away would otherwise live to their TTL.
+        const listedAt = Date.now();
+        const all = await side.docker.listContainers({ all: true });
+        this.leases.retainConsumers(new Set(all.map((c) => c.Id)), listedAt);
+      }
       if (side.swarm) await side.swarm.reconcile();
     } catch (error) {
       this.log.warn("reconcile failed", { error: describeError(error) });
@@ -289,6 +319,7 @@ export class Agent {
     this.side?.reconciler.waves.stop();
     this.side?.swarm?.stop();
     await this.side?.reconciler.idle();
+    await this.leases?.stop();
     await this.polls?.stopProcesses();
     await this.webhook?.stop(true);
     await this.server?.stop(true);

@@ -13,6 +13,7 @@ import type { PollScheduler } from "../watcher/poll-scheduler.ts";
 import type { ControlApi } from "./api-routes.ts";
 import type { DockerSide } from "./docker-side.ts";
 import type { SecretsRuntime } from "./runtime.ts";
+import type { LeaseKeeper } from "../leases/lease-keeper.ts";
 
 export interface ControlDeps {
   /** The Docker side, waiting a while for the agent's first connection to dockerd. */
@@ -25,6 +26,8 @@ export interface ControlDeps {
   socketPath: string;
   startedAt: Date;
   hardening(): ProcessHardening;
+  /** Dynamic credentials' leases (src/leases/), if the agent keeps any. */
+  leases?(): LeaseKeeper | undefined;
 }
 
 export class AgentControl implements ControlApi {
@@ -99,7 +102,21 @@ export class AgentControl implements ControlApi {
 
   async containers() {
     const side = await this.deps.docker();
-    return [...side.reconciler.list(), ...side.leftovers.watch.list().map(leftoverView)];
+    return [...side.reconciler.list().map((c) => this.withLeases(c)), ...side.leftovers.watch.list().map(leftoverView)];
+  }
+
+  /** Each dynamic secret's row of a container gets that consumer's lease expiry and last renewal. */
+  private withLeases<T extends { id: string; status: Array<{ name: string }> }>(c: T): T {
+    const keeper = this.deps.leases?.();
+    if (!keeper) return c;
+    const views = keeper.views().filter((l) => l.state === "active");
+    const status = c.status.map((s) => {
+      if (!keeper.isDynamic(s.name)) return s;
+      const lease = views.find((l) => l.secret === s.name && l.consumer === keeper.consumerOf(s.name, c.id));
+      if (!lease) return { ...s, state: "pending: issue" };
+      return { ...s, state: lease.replaceWanted ? "pending: replacement" : "leased", lease: { expiresAt: lease.expiresAt, ...(lease.lastRenewalAt ? { lastRenewalAt: lease.lastRenewalAt } : {}) } };
+    });
+    return { ...c, status };
   }
 
   status(): StatusReply {
@@ -128,13 +145,16 @@ export class AgentControl implements ControlApi {
         lastPollAt: s.lastPollAt,
         lastChangeAt: s.lastChangeAt,
         stale: s.stale,
-        state: s.stale
+        state: s.spec.lease
+          ? `dynamic: issued per ${s.spec.lease.scope === "shared" ? "agent (shared)" : "container"}`
+          : s.stale
           ? `stale: provider ${s.spec.provider} unavailable since ${s.staleSince?.slice(11, 16) ?? "?"}`
           : s.fingerprint
             ? "current"
             : `pending: ${this.deps.polls.pendingReason(s.spec.name)}`,
         error: s.error,
       })),
+      ...(this.deps.leases?.() ? { leases: this.deps.leases()!.views() } : {}),
     };
   }
 }

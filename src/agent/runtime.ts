@@ -14,6 +14,7 @@ import { ProviderProcess, type ProviderObserver } from "../rpc/supervisor.ts";
 import type { ReconcileObserver } from "../reloader/reconciler.ts";
 import { SecretSource } from "../secrets/source.ts";
 import { SecretStore } from "../secrets/store.ts";
+import type { DynamicCredentials } from "../secrets/types.ts";
 import { VersionMarkers } from "../secrets/version-marker.ts";
 import { KeyedQueue } from "../util/keyed-queue.ts";
 import { fingerprintKeyFor } from "./host-key.ts";
@@ -56,10 +57,11 @@ export function buildSecretsRuntime(options: {
   provider: (name: string) => ProviderProcess | undefined;
   log: FieldLogger;
   onChanged?: (names: string[]) => void;
+  dynamic?: () => DynamicCredentials | undefined;
 }): SecretsRuntime {
   const store = new SecretStore(options.config.agent.cache);
   store.setSpecs(options.config.secrets);
-  const source = new SecretSource({ store, provider: options.provider, log: options.log, onChanged: options.onChanged });
+  const source = new SecretSource({ store, provider: options.provider, log: options.log, onChanged: options.onChanged, dynamic: options.dynamic });
   return { store, source, markers: new VersionMarkers(options.key), queue: new KeyedQueue() };
 }
 

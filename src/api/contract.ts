@@ -39,6 +39,8 @@ export const SecretViewSchema = v.object({
   version: v.optional(v.string()),
   /** `current`, `pending: <why>`, `stale: <why>`. */
   state: v.string(),
+  /** A dynamic secret: this consumer's lease (metadata). */
+  lease: v.optional(v.object({ expiresAt: v.string(), lastRenewalAt: v.optional(v.string()) })),
 });
 export type SecretView = v.InferOutput<typeof SecretViewSchema>;
 
@@ -125,6 +127,20 @@ export const StatusReplySchema = v.object({
       state: v.string(),
       error: v.optional(v.string()),
     }),
+  ),
+  /** Dynamic credentials per consumer (a container id, or "shared"): metadata only. */
+  leases: v.optional(
+    v.array(
+      v.object({
+        secret: v.string(),
+        consumer: v.string(),
+        state: v.string(),
+        expiresAt: v.string(),
+        lastRenewalAt: v.optional(v.string()),
+        replaceWanted: v.boolean(),
+        failures: v.number(),
+      }),
+    ),
   ),
 });
 export type StatusReply = v.InferOutput<typeof StatusReplySchema>;

@@ -5,6 +5,7 @@
  */
 import { providerBlockProblems } from "../../providers/block-check.ts";
 import { fileNameProblem } from "../util/file-rules.ts";
+import { resolveLease } from "./lease-spec.ts";
 import { suggestKey } from "./collect.ts";
 import { descriptorOf } from "../../providers/registry.ts";
 import type { IssueCollector } from "./collect.ts";
@@ -391,6 +392,11 @@ function pickProvider(secret: { provider?: string | undefined }, index: number, 
   return undefined;
 }
 
+/** The type written for a provider name (a v1 file's top-level `provider:` too); undefined when unknown. */
+function providerTypeOf(sections: ParsedSections, name: string): string | undefined {
+  return sections.providers.get(name)?.type ?? (name === sections.legacyProviderName ? sections.legacy?.provider : undefined);
+}
+
 export function resolveSecrets(
   sections: ParsedSections,
   names: Set<string>,
@@ -411,6 +417,7 @@ export function resolveSecrets(
     const mappings = checkMappings(secret.mappings ?? {}, index, inject.type, issues);
     const rotation = resolveRotation(secret, index, defaults, agent, issues);
     if (provider === undefined) return;
+    const lease = secret.dynamic && resolveLease(secret, index, providerTypeOf(sections, provider), issues, sections.providers.get(provider)?.auth?.method);
     out.push({
       name: secret.name,
       ...(secret.version === undefined ? {} : { version: secret.version }),
@@ -420,6 +427,7 @@ export function resolveSecrets(
       targets: { containers: secret.targets?.containers ?? [], labels: secret.targets?.labels ?? {}, volumes: secret.targets?.volumes ?? [] },
       mappings,
       rotation,
+      ...(lease ? { lease } : {}),
     });
   });
   return out;

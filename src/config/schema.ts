@@ -275,6 +275,41 @@ export const RotationSchema = v.strictObject({
   health_check_timeout: v.optional(durationField(1)),
 });
 
+export const LEASE_SCOPES = ["container", "shared"] as const;
+export type LeaseScope = (typeof LEASE_SCOPES)[number];
+/** `<engine mount, one or more segments>/(creds|issue)/<role>`. */
+export const DYNAMIC_PATH = /^([A-Za-z0-9_.-]+(?:\/[A-Za-z0-9_.-]+)*)\/(creds|issue)\/([A-Za-z0-9_.-]+)$/;
+/** The PKI issue parameters of Vault's API (`POST /v1/pki/issue/:name`). */
+export const PKI_ISSUE_PARAMS = [
+  "common_name", "alt_names", "ip_sans", "uri_sans", "other_sans", "ttl", "format",
+  "private_key_format", "exclude_cn_from_sans", "not_after", "user_ids", "remove_roots_from_chain",
+] as const;
+
+/** A share of the lease: `0.67`, `"67%"`; strictly between 0 and 1. */
+const shareField = v.pipe(
+  v.unknown(),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const x = dataset.value;
+    const match = typeof x === "string" ? /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(x) : undefined;
+    const share = typeof x === "number" ? x : match ? Number(match[1]) / 100 : Number.NaN;
+    if (!(share > 0 && share < 1)) {
+      addIssue({ message: 'must be a share of the lease between 0 and 1, such as 0.67 or "67%"' });
+      return NEVER;
+    }
+    return share;
+  }),
+);
+
+export const DynamicSchema = v.strictObject({
+  path: v.pipe(v.string("must be a path"), v.regex(DYNAMIC_PATH, 'must be "<engine>/creds/<role>" or "<engine>/issue/<role>" (PKI)')),
+  params: v.optional(stringMap),
+  scope: v.optional(v.picklist(LEASE_SCOPES, `must be one of ${LEASE_SCOPES.join(", ")}`)),
+  renew_at: v.optional(shareField),
+  reissue_margin: v.optional(shareField),
+  revoke_on_remove: v.optional(booleanField),
+  revoke_grace: v.optional(durationField()),
+});
+
 export const SecretSchema = v.strictObject({
   name: v.pipe(nonEmptyString("the secret's name at the provider"), v.maxLength(MAX_NAME_LENGTH, `must be at most ${MAX_NAME_LENGTH} characters (the provider protocol's limit)`)),
   provider: v.optional(nonEmptyString("a provider name")),
@@ -296,6 +331,8 @@ export const SecretSchema = v.strictObject({
   rotation: v.optional(RotationSchema),
   /** v1: `reload_strategy: {type: signal}` sets the strategy and turns rotation on. */
   reload_strategy: v.optional(v.strictObject({ type: strategyField })),
+  /** A Vault secret issued per consumer with a lease (lease-spec.ts). */
+  dynamic: v.optional(DynamicSchema),
 });
 
 /** Top level: only decides which keys exist; each section is parsed on its own. */
@@ -373,6 +410,7 @@ export type NotificationsInput = v.InferOutput<typeof NotificationsSchema>;
 export type NotificationEvent = (typeof NOTIFICATION_EVENTS)[number];
 export type DefaultsInput = v.InferOutput<typeof DefaultsSchema>;
 export type SecretInput = v.InferOutput<typeof SecretSchema>;
+export type DynamicInput = v.InferOutput<typeof DynamicSchema>;
 export type RotationInput = v.InferOutput<typeof RotationSchema>;
 export type LegacyV1Input = v.InferOutput<typeof LegacyV1Schema>;
 

@@ -3,6 +3,7 @@
  * milliseconds, modes as numbers, each secret bound to its provider. Enumerations come from
  * the valibot schemas in schema.ts.
  */
+import type { LeaseSpec } from "./lease-spec.ts";
 import type { InjectType, NotificationEvent, ProviderType, SignalName, StrategyName } from "./schema.ts";
 
 export type { InjectType, NotificationEvent, ProviderType, SignalName, StrategyName };
@@ -84,6 +85,8 @@ export interface SecretSpec {
   /** `<key inside the provider secret>: <file or variable name>`; empty = every key under its own name. */
   mappings: Record<string, string>;
   rotation: RotationSpec;
+  /** `dynamic`: issued per consumer with a lease, kept by the lease keeper (src/leases/). */
+  lease?: LeaseSpec;
 }
 
 export interface AgentConfig {

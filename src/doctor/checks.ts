@@ -16,6 +16,7 @@ import { checkFileProviderPermissions } from "./file-permissions.ts";
 import { checkHardening, checkMemoryLocking } from "./hardening.ts";
 import { checkLegacyDrivers } from "./legacy-drivers.ts";
 import { checkPollQuota } from "./poll-quota.ts";
+import { checkLeaseTokens } from "./lease-token.ts";
 import { runtimePathProblems } from "./runtime-paths.ts";
 import type { AgentProcessReport, CheckResult, DoctorContext } from "./types.ts";
 
@@ -230,7 +231,7 @@ function agentProcessReport(status: StatusReply): AgentProcessReport {
 
 export async function runChecks(ctx: DoctorContext): Promise<CheckResult[]> {
   const config = await checkConfig(ctx);
-  const [docker, agent, socket, tmpfs, swap, files, legacy] = await Promise.all([
+  const [docker, agent, socket, tmpfs, swap, files, legacy, tokens] = await Promise.all([
     checkDocker(ctx),
     checkAgent(ctx),
     checkSocketDirectory(ctx),
@@ -238,11 +239,12 @@ export async function runChecks(ctx: DoctorContext): Promise<CheckResult[]> {
     checkSwap(),
     checkFileProviderPermissions(ctx.config),
     checkLegacyDrivers(),
+    checkLeaseTokens(ctx.config, ctx.env),
   ]);
   const modes = await checkDeliveryModes(ctx, { tmpfs, socket });
   const events = await checkChangeEvents(ctx.config, ctx.env);
   // Last: without an agent, the hardening check turns core dumps off for this process too.
   const locking = await checkMemoryLocking(ctx.agent);
   const cores = await checkHardening(ctx.agent);
-  return [config, checkEnvInjection(ctx), ...checkPollQuota(ctx.config), ...docker, agent, ...legacy, socket, tmpfs, swap, locking, cores, ...files, ...modes, ...events];
+  return [config, checkEnvInjection(ctx), ...checkPollQuota(ctx.config), ...docker, agent, ...legacy, socket, tmpfs, swap, locking, cores, ...files, ...tokens, ...modes, ...events];
 }

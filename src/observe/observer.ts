@@ -204,6 +204,19 @@ export class Observer {
     );
   }
 
+  /**
+   * A dynamic credential's lease could not be kept (renewal or replacement failing), raised once
+   * per trouble well before expiry: a `rotation` audit line with the error and `rotation_failed`.
+   */
+  leaseAtRisk(p: { secret: string; consumer: string; provider: string; operation: string; error: unknown; secondsLeft: number }): void {
+    this.safely(() => {
+      const container = p.consumer === "shared" ? undefined : { id: p.consumer };
+      const error = p.error instanceof DsoError ? p.error : new DsoError("PROVIDER_UNAVAILABLE", `lease ${p.operation} failed for "${p.secret}" (${Math.round(p.secondsLeft)} s before the credential expires)`);
+      this.record({ event: "rotation", outcome: outcomeOf(error), secrets: [{ name: p.secret }], action: `lease ${p.operation}`, ...(container ? { container } : {}), error });
+      this.notifier?.notify("rotation_failed", { secret: p.secret, provider: p.provider, ...(container ? { container } : {}), error });
+    });
+  }
+
   /** A rotation of one container finished: new version delivered and its strategy run (or failed). */
   rotationFinished(p: { container: ContainerRef; secret: SecretVersion; provider?: string; strategy: string; trigger?: AuditTrigger; error?: unknown }): void {
     this.safely(() => {

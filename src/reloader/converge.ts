@@ -184,12 +184,12 @@ export class ContainerConverger {
     const names = unit.specs.map((s) => s.name);
     const observed = await this.deps.planner.readMarker(d.id, unit.path, opts.signal);
     const views = (marker?: string) => secretViews(this.deps, names, unit.path, { mode: observed.mode }, marker);
-    const known = this.versions.fingerprintsOf(names);
+    const known = this.versions.fingerprintsOf(names, d.id);
     if (!opts.force && known && this.deps.markers.matches(observed.marker, known)) {
       await this.pruneLeftoverOnce(d, unit.path, opts.signal);
       return { views: views(observed.marker), changed: [] as string[], errors: [] };
     }
-    const { values, errors } = await batch.values(names);
+    const { values, errors } = await batch.values(names, d.id);
     const selection: Selection = { ...selectionOf(d), secrets: unit.specs };
     const files = buildDeliveries(selection, values);
     const group = files.groups.find((g) => g.path === unit.path);

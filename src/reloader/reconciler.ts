@@ -68,7 +68,7 @@ export class Reconciler {
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.images = new ImageLabels(deps.docker, deps.log);
-    this.converger = new ContainerConverger(deps, this.book, new SecretVersions(deps.store, deps.markers));
+    this.converger = new ContainerConverger(deps, this.book, new SecretVersions(deps.store, deps.markers, () => deps.source.dynamic()));
     this.waves = new WaveScheduler(
       {
         secrets: (only, trigger) => this.reconcileAll({ only, trigger }),

@@ -4,6 +4,7 @@
  * audit trail shows, and when a change was first seen. Read from the store and the keyed markers.
  */
 import type { SecretStore } from "../secrets/store.ts";
+import type { DynamicCredentials } from "../secrets/types.ts";
 import type { VersionMarkers } from "../secrets/version-marker.ts";
 import type { SecretVersion } from "./reconcile-deps.ts";
 
@@ -11,13 +12,18 @@ export class SecretVersions {
   constructor(
     private readonly store: SecretStore,
     private readonly markers: VersionMarkers,
+    private readonly dynamic: () => DynamicCredentials | undefined = () => undefined,
   ) {}
 
-  /** The wanted fingerprint of every name, or undefined when one is not known yet. */
-  fingerprintsOf(names: readonly string[]): Record<string, string> | undefined {
+  /**
+   * The wanted fingerprint of every name, or undefined when one is not known yet; a dynamic
+   * secret's is the lease of `container` (its consumer).
+   */
+  fingerprintsOf(names: readonly string[], container?: string): Record<string, string> | undefined {
     const out: Record<string, string> = {};
+    const dynamic = this.dynamic();
     for (const name of names) {
-      const fp = this.store.get(name)?.fingerprint;
+      const fp = container && dynamic?.isDynamic(name) ? dynamic.fingerprintFor(name, container) : this.store.get(name)?.fingerprint;
       if (!fp) return undefined;
       out[name] = fp;
     }

@@ -136,6 +136,44 @@ export const EventMessageSchema = v.strictObject({
 });
 export type EventMessage = v.InferOutput<typeof EventMessageSchema>;
 
+/** A dynamic (leased) credential to issue: `<engine>/creds/<role>` or `<engine>/issue/<role>` with params. */
+export const IssueParamsSchema = v.strictObject({
+  ref: SecretRefSchema,
+  engine: Name,
+  kind: v.picklist(["creds", "issue"]),
+  role: Name,
+  params: v.record(v.string(), v.pipe(v.string(), v.maxLength(MAX_NAME_LENGTH))),
+});
+export type IssueParams = v.InferOutput<typeof IssueParamsSchema>;
+
+/** Lease metadata: never a value. */
+export const LeaseInfoSchema = v.strictObject({
+  leaseId: v.optional(Name),
+  serial: v.optional(Name),
+  renewable: v.boolean(),
+  expiresAtMs: v.pipe(v.number(), v.integer(), v.minValue(0)),
+});
+export type LeaseInfo = v.InferOutput<typeof LeaseInfoSchema>;
+
+/** Calls on a lease or on the token leases belong to (the long-lived provider process answers them). */
+export const LeaseParamsSchema = v.variant("op", [
+  v.strictObject({ op: v.literal("renew"), leaseId: Name, incrementSeconds: v.pipe(v.number(), v.integer(), v.minValue(1)) }),
+  v.strictObject({ op: v.literal("revoke"), engine: Name, leaseId: v.optional(Name), serial: v.optional(Name) }),
+  v.strictObject({ op: v.literal("lookup"), leaseId: Name }),
+  v.strictObject({ op: v.literal("token") }),
+]);
+export type LeaseParams = v.InferOutput<typeof LeaseParamsSchema>;
+
+export const LeaseResultSchema = v.strictObject({
+  expiresAtMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
+  capped: v.optional(v.boolean()),
+  /** op lookup: false when Vault no longer knows the lease (revoked, expired). */
+  valid: v.optional(v.boolean()),
+  /** op token: what `dso doctor` checks (periodic or orphan, TTL). */
+  token: v.optional(v.strictObject({ ttlSeconds: v.number(), renewable: v.boolean(), orphan: v.boolean(), periodSeconds: v.optional(v.number()) })),
+});
+export type LeaseResult = v.InferOutput<typeof LeaseResultSchema>;
+
 export const RequestSchema = v.variant("method", [
   v.strictObject({ id: RequestId, method: v.literal("configure"), params: ConfigureParamsSchema }),
   v.strictObject({ id: RequestId, method: v.literal("fingerprint"), params: RefsParams }),
@@ -148,6 +186,9 @@ export const RequestSchema = v.variant("method", [
   }),
   v.strictObject({ id: RequestId, method: v.literal("events_done"), params: v.strictObject({ receipts: v.pipe(v.array(Receipt), v.maxLength(MAX_EVENT_MESSAGES)) }) }),
   v.strictObject({ id: RequestId, method: v.literal("events_status"), params: v.optional(v.strictObject({})) }),
+
+  v.strictObject({ id: RequestId, method: v.literal("issue"), params: IssueParamsSchema }),
+  v.strictObject({ id: RequestId, method: v.literal("lease"), params: LeaseParamsSchema }),
   v.strictObject({ id: RequestId, method: v.literal("shutdown"), params: v.optional(v.strictObject({})) }),
 ]);
 export type Request = v.InferOutput<typeof RequestSchema>;
@@ -225,7 +266,13 @@ export const ResultSchemas = {
   /** The queue answered: messages waiting and the age of the oldest one where the service tells it. */
   events_status: v.strictObject({ waiting: v.pipe(v.number(), v.integer(), v.minValue(0)), oldestAgeSeconds: v.optional(v.pipe(v.number(), v.minValue(0))) }),
   shutdown: v.strictObject({}),
+  /** Its value in the raw section, as one fetch item's. */
+  issue: v.strictObject({ item: WireFetchItemSchema, lease: LeaseInfoSchema }),
+  lease: LeaseResultSchema,
 } as const;
+
+/** The methods whose results carry values in the frame's raw section. */
+export const VALUE_METHODS: ReadonlySet<string> = new Set(["fetch", "issue"]);
 
 export type ResultOf<M extends Method> = v.InferOutput<(typeof ResultSchemas)[M]>;
 export type ParamsOf<M extends Method> = Extract<Request, { method: M }>["params"];

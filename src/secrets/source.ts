@@ -9,7 +9,7 @@ import type { FieldLogger } from "../log/logger.ts";
 import { requestChunks } from "../rpc/protocol.ts";
 import { copySecretBytes, wipeSecretBytes, type FetchedItem } from "../rpc/wire-values.ts";
 import { refFor, type SecretStore } from "./store.ts";
-import type { FetchedSecret, FetchResult, SecretFetcher } from "./types.ts";
+import type { DynamicCredentials, FetchedSecret, FetchResult, SecretFetcher } from "./types.ts";
 
 /** Errors that mean "the provider could not answer", as opposed to "the secret is gone". */
 const OUTAGE_CODES = new Set(["PROVIDER_UNAVAILABLE", "PROVIDER_TIMEOUT", "PROVIDER_THROTTLED", "PROVIDER_AUTH", "RPC_PROTOCOL", "INTERNAL"]);
@@ -26,6 +26,8 @@ export interface SecretSourceDeps {
   log: Pick<FieldLogger, "warn">;
   /** Secrets whose fetched fingerprint differs from the one known before. */
   onChanged?(names: string[]): void;
+  /** Dynamic secrets' per-consumer credentials (the lease keeper), once the agent has one. */
+  dynamic?(): DynamicCredentials | undefined;
 }
 
 function result(values: Map<string, FetchedSecret>, failed: Map<string, { code: string; message: string }>): FetchResult {
@@ -41,18 +43,45 @@ export function fetchErrorCode(failed: FetchResult["failed"]): string {
 export class SecretSource {
   constructor(private readonly deps: SecretSourceDeps) {}
 
+  dynamic(): DynamicCredentials | undefined {
+    return this.deps.dynamic?.();
+  }
+
   /** Fetch values for the named (known) secrets, one call per provider; falls back to the cache. */
   async fetch(names: Iterable<string>, signal?: AbortSignal): Promise<FetchResult> {
     const { store } = this.deps;
     const byProvider = new Map<string, string[]>();
+    const dynamic = this.dynamic();
+    const failedEarly = new Map<string, { code: string; message: string }>();
+    const shared: string[] = [];
     for (const name of new Set(names)) {
       const state = store.get(name);
       if (!state) continue;
+      // A shared lease serves any consumer (DSO volumes, Swarm services); a per-container one
+      // only a delivery that names its container (FetchBatch.values with a consumer).
+      if (dynamic?.isDynamic(name) && dynamic.consumerOf(name, "") !== "") {
+        shared.push(name);
+        continue;
+      }
+      if (state.spec.lease || dynamic?.isDynamic(name)) {
+        const why = dynamic ? "file targets of labelled containers receive it; DSO volumes, Swarm services and env injection need `scope: shared`" : "only a running agent issues it (its lease keeper)";
+        failedEarly.set(name, { code: "DELIVERY_REFUSED", message: `secret "${name}" is dynamic (a leased credential, issued per container): ${why}` });
+        continue;
+      }
       byProvider.set(state.spec.provider, [...(byProvider.get(state.spec.provider) ?? []), name]);
     }
     const values = new Map<string, FetchedSecret>();
-    const failed = new Map<string, { code: string; message: string }>();
+    const failed = new Map<string, { code: string; message: string }>(failedEarly);
     const changed: string[] = [];
+    await Promise.all(
+      shared.map(async (name) => {
+        try {
+          values.set(name, await dynamic!.credential(name, "", signal));
+        } catch (error) {
+          failed.set(name, { code: error instanceof DsoError ? error.code : "PROVIDER_UNAVAILABLE", message: describeError(error) });
+        }
+      }),
+    );
     await Promise.all(
       [...byProvider].map(async ([provider, list]) => {
         const fetcher = this.deps.provider(provider);
@@ -128,9 +157,47 @@ export class FetchBatch {
     private readonly signal?: AbortSignal,
   ) {}
 
-  async values(names: readonly string[]): Promise<FetchResult> {
+  /** Dynamic credentials of this wave, per secret and consumer: one issue each, wiped at release. */
+  private readonly credentials = new Map<string, Promise<FetchResult>>();
+
+  /**
+   * Values for `names`; with `consumer` (a container id) a dynamic secret is that consumer's own
+   * credential, asked once per wave whatever the number of paths that deliver it.
+   */
+  async values(names: readonly string[], consumer?: string): Promise<FetchResult> {
+    const dynamic = this.source.dynamic();
+    const leased = consumer && dynamic ? names.filter((n) => dynamic.isDynamic(n)) : [];
+    if (leased.length === 0) return this.staticValues(names);
+    const rest = names.filter((n) => !leased.includes(n));
+    const parts = await Promise.all([rest.length ? this.staticValues(rest) : Promise.resolve(result(new Map(), new Map())), ...leased.map((n) => this.credential(dynamic!, n, consumer!))]);
+    const values = new Map<string, FetchedSecret>();
+    const failed = new Map<string, { code: string; message: string }>();
+    for (const part of parts) {
+      for (const [name, value] of part.values) values.set(name, value);
+      for (const [name, error] of part.failed) failed.set(name, error);
+    }
+    return result(values, failed);
+  }
+
+  private credential(dynamic: DynamicCredentials, name: string, container: string): Promise<FetchResult> {
+    const key = `${name}\0${dynamic.consumerOf(name, container)}`;
+    let pending = this.credentials.get(key);
+    if (!pending) {
+      pending = this.track(
+        dynamic.credential(name, container, this.signal).then(
+          (secret) => result(new Map([[name, secret]]), new Map()),
+          (error) => result(new Map(), new Map([[name, { code: error instanceof DsoError ? error.code : "PROVIDER_UNAVAILABLE", message: describeError(error) }]])),
+        ),
+      );
+      this.credentials.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async staticValues(names: readonly string[]): Promise<FetchResult> {
+    const dynamic = this.source.dynamic();
     if (!this.fetched) {
-      const all = new Set([...this.candidates, ...names]);
+      const all = new Set([...this.candidates, ...names].filter((n) => !dynamic?.isDynamic(n)));
       for (const n of all) this.attempted.add(n);
       this.fetched = this.track(this.source.fetch(all, this.signal));
     }
@@ -165,5 +232,6 @@ export class FetchBatch {
     for (const result of this.landed.splice(0)) releaseFetch(result);
     this.fetched = undefined;
     this.extra.length = 0;
+    this.credentials.clear();
   }
 }

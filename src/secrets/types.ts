@@ -14,6 +14,18 @@ export interface SecretFetcher {
   fetch(refs: SecretRef[], signal?: AbortSignal): Promise<FetchedItem[]>;
 }
 
+/**
+ * Dynamic (leased) secrets are issued per consumer (src/leases/lease-keeper.ts implements this):
+ * what a container should have, and its credential for a delivery.
+ */
+export interface DynamicCredentials {
+  isDynamic(name: string): boolean;
+  /** The container itself, or one key for all containers of a shared lease. */
+  consumerOf(name: string, container: string): string;
+  fingerprintFor(name: string, container: string): string;
+  credential(name: string, container: string, signal?: AbortSignal): Promise<FetchedSecret>;
+}
+
 /** Values of one fetch, by secret name, and one line per secret that could not be fetched. */
 export interface FetchResult {
   values: Map<string, FetchedSecret>;

@@ -58,6 +58,8 @@ export async function pollProvider(
   const sendable: SecretState[] = [];
   for (const state of store.forProvider(provider)) {
     if (only && !only.has(state.spec.name)) continue;
+    // A dynamic secret has nothing to poll: the lease keeper (src/leases/) announces its replacements.
+    if (state.spec.lease) continue;
     if (v.is(SecretRefSchema, refFor(state.spec))) sendable.push(state);
     else fail(state.spec.name, `not asked for: a secret name, version or stage must be 1 to ${MAX_NAME_LENGTH} characters`);
   }

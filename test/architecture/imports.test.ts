@@ -28,6 +28,8 @@ const RANK: Record<string, number> = {
   /** Thin C library bindings (bun:ffi): imports nothing of the repo. */
   os: 0.3,
   secrets: 2,
+  /** The lease keeper (dynamic credentials): beside the watcher's engines, below the reloader. */
+  leases: 2.5,
   delivery: 2,
   audit: 1.8,
   metrics: 2,

@@ -7,11 +7,17 @@
 // namespace it was issued in (the root token works everywhere); the "default" policy is implied
 // for lookup-self/renew-self; writes over HTTP are supported, deletes only through `state`.
 // Errors are {"errors": [...]} with Vault's status codes.
+// Dynamic secrets (vault-dynamic.ts): `engines` mounts database/AWS creds and PKI issue engines;
+// sys/leases/renew|revoke|lookup; auth/token/create (period, ttl, no_parent), create-orphan,
+// revoke-self, revoke; a token's revocation or expiry revokes its leases and its child tokens.
+// `unavailable` answers 503 to everything (an outage).
 // Why a TCP front: Bun's HTTP parser (Bun.serve and node:http alike, Bun 1.4.4) rejects the
 // non-standard LIST method that node-vault's list() sends, so a tiny node:net front rewrites a
 // "LIST" request line to GET plus an x-emulator-method header before the request reaches Bun.serve.
 // It frames requests by Content-Length only (no chunked request bodies; Vault clients send none).
 import net from "node:net";
+import { DynamicEngines, DynamicError, type DynamicEngine, type DynamicState } from "./vault-dynamic.ts";
+import { TestPki } from "./vault-pki.ts";
 
 export type VaultCapability = "read" | "list" | "create" | "update" | "delete";
 export interface VaultPolicyRule { path: string; capabilities: VaultCapability[] }
@@ -26,6 +32,10 @@ export interface VaultToken {
   expiresAtMs: number | undefined;
   renewable: boolean;
   issuedAtMs: number;
+  /** Periodic token: every renewal sets the TTL to this many seconds, without a max. */
+  period?: number;
+  /** The token that created it; undefined for an orphan. Revoking the parent revokes it. */
+  parent?: string;
 }
 
 interface KvVersion { data: Record<string, unknown>; createdMs: number; deletedMs?: number }
@@ -50,12 +60,20 @@ export interface VaultServerState {
   /** While true every token-authenticated request gets 403 permission denied. */
   failAuth: boolean;
   delayMs: number;
+  /** While true every request gets 503 (Vault sealed / unreachable). */
+  unavailable: boolean;
+  /** Dynamic engines, leases and certificates. */
+  dynamic: DynamicState;
+  /** Revoke a token, its child tokens and all their leases (as `auth/token/revoke`). */
+  revokeToken(id: string): void;
 }
 
 export interface VaultServerOptions {
   /** Mount path → KV version. Default: { secret: 2, kv: 1 }. */
   mounts?: Record<string, 1 | 2>;
   rootToken?: string;
+  /** Dynamic secrets engines by mount, e.g. { database: { type: "database", roles: { app: { defaultTtl: 6, maxTtl: 12 } } } }. */
+  engines?: Record<string, DynamicEngine>;
 }
 
 export interface VaultServer { url: string; state: VaultServerState; stop(): Promise<void> }
@@ -113,6 +131,8 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
   let clockOffsetMs = 0;
   let throttleRemaining = 0;
   const now = () => Date.now() + clockOffsetMs;
+  let pki: Promise<TestPki> | undefined;
+  const dynamic = new DynamicEngines(opts.engines ?? {}, now, () => (pki ??= TestPki.create()));
   const storeKey = (ns: string, mount: string, path: string) => `${ns}\u0000${mount}\u0000${path}`;
 
   function splitMount(fullPath: string): { mount: string; version: 1 | 2; rest: string } | undefined {
@@ -138,6 +158,13 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
     rootToken: opts.rootToken ?? "dso-test-root-token",
     failAuth: false,
     delayMs: 0,
+    unavailable: false,
+    dynamic,
+    revokeToken(id) {
+      if (!state.tokens.delete(id)) return;
+      dynamic.revokeLeasesOf(id);
+      for (const child of [...state.tokens.values()]) if (child.parent === id) state.revokeToken(child.id);
+    },
     writeSecret(fullPath, data, { namespace } = {}) {
       const m = splitMount(fullPath);
       if (!m) throw new Error(`no KV mount for ${fullPath}`);
@@ -178,7 +205,7 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
     const token = header ? state.tokens.get(header) : undefined;
     if (!token || state.failAuth) throw denied();
     if (token.expiresAtMs !== undefined && token.expiresAtMs <= now()) {
-      state.tokens.delete(token.id); // Vault revokes expired tokens
+      state.revokeToken(token.id); // Vault revokes expired tokens, with their leases
       throw denied();
     }
     if (!token.policies.includes("root") && token.namespace !== ns) throw denied();
@@ -225,7 +252,8 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
       return envelope({
         accessor: t.accessor, creation_time: Math.floor(t.issuedAtMs / 1000), creation_ttl: t.creationTtl, display_name: "token",
         entity_id: "", expire_time: t.expiresAtMs === undefined ? null : iso(t.expiresAtMs), explicit_max_ttl: 0, id: t.id,
-        issue_time: iso(t.issuedAtMs), meta: null, num_uses: 0, orphan: true, path: "auth/token/create", policies,
+        issue_time: iso(t.issuedAtMs), meta: null, num_uses: 0, orphan: t.parent === undefined, path: "auth/token/create", policies,
+        ...(t.period === undefined ? {} : { period: t.period }),
         renewable: t.renewable, ttl, type: "service", namespace_path: t.namespace ? `${t.namespace}/` : "",
       });
     }
@@ -233,9 +261,33 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
       state.calls.renewSelf = (state.calls.renewSelf ?? 0) + 1;
       const t = authenticate(req, ns);
       if (!t.renewable) throw new VaultError(400, ["lease is not renewable"]);
-      const increment = parseDurationSeconds(body.increment) ?? t.creationTtl;
+      const increment = t.period ?? parseDurationSeconds(body.increment) ?? t.creationTtl;
       t.expiresAtMs = now() + increment * 1000;
       return envelope(null, { client_token: t.id, accessor: t.accessor, policies: t.policies, token_policies: t.policies, metadata: null, lease_duration: increment, renewable: true, token_type: "service", orphan: true });
+    }
+    const create = /^auth\/token\/(create|create-orphan)$/.exec(path);
+    if (create && (req.method === "POST" || req.method === "PUT")) {
+      state.calls.tokenCreate = (state.calls.tokenCreate ?? 0) + 1;
+      const parent = authenticate(req, ns);
+      const orphan = create[1] === "create-orphan" || body.no_parent === true;
+      if (body.no_parent === true && !parent.policies.includes("root")) throw new VaultError(400, ["root or sudo privileges required to create orphan token"]);
+      const period = parseDurationSeconds(body.period);
+      const ttl = period ?? parseDurationSeconds(body.ttl) ?? 0;
+      const policies: string[] = Array.isArray(body.policies) && body.policies.length ? body.policies.map(String) : parent.policies;
+      const id = state.createToken({ policies, ttlSeconds: ttl, renewable: body.renewable !== false, namespace: ns });
+      const t = state.tokens.get(id)!;
+      if (period !== undefined) t.period = period;
+      if (!orphan) t.parent = parent.id;
+      return envelope(null, { client_token: id, accessor: t.accessor, policies: t.policies, token_policies: t.policies, metadata: null, lease_duration: ttl, renewable: t.renewable, entity_id: "", token_type: "service", orphan });
+    }
+    if (path === "auth/token/revoke-self" && (req.method === "POST" || req.method === "PUT")) {
+      state.revokeToken(authenticate(req, ns).id);
+      return undefined;
+    }
+    if (path === "auth/token/revoke" && (req.method === "POST" || req.method === "PUT")) {
+      authenticate(req, ns);
+      state.revokeToken(String(body.token ?? ""));
+      return undefined;
     }
     throw new VaultError(404, [`no handler for route "${path}". route entry not found.`]);
   }
@@ -319,6 +371,7 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
     const asList = req.headers.get(METHOD_HEADER) === "LIST" || list === "true" || list === "1";
     const method = req.method === "GET" && asList ? "LIST" : req.method;
     state.calls.requests = (state.calls.requests ?? 0) + 1;
+    if (state.unavailable) throw new VaultError(503, ["Vault is sealed"]);
     if (state.delayMs > 0) await abortableSleep(state.delayMs, req.signal);
     if (throttleRemaining > 0) {
       throttleRemaining--;
@@ -329,6 +382,17 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
     const text = method === "POST" || method === "PUT" ? await req.text() : "";
     const body = (text ? JSON.parse(text) : {}) as Record<string, any>;
     if (path.startsWith("auth/")) return handleAuth(req, path, ns, body);
+    const leaseOp = /^sys\/leases\/(renew|revoke|lookup)$/.exec(path);
+    if (leaseOp) {
+      authorize(authenticate(req, ns), path, "update");
+      return dynamic.handleLeases(leaseOp[1]!, method, body);
+    }
+    const engine = dynamic.match(path);
+    if (engine) {
+      const token = authenticate(req, ns);
+      authorize(token, path, method === "GET" ? "read" : "update");
+      return dynamic.handleEngine(method, engine, body, token.id);
+    }
     const m = splitMount(path);
     if (!m) throw new VaultError(404, [`no handler for route "${path}". route entry not found.`]);
     const token = authenticate(req, ns);
@@ -344,7 +408,7 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
         const out = await handle(req);
         return out === undefined ? new Response(null, { status: 204 }) : Response.json(out);
       } catch (e) {
-        if (e instanceof VaultError) return Response.json({ errors: e.errors }, { status: e.status });
+        if (e instanceof VaultError || e instanceof DynamicError) return Response.json({ errors: e.errors }, { status: e.status });
         if (e instanceof SyntaxError) return Response.json({ errors: ["failed to parse JSON input"] }, { status: 400 });
         return Response.json({ errors: [String(e)] }, { status: 500 });
       }
@@ -355,7 +419,7 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
   return {
     url: `http://127.0.0.1:${front.port}`,
     state,
-    stop: async () => { await front.close(); await server.stop(true); },
+    stop: async () => { await front.close(); await server.stop(true); if (pki) (await pki).remove(); },
   };
 }
 

@@ -27,7 +27,7 @@ export default defineCommand({
         "mode" in s && s.mode ? s.mode : "-",
         "wanted" in s && s.wanted ? s.wanted : "-",
         "actual" in s && s.actual ? s.actual : "-",
-        s.state,
+        "lease" in s && s.lease ? `${s.state}; lease expires ${s.lease.expiresAt.slice(11, 19)}${s.lease.lastRenewalAt ? `, renewed ${s.lease.lastRenewalAt.slice(11, 19)}` : ""}` : s.state,
         strategyCell(c),
       ]),
     );

@@ -31,6 +31,12 @@ export default defineCommand({
       s.error ?? "",
     ]);
     process.stdout.write(`${formatTable(["SECRET", "PROVIDER", "VERSION", "STATE", "POLLED", "CHANGED", "ERROR"], secretRows)}\n`);
+    if (status.leases?.length) {
+      const leaseRows = status.leases.map((l) => [l.secret, l.consumer.slice(0, 12), l.state + (l.replaceWanted ? " (replacing)" : ""), l.expiresAt, l.lastRenewalAt ?? "-", String(l.failures)]);
+      process.stdout.write(`
+${formatTable(["LEASED SECRET", "CONSUMER", "STATE", "EXPIRES", "LAST RENEWAL", "FAILURES"], leaseRows)}
+`);
+    }
     if (status.secrets.some((s) => s.stale)) process.exitCode = 1;
   },
 });

@@ -1,0 +1,163 @@
+/**
+ * Dynamic Vault credentials end to end: the compiled agent, the private test daemon and the Vault
+ * wire server (database engine, 6 s leases, 8 s max_ttl). Two containers get two distinct
+ * credentials; an agent restart renews and issues nothing; the 6 s lease is renewed, then replaced
+ * before max_ttl with the container's strategy (SIGHUP) run once; container removal revokes its
+ * lease within the grace period; a memory scan finds no password in the agent after its window.
+ * One agent for the file (restarted once).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type Dockerode from "dockerode";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { readInside } from "../support/agent-probe.ts";
+import { dsoProcesses, scanProcessMemory } from "../support/memory-scan.ts";
+import { startAgent, type AgentProcess } from "../support/agent-process.ts";
+import { dsoBinary } from "../support/dso-binary.ts";
+import { eventually } from "../support/container-exec.ts";
+import { ensureDocker } from "../support/docker-daemon.ts";
+import { BUSYBOX_IMAGE, ensureTestImages } from "../support/test-images.ts";
+import { startVaultServer, type VaultServer } from "../support/vault-server.ts";
+
+/** Counts SIGHUPs into a file the test reads through /proc/<pid>/root. */
+const IDLE = 'trap "exit 0" TERM; trap "echo hup >> /tmp/hups" HUP; while true; do sleep 0.1; done';
+
+let docker: Dockerode;
+let dockerHost: string;
+let dir: string;
+let volumesRoot: string;
+let vault: VaultServer;
+let agentToken: string;
+let agent: AgentProcess;
+const containers: Array<{ id: string; pid: number }> = [];
+
+async function runContainer(name: string): Promise<{ id: string; pid: number }> {
+  const c = await docker.createContainer({
+    name: `${name}-${process.pid}`,
+    Image: BUSYBOX_IMAGE,
+    Cmd: ["sh", "-c", IDLE],
+    Labels: { "dso.reloader": "true", "dso.secrets": "db", "dso.update.strategy": "signal" },
+    HostConfig: { NetworkMode: "none", Tmpfs: { "/run/secrets": "rw,mode=0755" } },
+  });
+  await c.start();
+  const member = { id: c.id, pid: (await c.inspect()).State.Pid };
+  containers.push(member);
+  return member;
+}
+
+const start = () => startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost, env: { VAULT_TOKEN: agentToken } });
+const usernameIn = (c: { pid: number }) => readInside(c.pid, "/run/secrets/username");
+const hupsIn = (c: { pid: number }) => (readInside(c.pid, "/tmp/hups") ?? "").split("\n").filter(Boolean).length;
+const issued = () => vault.state.dynamic.calls.creds ?? 0;
+
+beforeAll(async () => {
+  const d = await ensureDocker();
+  docker = d.docker;
+  dockerHost = d.host;
+  await ensureTestImages(docker);
+  vault = await startVaultServer({ engines: { database: { type: "database", roles: { app: { defaultTtl: 6, maxTtl: 8 } } } } });
+  // The agent's token: periodic and an orphan, so its leases outlive any parent token.
+  const created = await fetch(`${vault.url}/v1/auth/token/create`, { method: "POST", headers: { "x-vault-token": vault.state.rootToken }, body: JSON.stringify({ period: "1h", no_parent: true, policies: ["root"] }) });
+  agentToken = ((await created.json()) as { auth: { client_token: string } }).auth.client_token;
+  dir = await mkdtemp(join(tmpdir(), "dso-leases-"));
+  volumesRoot = join(dir, "volumes");
+  await mkdir(volumesRoot);
+  Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", volumesRoot]);
+  await writeFile(
+    join(dir, "dso.yaml"),
+    [
+      "providers:",
+      "  vault:",
+      "    type: vault",
+      `    config: { address: "${vault.url}" }`,
+      "secrets:",
+      "  - name: db",
+      "    provider: vault",
+      "    dynamic: { path: database/creds/app, revoke_grace: 500ms, reissue_margin: 30% }",
+      "agent:",
+      `  volumes_root: ${volumesRoot}`,
+      "  metrics: { enabled: true }",
+      "  watch: { polling_interval: 1h }",
+      "",
+    ].join("\n"),
+  );
+  agent = await start();
+}, 60_000);
+
+afterAll(async () => {
+  await agent?.stop("SIGKILL");
+  await Promise.all(containers.map((c) => docker.getContainer(c.id).remove({ force: true }).catch(() => {})));
+  Bun.spawnSync(["umount", "-l", volumesRoot]);
+  await vault?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("dynamic Vault credentials, per container", () => {
+  test("two containers get two credentials; an agent restart issues none; renewed, then replaced before max_ttl with one SIGHUP; removal revokes", async () => {
+    const [a, b] = await Promise.all([runContainer("lease-a"), runContainer("lease-b")]);
+    const userA = await eventually("credential in a", async () => usernameIn(a));
+    const userB = await eventually("credential in b", async () => usernameIn(b));
+    const issuedAt = Date.now();
+    const passwordA = readInside(a.pid, "/run/secrets/password");
+    expect(passwordA).toBeString();
+    expect(userA).not.toBe(userB);
+    expect(issued()).toBe(2);
+    const leaseOf = (user: string) => [...vault.state.dynamic.leases.values()].find((l) => l.identity === user)!;
+    expect(leaseOf(userA).tokenId).toBe(agentToken);
+
+    // The value lives only in its window: after delivery no copy of a's password is in the agent
+    // or its provider processes; the lease id (metadata the agent keeps) is found: positive control.
+    await Bun.sleep(300);
+    const needles = [{ label: "password", value: passwordA! }, { label: "lease id", value: leaseOf(userA).id }];
+    const found = { password: 0, lease: 0 };
+    const processes = dsoProcesses(agent.proc.pid, await dsoBinary());
+    expect(processes.length).toBeGreaterThanOrEqual(1);
+    for (const p of processes) {
+      const counts = scanProcessMemory(p.pid, needles).counts;
+      found.password += counts.get("password")!.latin1 + counts.get("password")!.utf16;
+      found.lease += counts.get("lease id")!.latin1 + counts.get("lease id")!.utf16;
+    }
+    expect(found.lease).toBeGreaterThan(0);
+    expect(found.password).toBe(0);
+
+    // Agent restart: the records on the tmpfs say who has what; a reconcile issues nothing.
+    await agent.stop("SIGTERM");
+    agent = await start();
+    await agent.waitForLog(/connected to Docker/);
+    await Bun.sleep(500);
+    expect(issued()).toBe(2);
+    expect(usernameIn(a)).toBe(userA);
+
+    // Renewed at 2/3 (4 s) by the restarted agent, capped by the 8 s max_ttl, then replaced.
+    await eventually("renewed", async () => (leaseOf(userA).lastRenewalMs !== undefined ? true : undefined), 6_000);
+    const replaced = await eventually("replacement in a", async () => {
+      const now = usernameIn(a);
+      return now && now !== userA ? now : undefined;
+    }, 6_000);
+    expect(Date.now()).toBeLessThan(leaseOf(userA).maxExpiresMs);
+    expect(replaced).not.toBe(userB);
+    await eventually("SIGHUP", async () => (hupsIn(a) >= 1 ? true : undefined));
+    expect(hupsIn(a)).toBe(1);
+    // Seen: `dso ls` per consumer (expiry, last renewal), `dso status` every lease.
+    const ls = (await agent.cli(["ls", "--json"])) as { code: number; stdout: string };
+    const rowOfA = (JSON.parse(ls.stdout) as { containers: Array<{ id: string; status: Array<{ name: string; state: string; lease?: { expiresAt: string; lastRenewalAt?: string } }> }> }).containers.find((c) => c.id === a.id)!.status[0]!;
+    expect(rowOfA.state).toBe("leased");
+    expect(Date.parse(rowOfA.lease!.expiresAt)).toBeGreaterThan(Date.now());
+    const status = JSON.parse((await agent.cli(["status", "--json"])).stdout) as { leases: Array<{ secret: string; consumer: string; state: string }> };
+    expect(status.leases.filter((l) => l.secret === "db" && l.consumer === a.id && l.state === "active")).toHaveLength(1);
+    expect(Date.now() - issuedAt).toBeLessThan(8_000);
+    // The replaced lease is revoked by the agent after the grace period, before Vault would expire it.
+    await eventually("old lease revoked", async () => (leaseOf(userA).revokedMs !== undefined ? true : undefined), 2_000);
+    expect(leaseOf(userA).revokedMs!).toBeLessThan(leaseOf(userA).maxExpiresMs);
+
+    // Removal: b's lease is revoked after the 0.5 s grace, well before it would expire.
+    const bLease = leaseOf((usernameIn(b) ?? userB)!);
+    const removedAt = Date.now();
+    await docker.getContainer(b.id).remove({ force: true });
+    await eventually("b revoked", async () => (bLease.revokedMs !== undefined ? true : undefined), 3_000);
+    expect(bLease.revokedMs! - removedAt).toBeGreaterThanOrEqual(400);
+    expect(bLease.revokedMs!).toBeLessThan(bLease.expiresMs);
+    expect(agent.logs()).not.toContain(passwordA!);
+  }, 30_000);
+});
