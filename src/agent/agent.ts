@@ -127,10 +127,7 @@ export class Agent {
       log: rootLog.withTag("leases"),
       ...(this.observer.metrics ? { registry: this.observer.metrics.registry } : {}),
       // A replacement is announced like a polled change: the reconciler delivers it and runs the strategy once.
-      onReplaceWanted: (names) => {
-        this.side?.reconciler.waves.secretsChanged(names, "poll");
-        if (this.side?.swarm) void this.side.swarm.reconcile(new Set(names));
-      },
+      onReplaceWanted: (names) => this.secretsChanged(names, "poll"),
       alarm: (p) => this.observer.leaseAtRisk(p),
     });
     this.volumes = this.buildVolumes();
