@@ -3,6 +3,7 @@
  * milliseconds, modes as numbers, each secret bound to its provider. Enumerations come from
  * the valibot schemas in schema.ts.
  */
+import type { OutputSpec } from "../templates/types.ts";
 import type { InjectType, NotificationEvent, ProviderType, SignalName, StrategyName } from "./schema.ts";
 
 export type { InjectType, NotificationEvent, ProviderType, SignalName, StrategyName };
@@ -75,6 +76,10 @@ export interface SecretSpec {
   /** `<key inside the provider secret>: <file or variable name>`; empty = every key under its own name. */
   mappings: Record<string, string>;
   rotation: RotationSpec;
+  /** Templates and formats (docs/templates.md): when present, the secret's files (or variables) are these. */
+  outputs?: OutputSpec[];
+  /** Keys the version marker over the outputs' texts (templates/outputs.ts outputsDigest). */
+  outputsDigest?: string;
 }
 
 export interface AgentConfig {

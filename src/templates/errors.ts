@@ -15,8 +15,17 @@ export interface TemplateOrigin {
 }
 
 export class TemplateError extends DsoError {
-  constructor(origin: TemplateOrigin, line: number, problem: string) {
-    super("DELIVERY_FAILED", `${origin.file}:${origin.line + line - 1}: output "${origin.output}": ${problem}`);
+  /** The line in `origin.file`. */
+  readonly line: number;
+  constructor(
+    readonly origin: TemplateOrigin,
+    templateLine: number,
+    /** The problem without its place, for config issues that add their own. */
+    readonly problem: string,
+  ) {
+    const line = origin.line + templateLine - 1;
+    super("DELIVERY_FAILED", `${origin.file}:${line}: output "${origin.output}": ${problem}`);
+    this.line = line;
     this.name = "TemplateError";
   }
 }
