@@ -39,6 +39,8 @@ export const SecretViewSchema = v.object({
   version: v.optional(v.string()),
   /** `current`, `pending: <why>`, `stale: <why>`. */
   state: v.string(),
+  /** Templates and formats delivered with this secret, each with the secrets it reads (docs/templates.md). */
+  outputs: v.optional(v.array(v.object({ name: v.string(), sources: v.array(v.string()), kind: v.string() }))),
 });
 export type SecretView = v.InferOutput<typeof SecretViewSchema>;
 
@@ -82,6 +84,8 @@ export const PlanReplySchema = v.object({
   containers: v.array(
     v.object({ id: v.string(), name: v.string(), strategy: v.string(), action: v.string(), paths: v.array(v.object({ path: v.string(), mode: v.string() })) }),
   ),
+  /** Outputs that read the secret (re-rendered by its change), with the secret each is delivered with. */
+  outputs: v.optional(v.array(v.object({ name: v.string(), secret: v.string(), sources: v.array(v.string()), kind: v.string() }))),
 });
 export type PlanReply = v.InferOutput<typeof PlanReplySchema>;
 

@@ -59,3 +59,23 @@ export function outputsDigest(outputs: readonly OutputSpec[]): string | undefine
   const canonical = outputs.map((o) => [o.name, o.content.kind === "template" ? ["t", o.content.text, o.content.delimiters ?? null] : ["f", o.content.format], o.sources, o.mode ?? null, o.uid ?? null, o.gid ?? null]);
   return createHash("sha256").update(JSON.stringify(canonical)).digest("hex").slice(0, 32);
 }
+
+/** Outputs (as `dso plan` and `dso ls` list them): each output's name, the secret it is delivered with, and every secret it reads. */
+export interface OutputView {
+  name: string;
+  secret: string;
+  sources: string[];
+  /** "template" or the format's name. */
+  kind: string;
+}
+
+export function outputViews(specs: Iterable<{ name: string; outputs?: readonly OutputSpec[] }>, reading?: string): OutputView[] {
+  const views: OutputView[] = [];
+  for (const spec of specs) {
+    for (const o of spec.outputs ?? []) {
+      if (reading !== undefined && !o.sources.includes(reading)) continue;
+      views.push({ name: o.name, secret: spec.name, sources: [...o.sources], kind: o.content.kind === "template" ? "template" : o.content.format });
+    }
+  }
+  return views;
+}
