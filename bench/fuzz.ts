@@ -12,8 +12,9 @@ import { ensureDocker, stopDocker } from "../test/support/docker-daemon.ts";
 import { type FuzzFigures, failureReport, fuzzRuns, fuzzSeed } from "../test/support/fuzz.ts";
 import { fuzzConfig, fuzzConfigRewrites, fuzzLabels, fuzzNames, fuzzVolumeOptions } from "../test/fuzz/properties.ts";
 import { fuzzSocket, startSocketAgent } from "../test/fuzz/socket-cases.ts";
+import { fuzzTemplates } from "../test/fuzz/template-cases.ts";
 
-const BENCH_RUNS = { config: 3_000, configRewrite: 2_000, labels: 10_000, volumeOptions: 10_000, names: 10_000, socket: 3_000 };
+const BENCH_RUNS = { config: 3_000, configRewrite: 2_000, labels: 10_000, volumeOptions: 10_000, names: 10_000, templates: 10_000, socket: 3_000 };
 
 const rows: FuzzFigures[] = [];
 const notes: string[] = [];
@@ -29,6 +30,7 @@ await run(fuzzConfigRewrites(fuzzRuns(BENCH_RUNS.configRewrite)));
 await run(fuzzLabels(fuzzRuns(BENCH_RUNS.labels)));
 await run(fuzzVolumeOptions(fuzzRuns(BENCH_RUNS.volumeOptions)));
 await run(fuzzNames(fuzzRuns(BENCH_RUNS.names)));
+await run(fuzzTemplates(fuzzRuns(BENCH_RUNS.templates)));
 
 const docker = await ensureDocker();
 const { agent, cleanup } = await startSocketAgent(docker.host);

@@ -3,6 +3,7 @@
  * asks the agent's parts and answers with names, versions and modes, never a value. The routes
  * that call them are api-routes.ts.
  */
+import { outputViews } from "../templates/outputs.ts";
 import type { ActionReport, ContainerView, InjectReport, PlanReply, StatusReply } from "../api/contract.ts";
 import type { DsoConfig } from "../config/types.ts";
 import { describeError, DsoError } from "../errors.ts";
@@ -92,6 +93,7 @@ export class AgentControl implements ControlApi {
           paths: [...new Map(c.status.filter((s) => s.name === secret).map((s) => [s.path, { path: s.path, mode: s.mode ?? "?" }])).values()],
           action: c.strategy === "none" ? "update files" : `update files, then ${c.strategy}`,
         })),
+      outputs: outputViews(this.deps.secrets.store.all().map((s) => s.spec), secret),
     };
   }
 

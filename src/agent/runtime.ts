@@ -62,7 +62,9 @@ export function buildSecretsRuntime(options: {
   const store = new SecretStore(options.config.agent.cache);
   store.setSpecs(options.config.secrets);
   const source = new SecretSource({ store, provider: options.provider, log: options.log, onChanged: options.onChanged, dynamic: options.dynamic });
-  return { store, source, markers: new VersionMarkers(options.key), queue: new KeyedQueue() };
+  // Templates are part of a version: the store holds the current specs (config reloads included).
+  const markers = new VersionMarkers(options.key, (name) => store.get(name)?.spec.outputsDigest);
+  return { store, source, markers, queue: new KeyedQueue() };
 }
 
 /** The Docker side: the planner with the daemon's facts, and the reconciler over it. */

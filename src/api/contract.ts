@@ -41,6 +41,8 @@ export const SecretViewSchema = v.object({
   state: v.string(),
   /** A dynamic secret: this consumer's lease (metadata). */
   lease: v.optional(v.object({ expiresAt: v.string(), lastRenewalAt: v.optional(v.string()) })),
+  /** Templates and formats delivered with this secret, each with the secrets it reads (docs/templates.md). */
+  outputs: v.optional(v.array(v.object({ name: v.string(), sources: v.array(v.string()), kind: v.string() }))),
 });
 export type SecretView = v.InferOutput<typeof SecretViewSchema>;
 
@@ -84,6 +86,8 @@ export const PlanReplySchema = v.object({
   containers: v.array(
     v.object({ id: v.string(), name: v.string(), strategy: v.string(), action: v.string(), paths: v.array(v.object({ path: v.string(), mode: v.string() })) }),
   ),
+  /** Outputs that read the secret (re-rendered by its change), with the secret each is delivered with. */
+  outputs: v.optional(v.array(v.object({ name: v.string(), secret: v.string(), sources: v.array(v.string()), kind: v.string() }))),
 });
 export type PlanReply = v.InferOutput<typeof PlanReplySchema>;
 

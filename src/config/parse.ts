@@ -16,6 +16,7 @@ import {
   DefaultsSchema,
   ProviderSchema,
   SecretSchema,
+  SharedOutputSchema,
   LegacyV1Schema,
   NotificationsSchema,
   TopLevelKeysSchema,
@@ -27,6 +28,7 @@ import {
 } from "./schema.ts";
 import type { DsoConfig } from "./types.ts";
 import { applyProviderRules } from "./provider-rules.ts";
+import { isTemplateTextPath } from "./outputs.ts";
 import { indexYamlLines } from "./yaml-lines.ts";
 import { locateYamlSyntaxError } from "./yaml-syntax.ts";
 import { aliasProblem } from "./yaml-aliases.ts";
@@ -149,7 +151,7 @@ export function parseConfig(
     issues.error(dup.path, `duplicate key (first written on line ${dup.firstLine})`, dup.line);
   }
   const rewritten = rewriteOctalModes(rewriteLegacySecretShapes(doc, issues), issues);
-  const expansion = expandEnvInTree(rewritten, env, isIgnoredPath);
+  const expansion = expandEnvInTree(rewritten, env, (path) => isIgnoredPath(path) || isTemplateTextPath(path));
   issues.expanded = expansion.expanded;
   for (const problem of expansion.problems) issues.error(problem.path, problem.message);
   const expanded = expansion.value as Record<string, unknown>;
@@ -165,6 +167,7 @@ export function parseConfig(
     notifications: parseNotifications(expanded.notifications, issues),
     defaults: expanded.defaults == null ? undefined : parseSection(DefaultsSchema, expanded.defaults, ["defaults"], issues),
     secrets: parseSecrets(expanded.secrets, issues),
+    ...(expanded.templates == null ? {} : { templates: parseSection(v.array(SharedOutputSchema, "must be a list of templates"), expanded.templates, ["templates"], issues) }),
   };
   const config = resolveConfig(sections, issues);
   applyProviderRules(config, file, issues);

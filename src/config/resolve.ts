@@ -31,6 +31,8 @@ import type {
   LegacyV1Input,
 } from "./schema.ts";
 import * as v from "valibot";
+import { finishOutputs, resolveSecretOutputs, resolveSharedOutputs } from "./outputs.ts";
+import type { OutputInput } from "./schema.ts";
 import { AUDIT_STDERR, NOTIFICATION_EVENTS, PROVIDER_TYPES, STRATEGY_INPUTS, providerNameField } from "./schema.ts";
 import type {
   AgentConfig,
@@ -73,6 +75,8 @@ export interface ParsedSections {
   defaults: DefaultsInput | undefined;
   /** Parsed secrets by index; entries that failed their schema keep only their provider name. */
   secrets: (SecretInput | InvalidSecret)[];
+  /** Top-level templates reading several secrets. */
+  templates?: OutputInput[];
 }
 
 type StrategyInput = (typeof STRATEGY_INPUTS)[number];
@@ -429,6 +433,7 @@ export function resolveSecrets(
       rotation,
       ...(lease ? { lease } : {}),
     });
+    resolveSecretOutputs(out.at(-1)!, secret.templates, index, issues);
   });
   return out;
 }
@@ -439,6 +444,8 @@ export function resolveConfig(sections: ParsedSections, issues: IssueCollector):
   const notifications = resolveNotifications(sections.notifications, issues);
   const defaults = resolveDefaults(sections.defaults, issues);
   const secrets = resolveSecrets(sections, names, defaults, agent, issues);
+  resolveSharedOutputs(secrets, sections.templates, issues);
+  finishOutputs(secrets, issues);
   const version = sections.version ?? (sections.legacyProviderName !== undefined ? 1 : 2);
   return { version, providers, agent, notifications, defaults, secrets };
 }

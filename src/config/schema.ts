@@ -7,6 +7,7 @@
  * Messages here never include the offending value: parse.ts appends it when it is safe to show.
  */
 import * as v from "valibot";
+import { FORMATS } from "../templates/formats.ts";
 import { providerTypes } from "../../providers/registry.ts";
 import { MAX_NAME_LENGTH } from "../rpc/protocol.ts";
 import { FILE_MODE_RULE, MAX_ID, parseFileMode, targetPathProblem } from "../util/file-rules.ts";
@@ -310,6 +311,23 @@ export const DynamicSchema = v.strictObject({
   revoke_grace: v.optional(durationField()),
 });
 
+/** One output of a secret (docs/templates.md): a file or variable from a template or in a format. */
+const outputEntries = {
+  file: v.optional(nonEmptyString("a file name")),
+  env: v.optional(nonEmptyString("a variable name")),
+  template: v.optional(v.string("must be the template text")),
+  template_file: v.optional(nonEmptyString("a template file's path")),
+  format: v.optional(v.picklist(FORMATS, `must be one of ${listOf(FORMATS)}`)),
+  delimiters: v.optional(v.tuple([nonEmptyString("a left delimiter"), nonEmptyString("a right delimiter")], "must be two strings, e.g. [\"[[\", \"]]\"]")),
+  uid: v.optional(integerField(0, MAX_ID)),
+  gid: v.optional(integerField(0, MAX_ID)),
+  mode: v.optional(modeField),
+};
+export const OutputSchema = v.strictObject(outputEntries);
+/** A top-level template: reads several secrets, delivered with the first. */
+export const SharedOutputSchema = v.strictObject({ ...outputEntries, secrets: v.pipe(v.array(nonEmptyString("a secret name")), v.minLength(1, "must name at least one secret")) });
+export type OutputInput = v.InferOutput<typeof OutputSchema> & { secrets?: string[] };
+
 export const SecretSchema = v.strictObject({
   name: v.pipe(nonEmptyString("the secret's name at the provider"), v.maxLength(MAX_NAME_LENGTH, `must be at most ${MAX_NAME_LENGTH} characters (the provider protocol's limit)`)),
   provider: v.optional(nonEmptyString("a provider name")),
@@ -329,6 +347,7 @@ export const SecretSchema = v.strictObject({
   ),
   mappings: v.optional(v.record(v.pipe(v.string(), v.minLength(1, "keys must not be empty")), v.string("must be a file or variable name"))),
   rotation: v.optional(RotationSchema),
+  templates: v.optional(v.array(OutputSchema)),
   /** v1: `reload_strategy: {type: signal}` sets the strategy and turns rotation on. */
   reload_strategy: v.optional(v.strictObject({ type: strategyField })),
   /** A Vault secret issued per consumer with a lease (lease-spec.ts). */
@@ -342,6 +361,7 @@ export const TopLevelKeysSchema = v.strictObject({
   agent: v.optional(v.unknown()),
   defaults: v.optional(v.unknown()),
   secrets: v.optional(v.unknown()),
+  templates: v.optional(v.unknown()),
   // v1 format
   provider: v.optional(v.unknown()),
   config: v.optional(v.unknown()),

@@ -4,6 +4,7 @@
  * the valibot schemas in schema.ts.
  */
 import type { LeaseSpec } from "./lease-spec.ts";
+import type { OutputSpec } from "../templates/types.ts";
 import type { InjectType, NotificationEvent, ProviderType, SignalName, StrategyName } from "./schema.ts";
 
 export type { InjectType, NotificationEvent, ProviderType, SignalName, StrategyName };
@@ -87,6 +88,10 @@ export interface SecretSpec {
   rotation: RotationSpec;
   /** `dynamic`: issued per consumer with a lease, kept by the lease keeper (src/leases/). */
   lease?: LeaseSpec;
+  /** Templates and formats (docs/templates.md): when present, the secret's files (or variables) are these. */
+  outputs?: OutputSpec[];
+  /** Keys the version marker over the outputs' texts (templates/outputs.ts outputsDigest). */
+  outputsDigest?: string;
 }
 
 export interface AgentConfig {

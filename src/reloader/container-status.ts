@@ -4,6 +4,7 @@
  * the container), the mode, the strategy and its last run. A cache of observations, refreshed by
  * every pass; decisions never read it.
  */
+import { outputViews } from "../templates/outputs.ts";
 import type { ContainerView, SecretView } from "../api/contract.ts";
 import type { StrategyName } from "../config/types.ts";
 import type { SecretStore } from "../secrets/store.ts";
@@ -105,7 +106,8 @@ export function secretViews(src: SecretViewSource, names: readonly string[], pat
     else if (!wanted) status = `pending: ${src.pendingReason?.(name) ?? "first poll"}`;
     else if (actual === wanted) status = "current";
     else status = "pending: delivery";
-    return { name, path, wanted, actual, ...(state?.version ? { version: state.version } : {}), state: status, ...extra };
+    const outputs = outputViews(state ? [state.spec] : []).map(({ name: output, sources, kind }) => ({ name: output, sources, kind }));
+    return { name, path, wanted, actual, ...(state?.version ? { version: state.version } : {}), state: status, ...(outputs.length ? { outputs } : {}), ...extra };
   });
 }
 

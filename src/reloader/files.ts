@@ -5,7 +5,9 @@
  * are views into the fetched bytes, so the fetch window's wipe reaches them.
  */
 import type { SecretSpec } from "../config/types.ts";
-import type { SecretBytes } from "../rpc/wire-values.ts";
+import { attachDerivedBytes, type SecretBytes } from "../rpc/wire-values.ts";
+import { TemplateError } from "../templates/errors.ts";
+import { renderOutput, type OutputSpec } from "../templates/outputs.ts";
 import type { SecretFile } from "../delivery/types.ts";
 import type { FetchedSecret } from "../secrets/types.ts";
 import type { Selection } from "./selection.ts";
@@ -73,6 +75,12 @@ export function buildDeliveries(selection: Selection, fetched: Map<string, Fetch
       errors.push(`secret "${spec.name}" is not available`);
       continue;
     }
+    if (spec.outputs?.length) {
+      const rendered = renderSpecOutputs(spec, fetched, secret);
+      if (typeof rendered === "string") errors.push(rendered);
+      else addOutputs(selection, spec, rendered, fetched, { groups, env, errors });
+      continue;
+    }
     const names = outputNames(spec, secret.value);
     if (typeof names === "string") {
       errors.push(names);
@@ -105,4 +113,58 @@ export function buildDeliveries(selection: Selection, fetched: Map<string, Fetch
     }
   }
   return { groups: [...groups.values()], env, errors };
+}
+
+/**
+ * A secret's templates and formats rendered over the values of this delivery (templates/outputs.ts):
+ * every output or none (the first error, naming file:line and key). Each rendered buffer is tied to
+ * the owner's value, so the window that wipes the values wipes the outputs too.
+ */
+function renderSpecOutputs(spec: SecretSpec, fetched: Map<string, FetchedSecret>, secret: FetchedSecret): Array<[OutputSpec, Uint8Array]> | string {
+  const values = new Map([...fetched].map(([name, f]) => [name, f.value] as const));
+  const out: Array<[OutputSpec, Uint8Array]> = [];
+  for (const output of spec.outputs ?? []) {
+    try {
+      const bytes = renderOutput(output, values);
+      attachDerivedBytes(secret.value, bytes);
+      out.push([output, bytes]);
+    } catch (error) {
+      if (error instanceof TemplateError) return `secret "${spec.name}": ${error.message}`;
+      throw error;
+    }
+  }
+  return out;
+}
+
+function addOutputs(
+  selection: Selection,
+  spec: SecretSpec,
+  rendered: Array<[OutputSpec, Uint8Array]>,
+  fetched: Map<string, FetchedSecret>,
+  into: { groups: Map<string, DeliveryGroup>; env: Record<string, string>; errors: string[] },
+): void {
+  if (spec.inject.type === "env") {
+    // As for plain env secrets: a variable is a string by nature, the one copy docs/security.md counts.
+    for (const [output, bytes] of rendered) into.env[output.name] = new TextDecoder().decode(bytes);
+    return;
+  }
+  const inject = spec.inject;
+  const path = targetPathOf(selection, spec);
+  const group = into.groups.get(path) ?? { path, files: [], fingerprints: {} };
+  into.groups.set(path, group);
+  // Every source's version is part of the set's marker: a change of any re-renders.
+  for (const output of rendered.flatMap(([o]) => o.sources)) group.fingerprints[output] = fetched.get(output)!.fingerprint;
+  for (const [output, bytes] of rendered) {
+    if (group.files.some((f) => f.name === output.name)) {
+      into.errors.push(`secret "${spec.name}": file "${output.name}" in ${path} is also written by another secret`);
+      continue;
+    }
+    group.files.push({
+      name: output.name,
+      content: bytes,
+      mode: output.mode ?? selection.files.mode ?? inject.mode,
+      uid: output.uid ?? selection.files.uid ?? inject.uid,
+      gid: output.gid ?? selection.files.gid ?? inject.gid,
+    });
+  }
 }

@@ -63,6 +63,16 @@ export function valuesFromWire(items: readonly WireFetchItem[], raw: Uint8Array 
   return out;
 }
 
+/** Buffers made from a value during its window (rendered templates): wiped with the value. */
+const derivedBytes = new WeakMap<SecretBytes, Uint8Array[]>();
+
+/** Ties `bytes` (an owned buffer made from `value`, such as a rendered template) to the value's window. */
+export function attachDerivedBytes(value: SecretBytes, bytes: Uint8Array): void {
+  const list = derivedBytes.get(value);
+  if (list) list.push(bytes);
+  else derivedBytes.set(value, [bytes]);
+}
+
 /**
  * Fills a value's bytes with zeros: the end of its window. With `whole` (the default), the whole
  * buffer behind it (one fetch's raw section, every value of that fetch) is zeroed and unlocked;
@@ -70,6 +80,8 @@ export function valuesFromWire(items: readonly WireFetchItem[], raw: Uint8Array 
  */
 export function wipeSecretBytes(value: SecretBytes | undefined, options: { whole?: boolean } = {}): void {
   if (!value) return;
+  for (const bytes of derivedBytes.get(value) ?? []) wipeBuffer(bytes);
+  derivedBytes.delete(value);
   const buffers = new Set<ArrayBufferLike>();
   for (const bytes of value.values()) {
     bytes.fill(0);

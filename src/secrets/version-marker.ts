@@ -21,7 +21,20 @@ const MARKER = /^dso1:([0-9a-f*]+=[0-9a-f]+)(,[0-9a-f*]+=[0-9a-f]+)*$/;
 export type VersionMap = ReadonlyMap<string, string>;
 
 export class VersionMarkers {
-  constructor(private readonly key: Uint8Array) {}
+  /**
+   * `outputsDigest`: a secret's templates digest (config/outputs.ts), folded into its tokens so a
+   * changed template is a new version like a changed value; secrets without templates keep their tokens.
+   */
+  constructor(
+    private readonly key: Uint8Array,
+    private readonly outputsDigest: (secret: string) => string | undefined = () => undefined,
+  ) {}
+
+  /** The fingerprint a token is computed over: the provider's, plus the outputs' digest when any. */
+  private versionOf(secret: string, fingerprint: string): string[] {
+    const digest = this.outputsDigest(secret);
+    return digest === undefined ? [fingerprint] : [fingerprint, "outputs", digest];
+  }
 
   private mac(...parts: string[]): string {
     return createHmac("sha256", this.key).update(parts.join("\0")).digest("hex");
@@ -29,7 +42,7 @@ export class VersionMarkers {
 
   /** The short token shown for a secret at a fingerprint (`dso ls`, logs). */
   token(secret: string, fingerprint: string): string {
-    return this.mac("version", secret, fingerprint).slice(0, TOKEN_HEX);
+    return this.mac("version", secret, ...this.versionOf(secret, fingerprint)).slice(0, TOKEN_HEX);
   }
 
   /**
@@ -38,7 +51,7 @@ export class VersionMarkers {
    */
   swarmToken(service: string, target: string, fingerprints: Readonly<Record<string, string>>): string {
     const names = Object.keys(fingerprints).sort();
-    return this.mac("swarm", service, target, ...names.flatMap((n) => [n, fingerprints[n]!])).slice(0, TOKEN_HEX);
+    return this.mac("swarm", service, target, ...names.flatMap((n) => [n, ...this.versionOf(n, fingerprints[n]!)])).slice(0, TOKEN_HEX);
   }
 
   private nameId(secret: string): string {
@@ -54,7 +67,7 @@ export class VersionMarkers {
   marker(fingerprints: Readonly<Record<string, string>>): string {
     const names = Object.keys(fingerprints).sort();
     if (names.length > MAX_ENTRIES) {
-      return `${MARKER_PREFIX}${this.allId()}=${this.mac("all", ...names.flatMap((n) => [n, fingerprints[n]!])).slice(0, TOKEN_HEX)}`;
+      return `${MARKER_PREFIX}${this.allId()}=${this.mac("all", ...names.flatMap((n) => [n, ...this.versionOf(n, fingerprints[n]!)])).slice(0, TOKEN_HEX)}`;
     }
     const entries = names.map((n) => `${this.nameId(n)}=${this.token(n, fingerprints[n]!)}`).sort();
     return `${MARKER_PREFIX}${entries.join(",")}`;

@@ -21,6 +21,8 @@ const RANK: Record<string, number> = {
   "provider-contract": 0.5,
   "provider-descriptor": 0.6,
   "provider-registry": 0.7,
+  /** Template parser and renderer: config parses templates, delivery renders them. */
+  templates: 0.8,
   config: 1,
   docker: 1,
   rpc: 1,

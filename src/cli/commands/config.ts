@@ -24,11 +24,12 @@ const validate = defineCommand({
         path,
         providers: Object.keys(config.providers).length,
         secrets: config.secrets.length,
+        outputs: config.secrets.reduce((n, s) => n + (s.outputs?.length ?? 0), 0),
         warnings: warnings.map(formatIssue),
       };
       if (args.json) return void process.stdout.write(`${JSON.stringify(summary)}\n`);
       for (const w of warnings) process.stderr.write(`warning: ${formatIssue(w)}\n`);
-      process.stdout.write(`${where}: valid (${summary.providers} providers, ${summary.secrets} secrets)\n`);
+      process.stdout.write(`${where}: valid (${summary.providers} providers, ${summary.secrets} secrets${summary.outputs ? `, ${summary.outputs} outputs` : ""})\n`);
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       if (args.json) {

@@ -32,6 +32,11 @@ export default defineCommand({
       ]),
     );
     process.stdout.write(`${formatTable(["CONTAINER", "SECRET", "MODE", "WANTED", "ACTUAL", "STATE", "STRATEGY"], rows)}\n`);
+    // Templates and formats: which file (or variable) each secret feeds, from which secrets.
+    for (const c of containers) {
+      const outputs = c.status.flatMap((s) => (s.outputs ?? []).map((o) => `${o.name} ← ${o.sources.join(", ")} (${o.kind})`));
+      if (outputs.length) process.stdout.write(`${c.name} outputs: ${[...new Set(outputs)].join("; ")}\n`);
+    }
     const errors = containers.filter((c) => c.error);
     for (const c of errors) process.stdout.write(`${c.name}: ${c.error}\n`);
   },

@@ -12,6 +12,8 @@ export default defineCommand({
     const socket = await resolveSocketPath(args);
     const plan = await callRoute(socket, "plan", { secret: args.secret });
     if (args.json) return void process.stdout.write(`${JSON.stringify(plan)}\n`);
+    const outputs = (plan.outputs ?? []).map((o) => `${o.name} of ${o.secret} ← ${o.sources.join(", ")} (${o.kind})`);
+    if (outputs.length) process.stdout.write(`outputs re-rendered: ${outputs.join("; ")}\n`);
     if (plan.containers.length === 0) {
       return void process.stdout.write(`secret ${plan.secret} (provider ${plan.provider}) is used by no running container\n`);
     }
