@@ -132,6 +132,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(containers.map((c) => docker.getContainer(c).remove({ force: true }).catch(() => {})));
   for (const v of volumes) await docker.getVolume(v).remove().catch(() => {});
+  if (process.env.DSO_TEST_DUMP) await Bun.write(process.env.DSO_TEST_DUMP, agent?.logs() ?? "");
   await agent?.stop("SIGKILL");
   await rm(join(PLUGIN_DIR, `${DRIVER}.sock`), { force: true });
   Bun.spawnSync(["umount", "-l", join(dir, "volumes")], { stderr: "ignore" });

@@ -159,48 +159,6 @@ describe("gcp provider: the real `dso provider gcp` child against the local Secr
     expect(fetched?.value?.data.password).toBe("rotated-gcp-pw");
   });
 
-  test("a disabled or destroyed latest falls back to the newest enabled version; none enabled is not found", async () => {
-    server.state.addVersion("roll", "one");
-    server.state.addVersion("roll", "two");
-    const three = server.state.addVersion("roll", "three");
-    const [first] = await p.fingerprint([{ name: "roll" }]);
-    expect(first?.fingerprint).toStartWith("v3@");
-    server.state.setState("roll", three, "DISABLED");
-    const [disabled] = await p.fingerprint([{ name: "roll" }]);
-    expect(disabled?.fingerprint).toStartWith("v2@");
-    expect(legacyItems(await p.fetch([{ name: "roll" }]))[0]?.value?.data.value).toBe("two");
-    server.state.setState("roll", 2, "DESTROYED");
-    expect((await p.fingerprint([{ name: "roll" }]))[0]?.fingerprint).toStartWith("v1@");
-    server.state.setState("roll", 1, "DISABLED");
-    const [none] = await p.fingerprint([{ name: "roll" }]);
-    expect(none?.error).toMatchObject({ code: "SECRET_NOT_FOUND", message: 'provider gcp1 (gcp): secret "roll": no enabled version (the newest is disabled)' });
-    // Pinned: an enabled version is read; a disabled one is not found, in polling and fetching.
-    server.state.setState("roll", three, "ENABLED");
-    expect(legacyItems(await p.fetch([{ name: "roll", version: "3" }]))[0]?.value?.data.value).toBe("three");
-    const [pinned] = await p.fingerprint([{ name: "roll", version: "1" }]);
-    expect(pinned?.error).toMatchObject({ code: "SECRET_NOT_FOUND", message: expect.stringContaining("version 1 is disabled") });
-    expect(legacyItems(await p.fetch([{ name: "roll", version: "2" }]))[0]?.error?.code).toBe("SECRET_NOT_FOUND");
-  });
-
-  test("a full resource name reaches the named project; stages are refused", async () => {
-    server.state.addVersion("shared", "from another project", "other-project-1");
-    const items = legacyItems(await p.fetch([{ name: "projects/other-project-1/secrets/shared" }, { name: "db", stage: "prod" }]));
-    expect(items[0]?.value?.data.value).toBe("from another project");
-    expect(items[1]?.error).toMatchObject({ code: "CONFIG_INVALID", message: expect.stringContaining("versions, not stages") });
-  });
-
-  test("a viewer without secretAccessor polls but cannot fetch; a denied secret fails alone", async () => {
-    server.state.accessDenied.add("plain");
-    server.state.denied.add("cert");
-    const fingerprints = await p.fingerprint([{ name: "plain" }, { name: "cert" }, { name: "db" }]);
-    expect(fingerprints[0]?.fingerprint).toBeDefined();
-    expect(fingerprints[1]?.error).toMatchObject({ code: "PROVIDER_AUTH", message: expect.stringContaining("roles/secretmanager.viewer") });
-    expect(fingerprints[2]?.fingerprint).toBeDefined();
-    const items = legacyItems(await p.fetch([{ name: "plain" }, { name: "db" }]));
-    expect(items[0]?.error?.code).toBe("PROVIDER_AUTH");
-    expect(items[1]?.value).toBeDefined();
-  });
-
   test("after polls and a fetch, the long-lived process holds no copy of the value (memory scan; positive control: the secret's id)", async () => {
     const id = "memscan-planted-id-7c1e";
     const value = "memscan-planted-value-93fd0a";
@@ -219,6 +177,55 @@ describe("gcp provider: the real `dso provider gcp` child against the local Secr
     resetCalls();
     expect(await p.health()).toEqual({ ok: true });
     expect(server.state.calls.listSecrets).toBe(1);
+  });
+});
+
+describe("gcp provider: versions, names and permissions (client in process)", () => {
+  let c: ReturnType<typeof inProcess>;
+  beforeAll(() => {
+    c = inProcess();
+  });
+
+  test("a disabled or destroyed latest falls back to the newest enabled version; none enabled is not found", async () => {
+    server.state.addVersion("roll", "one");
+    server.state.addVersion("roll", "two");
+    const three = server.state.addVersion("roll", "three");
+    const [first] = await c.fingerprint([{ name: "roll" }], signal());
+    expect(first?.fingerprint).toStartWith("v3@");
+    server.state.setState("roll", three, "DISABLED");
+    const [disabled] = await c.fingerprint([{ name: "roll" }], signal());
+    expect(disabled?.fingerprint).toStartWith("v2@");
+    expect(legacyItems(await c.fetch([{ name: "roll" }], signal()))[0]?.value?.data.value).toBe("two");
+    server.state.setState("roll", 2, "DESTROYED");
+    expect((await c.fingerprint([{ name: "roll" }], signal()))[0]?.fingerprint).toStartWith("v1@");
+    server.state.setState("roll", 1, "DISABLED");
+    const [none] = await c.fingerprint([{ name: "roll" }], signal());
+    expect(none?.error).toMatchObject({ code: "SECRET_NOT_FOUND", message: 'provider gcp1 (gcp): secret "roll": no enabled version (the newest is disabled)' });
+    // Pinned: an enabled version is read; a disabled one is not found, in polling and fetching.
+    server.state.setState("roll", three, "ENABLED");
+    expect(legacyItems(await c.fetch([{ name: "roll", version: "3" }], signal()))[0]?.value?.data.value).toBe("three");
+    const [pinned] = await c.fingerprint([{ name: "roll", version: "1" }], signal());
+    expect(pinned?.error).toMatchObject({ code: "SECRET_NOT_FOUND", message: expect.stringContaining("version 1 is disabled") });
+    expect(legacyItems(await c.fetch([{ name: "roll", version: "2" }], signal()))[0]?.error?.code).toBe("SECRET_NOT_FOUND");
+  });
+
+  test("a full resource name reaches the named project; stages are refused", async () => {
+    server.state.addVersion("shared", "from another project", "other-project-1");
+    const items = legacyItems(await c.fetch([{ name: "projects/other-project-1/secrets/shared" }, { name: "db", stage: "prod" }], signal()));
+    expect(items[0]?.value?.data.value).toBe("from another project");
+    expect(items[1]?.error).toMatchObject({ code: "CONFIG_INVALID", message: expect.stringContaining("versions, not stages") });
+  });
+
+  test("a viewer without secretAccessor polls but cannot fetch; a denied secret fails alone", async () => {
+    server.state.accessDenied.add("plain");
+    server.state.denied.add("cert");
+    const fingerprints = await c.fingerprint([{ name: "plain" }, { name: "cert" }, { name: "db" }], signal());
+    expect(fingerprints[0]?.fingerprint).toBeDefined();
+    expect(fingerprints[1]?.error).toMatchObject({ code: "PROVIDER_AUTH", message: expect.stringContaining("roles/secretmanager.viewer") });
+    expect(fingerprints[2]?.fingerprint).toBeDefined();
+    const items = legacyItems(await c.fetch([{ name: "plain" }, { name: "db" }], signal()));
+    expect(items[0]?.error?.code).toBe("PROVIDER_AUTH");
+    expect(items[1]?.value).toBeDefined();
   });
 });
 
