@@ -3,7 +3,8 @@
  * wire server (database engine, 6 s leases, 8 s max_ttl). Two containers get two distinct
  * credentials; an agent restart renews and issues nothing; the 6 s lease is renewed, then replaced
  * before max_ttl with the container's strategy (SIGHUP) run once; container removal revokes its
- * lease within the grace period; a memory scan finds no password in the agent after its window.
+ * lease within the grace period; a Vault outage longer than the lease raises the alarm before
+ * expiry; a memory scan finds no password in the agent after its window.
  * One agent for the file (restarted once).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -94,7 +95,7 @@ afterAll(async () => {
 });
 
 describe("dynamic Vault credentials, per container", () => {
-  test("two containers get two credentials; an agent restart issues none; renewed, then replaced before max_ttl with one SIGHUP; removal revokes", async () => {
+  test("two containers get two credentials; an agent restart issues none; renewed, then replaced before max_ttl with one SIGHUP; removal revokes; an outage alarms before expiry", async () => {
     const [a, b] = await Promise.all([runContainer("lease-a"), runContainer("lease-b")]);
     const userA = await eventually("credential in a", async () => usernameIn(a));
     const userB = await eventually("credential in b", async () => usernameIn(b));
@@ -158,6 +159,17 @@ describe("dynamic Vault credentials, per container", () => {
     await eventually("b revoked", async () => (bLease.revokedMs !== undefined ? true : undefined), 3_000);
     expect(bLease.revokedMs! - removedAt).toBeGreaterThanOrEqual(400);
     expect(bLease.revokedMs!).toBeLessThan(bLease.expiresMs);
+
+    // A Vault outage longer than the lease: the alarm (its error line) comes at the
+    // renewal point of a's new lease, before it expires.
+    const current = leaseOf(replaced);
+    vault.state.unavailable = true;
+    try {
+      await agent.waitForLog(/a dynamic credential is at risk/, 6_000);
+      expect(Date.now()).toBeLessThan(current.expiresMs);
+    } finally {
+      vault.state.unavailable = false;
+    }
     expect(agent.logs()).not.toContain(passwordA!);
   }, 30_000);
 });

@@ -19,6 +19,10 @@ let provider: ProviderProcess;
 let rotator: SwarmRotator;
 let serviceId: string;
 const SERVICE = `dso-swarm-${process.pid}`;
+/** Issue 20: a service whose secret is delivered through a template (a rendered Swarm secret). */
+const TEMPLATED = `dso-swarm-tpl-${process.pid}`;
+const TEMPLATE_CONFIG = `secrets:\n  - name: tpl_db\n    templates:\n      - file: dsn\n        template: "postgres://{{ .user }}:{{ .password | urlquery }}@db/app"\n`;
+let templatedId = "";
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 40_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -31,9 +35,9 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
 }
 
 /** The content of /run/secrets/<file> in the service's running task, once it equals `expected`. */
-async function taskSees(file: string, expected: string): Promise<string> {
+async function taskSees(file: string, expected: string, service = SERVICE): Promise<string> {
   return waitFor(`task to see ${expected}`, async () => {
-    const tasks = await docker.listContainers({ filters: { label: [`com.docker.swarm.service.name=${SERVICE}`] } });
+    const tasks = await docker.listContainers({ filters: { label: [`com.docker.swarm.service.name=${service}`] } });
     for (const t of tasks) {
       const exec = await docker.getContainer(t.Id).exec({ Cmd: ["cat", `/run/secrets/${file}`], AttachStdout: true, AttachStderr: true });
       const stream = await exec.start({});
@@ -59,9 +63,11 @@ beforeAll(async () => {
   if (!(await isSwarmManager(docker))) await docker.swarmInit({ ListenAddr: "127.0.0.1:2377", AdvertiseAddr: "127.0.0.1" });
   dir = await mkdtemp(join(tmpdir(), "dso-swarm-"));
   await writeFile(join(dir, "db_password"), "swarm-value-one");
-  const { config } = parseConfig(`providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config:\n      path: ${dir}\n`, "dso.yaml", {});
+  await writeFile(join(dir, "tpl_db.json"), JSON.stringify({ user: "swarmuser", password: "swarm pass/1" }));
+  const { config } = parseConfig(`providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config:\n      path: ${dir}\n${TEMPLATE_CONFIG}`, "dso.yaml", {});
   provider = new ProviderProcess({ configure: { name: "local", type: "file", config: { path: dir } } });
   const store = new SecretStore(false);
+  store.setSpecs(config.secrets);
   const source = testSource({ store, provider });
   // Wired as the agent wires it: the secret is named only in the service's labels.
   rotator = new SwarmRotator({ docker, store, config: () => config, log: quiet, markers: new VersionMarkers(randomBytes(32)), fetchValues: (names) => source.fetch(names) });
@@ -79,6 +85,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await docker.getService(serviceId).remove().catch(() => {});
+  if (templatedId) await docker.getService(templatedId).remove().catch(() => {});
   rotator?.stop();
   await provider?.stop();
   await Bun.sleep(500);
@@ -116,5 +123,20 @@ describe("swarm rotation through service updates", () => {
       return managed.length === 1 ? managed : undefined;
     });
     expect(remaining[0]?.ID).not.toBe(before!.ID);
+  });
+
+  test("a service whose secret has a template gets the rendered output as a Swarm secret", async () => {
+    const created = (await docker.createService({
+      Name: TEMPLATED,
+      Labels: { "dso.reloader": "true", "dso.secrets": "tpl_db" },
+      TaskTemplate: {
+        ContainerSpec: { Image: BUSYBOX_IMAGE, Command: ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 0.2; done'] },
+        RestartPolicy: { Condition: "none" },
+      },
+    } as never)) as { id?: string; ID?: string };
+    templatedId = created.id ?? created.ID ?? "";
+    const results = await rotator.reconcile(new Set(["tpl_db"]));
+    expect(results.find((r) => r.service === TEMPLATED)?.action).toBe("updated");
+    await taskSees("dsn", "postgres://swarmuser:swarm+pass%2F1@db/app", TEMPLATED);
   });
 });
