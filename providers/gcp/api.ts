@@ -9,6 +9,7 @@ import { ProviderError } from "../errors.ts";
 import type { TokenSource } from "./auth.ts";
 import { CallLevelError } from "./errors.ts";
 import { GCP_QUOTA_SHARE } from "./descriptor.ts";
+import { parseRetryAfter, sleep } from "../http-retry.ts";
 
 /** One request may take this long before it counts as a timeout. */
 export const REQUEST_TIMEOUT_MS = 10_000;
@@ -18,30 +19,6 @@ export const THROTTLE_MAX_RETRIES = 3;
 /** A 429 without Retry-After: wait this long, doubling. */
 export const THROTTLE_BASE_DELAY_MS = 1_000;
 
-
-/** Milliseconds from a Retry-After header (delta seconds or an HTTP date), if it has one. */
-export function parseRetryAfter(header: string | null, nowMs = Date.now()): number | undefined {
-  if (!header) return undefined;
-  const trimmed = header.trim();
-  if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(Number(trimmed) * 1000);
-  const date = Date.parse(trimmed);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - nowMs);
-}
-
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
 
 /**
  * The metadata-read quota as a token bucket: GCP_QUOTA_SHARE of the quota per minute, refilled

@@ -6,6 +6,7 @@
  * and turns non-2xx answers into its ApiResponseError.
  */
 import { ProviderError } from "../errors.ts";
+import { parseRetryAfter, sleep } from "../http-retry.ts";
 
 /** One Vault request may take this long before it counts as a timeout. */
 export const REQUEST_TIMEOUT_MS = 10_000;
@@ -41,30 +42,6 @@ export interface TransportOptions {
   address: string;
   caPem?: string;
   skipTlsVerify: boolean;
-}
-
-/** Milliseconds from a Retry-After header (delta seconds or an HTTP date), if it has one. */
-export function parseRetryAfter(header: string | null, nowMs = Date.now()): number | undefined {
-  if (!header) return undefined;
-  const trimmed = header.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
-  const date = Date.parse(trimmed);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - nowMs);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 async function readBody(response: Response, raw: boolean): Promise<unknown> {
