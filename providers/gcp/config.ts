@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import { assertProviderBlock, parseBlock } from "../block-check.ts";
 import { ProviderError } from "../errors.ts";
 import type { ConfigureParams } from "../types.ts";
-import { GCP_DEFAULT_ENDPOINT, GCP_METADATA_READS_PER_MINUTE, gcpAuthParamsSchema, gcpConfigSchema, gcpDescriptor } from "./descriptor.ts";
+import { GCP_DEFAULT_ENDPOINT, GCP_METADATA_READS_PER_MINUTE, PUBSUB_DEFAULT_ENDPOINT, gcpAuthParamsSchema, gcpConfigSchema, gcpDescriptor } from "./descriptor.ts";
 
 export const GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token";
 export const DEFAULT_METADATA_HOST = "metadata.google.internal";
@@ -31,6 +31,7 @@ export interface GcpSettings {
   name: string;
   project: string;
   endpoint: string;
+  pubsubEndpoint: string;
   quotaPerMinute: number;
   auth: GcpAuth;
 }
@@ -114,6 +115,7 @@ export function parseGcpSettings(params: ConfigureParams, env: Record<string, st
     name: params.name,
     project: config.project,
     endpoint: config.endpoint ?? GCP_DEFAULT_ENDPOINT,
+    pubsubEndpoint: config.pubsub_endpoint ?? PUBSUB_DEFAULT_ENDPOINT,
     quotaPerMinute: config.quota_per_minute ?? GCP_METADATA_READS_PER_MINUTE,
     auth: parseAuth(params, env),
   };
