@@ -53,7 +53,7 @@ export const gcpConfigSchema = v.object(
 );
 
 export const gcpAuthParamsSchema = v.object({
-  /** Path of a service-account JSON key (else GOOGLE_APPLICATION_CREDENTIALS). */
+  /** Path of a service-account JSON key or an external_account file (else GOOGLE_APPLICATION_CREDENTIALS). */
   key_file: v.optional(configValue<string>((raw) => (raw.trim() !== "" ? { value: raw } : { problem: "must be a file path" }))),
 });
 
@@ -83,8 +83,7 @@ export const gcpDescriptor: ProviderDescriptor = {
   type: "gcp",
   config: gcpConfigSchema,
   authParams: gcpAuthParamsSchema,
-  // external_account (workload identity federation) is not supported yet: refused by name here.
-  authMethods: ["default", "service_account_key", "metadata"],
+  authMethods: ["default", "service_account_key", "external_account", "metadata"],
   // Paths and a host name, never key material: the key file is read by the provider process.
   env: ["GOOGLE_APPLICATION_CREDENTIALS", "GCE_METADATA_HOST"],
   credentials: [],

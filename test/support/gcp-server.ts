@@ -23,6 +23,14 @@
 //   A pulled message is leased for the subscription's ack deadline, then delivered again; an
 //   unknown or stale ackId is ignored (as Pub/Sub does); 400 INVALID_ARGUMENT on a bad body.
 //
+// Workload identity federation: GET /subject-token (needs `Metadata: true`, as Azure IMDS) serves
+// the current subject token as JSON {access_token}; POST /sts/v1/token is Google's STS token
+// exchange (grant_type token-exchange, audience, scope cloud-platform, requested_token_type
+// access_token, subject_token_type jwt, a subject token this server issued) answering
+// {access_token, issued_token_type, token_type, expires_in} or {error, error_description} 400;
+// POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken (IAM Credentials) takes a
+// federated token as bearer and {scope: [...], lifetime} and answers {accessToken, expireTime}.
+//
 // OAuth: POST /token (grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer, assertion=<JWT>)
 // verifies the RS256 signature with the public half of the key it handed out (serviceAccountKey),
 // and iss, aud (= this token_uri), iat/exp and the scope. Metadata server: GET
@@ -62,7 +70,27 @@ export interface GcpServerState {
   /** The token endpoint refuses every assertion (a deleted or disabled key). */
   revokeKey: boolean;
   pubsub: PubSubState;
+  federation: FederationState;
 }
+
+export interface FederationState {
+  /** Subject tokens the "identity provider" issued (accepted by the STS unless revoked). */
+  subjectTokens: Set<string>;
+  /** What the token served by GET /subject-token is. */
+  urlSubjectToken: string;
+  /** Access tokens by kind, and the kind each Secret Manager request presented, in order. */
+  kinds: Map<string, "key" | "metadata" | "federated" | "impersonated">;
+  used: string[];
+  /** The last STS request's form and the last impersonation request's body and bearer kind, for tests. */
+  lastExchange?: Record<string, string>;
+  lastImpersonation?: { body: unknown; bearer: string | undefined };
+  /** Issues a new subject token (an OIDC-JWT stand-in). */
+  issueSubjectToken(): string;
+}
+
+export const FEDERATION_AUDIENCE = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/dso-pool/providers/dso-oidc";
+export const JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt";
+export const IMPERSONATED_ACCOUNT = "dso-reader@dso-test-project.iam.gserviceaccount.com";
 
 export interface PubSubMessage {
   id: string;
@@ -104,6 +132,10 @@ export interface GcpServer {
   metadataHost: string;
   /** A service-account JSON key whose token_uri is this server. */
   serviceAccountKey(): string;
+  /** An external_account file whose token_url (and impersonation URL) is this server. */
+  externalAccount(source: Record<string, unknown>, options?: { impersonate?: boolean }): string;
+  /** The URL serving the subject token (credential_source.url; needs header `Metadata: true`). */
+  subjectTokenUrl: string;
   state: GcpServerState;
   stop(): Promise<void>;
 }
@@ -222,6 +254,17 @@ export async function startGcpServer(): Promise<GcpServer> {
       },
       unacked: (subscription) => state.pubsub.subscriptions.get(subscription)?.messages.length ?? 0,
     },
+    federation: {
+      subjectTokens: new Set(),
+      urlSubjectToken: "",
+      kinds: new Map(),
+      used: [],
+      issueSubjectToken() {
+        const token = `eyJhbGciOiJSUzI1NiJ9.${randomBytes(24).toString("base64url")}.${randomBytes(32).toString("base64url")}`;
+        state.federation.subjectTokens.add(token);
+        return token;
+      },
+    },
     throttleNext(count, retryAfterSeconds) {
       throttle = { count, retryAfter: retryAfterSeconds };
     },
@@ -243,6 +286,7 @@ export async function startGcpServer(): Promise<GcpServer> {
     state.requests.push(decodeURIComponent(url.pathname + url.search));
     if (state.delayMs) await Bun.sleep(state.delayMs);
     const token = /^Bearer (.+)$/.exec(req.headers.get("authorization") ?? "")?.[1];
+    if (token) state.federation.used.push(state.federation.kinds.get(token) ?? "unknown");
     if (!token || !state.acceptedTokens.has(token)) {
       bump("unauthenticated");
       return googleError(401, "Request had invalid authentication credentials.");
@@ -345,10 +389,55 @@ export async function startGcpServer(): Promise<GcpServer> {
     }
   }
 
-  function issue(): Response {
+  function newToken(kind: "key" | "metadata" | "federated" | "impersonated"): string {
     const token = `ya29.test-${randomBytes(24).toString("base64url")}`;
     state.acceptedTokens.add(token);
-    return Response.json({ access_token: token, expires_in: 3599, token_type: "Bearer" });
+    state.federation.kinds.set(token, kind);
+    return token;
+  }
+
+  function issue(kind: "key" | "metadata"): Response {
+    return Response.json({ access_token: newToken(kind), expires_in: 3599, token_type: "Bearer" });
+  }
+
+  async function federation(req: Request, url: URL): Promise<Response | undefined> {
+    const fed = state.federation;
+    if (url.pathname === "/subject-token" && req.method === "GET") {
+      bump("subjectUrl");
+      if (req.headers.get("metadata") !== "true") return Response.json({ error: "invalid_request", error_description: "Required metadata header not specified" }, { status: 400 });
+      return Response.json({ access_token: fed.urlSubjectToken, token_type: "Bearer", expires_in: "3599" });
+    }
+    if (url.pathname === "/sts/v1/token" && req.method === "POST") {
+      bump("sts");
+      const form = new URLSearchParams(await req.text());
+      fed.lastExchange = Object.fromEntries(form);
+      const refuse = (description: string) => Response.json({ error: "invalid_grant", error_description: description }, { status: 400 });
+      if (form.get("grant_type") !== "urn:ietf:params:oauth:grant-type:token-exchange") return Response.json({ error: "unsupported_grant_type" }, { status: 400 });
+      if (form.get("requested_token_type") !== "urn:ietf:params:oauth:token-type:access_token") return refuse("The requested token type is not supported.");
+      if (!form.get("scope")?.split(" ").includes(SCOPE)) return refuse("Invalid scope.");
+      if (form.get("audience") !== FEDERATION_AUDIENCE) return refuse("The audience in the token does not match the expected audience.");
+      if (form.get("subject_token_type") !== JWT_TOKEN_TYPE) return refuse("Invalid subject token type.");
+      if (!fed.subjectTokens.has(form.get("subject_token") ?? "")) return refuse("The subject token is invalid or expired.");
+      return Response.json({ access_token: newToken("federated"), issued_token_type: "urn:ietf:params:oauth:token-type:access_token", token_type: "Bearer", expires_in: 3599 });
+    }
+    const impersonate = /^\/v1\/projects\/-\/serviceAccounts\/([^/:]+):generateAccessToken$/.exec(decodeURIComponent(url.pathname));
+    if (impersonate && req.method === "POST") {
+      bump("impersonate");
+      const bearer = /^Bearer (.+)$/.exec(req.headers.get("authorization") ?? "")?.[1];
+      let body: unknown;
+      try {
+        body = await req.json();
+      } catch {
+        body = undefined;
+      }
+      fed.lastImpersonation = { body, bearer: bearer ? fed.kinds.get(bearer) : undefined };
+      if (!bearer || fed.kinds.get(bearer) !== "federated") return googleError(401, "Request had invalid authentication credentials.");
+      if (impersonate[1] !== IMPERSONATED_ACCOUNT) return googleError(403, "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).");
+      const scope = (body as { scope?: unknown })?.scope;
+      if (!Array.isArray(scope) || !scope.includes(SCOPE)) return googleError(400, "Scope required.", "INVALID_ARGUMENT");
+      return Response.json({ accessToken: newToken("impersonated"), expireTime: new Date(Date.now() + 3600_000).toISOString() });
+    }
+    return undefined;
   }
 
   const server = Bun.serve({
@@ -365,13 +454,15 @@ export async function startGcpServer(): Promise<GcpServer> {
         if (form.get("grant_type") !== "urn:ietf:params:oauth:grant-type:jwt-bearer") return Response.json({ error: "unsupported_grant_type" }, { status: 400 });
         const problem: string | undefined = state.revokeKey ? "key revoked" : verifyAssertion(form.get("assertion") ?? "", publicPem, `${origin}/token`);
         if (problem) return Response.json({ error: "invalid_grant", error_description: `Invalid JWT: ${problem}` }, { status: 400 });
-        return issue();
+        return issue("key");
       }
       if (url.pathname === "/computeMetadata/v1/instance/service-accounts/default/token") {
         bump("metadataToken");
         if (req.headers.get("metadata-flavor") !== "Google") return new Response("Missing Metadata-Flavor:Google header.", { status: 403 });
-        return issue();
+        return issue("metadata");
       }
+      const federated = await federation(req, url);
+      if (federated) return federated;
       if (url.pathname.startsWith("/v1/") && url.pathname.includes("/subscriptions/")) return pubsub(req, url);
       if (url.pathname.startsWith("/v1/")) return secretManager(req, url);
       return new Response("not found", { status: 404 });
@@ -383,6 +474,7 @@ export async function startGcpServer(): Promise<GcpServer> {
     project: GCP_TEST_PROJECT,
     projectNumber: PROJECT_NUMBER,
     metadataHost: `127.0.0.1:${server.port}`,
+    subjectTokenUrl: `${origin}/subject-token`,
     serviceAccountKey: () =>
       JSON.stringify({
         type: "service_account",
@@ -393,6 +485,15 @@ export async function startGcpServer(): Promise<GcpServer> {
         client_id: "100000000000000000000",
         auth_uri: "https://accounts.google.com/o/oauth2/auth",
         token_uri: `${origin}/token`,
+      }),
+    externalAccount: (source, options = {}) =>
+      JSON.stringify({
+        type: "external_account",
+        audience: FEDERATION_AUDIENCE,
+        subject_token_type: JWT_TOKEN_TYPE,
+        token_url: `${origin}/sts/v1/token`,
+        credential_source: source,
+        ...(options.impersonate ? { service_account_impersonation_url: `${origin}/v1/projects/-/serviceAccounts/${IMPERSONATED_ACCOUNT}:generateAccessToken` } : {}),
       }),
     state,
     stop: async () => void server.stop(true),
