@@ -31,6 +31,7 @@ const CHANGES = new Set([
   "SECRET_DELETE",
 ]);
 const SECRET_ID = /^projects\/([^/]{1,100})\/secrets\/([A-Za-z0-9_-]{1,255})$/;
+const REGIONAL_SECRET_ID = /^projects\/[^/]{1,100}\/locations\/[^/]{1,64}\/secrets\/[A-Za-z0-9_-]{1,255}$/;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 type Json = Record<string, unknown>;
@@ -53,7 +54,10 @@ export function secretsOfNotification(message: unknown, project: string): Pick<E
   const type = text(attributes.eventType);
   if (!type) return { secrets: [], problem: "malformed" };
   if (!CHANGES.has(type)) return { secrets: [], problem: "not_a_secret_change" };
-  const full = SECRET_ID.exec(text(attributes.secretId) ?? "");
+  const secretId = text(attributes.secretId) ?? "";
+  // A regional secret (not supported by this provider): never declared, so counted as undeclared.
+  if (REGIONAL_SECRET_ID.test(secretId)) return { secrets: [secretId] };
+  const full = SECRET_ID.exec(secretId);
   if (!full) return { secrets: [], problem: "malformed" };
   if (data !== "") {
     // dataFormat JSON_API_V1: the Secret or SecretVersion resource as JSON.

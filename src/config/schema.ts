@@ -189,7 +189,7 @@ export const ProviderSchema = v.strictObject({
       subscription: v.optional(
         v.pipe(
           v.string("must be projects/<project>/subscriptions/<subscription>"),
-          v.regex(/^projects\/[a-z0-9.:-]{1,100}\/subscriptions\/[A-Za-z][A-Za-z0-9._~+%-]{2,254}$/, "must be projects/<project>/subscriptions/<subscription>"),
+          v.regex(/^projects\/[a-z0-9.:-]{1,100}\/subscriptions\/[A-Za-z][A-Za-z0-9_.~+%-]{2,254}$/, "must be projects/<project>/subscriptions/<subscription>"),
         ),
       ),
       max_age: v.optional(durationField(1000)),

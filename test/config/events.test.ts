@@ -41,9 +41,9 @@ describe("providers.<name>.events", () => {
   });
 
   test("gcp reads a Pub/Sub subscription; the other key is refused per type at its line", () => {
-    const ok = load(["providers:", "  gsm:", "    type: gcp", "    config:", "      project: my-project", "    events:", "      subscription: projects/my-project/subscriptions/dso-secret-events", "      max_age: 10m", ""].join("\n"));
+    const ok = load(["providers:", "  gsm:", "    type: gcp", "    config:", "      project: my-project", "    events:", "      subscription: projects/my-project/subscriptions/dso_secret.events-1", "      max_age: 10m", ""].join("\n"));
     expect(ok.problems).toEqual([]);
-    expect(ok.config!.providers.gsm!.events).toEqual({ queue: "projects/my-project/subscriptions/dso-secret-events", maxAgeMs: 600_000 });
+    expect(ok.config!.providers.gsm!.events).toEqual({ queue: "projects/my-project/subscriptions/dso_secret.events-1", maxAgeMs: 600_000 });
     const text = [
       "providers:",
       "  gsm:",

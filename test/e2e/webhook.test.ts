@@ -219,6 +219,7 @@ describe("inbound webhook", () => {
     const gsmIn = (want: string) => async () => ((await execIn(docker, gcpContainerId, ["cat", "/run/secrets/gsm-db"])).stdout === want ? true : undefined);
     expect(await eventually("first delivery of gsm-db", gsmIn(GCP_VALUES[0]!))).toBe(true);
     const version = gcp.state.addVersion("gsm-db", GCP_VALUES[1]!);
+    const sentAt = Date.now();
     gcp.state.pubsub.notify(gcpSubscription, "SECRET_VERSION_ADD", "gsm-db", version);
     gcp.state.pubsub.notify(gcpSubscription, "SECRET_ROTATE", "gsm-db");
     expect(await eventually("delivered by the Pub/Sub notification", gsmIn(GCP_VALUES[1]!), 10_000)).toBe(true);
@@ -228,6 +229,14 @@ describe("inbound webhook", () => {
     const metrics = await (await fetch(metricsUrl)).text();
     expect(metrics).toContain('dso_change_event_queue_up{provider="gsm"} 1');
     expect(metrics).toMatch(/dso_change_events_total\{provider="gsm",outcome="not_a_secret_change"\} 1/);
+    const at = (needle: string) =>
+      agent
+        .logs()
+        .split("\n")
+        .filter((l) => l.includes(needle) && l.includes("gsm-db"))
+        .map((l) => Date.parse((JSON.parse(l) as { time: string }).time))
+        .find((t) => t >= sentAt);
+    console.log(`gcp change event: detected after ${at("secrets changed at the provider (change event)")! - sentAt} ms, delivered after ${at("delivered secrets to container")! - sentAt} ms`);
   });
 
   test("Event Grid handshakes: SubscriptionValidationEvent gets validationResponse; CloudEvents OPTIONS gets WebHook-Allowed-Origin", async () => {

@@ -99,6 +99,10 @@ describe("Secret Manager notifications", () => {
     }
   });
 
+  test("a regional secret's event names it in full (never declared here: counted as undeclared)", () => {
+    expect(secretsOfNotification(notification("SECRET_VERSION_ADD", "projects/p1/locations/europe-west1/secrets/a"), "p1")).toEqual({ secrets: ["projects/p1/locations/europe-west1/secrets/a"] });
+  });
+
   test("rotation reminders, metadata updates and the topic test message are not changes", () => {
     for (const type of ["SECRET_ROTATE", "SECRET_UPDATE", "SECRET_CREATE", "TOPIC_CONFIGURED"]) {
       expect(secretsOfNotification(notification(type, "projects/p1/secrets/a"), "p1").problem).toBe("not_a_secret_change");
