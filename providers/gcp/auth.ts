@@ -100,7 +100,7 @@ function grantOf(auth: GcpAuth, who: string): Grant {
   }
   const account = auth.account;
   return {
-    step: "workload identity federation",
+    step: "the workload identity federation endpoints (credential_source.url, token_url, service_account_impersonation_url)",
     async obtain(signal) {
       const subject = await subjectToken(account.source, signal, fail);
       const sts = await readToken(
