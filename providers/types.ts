@@ -55,7 +55,8 @@ export interface EventQueue {
   /** Long-polls up to `waitSeconds`; an unusable message comes back with its `problem`, never thrown. */
   receive(waitSeconds: number, signal: AbortSignal): Promise<EventMessage[]>;
   done(receipts: string[], signal: AbortSignal): Promise<void>;
-  status(signal: AbortSignal): Promise<{ waiting: number; oldestAgeSeconds?: number }>;
+  /** `waiting` where the service counts messages (Pub/Sub does not, to a subscriber). */
+  status(signal: AbortSignal): Promise<{ waiting?: number; oldestAgeSeconds?: number }>;
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
  * OAuth2 access tokens for Secret Manager, without an SDK: the JWT-bearer grant (RFC 7523) with a
- * service-account key, signed RS256 with node:crypto, or the Compute Engine metadata server. A
+ * service-account key, signed RS256 with node:crypto, the Compute Engine metadata server, or
+ * workload identity federation (external-account.ts: STS token exchange). A
  * token is cached until a minute before it expires. Errors say which step failed, never the key,
  * the assertion or the token (the service's reply is not echoed).
  */
@@ -8,6 +9,7 @@ import { createPrivateKey, createSign } from "node:crypto";
 import { ProviderError } from "../errors.ts";
 import type { GcpAuth, ServiceAccountKey } from "./config.ts";
 import { CallLevelError } from "./errors.ts";
+import { exchangeBody, exchangeHeaders, readImpersonated, subjectToken } from "./external-account.ts";
 
 export const CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform";
 export const TOKEN_REQUEST_TIMEOUT_MS = 10_000;
@@ -46,7 +48,7 @@ async function readToken(response: Response, who: string, step: string): Promise
   if (!response.ok) {
     await response.body?.cancel();
     const code = response.status === 400 || response.status === 401 || response.status === 403 ? "PROVIDER_AUTH" : "PROVIDER_UNAVAILABLE";
-    throw new CallLevelError(code, `${who}: ${step} refused (HTTP ${response.status}); check the key or the instance's service account`);
+    throw new CallLevelError(code, `${who}: ${step} refused (HTTP ${response.status}); check the credentials file or the instance's service account`);
   }
   let reply: TokenReply;
   try {
@@ -66,25 +68,70 @@ function networkError(error: unknown, who: string, step: string, signal: AbortSi
   return new CallLevelError("PROVIDER_UNAVAILABLE", `${who}: cannot reach ${step}${code ? ` (${code})` : ""}`);
 }
 
+/** One way of getting a token (key, metadata server, federation): the step it names and the request. */
+interface Grant {
+  step: string;
+  obtain(signal: AbortSignal): Promise<{ token: string; expiresAt: number }>;
+}
+
+function grantOf(auth: GcpAuth, who: string): Grant {
+  const fail = (code: "PROVIDER_AUTH" | "PROVIDER_UNAVAILABLE" | "PROVIDER_TIMEOUT", message: string) => new CallLevelError(code, `${who}: ${message}`);
+  if (auth.method === "metadata") {
+    const step = `the metadata server (${auth.metadataHost})`;
+    return {
+      step,
+      obtain: async (signal) =>
+        readToken(
+          await fetch(`http://${auth.metadataHost}/computeMetadata/v1/instance/service-accounts/default/token`, { headers: { "Metadata-Flavor": "Google" }, signal, redirect: "manual" }),
+          who,
+          step,
+        ),
+    };
+  }
+  if (auth.method === "service_account_key") {
+    const step = "the OAuth token endpoint";
+    return {
+      step,
+      async obtain(signal) {
+        const body = new URLSearchParams({ grant_type: "urn:ietf:params:oauth:grant-type:jwt-bearer", assertion: serviceAccountAssertion(auth.key) });
+        return readToken(await fetch(auth.key.tokenUri, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body, signal, redirect: "manual" }), who, step);
+      },
+    };
+  }
+  const account = auth.account;
+  return {
+    step: "the workload identity federation endpoints (credential_source.url, token_url, service_account_impersonation_url)",
+    async obtain(signal) {
+      const subject = await subjectToken(account.source, signal, fail);
+      const sts = await readToken(
+        await fetch(account.tokenUrl, { method: "POST", headers: exchangeHeaders(account), body: exchangeBody(account, subject, CLOUD_PLATFORM_SCOPE), signal, redirect: "manual" }),
+        who,
+        "the STS token exchange (token_url)",
+      );
+      if (!account.impersonationUrl) return sts;
+      const impersonated = await fetch(account.impersonationUrl, {
+        method: "POST",
+        headers: { authorization: `Bearer ${sts.token}`, "content-type": "application/json" },
+        body: JSON.stringify({ scope: [CLOUD_PLATFORM_SCOPE], lifetime: `${account.impersonationLifetimeSeconds}s` }),
+        signal,
+        redirect: "manual",
+      });
+      return readImpersonated(impersonated, "service-account impersonation (service_account_impersonation_url)", fail);
+    },
+  };
+}
+
 export function tokenSource(auth: GcpAuth, who: string): TokenSource {
   let cached: { token: string; expiresAt: number } | undefined;
-  const step = auth.method === "metadata" ? `the metadata server (${auth.metadataHost})` : "the OAuth token endpoint";
+  const grant = grantOf(auth, who);
 
-  async function request(signal: AbortSignal): Promise<Response> {
+  async function obtain(signal: AbortSignal): Promise<{ token: string; expiresAt: number }> {
     const timed = AbortSignal.any([signal, AbortSignal.timeout(TOKEN_REQUEST_TIMEOUT_MS)]);
     try {
-      if (auth.method === "metadata") {
-        return await fetch(`http://${auth.metadataHost}/computeMetadata/v1/instance/service-accounts/default/token`, {
-          headers: { "Metadata-Flavor": "Google" },
-          signal: timed,
-          redirect: "manual",
-        });
-      }
-      const body = new URLSearchParams({ grant_type: "urn:ietf:params:oauth:grant-type:jwt-bearer", assertion: serviceAccountAssertion(auth.key) });
-      return await fetch(auth.key.tokenUri, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body, signal: timed, redirect: "manual" });
+      return await grant.obtain(timed);
     } catch (error) {
       if (error instanceof ProviderError) throw error;
-      throw networkError(error, who, step, signal);
+      throw networkError(error, who, grant.step, signal);
     }
   }
 
@@ -94,7 +141,7 @@ export function tokenSource(auth: GcpAuth, who: string): TokenSource {
     async token(signal, fresh = false) {
       if (!fresh && cached && cached.expiresAt - EXPIRY_MARGIN_MS > Date.now()) return cached.token;
       if (fresh) cached = undefined;
-      pending ??= (async () => readToken(await request(signal), who, step))().finally(() => (pending = undefined));
+      pending ??= obtain(signal).finally(() => (pending = undefined));
       cached = await pending;
       return cached.token;
     },

@@ -1,16 +1,17 @@
 /**
  * The gcp provider's settings, parsed once from `configure` params. Auth is a service-account
  * JSON key (auth.params.key_file or GOOGLE_APPLICATION_CREDENTIALS, read by this process) or the
- * Compute Engine metadata server (GCE_METADATA_HOST overrides its address). `default` takes the
- * key when one is named, else the metadata server. Workload identity federation (an
- * `external_account` file) is refused by name: not supported yet. Every problem is a
- * CONFIG_INVALID naming the dso.yaml field; messages never echo key material.
+ * Compute Engine metadata server (GCE_METADATA_HOST overrides its address), or workload identity
+ * federation (an `external_account` file named the same way: external-account.ts). `default`
+ * takes the file when one is named (its `type` decides), else the metadata server. Every problem
+ * is a CONFIG_INVALID naming the dso.yaml field; messages never echo key material.
  */
 import { readFileSync } from "node:fs";
 import { assertProviderBlock, parseBlock } from "../block-check.ts";
 import { ProviderError } from "../errors.ts";
+import { parseExternalAccount, type ExternalAccount } from "./external-account.ts";
 import type { ConfigureParams } from "../types.ts";
-import { GCP_DEFAULT_ENDPOINT, GCP_METADATA_READS_PER_MINUTE, gcpAuthParamsSchema, gcpConfigSchema, gcpDescriptor } from "./descriptor.ts";
+import { GCP_DEFAULT_ENDPOINT, GCP_METADATA_READS_PER_MINUTE, PUBSUB_DEFAULT_ENDPOINT, gcpAuthParamsSchema, gcpConfigSchema, gcpDescriptor } from "./descriptor.ts";
 
 export const GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token";
 export const DEFAULT_METADATA_HOST = "metadata.google.internal";
@@ -24,13 +25,17 @@ export interface ServiceAccountKey {
   tokenUri: string;
 }
 
-export type GcpAuth = { method: "service_account_key"; key: ServiceAccountKey; keyPath: string } | { method: "metadata"; metadataHost: string };
+export type GcpAuth =
+  | { method: "service_account_key"; key: ServiceAccountKey; keyPath: string }
+  | { method: "metadata"; metadataHost: string }
+  | { method: "external_account"; account: ExternalAccount; keyPath: string };
 
 export interface GcpSettings {
   /** Instance name from dso.yaml, for messages. */
   name: string;
   project: string;
   endpoint: string;
+  pubsubEndpoint: string;
   quotaPerMinute: number;
   auth: GcpAuth;
 }
@@ -49,18 +54,32 @@ function isHttpUrl(raw: string, loopbackOnlyHttp: boolean): boolean {
   }
 }
 
-/** Parses a key file's JSON; `field` names where its path came from. */
-export function parseServiceAccountKey(text: string, field: string): ServiceAccountKey {
-  let json: Record<string, unknown>;
+type Credentials = { type: "service_account"; key: ServiceAccountKey } | { type: "external_account"; account: ExternalAccount };
+
+function parseJson(text: string, field: string): Record<string, unknown> {
+  let json: unknown;
   try {
-    json = JSON.parse(text) as Record<string, unknown>;
+    json = JSON.parse(text);
   } catch {
     throw invalid(field, "the credentials file is not JSON");
   }
-  if (json?.type === "external_account") {
-    throw invalid(field, "workload identity federation (an external_account file) is not supported yet; use a service-account key or the metadata server");
+  if (typeof json !== "object" || json === null || Array.isArray(json)) throw invalid(field, "the credentials file is not a JSON object");
+  return json as Record<string, unknown>;
+}
+
+/** A credentials file: a service-account key or an external_account (federation) file. */
+export function parseCredentialsFile(text: string, field: string): Credentials {
+  const json = parseJson(text, field);
+  if (json.type === "external_account") {
+    return { type: "external_account", account: parseExternalAccount(json, (key, problem) => invalid(field, `external_account ${key}: ${problem}`)) };
   }
-  if (json?.type !== "service_account") throw invalid(field, `the credentials file is not a service-account key (type must be "service_account")`);
+  return { type: "service_account", key: parseServiceAccountKey(text, field) };
+}
+
+/** Parses a key file's JSON; `field` names where its path came from. */
+export function parseServiceAccountKey(text: string, field: string): ServiceAccountKey {
+  const json = parseJson(text, field);
+  if (json.type !== "service_account") throw invalid(field, `the credentials file is not a service-account key (type must be "service_account")`);
   const { client_email: clientEmail, private_key: privateKey, private_key_id: privateKeyId, token_uri: tokenUri } = json;
   if (typeof clientEmail !== "string" || !clientEmail) throw invalid(field, "the key has no client_email");
   if (typeof privateKey !== "string" || !privateKey.includes("PRIVATE KEY-----")) throw invalid(field, "the key has no PEM private_key");
@@ -70,7 +89,7 @@ export function parseServiceAccountKey(text: string, field: string): ServiceAcco
   return { clientEmail, privateKey, tokenUri: uri, ...(typeof privateKeyId === "string" && privateKeyId ? { privateKeyId } : {}) };
 }
 
-function readKeyFile(path: string, field: string): ServiceAccountKey {
+function readCredentialsFile(path: string, field: string): Credentials {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -78,7 +97,7 @@ function readKeyFile(path: string, field: string): ServiceAccountKey {
     throw invalid(field, `cannot read the credentials file ${path}`);
   }
   if (text.length > MAX_KEY_FILE_BYTES) throw invalid(field, `${path} is too large for a credentials file`);
-  return parseServiceAccountKey(text, field);
+  return parseCredentialsFile(text, field);
 }
 
 function metadataHost(env: Record<string, string | undefined>): string {
@@ -97,14 +116,18 @@ function parseAuth(params: ConfigureParams, env: Record<string, string | undefin
     if (authParams.key_file) throw invalid(`${prefix}.params.key_file`, "not used by the metadata method");
     return { method, metadataHost: metadataHost(env) };
   }
-  if (method === "service_account_key" && !keyPath) {
-    throw invalid(`${prefix}.params.key_file`, "service_account_key needs a key file (auth.params.key_file or GOOGLE_APPLICATION_CREDENTIALS)");
+  if (method !== "service_account_key" && method !== "external_account" && method !== "default") {
+    throw invalid(`${prefix}.method`, `"${method.slice(0, 40)}" is not one of default, service_account_key, external_account, metadata`);
   }
-  if (method !== "service_account_key" && method !== "default") {
-    throw invalid(`${prefix}.method`, `"${method.slice(0, 40)}" is not one of default, service_account_key, metadata (external_account is not supported yet)`);
+  if (method !== "default" && !keyPath) {
+    throw invalid(`${prefix}.params.key_file`, `${method} needs a credentials file (auth.params.key_file or GOOGLE_APPLICATION_CREDENTIALS)`);
   }
   if (!keyPath) return { method: "metadata", metadataHost: metadataHost(env) };
-  return { method: "service_account_key", key: readKeyFile(keyPath, keyField), keyPath };
+  const file = readCredentialsFile(keyPath, keyField);
+  if (method !== "default" && file.type !== method.replace("_key", "")) {
+    throw invalid(keyField, `auth.method ${method} needs ${method === "external_account" ? 'an external_account file (type "external_account")' : 'a service-account key (type "service_account")'}`);
+  }
+  return file.type === "service_account" ? { method: "service_account_key", key: file.key, keyPath } : { method: "external_account", account: file.account, keyPath };
 }
 
 export function parseGcpSettings(params: ConfigureParams, env: Record<string, string | undefined>): GcpSettings {
@@ -114,6 +137,7 @@ export function parseGcpSettings(params: ConfigureParams, env: Record<string, st
     name: params.name,
     project: config.project,
     endpoint: config.endpoint ?? GCP_DEFAULT_ENDPOINT,
+    pubsubEndpoint: config.pubsub_endpoint ?? PUBSUB_DEFAULT_ENDPOINT,
     quotaPerMinute: config.quota_per_minute ?? GCP_METADATA_READS_PER_MINUTE,
     auth: parseAuth(params, env),
   };

@@ -13,6 +13,7 @@ export const GCP_METADATA_READS_PER_MINUTE = 600;
 /** Of the project's metadata quota, DSO uses this share, leaving room for people and other tools. */
 export const GCP_QUOTA_SHARE = 0.9;
 export const GCP_DEFAULT_ENDPOINT = "https://secretmanager.googleapis.com";
+export const PUBSUB_DEFAULT_ENDPOINT = "https://pubsub.googleapis.com";
 
 /** A project id (`my-project`, `example.com:my-project`) or a project number. */
 const PROJECT = /^(?:(?:[a-z0-9-]+\.)+[a-z]{2,}:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[0-9]{1,20}$/;
@@ -43,6 +44,8 @@ export const gcpConfigSchema = v.object(
   {
     project: gcpProject,
     endpoint: v.optional(gcpEndpoint),
+    /** The Pub/Sub REST API (change events), for emulators and private endpoints. */
+    pubsub_endpoint: v.optional(gcpEndpoint),
     /** The project's quota of metadata reads per minute, if Google raised it for you. */
     quota_per_minute: v.optional(integerValue(1, 1_000_000)),
   },
@@ -50,22 +53,22 @@ export const gcpConfigSchema = v.object(
 );
 
 export const gcpAuthParamsSchema = v.object({
-  /** Path of a service-account JSON key (else GOOGLE_APPLICATION_CREDENTIALS). */
+  /** Path of a service-account JSON key or an external_account file (else GOOGLE_APPLICATION_CREDENTIALS). */
   key_file: v.optional(configValue<string>((raw) => (raw.trim() !== "" ? { value: raw } : { problem: "must be a file path" }))),
 });
 
 /** Plain http to another host sends the OAuth access token in clear. */
 export function gcpConfigWarnings(config: Readonly<Record<string, string>>): Array<{ key: string; message: string }> {
-  const raw = config.endpoint;
-  if (!raw) return [];
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    return [];
-  }
-  if (url.protocol !== "http:" || isLoopback(url.hostname)) return [];
-  return [{ key: "endpoint", message: "plain http to a non-loopback host sends the Google access token in clear; use https" }];
+  return (["endpoint", "pubsub_endpoint"] as const).flatMap((key) => {
+    let url: URL;
+    try {
+      url = new URL(config[key] ?? "");
+    } catch {
+      return [];
+    }
+    if (url.protocol !== "http:" || isLoopback(url.hostname)) return [];
+    return [{ key, message: "plain http to a non-loopback host sends the Google access token in clear; use https" }];
+  });
 }
 
 /**
@@ -80,8 +83,7 @@ export const gcpDescriptor: ProviderDescriptor = {
   type: "gcp",
   config: gcpConfigSchema,
   authParams: gcpAuthParamsSchema,
-  // external_account (workload identity federation) is not supported yet: refused by name here.
-  authMethods: ["default", "service_account_key", "metadata"],
+  authMethods: ["default", "service_account_key", "external_account", "metadata"],
   // Paths and a host name, never key material: the key file is read by the provider process.
   env: ["GOOGLE_APPLICATION_CREDENTIALS", "GCE_METADATA_HOST"],
   credentials: [],

@@ -16,6 +16,7 @@ import { tokenSource, type TokenSource } from "./auth.ts";
 import { QuotaBucket, SecretManagerApi } from "./api.ts";
 import { CallLevelError } from "./errors.ts";
 import { parseGcpSettings, type GcpSettings } from "./config.ts";
+import { createPubSubEvents } from "./events.ts";
 import { payloadValue, printable, secretTarget, versionFingerprint, versionNumber, type SecretTarget } from "./secrets.ts";
 
 /** Requests in flight at once per call. */
@@ -162,6 +163,16 @@ export function createGcpClient(settings: GcpSettings, ctx: ProviderContext, opt
 export const gcpProvider: ProviderFactory = {
   type: "gcp",
   async create(params: ConfigureParams, ctx: ProviderContext): Promise<ProviderClient> {
-    return createGcpClient(parseGcpSettings(params, ctx.env), ctx);
+    const settings = parseGcpSettings(params, ctx.env);
+    const who = `provider ${settings.name} (gcp)`;
+    // One token for Secret Manager and Pub/Sub: the change-event subscription is read with the same identity.
+    const tokens = tokenSource(settings.auth, who);
+    const client = createGcpClient(settings, ctx, { tokens });
+    if (!params.events) return client;
+    if (!/^projects\/[^/]+\/subscriptions\/[^/]+$/.test(params.events.queue)) {
+      throw new ProviderError("CONFIG_INVALID", `providers.${settings.name}.events.subscription: must be projects/<project>/subscriptions/<subscription>`);
+    }
+    const events = createPubSubEvents({ endpoint: settings.pubsubEndpoint, subscription: params.events.queue, project: settings.project, tokens, who });
+    return Object.assign(client, { events });
   },
 };

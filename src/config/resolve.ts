@@ -121,7 +121,7 @@ function providerFrom(name: string, input: ProviderInput, issues: IssueCollector
   const type = resolveProviderType(input.type, ["providers", name, "type"], issues);
   if (!type) return undefined;
   checkProviderBlock(type, ["providers", name], { config: input.config ?? {}, auth: { method: input.auth?.method, params: input.auth?.params ?? {} } }, issues);
-  if (input.events && type !== "aws" && type !== "azure") issues.error(["providers", name, "events"], `change events are read for aws (SQS) and azure (Storage queue) providers, not ${type}`);
+  const source = input.events ? eventSourceOf(name, type, input.events, issues) : undefined;
   return {
     name,
     type,
@@ -134,8 +134,29 @@ function providerFrom(name: string, input: ProviderInput, issues: IssueCollector
     },
     ...(input.timeout === undefined ? {} : { timeoutMs: input.timeout }),
     allowUndeclared: input.allow_undeclared ?? false,
-    ...(input.events ? { events: { queue: input.events.queue, maxAgeMs: input.events.max_age ?? DEFAULT_EVENTS_MAX_AGE_MS } } : {}),
+    ...(input.events && source ? { events: { queue: source, maxAgeMs: input.events.max_age ?? DEFAULT_EVENTS_MAX_AGE_MS } } : {}),
   };
+}
+
+/** The key each provider type reads its change events from: a queue URL, or a Pub/Sub subscription. */
+const EVENT_SOURCE_KEY: Partial<Record<ProviderType, "queue" | "subscription">> = { aws: "queue", azure: "queue", gcp: "subscription" };
+
+/** `providers.<name>.events`: the one source key this provider type reads (the other refused at its line). */
+function eventSourceOf(name: string, type: ProviderType, events: { queue?: string; subscription?: string }, issues: IssueCollector): string | undefined {
+  const at = ["providers", name, "events"];
+  const wanted = EVENT_SOURCE_KEY[type];
+  if (!wanted) {
+    issues.error(at, `change events are read for aws (SQS), azure (Storage queue) and gcp (Pub/Sub) providers, not ${type}`);
+    return undefined;
+  }
+  const other = wanted === "queue" ? "subscription" : "queue";
+  if (events[other] !== undefined) {
+    issues.error([...at, other], wanted === "queue" ? `${type} reads change events from a queue URL (events.queue), not a Pub/Sub subscription` : "gcp reads change events from a Pub/Sub pull subscription (events.subscription: projects/<project>/subscriptions/<id>), not a queue URL");
+    return undefined;
+  }
+  const value = events[wanted];
+  if (value === undefined) issues.error(at, wanted === "queue" ? `${type} needs events.queue (the queue's https URL)` : "gcp needs events.subscription (projects/<project>/subscriptions/<id>)");
+  return value;
 }
 
 /** `providers.*.events.max_age`: how old the oldest queued event may be before `dso doctor` warns. */

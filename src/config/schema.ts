@@ -183,7 +183,15 @@ export const ProviderSchema = v.strictObject({
   /** Change detection by push (docs/configuration.md): the queue the cloud's change events land in. */
   events: v.optional(
     v.strictObject({
-      queue: v.pipe(v.string("must be the queue's https URL"), v.regex(/^https?:\/\/[^\s/]+\/\S*$/, "must be the queue's https URL"), v.maxLength(2048)),
+      /** aws, azure: the queue's URL. */
+      queue: v.optional(v.pipe(v.string("must be the queue's https URL"), v.regex(/^https?:\/\/[^\s/]+\/\S*$/, "must be the queue's https URL"), v.maxLength(2048))),
+      /** gcp: the Pub/Sub pull subscription's resource name. */
+      subscription: v.optional(
+        v.pipe(
+          v.string("must be projects/<project>/subscriptions/<subscription>"),
+          v.regex(/^projects\/[a-z0-9.:-]{1,100}\/subscriptions\/[A-Za-z][A-Za-z0-9_.~+%-]{2,254}$/, "must be projects/<project>/subscriptions/<subscription>"),
+        ),
+      ),
       max_age: v.optional(durationField(1000)),
     }),
   ),

@@ -37,7 +37,11 @@ export interface ProviderConfig {
 }
 
 export interface ProviderEventsConfig {
-  /** aws: an SQS queue URL; azure: a storage queue URL (https://<account>.queue.core.windows.net/<queue>). */
+  /**
+   * Where the provider reads change events: aws, an SQS queue URL (`events.queue`); azure, a storage
+   * queue URL (https://<account>.queue.core.windows.net/<queue>); gcp, a Pub/Sub pull subscription
+   * (`events.subscription`, projects/<p>/subscriptions/<s>).
+   */
   queue: string;
   /** `dso doctor`: a message older than this means the consumer is behind (default 5 min). */
   maxAgeMs: number;

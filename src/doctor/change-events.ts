@@ -13,9 +13,9 @@ import type { CheckResult } from "./types.ts";
 const EVENTS_CHECK_TIMEOUT_MS = 15_000;
 const quiet: FieldLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
-type StatusOf = (spec: ProviderConfig) => Promise<{ waiting: number; oldestAgeSeconds?: number }>;
+type StatusOf = (spec: ProviderConfig) => Promise<{ waiting?: number; oldestAgeSeconds?: number }>;
 
-async function statusFromProvider(spec: ProviderConfig, env: Record<string, string | undefined>): Promise<{ waiting: number; oldestAgeSeconds?: number }> {
+async function statusFromProvider(spec: ProviderConfig, env: Record<string, string | undefined>): Promise<{ waiting?: number; oldestAgeSeconds?: number }> {
   const process = new ProviderProcess({
     configure: {
       name: spec.name,
@@ -47,9 +47,11 @@ export async function checkChangeEvents(config: DsoConfig | undefined, env: Reco
         const status = await statusOf(spec);
         const age = (status.oldestAgeSeconds ?? 0) * 1000;
         if (age > spec.events!.maxAgeMs) {
-          return { check, status: "warn", detail: `the oldest of ${status.waiting} waiting messages is ${minutes(age)} old (events.max_age ${minutes(spec.events!.maxAgeMs)}): nothing is consuming the queue (is the agent running?) or it is behind; polling still runs` };
+          const of = status.waiting === undefined ? "waiting messages" : `${status.waiting} waiting messages`;
+          return { check, status: "warn", detail: `the oldest of the ${of} is ${minutes(age)} old (events.max_age ${minutes(spec.events!.maxAgeMs)}): nothing is consuming the queue (is the agent running?) or it is behind; polling still runs` };
         }
-        return { check, status: "ok", detail: `queue readable with the provider's credentials, ${status.waiting} waiting` };
+        const waiting = status.waiting === undefined ? (status.oldestAgeSeconds === undefined ? "none seen waiting" : `the oldest seen waiting is ${Math.round(status.oldestAgeSeconds)} s old`) : `${status.waiting} waiting`;
+        return { check, status: "ok", detail: `queue readable with the provider's credentials, ${waiting}` };
       } catch (error) {
         return { check, status: "fail", detail: `queue not readable: ${describeError(error)}; changes are found by polling only` };
       }

@@ -263,8 +263,8 @@ export const ResultSchemas = {
   health: HealthResultSchema,
   events: v.strictObject({ messages: v.pipe(v.array(EventMessageSchema), v.maxLength(MAX_EVENT_MESSAGES)) }),
   events_done: v.strictObject({}),
-  /** The queue answered: messages waiting and the age of the oldest one where the service tells it. */
-  events_status: v.strictObject({ waiting: v.pipe(v.number(), v.integer(), v.minValue(0)), oldestAgeSeconds: v.optional(v.pipe(v.number(), v.minValue(0))) }),
+  /** The queue answered: messages waiting (where the service counts them: not Pub/Sub) and the age of the oldest one where the service tells it. */
+  events_status: v.strictObject({ waiting: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))), oldestAgeSeconds: v.optional(v.pipe(v.number(), v.minValue(0))) }),
   shutdown: v.strictObject({}),
   /** Its value in the raw section, as one fetch item's. */
   issue: v.strictObject({ item: WireFetchItemSchema, lease: LeaseInfoSchema }),

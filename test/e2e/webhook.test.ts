@@ -2,7 +2,9 @@
  * The inbound webhook of the compiled agent: with a one-hour polling interval, only a
  * notification can make the agent notice a change in time. Also change detection by push
  * (issue 23): an EventBridge event in an SQS queue (test/support/sqs-server.ts) read by the aws
- * provider process, and Event Grid's validation handshakes on this webhook.
+ * provider process, a Secret Manager notification in a Pub/Sub subscription
+ * (test/support/gcp-server.ts) read by the gcp provider process, and Event Grid's validation
+ * handshakes on this webhook.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type Dockerode from "dockerode";
@@ -15,6 +17,7 @@ import { ensureDocker } from "../support/docker-daemon.ts";
 import { BUSYBOX_IMAGE, ensureTestImages } from "../support/test-images.ts";
 import { AWS_TEST_ACCESS_KEY_ID, startAwsServer, type AwsServer } from "../support/aws-server.ts";
 import { startSqsServer, type SqsServer } from "../support/sqs-server.ts";
+import { startGcpServer, type GcpServer } from "../support/gcp-server.ts";
 
 const TOKEN = "webhook-test-token-0123456789abcdef";
 const VALUES = ["hook-planted-ONE-7yT2", "hook-planted-TWO-3pR8"];
@@ -28,6 +31,10 @@ let aws: AwsServer;
 let metricsUrl: string;
 let sqs: SqsServer;
 const CLOUD_VALUES = ["push-planted-ONE-q8Zr", "push-planted-TWO-m4Kd"];
+const GCP_VALUES = ["gsm-planted-ONE-w2Vx", "gsm-planted-TWO-h7Jc"];
+let gcp: GcpServer;
+let gcpSubscription: string;
+let gcpContainerId: string;
 
 beforeAll(async () => {
   const d = await ensureDocker();
@@ -43,9 +50,11 @@ beforeAll(async () => {
   await probe.stop(true);
   await probe2.stop(true);
   url = `http://127.0.0.1:${port}`;
-  aws = await startAwsServer();
-  sqs = await startSqsServer();
+  [aws, sqs, gcp] = await Promise.all([startAwsServer(), startSqsServer(), startGcpServer()]);
   aws.state.putSecret("app-db", CLOUD_VALUES[0]!);
+  gcp.state.addVersion("gsm-db", GCP_VALUES[0]!);
+  gcpSubscription = gcp.state.pubsub.createSubscription("dso-host", 60);
+  await writeFile(join(dir, "gcp-key.json"), gcp.serviceAccountKey(), { mode: 0o600 });
   await writeFile(
     join(dir, "dso.yaml"),
     [
@@ -62,9 +71,19 @@ beforeAll(async () => {
       `      endpoint: ${aws.url}`,
       "    events:",
       `      queue: ${sqs.queueUrl("dso-events")}`,
+      "  gsm:",
+      "    type: gcp",
+      "    config:",
+      `      project: ${gcp.project}`,
+      `      endpoint: ${gcp.url}`,
+      `      pubsub_endpoint: ${gcp.url}`,
+      "    events:",
+      `      subscription: ${gcpSubscription}`,
       "secrets:",
       "  - name: app-db",
       "    provider: cloud",
+      "  - name: gsm-db",
+      "    provider: gsm",
       "agent:",
       "  audit: { enabled: true }",
       `  metrics: { enabled: true, listen: "${new URL(metricsUrl).host}" }`,
@@ -81,7 +100,7 @@ beforeAll(async () => {
     dir,
     config: join(dir, "dso.yaml"),
     dockerHost: d.host,
-    env: { AWS_ACCESS_KEY_ID: AWS_TEST_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: "push-test-aws-secret-key" },
+    env: { AWS_ACCESS_KEY_ID: AWS_TEST_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: "push-test-aws-secret-key", GOOGLE_APPLICATION_CREDENTIALS: join(dir, "gcp-key.json") },
   });
   await agent.waitForLog(/webhook listening/);
   const c = await docker.createContainer({
@@ -102,12 +121,23 @@ beforeAll(async () => {
   });
   cloudContainerId = cloud.id;
   await cloud.start();
+  const gsm = await docker.createContainer({
+    name: `e2e-push-gcp-${process.pid}`,
+    Image: BUSYBOX_IMAGE,
+    Cmd: ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 0.1; done'],
+    Labels: { "dso.reloader": "true", "dso.secrets": "gsm-db" },
+    HostConfig: { NetworkMode: "none", Tmpfs: { "/run/secrets": "rw" } },
+  });
+  gcpContainerId = gsm.id;
+  await gsm.start();
 });
 
 afterAll(async () => {
   await agent?.stop("SIGTERM");
   await docker.getContainer(containerId).remove({ force: true }).catch(() => {});
   await docker.getContainer(cloudContainerId).remove({ force: true }).catch(() => {});
+  await docker.getContainer(gcpContainerId).remove({ force: true }).catch(() => {});
+  await gcp?.stop();
   await rm(dir, { recursive: true, force: true });
   await aws?.stop();
   await sqs?.stop();
@@ -185,6 +215,30 @@ describe("inbound webhook", () => {
     expect(metrics).toContain('dso_change_event_queue_up{provider="cloud"} 1');
   });
 
+  test("change event by push, gcp: a SECRET_VERSION_ADD in a Pub/Sub subscription is delivered (cause event) and acknowledged after", async () => {
+    const gsmIn = (want: string) => async () => ((await execIn(docker, gcpContainerId, ["cat", "/run/secrets/gsm-db"])).stdout === want ? true : undefined);
+    expect(await eventually("first delivery of gsm-db", gsmIn(GCP_VALUES[0]!))).toBe(true);
+    const version = gcp.state.addVersion("gsm-db", GCP_VALUES[1]!);
+    const sentAt = Date.now();
+    gcp.state.pubsub.notify(gcpSubscription, "SECRET_VERSION_ADD", "gsm-db", version);
+    gcp.state.pubsub.notify(gcpSubscription, "SECRET_ROTATE", "gsm-db");
+    expect(await eventually("delivered by the Pub/Sub notification", gsmIn(GCP_VALUES[1]!), 10_000)).toBe(true);
+    await eventually("subscription drained (the rotation reminder acknowledged too)", async () => (gcp.state.pubsub.unacked(gcpSubscription) === 0 ? true : undefined));
+    const audit = agent.logs().split("\n").filter((l) => l.includes('"tag":"audit"') && l.includes('"event":"delivery"') && l.includes("gsm-db"));
+    expect(audit.at(-1)).toContain('"trigger":"event"');
+    const metrics = await (await fetch(metricsUrl)).text();
+    expect(metrics).toContain('dso_change_event_queue_up{provider="gsm"} 1');
+    expect(metrics).toMatch(/dso_change_events_total\{provider="gsm",outcome="not_a_secret_change"\} 1/);
+    const at = (needle: string) =>
+      agent
+        .logs()
+        .split("\n")
+        .filter((l) => l.includes(needle) && l.includes("gsm-db"))
+        .map((l) => Date.parse((JSON.parse(l) as { time: string }).time))
+        .find((t) => t >= sentAt);
+    console.log(`gcp change event: detected after ${at("secrets changed at the provider (change event)")! - sentAt} ms, delivered after ${at("delivered secrets to container")! - sentAt} ms`);
+  });
+
   test("Event Grid handshakes: SubscriptionValidationEvent gets validationResponse; CloudEvents OPTIONS gets WebHook-Allowed-Origin", async () => {
     const validation = await fetch(`${url}/api/events/secret-update`, {
       method: "POST",
@@ -218,6 +272,6 @@ describe("inbound webhook", () => {
   test("no planted value or token in the agent log", () => {
     const logs = agent.logs();
     expect(logs).toContain("webhook notification");
-    for (const value of [...VALUES, ...CLOUD_VALUES, TOKEN, "push-test-aws-secret-key"]) expect(logs).not.toContain(value);
+    for (const value of [...VALUES, ...CLOUD_VALUES, ...GCP_VALUES, TOKEN, "push-test-aws-secret-key", ...gcp.state.acceptedTokens]) expect(logs).not.toContain(value);
   });
 });

@@ -94,14 +94,15 @@ describe("gcp provider: configuration", () => {
     await expect(create({}, { GOOGLE_APPLICATION_CREDENTIALS: join(dir, "missing.json") })).rejects.toMatchObject({ message: expect.stringContaining("GOOGLE_APPLICATION_CREDENTIALS: cannot read") });
   });
 
-  test("workload identity federation is refused by name, as a file and as a method", async () => {
+  test("an external_account file without a subject-token source is refused naming the field; the method needs a file of its type", async () => {
     const external = join(dir, "external.json");
-    await writeFile(external, JSON.stringify({ type: "external_account", audience: "//iam.googleapis.com/x", token_url: "https://sts.googleapis.com/v1/token" }));
+    await writeFile(external, JSON.stringify({ type: "external_account", audience: "//iam.googleapis.com/x", subject_token_type: "urn:ietf:params:oauth:token-type:jwt", token_url: "https://sts.googleapis.com/v1/token" }));
     await expect(create({}, { GOOGLE_APPLICATION_CREDENTIALS: external })).rejects.toMatchObject({
       code: "CONFIG_INVALID",
-      message: expect.stringContaining("workload identity federation (an external_account file) is not supported yet"),
+      message: "GOOGLE_APPLICATION_CREDENTIALS: external_account credential_source: is missing",
     });
-    await expect(create({ auth: { method: "external_account" } })).rejects.toMatchObject({ message: expect.stringContaining("providers.gcp1.auth.method") });
+    await expect(create({ auth: { method: "external_account" } })).rejects.toMatchObject({ message: expect.stringContaining("providers.gcp1.auth.params.key_file: external_account needs a credentials file") });
+    await expect(create({ auth: { method: "external_account", params: { key_file: keyPath } } })).rejects.toMatchObject({ message: expect.stringContaining("auth.method external_account needs an external_account file") });
   });
 
   test("the metadata server is the default without a key; GCE_METADATA_HOST overrides it", () => {

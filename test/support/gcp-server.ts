@@ -13,6 +13,24 @@
 // without a token this server issued, 403 PERMISSION_DENIED, 404 NOT_FOUND, 429
 // RESOURCE_EXHAUSTED with Retry-After. Paths take the project id or its number.
 //
+// Pub/Sub (REST v1, the calls the change-event reader makes), sharing the token check:
+//   GET  /v1/projects/{p}/subscriptions/{s}                     the subscription
+//   POST /v1/projects/{p}/subscriptions/{s}:pull                {maxMessages (required, > 0),
+//       returnImmediately?} → {receivedMessages: [{ackId, message: {data (base64), attributes,
+//       messageId, publishTime}, deliveryAttempt}]} or {} ; without returnImmediately the server
+//       holds the request until a message comes or PULL_HOLD_MS (a client that gave up gets none)
+//   POST …:acknowledge {ackIds}; POST …:modifyAckDeadline {ackIds, ackDeadlineSeconds 0-600}
+//   A pulled message is leased for the subscription's ack deadline, then delivered again; an
+//   unknown or stale ackId is ignored (as Pub/Sub does); 400 INVALID_ARGUMENT on a bad body.
+//
+// Workload identity federation: GET /subject-token (needs `Metadata: true`, as Azure IMDS) serves
+// the current subject token as JSON {access_token}; POST /sts/v1/token is Google's STS token
+// exchange (grant_type token-exchange, audience, scope cloud-platform, requested_token_type
+// access_token, subject_token_type jwt, a subject token this server issued) answering
+// {access_token, issued_token_type, token_type, expires_in} or {error, error_description} 400;
+// POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken (IAM Credentials) takes a
+// federated token as bearer and {scope: [...], lifetime} and answers {accessToken, expireTime}.
+//
 // OAuth: POST /token (grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer, assertion=<JWT>)
 // verifies the RS256 signature with the public half of the key it handed out (serviceAccountKey),
 // and iss, aud (= this token_uri), iat/exp and the scope. Metadata server: GET
@@ -51,7 +69,60 @@ export interface GcpServerState {
   delayMs: number;
   /** The token endpoint refuses every assertion (a deleted or disabled key). */
   revokeKey: boolean;
+  pubsub: PubSubState;
+  federation: FederationState;
 }
+
+export interface FederationState {
+  /** Subject tokens the "identity provider" issued (accepted by the STS unless revoked). */
+  subjectTokens: Set<string>;
+  /** What the token served by GET /subject-token is. */
+  urlSubjectToken: string;
+  /** Access tokens by kind, and the kind each Secret Manager request presented, in order. */
+  kinds: Map<string, "key" | "metadata" | "federated" | "impersonated">;
+  used: string[];
+  /** The last STS request's form and the last impersonation request's body and bearer kind, for tests. */
+  lastExchange?: Record<string, string>;
+  lastImpersonation?: { body: unknown; bearer: string | undefined };
+  /** Issues a new subject token (an OIDC-JWT stand-in). */
+  issueSubjectToken(): string;
+}
+
+export const FEDERATION_AUDIENCE = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/dso-pool/providers/dso-oidc";
+export const JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt";
+export const IMPERSONATED_ACCOUNT = "dso-reader@dso-test-project.iam.gserviceaccount.com";
+
+export interface PubSubMessage {
+  id: string;
+  data: string;
+  attributes: Record<string, string>;
+  publishTime: string;
+  leasedUntil: number;
+  ackId?: string;
+  deliveries: number;
+}
+
+export interface PubSubState {
+  /** `projects/<p>/subscriptions/<s>` → its messages, oldest first. */
+  subscriptions: Map<string, { ackDeadlineSeconds: number; messages: PubSubMessage[] }>;
+  /** Creates a pull subscription (as `gcloud pubsub subscriptions create`); returns its full name. */
+  createSubscription(id: string, ackDeadlineSeconds?: number): string;
+  /** Publishes a message (data as given, already base64, or an object sent as JSON). */
+  publish(subscription: string, message: { data?: string | object; attributes: Record<string, string>; publishTime?: string }): void;
+  /** What Secret Manager publishes for `eventType` on a secret of the test project. */
+  notify(subscription: string, eventType: string, secret: string, version?: number): void;
+  /** Messages not acknowledged yet (waiting or leased). */
+  unacked(subscription: string): number;
+  /** Subscription ids whose calls get 403 PERMISSION_DENIED. */
+  denied: Set<string>;
+  /** pull, acknowledge, modifyAckDeadline, get: request counts. */
+  calls: Record<string, number>;
+  /** Every Pub/Sub request gets 503 UNAVAILABLE (an outage). */
+  unavailable: boolean;
+}
+
+/** How long a pull without returnImmediately is held when nothing comes (Pub/Sub's own bound is not published). */
+export const PULL_HOLD_MS = 30_000;
 
 export interface GcpServer {
   url: string;
@@ -61,6 +132,10 @@ export interface GcpServer {
   metadataHost: string;
   /** A service-account JSON key whose token_uri is this server. */
   serviceAccountKey(): string;
+  /** An external_account file whose token_url (and impersonation URL) is this server. */
+  externalAccount(source: Record<string, unknown>, options?: { impersonate?: boolean }): string;
+  /** The URL serving the subject token (credential_source.url; needs header `Metadata: true`). */
+  subjectTokenUrl: string;
   state: GcpServerState;
   stop(): Promise<void>;
 }
@@ -123,6 +198,7 @@ export async function startGcpServer(): Promise<GcpServer> {
   let malformed = { count: 0, body: "<html>not json</html>", suffix: "" };
   const key = (secret: string, project = GCP_TEST_PROJECT) => `${project === PROJECT_NUMBER ? GCP_TEST_PROJECT : project}/${secret}`;
   const bump = (name: string) => void (state.calls[name] = (state.calls[name] ?? 0) + 1);
+  let published = 0;
 
   const state: GcpServerState = {
     secrets: new Map(),
@@ -152,6 +228,43 @@ export async function startGcpServer(): Promise<GcpServer> {
     deleteSecret(secret, project) {
       state.secrets.delete(key(secret, project));
     },
+    pubsub: {
+      subscriptions: new Map(),
+      denied: new Set(),
+      calls: {},
+      unavailable: false,
+      createSubscription(id, ackDeadlineSeconds = 10) {
+        const name = `projects/${GCP_TEST_PROJECT}/subscriptions/${id}`;
+        state.pubsub.subscriptions.set(name, { ackDeadlineSeconds, messages: [] });
+        return name;
+      },
+      publish(subscription, message) {
+        const sub = state.pubsub.subscriptions.get(subscription);
+        if (!sub) throw new Error(`no subscription ${subscription}`);
+        const data = message.data === undefined ? "" : typeof message.data === "string" ? message.data : Buffer.from(JSON.stringify(message.data)).toString("base64");
+        sub.messages.push({ id: String(++published), data, attributes: message.attributes, publishTime: message.publishTime ?? new Date().toISOString(), leasedUntil: 0, deliveries: 0 });
+      },
+      notify(subscription, eventType, secret, version) {
+        const secretName = `projects/${PROJECT_NUMBER}/secrets/${secret}`;
+        const resource = version === undefined ? { name: secretName, replication: { automatic: {} }, createTime: new Date().toISOString(), etag: '"1"' } : { name: `${secretName}/versions/${version}`, createTime: new Date().toISOString(), state: "ENABLED", etag: '"1"' };
+        state.pubsub.publish(subscription, {
+          data: resource,
+          attributes: { eventType, secretId: secretName, dataFormat: "JSON_API_V1", ...(version === undefined ? {} : { versionId: `${secretName}/versions/${version}` }) },
+        });
+      },
+      unacked: (subscription) => state.pubsub.subscriptions.get(subscription)?.messages.length ?? 0,
+    },
+    federation: {
+      subjectTokens: new Set(),
+      urlSubjectToken: "",
+      kinds: new Map(),
+      used: [],
+      issueSubjectToken() {
+        const token = `eyJhbGciOiJSUzI1NiJ9.${randomBytes(24).toString("base64url")}.${randomBytes(32).toString("base64url")}`;
+        state.federation.subjectTokens.add(token);
+        return token;
+      },
+    },
     throttleNext(count, retryAfterSeconds) {
       throttle = { count, retryAfter: retryAfterSeconds };
     },
@@ -173,6 +286,7 @@ export async function startGcpServer(): Promise<GcpServer> {
     state.requests.push(decodeURIComponent(url.pathname + url.search));
     if (state.delayMs) await Bun.sleep(state.delayMs);
     const token = /^Bearer (.+)$/.exec(req.headers.get("authorization") ?? "")?.[1];
+    if (token) state.federation.used.push(state.federation.kinds.get(token) ?? "unknown");
     if (!token || !state.acceptedTokens.has(token)) {
       bump("unauthenticated");
       return googleError(401, "Request had invalid authentication credentials.");
@@ -220,16 +334,118 @@ export async function startGcpServer(): Promise<GcpServer> {
     });
   }
 
-  function issue(): Response {
+  const authorized = (req: Request) => {
+    const token = /^Bearer (.+)$/.exec(req.headers.get("authorization") ?? "")?.[1];
+    return token !== undefined && state.acceptedTokens.has(token);
+  };
+
+  async function pubsub(req: Request, url: URL): Promise<Response> {
+    const m = /^\/v1\/(projects\/([^/]+)\/subscriptions\/([^/:]+))(?::(pull|acknowledge|modifyAckDeadline))?$/.exec(decodeURIComponent(url.pathname));
+    if (!m) return googleError(404, "Method not found.", "NOT_FOUND");
+    const [, rawName, project, id, verb = "get"] = m as unknown as [string, string, string, string, string | undefined];
+    const ps = state.pubsub;
+    ps.calls[verb] = (ps.calls[verb] ?? 0) + 1;
+    if (ps.unavailable) return googleError(503, "The service is currently unavailable.", "UNAVAILABLE");
+    if (!authorized(req)) return googleError(401, "Request had invalid authentication credentials.");
+    if ((verb === "get") !== (req.method === "GET")) return googleError(404, "Method not found.", "NOT_FOUND");
+    const name = project === PROJECT_NUMBER ? `projects/${GCP_TEST_PROJECT}/subscriptions/${id}` : rawName;
+    if (ps.denied.has(id)) return googleError(403, `User not authorized to perform this action.`);
+    const sub = ps.subscriptions.get(name);
+    if (!sub) return googleError(404, `Resource not found (resource=${id}).`);
+    if (verb === "get") return Response.json({ name, topic: `projects/${GCP_TEST_PROJECT}/topics/secret-events`, pushConfig: {}, ackDeadlineSeconds: sub.ackDeadlineSeconds, messageRetentionDuration: "604800s", state: "ACTIVE" });
+    let body: Record<string, unknown>;
+    try {
+      body = JSON.parse(await req.text()) as Record<string, unknown>;
+    } catch {
+      return googleError(400, "Invalid JSON payload received.", "INVALID_ARGUMENT");
+    }
+    const ackIds = body.ackIds;
+    if (verb !== "pull") {
+      if (!Array.isArray(ackIds) || ackIds.length === 0 || !ackIds.every((a) => typeof a === "string")) return googleError(400, "No ack ids specified.", "INVALID_ARGUMENT");
+      const seconds = verb === "modifyAckDeadline" ? body.ackDeadlineSeconds : undefined;
+      if (verb === "modifyAckDeadline" && (typeof seconds !== "number" || seconds < 0 || seconds > 600)) return googleError(400, "Invalid ack deadline given.", "INVALID_ARGUMENT");
+      const wanted = new Set(ackIds as string[]);
+      if (verb === "acknowledge") sub.messages = sub.messages.filter((msg) => !(msg.ackId && wanted.has(msg.ackId)));
+      else for (const msg of sub.messages) if (msg.ackId && wanted.has(msg.ackId)) msg.leasedUntil = Date.now() + (seconds as number) * 1000;
+      return Response.json({});
+    }
+    const max = body.maxMessages;
+    if (typeof max !== "number" || !Number.isInteger(max) || max <= 0) return googleError(400, "maxMessages must be a positive integer.", "INVALID_ARGUMENT");
+    const until = Date.now() + PULL_HOLD_MS;
+    for (;;) {
+      if (req.signal.aborted) return new Response(null, { status: 499 });
+      const now = Date.now();
+      const ready = sub.messages.filter((msg) => msg.leasedUntil <= now).slice(0, max);
+      if (ready.length > 0 || body.returnImmediately === true || now > until) {
+        const receivedMessages = ready.map((msg) => {
+          msg.ackId = `${msg.id}-${randomBytes(12).toString("base64url")}`;
+          msg.leasedUntil = now + sub.ackDeadlineSeconds * 1000;
+          msg.deliveries++;
+          return { ackId: msg.ackId, message: { data: msg.data, attributes: msg.attributes, messageId: msg.id, publishTime: msg.publishTime }, deliveryAttempt: msg.deliveries };
+        });
+        return Response.json(receivedMessages.length ? { receivedMessages } : {});
+      }
+      await Bun.sleep(20);
+    }
+  }
+
+  function newToken(kind: "key" | "metadata" | "federated" | "impersonated"): string {
     const token = `ya29.test-${randomBytes(24).toString("base64url")}`;
     state.acceptedTokens.add(token);
-    return Response.json({ access_token: token, expires_in: 3599, token_type: "Bearer" });
+    state.federation.kinds.set(token, kind);
+    return token;
+  }
+
+  function issue(kind: "key" | "metadata"): Response {
+    return Response.json({ access_token: newToken(kind), expires_in: 3599, token_type: "Bearer" });
+  }
+
+  async function federation(req: Request, url: URL): Promise<Response | undefined> {
+    const fed = state.federation;
+    if (url.pathname === "/subject-token" && req.method === "GET") {
+      bump("subjectUrl");
+      if (req.headers.get("metadata") !== "true") return Response.json({ error: "invalid_request", error_description: "Required metadata header not specified" }, { status: 400 });
+      return Response.json({ access_token: fed.urlSubjectToken, token_type: "Bearer", expires_in: "3599" });
+    }
+    if (url.pathname === "/sts/v1/token" && req.method === "POST") {
+      bump("sts");
+      const form = new URLSearchParams(await req.text());
+      fed.lastExchange = Object.fromEntries(form);
+      const refuse = (description: string) => Response.json({ error: "invalid_grant", error_description: description }, { status: 400 });
+      if (form.get("grant_type") !== "urn:ietf:params:oauth:grant-type:token-exchange") return Response.json({ error: "unsupported_grant_type" }, { status: 400 });
+      if (form.get("requested_token_type") !== "urn:ietf:params:oauth:token-type:access_token") return refuse("The requested token type is not supported.");
+      if (!form.get("scope")?.split(" ").includes(SCOPE)) return refuse("Invalid scope.");
+      if (form.get("audience") !== FEDERATION_AUDIENCE) return refuse("The audience in the token does not match the expected audience.");
+      if (form.get("subject_token_type") !== JWT_TOKEN_TYPE) return refuse("Invalid subject token type.");
+      if (!fed.subjectTokens.has(form.get("subject_token") ?? "")) return refuse("The subject token is invalid or expired.");
+      return Response.json({ access_token: newToken("federated"), issued_token_type: "urn:ietf:params:oauth:token-type:access_token", token_type: "Bearer", expires_in: 3599 });
+    }
+    const impersonate = /^\/v1\/projects\/-\/serviceAccounts\/([^/:]+):generateAccessToken$/.exec(decodeURIComponent(url.pathname));
+    if (impersonate && req.method === "POST") {
+      bump("impersonate");
+      const bearer = /^Bearer (.+)$/.exec(req.headers.get("authorization") ?? "")?.[1];
+      let body: unknown;
+      try {
+        body = await req.json();
+      } catch {
+        body = undefined;
+      }
+      fed.lastImpersonation = { body, bearer: bearer ? fed.kinds.get(bearer) : undefined };
+      if (!bearer || fed.kinds.get(bearer) !== "federated") return googleError(401, "Request had invalid authentication credentials.");
+      if (impersonate[1] !== IMPERSONATED_ACCOUNT) return googleError(403, "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).");
+      const scope = (body as { scope?: unknown })?.scope;
+      if (!Array.isArray(scope) || !scope.includes(SCOPE)) return googleError(400, "Scope required.", "INVALID_ARGUMENT");
+      return Response.json({ accessToken: newToken("impersonated"), expireTime: new Date(Date.now() + 3600_000).toISOString() });
+    }
+    return undefined;
   }
 
   const server = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
     development: false,
+    // A held pull outlasts Bun's default 10 s idle timeout.
+    idleTimeout: 60,
     async fetch(req): Promise<Response> {
       const url = new URL(req.url);
       if (url.pathname === "/token" && req.method === "POST") {
@@ -238,13 +454,16 @@ export async function startGcpServer(): Promise<GcpServer> {
         if (form.get("grant_type") !== "urn:ietf:params:oauth:grant-type:jwt-bearer") return Response.json({ error: "unsupported_grant_type" }, { status: 400 });
         const problem: string | undefined = state.revokeKey ? "key revoked" : verifyAssertion(form.get("assertion") ?? "", publicPem, `${origin}/token`);
         if (problem) return Response.json({ error: "invalid_grant", error_description: `Invalid JWT: ${problem}` }, { status: 400 });
-        return issue();
+        return issue("key");
       }
       if (url.pathname === "/computeMetadata/v1/instance/service-accounts/default/token") {
         bump("metadataToken");
         if (req.headers.get("metadata-flavor") !== "Google") return new Response("Missing Metadata-Flavor:Google header.", { status: 403 });
-        return issue();
+        return issue("metadata");
       }
+      const federated = await federation(req, url);
+      if (federated) return federated;
+      if (url.pathname.startsWith("/v1/") && url.pathname.includes("/subscriptions/")) return pubsub(req, url);
       if (url.pathname.startsWith("/v1/")) return secretManager(req, url);
       return new Response("not found", { status: 404 });
     },
@@ -255,6 +474,7 @@ export async function startGcpServer(): Promise<GcpServer> {
     project: GCP_TEST_PROJECT,
     projectNumber: PROJECT_NUMBER,
     metadataHost: `127.0.0.1:${server.port}`,
+    subjectTokenUrl: `${origin}/subject-token`,
     serviceAccountKey: () =>
       JSON.stringify({
         type: "service_account",
@@ -265,6 +485,15 @@ export async function startGcpServer(): Promise<GcpServer> {
         client_id: "100000000000000000000",
         auth_uri: "https://accounts.google.com/o/oauth2/auth",
         token_uri: `${origin}/token`,
+      }),
+    externalAccount: (source, options = {}) =>
+      JSON.stringify({
+        type: "external_account",
+        audience: FEDERATION_AUDIENCE,
+        subject_token_type: JWT_TOKEN_TYPE,
+        token_url: `${origin}/sts/v1/token`,
+        credential_source: source,
+        ...(options.impersonate ? { service_account_impersonation_url: `${origin}/v1/projects/-/serviceAccounts/${IMPERSONATED_ACCOUNT}:generateAccessToken` } : {}),
       }),
     state,
     stop: async () => void server.stop(true),
