@@ -11,6 +11,7 @@ import { fileLeaseBook, type LeaseBook } from "../../src/leases/lease-book.ts";
 import { LeaseKeeper, type LeaseEvents } from "../../src/leases/lease-keeper.ts";
 import { providerLeaseBackend } from "../../src/leases/provider-backend.ts";
 import { ProviderProcess } from "../../src/rpc/supervisor.ts";
+import { wipeSecretBytes } from "../../src/rpc/wire-values.ts";
 import { startVaultServer, type VaultServer } from "../support/vault-server.ts";
 
 let vault: VaultServer;
@@ -147,6 +148,39 @@ describe("lease keeper with the vault provider processes", () => {
     } finally {
       vault.state.unavailable = false;
       await a.stop();
+    }
+  });
+
+  test("fetch processes use the long-lived process's AppRole token: 4 fetches and an issue, 1 login; the lease outlives a fetch process's token TTL", async () => {
+    // A 2 s AppRole token: the long-lived process renews it; a token a fetch process logged in
+    // with would expire (and Vault revoke its leases) 2 s later.
+    vault.state.addAppRole({ roleId: "dso-role", secretId: "dso-secret-id", policies: ["root"], tokenTtlSeconds: 2 });
+    vault.state.writeSecret("secret/static", { key: "static-value" });
+    const loginsBefore = vault.state.calls.login ?? 0;
+    const provider = new ProviderProcess({
+      configure: { name: "vault", type: "vault", auth: { method: "approle", params: { role_id: "dso-role", secret_id: "dso-secret-id" } }, config: { address: vault.url } },
+      env: { PATH: process.env.PATH },
+    });
+    try {
+      for (let i = 0; i < 4; i++) {
+        const [item] = await provider.fetch([{ name: "static" }]);
+        expect(text(item!.value?.get("key"))).toBe("static-value");
+        wipeSecretBytes(item!.value);
+      }
+      const issued = await provider.issue({ ref: { name: "db-long" }, engine: "database", kind: "creds", role: "long", params: {} });
+      wipeSecretBytes(issued.item.value);
+      expect((vault.state.calls.login ?? 0) - loginsBefore).toBe(1);
+      const lease = vault.state.dynamic.leases.get(issued.lease.leaseId!)!;
+      const owner = vault.state.tokens.get(lease.tokenId);
+      expect(owner?.creationTtl).toBe(2); // the AppRole token, not the root one
+
+      await Bun.sleep(2_600); // past the 2 s TTL: only a renewed token is still alive
+      expect((await provider.lease({ op: "lookup", leaseId: lease.id })).valid).toBe(true);
+      expect(vault.state.tokens.has(lease.tokenId)).toBe(true);
+      expect(lease.revokedMs).toBeUndefined();
+      expect((vault.state.calls.login ?? 0) - loginsBefore).toBe(1);
+    } finally {
+      await provider.stop();
     }
   });
 });
