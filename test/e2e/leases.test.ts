@@ -240,4 +240,35 @@ describe("dynamic Vault credentials, per container", () => {
     expect(agent.logs()).not.toContain(key.split("\n")[1]!);
     console.log(`pki through the agent: ${Math.round(performance.now() - t0)} ms`);
   }, 20_000);
+
+  test("a dockerd restart (live-restore) issues nothing for a running container", async () => {
+    const t0 = performance.now();
+    const reconnects = () => agent.logs().split("\n").filter((line) => /docker event stream reconnected/.test(line)).length;
+    // The first restart switches live-restore on (it stops this file's earlier containers; they keep their leases).
+    setDaemonConfig({ "live-restore": true });
+    try {
+      await restartDocker();
+      await eventually("event stream back", async () => (reconnects() >= 1 ? true : undefined));
+      const c = await runContainer("lease-live", { secrets: "tls" });
+      const serial = await eventually("certificate in the container", async () => readInside(c.pid, "/run/secrets/serial_number"));
+      const issuedBefore = { pki: vault.state.dynamic.calls.issue ?? 0 };
+      const startedAt = (await docker.getContainer(c.id).inspect()).State.StartedAt;
+      const seen = reconnects();
+
+      await restartDocker();
+      await eventually("event stream back after the second restart", async () => (reconnects() > seen ? true : undefined));
+      // The reconnect starts a reconcile pass over every labelled container; give it time to act.
+      await Bun.sleep(1_500);
+      const after = (await docker.getContainer(c.id).inspect()).State;
+      expect(after.Running).toBe(true);
+      expect(after.StartedAt).toBe(startedAt);
+      expect(vault.state.dynamic.calls.issue ?? 0).toBe(issuedBefore.pki);
+      expect(readInside(c.pid, "/run/secrets/serial_number")).toBe(serial);
+    } finally {
+      // Back to the suite's plain daemon for the files that follow: restart once more without it.
+      setDaemonConfig({});
+      await restartDocker();
+    }
+    console.log(`dockerd restart (live-restore), three restarts: ${Math.round(performance.now() - t0)} ms`);
+  }, 60_000);
 });
