@@ -96,6 +96,9 @@ beforeAll(async () => {
       "  - name: dbshared",
       "    provider: vault",
       "    dynamic: { path: database/creds/shared, scope: shared }",
+      "    templates:",
+      '      - { file: dsn, template: "postgres://{{ .username }}:{{ .password | urlquery }}@db.internal/app" }',
+      "      - { file: db.env, format: env }",
       "  - name: tls",
       "    provider: vault",
       `    dynamic: { path: pki/issue/web, params: { common_name: ${CERT_CN}, alt_names: "a.${CERT_CN}", ttl: 1h } }`,
@@ -202,7 +205,7 @@ describe("dynamic Vault credentials, per container", () => {
     expect(agent.logs()).not.toContain(passwordA!);
   }, 30_000);
 
-  test("scope shared: a DSO volume mounted by two containers gives both the same credential, one lease", async () => {
+  test("scope shared: a DSO volume mounted by two containers gives both the same credential, one lease, rendered through its templates", async () => {
     const t0 = performance.now();
     const issuedBefore = issued();
     const volume = `dsolease-shared-${process.pid}`;
@@ -210,16 +213,21 @@ describe("dynamic Vault credentials, per container", () => {
     volumes.push(volume);
     const one = await runContainer("lease-shared-1", { volume });
     const two = await runContainer("lease-shared-2", { volume });
-    // Plugin mode: the files are there before the entrypoint.
-    const userOne = usernameIn(one);
-    const userTwo = usernameIn(two);
-    expect(userOne).toStartWith("v-token-shared-");
-    expect(userTwo).toBe(userOne);
-    expect(readInside(two.pid, "/run/secrets/password")).toBe(readInside(one.pid, "/run/secrets/password")!);
+    // Plugin mode: the files are there before the entrypoint. The secret has templates: only its outputs.
+    const dsnOne = readInside(one.pid, "/run/secrets/dsn");
+    expect(dsnOne).toMatch(/^postgres:\/\/v-token-shared-[^:]+:[^@]+@db\.internal\/app$/);
+    expect(readInside(two.pid, "/run/secrets/dsn")).toBe(dsnOne!);
+    expect(readInside(one.pid, "/run/secrets/username")).toBeUndefined();
     expect(issued() - issuedBefore).toBe(1);
     const shared = vault.state.dynamic.activeLeases().filter((l) => l.path === "database/creds/shared");
     expect(shared).toHaveLength(1);
     expect(shared[0]!.tokenId).toBe(agentToken);
+    // The credential Vault issued is the one rendered: the DSN's user and the env file's.
+    expect(dsnOne).toStartWith(`postgres://${shared[0]!.identity}:`);
+    const env = readInside(two.pid, "/run/secrets/db.env")!;
+    expect(env).toContain(`username=${shared[0]!.identity}\n`);
+    const password = /^password=(.*)$/m.exec(env)![1]!;
+    expect(dsnOne).toContain(`:${encodeURIComponent(password)}@`);
     console.log(`shared scope through a DSO volume: ${Math.round(performance.now() - t0)} ms`);
   }, 20_000);
 
