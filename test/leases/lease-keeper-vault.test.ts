@@ -10,6 +10,9 @@ import type { SecretSpec } from "../../src/config/types.ts";
 import { fileLeaseBook, type LeaseBook } from "../../src/leases/lease-book.ts";
 import { LeaseKeeper, type LeaseEvents } from "../../src/leases/lease-keeper.ts";
 import { providerLeaseBackend } from "../../src/leases/provider-backend.ts";
+import { DsoError } from "../../src/errors.ts";
+import { log as rootLog } from "../../src/log/logger.ts";
+import { FetchChild } from "../../src/rpc/fetch-child.ts";
 import { ProviderProcess } from "../../src/rpc/supervisor.ts";
 import { wipeSecretBytes } from "../../src/rpc/wire-values.ts";
 import { startVaultServer, type VaultServer } from "../support/vault-server.ts";
@@ -157,6 +160,7 @@ describe("lease keeper with the vault provider processes", () => {
     vault.state.addAppRole({ roleId: "dso-role", secretId: "dso-secret-id", policies: ["root"], tokenTtlSeconds: 2 });
     vault.state.writeSecret("secret/static", { key: "static-value" });
     const loginsBefore = vault.state.calls.login ?? 0;
+    const lookupsBefore = vault.state.calls.lookupSelf ?? 0;
     const provider = new ProviderProcess({
       configure: { name: "vault", type: "vault", auth: { method: "approle", params: { role_id: "dso-role", secret_id: "dso-secret-id" } }, config: { address: vault.url } },
       env: { PATH: process.env.PATH },
@@ -170,6 +174,7 @@ describe("lease keeper with the vault provider processes", () => {
       const issued = await provider.issue({ ref: { name: "db-long" }, engine: "database", kind: "creds", role: "long", params: {} });
       wipeSecretBytes(issued.item.value);
       expect((vault.state.calls.login ?? 0) - loginsBefore).toBe(1);
+      expect((vault.state.calls.lookupSelf ?? 0) - lookupsBefore).toBe(1); // the long-lived process's, at its login
       const lease = vault.state.dynamic.leases.get(issued.lease.leaseId!)!;
       const owner = vault.state.tokens.get(lease.tokenId);
       expect(owner?.creationTtl).toBe(2); // the AppRole token, not the root one
@@ -181,6 +186,37 @@ describe("lease keeper with the vault provider processes", () => {
       expect((vault.state.calls.login ?? 0) - loginsBefore).toBe(1);
     } finally {
       await provider.stop();
+    }
+  });
+
+  test("when the long-lived process cannot lend its token, a static fetch logs in itself and an issue is refused", async () => {
+    vault.state.addAppRole({ roleId: "dso-role", secretId: "dso-secret-id", policies: ["root"], tokenTtlSeconds: 60 });
+    vault.state.writeSecret("secret/static", { key: "static-value" });
+    const logins = () => vault.state.calls.login ?? 0;
+    const before = logins();
+    const child = new FetchChild(
+      {
+        configure: { name: "vault", type: "vault", auth: { method: "approle", params: { role_id: "dso-role", secret_id: "dso-secret-id" } }, config: { address: vault.url } },
+        env: { PATH: process.env.PATH },
+        log: rootLog.withTag("test"),
+        callTimeoutMs: 10_000,
+        startTimeoutMs: 10_000,
+      },
+      () => {},
+      async () => {
+        throw new DsoError("PROVIDER_UNAVAILABLE", "provider vault is not running");
+      },
+    );
+    try {
+      const [item] = await child.fetch([{ name: "static" }]);
+      expect(text(item!.value?.get("key"))).toBe("static-value");
+      wipeSecretBytes(item!.value);
+      expect(logins() - before).toBe(1);
+      const issuesBefore = vault.state.dynamic.calls.creds ?? 0;
+      await expect(child.issue({ ref: { name: "db-long" }, engine: "database", kind: "creds", role: "long", params: {} })).rejects.toThrow("not running");
+      expect(vault.state.dynamic.calls.creds ?? 0).toBe(issuesBefore);
+    } finally {
+      await child.stop();
     }
   });
 });
