@@ -3,7 +3,7 @@
 // every lease owned by the agent's periodic orphan token. Short TTLs (3-4 s), real clock. The
 // renewal and replacement over time is in test/e2e/leases.test.ts (and, clocked, lease-keeper.test.ts).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { LeaseSpec } from "../../src/config/lease-spec.ts";
 import type { SecretSpec } from "../../src/config/types.ts";
@@ -171,6 +171,19 @@ describe("lease keeper with the vault provider processes", () => {
         expect(text(item!.value?.get("key"))).toBe("static-value");
         wipeSecretBytes(item!.value);
       }
+      // The lent token reaches the fetch process over its stdin only: not in its argv or environment.
+      const lent = [...vault.state.tokens.values()].find((t) => t.creationTtl === 2)!.id;
+      vault.state.delayMs = 400;
+      const slow = provider.fetch([{ name: "static" }]);
+      let pid: number | undefined;
+      await until(() => (pid = provider.getStatus().fetchPid) !== undefined, 3_000);
+      const environ = readFileSync(`/proc/${pid}/environ`, "latin1");
+      expect(environ).toContain("PATH="); // positive control: it was read
+      expect(environ).not.toContain(lent);
+      expect(readFileSync(`/proc/${pid}/cmdline`, "latin1")).not.toContain(lent);
+      wipeSecretBytes((await slow)[0]!.value);
+      vault.state.delayMs = 0;
+
       const issued = await provider.issue({ ref: { name: "db-long" }, engine: "database", kind: "creds", role: "long", params: {} });
       wipeSecretBytes(issued.item.value);
       expect((vault.state.calls.login ?? 0) - loginsBefore).toBe(1);
@@ -185,6 +198,7 @@ describe("lease keeper with the vault provider processes", () => {
       expect(lease.revokedMs).toBeUndefined();
       expect((vault.state.calls.login ?? 0) - loginsBefore).toBe(1);
     } finally {
+      vault.state.delayMs = 0;
       await provider.stop();
     }
   });
