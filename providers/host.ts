@@ -113,6 +113,7 @@ export async function serveProvider(factory: ProviderFactory, io: ProviderIo): P
           // Credentials and auth parameters must never reach this process's log either.
           for (const value of Object.values(request.params.credentials ?? {})) registerSecretValue(value);
           for (const value of Object.values(request.params.auth?.params ?? {})) registerSecretValue(value);
+          for (const value of Object.values(request.params.session ?? {})) registerSecretValue(value);
           if (request.params.fingerprintKey) registerSecretValue(request.params.fingerprintKey);
           await client?.close();
           client = undefined;
@@ -150,6 +151,11 @@ export async function serveProvider(factory: ProviderFactory, io: ProviderIo): P
       } else if (request.method === "lease") {
         if (!client.lease) throw new ProviderError("CONFIG_INVALID", `provider ${configuredName} has no dynamic secrets`);
         reply(request.id, { result: await client.lease(request.params, controller.signal) });
+      } else if (request.method === "session") {
+        if (!client.session) throw new ProviderError("CONFIG_INVALID", `provider ${configuredName} has no session to lend`);
+        const session = await client.session(controller.signal);
+        for (const value of Object.values(session)) registerSecretValue(value);
+        reply(request.id, { result: { session } });
       } else if (request.method === "health") {
         reply(request.id, { result: await client.health(controller.signal) });
       } else {

@@ -42,6 +42,11 @@ export interface ProviderClient {
   issue?(params: IssueParams, signal: AbortSignal): Promise<{ value: SecretValue; lease: LeaseInfo }>;
   /** Renew or revoke a lease, or describe the token leases belong to: metadata only. */
   lease?(params: LeaseParams, signal: AbortSignal): Promise<LeaseResult>;
+  /**
+   * The session this (long-lived) process is authenticated with, to lend to fetch processes so
+   * they do not log in again (descriptor `lendsSession`); they get it back in configure `session`.
+   */
+  session?(signal: AbortSignal): Promise<Record<string, string>>;
   close(): Promise<void>;
   /** The change-event queue (`providers.<name>.events`), when configured and the provider reads one. */
   events?: EventQueue;
@@ -87,6 +92,11 @@ export interface ProviderDescriptor {
    * `dso config validate` and `dso doctor` print at the key's line; a user's working file loads.
    */
   configWarnings?(config: Readonly<Record<string, string>>): Array<{ key: string; message: string }>;
+  /**
+   * Fetch processes borrow the long-lived process's session (its `session` call) instead of
+   * authenticating again: Vault, whose leases die with the token that created them.
+   */
+  lendsSession?: boolean;
   load(): Promise<ProviderFactory>;
 }
 

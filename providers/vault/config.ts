@@ -17,7 +17,9 @@ const APPROLE_PARAM_KEYS = ["role_id", "secret_id", "mount"];
 
 export type VaultAuth =
   | { method: "token"; token: string }
-  | { method: "approle"; roleId: string; secretId?: string; mount: string };
+  | { method: "approle"; roleId: string; secretId?: string; mount: string }
+  /** A fetch process's: the long-lived process's token (configure `session`), which that process keeps alive. */
+  | { method: "borrowed"; token: string };
 
 export interface VaultSettings {
   /** The instance name, for messages: `vault provider "<name>"`. */
@@ -90,6 +92,12 @@ export function parseVaultSettings(params: ConfigureParams, env: Record<string, 
     ...(namespace ? { namespace } : {}),
     ...(caPath ? { caPem: readCa(caPath, config.ca_cert ? `${prefix}.config.ca_cert` : "VAULT_CACERT") } : {}),
     skipTlsVerify,
-    auth: parseAuth(params, params.config),
+    auth: borrowedAuth(params) ?? parseAuth(params, params.config),
   };
+}
+
+/** A fetch process never logs in: it uses the token the long-lived process lent it. */
+function borrowedAuth(params: ConfigureParams): VaultAuth | undefined {
+  const token = params.session?.token?.trim();
+  return token ? { method: "borrowed", token } : undefined;
 }

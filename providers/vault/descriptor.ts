@@ -88,5 +88,7 @@ export const vaultDescriptor: ProviderDescriptor = {
   env: ["VAULT_ADDR", "VAULT_NAMESPACE", "VAULT_CACERT", "VAULT_SKIP_VERIFY"],
   credentials: ["VAULT_TOKEN", "VAULT_ROLE_ID", "VAULT_SECRET_ID"],
   configWarnings: vaultConfigWarnings,
+  // Leases die with the token that created them: fetch processes use the long-lived one's.
+  lendsSession: true,
   load: () => import("./index.ts").then((m) => m.vaultProvider),
 };

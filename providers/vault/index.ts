@@ -1,7 +1,9 @@
 /**
  * The `vault` provider: HashiCorp Vault KV v1/v2 through node-vault, compatible with the Go DSO's
  * vault plugin (config.address, config.token, config.mount, `name?version=N`). Token or AppRole
- * auth with renewal; fingerprints from KV v2 metadata, so polling needs no data access.
+ * auth with renewal; fingerprints from KV v2 metadata, so polling needs no data access. A fetch
+ * process is configured with the long-lived process's token (`session`) and never logs in itself,
+ * so every lease it issues belongs to the token the long-lived process renews.
  */
 import nodeVault from "node-vault";
 import { ProviderError, toRpcError } from "../errors.ts";
@@ -64,7 +66,7 @@ function createClient(settings: VaultSettings) {
   return nodeVault({
     apiVersion: "v1",
     endpoint: settings.address,
-    ...(settings.auth.method === "token" ? { token: settings.auth.token } : {}),
+    ...(settings.auth.method !== "approle" ? { token: settings.auth.token } : {}),
     ...(settings.namespace ? { namespace: settings.namespace } : {}),
     // node-vault's debug output includes request bodies (an AppRole secret_id): keep it off.
     debug: () => {},
@@ -112,6 +114,13 @@ export function createVaultClient(params: ConfigureParams, ctx: ProviderContext)
         return {};
       }
       return { token: await dynamic.agentToken(signal) };
+    },
+    async session(signal) {
+      await session.ready(signal);
+      // node-vault keeps the current token on the client (approleLogin stores it there).
+      const token = client.token;
+      if (!token) throw new ProviderError("PROVIDER_AUTH", `${settings.label}: no Vault token to lend`);
+      return { token };
     },
     async health(signal) {
       try {

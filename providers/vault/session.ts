@@ -2,7 +2,8 @@
  * Keeps a Vault token usable: logs in (AppRole) or takes the configured token, looks it up, and
  * renews it at RENEW_AT_FRACTION of its TTL. When the token cannot be renewed any further and
  * AppRole is configured, it logs in again before the token expires. Timers are unref'd so they
- * never hold the process open, and close() stops them.
+ * never hold the process open, and close() stops them. A borrowed token (a fetch process's, lent by
+ * the long-lived process) is used as it is: no lookup, no renewal, no login; its owner keeps it alive.
  */
 import type NodeVault from "node-vault";
 import { ProviderError } from "../errors.ts";
@@ -38,6 +39,7 @@ export class VaultSession {
 
   /** Resolves once a token has been checked; a failure is not cached, so the next call tries again. */
   async ready(signal: AbortSignal): Promise<void> {
+    if (this.settings.auth.method === "borrowed") return;
     if (this.started && !this.expired()) return;
     if (this.started && this.settings.auth.method === "approle") return this.loginAgain(signal);
     this.starting ??= this.start(signal).finally(() => {

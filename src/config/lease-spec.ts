@@ -34,7 +34,6 @@ export function resolveLease(
   index: number,
   providerType: string | undefined,
   issues: IssueCollector,
-  authMethod?: string,
 ): LeaseSpec | undefined {
   const input = secret.dynamic;
   if (!input) return undefined;
@@ -46,10 +45,8 @@ export function resolveLease(
     issues.error(at, `needs a vault provider (this secret's provider is of type ${providerType})`);
     return undefined;
   }
-  // Leases die with the token that created them: each fetch process would log in anew with AppRole.
-  if (authMethod !== undefined && authMethod !== "token" && authMethod !== "env") {
-    issues.error(at, `needs the vault provider's token auth (auth.method ${authMethod} logs in per process, and leases die with the token that created them); use a periodic or orphan token`);
-  }
+  // Leases die with the token that created them. Token and AppRole auth both work: fetch processes
+  // borrow the long-lived process's token (src/rpc/fetch-child.ts); `dso doctor` checks its shape.
   const [, engine, kind, role] = DYNAMIC_PATH.exec(input.path)! as unknown as [string, string, "creds" | "issue", string];
   const params = input.params ?? {};
   if (kind === "creds" && Object.keys(params).length > 0) issues.error([...at, "params"], `is only for "<engine>/issue/<role>" (PKI); a creds engine takes none`);

@@ -442,7 +442,7 @@ export function resolveSecrets(
     const mappings = checkMappings(secret.mappings ?? {}, index, inject.type, issues);
     const rotation = resolveRotation(secret, index, defaults, agent, issues);
     if (provider === undefined) return;
-    const lease = secret.dynamic && resolveLease(secret, index, providerTypeOf(sections, provider), issues, sections.providers.get(provider)?.auth?.method);
+    const lease = secret.dynamic && resolveLease(secret, index, providerTypeOf(sections, provider), issues);
     out.push({
       name: secret.name,
       ...(secret.version === undefined ? {} : { version: secret.version }),

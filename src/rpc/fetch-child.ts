@@ -3,7 +3,13 @@
  * process: a ProviderConnection whose stdout is read into buffers the agent owns). Calls that
  * arrive while one works join it; it is shut down as soon as no fetch is in flight, so no
  * provider process keeps a value past its fetch. A dead one is replaced by the next fetch.
+ *
+ * A provider that lends its session (Vault) has it passed in at configure: the child uses the
+ * long-lived process's token instead of logging in, so a lease it issues belongs to the token
+ * that process keeps alive. An issue never runs without it; a fetch of static values does (the
+ * child then authenticates itself) when the long-lived process cannot lend one.
  */
+import { describeError } from "../errors.ts";
 import type { ConnectionOptions } from "./provider-connection.ts";
 import { ProviderConnection } from "./provider-connection.ts";
 import type { IssueParams, LeaseInfo, ParamsOf, ResultOf, SecretRef } from "./protocol.ts";
@@ -13,7 +19,12 @@ interface Serving {
   connection: ProviderConnection;
   ready: Promise<void>;
   calls: number;
+  /** Configured with a borrowed session. */
+  borrowed: boolean;
 }
+
+/** The long-lived process's session, asked for each time a child is needed (it may have logged in again since). */
+export type SessionLender = (signal?: AbortSignal) => Promise<Record<string, string>>;
 
 export class FetchChild {
   private serving?: Serving;
@@ -22,6 +33,7 @@ export class FetchChild {
   constructor(
     private readonly connection: Omit<ConnectionOptions, "ownedOutput" | "onAnswer" | "onFailed" | "onLost">,
     private readonly onLost: () => void,
+    private readonly lender?: SessionLender,
   ) {}
 
   /** The pid of the child serving fetches now, if any. */
@@ -40,7 +52,8 @@ export class FetchChild {
   }
 
   private async serve<M extends "fetch" | "issue">(method: M, params: ParamsOf<M>, signal?: AbortSignal): Promise<ResultOf<M>> {
-    const serving = this.join();
+    const session = this.lender && !this.servingBorrowed() ? await this.borrow(method, signal) : undefined;
+    const serving = this.join(session);
     serving.calls++;
     try {
       await serving.ready;
@@ -59,16 +72,33 @@ export class FetchChild {
     await serving?.connection.shutdown();
   }
 
-  private join(): Serving {
-    if (this.serving?.connection.open) return this.serving;
+  private servingBorrowed(): boolean {
+    return this.serving?.connection.open === true && this.serving.borrowed;
+  }
+
+  /** The lent session; for a fetch, undefined when there is none (the child logs in itself). */
+  private async borrow(method: "fetch" | "issue", signal?: AbortSignal): Promise<Record<string, string> | undefined> {
+    try {
+      return await this.lender!(signal);
+    } catch (error) {
+      if (method === "issue") throw error;
+      this.connection.log.warn("the provider process lent no session; this fetch process authenticates itself", { error: describeError(error) });
+      return undefined;
+    }
+  }
+
+  /** Join the running child, unless this call has a session and that child has none (it must not issue). */
+  private join(session: Record<string, string> | undefined): Serving {
+    if (this.serving?.connection.open && (this.serving.borrowed || session === undefined)) return this.serving;
     const connection = ProviderConnection.open({
       ...this.connection,
+      configure: session ? { ...this.connection.configure, session } : this.connection.configure,
       ownedOutput: true,
       onAnswer: () => {},
       onFailed: () => {},
       onLost: () => this.onLost(),
     });
-    const serving: Serving = { connection, ready: connection.ready(), calls: 0 };
+    const serving: Serving = { connection, ready: connection.ready(), calls: 0, borrowed: session !== undefined };
     serving.ready.catch(() => {});
     this.serving = serving;
     return serving;

@@ -107,6 +107,12 @@ export const ConfigureParamsSchema = v.strictObject({
   fingerprintKey: v.optional(v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex characters"))),
   /** `providers.<name>.events`: the queue of change events this provider reads (`events` calls). */
   events: v.optional(v.strictObject({ queue: v.pipe(v.string(), v.minLength(1), v.maxLength(2048)) })),
+  /**
+   * A fetch process's borrowed session: what the long-lived process's `session` call returned
+   * (Vault: its token), used instead of logging in again, never renewed or revoked by the
+   * borrower. Crosses only the RPC pipes, never env, argv or disk.
+   */
+  session: v.optional(v.record(v.string(), v.pipe(v.string(), v.minLength(1), v.maxLength(8192)))),
 });
 export type ConfigureParams = v.InferOutput<typeof ConfigureParamsSchema>;
 
@@ -189,6 +195,7 @@ export const RequestSchema = v.variant("method", [
 
   v.strictObject({ id: RequestId, method: v.literal("issue"), params: IssueParamsSchema }),
   v.strictObject({ id: RequestId, method: v.literal("lease"), params: LeaseParamsSchema }),
+  v.strictObject({ id: RequestId, method: v.literal("session"), params: v.optional(v.strictObject({})) }),
   v.strictObject({ id: RequestId, method: v.literal("shutdown"), params: v.optional(v.strictObject({})) }),
 ]);
 export type Request = v.InferOutput<typeof RequestSchema>;
@@ -269,6 +276,8 @@ export const ResultSchemas = {
   /** Its value in the raw section, as one fetch item's. */
   issue: v.strictObject({ item: WireFetchItemSchema, lease: LeaseInfoSchema }),
   lease: LeaseResultSchema,
+  /** The long-lived process's authenticated session, lent to fetch processes (configure `session`). */
+  session: v.strictObject({ session: v.record(v.string(), v.pipe(v.string(), v.minLength(1), v.maxLength(8192))) }),
 } as const;
 
 /** The methods whose results carry values in the frame's raw section. */

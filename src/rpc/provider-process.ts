@@ -13,7 +13,8 @@
 import { randomBytes } from "node:crypto";
 import { DsoError } from "../errors.ts";
 import { log as rootLog, type FieldLogger } from "../log/logger.ts";
-import { registerSecretBytes } from "../log/redact.ts";
+import { descriptorOf } from "../../providers/registry.ts";
+import { registerSecretBytes, registerSecretValue } from "../log/redact.ts";
 import { backoffDelay } from "./child-lifecycle.ts";
 import { FetchChild } from "./fetch-child.ts";
 import { ProviderConnection, type ConnectionOptions } from "./provider-connection.ts";
@@ -104,7 +105,8 @@ export class ProviderProcess {
     this.type = this.options.configure.type;
     this.log = options.log ?? rootLog.withTag(options.logTag ?? `provider:${this.name}`);
     this.status = { name: this.name, type: this.type, state: "idle", healthy: false, restarts: 0 };
-    this.fetchChild = new FetchChild(this.connectionBasics(this.log), () => this.countRestart());
+    // A provider that lends its session (Vault) gives it to each fetch child: no second login.
+    this.fetchChild = new FetchChild(this.connectionBasics(this.log), () => this.countRestart(), this.lender());
   }
 
   getStatus(): ProviderStatus {
@@ -186,6 +188,16 @@ export class ProviderProcess {
       this.tellObserver((o) => o.call({ operation: method, seconds: (performance.now() - started) / 1000, error }));
       throw error;
     }
+  }
+
+  /** The long-lived child's session for a fetch child, asked over the RPC channel each time (never cached here). */
+  private lender(): ((signal?: AbortSignal) => Promise<Record<string, string>>) | undefined {
+    if (!descriptorOf(this.type)?.lendsSession) return undefined;
+    return async (signal) => {
+      const { session } = await this.call("session", {}, signal);
+      for (const value of Object.values(session)) registerSecretValue(value);
+      return session;
+    };
   }
 
   private connectionBasics(log: FieldLogger): Omit<ConnectionOptions, "ownedOutput" | "onAnswer" | "onFailed" | "onLost"> {

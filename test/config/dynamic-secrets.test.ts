@@ -84,9 +84,9 @@ describe("secrets[].dynamic (Vault leases)", () => {
     expect(errors).toContain("dso.yaml:24: secrets.4.dynamic.renew_at: must come before the re-issue point (1 - reissue_margin = 85 %)");
   });
 
-  test("dynamic needs the vault provider's token auth: an AppRole login per process would take its leases down with it", () => {
+  test("dynamic takes AppRole auth too: fetch processes borrow the long-lived process's token, no login of their own", () => {
     const text = "providers:\n  vault:\n    type: vault\n    auth: { method: approle, params: { role_id: r, secret_id: s } }\nsecrets:\n  - name: db\n    dynamic: { path: database/creds/app }\n";
-    expect(errorsOf(text)[0]).toStartWith("dso.yaml:7: secrets.0.dynamic: needs the vault provider's token auth");
+    expect(errorsOf(text)).toEqual([]);
   });
 
   test("version cannot be combined with dynamic", () => {

@@ -3,14 +3,18 @@
 // every lease owned by the agent's periodic orphan token. Short TTLs (3-4 s), real clock. The
 // renewal and replacement over time is in test/e2e/leases.test.ts (and, clocked, lease-keeper.test.ts).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { LeaseSpec } from "../../src/config/lease-spec.ts";
 import type { SecretSpec } from "../../src/config/types.ts";
 import { fileLeaseBook, type LeaseBook } from "../../src/leases/lease-book.ts";
 import { LeaseKeeper, type LeaseEvents } from "../../src/leases/lease-keeper.ts";
 import { providerLeaseBackend } from "../../src/leases/provider-backend.ts";
+import { DsoError } from "../../src/errors.ts";
+import { log as rootLog } from "../../src/log/logger.ts";
+import { FetchChild } from "../../src/rpc/fetch-child.ts";
 import { ProviderProcess } from "../../src/rpc/supervisor.ts";
+import { wipeSecretBytes } from "../../src/rpc/wire-values.ts";
 import { startVaultServer, type VaultServer } from "../support/vault-server.ts";
 
 let vault: VaultServer;
@@ -147,6 +151,86 @@ describe("lease keeper with the vault provider processes", () => {
     } finally {
       vault.state.unavailable = false;
       await a.stop();
+    }
+  });
+
+  test("fetch processes use the long-lived process's AppRole token: 4 fetches and an issue, 1 login; the lease outlives a fetch process's token TTL", async () => {
+    // A 2 s AppRole token: the long-lived process renews it; a token a fetch process logged in
+    // with would expire (and Vault revoke its leases) 2 s later.
+    vault.state.addAppRole({ roleId: "dso-role", secretId: "dso-secret-id", policies: ["root"], tokenTtlSeconds: 2 });
+    vault.state.writeSecret("secret/static", { key: "static-value" });
+    const loginsBefore = vault.state.calls.login ?? 0;
+    const lookupsBefore = vault.state.calls.lookupSelf ?? 0;
+    const provider = new ProviderProcess({
+      configure: { name: "vault", type: "vault", auth: { method: "approle", params: { role_id: "dso-role", secret_id: "dso-secret-id" } }, config: { address: vault.url } },
+      env: { PATH: process.env.PATH },
+    });
+    try {
+      for (let i = 0; i < 4; i++) {
+        const [item] = await provider.fetch([{ name: "static" }]);
+        expect(text(item!.value?.get("key"))).toBe("static-value");
+        wipeSecretBytes(item!.value);
+      }
+      // The lent token reaches the fetch process over its stdin only: not in its argv or environment.
+      const lent = [...vault.state.tokens.values()].find((t) => t.creationTtl === 2)!.id;
+      vault.state.delayMs = 400;
+      const slow = provider.fetch([{ name: "static" }]);
+      let pid: number | undefined;
+      await until(() => (pid = provider.getStatus().fetchPid) !== undefined, 3_000);
+      const environ = readFileSync(`/proc/${pid}/environ`, "latin1");
+      expect(environ).toContain("PATH="); // positive control: it was read
+      expect(environ).not.toContain(lent);
+      expect(readFileSync(`/proc/${pid}/cmdline`, "latin1")).not.toContain(lent);
+      wipeSecretBytes((await slow)[0]!.value);
+      vault.state.delayMs = 0;
+
+      const issued = await provider.issue({ ref: { name: "db-long" }, engine: "database", kind: "creds", role: "long", params: {} });
+      wipeSecretBytes(issued.item.value);
+      expect((vault.state.calls.login ?? 0) - loginsBefore).toBe(1);
+      expect((vault.state.calls.lookupSelf ?? 0) - lookupsBefore).toBe(1); // the long-lived process's, at its login
+      const lease = vault.state.dynamic.leases.get(issued.lease.leaseId!)!;
+      const owner = vault.state.tokens.get(lease.tokenId);
+      expect(owner?.creationTtl).toBe(2); // the AppRole token, not the root one
+
+      await Bun.sleep(2_600); // past the 2 s TTL: only a renewed token is still alive
+      expect((await provider.lease({ op: "lookup", leaseId: lease.id })).valid).toBe(true);
+      expect(vault.state.tokens.has(lease.tokenId)).toBe(true);
+      expect(lease.revokedMs).toBeUndefined();
+      expect((vault.state.calls.login ?? 0) - loginsBefore).toBe(1);
+    } finally {
+      vault.state.delayMs = 0;
+      await provider.stop();
+    }
+  });
+
+  test("when the long-lived process cannot lend its token, a static fetch logs in itself and an issue is refused", async () => {
+    vault.state.addAppRole({ roleId: "dso-role", secretId: "dso-secret-id", policies: ["root"], tokenTtlSeconds: 60 });
+    vault.state.writeSecret("secret/static", { key: "static-value" });
+    const logins = () => vault.state.calls.login ?? 0;
+    const before = logins();
+    const child = new FetchChild(
+      {
+        configure: { name: "vault", type: "vault", auth: { method: "approle", params: { role_id: "dso-role", secret_id: "dso-secret-id" } }, config: { address: vault.url } },
+        env: { PATH: process.env.PATH },
+        log: rootLog.withTag("test"),
+        callTimeoutMs: 10_000,
+        startTimeoutMs: 10_000,
+      },
+      () => {},
+      async () => {
+        throw new DsoError("PROVIDER_UNAVAILABLE", "provider vault is not running");
+      },
+    );
+    try {
+      const [item] = await child.fetch([{ name: "static" }]);
+      expect(text(item!.value?.get("key"))).toBe("static-value");
+      wipeSecretBytes(item!.value);
+      expect(logins() - before).toBe(1);
+      const issuesBefore = vault.state.dynamic.calls.creds ?? 0;
+      await expect(child.issue({ ref: { name: "db-long" }, engine: "database", kind: "creds", role: "long", params: {} })).rejects.toThrow("not running");
+      expect(vault.state.dynamic.calls.creds ?? 0).toBe(issuesBefore);
+    } finally {
+      await child.stop();
     }
   });
 });

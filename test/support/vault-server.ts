@@ -9,7 +9,9 @@
 // Errors are {"errors": [...]} with Vault's status codes.
 // Dynamic secrets (vault-dynamic.ts): `engines` mounts database/AWS creds and PKI issue engines;
 // sys/leases/renew|revoke|lookup; auth/token/create (period, ttl, no_parent), create-orphan,
-// revoke-self, revoke; a token's revocation or expiry revokes its leases and its child tokens.
+// revoke-self, revoke; a token's revocation or expiry revokes its leases and its child tokens (an
+// expired token is revoked at the next request, whoever sends it, as Vault's expiration manager
+// revokes it on time without being asked).
 // `unavailable` answers 503 to everything (an outage).
 // Why a TCP front: Bun's HTTP parser (Bun.serve and node:http alike, Bun 1.4.4) rejects the
 // non-standard LIST method that node-vault's list() sends, so a tiny node:net front rewrites a
@@ -200,6 +202,12 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
     expiresAtMs: undefined, renewable: false, issuedAtMs: now(),
   });
 
+  /** Vault revokes a token when its TTL runs out, used or not, and its leases with it. */
+  function revokeExpiredTokens(): void {
+    const t = now();
+    for (const token of [...state.tokens.values()]) if (token.expiresAtMs !== undefined && token.expiresAtMs <= t) state.revokeToken(token.id);
+  }
+
   function authenticate(req: Request, ns: string): VaultToken {
     const header = req.headers.get("x-vault-token") ?? req.headers.get("authorization")?.replace(/^Bearer /i, "");
     const token = header ? state.tokens.get(header) : undefined;
@@ -371,6 +379,7 @@ export async function startVaultServer(opts: VaultServerOptions = {}): Promise<V
     const asList = req.headers.get(METHOD_HEADER) === "LIST" || list === "true" || list === "1";
     const method = req.method === "GET" && asList ? "LIST" : req.method;
     state.calls.requests = (state.calls.requests ?? 0) + 1;
+    revokeExpiredTokens();
     if (state.unavailable) throw new VaultError(503, ["Vault is sealed"]);
     if (state.delayMs > 0) await abortableSleep(state.delayMs, req.signal);
     if (throttleRemaining > 0) {
