@@ -11,6 +11,7 @@ import type { DeliveryMode } from "../../src/delivery/types.ts";
 import { Reconciler, type ReconcilerDeps } from "../../src/reloader/reconciler.ts";
 import type { ProviderProcess } from "../../src/rpc/supervisor.ts";
 import { PollScheduler } from "../../src/watcher/poll-scheduler.ts";
+import { ManualClock } from "../../src/util/clock.ts";
 import { implicitSecretSpec } from "../../src/reloader/selection.ts";
 import { SecretSource } from "../../src/secrets/source.ts";
 import { SecretStore } from "../../src/secrets/store.ts";
@@ -369,11 +370,13 @@ describe("containers served only through a DSO volume", () => {
     const { config: cfg } = parseConfig(yaml, "dso.yaml", {});
     const store = new SecretStore(false);
     const providerProcess = { fingerprint: async () => [], stop: async () => {}, getStatus: () => ({}) } as unknown as ProviderProcess;
-    const polls = new PollScheduler({ store, log: quietLog, intervalMs: () => 240_000, startProcess: () => providerProcess, pollFinished: () => {}, onChanged: () => {} });
+    const clock = new ManualClock();
+    const polls = new PollScheduler({ store, log: quietLog, intervalMs: () => 240_000, startProcess: () => providerProcess, pollFinished: () => {}, onChanged: () => {}, clock });
     try {
       // The provider's first poll ran before any container named the secret: the next is ~4m away.
       polls.sync(cfg.providers);
-      while (!polls.providers.get("p")?.lastPoll) await Bun.sleep(5);
+      await clock.advance(0);
+      expect(polls.providers.get("p")?.lastPoll).toBeDefined();
       const { reconciler } = setupVolumeOnly(yaml, { secrets: "later" }, { mounted: false, store, pendingReason: (s) => polls.pendingReason(s) });
       await reconciler.reconcileAll();
       expect(reconciler.list()[0]?.status.map((s) => [s.name, s.state])).toEqual([["later", "pending: first poll in 4m"]]);
