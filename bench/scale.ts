@@ -6,7 +6,10 @@
  * secret, change → new content seen inside p50/p95/max (read from the host through
  * /proc/<pid>/root), agent RSS max and CPU, provider fetch calls; then a reconcile pass
  * (`dso sync`) over the up-to-date fleet: wall time and the Docker API calls the agent made,
- * counted by a proxy on its Docker socket; and the agent's idle RSS with the fleet.
+ * counted by a proxy on its Docker socket; and the agent's idle RSS with the fleet. With
+ * `--templates` (bun bench/scale.ts N W --templates), after the plain waves the secret is declared
+ * with two outputs (a DSN template, an env format) by a reload, and the same waves run again over
+ * the same fleet, timed on the rendered file: the template column of docs/performance.md.
  *
  * Starting 1,000 containers takes dockerd 10–30 minutes on a 2-core machine. With
  * DSO_TEST_DOCKER_HOST=unix://… the bench attaches to a daemon that already runs part of the fleet
@@ -20,8 +23,11 @@ import { ensureDocker, stopDocker } from "../test/support/docker-daemon.ts";
 import { removeFleet, startFleet, waitForValue, type FleetMember } from "../test/support/fleet.ts";
 import { ensureTestImages } from "../test/support/test-images.ts";
 
-const FLEET = Number(process.argv[2] ?? 1000);
-const WAVES = Number(process.argv[3] ?? 5);
+const args = process.argv.slice(2).filter((a) => a !== "--templates");
+const FLEET = Number(args[0] ?? 1000);
+const WAVES = Number(args[1] ?? 5);
+/** `--templates`: after the plain waves, the same waves with the secret rendered through templates. */
+const TEMPLATES = process.argv.includes("--templates");
 const RSS_GOAL_MIB = 150;
 const LABELS = { "dso.reloader": "true", "dso.secrets": "shared", "dso.update.strategy": "none" };
 const mib = (kib: number) => (kib / 1024).toFixed(1);
@@ -31,10 +37,10 @@ await ensureTestImages(docker);
 const dir = await mkdtemp("/tmp/dso-bench-scale-");
 await mkdir(join(dir, "secrets"));
 await writeFile(join(dir, "secrets", "shared"), "scale-v0");
-await writeFile(
-  join(dir, "dso.yaml"),
-  `providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config: { path: ${join(dir, "secrets")} }\nagent:\n  metrics: { enabled: true }\n  watch: { polling_interval: 1s }\n`,
-);
+const CONFIG = `providers:\n  local:\n    type: file\n    allow_undeclared: true\n    config: { path: ${join(dir, "secrets")} }\nagent:\n  metrics: { enabled: true }\n  watch: { polling_interval: 1s }\n`;
+const TEMPLATED_SECRET = `secrets:\n  - name: shared\n    provider: local\n    templates:\n      - file: dsn\n        template: "postgres://app:{{ .value | urlquery }}@db/app"\n      - file: shared.env\n        format: env\n`;
+const dsnOf = (value: string) => `postgres://app:${encodeURIComponent(value)}@db/app`;
+await writeFile(join(dir, "dso.yaml"), CONFIG);
 const proxy = countingProxy(host.replace(/^unix:\/\//, ""), join(dir, "counted-docker.sock"));
 await proxy.ready;
 const agent = await startAgent({ dir, config: join(dir, "dso.yaml"), dockerHost: proxy.host });
@@ -54,36 +60,54 @@ try {
   await Bun.sleep(3000);
   const idleRss = rssKiB(agent.proc.pid);
 
-  console.log(`Rotation waves of the one shared secret (1 s polling), ${FLEET} containers:\n`);
-  console.log("| wave | p50 ms | p95 ms | max ms | agent RSS max MiB | agent JS heap after MiB | agent CPU s | provider fetch calls | Docker API calls |\n|---|---|---|---|---|---|---|---|---|");
-  const all: number[] = [];
   let rssPeak = idleRss;
-  for (let w = 1; w <= WAVES; w++) {
-    const value = `scale-v${w}`;
-    const before = await scrapeMetrics(agent);
-    const cpu0 = cpuSeconds(agent.proc.pid);
-    let rssMax = rssKiB(agent.proc.pid);
-    proxy.reset();
-    const changedAt = performance.now();
-    await writeFile(join(dir, "secrets", "shared"), value);
-    const wave = await waitForValue(fleet, "/run/secrets/shared", value, {
-      startedAt: changedAt,
-      timeoutMs: 120_000,
-      onTick: () => void (rssMax = Math.max(rssMax, rssKiB(agent.proc.pid))),
-    });
-    if (wave.missing) throw new Error(`wave ${w}: ${wave.missing} containers never saw the new value`);
-    const cpu = cpuSeconds(agent.proc.pid) - cpu0;
-    await Bun.sleep(1500);
-    const after = await scrapeMetrics(agent);
-    const fetches = metricSum(after, "dso_provider_calls_total", 'operation="fetch"') - metricSum(before, "dso_provider_calls_total", 'operation="fetch"');
-    all.push(...wave.latencies);
-    rssPeak = Math.max(rssPeak, rssMax);
-    console.log(
-      `| ${w} | ${percentile(wave.latencies, 50).toFixed(0)} | ${percentile(wave.latencies, 95).toFixed(0)} | ${Math.max(...wave.latencies).toFixed(0)} | ${mib(rssMax)} | ${(metricSum(after, "nodejs_heap_size_used_bytes") / 1048576).toFixed(1)} | ${cpu.toFixed(2)} | ${fetches} | ${proxy.total()} |`,
-    );
-    await Bun.sleep(1000);
+  let waveNo = 0;
+  /** WAVES rotation waves of the shared secret; each container's `file` must come to read `expect(value)`. */
+  const runWaves = async (title: string, file: string, expect: (value: string) => string) => {
+    console.log(`${title}, ${FLEET} containers:\n`);
+    console.log("| wave | p50 ms | p95 ms | max ms | agent RSS max MiB | agent JS heap after MiB | agent CPU s | provider fetch calls | Docker API calls |\n|---|---|---|---|---|---|---|---|---|");
+    const all: number[] = [];
+    for (let w = 1; w <= WAVES; w++) {
+      const value = `scale-v${++waveNo}`;
+      const before = await scrapeMetrics(agent);
+      const cpu0 = cpuSeconds(agent.proc.pid);
+      let rssMax = rssKiB(agent.proc.pid);
+      proxy.reset();
+      const changedAt = performance.now();
+      await writeFile(join(dir, "secrets", "shared"), value);
+      const wave = await waitForValue(fleet, file, expect(value), {
+        startedAt: changedAt,
+        timeoutMs: 120_000,
+        onTick: () => void (rssMax = Math.max(rssMax, rssKiB(agent.proc.pid))),
+      });
+      if (wave.missing) throw new Error(`wave ${w}: ${wave.missing} containers never saw the new value`);
+      const cpu = cpuSeconds(agent.proc.pid) - cpu0;
+      await Bun.sleep(1500);
+      const after = await scrapeMetrics(agent);
+      const fetches = metricSum(after, "dso_provider_calls_total", 'operation="fetch"') - metricSum(before, "dso_provider_calls_total", 'operation="fetch"');
+      all.push(...wave.latencies);
+      rssPeak = Math.max(rssPeak, rssMax);
+      console.log(
+        `| ${w} | ${percentile(wave.latencies, 50).toFixed(0)} | ${percentile(wave.latencies, 95).toFixed(0)} | ${Math.max(...wave.latencies).toFixed(0)} | ${mib(rssMax)} | ${(metricSum(after, "nodejs_heap_size_used_bytes") / 1048576).toFixed(1)} | ${cpu.toFixed(2)} | ${fetches} | ${proxy.total()} |`,
+      );
+      await Bun.sleep(1000);
+    }
+    console.log(`| all ${WAVES} | ${percentile(all, 50).toFixed(0)} | ${percentile(all, 95).toFixed(0)} | ${Math.max(...all).toFixed(0)} | ${mib(rssPeak)} | | | | |`);
+  };
+  await runWaves("Rotation waves of the one shared secret (1 s polling)", "/run/secrets/shared", (value) => value);
+
+  if (TEMPLATES) {
+    // The same fleet and secret, now declared with two outputs (a DSN template and an env format): reload, then the same waves.
+    await writeFile(join(dir, "dso.yaml"), `${CONFIG}${TEMPLATED_SECRET}`);
+    const reloadedAt = performance.now();
+    agent.proc.kill("SIGHUP");
+    const current = `scale-v${waveNo}`;
+    const rendered = await waitForValue(fleet, "/run/secrets/dsn", dsnOf(current), { startedAt: reloadedAt, timeoutMs: 300_000 });
+    if (rendered.missing) throw new Error(`${rendered.missing} containers never got the rendered outputs after the reload`);
+    console.log(`\nTemplates added by a reload: every container had its rendered outputs ${(Math.max(...rendered.latencies) / 1000).toFixed(1)} s after SIGHUP\n`);
+    await Bun.sleep(3000);
+    await runWaves("The same waves with templates (each container: a DSN template and a `value=…` env file rendered from the secret)", "/run/secrets/dsn", dsnOf);
   }
-  console.log(`| all ${WAVES} | ${percentile(all, 50).toFixed(0)} | ${percentile(all, 95).toFixed(0)} | ${Math.max(...all).toFixed(0)} | ${mib(rssPeak)} | | | | |`);
 
   const passes: Array<{ ms: number; calls: number; counts: Map<string, number> }> = [];
   for (let i = 0; i < 3; i++) {

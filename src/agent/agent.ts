@@ -13,7 +13,8 @@
 import type { Server } from "bun";
 import { loadConfig } from "../config/index.ts";
 import type { DsoConfig, ProviderConfig } from "../config/types.ts";
-import { CALL_TIMEOUT_MS } from "../rpc/supervisor.ts";
+import { CALL_TIMEOUT_MS, type ProviderObserver, type ProviderProcess } from "../rpc/supervisor.ts";
+import type { DockerConnection } from "../docker/client.ts";
 import { secretNamesOf } from "../delivery/plugin/driver-options.ts";
 import { describeError, DsoError, isErrorCode } from "../errors.ts";
 import { log as rootLog } from "../log/logger.ts";
@@ -45,6 +46,16 @@ export interface AgentOptions {
   configPath: string | null;
   socketPath?: string;
   env: Record<string, string | undefined>;
+  /**
+   * The two boundaries, for a composition-root test (test/agent/composition-root.test.ts): how
+   * dockerd is reached and how a provider instance's process is started. The binary uses the real ones.
+   */
+  boundaries?: AgentBoundaries;
+}
+
+export interface AgentBoundaries {
+  connectDocker?: () => Promise<DockerConnection>;
+  providerProcess?: (name: string, spec: ProviderConfig, hostKey: Uint8Array, observer: ProviderObserver) => ProviderProcess;
 }
 
 export class Agent {
@@ -114,7 +125,10 @@ export class Agent {
       store: this.secrets.store,
       log: this.log,
       intervalMs: () => this.config.agent.watch.pollingIntervalMs,
-      startProcess: (name, spec) => providerProcess(name, spec, this.options.env, hostKey.key, this.observer.forProvider(name)),
+      startProcess: (name, spec) =>
+        this.options.boundaries?.providerProcess
+          ? this.options.boundaries.providerProcess(name, spec, hostKey.key, this.observer.forProvider(name))
+          : providerProcess(name, spec, this.options.env, hostKey.key, this.observer.forProvider(name)),
       pollFinished: (p) => this.observer.pollFinished(p),
       onChanged: (names, trigger) => this.secretsChanged(names, trigger),
     });
@@ -216,6 +230,7 @@ export class Agent {
   private async startDockerSide(): Promise<void> {
     const side = await buildDockerSide({
       env: this.options.env,
+      ...(this.options.boundaries?.connectDocker ? { connect: this.options.boundaries.connectDocker } : {}),
       config: () => this.config,
       socketPath: this.socketPath,
       secrets: this.secrets,

@@ -40,6 +40,8 @@ export interface DockerSide {
 
 export interface DockerSideDeps {
   env: Record<string, string | undefined>;
+  /** How dockerd is reached; connectDocker({ env }) unless a test gives a fake. */
+  connect?: () => Promise<DockerConnection>;
   config: () => DsoConfig;
   socketPath: string;
   secrets: SecretsRuntime;
@@ -154,7 +156,7 @@ function startLeakSentinel(docker: Dockerode, reconciler: Reconciler, deps: Dock
 async function connectDockerWithRetry(deps: DockerSideDeps): Promise<DockerConnection | undefined> {
   for (let attempt = 1; !deps.stopping(); attempt++) {
     try {
-      return await connectDocker({ env: deps.env });
+      return await (deps.connect ? deps.connect() : connectDocker({ env: deps.env }));
     } catch (error) {
       if (attempt === 1) deps.log.warn("Docker is not reachable yet; retrying", { error: describeError(error) });
       await Bun.sleep(DOCKER_RETRY_MS);

@@ -28,7 +28,11 @@ export class ContainerStatusBook {
     return this.views.get(id);
   }
 
-  /** Starts a new observation of a container, keeping what earlier passes recorded of it. */
+  /**
+   * Starts a new observation of a container, keeping what earlier passes recorded of it. Its
+   * secret lines stay the previous pass's until the caller replaces them with the complete new set
+   * (`view.status = lines`), so `dso ls` during a wave never shows a row without them.
+   */
   begin(id: string, name: string, strategy: StrategyName, secrets: string[]): ContainerView {
     const old = this.views.get(id);
     const view: ContainerView = {
@@ -38,7 +42,7 @@ export class ContainerStatusBook {
       secrets,
       deliveries: old?.deliveries ?? [],
       versions: old?.versions ?? {},
-      status: [],
+      status: old?.status ?? [],
       ...(old?.lastStrategy ? { lastStrategy: old.lastStrategy } : {}),
       observedAt: new Date().toISOString(),
     };

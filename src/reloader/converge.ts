@@ -9,7 +9,7 @@ import type { ActionReport } from "../api/contract.ts";
 import type { DeliveryResult } from "../delivery/types.ts";
 import { describeError, DsoError } from "../errors.ts";
 import type { FetchBatch } from "../secrets/source.ts";
-import { secretViews, type ContainerStatusBook } from "./container-status.ts";
+import { secretViews, type ContainerStatusBook, type SecretView } from "./container-status.ts";
 import { ENV_VERSION_LABEL, selectionOf, type Desired, type TargetUnit } from "./desired.ts";
 import { convergeEnv } from "./env-convergence.ts";
 import { buildDeliveries } from "./files.ts";
@@ -46,6 +46,8 @@ export class ContainerConverger {
     const delivered: string[] = [];
     const built: BuiltTarget[] = [];
     const changed = new Set<string>();
+    // The new secret lines, shown at once when complete (container-status.ts, begin).
+    const lines: SecretView[] = [];
 
     for (const unit of d.targets) {
       const outcome = await this.convergeTarget(d, unit, batch, opts).catch((error) => {
@@ -53,7 +55,7 @@ export class ContainerConverger {
         return undefined;
       });
       if (!outcome) continue;
-      view.status.push(...outcome.views);
+      lines.push(...outcome.views);
       if (outcome.built?.deferred) built.push(outcome.built);
       else if (outcome.built) {
         built.push(outcome.built);
@@ -79,7 +81,7 @@ export class ContainerConverger {
         const observed = await volumes.observe(unit.volume);
         const seen = observed?.seen.get(d.id);
         view.deliveries = [...view.deliveries.filter((x) => x.path !== unit.destination), { path: unit.destination, mode: "plugin", files: [], at: view.observedAt }];
-        view.status.push(...secretViews(this.deps, unit.secrets, unit.destination, { volume: unit.volume, mode: "plugin" }, seen ?? filesMarker));
+        lines.push(...secretViews(this.deps, unit.secrets, unit.destination, { volume: unit.volume, mode: "plugin" }, seen ?? filesMarker));
         if (!filesMarker) continue;
         if (seen === undefined) await volumes.markSeen(unit.volume, d.id, filesMarker);
         else if (seen !== filesMarker) {
@@ -100,6 +102,8 @@ export class ContainerConverger {
         errors.push(`volume ${unit.volume}: ${describeError(error)}`);
       }
     }
+
+    view.status = lines;
 
     const env = await convergeEnv(this.deps, this.versions, d, batch).catch((error) => {
       errors.push(`environment: ${describeError(error)}`);

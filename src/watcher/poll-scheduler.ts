@@ -8,6 +8,8 @@
  * while one runs asks for one more after it (the change may have come after it read), a
  * notification while one is queued joins it, and webhook polls of a provider start at least
  * WEBHOOK_POLL_GAP_MS apart. 300 calls in a second make two or three polls, not 300.
+ *
+ * Time comes from `deps.clock` (util/clock.ts; the real one by default): tests move a manual one.
  */
 import type { ProviderConfig } from "../config/types.ts";
 import { describeError, DsoError } from "../errors.ts";
@@ -16,6 +18,7 @@ import type { ProviderProcess, ProviderStatus } from "../rpc/supervisor.ts";
 import type { SecretStore } from "../secrets/store.ts";
 import { jittered, nextPollDelay, pollProvider } from "./provider-poller.ts";
 import type { Notification } from "./webhook.ts";
+import { type Clock, systemClock, type TimerHandle } from "../util/clock.ts";
 
 /** Webhook-triggered polls of one provider start at least this far apart. */
 export const WEBHOOK_POLL_GAP_MS = 1000;
@@ -35,7 +38,7 @@ export interface ProviderRuntime {
   webhookQueued?: boolean;
   /** When the last webhook-triggered poll started (ms). */
   lastWebhookPollAt?: number;
-  timer?: ReturnType<typeof setTimeout>;
+  timer?: TimerHandle;
 }
 
 export interface PollSchedulerDeps {
@@ -49,6 +52,8 @@ export interface PollSchedulerDeps {
   pollFinished: (p: { provider: string; secrets?: readonly string[]; error?: unknown }) => void;
   /** Secrets whose containers must be looked at (changed, seeded or recovered). */
   onChanged: (names: string[], trigger: "poll" | "webhook" | "event") => void;
+  /** The clock polls are scheduled on; the real one unless a test gives a manual one. */
+  clock?: Clock;
 }
 
 function sameProvider(a: ProviderConfig, b: ProviderConfig): boolean {
@@ -59,7 +64,11 @@ export class PollScheduler {
   readonly providers = new Map<string, ProviderRuntime>();
   private halted = false;
 
-  constructor(private readonly deps: PollSchedulerDeps) {}
+  private readonly clock: Clock;
+
+  constructor(private readonly deps: PollSchedulerDeps) {
+    this.clock = deps.clock ?? systemClock;
+  }
 
   process(name: string): ProviderProcess | undefined {
     return this.providers.get(name)?.process;
@@ -70,7 +79,7 @@ export class PollScheduler {
     for (const [name, runtime] of this.providers) {
       const spec = providers[name];
       if (spec && sameProvider(spec, runtime.spec)) continue;
-      clearTimeout(runtime.timer);
+      this.clock.clearTimeout(runtime.timer);
       void runtime.process.stop();
       this.providers.delete(name);
     }
@@ -105,7 +114,7 @@ export class PollScheduler {
   }
 
   private webhookDelay(runtime: ProviderRuntime): number {
-    return runtime.lastWebhookPollAt === undefined ? 0 : Math.max(0, runtime.lastWebhookPollAt + WEBHOOK_POLL_GAP_MS - Date.now());
+    return runtime.lastWebhookPollAt === undefined ? 0 : Math.max(0, runtime.lastWebhookPollAt + WEBHOOK_POLL_GAP_MS - this.clock.now());
   }
 
   /** Why a secret has no fingerprint yet: its provider's first poll, and when it comes. */
@@ -113,7 +122,7 @@ export class PollScheduler {
     const provider = this.deps.store.get(secret)?.spec.provider;
     const next = provider ? this.providers.get(provider)?.nextPollAt : undefined;
     if (next === undefined) return "first poll";
-    const seconds = Math.max(0, Math.round((next - Date.now()) / 1000));
+    const seconds = Math.max(0, Math.round((next - this.clock.now()) / 1000));
     return `first poll in ${seconds >= 120 ? `${Math.round(seconds / 60)}m` : `${seconds}s`}`;
   }
 
@@ -125,7 +134,7 @@ export class PollScheduler {
   /** No more polls (SIGTERM); the processes keep serving fetches until stopProcesses(). */
   halt(): void {
     this.halted = true;
-    for (const rt of this.providers.values()) clearTimeout(rt.timer);
+    for (const rt of this.providers.values()) this.clock.clearTimeout(rt.timer);
   }
 
   async stopProcesses(): Promise<void> {
@@ -133,9 +142,9 @@ export class PollScheduler {
   }
 
   private schedule(runtime: ProviderRuntime, delayMs: number): void {
-    clearTimeout(runtime.timer);
-    runtime.nextPollAt = Date.now() + delayMs;
-    runtime.timer = setTimeout(() => void this.pollOnce(runtime), delayMs);
+    this.clock.clearTimeout(runtime.timer);
+    runtime.nextPollAt = this.clock.now() + delayMs;
+    runtime.timer = this.clock.setTimeout(() => void this.pollOnce(runtime), delayMs);
   }
 
   private async pollOnce(runtime: ProviderRuntime): Promise<void> {
@@ -148,7 +157,7 @@ export class PollScheduler {
     runtime.webhookPending = false;
     if (runtime.webhookQueued) {
       runtime.webhookQueued = false;
-      runtime.lastWebhookPollAt = Date.now();
+      runtime.lastWebhookPollAt = this.clock.now();
     }
     try {
       const outcome = await pollProvider(runtime.spec.name, runtime.process, store);

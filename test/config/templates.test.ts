@@ -90,6 +90,16 @@ describe("templates in dso.yaml", () => {
     expect(built.errors.join()).not.toContain("s3cr3t-value");
   });
 
+  test("a top-level template whose other source is not delivered to the target: a clear error naming it, and no file", () => {
+    const { config } = parseConfig(DSN, "dso.yaml", {});
+    const db = config.secrets.find((s) => s.name === "db")!;
+    // app.json reads db and api and goes with db; this container names only db.
+    const built = buildDeliveries(selection([db]), fetched({ db: { user: "app", password: "s3cr3t-value", host: "db" } }));
+    expect(built.groups).toEqual([]);
+    expect(built.errors.join()).toContain('output "app.json": reads secret "api", which is not delivered to this target with "db"; name it there too');
+    expect(built.errors.join()).not.toContain("s3cr3t-value");
+  });
+
   test("a secret with env outputs gets rendered variables", () => {
     const { config } = parseConfig(`${HEAD}secrets:\n  - name: db\n    inject: { type: env }\n    templates:\n      - env: DATABASE_URL\n        template: "postgres://{{ .user }}@h"\n`, "dso.yaml", {});
     const built = buildDeliveries(selection(config.secrets), fetched({ db: { user: "u" } }));

@@ -6,7 +6,9 @@
  * a template with a missing key writes no file and logs file:line and the key, never a value.
  * Last, the memory scan: 0 copies of the two planted values and 0 of the rendered DSN in the agent
  * after the window, with positive controls (the secret's name is found; enough bytes scanned).
- * One agent for all of it (suite-time budget).
+ * One agent for all of it (suite-time budget), and last a second one in its own PID namespace
+ * (it cannot see containers' processes, so a --tmpfs target of an image with tar gets exec mode)
+ * for the same template in exec mode.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type Dockerode from "dockerode";
@@ -38,6 +40,8 @@ const dsn = (scheme: string, user: string, pass: string) => `${scheme}://${user}
 let docker: Dockerode;
 let dir: string;
 let agent: AgentProcess;
+let execAgent: AgentProcess | undefined;
+let dockerHost: string;
 let configPath: string;
 const containers: string[] = [];
 const volumes: string[] = [];
@@ -113,6 +117,7 @@ async function allHold(fileDsn: string, envDsn: string): Promise<void> {
 beforeAll(async () => {
   const d = await ensureDocker();
   docker = d.docker;
+  dockerHost = d.host;
   await ensureTestImages(docker);
   dir = await mkdtemp(join(tmpdir(), "dso-templates-"));
   await chmod(dir, 0o755);
@@ -134,8 +139,9 @@ afterAll(async () => {
   for (const v of volumes) await docker.getVolume(v).remove().catch(() => {});
   if (process.env.DSO_TEST_DUMP) await Bun.write(process.env.DSO_TEST_DUMP, agent?.logs() ?? "");
   await agent?.stop("SIGKILL");
+  await execAgent?.stop("SIGKILL");
   await rm(join(PLUGIN_DIR, `${DRIVER}.sock`), { force: true });
-  Bun.spawnSync(["umount", "-l", join(dir, "volumes")], { stderr: "ignore" });
+  for (const v of ["volumes", "volumes-exec"]) Bun.spawnSync(["umount", "-l", join(dir, v)], { stderr: "ignore" });
   await rm(dir, { recursive: true, force: true });
 }, 60_000);
 
@@ -223,4 +229,28 @@ describe("templates: one render for every delivery path", () => {
     const { "name (control)": _control, ...values } = counts;
     expect(values).toEqual({ user: 0, "password now": 0, "password before": 0, "rendered DSN": 0, "rendered DSN before": 0, "urlquery'd password": 0 });
   }, 30_000);
+
+  test("exec mode: the same template, through an agent that cannot see the container's processes", async () => {
+    const t0 = performance.now();
+    // Its own config: tpldb and its templates only, for containers labelled tpl_exec (the first agent serves none of them).
+    const execConfig = join(dir, "dso-exec.yaml");
+    await writeFile(
+      execConfig,
+      config("postgres")
+        .split("  - name: tplenv")[0]!
+        .replace(join(dir, "volumes"), join(dir, "volumes-exec"))
+        .replace(`targets: { labels: { tpl_files: "${RUN}" }, volumes: [tplvol-${RUN}] }`, `targets: { labels: { tpl_exec: "${RUN}" } }`),
+    );
+    execAgent = await startAgent({ dir, config: execConfig, dockerHost, name: `dsotpl-exec-${RUN}`, wrap: (argv) => ["unshare", "--pid", "--mount-proc", "--kill-child", "--", ...argv] });
+    await execAgent.waitForLog(/connected to Docker/);
+    await run("tpl-exec", { tpl_exec: RUN }, { Tmpfs: { [TARGET]: "rw,mode=0755" } });
+    await eventually("tpl-exec holds the DSN", async () => ((await cat("tpl-exec", "dsn")) === dsn("postgres", USER, PASS2) ? true : undefined), 20_000);
+    expect(await cat("tpl-exec", "app.env")).toBe(`password=${PASS2}\nuser=${USER}\n`);
+    const listed = JSON.parse((await execAgent.cli(["ls", "--json"])).stdout || "{}") as { containers?: Array<{ name: string; deliveries: Array<{ mode?: string }> }> };
+    expect(listed.containers?.find((c) => c.name === `tpl-exec-${RUN}`)?.deliveries[0]?.mode).toBe("exec");
+    const mode = await execIn(docker, `tpl-exec-${RUN}`, ["ls", "-lL", `${TARGET}/dsn`]);
+    expect(mode.stdout).toStartWith("-r--r-----");
+    for (const value of [PASS1, PASS2, USER]) expect(execAgent.logs().includes(value)).toBe(false);
+    console.log(`exec mode case: ${Math.round(performance.now() - t0)} ms`);
+  }, 60_000);
 });

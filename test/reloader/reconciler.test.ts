@@ -11,6 +11,7 @@ import type { DeliveryMode } from "../../src/delivery/types.ts";
 import { Reconciler, type ReconcilerDeps } from "../../src/reloader/reconciler.ts";
 import type { ProviderProcess } from "../../src/rpc/supervisor.ts";
 import { PollScheduler } from "../../src/watcher/poll-scheduler.ts";
+import { ManualClock } from "../../src/util/clock.ts";
 import { implicitSecretSpec } from "../../src/reloader/selection.ts";
 import { SecretSource } from "../../src/secrets/source.ts";
 import { SecretStore } from "../../src/secrets/store.ts";
@@ -49,11 +50,18 @@ class FakeTargets {
   deliveries = 0;
   /** When set, every delivery fails with this message (a refused write, a container gone). */
   failWith?: string;
+  /** When set, deliveries wait for it (a slow write), counted in `waiting`. */
+  gate?: Promise<void>;
+  waiting = 0;
   async readMarker(id: string, path: string) {
     return { marker: this.held.get(`${id}:${path}`)?.marker, mode: "procfs" as DeliveryMode };
   }
   async deliver(id: string, path: string, files: readonly { content: Uint8Array }[], opts: { marker?: string } = {}) {
     this.deliveries++;
+    if (this.gate) {
+      this.waiting++;
+      await this.gate;
+    }
     if (this.failWith) throw new Error(this.failWith);
     this.held.set(`${id}:${path}`, { marker: opts.marker, content: new TextDecoder().decode(files[0]!.content) });
     return { mode: "procfs" as DeliveryMode, targetPath: path, files: ["x"], bytes: 1, durationMs: 0 };
@@ -279,6 +287,24 @@ describe("a value's window ends in zeros", () => {
 });
 
 describe("what the agent keeps track of", () => {
+  test("dso ls during a wave shows the container's previous secret lines, never a row without them", async () => {
+    const { reconciler, provider, targets } = setup(SIGNAL);
+    await reconciler.reconcileAll();
+    const lines = () => reconciler.list().find((v) => v.id === "c1")?.status.map((l) => [l.name, l.state]);
+    expect(lines()).toEqual([["token", "current"]]);
+    // A rotation held inside its delivery: the container's observation has begun, its write not ended.
+    let open!: () => void;
+    targets.gate = new Promise((resolve) => (open = resolve));
+    provider.value = "v2";
+    const wave = reconciler.reconcileAll({ only: new Set(["token"]), refresh: true });
+    while (targets.waiting === 0) await new Promise((resolve) => setImmediate(resolve));
+    expect(lines()).toEqual([["token", "current"]]);
+    open();
+    await wave;
+    expect(lines()).toEqual([["token", "current"]]);
+    expect(reconciler.list().find((v) => v.id === "c1")?.status[0]?.version).toBe("v2");
+  });
+
   test("a secret named only by a failed Mount or a removed label is forgotten by the next full pass", async () => {
     const { reconciler, store } = setup({ "dso.reloader": "true", "dso.secrets": "token" });
     store.ensure(implicitSecretSpec("only-a-failed-mount", config)!);
@@ -369,11 +395,13 @@ describe("containers served only through a DSO volume", () => {
     const { config: cfg } = parseConfig(yaml, "dso.yaml", {});
     const store = new SecretStore(false);
     const providerProcess = { fingerprint: async () => [], stop: async () => {}, getStatus: () => ({}) } as unknown as ProviderProcess;
-    const polls = new PollScheduler({ store, log: quietLog, intervalMs: () => 240_000, startProcess: () => providerProcess, pollFinished: () => {}, onChanged: () => {} });
+    const clock = new ManualClock();
+    const polls = new PollScheduler({ store, log: quietLog, intervalMs: () => 240_000, startProcess: () => providerProcess, pollFinished: () => {}, onChanged: () => {}, clock });
     try {
       // The provider's first poll ran before any container named the secret: the next is ~4m away.
       polls.sync(cfg.providers);
-      while (!polls.providers.get("p")?.lastPoll) await Bun.sleep(5);
+      await clock.advance(0);
+      expect(polls.providers.get("p")?.lastPoll).toBeDefined();
       const { reconciler } = setupVolumeOnly(yaml, { secrets: "later" }, { mounted: false, store, pendingReason: (s) => polls.pendingReason(s) });
       await reconciler.reconcileAll();
       expect(reconciler.list()[0]?.status.map((s) => [s.name, s.state])).toEqual([["later", "pending: first poll in 4m"]]);
