@@ -28,10 +28,10 @@ let dir: string;
 let service: QueueServiceClient;
 
 /** Azurite's queue service on a free port (node, in memory); `extra`: e.g. HTTPS and OAuth flags. */
-function startAzurite(cwd: string, extra: string[] = []): { process: ReturnType<typeof Bun.spawn>; port: number } {
+async function startAzurite(cwd: string, extra: string[] = []): Promise<{ process: ReturnType<typeof Bun.spawn>; port: number }> {
   const probe = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
   const port = probe.port!;
-  probe.stop(true);
+  await probe.stop(true);
   const main = join(import.meta.dir, "../../node_modules/azurite/dist/src/queue/main.js");
   const process = Bun.spawn(["node", main, "--queueHost", "127.0.0.1", "--queuePort", String(port), "--inMemoryPersistence", "--silent", "--skipApiVersionCheck", ...extra], { cwd, stdout: "ignore", stderr: "ignore" });
   return { process, port };
@@ -52,7 +52,7 @@ async function untilUp(probe: () => Promise<unknown>): Promise<void> {
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "dso-azurite-"));
-  const started = startAzurite(dir);
+  const started = await startAzurite(dir);
   azurite = started.process;
   const url = `http://127.0.0.1:${started.port}/${ACCOUNT}`;
   service = new QueueServiceClient(url, new StorageSharedKeyCredential(ACCOUNT, ACCOUNT_KEY), { retryOptions: { maxTries: 1 } });
@@ -198,7 +198,7 @@ describe("the provider's own token credential against Azurite in OAuth mode (HTT
 
   beforeAll(async () => {
     entra = await startAzureServer();
-    const started = startAzurite(dir, ["--oauth", "basic", "--cert", entra.certPath, "--key", entra.keyPath]);
+    const started = await startAzurite(dir, ["--oauth", "basic", "--cert", entra.certPath, "--key", entra.keyPath]);
     oauthAzurite = started.process;
     queueUrl = `https://127.0.0.1:${started.port}/${ACCOUNT}/q-oauth`;
     await untilUp(async () => {
