@@ -3,11 +3,19 @@
  * process: a ProviderConnection whose stdout is read into buffers the agent owns). Calls that
  * arrive while one works join it; it is shut down as soon as no fetch is in flight, so no
  * provider process keeps a value past its fetch. A dead one is replaced by the next fetch.
+ *
+ * With `keepSpareReady` (providers with change events) one more child waits, started and
+ * configured but holding no value (only the credentials the long-lived process holds too), so a
+ * wave does not wait for a child's start: 0.1 s on a quiet machine, 1–2.5 s on a loaded one (issue
+ * 23). The next spare starts SPARE_START_DELAY_MS after a fetch, not during the wave's delivery.
  */
 import type { ConnectionOptions } from "./provider-connection.ts";
 import { ProviderConnection } from "./provider-connection.ts";
 import type { IssueParams, LeaseInfo, ParamsOf, ResultOf, SecretRef } from "./protocol.ts";
 import type { FetchedItem } from "./wire-values.ts";
+
+/** How long after a child took a fetch its replacement spare starts. */
+export const SPARE_START_DELAY_MS = 1000;
 
 interface Serving {
   connection: ProviderConnection;
@@ -17,6 +25,10 @@ interface Serving {
 
 export class FetchChild {
   private serving?: Serving;
+  private spare?: Serving;
+  private spareTimer?: ReturnType<typeof setTimeout>;
+  private keepSpare = false;
+  private stopped = false;
 
   /** `connection`: the long-lived process's options, minus its output reader and owner hooks. */
   constructor(
@@ -53,24 +65,55 @@ export class FetchChild {
     }
   }
 
+  /** Keep one child started and configured, with no value, for the next fetch. */
+  keepSpareReady(): void {
+    this.keepSpare = true;
+    this.startSpareIn(0);
+  }
+
   async stop(): Promise<void> {
-    const serving = this.serving;
+    this.stopped = true;
+    clearTimeout(this.spareTimer);
+    const [serving, spare] = [this.serving, this.spare];
     this.serving = undefined;
-    await serving?.connection.shutdown();
+    this.spare = undefined;
+    await Promise.all([serving?.connection.shutdown(), spare?.connection.shutdown()]);
   }
 
   private join(): Serving {
     if (this.serving?.connection.open) return this.serving;
+    const spare = this.spare;
+    this.spare = undefined;
+    this.serving = spare?.connection.open ? spare : this.open();
+    this.startSpareIn(SPARE_START_DELAY_MS);
+    return this.serving;
+  }
+
+  private startSpareIn(ms: number): void {
+    if (!this.keepSpare || this.stopped || this.spare || this.spareTimer) return;
+    this.spareTimer = setTimeout(() => {
+      this.spareTimer = undefined;
+      if (this.keepSpare && !this.stopped && !this.spare) this.spare = this.open();
+    }, ms);
+  }
+
+  private open(): Serving {
     const connection = ProviderConnection.open({
       ...this.connection,
       ownedOutput: true,
       onAnswer: () => {},
       onFailed: () => {},
-      onLost: () => this.onLost(),
+      onLost: () => {
+        // A spare that died unused never carried a fetch: dropped, the next fetch starts another
+        // (never a loop of restarts when the child cannot start).
+        if (this.spare?.connection === connection) this.spare = undefined;
+        else this.onLost();
+      },
     });
     const serving: Serving = { connection, ready: connection.ready(), calls: 0 };
-    serving.ready.catch(() => {});
-    this.serving = serving;
+    serving.ready.catch(() => {
+      if (this.spare === serving) this.spare = undefined;
+    });
     return serving;
   }
 }

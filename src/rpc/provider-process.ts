@@ -226,6 +226,8 @@ export class ProviderProcess {
     this.connection = connection;
     await connection.ready();
     if (this.connection === connection && !this.stopped) this.status.state = "ready";
+    // Change events promise a fast change → file: a spare fetch child skips a child's start.
+    if (this.options.configure.events && !this.stopped) this.fetchChild.keepSpareReady();
   }
 
   /** The connection was failed: record it (backoff) and forget it; the next call restarts. */
