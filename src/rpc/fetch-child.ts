@@ -15,7 +15,7 @@ import type { IssueParams, LeaseInfo, ParamsOf, ResultOf, SecretRef } from "./pr
 import type { FetchedItem } from "./wire-values.ts";
 
 /** How long after a child took a fetch its replacement spare starts. */
-export const SPARE_START_DELAY_MS = 1000;
+export const SPARE_START_DELAY_MS = 500;
 
 interface Serving {
   connection: ProviderConnection;
