@@ -4,7 +4,7 @@
  * arrive while one works join it; it is shut down as soon as no fetch is in flight, so no
  * provider process keeps a value past its fetch. A dead one is replaced by the next fetch.
  *
- * With `keepSpareReady` (providers with change events) one more child waits, started and
+ * With `keepSpareReady` (the agent's change-event consumer asks) one more child waits, started and
  * configured but holding no value (only the credentials the long-lived process holds too), so a
  * wave does not wait for a child's start: 0.1 s on a quiet machine, 1–2.5 s on a loaded one (issue
  * 23). The next spare starts SPARE_START_DELAY_MS after a fetch, not during the wave's delivery.
@@ -67,6 +67,7 @@ export class FetchChild {
 
   /** Keep one child started and configured, with no value, for the next fetch. */
   keepSpareReady(): void {
+    if (this.keepSpare) return;
     this.keepSpare = true;
     this.startSpareIn(0);
   }

@@ -160,6 +160,11 @@ export class ProviderProcess {
     return issued;
   }
 
+  /** From now on keep a spare fetch child ready (no value in it): change events promise a fast change → file. */
+  keepSpareFetchReady(): void {
+    if (!this.stopped) this.fetchChild.keepSpareReady();
+  }
+
   /** Renew or revoke a lease, or describe the token: metadata, answered by the long-lived child. */
   async lease(params: LeaseParams, signal?: AbortSignal): Promise<LeaseResult> {
     return this.call("lease", params, signal);
@@ -226,8 +231,6 @@ export class ProviderProcess {
     this.connection = connection;
     await connection.ready();
     if (this.connection === connection && !this.stopped) this.status.state = "ready";
-    // Change events promise a fast change → file: a spare fetch child skips a child's start.
-    if (this.options.configure.events && !this.stopped) this.fetchChild.keepSpareReady();
   }
 
   /** The connection was failed: record it (backoff) and forget it; the next call restarts. */

@@ -41,10 +41,11 @@ async function until(what: () => boolean, ms = 15_000): Promise<void> {
 }
 
 describe("provider supervisor with the real `dso provider file` process", () => {
-  test("with change events a spare fetch child waits (no value in it): it serves the next fetch and exits, another replaces it", async () => {
-    const p = fileProvider({ configure: { name: "local", type: "file", config: { path: dir }, events: { queue: "unused" } } });
+  test("when asked (change events) a spare fetch child waits (no value in it): it serves the next fetch and exits, another replaces it", async () => {
+    const p = fileProvider();
     try {
       await p.health();
+      p.keepSpareFetchReady();
       const main = p.getStatus().pid!;
       await until(() => providerChildren().length === 2);
       const spare = providerChildren().find((pid) => pid !== main)!;
@@ -60,7 +61,7 @@ describe("provider supervisor with the real `dso provider file` process", () => 
     expect(providerChildren()).toEqual([]);
   }, 30_000);
 
-  test("without change events no fetch child waits", async () => {
+  test("unless asked no fetch child waits", async () => {
     const p = fileProvider();
     try {
       await p.health();
