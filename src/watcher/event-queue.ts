@@ -108,10 +108,11 @@ export class ChangeEventConsumer {
         await sleep(OUTAGE_FIRST_BACKOFF_MS, signal);
         continue;
       }
-      source.keepSpareFetchReady?.();
       try {
         const messages = await this.receive(source, this.waitSeconds, signal);
         this.queueAnswered();
+        // Only once the queue answers: a provider that cannot read one (or is down) keeps no spare.
+        source.keepSpareFetchReady?.();
         if (messages.length === 0) {
           if (this.waitSeconds === 0) await sleep(OUTAGE_FIRST_BACKOFF_MS, signal);
           continue;
