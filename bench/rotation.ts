@@ -17,8 +17,10 @@
  * Change detection by push (issue 23), in the same run after the first agent stopped (or alone
  * with `--events-only`): the aws provider against test/support/aws-server.ts, with an SQS queue
  * (test/support/sqs-server.ts) that gets an EventBridge event at each change: change → new file
- * inside, p50/p95, with events and 1 h polling, beside the same provider at 30 s polling (fewer
- * changes: each waits half an interval on average). Then the provider API calls a poll of 1,000
+ * inside, p50/p95, with events and 1 h polling, beside the same provider at 1 s and 30 s polling
+ * (fewer changes at 30 s: each waits half an interval on average; a polled change lands at a random
+ * point of the interval). The events row is broken into stages from the agent's log times
+ * (`--events-latency`: that row alone; DSO_BENCH_LOGS=<dir> keeps the agents' logs). Then the provider API calls a poll of 1,000
  * declared secrets makes (counted at the server), turned into calls per hour for events + 1 h
  * polling against 30 s polling.
  */
@@ -33,10 +35,15 @@ import { countingProxy } from "../test/support/agent-probe.ts";
 import { ensureDocker, stopDocker } from "../test/support/docker-daemon.ts";
 import { BUSYBOX_IMAGE, ensureTestImages } from "../test/support/test-images.ts";
 
-const EVENTS_ONLY = process.argv.includes("--events-only");
+const EVENTS_ONLY = process.argv.includes("--events-only") || process.argv.includes("--events-latency");
+/** Only the events row and its stages (quick iterations on the event path). */
+const EVENTS_LATENCY = process.argv.includes("--events-latency");
 const CHANGES = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 50);
 const SLOW_POLL_CHANGES = Math.max(3, Math.round(CHANGES / 10));
 const SECRETS_FOR_COST = 1000;
+/** Changes with events come at least this far apart (1.5–2 s): rotations are rarer than that, and
+ *  the spare fetch child that replaces the one a change used starts 0.5 s after it. */
+const EVENT_PAUSE_MS = 1500;
 const FLEET = 50;
 const SIGNAL_FLEET = 10;
 const IDLE_FLEET = 100;
@@ -82,11 +89,13 @@ async function measure(docker: Dockerode, ids: string[], write: (v: string) => P
   return measureN(ids, write, label, path, CHANGES);
 }
 
-async function measureN(ids: string[], write: (v: string) => Promise<void>, label: string, path: string | undefined, changes: number) {
+/** `pauseMs`: the longest random pause between changes (a poll interval, so a change lands anywhere in it). */
+async function measureN(ids: string[], write: (v: string) => Promise<void>, label: string, path: string | undefined, changes: number, starts: number[] = [], pauseMs = 300, minPauseMs = 0) {
   const latencies: number[] = [];
   for (let n = 0; n < changes; n++) {
     const value = `${label}-v${n}-${crypto.randomUUID()}`;
     const t0 = Date.now();
+    starts.push(t0);
     await write(value);
     const deadline = t0 + 60_000;
     const pending = new Set(ids);
@@ -100,10 +109,12 @@ async function measureN(ids: string[], write: (v: string) => Promise<void>, labe
       }
     }
     if (pending.size) throw new Error(`${pending.size} containers never saw change ${n}`);
-    await Bun.sleep(Math.random() * 300);
+    await Bun.sleep(minPauseMs + Math.random() * pauseMs);
   }
   return latencies;
 }
+
+const parseDuration = (d: string) => Number.parseInt(d, 10) * (d.endsWith("h") ? 3_600_000 : d.endsWith("m") ? 60_000 : 1000);
 
 function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -148,9 +159,12 @@ async function awsAgentRun(docker: Dockerode, host: string, dir: string, opts: {
       aws.state.putSecret("app-db", value);
       if (opts.events) sqs.send("dso-events", JSON.stringify({ source: "aws.secretsmanager", "detail-type": "Secret Label Updated", resources: [arn], detail: { labelUpdated: "AWSCURRENT" } }));
     };
-    const latencies = opts.changes > 0 ? await measureN(ids, write, name, "/run/secrets/app-db", opts.changes) : [];
+    const starts: number[] = [];
+    const latencies = opts.changes > 0 ? await measureN(ids, write, name, "/run/secrets/app-db", opts.changes, starts, opts.events ? 500 : parseDuration(opts.poll), opts.events ? EVENT_PAUSE_MS : 0) : [];
     const listPerPoll = aws.state.calls.ListSecrets ?? 0;
-    return { latencies, calls: { ...aws.state.calls }, sqs: { ...sqs.calls }, listPerPoll };
+    const stages = stagesFromLog(agent.logs(), starts, latencies);
+    if (process.env.DSO_BENCH_LOGS) await Bun.write(join(process.env.DSO_BENCH_LOGS, `${name}.log`), agent.logs());
+    return { latencies, stages, calls: { ...aws.state.calls }, sqs: { ...sqs.calls }, listPerPoll };
   } finally {
     await agent.stop("SIGTERM");
     for (const c of await docker.listContainers({ all: true })) if (c.Names.some((n) => n.includes(`${name}-`))) await docker.getContainer(c.Id).remove({ force: true }).catch(() => {});
@@ -159,17 +173,61 @@ async function awsAgentRun(docker: Dockerode, host: string, dir: string, opts: {
   }
 }
 
+/** Where a change's time went, from the agent's own (debug, JSON) log lines between two changes. */
+const STAGES: Array<[string, RegExp]> = [
+  // The provider's line after each check (the agent's "secrets changed" line is deduplicated).
+  ["change detected: event read, fingerprint checked", /"msg":"fingerprint poll"/],
+  // With a spare fetch child waiting (providers with events) no child starts here: no line.
+  ["wave started, fetch child spawned and ready", /"msg":"provider ready"/],
+  ["value fetched and written into the container", /"msg":"delivered secrets to container"/],
+];
+function stagesFromLog(log: string, starts: number[], latencies: number[]): Map<string, number[]> {
+  const lines = log.split("\n").flatMap((l) => {
+    try {
+      const j = JSON.parse(l) as { time: string; msg: string };
+      return [{ at: Date.parse(j.time), line: l }];
+    } catch {
+      return [];
+    }
+  });
+  const out = new Map<string, number[]>(STAGES.map(([label]) => [label, []]));
+  out.set("seen inside (bench reads every 10 ms)", []);
+  starts.forEach((t0, i) => {
+    const seen = latencies[i] === undefined ? undefined : t0 + latencies[i]!;
+    // Stages are looked for in order between the change and the moment it was seen inside; one
+    // missing (no child started: a spare served the fetch) is left out, not mismatched.
+    const end = Math.min((seen ?? Number.POSITIVE_INFINITY) + 50, starts[i + 1] ?? Number.POSITIVE_INFINITY);
+    let prev = t0;
+    for (const [label, pattern] of STAGES) {
+      const hit = lines.find((l) => l.at >= prev && l.at < end && pattern.test(l.line));
+      if (!hit) continue;
+      out.get(label)!.push(hit.at - prev);
+      prev = hit.at;
+    }
+    if (seen !== undefined) out.get("seen inside (bench reads every 10 ms)")!.push(Math.max(0, seen - prev));
+  });
+  return out;
+}
+
+function printPush(rows: string[][], stages: Map<string, number[]>): void {
+  console.log(`\nChange detection by push (provider change → new content seen inside), ms:\n`);
+  console.log("| setup | changes | p50 ms | p95 ms |\n|---|---|---|---|");
+  for (const r of rows) console.log(`| ${r.join(" | ")} |`);
+  console.log(`\nWhere the time goes with events (each stage from the end of the one before, agent log times), ms:\n`);
+  console.log("| stage | n | p50 ms | p95 ms |\n|---|---|---|---|");
+  for (const [label, xs] of stages) if (xs.length) console.log(`| ${label} | ${xs.length} | ${pct(xs, 50).toFixed(0)} | ${pct(xs, 95).toFixed(0)} |`);
+}
+
 async function pushSection(docker: Dockerode, host: string, dir: string): Promise<void> {
   const rows: string[][] = [];
   const events = await awsAgentRun(docker, host, dir, { events: true, poll: "1h", changes: CHANGES });
   rows.push(["aws, change events (SQS) + 1 h polling", String(events.latencies.length), pct(events.latencies, 50).toFixed(0), pct(events.latencies, 95).toFixed(0)]);
+  if (EVENTS_LATENCY) return printPush(rows, events.stages);
   const slow = await awsAgentRun(docker, host, dir, { events: false, poll: "30s", changes: SLOW_POLL_CHANGES });
   rows.push(["aws, 30 s polling, no events", String(slow.latencies.length), pct(slow.latencies, 50).toFixed(0), pct(slow.latencies, 95).toFixed(0)]);
-  const fast = await awsAgentRun(docker, host, dir, { events: false, poll: "1s", changes: SLOW_POLL_CHANGES });
+  const fast = await awsAgentRun(docker, host, dir, { events: false, poll: "1s", changes: CHANGES });
   rows.push(["aws, 1 s polling, no events", String(fast.latencies.length), pct(fast.latencies, 50).toFixed(0), pct(fast.latencies, 95).toFixed(0)]);
-  console.log(`\nChange detection by push (provider change → new content seen inside), ms:\n`);
-  console.log("| setup | changes | p50 ms | p95 ms |\n|---|---|---|---|");
-  for (const r of rows) console.log(`| ${r.join(" | ")} |`);
+  printPush(rows, events.stages);
   // The cost of one poll of 1,000 declared secrets, counted at the server (its first poll).
   const cost = await awsAgentRun(docker, host, dir, { events: false, poll: "1h", changes: 0, declared: SECRETS_FOR_COST });
   const perPoll = cost.calls.ListSecrets ?? 0;

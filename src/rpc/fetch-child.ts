@@ -8,12 +8,22 @@
  * long-lived process's token instead of logging in, so a lease it issues belongs to the token
  * that process keeps alive. An issue never runs without it; a fetch of static values does (the
  * child then authenticates itself) when the long-lived process cannot lend one.
+ *
+ * With `keepSpareReady` (the agent's change-event consumer asks) one more child waits, started and
+ * configured but holding no value (only the credentials the long-lived process holds too), so a
+ * wave does not wait for a child's start: 0.1 s on a quiet machine, 1–2.5 s on a loaded one (issue
+ * 23). The next spare starts SPARE_START_DELAY_MS after a fetch, not during the wave's delivery.
+ * A provider that lends its session keeps no spare: a waiting child would hold a token the
+ * long-lived process may have replaced by the time a fetch comes.
  */
 import { describeError } from "../errors.ts";
 import type { ConnectionOptions } from "./provider-connection.ts";
 import { ProviderConnection } from "./provider-connection.ts";
 import type { IssueParams, LeaseInfo, ParamsOf, ResultOf, SecretRef } from "./protocol.ts";
 import type { FetchedItem } from "./wire-values.ts";
+
+/** How long after a child took a fetch its replacement spare starts. */
+export const SPARE_START_DELAY_MS = 500;
 
 interface Serving {
   connection: ProviderConnection;
@@ -28,6 +38,10 @@ export type SessionLender = (signal?: AbortSignal) => Promise<Record<string, str
 
 export class FetchChild {
   private serving?: Serving;
+  private spare?: Serving;
+  private spareTimer?: ReturnType<typeof setTimeout>;
+  private keepSpare = false;
+  private stopped = false;
 
   /** `connection`: the long-lived process's options, minus its output reader and owner hooks. */
   constructor(
@@ -66,10 +80,20 @@ export class FetchChild {
     }
   }
 
+  /** Keep one child started and configured, with no value, for the next fetch (not for a provider that lends its session). */
+  keepSpareReady(): void {
+    if (this.keepSpare || this.lender) return;
+    this.keepSpare = true;
+    this.startSpareIn(0);
+  }
+
   async stop(): Promise<void> {
-    const serving = this.serving;
+    this.stopped = true;
+    clearTimeout(this.spareTimer);
+    const [serving, spare] = [this.serving, this.spare];
     this.serving = undefined;
-    await serving?.connection.shutdown();
+    this.spare = undefined;
+    await Promise.all([serving?.connection.shutdown(), spare?.connection.shutdown()]);
   }
 
   private servingBorrowed(): boolean {
@@ -90,17 +114,41 @@ export class FetchChild {
   /** Join the running child, unless this call has a session and that child has none (it must not issue). */
   private join(session: Record<string, string> | undefined): Serving {
     if (this.serving?.connection.open && (this.serving.borrowed || session === undefined)) return this.serving;
+    // A spare exists only without a lender, so it never lacks a session a call has.
+    const spare = this.spare;
+    this.spare = undefined;
+    this.serving = spare?.connection.open && session === undefined ? spare : this.open(session);
+    if (spare && spare !== this.serving) void spare.connection.shutdown();
+    this.startSpareIn(SPARE_START_DELAY_MS);
+    return this.serving;
+  }
+
+  private startSpareIn(ms: number): void {
+    if (!this.keepSpare || this.stopped || this.spare || this.spareTimer) return;
+    this.spareTimer = setTimeout(() => {
+      this.spareTimer = undefined;
+      if (this.keepSpare && !this.stopped && !this.spare) this.spare = this.open(undefined);
+    }, ms);
+  }
+
+  private open(session: Record<string, string> | undefined): Serving {
     const connection = ProviderConnection.open({
       ...this.connection,
       configure: session ? { ...this.connection.configure, session } : this.connection.configure,
       ownedOutput: true,
       onAnswer: () => {},
       onFailed: () => {},
-      onLost: () => this.onLost(),
+      onLost: () => {
+        // A spare that died unused never carried a fetch: dropped, the next fetch starts another
+        // (never a loop of restarts when the child cannot start).
+        if (this.spare?.connection === connection) this.spare = undefined;
+        else this.onLost();
+      },
     });
     const serving: Serving = { connection, ready: connection.ready(), calls: 0, borrowed: session !== undefined };
-    serving.ready.catch(() => {});
-    this.serving = serving;
+    serving.ready.catch(() => {
+      if (this.spare === serving) this.spare = undefined;
+    });
     return serving;
   }
 }

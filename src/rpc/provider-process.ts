@@ -162,6 +162,11 @@ export class ProviderProcess {
     return issued;
   }
 
+  /** From now on keep a spare fetch child ready (no value in it): change events promise a fast change → file. */
+  keepSpareFetchReady(): void {
+    if (!this.stopped) this.fetchChild.keepSpareReady();
+  }
+
   /** Renew or revoke a lease, or describe the token: metadata, answered by the long-lived child. */
   async lease(params: LeaseParams, signal?: AbortSignal): Promise<LeaseResult> {
     return this.call("lease", params, signal);

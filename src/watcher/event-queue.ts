@@ -11,6 +11,8 @@
  *   stays and comes back after the queue's visibility timeout.
  * - Poison (malformed, too large, not a secret change) and names dso.yaml does not declare are
  *   counted and deleted at once, so they never block the queue.
+ * - Latency: the provider keeps a spare fetch child ready while its consumer runs (no child start
+ *   on the path of a change), and an `event` wave skips the poll debounce (wave-scheduler.ts).
  * - Outage: one warning, `dso_change_event_queue_up 0`, retries backing off to OUTAGE_MAX_BACKOFF_MS;
  *   polling is untouched. One info line when the queue answers again.
  */
@@ -35,6 +37,8 @@ const CALL_MARGIN_S = 5;
 /** The provider calls the consumer makes (a ProviderProcess has them all). */
 export interface ChangeEventSource extends FingerprintSource {
   call: ProviderProcess["call"];
+  /** Keep a spare fetch child ready, so a change's wave does not wait for a child's start. */
+  keepSpareFetchReady?(): void;
 }
 
 export interface EventQueueDeps {
@@ -107,6 +111,8 @@ export class ChangeEventConsumer {
       try {
         const messages = await this.receive(source, this.waitSeconds, signal);
         this.queueAnswered();
+        // Only once the queue answers: a provider that cannot read one (or is down) keeps no spare.
+        source.keepSpareFetchReady?.();
         if (messages.length === 0) {
           if (this.waitSeconds === 0) await sleep(OUTAGE_FIRST_BACKOFF_MS, signal);
           continue;

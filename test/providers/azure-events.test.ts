@@ -2,14 +2,18 @@
 // Azurite (the open-source Azure Storage server, run with node once for this file), read by the
 // azure provider's queue reader (real @azure/storage-queue) and the agent-side consumer
 // (watcher/event-queue.ts) with a real SecretStore. Azurite takes Shared Key, not Entra tokens
-// over http, so the QueueClient here is built with the emulator's well-known account key; the
-// provider builds its own with its TokenCredential.
+// over http, so the QueueClient of most cases is built with the emulator's well-known account key.
+// The last describe runs the provider's own path: the real `dso provider azure` child builds its
+// QueueClient with its ClientSecretCredential, gets a Storage token from the local Entra endpoint
+// (test/support/azure-server.ts) and reads Azurite started with `--oauth basic` over HTTPS.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { QueueServiceClient, StorageSharedKeyCredential, QueueClient } from "@azure/storage-queue";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createStorageQueueEvents, secretsOfEventGrid } from "../../providers/azure/events.ts";
+import { ProviderProcess } from "../../src/rpc/supervisor.ts";
+import { startAzureServer, STORAGE_RESOURCE, type AzureServer } from "../support/azure-server.ts";
 import type { SecretSpec } from "../../src/config/types.ts";
 import type { FieldLogger } from "../../src/log/logger.ts";
 import type { FingerprintItem, SecretRef } from "../../src/rpc/protocol.ts";
@@ -23,25 +27,36 @@ let azurite: ReturnType<typeof Bun.spawn>;
 let dir: string;
 let service: QueueServiceClient;
 
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "dso-azurite-"));
+/** Azurite's queue service on a free port (node, in memory); `extra`: e.g. HTTPS and OAuth flags. */
+async function startAzurite(cwd: string, extra: string[] = []): Promise<{ process: ReturnType<typeof Bun.spawn>; port: number }> {
   const probe = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
-  const port = probe.port;
+  const port = probe.port!;
   await probe.stop(true);
   const main = join(import.meta.dir, "../../node_modules/azurite/dist/src/queue/main.js");
-  azurite = Bun.spawn(["node", main, "--queueHost", "127.0.0.1", "--queuePort", String(port), "--inMemoryPersistence", "--silent", "--skipApiVersionCheck"], { cwd: dir, stdout: "ignore", stderr: "ignore" });
-  const url = `http://127.0.0.1:${port}/${ACCOUNT}`;
-  service = new QueueServiceClient(url, new StorageSharedKeyCredential(ACCOUNT, ACCOUNT_KEY), { retryOptions: { maxTries: 1 } });
+  const process = Bun.spawn(["node", main, "--queueHost", "127.0.0.1", "--queuePort", String(port), "--inMemoryPersistence", "--silent", "--skipApiVersionCheck", ...extra], { cwd, stdout: "ignore", stderr: "ignore" });
+  return { process, port };
+}
+
+async function untilUp(probe: () => Promise<unknown>): Promise<void> {
   const end = Date.now() + 15_000;
   for (;;) {
     try {
-      await service.getProperties();
-      break;
+      await probe();
+      return;
     } catch (error) {
       if (Date.now() > end) throw error;
       await Bun.sleep(100);
     }
   }
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "dso-azurite-"));
+  const started = await startAzurite(dir);
+  azurite = started.process;
+  const url = `http://127.0.0.1:${started.port}/${ACCOUNT}`;
+  service = new QueueServiceClient(url, new StorageSharedKeyCredential(ACCOUNT, ACCOUNT_KEY), { retryOptions: { maxTries: 1 } });
+  await untilUp(() => service.getProperties());
 });
 
 afterAll(async () => {
@@ -171,4 +186,67 @@ describe("Azure Storage queue change events (Azurite)", () => {
     await h.consumer.stop();
     expect(h.warnings).toEqual(["change-event queue unreachable: polling continues as before"]);
   });
+});
+
+describe("the provider's own token credential against Azurite in OAuth mode (HTTPS)", () => {
+  let entra: AzureServer;
+  let oauthAzurite: ReturnType<typeof Bun.spawn>;
+  let queueUrl: string;
+  /** The test's own requests: Bun's fetch trusting the test certificate. */
+  const send = (url: string, init: RequestInit & { token?: string } = {}) =>
+    fetch(url, { ...init, headers: { "x-ms-version": "2025-01-05", ...(init.token ? { authorization: `Bearer ${init.token}` } : {}) }, tls: { ca: entra.certPem } } as RequestInit);
+
+  beforeAll(async () => {
+    entra = await startAzureServer();
+    const started = await startAzurite(dir, ["--oauth", "basic", "--cert", entra.certPath, "--key", entra.keyPath]);
+    oauthAzurite = started.process;
+    queueUrl = `https://127.0.0.1:${started.port}/${ACCOUNT}/q-oauth`;
+    await untilUp(async () => {
+      const r = await send(`https://127.0.0.1:${started.port}/${ACCOUNT}?comp=list`);
+      if (r.status >= 500) throw new Error(`azurite: ${r.status}`);
+    });
+  });
+
+  afterAll(async () => {
+    oauthAzurite?.kill("SIGKILL");
+    await oauthAzurite?.exited;
+    await entra?.stop();
+  });
+
+  /** A Storage token from the local Entra endpoint, as the provider's credential gets one. */
+  async function storageToken(): Promise<string> {
+    const form = new URLSearchParams({ grant_type: "client_credentials", client_id: entra.clientId, client_secret: entra.clientSecret, scope: `${STORAGE_RESOURCE}/.default` });
+    const r = await fetch(`${entra.authorityHost}/${entra.tenantId}/oauth2/v2.0/token`, { method: "POST", body: form, tls: { ca: entra.certPem } } as RequestInit);
+    return ((await r.json()) as { access_token: string }).access_token;
+  }
+
+  test("`dso provider azure` reads and deletes the queue's messages with its client-secret credential; no token, no access", async () => {
+    const token = await storageToken();
+    expect((await send(queueUrl, { method: "PUT", token })).status).toBe(201);
+    // Azurite checks the bearer token: without one the queue is closed (the test is not passing by anonymous access).
+    expect((await send(`${queueUrl}/messages`, { method: "POST", body: "<QueueMessage><MessageText>x</MessageText></QueueMessage>" })).status).toBeGreaterThanOrEqual(400);
+    const post = await send(`${queueUrl}/messages`, { method: "POST", token, body: `<QueueMessage><MessageText>${keyVaultEvent("db-password")}</MessageText></QueueMessage>` });
+    expect(post.status).toBe(201);
+    const storageTokensBefore = entra.state.calls.token_storage ?? 0;
+
+    const provider = new ProviderProcess({
+      configure: {
+        name: "kv",
+        type: "azure",
+        auth: { method: "client_secret", params: { tenant_id: entra.tenantId, client_id: entra.clientId } },
+        config: { vault_url: entra.url, authority_host: entra.authorityHost, disable_challenge_resource_verification: "true" },
+        events: { queue: queueUrl },
+      },
+      env: { PATH: process.env.PATH, NODE_EXTRA_CA_CERTS: entra.certPath, AZURE_CLIENT_SECRET: entra.clientSecret },
+    });
+    try {
+      const { messages } = await provider.call("events", { waitSeconds: 0 });
+      expect(messages.map((m) => m.secrets)).toEqual([["db-password"]]);
+      expect(entra.state.calls.token_storage ?? 0).toBe(storageTokensBefore + 1);
+      await provider.call("events_done", { receipts: messages.map((m) => m.receipt) });
+      expect(await provider.call("events_status", {})).toEqual({ waiting: 0 });
+    } finally {
+      await provider.stop();
+    }
+  }, 30_000);
 });

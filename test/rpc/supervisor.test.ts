@@ -1,5 +1,6 @@
 import { legacyItems } from "../support/secret-bytes.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,7 +20,58 @@ function fileProvider(extra: Partial<ConstructorParameters<typeof ProviderProces
   return new ProviderProcess({ configure: { name: "local", type: "file", config: { path: dir } }, ...extra });
 }
 
+/** The pids of this test process's children that run `provider <type>`. */
+function providerChildren(): number[] {
+  const out = Bun.spawnSync(["pgrep", "-P", String(process.pid)]).stdout.toString().trim();
+  return (out ? out.split("\n").map(Number) : []).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("provider");
+    } catch {
+      return false;
+    }
+  });
+}
+
+async function until(what: () => boolean, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!what()) {
+    if (Date.now() > end) throw new Error("timed out waiting");
+    await Bun.sleep(20);
+  }
+}
+
 describe("provider supervisor with the real `dso provider file` process", () => {
+  test("when asked (change events) a spare fetch child waits (no value in it): it serves the next fetch and exits, another replaces it", async () => {
+    const p = fileProvider();
+    try {
+      await p.health();
+      p.keepSpareFetchReady();
+      const main = p.getStatus().pid!;
+      await until(() => providerChildren().length === 2);
+      const spare = providerChildren().find((pid) => pid !== main)!;
+      const [item] = legacyItems(await p.fetch([{ name: "db" }]));
+      expect(item?.value?.data).toMatchObject({ username: "app" });
+      // The spare was the fetch child: it exited with the fetch; a new one starts after the delay.
+      await until(() => !providerChildren().includes(spare));
+      await until(() => providerChildren().length === 2);
+      expect(providerChildren()).not.toContain(spare);
+    } finally {
+      await p.stop();
+    }
+    expect(providerChildren()).toEqual([]);
+  }, 30_000);
+
+  test("unless asked no fetch child waits", async () => {
+    const p = fileProvider();
+    try {
+      await p.health();
+      await Bun.sleep(300);
+      expect(providerChildren()).toEqual([p.getStatus().pid!]);
+    } finally {
+      await p.stop();
+    }
+  });
+
   test("handshake, fingerprint without value, fetch with value", async () => {
     const p = fileProvider();
     try {

@@ -19,6 +19,10 @@
 // pass the certificate to the SDK pipelines instead: `tlsOptions: { ca: server.certPem }` in both the
 // SecretClient and the credential options (core-rest-pipeline builds an https.Agent with that CA).
 // A child process (e.g. `dso provider azure`) can instead get NODE_EXTRA_CA_CERTS=<certPath> in its env.
+//
+// Azure Storage (scope https://storage.azure.com/.default): the token endpoint issues a JWT-shaped
+// token (unsigned) with the claims Azure Storage checks (aud https://storage.azure.com, iss
+// https://sts.windows.net/<tenant>/, nbf, exp), which Azurite accepts with `--oauth basic` over HTTPS.
 import { createTestCertificate, type TestCertificate } from "./tls-cert.ts";
 
 export interface AzureSecretVersion {
@@ -70,11 +74,15 @@ export interface AzureServer {
   accessToken: string;
   certPem: string;
   certPath: string;
+  /** The certificate's key (for another local TLS server, e.g. Azurite with `--key`). */
+  keyPath: string;
   state: AzureServerState;
   stop(): Promise<void>;
 }
 
 const PAGE_MAX = 25;
+/** Azure Storage's resource id; its tokens are v1 (iss sts.windows.net), as Entra issues them. */
+export const STORAGE_RESOURCE = "https://storage.azure.com";
 const TOKEN_LIFETIME_SECONDS = 3599;
 
 class HttpError extends Error {
@@ -209,10 +217,23 @@ export async function startAzureServer(opts: AzureServerOptions = {}): Promise<A
     if (form.get("grant_type") !== "client_credentials") throw aadError(400, "unsupported_grant_type", "AADSTS70003: Only client_credentials is emulated.");
     if (form.get("client_id") !== clientId) throw aadError(400, "unauthorized_client", `AADSTS700016: Application with identifier '${form.get("client_id")}' was not found.`);
     if (form.get("client_secret") !== clientSecret) throw aadError(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.");
-    if (!(form.get("scope") ?? "").split(" ").includes(`${resource}/.default`)) throw aadError(400, "invalid_scope", "AADSTS70011: The provided value for the input parameter 'scope' is not valid.");
+    const scopes = (form.get("scope") ?? "").split(" ");
+    if (scopes.includes(`${STORAGE_RESOURCE}/.default`)) {
+      count("token_storage");
+      return { token_type: "Bearer", expires_in: TOKEN_LIFETIME_SECONDS, ext_expires_in: TOKEN_LIFETIME_SECONDS, access_token: storageToken(tenant) };
+    }
+    if (!scopes.includes(`${resource}/.default`)) throw aadError(400, "invalid_scope", "AADSTS70011: The provided value for the input parameter 'scope' is not valid.");
     const token = `aad-${crypto.randomUUID()}`;
     state.acceptedTokens.add(token);
     return { token_type: "Bearer", expires_in: TOKEN_LIFETIME_SECONDS, ext_expires_in: TOKEN_LIFETIME_SECONDS, access_token: token };
+  }
+
+  /** A JWT for Azure Storage with the claims Azurite's `--oauth basic` checks (it does not check the signature). */
+  function storageToken(tenant: string): string {
+    const now = Math.floor(Date.now() / 1000);
+    const part = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
+    const claims = { aud: STORAGE_RESOURCE, iss: `https://sts.windows.net/${tenant}/`, iat: now, nbf: now - 60, exp: now + TOKEN_LIFETIME_SECONDS, appid: clientId, oid: crypto.randomUUID(), tid: tenant, ver: "1.0" };
+    return `${part({ typ: "JWT", alg: "RS256" })}.${part(claims)}.${Buffer.from("dso-test-unsigned").toString("base64url")}`;
   }
 
   async function route(req: Request): Promise<unknown> {
@@ -252,6 +273,7 @@ export async function startAzureServer(opts: AzureServerOptions = {}): Promise<A
     accessToken,
     certPem: cert.certPem,
     certPath: cert.certPath,
+    keyPath: cert.keyPath,
     state,
     stop: async () => {
       await server.stop(true);

@@ -56,7 +56,9 @@ function harness(queue: string, declared: string[]) {
   const versions = new Map(declared.map((n) => [n, "v1"]));
   const checks: string[][] = [];
   let failChecks = false;
+  let spareAsked = 0;
   const source: ChangeEventSource = {
+    keepSpareFetchReady: () => void spareAsked++,
     async fingerprint(refs: SecretRef[]): Promise<FingerprintItem[]> {
       checks.push(refs.map((r) => r.name));
       if (failChecks) throw new Error("provider down");
@@ -90,6 +92,7 @@ function harness(queue: string, declared: string[]) {
   return {
     consumer, versions, checks, changed, counts, up, lines, events,
     failChecks: (on: boolean) => void (failChecks = on),
+    spareAsked: () => spareAsked,
   };
 }
 
@@ -125,6 +128,8 @@ describe("SQS change events end to end (agent consumer + provider SQS reader)", 
     await until(() => h.changed.length > 0);
     expect(h.changed).toEqual([["db/password"]]);
     expect(h.checks).toEqual([["db/password"]]);
+    // The consumer asked its provider to keep a spare fetch child (no child start on the change's path).
+    expect(h.spareAsked()).toBeGreaterThan(0);
     await until(() => sqs.messages("q-change").length === 0);
     await h.consumer.stop();
   });
