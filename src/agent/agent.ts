@@ -20,6 +20,7 @@ import { describeError, DsoError, isErrorCode } from "../errors.ts";
 import { log as rootLog } from "../log/logger.ts";
 import { DsoVolumes } from "../reloader/volumes.ts";
 import type { DockerEvent } from "../watcher/docker-events.ts";
+import { type ChangeCause, ChangePath } from "../watcher/change-path.ts";
 import { ChangeEventConsumer, ChangeEventConsumers } from "../watcher/event-queue.ts";
 import { PollScheduler } from "../watcher/poll-scheduler.ts";
 import { startWebhook } from "../watcher/webhook.ts";
@@ -73,6 +74,10 @@ export class Agent {
   private server?: ControlServer;
   private webhook?: Server<undefined>;
   private changeEvents!: ChangeEventConsumers;
+  /** Every detected change, with its cause, to every target kind (buffered until the Docker side subscribes them). */
+  private readonly changes = new ChangePath((error, change) =>
+    this.log.error("a target kind failed to take a change", { cause: change.cause, secrets: change.names.length, error: describeError(error) }),
+  );
   private side?: DockerSide;
   private sideReady: Promise<DockerSide>;
   private resolveSide!: (side: DockerSide) => void;
@@ -118,7 +123,7 @@ export class Agent {
       key: hostKey.key,
       provider: (name) => this.polls.process(name),
       log: rootLog.withTag("secrets"),
-      onChanged: (names) => this.side?.reconciler.waves.secretsChanged(names, "mount"),
+      onChanged: (names) => this.secretsChanged(names, "fetch"),
       dynamic: () => this.leases,
     });
     this.polls = new PollScheduler({
@@ -141,7 +146,7 @@ export class Agent {
       log: rootLog.withTag("leases"),
       ...(this.observer.metrics ? { registry: this.observer.metrics.registry } : {}),
       // A replacement is announced like a polled change: the reconciler delivers it and runs the strategy once.
-      onReplaceWanted: (names) => this.secretsChanged(names, "poll"),
+      onReplaceWanted: (names) => this.secretsChanged(names, "lease"),
       alarm: (p) => this.observer.leaseAtRisk(p),
     });
     this.volumes = this.buildVolumes();
@@ -180,10 +185,10 @@ export class Agent {
   }
 
   /** Every detected change goes this one way, whatever noticed it (`dso_change_detected_total{cause}`). */
-  private secretsChanged(names: string[], cause: "poll" | "webhook" | "event"): void {
+  private secretsChanged(names: string[], cause: ChangeCause): void {
+    if (names.length === 0) return;
     this.observer.changeDetected(cause, names.length);
-    this.side?.reconciler.waves.secretsChanged(names, cause);
-    if (this.side?.swarm) void this.side.swarm.reconcile(new Set(names));
+    this.changes.publish({ names, cause });
   }
 
   /** Change detection by push for one provider (watcher/event-queue.ts); polling goes on beside it. */
@@ -221,7 +226,7 @@ export class Agent {
       },
       onFilesChanged: (volume) => {
         const opts = this.volumes.optionsOf(volume);
-        this.side?.reconciler.waves.secretsChanged(opts ? secretNamesOf(opts) : [], "mount");
+        this.secretsChanged(opts ? secretNamesOf(opts) : [], "mount");
       },
     });
   }
@@ -248,6 +253,11 @@ export class Agent {
     if (this.stopping) return;
     this.log.info("connected to Docker", { docker: side.connection.host, api: side.connection.negotiatedApiVersion });
     this.resolveSide(side);
+    // The target kinds: containers and DSO volumes through the wave scheduler, Swarm services through their rotator.
+    this.changes.subscribe((change) => side.reconciler.waves.secretsChanged([...change.names], change.cause));
+    const swarm = side.swarm;
+    if (swarm) this.changes.subscribe((change) => void swarm.reconcile(new Set(change.names)));
+    this.changes.open();
     side.events.start();
     this.reconcileTimer = setInterval(() => void this.reconcileAll(), RECONCILE_INTERVAL_MS);
     this.reconcileTimer.unref?.();

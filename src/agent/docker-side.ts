@@ -78,7 +78,7 @@ export async function buildDockerSide(deps: DockerSideDeps): Promise<DockerSide 
         docker,
         store: deps.secrets.store,
         config: deps.config,
-        fetchValues: (names) => deps.secrets.source.fetch(names),
+        source: deps.secrets.source,
         markers: deps.secrets.markers,
         log: rootLog.withTag("swarm"),
       })

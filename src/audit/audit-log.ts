@@ -20,7 +20,7 @@ const MAX_ERROR_LENGTH = 300;
 export type AuditEventName = "delivery" | "rotation" | "strategy" | "mount" | "unmount" | "api" | "leak" | "leftover_reference";
 
 /** What caused the action (the same words as in the logs). */
-export type AuditTrigger = "start" | "poll" | "webhook" | "event" | "reconcile" | "sync" | "rotate" | "inject" | "mount" | "reload";
+export type AuditTrigger = "start" | "poll" | "webhook" | "event" | "reconcile" | "sync" | "rotate" | "inject" | "mount" | "reload" | "fetch" | "lease";
 
 export interface AuditEvent {
   event: AuditEventName;

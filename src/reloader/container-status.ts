@@ -97,7 +97,7 @@ export interface SecretViewSource {
  * its secrets (more than 150) compares like any other.
  */
 export function secretViews(src: SecretViewSource, names: readonly string[], path: string, extra: Partial<SecretView>, actualMarker?: string): SecretView[] {
-  const wantedMarker = wantedMarkerOf(src, names);
+  const wantedMarker = src.markers.known(names, (name) => src.store.get(name)?.fingerprint);
   const wantedTokens = wantedMarker ? src.markers.read(wantedMarker, names) : undefined;
   const actualTokens = src.markers.read(actualMarker, names);
   return names.map((name) => {
@@ -113,17 +113,6 @@ export function secretViews(src: SecretViewSource, names: readonly string[], pat
     const outputs = outputViews(state ? [state.spec] : []).map(({ name: output, sources, kind }) => ({ name: output, sources, kind }));
     return { name, path, wanted, actual, ...(state?.version ? { version: state.version } : {}), state: status, ...(outputs.length ? { outputs } : {}), ...extra };
   });
-}
-
-/** The marker the set carries once current; undefined while a fingerprint is not known. */
-function wantedMarkerOf(src: SecretViewSource, names: readonly string[]): string | undefined {
-  const fingerprints: Record<string, string> = {};
-  for (const name of names) {
-    const fp = src.store.get(name)?.fingerprint;
-    if (!fp) return undefined;
-    fingerprints[name] = fp;
-  }
-  return names.length ? src.markers.marker(fingerprints) : undefined;
 }
 
 function shortTime(iso: string | undefined): string {

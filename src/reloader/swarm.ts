@@ -13,9 +13,8 @@ import { posix } from "node:path";
 import type Dockerode from "dockerode";
 import type { DsoConfig } from "../config/types.ts";
 import { describeError } from "../errors.ts";
-import { releaseFetch } from "../secrets/source.ts";
+import { FetchBatch, type SecretSource } from "../secrets/source.ts";
 import type { SecretStore } from "../secrets/store.ts";
-import type { FetchResult } from "../secrets/types.ts";
 import type { VersionMarkers } from "../secrets/version-marker.ts";
 import { buildDeliveries } from "./files.ts";
 import { selectContainer, type Selection } from "./selection.ts";
@@ -29,7 +28,8 @@ export interface SwarmDeps {
   /** Secrets a service names only in its labels are tracked (and so polled) like a container's. */
   store: Pick<SecretStore, "ensure">;
   config: () => DsoConfig;
-  fetchValues(names: string[]): Promise<FetchResult>;
+  /** Values come through one fetch window per pass (FetchBatch), wiped when the pass ends. */
+  source: SecretSource;
   /** Keys the version part of secret names (the host key). */
   markers: VersionMarkers;
   log: Pick<FieldLogger, "info" | "warn" | "error">;
@@ -162,9 +162,16 @@ export class SwarmRotator {
 
   private async reconcileNow(only?: Set<string>): Promise<ServiceReport[]> {
     const reports: ServiceReport[] = [];
-    for (const { service, selection } of await this.services()) {
-      if (only && !selection.secrets.some((s) => only.has(s.name))) continue;
-      reports.push(await this.reconcileService(service, selection));
+    const selected = (await this.services()).filter(({ selection }) => !only || selection.secrets.some((s) => only.has(s.name)));
+    // Tracked (and so known to the fetch) before the window opens: it fetches every name of the pass at once.
+    for (const { selection } of selected) for (const spec of selection.secrets) this.deps.store.ensure(spec);
+    // One window for the pass: each secret is fetched once whatever the number of services using it.
+    const batch = new FetchBatch(this.deps.source, new Set(selected.flatMap(({ selection }) => selection.secrets.map((s) => s.name))));
+    try {
+      for (const { service, selection } of selected) reports.push(await this.reconcileService(service, selection, batch));
+    } finally {
+      // Swarm takes a secret's data base64 in a JSON body (a copy by nature); ours is wiped.
+      batch.release();
     }
     if (reports.some((r) => r.action === "updated")) this.sweepsLeft = SWEEP_LIMIT;
     await this.sweep();
@@ -186,14 +193,11 @@ export class SwarmRotator {
     this.sweepTimer.unref?.();
   }
 
-  private async reconcileService(service: ServiceInfo, selection: Selection): Promise<ServiceReport> {
+  private async reconcileService(service: ServiceInfo, selection: Selection, batch: FetchBatch): Promise<ServiceReport> {
     const names = selection.secrets.map((s) => s.name);
     const report: ServiceReport = { service: service.Spec.Name, action: "unchanged", secrets: names };
-    let fetched: FetchResult | undefined;
     try {
-      for (const spec of selection.secrets) this.deps.store.ensure(spec);
-      fetched = await this.deps.fetchValues(names);
-      const { values, errors } = fetched;
+      const { values, errors } = await batch.values(names);
       const built = buildDeliveries(selection, values);
       const problems = [...errors, ...built.errors];
       if (problems.length) throw new Error(problems.join("; "));
@@ -221,9 +225,6 @@ export class SwarmRotator {
     } catch (error) {
       this.deps.log.warn("swarm service rotation failed", { service: service.Spec.Name, error: describeError(error) });
       return { ...report, action: "failed", error: describeError(error) };
-    } finally {
-      // Swarm takes a secret's data base64 in a JSON body (a copy by nature); ours is wiped.
-      releaseFetch(fetched);
     }
   }
 

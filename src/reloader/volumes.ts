@@ -10,7 +10,7 @@ import { parseDriverOptions, secretNamesOf } from "../delivery/plugin/driver-opt
 import { createVolumeDriver, MAX_PLUGIN_BODY_BYTES, pluginError, type VolumeDriver, type VolumeFiles, type VolumeObservation } from "../delivery/plugin/volume-driver.ts";
 import { describeError, DsoError, type ErrorCode } from "../errors.ts";
 import type { FieldLogger } from "../log/logger.ts";
-import { fetchErrorCode, releaseFetch, type SecretSource } from "../secrets/source.ts";
+import { FetchBatch, fetchErrorCode, type SecretSource } from "../secrets/source.ts";
 import type { SecretStore } from "../secrets/store.ts";
 import type { FetchResult } from "../secrets/types.ts";
 import type { VersionMarkers } from "../secrets/version-marker.ts";
@@ -139,24 +139,17 @@ export class DsoVolumes {
 
   /** The marker the volume's files should carry, from known fingerprints only (no fetch). */
   wantedMarker(volume: string, driverOpts: Readonly<Record<string, string>>): string | undefined {
-    const names = secretNamesOf(driverOpts);
-    const fingerprints: Record<string, string> = {};
-    for (const name of names) {
-      const fp = this.deps.store.get(name)?.fingerprint;
-      if (!fp) return undefined;
-      fingerprints[name] = fp;
-    }
-    return names.length ? this.deps.markers.marker(fingerprints) : undefined;
+    return this.deps.markers.known(secretNamesOf(driverOpts), (name) => this.deps.store.get(name)?.fingerprint);
   }
 
   /** A Mount's own window: the files of the volume, and `release` to wipe their values once written. */
   private async mountFiles(volume: string, driverOpts: Readonly<Record<string, string>>): Promise<VolumeFiles> {
-    let fetched: FetchResult | undefined;
+    const batch = new FetchBatch(this.deps.source, new Set());
     try {
-      const files = await this.files(volume, driverOpts, async (names) => (fetched = await this.deps.source.fetch(names)));
-      return { ...files, release: () => releaseFetch(fetched) };
+      const files = await this.files(volume, driverOpts, (names) => batch.values(names));
+      return { ...files, release: () => batch.release() };
     } catch (error) {
-      releaseFetch(fetched);
+      batch.release();
       throw error;
     }
   }

@@ -99,6 +99,21 @@ export class VersionMarkers {
     return tokens;
   }
 
+  /**
+   * The marker a set of secrets carries once it is current, from the fingerprints already known
+   * (`fingerprintOf`, no fetch); undefined while one is not known, or for no names. DSO volumes
+   * and `dso ls` ask it; a wave builds its own from SecretVersions.fingerprintsOf.
+   */
+  known(names: readonly string[], fingerprintOf: (name: string) => string | undefined): string | undefined {
+    const fingerprints: Record<string, string> = {};
+    for (const name of names) {
+      const fp = fingerprintOf(name);
+      if (!fp) return undefined;
+      fingerprints[name] = fp;
+    }
+    return names.length ? this.marker(fingerprints) : undefined;
+  }
+
   /** True when the marker says exactly these secrets at exactly these fingerprints. */
   matches(marker: string | undefined, fingerprints: Readonly<Record<string, string>>): boolean {
     return marker !== undefined && marker === this.marker(fingerprints);

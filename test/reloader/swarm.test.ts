@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type Dockerode from "dockerode";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -9,11 +9,14 @@ import { VersionMarkers } from "../../src/secrets/version-marker.ts";
 import { parseConfig } from "../../src/config/index.ts";
 import { isSwarmManager, MANAGED_LABEL, SwarmRotator } from "../../src/reloader/swarm.ts";
 import { ProviderProcess } from "../../src/rpc/supervisor.ts";
+import { startAgent, type AgentProcess } from "../support/agent-process.ts";
 import { ensureDocker } from "../support/docker-daemon.ts";
 import { quietLog as quiet, testSource } from "../support/test-source.ts";
 import { BUSYBOX_IMAGE, ensureTestImages } from "../support/test-images.ts";
 
 let docker: Dockerode;
+let dockerHost: string;
+let agent: AgentProcess | undefined;
 let dir: string;
 let provider: ProviderProcess;
 let rotator: SwarmRotator;
@@ -23,6 +26,9 @@ const SERVICE = `dso-swarm-${process.pid}`;
 const TEMPLATED = `dso-swarm-tpl-${process.pid}`;
 const TEMPLATE_CONFIG = `secrets:\n  - name: tpl_db\n    templates:\n      - file: dsn\n        template: "postgres://{{ .user }}:{{ .password | urlquery }}@db/app"\n`;
 let templatedId = "";
+/** Issue 20: a secret only a Swarm service uses, rotated by `dso rotate` with a 1 h poll interval. */
+const ROTATED = `dso-swarm-rot-${process.pid}`;
+let rotatedId = "";
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 40_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -58,7 +64,9 @@ function managedSecrets(): Promise<Array<{ ID: string }>> {
 }
 
 beforeAll(async () => {
-  docker = (await ensureDocker()).docker;
+  const d = await ensureDocker();
+  docker = d.docker;
+  dockerHost = d.host;
   await ensureTestImages(docker);
   if (!(await isSwarmManager(docker))) await docker.swarmInit({ ListenAddr: "127.0.0.1:2377", AdvertiseAddr: "127.0.0.1" });
   dir = await mkdtemp(join(tmpdir(), "dso-swarm-"));
@@ -70,7 +78,7 @@ beforeAll(async () => {
   store.setSpecs(config.secrets);
   const source = testSource({ store, provider });
   // Wired as the agent wires it: the secret is named only in the service's labels.
-  rotator = new SwarmRotator({ docker, store, config: () => config, log: quiet, markers: new VersionMarkers(randomBytes(32)), fetchValues: (names) => source.fetch(names) });
+  rotator = new SwarmRotator({ docker, store, config: () => config, log: quiet, markers: new VersionMarkers(randomBytes(32)), source });
   const created = (await docker.createService({
     Name: SERVICE,
     Labels: { "dso.reloader": "true", "dso.secrets": "db_password" },
@@ -84,6 +92,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await agent?.stop();
+  if (rotatedId) await docker.getService(rotatedId).remove().catch(() => {});
   await docker.getService(serviceId).remove().catch(() => {});
   if (templatedId) await docker.getService(templatedId).remove().catch(() => {});
   rotator?.stop();
@@ -139,4 +149,61 @@ describe("swarm rotation through service updates", () => {
     expect(results.find((r) => r.service === TEMPLATED)?.action).toBe("updated");
     await taskSees("dsn", "postgres://swarmuser:swarm+pass%2F1@db/app", TEMPLATED);
   });
+
+  test("the compiled agent, 1 h polling: `dso rotate` of a secret only a Swarm service uses rolls the service before it answers", async () => {
+    // The in-process rotator's services are done with: the agent below sees only its own.
+    rotator.stop();
+    await Promise.all([serviceId, templatedId].map((id) => docker.getService(id).remove().catch(() => {})));
+    const agentDir = join(dir, "agent");
+    await mkdir(join(agentDir, "secrets"), { recursive: true });
+    await writeFile(join(agentDir, "secrets", "only_swarm"), "rotate-value-one");
+    const config = [
+      "providers:",
+      "  local:",
+      "    type: file",
+      "    allow_undeclared: true",
+      "    config:",
+      `      path: ${join(agentDir, "secrets")}`,
+      "agent:",
+      "  watch:",
+      "    polling_interval: 1h",
+      "",
+    ].join("\n");
+    await writeFile(join(agentDir, "dso.yaml"), config);
+    agent = await startAgent({ dir: agentDir, config: join(agentDir, "dso.yaml"), dockerHost });
+    await agent.waitForLog(/connected to Docker/);
+    const created = (await docker.createService({
+      Name: ROTATED,
+      Labels: { "dso.reloader": "true", "dso.secrets": "only_swarm" },
+      TaskTemplate: {
+        ContainerSpec: { Image: BUSYBOX_IMAGE, Command: ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 0.2; done'] },
+        RestartPolicy: { Condition: "none" },
+      },
+      UpdateConfig: { Parallelism: 1, Order: "start-first" },
+    } as never)) as { id?: string; ID?: string };
+    rotatedId = created.id ?? created.ID ?? "";
+    // The service-create event brings the first version.
+    await taskSees("only_swarm", "rotate-value-one", ROTATED);
+    const secretIdNow = async () =>
+      ((await docker.getService(rotatedId).inspect()) as { Spec: { TaskTemplate: { ContainerSpec: { Secrets?: Array<{ SecretID: string }> } } } }).Spec.TaskTemplate.ContainerSpec.Secrets?.[0]?.SecretID;
+    const first = await secretIdNow();
+    expect(first).toBeString();
+
+    await writeFile(join(agentDir, "secrets", "only_swarm"), "rotate-value-two");
+    const started = performance.now();
+    const rotated = await agent.cli(["rotate", "only_swarm"]);
+    const answeredMs = performance.now() - started;
+    expect(rotated.stderr).toBe("");
+    expect(rotated.code).toBe(0);
+    expect(rotated.stdout).toContain(ROTATED);
+    expect(rotated.stdout).not.toContain("rotate-value-two");
+    // Before `dso rotate` answered, the service already pointed at a new version (no poll, no 60 s pass).
+    const second = await secretIdNow();
+    expect(second).toBeString();
+    expect(second).not.toBe(first);
+    await taskSees("only_swarm", "rotate-value-two", ROTATED);
+    const runningMs = performance.now() - started;
+    console.log(`dso rotate of a Swarm-only secret (1 h polling): answered in ${Math.round(answeredMs)} ms, task running the new value ${Math.round(runningMs)} ms after the call`);
+    expect(agent.logs()).not.toContain("rotate-value-two");
+  }, 90_000);
 });

@@ -20,6 +20,13 @@ describe("version markers", () => {
     expect(markers.read("garbage", ["db"])).toBeUndefined();
   });
 
+  test("the known marker of a set is the marker of its known fingerprints, and none while one is unknown", () => {
+    const known: Record<string, string> = { db: "fp-1", api: "fp-a" };
+    expect(markers.known(["db", "api"], (n) => known[n])).toBe(markers.marker({ db: "fp-1", api: "fp-a" }));
+    expect(markers.known(["db", "new"], (n) => known[n])).toBeUndefined();
+    expect(markers.known([], (n) => known[n])).toBeUndefined();
+  });
+
   test("another key (a reboot, another host) reads nothing from a marker", () => {
     const other = new VersionMarkers(randomBytes(32));
     expect(other.read(markers.marker({ db: "fp-1" }), ["db"])?.size).toBe(0);
