@@ -2,7 +2,7 @@
  * Fault: the provider process is killed with SIGKILL, over and over, while the agent polls it and
  * while a fetch for a rotation is in flight. Every labelled container must end with the current
  * value, and each kill must be followed by a restart after the backoff (`providers.*.retry`).
- * DSO_FAULT_KILLS=50 runs the long variant (the suite runs 10).
+ * DSO_FAULT_KILLS=50 runs the long variant (the suite runs 6: 3 in polls, 3 with a fetch in flight).
  *
  * A kill "during a poll" freezes the provider (SIGSTOP) until a fingerprint call has been sent
  * into its pipe, then kills it; a kill "during a fetch" waits for the agent to see the change,
@@ -20,7 +20,7 @@ import { eventually } from "../support/container-exec.ts";
 import { ensureDocker } from "../support/docker-daemon.ts";
 import { BUSYBOX_IMAGE, ensureTestImages } from "../support/test-images.ts";
 
-const KILLS = Number(process.env.DSO_FAULT_KILLS ?? 10);
+const KILLS = Number(process.env.DSO_FAULT_KILLS ?? 6);
 const CONTAINERS = 4;
 const BACKOFF_MS = 200;
 const RECOVER_TIMEOUT_MS = 20_000;

@@ -204,6 +204,24 @@ describe("swarm rotation through service updates", () => {
     await taskSees("only_swarm", "rotate-value-two", ROTATED);
     const runningMs = performance.now() - started;
     console.log(`dso rotate of a Swarm-only secret (1 h polling): answered in ${Math.round(answeredMs)} ms, task running the new value ${Math.round(runningMs)} ms after the call`);
+
+    // The one change path: a change that a container start's fetch notices (no poll, no rotate)
+    // reaches the Swarm service too, with cause `fetch`.
+    await writeFile(join(agentDir, "secrets", "only_swarm"), "rotate-value-three");
+    const plain = await docker.createContainer({
+      name: `dso-swarm-plain-${process.pid}`,
+      Image: BUSYBOX_IMAGE,
+      Cmd: ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 0.2; done'],
+      Labels: { "dso.reloader": "true", "dso.secrets": "only_swarm" },
+      HostConfig: { NetworkMode: "none", Tmpfs: { "/run/secrets": "rw" }, AutoRemove: true },
+    });
+    try {
+      await plain.start();
+      await taskSees("only_swarm", "rotate-value-three", ROTATED);
+    } finally {
+      await plain.remove({ force: true }).catch(() => {});
+    }
     expect(agent.logs()).not.toContain("rotate-value-two");
+    expect(agent.logs()).not.toContain("rotate-value-three");
   }, 90_000);
 });
