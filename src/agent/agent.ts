@@ -187,7 +187,9 @@ export class Agent {
   /** Every detected change goes this one way, whatever noticed it (`dso_change_detected_total{cause}`). */
   private secretsChanged(names: string[], cause: ChangeCause): void {
     if (names.length === 0) return;
-    this.observer.changeDetected(cause, names.length);
+    // A DSO volume whose files were rewritten names all its secrets, changed or not (the change
+    // itself was counted by whatever found it): a notice to look again, not a detected change.
+    if (cause !== "mount") this.observer.changeDetected(cause, names.length);
     this.changes.publish({ names, cause });
   }
 
@@ -256,7 +258,13 @@ export class Agent {
     // The target kinds: containers and DSO volumes through the wave scheduler, Swarm services through their rotator.
     this.changes.subscribe((change) => side.reconciler.waves.secretsChanged([...change.names], change.cause));
     const swarm = side.swarm;
-    if (swarm) this.changes.subscribe((change) => void swarm.reconcile(new Set(change.names)));
+    // A DSO volume is never a Swarm service's: its notices (cause mount) are not the rotator's.
+    if (swarm) {
+      this.changes.subscribe((change) => {
+        if (change.cause === "mount") return;
+        swarm.reconcile(new Set(change.names)).catch((error: unknown) => this.log.warn("swarm pass failed", { error: describeError(error) }));
+      });
+    }
     this.changes.open();
     side.events.start();
     this.reconcileTimer = setInterval(() => void this.reconcileAll(), RECONCILE_INTERVAL_MS);

@@ -16,7 +16,7 @@
  * A provider that lends its session keeps no spare: a waiting child would hold a token the
  * long-lived process may have replaced by the time a fetch comes.
  */
-import { describeError } from "../errors.ts";
+import { describeError, DsoError } from "../errors.ts";
 import type { ConnectionOptions } from "./provider-connection.ts";
 import { ProviderConnection } from "./provider-connection.ts";
 import type { IssueParams, LeaseInfo, ParamsOf, ResultOf, SecretRef } from "./protocol.ts";
@@ -29,12 +29,18 @@ interface Serving {
   connection: ProviderConnection;
   ready: Promise<void>;
   calls: number;
-  /** Configured with a borrowed session. */
-  borrowed: boolean;
+  /** The borrowed session it was configured with, if any. */
+  session?: Record<string, string>;
+  /** Handed a call (a spare until then). */
+  taken: boolean;
 }
 
-/** The long-lived process's session, asked for each time a child is needed (it may have logged in again since). */
-export type SessionLender = (signal?: AbortSignal) => Promise<Record<string, string>>;
+/**
+ * The long-lived process's session, asked for each time a child is needed (it may have logged in
+ * again since). For a fetch the lender does not wait for a long-lived process that is starting or
+ * in backoff: it throws, and the child logs in itself.
+ */
+export type SessionLender = (purpose: "fetch" | "issue", signal?: AbortSignal) => Promise<Record<string, string>>;
 
 export class FetchChild {
   private serving?: Serving;
@@ -66,7 +72,9 @@ export class FetchChild {
   }
 
   private async serve<M extends "fetch" | "issue">(method: M, params: ParamsOf<M>, signal?: AbortSignal): Promise<ResultOf<M>> {
-    const session = this.lender && !this.servingBorrowed() ? await this.borrow(method, signal) : undefined;
+    // An issue always asks: its lease must belong to the token the long-lived process keeps alive now.
+    const session = this.lender && (method === "issue" || !this.servingBorrowed()) ? await this.borrow(method, signal) : undefined;
+    if (this.stopped) throw new DsoError("PROVIDER_UNAVAILABLE", "the provider process is stopping");
     const serving = this.join(session);
     serving.calls++;
     try {
@@ -97,13 +105,13 @@ export class FetchChild {
   }
 
   private servingBorrowed(): boolean {
-    return this.serving?.connection.open === true && this.serving.borrowed;
+    return this.serving?.connection.open === true && this.serving.session !== undefined;
   }
 
   /** The lent session; for a fetch, undefined when there is none (the child logs in itself). */
   private async borrow(method: "fetch" | "issue", signal?: AbortSignal): Promise<Record<string, string> | undefined> {
     try {
-      return await this.lender!(signal);
+      return await this.lender!(method, signal);
     } catch (error) {
       if (method === "issue") throw error;
       this.connection.log.warn("the provider process lent no session; this fetch process authenticates itself", { error: describeError(error) });
@@ -111,13 +119,15 @@ export class FetchChild {
     }
   }
 
-  /** Join the running child, unless this call has a session and that child has none (it must not issue). */
+  /** Join the running child, unless this call has a session and that child has another or none (it must not issue on it). */
   private join(session: Record<string, string> | undefined): Serving {
-    if (this.serving?.connection.open && (this.serving.borrowed || session === undefined)) return this.serving;
+    const serving = this.serving;
+    if (serving?.connection.open && (session === undefined ? true : serving.session !== undefined && sameSession(serving.session, session))) return serving;
     // A spare exists only without a lender, so it never lacks a session a call has.
     const spare = this.spare;
     this.spare = undefined;
     this.serving = spare?.connection.open && session === undefined ? spare : this.open(session);
+    this.serving.taken = true;
     if (spare && spare !== this.serving) void spare.connection.shutdown();
     this.startSpareIn(SPARE_START_DELAY_MS);
     return this.serving;
@@ -132,6 +142,7 @@ export class FetchChild {
   }
 
   private open(session: Record<string, string> | undefined): Serving {
+    let serving: Serving | undefined;
     const connection = ProviderConnection.open({
       ...this.connection,
       configure: session ? { ...this.connection.configure, session } : this.connection.configure,
@@ -141,14 +152,21 @@ export class FetchChild {
       onLost: () => {
         // A spare that died unused never carried a fetch: dropped, the next fetch starts another
         // (never a loop of restarts when the child cannot start).
-        if (this.spare?.connection === connection) this.spare = undefined;
-        else this.onLost();
+        if (serving && !serving.taken) {
+          if (this.spare === serving) this.spare = undefined;
+        } else this.onLost();
       },
     });
-    const serving: Serving = { connection, ready: connection.ready(), calls: 0, borrowed: session !== undefined };
-    serving.ready.catch(() => {
-      if (this.spare === serving) this.spare = undefined;
+    const opened: Serving = { connection, ready: connection.ready(), calls: 0, taken: false, ...(session ? { session } : {}) };
+    serving = opened;
+    opened.ready.catch(() => {
+      if (this.spare === opened) this.spare = undefined;
     });
-    return serving;
+    return opened;
   }
+}
+
+function sameSession(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
 }

@@ -16,7 +16,7 @@ import { log as rootLog, type FieldLogger } from "../log/logger.ts";
 import { descriptorOf } from "../../providers/registry.ts";
 import { registerSecretBytes, registerSecretValue } from "../log/redact.ts";
 import { backoffDelay } from "./child-lifecycle.ts";
-import { FetchChild } from "./fetch-child.ts";
+import { FetchChild, type SessionLender } from "./fetch-child.ts";
 import { ProviderConnection, type ConnectionOptions } from "./provider-connection.ts";
 import {
   refKey,
@@ -196,9 +196,13 @@ export class ProviderProcess {
   }
 
   /** The long-lived child's session for a fetch child, asked over the RPC channel each time (never cached here). */
-  private lender(): ((signal?: AbortSignal) => Promise<Record<string, string>>) | undefined {
+  private lender(): SessionLender | undefined {
     if (!descriptorOf(this.type)?.lendsSession) return undefined;
-    return async (signal) => {
+    return async (purpose, signal) => {
+      // A fetch does not wait out a restart's backoff (up to 30 s): it logs in itself instead.
+      if (purpose === "fetch" && this.notBefore > Date.now()) {
+        throw new DsoError("PROVIDER_UNAVAILABLE", `provider ${this.name} is restarting after a failure, it has no session to lend now`);
+      }
       const { session } = await this.call("session", {}, signal);
       for (const value of Object.values(session)) registerSecretValue(value);
       return session;

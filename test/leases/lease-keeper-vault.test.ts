@@ -203,6 +203,30 @@ describe("lease keeper with the vault provider processes", () => {
     }
   });
 
+  test("a static fetch does not wait out the long-lived process's restart backoff: it logs in itself at once", async () => {
+    vault.state.addAppRole({ roleId: "dso-role", secretId: "dso-secret-id", policies: ["root"], tokenTtlSeconds: 60 });
+    vault.state.writeSecret("secret/static", { key: "static-value" });
+    const provider = new ProviderProcess({
+      configure: { name: "vault", type: "vault", auth: { method: "approle", params: { role_id: "dso-role", secret_id: "dso-secret-id" } }, config: { address: vault.url } },
+      env: { PATH: process.env.PATH },
+      // The first restart waits 60 s: longer than this test's timeout.
+      backoffBaseMs: 60_000,
+    });
+    try {
+      await provider.health();
+      const pid = provider.getStatus().pid!;
+      process.kill(pid, "SIGKILL");
+      await until(() => provider.getStatus().state === "idle", 5_000);
+      const [item] = await provider.fetch([{ name: "static" }]);
+      expect(text(item!.value?.get("key"))).toBe("static-value");
+      wipeSecretBytes(item!.value);
+      // The long-lived process was not waited for: it is still down, in its backoff.
+      expect(provider.getStatus().state).not.toBe("ready");
+    } finally {
+      await provider.stop();
+    }
+  }, 20_000);
+
   test("when the long-lived process cannot lend its token, a static fetch logs in itself and an issue is refused", async () => {
     vault.state.addAppRole({ roleId: "dso-role", secretId: "dso-secret-id", policies: ["root"], tokenTtlSeconds: 60 });
     vault.state.writeSecret("secret/static", { key: "static-value" });
