@@ -5,6 +5,7 @@
  * within THROTTLE_BUDGET_MS) and Google's JSON error shape
  * (`{"error": {"code", "message", "status"}}`), turned into value-free ProviderErrors.
  */
+import { readBoundedText, ReplyTooLarge } from "../bounded-read.ts";
 import { ProviderError } from "../errors.ts";
 import type { TokenSource } from "./auth.ts";
 import { CallLevelError } from "./errors.ts";
@@ -135,8 +136,8 @@ export class SecretManagerApi {
     }
     if (reply.status === 401) return new CallLevelError("PROVIDER_AUTH", `${who}: Secret Manager refused the access token (HTTP 401)`);
     if (reply.status === 400 && status === "FAILED_PRECONDITION") return new ProviderError("SECRET_NOT_FOUND", `${who}: ${what}: the version is disabled or destroyed`);
-    if (reply.status === 400) return new ProviderError("SECRET_NOT_FOUND", `${who}: ${what}: rejected as invalid (${status || "HTTP 400"})`);
-    return new CallLevelError("PROVIDER_UNAVAILABLE", `${who}: ${what}: Secret Manager answered HTTP ${reply.status}${status ? ` ${status.replace(/[^A-Z_]/g, "")}` : ""}`);
+    if (reply.status === 400) return new ProviderError("SECRET_NOT_FOUND", `${who}: ${what}: rejected as invalid (${String(status).replace(/[^A-Z_]/g, "").slice(0, 64) || "HTTP 400"})`);
+    return new CallLevelError("PROVIDER_UNAVAILABLE", `${who}: ${what}: Secret Manager answered HTTP ${reply.status}${status ? ` ${String(status).replace(/[^A-Z_]/g, "").slice(0, 64)}` : ""}`);
   }
 
   private async fetchOnce(path: string, token: string, signal: AbortSignal, what: string): Promise<Response> {
@@ -165,7 +166,13 @@ export class SecretManagerApi {
         await this.options.tokens.token(signal, true);
         continue;
       }
-      if (response.status !== 429) return { status: response.status, body: await readJson(response) };
+      if (response.status !== 429) {
+        const body = await readJson(response).catch((error: unknown) => {
+          if (error instanceof ReplyTooLarge) throw new CallLevelError("PROVIDER_UNAVAILABLE", `${this.options.who}: ${what}: the reply is over ${MAX_REPLY_BYTES} bytes`);
+          throw error;
+        });
+        return { status: response.status, body };
+      }
       await response.body?.cancel();
       this.calls.throttled++;
       const delay = parseRetryAfter(response.headers.get("retry-after")) ?? THROTTLE_BASE_DELAY_MS * 2 ** retry;
@@ -181,8 +188,11 @@ export class SecretManagerApi {
   }
 }
 
+/** A list page (25,000 secrets at most) is a few MiB; a reply past this is not Secret Manager's. */
+const MAX_REPLY_BYTES = 32 * 1024 * 1024;
+
 async function readJson(response: Response): Promise<unknown> {
-  const text = await response.text();
+  const text = await readBoundedText(response, MAX_REPLY_BYTES);
   if (!text) return undefined;
   try {
     return JSON.parse(text);

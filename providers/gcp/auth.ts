@@ -6,10 +6,11 @@
  * the assertion or the token (the service's reply is not echoed).
  */
 import { createPrivateKey, createSign } from "node:crypto";
+import { readBoundedText, ReplyTooLarge } from "../bounded-read.ts";
 import { ProviderError } from "../errors.ts";
 import type { GcpAuth, ServiceAccountKey } from "./config.ts";
 import { CallLevelError } from "./errors.ts";
-import { exchangeBody, exchangeHeaders, readImpersonated, subjectToken } from "./external-account.ts";
+import { exchangeBody, exchangeHeaders, MAX_TOKEN_REPLY_BYTES, readImpersonated, subjectToken } from "./external-account.ts";
 
 export const CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform";
 export const TOKEN_REQUEST_TIMEOUT_MS = 10_000;
@@ -52,9 +53,9 @@ async function readToken(response: Response, who: string, step: string): Promise
   }
   let reply: TokenReply;
   try {
-    reply = (await response.json()) as TokenReply;
-  } catch {
-    throw new CallLevelError("PROVIDER_UNAVAILABLE", `${who}: ${step} answered with something that is not JSON`);
+    reply = JSON.parse(await readBoundedText(response, MAX_TOKEN_REPLY_BYTES)) as TokenReply;
+  } catch (error) {
+    throw new CallLevelError("PROVIDER_UNAVAILABLE", `${who}: ${step} answered with ${error instanceof ReplyTooLarge ? "more than a token" : "something that is not JSON"}`);
   }
   if (typeof reply?.access_token !== "string" || !reply.access_token) throw new CallLevelError("PROVIDER_UNAVAILABLE", `${who}: ${step} answered without an access_token`);
   const seconds = typeof reply.expires_in === "number" && reply.expires_in > 0 ? reply.expires_in : 300;

@@ -6,8 +6,8 @@
  * takes the file when one is named (its `type` decides), else the metadata server. Every problem
  * is a CONFIG_INVALID naming the dso.yaml field; messages never echo key material.
  */
-import { readFileSync } from "node:fs";
 import { assertProviderBlock, parseBlock } from "../block-check.ts";
+import { readSmallFile, SmallFileError } from "../bounded-read.ts";
 import { ProviderError } from "../errors.ts";
 import { parseExternalAccount, type ExternalAccount } from "./external-account.ts";
 import type { ConfigureParams } from "../types.ts";
@@ -92,11 +92,10 @@ export function parseServiceAccountKey(text: string, field: string): ServiceAcco
 function readCredentialsFile(path: string, field: string): Credentials {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
-  } catch {
-    throw invalid(field, `cannot read the credentials file ${path}`);
+    text = readSmallFile(path, MAX_KEY_FILE_BYTES);
+  } catch (error) {
+    throw invalid(field, error instanceof SmallFileError && error.message !== "cannot be read" ? `the credentials file ${path} ${error.message}` : `cannot read the credentials file ${path}`);
   }
-  if (text.length > MAX_KEY_FILE_BYTES) throw invalid(field, `${path} is too large for a credentials file`);
   return parseCredentialsFile(text, field);
 }
 

@@ -11,6 +11,7 @@
  * of 0 asks `returnImmediately` and is abandoned after DRAIN_PULL_MS.
  */
 import { MAX_EVENT_MESSAGES, type EventMessage } from "../../src/rpc/protocol.ts";
+import { readBoundedText, ReplyTooLarge } from "../bounded-read.ts";
 import { ProviderError } from "../errors.ts";
 import type { EventQueue } from "../types.ts";
 import type { TokenSource } from "./auth.ts";
@@ -19,6 +20,14 @@ import type { TokenSource } from "./auth.ts";
 export const MAX_EVENT_BYTES = 64 * 1024;
 /** A non-waiting pull (a drain read, the doctor's peek) is given up after this long. */
 export const DRAIN_PULL_MS = 2000;
+/**
+ * A pull reply is read up to this size. Pub/Sub allows 10 MB per message (13.4 MB in base64): a
+ * reply over it is given up and the next pulls ask for one message at a time, so one oversized
+ * message is read alone, found too large and acknowledged, with the provider's memory bounded.
+ */
+export const MAX_PULL_REPLY_BYTES = 16 * 1024 * 1024;
+/** Pulls that ask for one message after a reply was over MAX_PULL_REPLY_BYTES. */
+const ONE_AT_A_TIME_PULLS = 2 * MAX_EVENT_MESSAGES;
 /** Acknowledge, modifyAckDeadline, get: one request may take this long. */
 export const REQUEST_TIMEOUT_MS = 10_000;
 /** Event types that can change the enabled version in use (or remove the secret). */
@@ -89,6 +98,7 @@ class WaitOver extends Error {}
 export function createPubSubEvents(options: PubSubOptions): EventQueue {
   const { endpoint, subscription, tokens, who } = options;
   const where = `${who} change-event subscription ${subscription}`;
+  let singlePulls = 0;
 
   function failed(status: number, body: unknown): ProviderError {
     const reason = isObject(body) && isObject(body.error) ? String(body.error.status ?? "").replace(/[^A-Z_]/g, "") : "";
@@ -114,8 +124,12 @@ export function createPubSubEvents(options: PubSubOptions): EventQueue {
           signal: timed,
           redirect: "manual",
         });
-        const reply = await response.text();
-        if (response.status === 401 && !refreshed) continue; // revoked or expired early: a new token, once
+        if (response.status === 401 && !refreshed) {
+          await response.body?.cancel().catch(() => {});
+          continue; // revoked or expired early: a new token, once
+        }
+        // An error's body only gives its status word: past 64 KiB it is not read.
+        const reply = response.status === 200 ? await readBoundedText(response, MAX_PULL_REPLY_BYTES) : await readBoundedText(response, MAX_EVENT_BYTES).catch(() => "");
         let parsed: unknown;
         try {
           parsed = reply ? JSON.parse(reply) : {};
@@ -126,6 +140,7 @@ export function createPubSubEvents(options: PubSubOptions): EventQueue {
         if (!isObject(parsed)) throw new ProviderError("PROVIDER_UNAVAILABLE", `${where}: Pub/Sub's reply is not a JSON object`);
         return parsed;
       } catch (error) {
+        if (error instanceof ReplyTooLarge) throw error;
         if (error instanceof ProviderError && !(signal.aborted || timer.aborted)) throw error;
         if (signal.aborted) throw new ProviderError("PROVIDER_TIMEOUT", `${where}: call cancelled`);
         if (timer.aborted) {
@@ -139,7 +154,9 @@ export function createPubSubEvents(options: PubSubOptions): EventQueue {
   }
 
   /** Pulls up to `max` messages, waiting `waitSeconds` at most (0: returnImmediately, DRAIN_PULL_MS). */
-  async function pull(max: number, waitSeconds: number, signal: AbortSignal): Promise<Json[]> {
+  async function pull(wanted: number, waitSeconds: number, signal: AbortSignal): Promise<Json[]> {
+    const max = singlePulls > 0 ? 1 : wanted;
+    if (singlePulls > 0) singlePulls--;
     const body = waitSeconds > 0 ? { maxMessages: max } : { maxMessages: max, returnImmediately: true };
     try {
       const reply = await call("POST", ":pull", body, signal, waitSeconds > 0 ? waitSeconds * 1000 : DRAIN_PULL_MS, true);
@@ -148,6 +165,11 @@ export function createPubSubEvents(options: PubSubOptions): EventQueue {
       return received.filter(isObject);
     } catch (error) {
       if (error instanceof WaitOver) return [];
+      if (error instanceof ReplyTooLarge) {
+        // Those messages come back after their ack deadline; then one at a time.
+        singlePulls = ONE_AT_A_TIME_PULLS;
+        throw new ProviderError("PROVIDER_UNAVAILABLE", `${where}: a pull reply was over ${MAX_PULL_REPLY_BYTES} bytes (messages larger than Secret Manager sends); reading one message at a time`);
+      }
       throw error;
     }
   }

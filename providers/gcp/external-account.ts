@@ -10,13 +10,14 @@
  * is not implemented; both are refused naming the field. Errors name the step and its HTTP
  * status, never a token or the reply.
  */
-import { readFileSync } from "node:fs";
+import { readBoundedText, readSmallFile, ReplyTooLarge, SmallFileError } from "../bounded-read.ts";
 import { ProviderError } from "../errors.ts";
 
 export const TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange";
 export const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token";
-/** A subject token is a JWT or a SAML assertion: a few KiB. */
+/** A subject token is a JWT or a SAML assertion, a token reply a few hundred bytes: a few KiB. */
 const MAX_SUBJECT_TOKEN_BYTES = 64 * 1024;
+export const MAX_TOKEN_REPLY_BYTES = 64 * 1024;
 const DEFAULT_IMPERSONATION_LIFETIME_S = 3600;
 
 export interface ExternalAccount {
@@ -46,7 +47,21 @@ function isLoopback(host: string): boolean {
   return ["127.0.0.1", "localhost", "[::1]"].includes(host);
 }
 
-/** A URL credentials travel to: https, or plain http to this host (tests, local proxies). */
+/** Instance metadata services, which answer plain http on a link-local address (Azure IMDS, AWS IMDS). */
+function isLinkLocal(host: string): boolean {
+  return /^169\.254\.\d{1,3}\.\d{1,3}$/.test(host) || /^\[fe80:/i.test(host) || host.toLowerCase() === "[fd00:ec2::254]";
+}
+
+/**
+ * Where a subject token or a federated token may be sent: Google's own endpoints (as Google's
+ * auth libraries require), or this host (tests, a local emulator). A credentials file naming any
+ * other host would hand the subject token, or the federated access token, to that host.
+ */
+function isGoogleApi(host: string): boolean {
+  return host === "googleapis.com" || host.endsWith(".googleapis.com");
+}
+
+/** A URL credentials travel to: https to Google's APIs, or this host (tests, local proxies). */
 function secureUrl(raw: unknown, field: string, invalid: (field: string, problem: string) => ProviderError): string {
   const value = str(raw);
   if (!value) throw invalid(field, "is missing");
@@ -56,8 +71,10 @@ function secureUrl(raw: unknown, field: string, invalid: (field: string, problem
   } catch {
     throw invalid(field, "is not a URL");
   }
-  if (url.protocol === "https:" || (url.protocol === "http:" && isLoopback(url.hostname))) return value;
-  throw invalid(field, "must be an https:// URL (it carries a token)");
+  if (isLoopback(url.hostname) && (url.protocol === "https:" || url.protocol === "http:")) return value;
+  if (url.protocol !== "https:") throw invalid(field, "must be an https:// URL (it carries a token)");
+  if (!isGoogleApi(url.hostname)) throw invalid(field, `must be a Google endpoint (*.googleapis.com), not ${url.hostname}: it is sent a token`);
+  return value;
 }
 
 function parseFormat(raw: unknown, invalid: (field: string, problem: string) => ProviderError): SubjectFormat {
@@ -76,7 +93,7 @@ function parseSource(raw: unknown, invalid: (field: string, problem: string) => 
   if (raw.executable !== undefined) {
     throw invalid("credential_source.executable", "executable-sourced credentials are not supported (they would run a program named in a credentials file); use a file or url source");
   }
-  if (typeof raw.environment_id === "string" && raw.environment_id.startsWith("aws")) {
+  if (typeof raw.environment_id === "string" && raw.environment_id.toLowerCase().startsWith("aws")) {
     throw invalid("credential_source.environment_id", "AWS-sourced credentials are not supported; use a file or url source, or the aws provider");
   }
   const format = parseFormat(raw.format, invalid);
@@ -94,10 +111,18 @@ function parseSource(raw: unknown, invalid: (field: string, problem: string) => 
     } catch {
       url = undefined;
     }
-    // Plain http is how instance metadata services answer (Azure IMDS at 169.254.169.254).
     if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) throw invalid("credential_source.url", "must be an http(s) URL");
+    // Plain http only where instance metadata services answer (Azure IMDS at 169.254.169.254) or
+    // to this host: anywhere else the subject token (and the headers) would cross the network in clear.
+    if (url.protocol === "http:" && !isLoopback(url.hostname) && !isLinkLocal(url.hostname)) {
+      throw invalid("credential_source.url", "must be https:// (plain http only to a link-local metadata address or this host)");
+    }
     const headers = raw.headers ?? {};
-    if (!isObject(headers) || !Object.values(headers).every((h) => typeof h === "string")) throw invalid("credential_source.headers", "must map header names to strings");
+    if (!isObject(headers)) throw invalid("credential_source.headers", "must map header names to strings");
+    for (const [name, header] of Object.entries(headers)) {
+      if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$/.test(name)) throw invalid("credential_source.headers", "has a header name that is not a token (RFC 9110)");
+      if (typeof header !== "string" || /[\r\n\0]/.test(header) || header.length > 8192) throw invalid(`credential_source.headers.${name}`, "must be a one-line string");
+    }
     return { kind: "url", url: value!, headers: headers as Record<string, string>, format };
   }
   throw invalid("credential_source", "needs file or url (executable and AWS sources are not supported)");
@@ -155,18 +180,26 @@ export async function subjectToken(source: SubjectTokenSource, signal: AbortSign
     const step = `the subject token file ${source.path}`;
     let text: string;
     try {
-      text = readFileSync(source.path, "utf8");
-    } catch {
-      throw fail("PROVIDER_AUTH", `cannot read ${step} (credential_source.file)`);
+      text = readSmallFile(source.path, MAX_SUBJECT_TOKEN_BYTES);
+    } catch (error) {
+      const why = error instanceof SmallFileError && error.message !== "cannot be read" ? `${step} ${error.message}` : `cannot read ${step}`;
+      throw fail("PROVIDER_AUTH", `${why} (credential_source.file)`);
     }
-    if (text.length > MAX_SUBJECT_TOKEN_BYTES) throw fail("PROVIDER_AUTH", `${step} is too large for a token`);
     return pickToken(text, source.format, step, fail);
   }
   const step = `the subject token URL (credential_source.url, ${new URL(source.url).host})`;
   const response = await fetch(source.url, { headers: source.headers, signal, redirect: "manual" });
-  const text = await response.text();
-  if (!response.ok) throw fail(response.status >= 500 ? "PROVIDER_UNAVAILABLE" : "PROVIDER_AUTH", `${step} answered HTTP ${response.status}`);
-  if (text.length > MAX_SUBJECT_TOKEN_BYTES) throw fail("PROVIDER_AUTH", `${step} answered with more than a token`);
+  if (!response.ok) {
+    await response.body?.cancel().catch(() => {});
+    throw fail(response.status >= 500 ? "PROVIDER_UNAVAILABLE" : "PROVIDER_AUTH", `${step} answered HTTP ${response.status}`);
+  }
+  let text: string;
+  try {
+    text = await readBoundedText(response, MAX_SUBJECT_TOKEN_BYTES);
+  } catch (error) {
+    if (error instanceof ReplyTooLarge) throw fail("PROVIDER_AUTH", `${step} answered with more than a token`);
+    throw error;
+  }
   return pickToken(text, source.format, step, fail);
 }
 
@@ -198,9 +231,9 @@ export async function readImpersonated(response: Response, step: string, fail: F
   }
   let reply: unknown;
   try {
-    reply = await response.json();
-  } catch {
-    throw fail("PROVIDER_UNAVAILABLE", `${step} answered with something that is not JSON`);
+    reply = JSON.parse(await readBoundedText(response, MAX_TOKEN_REPLY_BYTES));
+  } catch (error) {
+    throw fail("PROVIDER_UNAVAILABLE", error instanceof ReplyTooLarge ? `${step} answered with more than a token` : `${step} answered with something that is not JSON`);
   }
   const token = isObject(reply) ? str(reply.accessToken) : undefined;
   if (!token) throw fail("PROVIDER_UNAVAILABLE", `${step} answered without an accessToken`);

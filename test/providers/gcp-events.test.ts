@@ -181,6 +181,24 @@ describe("Pub/Sub change events end to end (agent consumer + provider Pub/Sub re
     expect(h.checks).toEqual([["db-password"]]);
   });
 
+  test("a pull reply over 16 MiB is not read whole: then one message at a time, the huge ones acknowledged as too large", async () => {
+    const sub = gcp.state.pubsub.createSubscription("s-huge", 1);
+    const h = harness(sub, ["db-password"]);
+    const ps = gcp.state.pubsub;
+    // Two 9 MB messages (Pub/Sub allows 10 MB each): one pull of both is a 24 MB reply.
+    const pad = "x".repeat(9 * 1024 * 1024);
+    for (let i = 0; i < 2; i++) ps.publish(sub, { data: { pad }, attributes: { eventType: "SECRET_VERSION_ADD", secretId: `projects/${GCP_TEST_PROJECT}/secrets/db-password` } });
+    ps.notify(sub, "SECRET_VERSION_ADD", "db-password", 2);
+    h.versions.set("db-password", "v2");
+    h.consumer.start();
+    await until(() => ps.unacked(sub) === 0, 30_000);
+    await h.consumer.stop();
+    expect(h.counts.too_large).toBe(2);
+    expect(h.counts.checked).toBe(1);
+    expect(h.counts.queue_error ?? 0).toBeGreaterThanOrEqual(1);
+    expect(h.changed).toEqual([["db-password"]]);
+  }, 40_000);
+
   test("subscription down: one warning, the gauge goes to 0 and back, errors counted, events flow again", async () => {
     const sub = gcp.state.pubsub.createSubscription("s-down");
     const h = harness(sub, ["db-password"]);

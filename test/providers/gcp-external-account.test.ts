@@ -102,6 +102,49 @@ describe("external_account (workload identity federation)", () => {
     expect(() => settings(plainSts)).toThrow("GOOGLE_APPLICATION_CREDENTIALS: external_account token_url: must be an https:// URL");
   });
 
+  test("a credentials file cannot send the subject token or the federated token to another host, nor the token in clear", async () => {
+    const base = JSON.parse(server.externalAccount({ file: "/x" })) as Record<string, unknown>;
+    const refused: Array<[Record<string, unknown>, string]> = [
+      // Whoever writes the file would receive the subject token (or any file named as one) ...
+      [{ token_url: "https://attacker.example/v1/token" }, "external_account token_url: must be a Google endpoint (*.googleapis.com), not attacker.example"],
+      [{ token_url: "https://sts.googleapis.com.attacker.example/v1/token" }, "external_account token_url: must be a Google endpoint"],
+      // ... or the federated access token as a Bearer header.
+      [{ service_account_impersonation_url: "https://attacker.example/v1/sa:generateAccessToken" }, "external_account service_account_impersonation_url: must be a Google endpoint"],
+      // A subject token over plain http beyond this host and the link-local metadata address.
+      [{ credential_source: { url: "http://tokens.corp.example:8080/token" } }, "external_account credential_source.url: must be https://"],
+      [{ credential_source: { url: "https://tokens.corp.example/token", headers: { "x-bad\r\nInjected": "1" } } }, "external_account credential_source.headers: has a header name that is not a token"],
+      [{ credential_source: { url: "https://tokens.corp.example/token", headers: { Authorization: "Bearer a\r\nX-Injected: 1" } } }, "external_account credential_source.headers.Authorization: must be a one-line string"],
+      [{ credential_source: { environment_id: "AWS1", region_url: "http://169.254.169.254/" } }, "external_account credential_source.environment_id: AWS-sourced credentials are not supported"],
+    ];
+    for (const [over, message] of refused) {
+      const path = await credentialsFile(JSON.stringify({ ...base, ...over }));
+      expect(() => settings(path)).toThrow(`GOOGLE_APPLICATION_CREDENTIALS: ${message}`);
+    }
+    // Google's regional and default endpoints, and IMDS over plain http, are taken.
+    for (const over of [
+      { token_url: "https://sts.googleapis.com/v1/token" },
+      { token_url: "https://sts.us-east1.rep.googleapis.com/v1/token" },
+      { credential_source: { url: "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01", headers: { Metadata: "True" } } },
+    ]) {
+      const path = await credentialsFile(JSON.stringify({ ...base, ...over }));
+      expect(settings(path).auth.method).toBe("external_account");
+    }
+  });
+
+  test("a FIFO or /dev/zero as the subject token file is refused at once, without hanging the provider", async () => {
+    const fifo = join(dir, "token.fifo");
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+    for (const file of [fifo, "/dev/zero"]) {
+      // A blocking read of either never returns: the test would time out.
+      const error = await fingerprintWith(await credentialsFile(server.externalAccount({ file }))).catch((e: Error) => e);
+      expect(error).toMatchObject({ rpcCode: "PROVIDER_AUTH", message: expect.stringContaining("is not a regular file (credential_source.file)") });
+    }
+    const big = join(dir, "big-token");
+    await writeFile(big, "x".repeat(70 * 1024));
+    const error = await fingerprintWith(await credentialsFile(server.externalAccount({ file: big }))).catch((e: Error) => e);
+    expect(error).toMatchObject({ rpcCode: "PROVIDER_AUTH", message: expect.stringContaining("is larger than 65536 bytes") });
+  });
+
   test("auth.method external_account is a known method and takes the file; a service-account key is not one", async () => {
     expect(providerBlockProblems(gcpDescriptor, { config: { project: "my-project" }, auth: { method: "external_account", params: {} } })).toEqual([]);
     const path = await credentialsFile(server.externalAccount({ file: "/x" }));
