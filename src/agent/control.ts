@@ -56,17 +56,17 @@ export class AgentControl implements ControlApi {
     const { reconciler } = await this.deps.docker();
     // Swarm services are rotated by their own pass: without it a secret only services use waited
     // for the next poll that noticed a change (or the 60 s pass).
-    const [containers, services] = await Promise.all([reconciler.reconcileAll({ only: new Set([secret]), refresh: true, trigger: "rotate" }), this.swarmPass(new Set([secret]))]);
+    const [containers, services] = await Promise.all([reconciler.reconcileAll({ only: new Set([secret]), refresh: true, trigger: "rotate" }), this.swarmPass(new Set([secret]), true)]);
     return [...containers, ...services];
   }
 
   /** The Swarm rotator's pass (on a manager), its services reported like containers. */
-  private async swarmPass(only?: Set<string>): Promise<ActionReport[]> {
+  private async swarmPass(only?: Set<string>, refresh = false): Promise<ActionReport[]> {
     const swarm = (await this.deps.docker()).swarm;
     if (!swarm) return [];
     // The container pass has acted already: a failed Swarm pass (node demoted, daemon error) is a
     // report of its own, never a reason to lose the containers' reports.
-    const reports = await swarm.reconcile(only).catch((error: unknown) => [{ service: "(swarm)", action: "failed" as const, secrets: [...(only ?? [])], error: describeError(error) }]);
+    const reports = await swarm.reconcile(only, { refresh }).catch((error: unknown) => [{ service: "(swarm)", action: "failed" as const, secrets: [...(only ?? [])], error: describeError(error) }]);
     return reports.map((r) => ({
       container: `service ${r.service}`,
       name: r.service,

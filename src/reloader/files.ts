@@ -38,6 +38,32 @@ export interface DeliveryGroup {
   fingerprints: Record<string, string>;
 }
 
+/** The secrets whose versions a file secret's delivered files carry: its own, or its outputs' sources. */
+export function versionSourcesOf(spec: SecretSpec): string[] {
+  return spec.outputs?.length ? spec.outputs.flatMap((o) => o.sources) : [spec.name];
+}
+
+/**
+ * What buildDeliveries would give each directory as its fingerprints, from the fingerprints
+ * already known (no value read); undefined while one is not known. A target that already holds
+ * the versions these name needs no fetch.
+ */
+export function knownGroupFingerprints(selection: Selection, fingerprintOf: (name: string) => string | undefined): Map<string, Record<string, string>> | undefined {
+  const groups = new Map<string, Record<string, string>>();
+  for (const spec of selection.secrets) {
+    if (spec.inject.type === "env") continue;
+    const path = targetPathOf(selection, spec);
+    const fingerprints = groups.get(path) ?? {};
+    for (const name of versionSourcesOf(spec)) {
+      const fingerprint = fingerprintOf(name);
+      if (!fingerprint) return undefined;
+      fingerprints[name] = fingerprint;
+    }
+    groups.set(path, fingerprints);
+  }
+  return groups;
+}
+
 export interface BuiltDeliveries {
   groups: DeliveryGroup[];
   env: Record<string, string>;
@@ -153,7 +179,7 @@ function addOutputs(
   const group = into.groups.get(path) ?? { path, files: [], fingerprints: {} };
   into.groups.set(path, group);
   // Every source's version is part of the set's marker: a change of any re-renders.
-  for (const output of rendered.flatMap(([o]) => o.sources)) group.fingerprints[output] = fetched.get(output)!.fingerprint;
+  for (const source of versionSourcesOf(spec)) group.fingerprints[source] = fetched.get(source)!.fingerprint;
   for (const [output, bytes] of rendered) {
     if (group.files.some((f) => f.name === output.name)) {
       into.errors.push(`secret "${spec.name}": file "${output.name}" in ${path} is also written by another secret`);

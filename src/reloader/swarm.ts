@@ -16,7 +16,7 @@ import { describeError } from "../errors.ts";
 import { FetchBatch, type SecretSource } from "../secrets/source.ts";
 import type { SecretStore } from "../secrets/store.ts";
 import type { VersionMarkers } from "../secrets/version-marker.ts";
-import { buildDeliveries } from "./files.ts";
+import { buildDeliveries, knownGroupFingerprints } from "./files.ts";
 import { selectContainer, type Selection } from "./selection.ts";
 
 export const MANAGED_LABEL = "dso.managed";
@@ -26,7 +26,7 @@ const TARGET_LABEL = "dso.target";
 export interface SwarmDeps {
   docker: Dockerode;
   /** Secrets a service names only in its labels are tracked (and so polled) like a container's. */
-  store: Pick<SecretStore, "ensure">;
+  store: Pick<SecretStore, "ensure" | "get">;
   config: () => DsoConfig;
   /** Values come through one fetch window per pass (FetchBatch), wiped when the pass ends. */
   source: SecretSource;
@@ -90,10 +90,13 @@ function serviceLabels(service: ServiceInfo): Record<string, string> {
   return { ...(container ?? {}), ...(service.Spec.Labels ?? {}) };
 }
 
+/** What every version of the Swarm secret for this file's name starts with (before the version token). */
+function swarmSecretBase(service: string, target: string): string {
+  return `dso_${service}_${posix.basename(target)}`.replace(/[^A-Za-z0-9_.-]/g, "_").slice(0, 50);
+}
+
 export function swarmSecretName(markers: VersionMarkers, service: string, target: string, fingerprints: Readonly<Record<string, string>>): string {
-  const digest = markers.swarmToken(service, target, fingerprints);
-  const base = `dso_${service}_${posix.basename(target)}`.replace(/[^A-Za-z0-9_.-]/g, "_").slice(0, 50);
-  return `${base}_${digest}`;
+  return `${swarmSecretBase(service, target)}_${markers.swarmToken(service, target, fingerprints)}`;
 }
 
 interface WantedSecret {
@@ -151,8 +154,8 @@ export class SwarmRotator {
    * One pass at a time: the agent's connect pass and its first poll overlap, and two passes
    * would both create the same secret version (Swarm: AlreadyExists) and update the service twice.
    */
-  reconcile(only?: Set<string>): Promise<ServiceReport[]> {
-    const pass = this.passes.then(() => this.reconcileNow(only));
+  reconcile(only?: Set<string>, opts: { refresh?: boolean } = {}): Promise<ServiceReport[]> {
+    const pass = this.passes.then(() => this.reconcileNow(only, opts.refresh === true));
     this.passes = pass.then(
       () => undefined,
       () => undefined,
@@ -160,11 +163,18 @@ export class SwarmRotator {
     return pass;
   }
 
-  private async reconcileNow(only?: Set<string>): Promise<ServiceReport[]> {
+  /** `refresh` (`dso rotate`): read the values whatever the known fingerprints say, so a change shows up now. */
+  private async reconcileNow(only: Set<string> | undefined, refresh: boolean): Promise<ServiceReport[]> {
     const reports: ServiceReport[] = [];
-    const selected = (await this.services()).filter(({ selection }) => !only || selection.secrets.some((s) => only.has(s.name)));
+    const concerned = (await this.services()).filter(({ selection }) => !only || selection.secrets.some((s) => only.has(s.name)));
     // Tracked (and so known to the fetch) before the window opens: it fetches every name of the pass at once.
-    for (const { selection } of selected) for (const spec of selection.secrets) this.deps.store.ensure(spec);
+    for (const { selection } of concerned) for (const spec of selection.secrets) this.deps.store.ensure(spec);
+    // A service already on the versions the known fingerprints name needs no value read.
+    const selected = concerned.filter(({ service, selection }) => {
+      if (refresh || !this.upToDate(service, selection)) return true;
+      reports.push({ service: service.Spec.Name, action: "unchanged", secrets: selection.secrets.map((s) => s.name) });
+      return false;
+    });
     // One window for the pass: each secret is fetched once whatever the number of services using it.
     const batch = new FetchBatch(this.deps.source, new Set(selected.flatMap(({ selection }) => selection.secrets.map((s) => s.name))));
     try {
@@ -191,6 +201,28 @@ export class SwarmRotator {
     this.sweepsLeft--;
     this.sweepTimer = setTimeout(() => void this.sweep(), SWEEP_INTERVAL_MS);
     this.sweepTimer.unref?.();
+  }
+
+  /**
+   * Whether every DSO file of the service already names the version the known fingerprints give
+   * (no fetch): each directory it delivers to has its files, and each file of ours there carries
+   * the current version token. Secrets of the user's own in the same directory are not ours.
+   */
+  private upToDate(service: ServiceInfo, selection: Selection): boolean {
+    const known = knownGroupFingerprints(selection, (name) => this.deps.store.get(name)?.fingerprint);
+    if (!known || known.size === 0) return false;
+    // Keyed as a target's directory reads (posix.dirname of the joined path).
+    const groups = new Map([...known].map(([path, fingerprints]) => [posix.dirname(posix.join(path, "x")), fingerprints]));
+    const refs = (service.Spec.TaskTemplate as { ContainerSpec?: { Secrets?: Dockerode.SecretReference[] } } | undefined)?.ContainerSpec?.Secrets ?? [];
+    const served = new Set<string>();
+    for (const ref of refs) {
+      const target = ref.File?.Name ?? "";
+      const fingerprints = groups.get(posix.dirname(target));
+      if (!fingerprints || !ref.SecretName?.startsWith(`${swarmSecretBase(service.Spec.Name, target)}_`)) continue;
+      if (ref.SecretName !== swarmSecretName(this.deps.markers, service.Spec.Name, target, fingerprints)) return false;
+      served.add(posix.dirname(target));
+    }
+    return [...groups.keys()].every((path) => served.has(path));
   }
 
   private async reconcileService(service: ServiceInfo, selection: Selection, batch: FetchBatch): Promise<ServiceReport> {

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, spyOn, test } from "bun:test";
 import type Dockerode from "dockerode";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -115,12 +115,20 @@ describe("swarm rotation through service updates", () => {
     expect(names.length).toBe(1);
     expect(names.join(" ")).not.toContain(new Bun.CryptoHasher("sha256").update("swarm-value-one").digest("hex").slice(0, 12));
 
-    // Nothing changed: no update, no new secret object.
+    // Nothing changed: no update, no new secret object, and no value read (the service already
+    // names the versions the known fingerprints give; the agent runs this pass every 60 s).
+    const fetch = spyOn(provider, "fetch");
     expect((await rotator.reconcile())[0]?.action).toBe("unchanged");
+    expect(fetch).toHaveBeenCalledTimes(0);
+    // `dso rotate` reads the value whatever is known (a change shows up now).
+    expect((await rotator.reconcile(new Set(["db_password"]), { refresh: true }))[0]?.action).toBe("unchanged");
+    expect(fetch).toHaveBeenCalledTimes(1);
+    fetch.mockRestore();
 
     const [before] = await managedSecrets();
     await writeFile(join(dir, "db_password"), "swarm-value-two");
-    const second = await rotator.reconcile(new Set(["db_password"]));
+    // As `dso rotate` asks (no poll runs here to learn the new fingerprint first).
+    const second = await rotator.reconcile(new Set(["db_password"]), { refresh: true });
     expect(second[0]?.action).toBe("updated");
     // Swarm itself would delete a version that only running tasks (and the rollback spec) still
     // use; DSO keeps it until they are gone (start-first: the old task runs until the new one does).
