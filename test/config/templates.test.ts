@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/parse.ts";
 import { ConfigError } from "../../src/config/issues.ts";
-import { buildDeliveries } from "../../src/reloader/files.ts";
+import { buildDeliveries, knownGroupFingerprints } from "../../src/reloader/files.ts";
 import type { Selection } from "../../src/reloader/selection.ts";
 import { VersionMarkers } from "../../src/secrets/version-marker.ts";
 import type { FetchedSecret } from "../../src/secrets/types.ts";
@@ -75,6 +75,10 @@ describe("templates in dso.yaml", () => {
     expect(JSON.parse(dec.decode(files["app.json"]!.content))).toEqual({ db: "app", token: "t1", x: "{{ .not_a_template }}" });
     expect(dec.decode(files.raw!.content)).toBe("${HOME}");
     expect(built.groups[0]!.fingerprints).toEqual({ db: "fp-db", api: "fp-api" });
+    // The same fingerprints per directory without a value (what a Swarm pass checks before a fetch).
+    const known = knownGroupFingerprints(selection([db, api]), (name) => values.get(name)?.fingerprint);
+    expect(Object.fromEntries(known!)).toEqual(Object.fromEntries(built.groups.map((g) => [g.path, g.fingerprints])));
+    expect(knownGroupFingerprints(selection([db, api]), (name) => (name === "api" ? undefined : "fp"))).toBeUndefined();
     // the rendered buffers belong to the values' window: wiping the values wipes them
     const dsn = files.dsn!.content;
     wipeSecretBytes(values.get("db")!.value);
