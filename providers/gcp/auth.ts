@@ -126,14 +126,29 @@ export function tokenSource(auth: GcpAuth, who: string): TokenSource {
   let cached: { token: string; expiresAt: number } | undefined;
   const grant = grantOf(auth, who);
 
-  async function obtain(signal: AbortSignal): Promise<{ token: string; expiresAt: number }> {
-    const timed = AbortSignal.any([signal, AbortSignal.timeout(TOKEN_REQUEST_TIMEOUT_MS)]);
+  /** The request has its own time limit, not a caller's: callers that share it may give up one by one. */
+  async function obtain(): Promise<{ token: string; expiresAt: number }> {
+    const timed = AbortSignal.timeout(TOKEN_REQUEST_TIMEOUT_MS);
     try {
       return await grant.obtain(timed);
     } catch (error) {
       if (error instanceof ProviderError) throw error;
-      throw networkError(error, who, grant.step, signal);
+      throw networkError(error, who, grant.step, timed);
     }
+  }
+
+  /** `pending` until it settles, or a PROVIDER_TIMEOUT as soon as this caller's signal aborts. */
+  function until<T>(pending: Promise<T>, signal: AbortSignal): Promise<T> {
+    const cancelled = () => new CallLevelError("PROVIDER_TIMEOUT", `${who}: ${grant.step} timed out or was cancelled`);
+    if (signal.aborted) return Promise.reject(cancelled());
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => reject(cancelled());
+      signal.addEventListener("abort", onAbort, { once: true });
+      pending.then(
+        (value) => (signal.removeEventListener("abort", onAbort), resolve(value)),
+        (error: unknown) => (signal.removeEventListener("abort", onAbort), reject(error)),
+      );
+    });
   }
 
   /** One token request at a time: parallel calls of a batch share it. */
@@ -142,9 +157,10 @@ export function tokenSource(auth: GcpAuth, who: string): TokenSource {
     async token(signal, fresh = false) {
       if (!fresh && cached && cached.expiresAt - EXPIRY_MARGIN_MS > Date.now()) return cached.token;
       if (fresh) cached = undefined;
-      pending ??= obtain(signal).finally(() => (pending = undefined));
-      cached = await pending;
-      return cached.token;
+      pending ??= obtain()
+        .then((got) => (cached = got))
+        .finally(() => (pending = undefined));
+      return (await until(pending, signal)).token;
     },
   };
 }
