@@ -246,8 +246,12 @@ describe("dso up / dso down with docker-compose", () => {
       const env = await eventually(
         "REDIS_URL injected",
         async () => {
-          const [c] = await docker.listContainers({ filters: { label: ["com.docker.compose.service=mixed_app"], status: ["running"] } });
-          const e = c ? ((await docker.getContainer(c.Id).inspect()).Config.Env ?? []) : [];
+          // The re-creation is over only when the old container is gone: one container, running, with the variable
+          // (`dso down` while the agent still swaps them races it for the containers and the volume).
+          const all = await docker.listContainers({ all: true, filters: { label: ["com.docker.compose.service=mixed_app"] } });
+          const [c] = all;
+          if (all.length !== 1 || c!.State !== "running") return undefined;
+          const e = (await docker.getContainer(c!.Id).inspect()).Config.Env ?? [];
           return e.includes(`REDIS_URL=${PLANTED.token}`) ? { id: c!.Id, env: e } : undefined;
         },
         30_000,
@@ -259,7 +263,8 @@ describe("dso up / dso down with docker-compose", () => {
       expect((await execIn(docker, env.id, ["cat", "/run/secrets/dso/db_pass"])).stdout).toBe(PLANTED.dbOne);
     } finally {
       const down = run(["down", "-v", "-t", "1"]);
-      expect(await down.exited).toBe(0);
+      const [downErr, downCode] = [await new Response(down.stderr).text(), await down.exited];
+      expect(downCode, downErr).toBe(0);
     }
   }, 60_000);
 });
