@@ -39,7 +39,7 @@ export class WaveScheduler {
   constructor(
     runners: WaveRunners,
     private readonly log: FieldLogger,
-    clock: Clock = systemClock,
+    private readonly clock: Clock = systemClock,
   ) {
     this.changes = new Quiescence(
       DEBOUNCE_MS,
@@ -70,7 +70,7 @@ export class WaveScheduler {
   /** Resolves when no wave is waiting or running. */
   async idle(): Promise<void> {
     while (this.waiting || this.running.size > 0) {
-      if (this.waiting) await Bun.sleep(START_BATCH_MS);
+      if (this.waiting) await new Promise<void>((resolve) => this.clock.setTimeout(resolve, START_BATCH_MS));
       await Promise.all([...this.running]);
     }
   }

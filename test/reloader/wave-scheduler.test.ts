@@ -57,3 +57,21 @@ describe("WaveScheduler", () => {
     scheduler.stop();
   });
 });
+
+describe("WaveScheduler.idle", () => {
+  test("waits on the scheduler's own clock: it resolves only once the debounced wave has run", async () => {
+    const { scheduler, waves, advance } = manualScheduler();
+    scheduler.secretsChanged(["a"], "poll");
+    let idle = false;
+    const done = scheduler.idle().then(() => {
+      idle = true;
+    });
+    await advance(DEBOUNCE_MS - 1);
+    expect(idle).toBe(false);
+    expect(waves).toEqual([]);
+    await advance(DEBOUNCE_MS);
+    await done;
+    expect(waves).toEqual([{ names: ["a"], trigger: "poll" }]);
+    scheduler.stop();
+  });
+});
