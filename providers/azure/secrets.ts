@@ -4,7 +4,7 @@
  * is the single key `value`.
  */
 import type { SecretValue } from "../../src/rpc/protocol.ts";
-import { isMapping } from "../../src/util/is-mapping.ts";
+import { jsonObjectKeys } from "../json-keys.ts";
 
 const KEY_VAULT_NAME = /^[0-9A-Za-z-]{1,127}$/;
 /** Version ids are 32 hex characters; accept any alphanumeric id so the service decides. */
@@ -26,20 +26,6 @@ function isBase64(text: string): boolean {
   return text.length > 0 && text.length % 4 === 0 && /^[A-Za-z0-9+/]+={0,2}$/.test(text);
 }
 
-function objectKeys(text: string): Record<string, string> | undefined {
-  if (!text.trimStart().startsWith("{")) return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (!isMapping(parsed)) return undefined;
-  const entries = Object.entries(parsed);
-  if (entries.length === 0) return undefined;
-  return Object.fromEntries(entries.map(([key, val]) => [key, typeof val === "string" ? val : JSON.stringify(val)]));
-}
-
 /**
  * Key Vault stores only strings. The one documented binary convention is a certificate's secret
  * (content type application/x-pkcs12, base64 of the PFX): it is delivered as binary. Any other
@@ -49,5 +35,5 @@ export function secretValue(text: string, contentType: string | undefined): Secr
   if (contentType?.toLowerCase() === PKCS12_CONTENT_TYPE && isBase64(text)) {
     return { data: { value: text }, encoding: "base64" };
   }
-  return { data: objectKeys(text) ?? { value: text }, encoding: "utf8" };
+  return { data: jsonObjectKeys(text) ?? { value: text }, encoding: "utf8" };
 }

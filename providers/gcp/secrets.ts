@@ -8,7 +8,7 @@
 import { ProviderError } from "../errors.ts";
 import type { SecretValue } from "../../src/rpc/protocol.ts";
 import type { SecretRef } from "../types.ts";
-import { isMapping } from "../../src/util/is-mapping.ts";
+import { jsonObjectKeys } from "../json-keys.ts";
 
 /** Secret Manager's rule for a secret id. */
 const SECRET_ID = /^[A-Za-z0-9_-]{1,255}$/;
@@ -70,19 +70,6 @@ export function crc32c(bytes: Uint8Array): number {
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
-function jsonKeys(text: string): Record<string, string> | undefined {
-  if (!text.trimStart().startsWith("{")) return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  const entries = isMapping(parsed) ? Object.entries(parsed) : [];
-  if (entries.length === 0) return undefined;
-  return Object.fromEntries(entries.map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
-}
-
 /** The payload of an `:access` reply as a value; `what` names the secret for errors. */
 export function payloadValue(reply: Record<string, unknown>, what: string): SecretValue {
   const payload = reply.payload as { data?: unknown; dataCrc32c?: unknown } | undefined;
@@ -105,5 +92,5 @@ export function payloadValue(reply: Record<string, unknown>, what: string): Secr
     return { data: { value: copy }, encoding: "utf8" };
   }
   bytes.fill(0);
-  return { data: jsonKeys(text) ?? { value: text }, encoding: "utf8" };
+  return { data: jsonObjectKeys(text) ?? { value: text }, encoding: "utf8" };
 }

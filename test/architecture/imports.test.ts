@@ -51,7 +51,7 @@ export function roomOf(path: string): string {
   if (path === "package.json") return "base";
   if (path === "src/errors.ts" || path === "src/version.ts" || path.startsWith("src/log/") || path.startsWith("src/util/")) return "base";
   if (path === "src/rpc/protocol.ts") return "rpc-protocol";
-  if (path === "providers/types.ts" || path === "providers/errors.ts" || path === "providers/block-check.ts" || path === "providers/config-values.ts" || path === "providers/value-fingerprint.ts" || path === "providers/json-bytes.ts" || path === "providers/http-retry.ts" || path === "providers/bounded-read.ts") return "provider-contract";
+  if (path === "providers/types.ts" || path === "providers/errors.ts" || path === "providers/block-check.ts" || path === "providers/config-values.ts" || path === "providers/value-fingerprint.ts" || path === "providers/json-bytes.ts" || path === "providers/http-retry.ts" || path === "providers/bounded-read.ts" || path === "providers/json-keys.ts") return "provider-contract";
   if (path === "providers/host.ts") return "provider-host";
   if (path === "providers/registry.ts") return "provider-registry";
   if (/^providers\/[^/]+\/descriptor\.ts$/.test(path)) return "provider-descriptor";
