@@ -40,6 +40,14 @@ export const EXEC_PROBE_CMD = ["tar", "--help"];
 const EXIT_TARGET_ELSEWHERE = 3;
 const EXIT_NOT_RESTORABLE = 4;
 
+/** Enters the target $1, refused when a symbolic link leads elsewhere (shell fragment). */
+const ENTER_TARGET = `cd -P -- "$1"
+if [ "$(pwd -P)" != "$1" ]; then
+  echo "the target path leads elsewhere through a symbolic link; refusing to write off the tmpfs" >&2
+  exit ${EXIT_TARGET_ELSEWHERE}
+fi
+`;
+
 /** Removes every `..dso_*` entry but $version (shell fragment). */
 const DROP_OTHER_VERSIONS = `set --
 for entry in ..dso_*; do
@@ -57,12 +65,7 @@ if [ "$#" -gt 0 ]; then rm -f -- "$@"; fi
 `;
 
 export const SWITCH_SCRIPT = `set -eu
-cd -P -- "$1"
-if [ "$(pwd -P)" != "$1" ]; then
-  echo "the target path leads elsewhere through a symbolic link; refusing to write off the tmpfs" >&2
-  exit ${EXIT_TARGET_ELSEWHERE}
-fi
-version=$2
+${ENTER_TARGET}version=$2
 stage=$3
 keep=
 if [ "$4" = keep ]; then
@@ -93,12 +96,7 @@ ${DROP_DANGLING_LINKS}if [ -n "$keep" ]; then echo "kept $keep"; fi
  * failed one) and name links left dangling.
  */
 export const RESTORE_SCRIPT = `set -eu
-cd -P -- "$1"
-if [ "$(pwd -P)" != "$1" ]; then
-  echo "the target path leads elsewhere through a symbolic link; refusing to write off the tmpfs" >&2
-  exit ${EXIT_TARGET_ELSEWHERE}
-fi
-version=$2
+${ENTER_TARGET}version=$2
 if [ ! -d "$version" ] || [ -L "$version" ]; then
   echo "the kept previous version is gone or is no longer a directory; it cannot be restored" >&2
   exit ${EXIT_NOT_RESTORABLE}
