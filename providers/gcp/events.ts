@@ -90,6 +90,8 @@ export interface PubSubOptions {
   tokens: TokenSource;
   /** `provider <name> (gcp)`, for messages. */
   who: string;
+  /** Default MAX_PULL_REPLY_BYTES (a test makes it small). */
+  maxPullReplyBytes?: number;
 }
 
 /** A wait of ours ran out (not the caller's signal): an empty pull, not an error. */
@@ -97,6 +99,7 @@ class WaitOver extends Error {}
 
 export function createPubSubEvents(options: PubSubOptions): EventQueue {
   const { endpoint, subscription, tokens, who } = options;
+  const maxPullReply = options.maxPullReplyBytes ?? MAX_PULL_REPLY_BYTES;
   const where = `${who} change-event subscription ${subscription}`;
   let singlePulls = 0;
 
@@ -129,7 +132,7 @@ export function createPubSubEvents(options: PubSubOptions): EventQueue {
           continue; // revoked or expired early: a new token, once
         }
         // An error's body only gives its status word: past 64 KiB it is not read.
-        const reply = response.status === 200 ? await readBoundedText(response, MAX_PULL_REPLY_BYTES) : await readBoundedText(response, MAX_EVENT_BYTES).catch(() => "");
+        const reply = response.status === 200 ? await readBoundedText(response, maxPullReply) : await readBoundedText(response, MAX_EVENT_BYTES).catch(() => "");
         let parsed: unknown;
         try {
           parsed = reply ? JSON.parse(reply) : {};
@@ -168,7 +171,7 @@ export function createPubSubEvents(options: PubSubOptions): EventQueue {
       if (error instanceof ReplyTooLarge) {
         // Those messages come back after their ack deadline; then one at a time.
         singlePulls = ONE_AT_A_TIME_PULLS;
-        throw new ProviderError("PROVIDER_UNAVAILABLE", `${where}: a pull reply was over ${MAX_PULL_REPLY_BYTES} bytes (messages larger than Secret Manager sends); reading one message at a time`);
+        throw new ProviderError("PROVIDER_UNAVAILABLE", `${where}: a pull reply was over ${maxPullReply} bytes (messages larger than Secret Manager sends); reading one message at a time`);
       }
       throw error;
     }
