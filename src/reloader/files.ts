@@ -142,6 +142,14 @@ export function buildDeliveries(selection: Selection, fetched: Map<string, Fetch
 }
 
 /**
+ * Outputs rendered in a window, per owner value: a wave hands every container the same value
+ * objects, so an output over the same source values is rendered once per wave and its buffer
+ * shared (1,000 containers, one render), not once per container. A per-container source (a leased
+ * credential) is another value object, so another render. Gone with the value (WeakMap).
+ */
+const rendered = new WeakMap<SecretBytes, Map<OutputSpec, { sources: Array<SecretBytes | undefined>; bytes: Uint8Array }>>();
+
+/**
  * A secret's templates and formats rendered over the values of this delivery (templates/outputs.ts):
  * every output or none (the first error, naming file:line and key). Each rendered buffer is tied to
  * the owner's value, so the window that wipes the values wipes the outputs too.
@@ -149,10 +157,19 @@ export function buildDeliveries(selection: Selection, fetched: Map<string, Fetch
 function renderSpecOutputs(spec: SecretSpec, fetched: Map<string, FetchedSecret>, secret: FetchedSecret): Array<[OutputSpec, Uint8Array]> | string {
   const values = new Map([...fetched].map(([name, f]) => [name, f.value] as const));
   const out: Array<[OutputSpec, Uint8Array]> = [];
+  const done = rendered.get(secret.value) ?? new Map<OutputSpec, { sources: Array<SecretBytes | undefined>; bytes: Uint8Array }>();
+  rendered.set(secret.value, done);
   for (const output of spec.outputs ?? []) {
+    const sources = output.sources.map((name) => values.get(name));
+    const earlier = done.get(output);
+    if (earlier && earlier.sources.length === sources.length && earlier.sources.every((v, i) => v === sources[i])) {
+      out.push([output, earlier.bytes]);
+      continue;
+    }
     try {
       const bytes = renderOutput(output, values);
       attachDerivedBytes(secret.value, bytes);
+      done.set(output, { sources, bytes });
       out.push([output, bytes]);
     } catch (error) {
       if (error instanceof TemplateError) return `secret "${spec.name}": ${error.message}`;

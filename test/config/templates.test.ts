@@ -85,6 +85,22 @@ describe("templates in dso.yaml", () => {
     expect(dsn.every((b) => b === 0)).toBe(true);
   });
 
+  test("one wave renders an output once for all its containers; another source value renders anew", () => {
+    const { config } = parseConfig(DSN, "dso.yaml", {});
+    const db = config.secrets.find((s) => s.name === "db")!;
+    const api = config.secrets.find((s) => s.name === "api")!;
+    const values = fetched({ db: { user: "app", password: "p@ss", host: "db" }, api: { token: "t1" } });
+    const dsnOf = (built: ReturnType<typeof buildDeliveries>) => built.groups[0]!.files.find((f) => f.name === "dsn")!.content;
+    // Two containers of one wave: the same value objects (the wave's window), one buffer.
+    const first = dsnOf(buildDeliveries(selection([db, api]), values));
+    const second = dsnOf(buildDeliveries(selection([db, api]), new Map(values)));
+    expect(second).toBe(first);
+    // Another window (new value objects, same bytes): rendered again, its own buffer.
+    const other = dsnOf(buildDeliveries(selection([db, api]), fetched({ db: { user: "app", password: "p@ss", host: "db" }, api: { token: "t1" } })));
+    expect(other).not.toBe(first);
+    expect(dec.decode(other)).toBe(dec.decode(first));
+  });
+
   test("a missing key is an error naming file:line and the key, and no file is built", () => {
     const { config } = parseConfig(DSN, "dso.yaml", {});
     const db = config.secrets.find((s) => s.name === "db")!;
