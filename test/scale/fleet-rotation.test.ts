@@ -1,5 +1,5 @@
 /**
- * Scale: 100 labelled containers share one secret (DSO_SCALE_FLEET=N for another count); it
+ * Scale: 50 labelled containers share one secret (DSO_SCALE_FLEET=N for another count); it
  * changes once at the provider. Every
  * container must get the new value; the wave must fetch the value once (one provider call per
  * wave, never one per container). Printed: p50/p95/max from the change to the new content seen
@@ -17,7 +17,7 @@ import { ensureDocker } from "../support/docker-daemon.ts";
 import { removeFleet, startFleet, waitForValue, type FleetMember } from "../support/fleet.ts";
 import { ensureTestImages } from "../support/test-images.ts";
 
-const FLEET = Number(process.env.DSO_SCALE_FLEET ?? 100);
+const FLEET = Number(process.env.DSO_SCALE_FLEET ?? 50);
 const LABELS = { "dso.reloader": "true", "dso.secrets": "shared", "dso.update.strategy": "none" };
 
 let docker: Dockerode;
