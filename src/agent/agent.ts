@@ -187,9 +187,7 @@ export class Agent {
   /** Every detected change goes this one way, whatever noticed it (`dso_change_detected_total{cause}`). */
   private secretsChanged(names: string[], cause: ChangeCause): void {
     if (names.length === 0) return;
-    // A DSO volume whose files were rewritten names all its secrets, changed or not (the change
-    // itself was counted by whatever found it): a notice to look again, not a detected change.
-    if (cause !== "mount") this.observer.changeDetected(cause, names.length);
+    this.observer.changeDetected(cause, names.length);
     this.changes.publish({ names, cause });
   }
 
@@ -226,9 +224,12 @@ export class Agent {
         if (call.route === "Mount") this.observer.volumeMounted({ volume: call.volume, mountId: call.mountId, secrets, seconds: call.seconds, ...(error ? { error } : {}) });
         else this.observer.volumeUnmounted({ volume: call.volume, mountId: call.mountId, ...(error ? { error } : {}) });
       },
+      // Not a detected change (whatever found it was counted and published it): the volume's users
+      // are looked at again, a wave only (no Swarm service uses a DSO volume; before the Docker
+      // side connects, its first pass looks at every container anyway).
       onFilesChanged: (volume) => {
         const opts = this.volumes.optionsOf(volume);
-        this.secretsChanged(opts ? secretNamesOf(opts) : [], "mount");
+        if (opts) this.side?.reconciler.waves.secretsChanged(secretNamesOf(opts), "mount");
       },
     });
   }
@@ -258,10 +259,8 @@ export class Agent {
     // The target kinds: containers and DSO volumes through the wave scheduler, Swarm services through their rotator.
     this.changes.subscribe((change) => side.reconciler.waves.secretsChanged([...change.names], change.cause));
     const swarm = side.swarm;
-    // A DSO volume is never a Swarm service's: its notices (cause mount) are not the rotator's.
     if (swarm) {
       this.changes.subscribe((change) => {
-        if (change.cause === "mount") return;
         swarm.reconcile(new Set(change.names)).catch((error: unknown) => this.log.warn("swarm pass failed", { error: describeError(error) }));
       });
     }

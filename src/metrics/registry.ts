@@ -20,7 +20,7 @@ export type ProviderOperation = (typeof PROVIDER_OPERATIONS)[number];
 export const NOTIFICATION_OUTCOMES = ["sent", "failed", "dropped"] as const;
 export type NotificationOutcome = (typeof NOTIFICATION_OUTCOMES)[number];
 
-export const CHANGE_CAUSES = ["poll", "webhook", "event", "fetch", "lease", "mount"] as const;
+export const CHANGE_CAUSES = ["poll", "webhook", "event", "fetch", "lease"] as const;
 export const CHANGE_EVENT_OUTCOMES = ["checked", "undeclared", "malformed", "too_large", "not_a_secret_change", "queue_error"] as const;
 
 /** Where a latency lands: from a few ms (a tar into a volume) to minutes (a rolling replacement). */

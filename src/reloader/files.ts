@@ -155,17 +155,18 @@ const rendered = new WeakMap<SecretBytes, Map<OutputSpec, { sources: Array<Secre
  * the owner's value, so the window that wipes the values wipes the outputs too.
  */
 function renderSpecOutputs(spec: SecretSpec, fetched: Map<string, FetchedSecret>, secret: FetchedSecret): Array<[OutputSpec, Uint8Array]> | string {
-  const values = new Map([...fetched].map(([name, f]) => [name, f.value] as const));
   const out: Array<[OutputSpec, Uint8Array]> = [];
   const done = rendered.get(secret.value) ?? new Map<OutputSpec, { sources: Array<SecretBytes | undefined>; bytes: Uint8Array }>();
   rendered.set(secret.value, done);
+  let values: Map<string, SecretBytes> | undefined;
   for (const output of spec.outputs ?? []) {
-    const sources = output.sources.map((name) => values.get(name));
+    const sources = output.sources.map((name) => fetched.get(name)?.value);
     const earlier = done.get(output);
-    if (earlier && earlier.sources.length === sources.length && earlier.sources.every((v, i) => v === sources[i])) {
+    if (earlier?.sources.every((value, i) => value === sources[i])) {
       out.push([output, earlier.bytes]);
       continue;
     }
+    values ??= new Map([...fetched].map(([name, f]) => [name, f.value] as const));
     try {
       const bytes = renderOutput(output, values);
       attachDerivedBytes(secret.value, bytes);

@@ -122,7 +122,7 @@ export class FetchChild {
   /** Join the running child, unless this call has a session and that child has another or none (it must not issue on it). */
   private join(session: Record<string, string> | undefined): Serving {
     const serving = this.serving;
-    if (serving?.connection.open && (session === undefined ? true : serving.session !== undefined && sameSession(serving.session, session))) return serving;
+    if (serving?.connection.open && (session === undefined || (serving.session !== undefined && sameSession(serving.session, session)))) return serving;
     // A spare exists only without a lender, so it never lacks a session a call has.
     const spare = this.spare;
     this.spare = undefined;

@@ -1,8 +1,7 @@
 /**
  * The one way a detected change reaches delivery. Every detector publishes a typed change with
  * its real cause — a poll, the webhook, a change event, a fetch that saw a new fingerprint (a
- * start, a Mount, `dso rotate`), a lease that must be replaced, a DSO volume whose files changed —
- * and every target kind subscribes (labelled containers' and DSO volumes' wave scheduler, Swarm
+ * start, a Mount, `dso rotate`), a lease that must be replaced — and every target kind subscribes (labelled containers' and DSO volumes' wave scheduler, Swarm
  * services). The agent builds it before the Docker side: changes published before it opens (dockerd
  * not answering yet, target kinds not subscribed) are kept, merged per cause, and handed to every
  * subscriber when the Docker side has subscribed them all and opens it, so none is lost to the
@@ -10,7 +9,7 @@
  */
 
 /** What noticed the change; also the `trigger` of the deliveries it causes (docs/audit.md). */
-export type ChangeCause = "poll" | "webhook" | "event" | "fetch" | "lease" | "mount";
+export type ChangeCause = "poll" | "webhook" | "event" | "fetch" | "lease";
 
 export interface SecretChange {
   /** Secret names, never values. */
